@@ -1,0 +1,389 @@
+//! `chatbench chat`: 1:1 chat load against chatd.
+//!
+//! Users `{prefix}0 … {prefix}{P-1}` send, `{prefix}{P} … {prefix}{2P-1}` receive (P = users/2);
+//! sender i sends to receiver i. Each sender publishes `{"cid","to","type":"text","text"}` to
+//! `chat/{me}/send` and keeps at most `inflight` messages without an ack on `user/{me}/ack`.
+//! The text starts with the send time (see [`crate::stamp`]); receivers read it from
+//! `user/{me}/inbox` to measure send→delivery latency. The cid is
+//! `{run:08x}-{seq}-{sent_ns}`, so the ack alone gives send→ack latency.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+use rumqttc::Packet;
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::admin::{read_chatd_files, Admin, ChatdFiles};
+use crate::cli::ChatArgs;
+use crate::clock::now_ns;
+use crate::control::{self, join_all, stop_signal, wait_for_end, Progress};
+use crate::mqtt::{self, ClientSpec, Endpoint};
+use crate::pace::Pacer;
+use crate::publisher::Publisher;
+use crate::report::{per_second, Load, Report};
+use crate::stamp::{self, Encoder, Stamp};
+use crate::stats::{Arrival, DeliveryTally, Latency};
+
+/// An ack on `user/{me}/ack`.
+#[derive(Deserialize)]
+struct AckMsg {
+    cid: Option<String>,
+    status: Option<String>,
+    error: Option<ErrorBody>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    code: Option<String>,
+}
+
+/// A message on `user/{me}/inbox`.
+#[derive(Deserialize)]
+struct InboxMsg {
+    from: Option<String>,
+    text: Option<String>,
+}
+
+/// Per-message ack state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AckState {
+    None,
+    Sent,
+    Failed,
+}
+
+/// What one sender's event loop saw on its ack topic.
+struct AckTally {
+    run: u32,
+    state: Vec<AckState>,
+    latency: Latency,
+    acked: u64,
+    errors: u64,
+    by_code: BTreeMap<String, u64>,
+    /// Acks that match no message of this run, repeated acks, unparsable payloads.
+    other: u64,
+    last_ns: u64,
+}
+
+impl AckTally {
+    fn new(run: u32, messages: u64) -> Self {
+        AckTally {
+            run,
+            state: vec![AckState::None; messages as usize],
+            latency: Latency::new(),
+            acked: 0,
+            errors: 0,
+            by_code: BTreeMap::new(),
+            other: 0,
+            last_ns: 0,
+        }
+    }
+
+    /// Parses `{run:08x}-{seq}-{sent_ns}`.
+    fn parse_cid(cid: &str) -> Option<(u32, u64, u64)> {
+        let mut parts = cid.split('-');
+        let run = u32::from_str_radix(parts.next()?, 16).ok()?;
+        let seq = parts.next()?.parse().ok()?;
+        let sent = parts.next()?.parse().ok()?;
+        parts.next().is_none().then_some((run, seq, sent))
+    }
+
+    /// Records one ack payload; returns the new state if it settled one of our messages.
+    fn record(&mut self, payload: &[u8], now_ns: u64) -> Option<AckState> {
+        let Ok(ack) = serde_json::from_slice::<AckMsg>(payload) else {
+            self.other += 1;
+            return None;
+        };
+        let parsed = ack.cid.as_deref().and_then(Self::parse_cid);
+        let Some((run, seq, sent_ns)) = parsed.filter(|(run, _, _)| *run == self.run) else {
+            self.other += 1;
+            return None;
+        };
+        let Some(slot) = self.state.get_mut(seq as usize) else {
+            self.other += 1;
+            return None;
+        };
+        if *slot != AckState::None {
+            self.other += 1;
+            return None;
+        }
+        debug_assert_eq!(run, self.run);
+        let new = if let Some(err) = ack.error {
+            self.errors += 1;
+            let code = err.code.unwrap_or_else(|| "unknown".into());
+            *self.by_code.entry(code).or_default() += 1;
+            AckState::Failed
+        } else if ack.status.as_deref() == Some("sent") {
+            self.acked += 1;
+            self.latency.record_ns(now_ns.saturating_sub(sent_ns));
+            self.last_ns = now_ns;
+            AckState::Sent
+        } else {
+            self.other += 1;
+            return None;
+        };
+        *slot = new;
+        Some(new)
+    }
+}
+
+/// Fills in addresses and token from the command line, then from `--chatd-data`, then defaults.
+fn resolve(args: &ChatArgs) -> Result<(Endpoint, String, String)> {
+    let files = match &args.chatd_data {
+        Some(dir) => read_chatd_files(dir)?,
+        None => ChatdFiles::default(),
+    };
+    let mqtt = args
+        .mqtt
+        .clone()
+        .or(files.mqtt)
+        .unwrap_or_else(|| "127.0.0.1:1883".into());
+    let http = args
+        .http
+        .clone()
+        .or(files.http)
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    let token = args
+        .admin_token
+        .clone()
+        .or(files.token)
+        .ok_or_else(|| anyhow!("an admin token is needed: --admin-token or --chatd-data"))?;
+    Ok((Endpoint::parse(&mqtt)?, http, token))
+}
+
+/// Runs the chat benchmark; `deadline` is the hard stop.
+pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
+    let load = &args.load;
+    let (endpoint, http, token) = resolve(args)?;
+    let pairs = (args.users / 2) as usize;
+    if pairs == 0 {
+        bail!("--users must be at least 2");
+    }
+    let inflight = load.inflight as usize;
+    let payload = (load.payload as usize).max(stamp::HEADER_LEN);
+    let senders: Vec<String> = (0..pairs).map(|i| format!("{}{i}", args.prefix)).collect();
+    let receivers: Vec<String> = (pairs..2 * pairs)
+        .map(|i| format!("{}{i}", args.prefix))
+        .collect();
+    let run = control::run_id();
+    let spec = |user: &String, topic: &str| ClientSpec {
+        endpoint: endpoint.clone(),
+        client_id: format!("{user}:bench"),
+        credentials: Some((user.clone(), args.password.clone())),
+        subscribe: vec![format!("user/{user}/{topic}")],
+        inflight,
+        max_payload: payload + 1024,
+    };
+
+    let setup = async {
+        let admin = Admin::new(&http, &token)?;
+        let all: Vec<String> = senders.iter().chain(&receivers).cloned().collect();
+        eprintln!("creating {} users via http://{http}/admin/users", all.len());
+        let (created, existing) = admin.ensure_users(&all, &args.password).await?;
+        eprintln!("  {created} created, {existing} already existed");
+        eprintln!("connecting {} clients to {endpoint}", all.len());
+        let rx = mqtt::connect_all(receivers.iter().map(|u| spec(u, "inbox")).collect()).await?;
+        let tx = mqtt::connect_all(senders.iter().map(|u| spec(u, "ack")).collect()).await?;
+        anyhow::Ok((rx, tx))
+    };
+    let (rx_conns, tx_conns) = tokio::time::timeout_at(deadline, setup)
+        .await
+        .map_err(|_| anyhow!("duration limit reached during setup"))??;
+
+    let progress = Arc::new(Progress::default());
+    let (stop_tx, stop_rx) = stop_signal();
+    eprintln!("running: {pairs} senders x {} messages", load.messages);
+    let start_ns = now_ns();
+    let start = Instant::now();
+
+    let mut rx_tasks = Vec::new();
+    for (i, conn) in rx_conns.into_iter().enumerate() {
+        let (stop, progress) = (stop_rx.clone(), progress.clone());
+        let (me, peer) = (receivers[i].clone(), senders[i].clone());
+        let messages = load.messages;
+        rx_tasks.push(tokio::spawn(async move {
+            let mut tally = DeliveryTally::new(run, messages);
+            let broke = mqtt::drive(conn, stop, |packet| {
+                let Packet::Publish(p) = packet else { return };
+                let now = now_ns();
+                let st = serde_json::from_slice::<InboxMsg>(&p.payload)
+                    .ok()
+                    .filter(|m| m.from.as_deref() == Some(peer.as_str()))
+                    .and_then(|m| m.text)
+                    .and_then(|t| stamp::decode(t.as_bytes()));
+                if tally.record(st, now) == Arrival::New {
+                    Progress::bump(&progress.delivered);
+                }
+            })
+            .await;
+            if let Some(e) = broke {
+                eprintln!("receiver {me}: connection error: {e}");
+                progress.connection_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            tally
+        }));
+    }
+
+    let encoder = Arc::new(Encoder::new(payload));
+    let mut ack_tasks = Vec::new();
+    let mut tx_tasks = Vec::new();
+    for (i, conn) in tx_conns.into_iter().enumerate() {
+        let (me, peer) = (senders[i].clone(), receivers[i].clone());
+        let window = Arc::new(Semaphore::new(inflight));
+        let publisher = Publisher {
+            client: conn.client.clone(),
+            topic: format!("chat/{me}/send"),
+            window: window.clone(),
+            pacer: Pacer::new(load.rate, pairs, i, start),
+            messages: load.messages,
+        };
+        let (stop, progress2) = (stop_rx.clone(), progress.clone());
+        let messages = load.messages;
+        let me2 = me.clone();
+        ack_tasks.push(tokio::spawn(async move {
+            let mut tally = AckTally::new(run, messages);
+            let broke = mqtt::drive(conn, stop, |packet| {
+                let Packet::Publish(p) = packet else { return };
+                match tally.record(&p.payload, now_ns()) {
+                    Some(AckState::Sent) => {
+                        Progress::bump(&progress2.confirmed);
+                        window.add_permits(1);
+                    }
+                    Some(AckState::Failed) => {
+                        Progress::bump(&progress2.failed);
+                        window.add_permits(1);
+                    }
+                    _ => {}
+                }
+            })
+            .await;
+            if let Some(e) = broke {
+                eprintln!("sender {me2}: connection error: {e}");
+                progress2.connection_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            window.close();
+            tally
+        }));
+        let (stop, progress3, encoder) = (stop_rx.clone(), progress.clone(), encoder.clone());
+        tx_tasks.push(tokio::spawn(async move {
+            publisher
+                .run(stop, progress3, |seq, sent_ns| {
+                    let text = encoder.encode(Stamp { sent_ns, run, seq });
+                    format!(
+                        r#"{{"cid":"{run:08x}-{seq}-{sent_ns}","to":"{peer}","type":"text","text":"{text}"}}"#
+                    )
+                    .into_bytes()
+                })
+                .await
+        }));
+    }
+
+    let end = wait_for_end(&progress, pairs, Duration::from_secs(load.grace), deadline).await;
+    let end_ns = now_ns();
+    let _ = stop_tx.send(true);
+    let limit = Duration::from_secs(5);
+    let sent = join_all(tx_tasks, limit).await;
+    let acks = join_all(ack_tasks, limit).await;
+    let deliveries = join_all(rx_tasks, limit).await;
+
+    let mut latency = Latency::new();
+    let mut ack_latency = Latency::new();
+    let mut by_code: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut acked, mut errors, mut last_ack) = (0u64, 0u64, 0u64);
+    let (mut delivered, mut duplicates, mut stale, mut missing, mut last_delivery) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut other_acks = 0u64;
+    let mut foreign = 0u64;
+    for i in 0..pairs {
+        let ack = acks[i].as_ref();
+        let rx = deliveries[i].as_ref();
+        if let Some(t) = ack {
+            acked += t.acked;
+            errors += t.errors;
+            other_acks += t.other;
+            last_ack = last_ack.max(t.last_ns);
+            ack_latency.merge(&t.latency);
+            for (code, n) in &t.by_code {
+                *by_code.entry(code.clone()).or_default() += n;
+            }
+        }
+        if let Some(t) = rx {
+            delivered += t.delivered;
+            duplicates += t.duplicates;
+            stale += t.stale;
+            foreign += t.foreign;
+            last_delivery = last_delivery.max(t.last_ns);
+            latency.merge(&t.latency);
+        }
+        if let Some(a) = ack {
+            missing += a
+                .state
+                .iter()
+                .enumerate()
+                .filter(|(seq, s)| **s == AckState::Sent && !rx.is_some_and(|r| r.seen[*seq]))
+                .count() as u64;
+        }
+    }
+    if other_acks > 0 {
+        eprintln!("note: {other_acks} ack payloads matched no message of this run");
+    }
+    if foreign > 0 {
+        eprintln!("note: {foreign} inbox messages were not benchmark messages from the peer");
+    }
+    let sent: u64 = sent.iter().flatten().sum();
+    Ok(Report {
+        mode: "chat",
+        load: Load {
+            mqtt: endpoint.to_string(),
+            http: Some(http),
+            senders: pairs,
+            receivers: pairs,
+            messages_per_sender: load.messages,
+            rate: load.rate,
+            payload_bytes: payload,
+            inflight,
+        },
+        elapsed_s: end_ns.saturating_sub(start_ns) as f64 / 1e9,
+        end: end.as_str(),
+        sent,
+        acked: Some(acked),
+        acked_per_s: Some(per_second(acked, last_ack.saturating_sub(start_ns))),
+        errors: Some(errors),
+        errors_by_code: Some(by_code),
+        published: None,
+        published_per_s: None,
+        unconfirmed: sent.saturating_sub(acked + errors),
+        delivered,
+        delivered_per_s: per_second(delivered, last_delivery.saturating_sub(start_ns)),
+        missing,
+        duplicates,
+        stale,
+        connection_errors: progress.connection_errors.load(Ordering::Relaxed),
+        latency_ms: latency.summary(),
+        ack_latency_ms: Some(ack_latency.summary()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_tally_settles_once() {
+        let mut t = AckTally::new(0xab, 3);
+        let ok = br#"{"cid":"000000ab-1-1000000","id":"x","ts":1,"status":"sent"}"#;
+        assert_eq!(t.record(ok, 3_000_000), Some(AckState::Sent));
+        assert_eq!(t.record(ok, 3_000_000), None);
+        let err = br#"{"cid":"000000ab-2-1000000","error":{"code":"too_large","message":"m"}}"#;
+        assert_eq!(t.record(err, 3_000_000), Some(AckState::Failed));
+        let old = br#"{"cid":"000000ac-0-1000000","status":"sent"}"#;
+        assert_eq!(t.record(old, 3_000_000), None);
+        assert_eq!((t.acked, t.errors, t.other), (1, 1, 2));
+        assert_eq!(t.by_code.get("too_large"), Some(&1));
+    }
+}

@@ -1,0 +1,102 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Load generator for chatd (chat mode) and for any MQTT broker (raw mode).
+///
+/// All clients connect first (MQTT 3.1.1, keep-alive 30 s), then the clock starts. The run ends
+/// when every message is confirmed and delivered, when confirmations/deliveries stop for the grace
+/// period, or at the duration limit, whichever comes first.
+#[derive(Debug, Parser)]
+#[command(name = "chatbench", version)]
+pub struct Cli {
+    /// What to load.
+    #[command(subcommand)]
+    pub mode: Mode,
+}
+
+/// The two kinds of load.
+#[derive(Debug, Subcommand)]
+pub enum Mode {
+    /// Chat load against chatd: N/2 senders send 1:1 text messages to N/2 receivers.
+    ///
+    /// Creates the users through the admin API, connects every user as `{user}:bench`, receivers
+    /// subscribe to `user/{me}/inbox`, senders to `user/{me}/ack` and publish to `chat/{me}/send`.
+    /// Measures acked and delivered msgs/s, send→delivery and send→ack latency, error acks and
+    /// messages not delivered.
+    Chat(ChatArgs),
+    /// Plain MQTT QoS 1 publish/subscribe against any broker: publisher i → topic bench/{i} →
+    /// subscriber i.
+    Raw(RawArgs),
+}
+
+/// Options of `chatbench chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// chatd MQTT listener, host:port [default: 127.0.0.1:1883, or from --chatd-data]
+    #[arg(long)]
+    pub mqtt: Option<String>,
+    /// chatd HTTP listener (admin API), host:port [default: 127.0.0.1:8080, or from --chatd-data]
+    #[arg(long)]
+    pub http: Option<String>,
+    /// Admin bearer token [default: from --chatd-data]
+    #[arg(long, env = "CHATBENCH_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// chatd storage.path: read listen.json and admin.token from there for missing options
+    #[arg(long, value_name = "DIR")]
+    pub chatd_data: Option<PathBuf>,
+    /// Users in total (even; half send, half receive)
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(2..=100_000))]
+    pub users: u32,
+    /// User ids are {prefix}0, {prefix}1, …
+    #[arg(long, default_value = "bench")]
+    pub prefix: String,
+    /// Password of the benchmark users (set when they are created; existing users keep theirs)
+    #[arg(long, default_value = "chatbench-pw")]
+    pub password: String,
+    /// Load parameters.
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+/// Options of `chatbench raw`.
+#[derive(Debug, Args)]
+pub struct RawArgs {
+    /// Broker address, host:port
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    pub mqtt: String,
+    /// Publisher/subscriber pairs
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=50_000))]
+    pub pairs: u32,
+    /// Load parameters.
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+/// Options common to both modes.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// Messages per sender
+    #[arg(long, default_value_t = 1000)]
+    pub messages: u64,
+    /// Total target rate over all senders, msgs/s (0 = as fast as the in-flight window allows)
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Message text (chat) / payload (raw) size in bytes (at least 41 are sent)
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(0..=16_000_000))]
+    pub payload: u32,
+    /// Un-acknowledged messages allowed per sender
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub inflight: u16,
+    /// Hard stop after this many seconds (whole run, setup included)
+    #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub duration_limit: u64,
+    /// Seconds to wait for outstanding acks/deliveries once nothing progresses
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub grace: u64,
+    /// Print the table on stderr and one JSON object line with all figures on stdout
+    #[arg(long)]
+    pub json: bool,
+}

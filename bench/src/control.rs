@@ -1,0 +1,149 @@
+//! Run control shared by all tasks: live counters, the stop signal and the end-of-run logic.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Live counters updated by the client tasks and read by the controller.
+#[derive(Default)]
+pub struct Progress {
+    /// Messages handed to the MQTT clients.
+    pub published: AtomicU64,
+    /// Messages confirmed: chat acks with status `sent`, or raw PUBACKs.
+    pub confirmed: AtomicU64,
+    /// Messages refused (chat acks with `error`).
+    pub failed: AtomicU64,
+    /// Distinct messages of this run delivered to receivers.
+    pub delivered: AtomicU64,
+    /// Sender tasks that have stopped publishing.
+    pub senders_done: AtomicUsize,
+    /// Clients whose connection broke during the run.
+    pub connection_errors: AtomicUsize,
+}
+
+impl Progress {
+    fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// Adds one to `counter`.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Creates the stop signal: the sender half is kept by the controller, receivers go to tasks.
+pub fn stop_signal() -> (watch::Sender<bool>, watch::Receiver<bool>) {
+    watch::channel(false)
+}
+
+/// Resolves once the stop signal is raised (or its sender is gone).
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Why the measured run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// Everything sent was confirmed and delivered.
+    Complete,
+    /// The grace period ran out (confirmations or deliveries stopped coming).
+    GraceExpired,
+    /// The hard duration limit was reached.
+    DurationLimit,
+}
+
+impl EndReason {
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Complete => "complete",
+            EndReason::GraceExpired => "grace_expired",
+            EndReason::DurationLimit => "duration_limit",
+        }
+    }
+}
+
+/// Waits until the run is over: all senders are done and every published message is confirmed
+/// or refused (phase 1), then every confirmed message is delivered (phase 2). Phase 1 gives up
+/// when no confirmation arrives for `grace`, phase 2 after `grace`. `deadline` cuts either short.
+pub async fn wait_for_end(
+    progress: &Progress,
+    senders: usize,
+    grace: Duration,
+    deadline: Instant,
+) -> EndReason {
+    let tick = Duration::from_millis(20);
+    // Phase 1: publishing and confirmations.
+    let mut last_settled = 0;
+    let mut last_change = Instant::now();
+    let all_settled = loop {
+        if Instant::now() >= deadline {
+            return EndReason::DurationLimit;
+        }
+        let settled = Progress::get(&progress.confirmed) + Progress::get(&progress.failed);
+        if settled != last_settled {
+            last_settled = settled;
+            last_change = Instant::now();
+        }
+        let done = progress.senders_done.load(Ordering::Relaxed) >= senders;
+        if done && settled >= Progress::get(&progress.published) {
+            break true;
+        }
+        if done && last_change.elapsed() >= grace {
+            break false;
+        }
+        tokio::time::sleep(tick).await;
+    };
+    // Phase 2: deliveries of confirmed messages.
+    let until = (Instant::now() + grace).min(deadline);
+    loop {
+        if Progress::get(&progress.delivered) >= Progress::get(&progress.confirmed) {
+            return if all_settled {
+                EndReason::Complete
+            } else {
+                EndReason::GraceExpired
+            };
+        }
+        let now = Instant::now();
+        if now >= until {
+            return if now >= deadline {
+                EndReason::DurationLimit
+            } else {
+                EndReason::GraceExpired
+            };
+        }
+        tokio::time::sleep(tick).await;
+    }
+}
+
+/// Waits for all tasks, at most `limit` in total; tasks still running then are aborted and
+/// yield `None`.
+pub async fn join_all<T>(
+    handles: Vec<tokio::task::JoinHandle<T>>,
+    limit: Duration,
+) -> Vec<Option<T>> {
+    let until = Instant::now() + limit;
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        let abort = handle.abort_handle();
+        match tokio::time::timeout_at(until, handle).await {
+            Ok(Ok(v)) => out.push(Some(v)),
+            Ok(Err(_)) => out.push(None),
+            Err(_) => {
+                abort.abort();
+                out.push(None);
+            }
+        }
+    }
+    out
+}
+
+/// An identifier for this run, written into every message so leftovers of other runs are
+/// recognised.
+pub fn run_id() -> u32 {
+    let ns = crate::clock::now_ns();
+    (ns ^ (ns >> 32) ^ (u64::from(std::process::id()) << 16)) as u32
+}

@@ -1,0 +1,170 @@
+//! The result of a run: a human table and a one-line JSON object.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::stats::LatencySummary;
+
+/// The load that was asked for.
+#[derive(Debug, Clone, Serialize)]
+pub struct Load {
+    /// MQTT broker address.
+    pub mqtt: String,
+    /// chatd HTTP address (chat mode only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    /// Sending clients.
+    pub senders: usize,
+    /// Receiving clients.
+    pub receivers: usize,
+    /// Messages per sender.
+    pub messages_per_sender: u64,
+    /// Target total rate in msgs/s, 0 = unlimited.
+    pub rate: u64,
+    /// Payload (message text) size in bytes.
+    pub payload_bytes: usize,
+    /// Un-acknowledged messages allowed per sender.
+    pub inflight: usize,
+}
+
+/// Everything measured in one run. Rates are counts divided by the time from the start of the
+/// clock to the last event of that kind.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `chat` or `raw`.
+    pub mode: &'static str,
+    /// The load asked for.
+    pub load: Load,
+    /// Seconds from the start of the clock to the end of the run (grace period included).
+    pub elapsed_s: f64,
+    /// How the run ended: `complete`, `grace_expired` or `duration_limit`.
+    pub end: &'static str,
+    /// Messages handed to the MQTT clients.
+    pub sent: u64,
+    /// Chat: acks with status `sent`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acked: Option<u64>,
+    /// Chat: acked messages per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acked_per_s: Option<f64>,
+    /// Chat: acks carrying an `error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<u64>,
+    /// Chat: error acks by error code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors_by_code: Option<BTreeMap<String, u64>>,
+    /// Raw: messages PUBACKed by the broker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published: Option<u64>,
+    /// Raw: PUBACKed messages per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published_per_s: Option<f64>,
+    /// Sent messages that got no ack (chat) / PUBACK (raw) before the end.
+    pub unconfirmed: u64,
+    /// Distinct messages delivered to their receiver.
+    pub delivered: u64,
+    /// Delivered messages per second.
+    pub delivered_per_s: f64,
+    /// Confirmed messages (acked / PUBACKed) that were not delivered by the end.
+    pub missing: u64,
+    /// Second and later deliveries of a message.
+    pub duplicates: u64,
+    /// Benchmark messages of earlier runs that arrived (left over in an inbox).
+    pub stale: u64,
+    /// Client connections that broke during the run.
+    pub connection_errors: usize,
+    /// Send → delivery latency, ms.
+    pub latency_ms: LatencySummary,
+    /// Chat: send → ack latency, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ack_latency_ms: Option<LatencySummary>,
+}
+
+fn rate(count: u64, per_s: f64) -> String {
+    format!("{count:>10}   {per_s:>10.1} msg/s")
+}
+
+impl Report {
+    /// Writes the human-readable table.
+    pub fn write_table(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let l = &self.load;
+        let limit = if l.rate == 0 {
+            "unlimited".to_string()
+        } else {
+            format!("{} msg/s", l.rate)
+        };
+        writeln!(
+            out,
+            "chatbench {}: {} senders -> {} receivers, {} msgs each, payload {} B, inflight {}, rate {}",
+            self.mode, l.senders, l.receivers, l.messages_per_sender, l.payload_bytes, l.inflight, limit
+        )?;
+        writeln!(out, "  mqtt {}", l.mqtt)?;
+        if let Some(http) = &l.http {
+            writeln!(out, "  http {http}")?;
+        }
+        writeln!(
+            out,
+            "  elapsed            {:>10.3} s ({})",
+            self.elapsed_s, self.end
+        )?;
+        writeln!(out, "  sent               {:>10}", self.sent)?;
+        if let (Some(n), Some(r)) = (self.acked, self.acked_per_s) {
+            writeln!(out, "  acked (sent)       {}", rate(n, r))?;
+        }
+        if let (Some(n), Some(r)) = (self.published, self.published_per_s) {
+            writeln!(out, "  published (PUBACK) {}", rate(n, r))?;
+        }
+        writeln!(
+            out,
+            "  delivered          {}",
+            rate(self.delivered, self.delivered_per_s)
+        )?;
+        if let Some(errors) = self.errors {
+            let by_code = self
+                .errors_by_code
+                .iter()
+                .flatten()
+                .map(|(code, n)| format!("{code}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            writeln!(out, "  errors             {errors:>10}   {by_code}")?;
+        }
+        writeln!(out, "  unconfirmed        {:>10}", self.unconfirmed)?;
+        writeln!(out, "  missing            {:>10}", self.missing)?;
+        writeln!(out, "  duplicates         {:>10}", self.duplicates)?;
+        if self.stale > 0 {
+            writeln!(out, "  stale (old runs)   {:>10}", self.stale)?;
+        }
+        writeln!(out, "  connection errors  {:>10}", self.connection_errors)?;
+        let lat = &self.latency_ms;
+        writeln!(
+            out,
+            "  latency send->deliver  p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  (n={})",
+            lat.p50, lat.p99, lat.p999, lat.max, lat.count
+        )?;
+        if let Some(ack) = &self.ack_latency_ms {
+            writeln!(
+                out,
+                "  latency send->ack      p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  (n={})",
+                ack.p50, ack.p99, ack.p999, ack.max, ack.count
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The report as one line of JSON.
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).expect("report serializes")
+    }
+}
+
+/// Count per second over `window_ns` nanoseconds (0 when nothing happened).
+pub fn per_second(count: u64, window_ns: u64) -> f64 {
+    if count == 0 || window_ns == 0 {
+        0.0
+    } else {
+        count as f64 * 1e9 / window_ns as f64
+    }
+}

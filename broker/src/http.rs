@@ -1,0 +1,186 @@
+//! The HTTP listener: `/healthz`, `/metrics` and the admin API for accounts.
+//!
+//! The admin API is what the `chatd user …` commands use while the server holds the store; it is
+//! refused without the admin bearer token.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, put};
+use axum::{Json, Router};
+use chatd_plugins::accounts::AccountError;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::state::Shared;
+
+/// The HTTP routes.
+pub fn routes(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/admin/users", get(list_users).post(add_user))
+        .route("/admin/users/:id", delete(remove_user))
+        .route("/admin/users/:id/password", put(set_password))
+        .with_state(shared)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let body = shared
+        .metrics
+        .render(&shared.chat.stats(), shared.hub.session_count());
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        body,
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+/// Compares the bearer token in constant time.
+fn authorized(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let expected = shared.admin_token.as_bytes();
+    let given = given.as_bytes();
+    let mut diff = (given.len() != expected.len()) as u8;
+    for (i, b) in expected.iter().enumerate() {
+        diff |= b ^ given.get(i).copied().unwrap_or(0);
+    }
+    if diff == 0 {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong admin token (Authorization: Bearer …)",
+        ))
+    }
+}
+
+fn account_error(e: AccountError) -> Response {
+    match e {
+        AccountError::Exists => error(StatusCode::CONFLICT, "user already exists"),
+        AccountError::NotFound => error(StatusCode::NOT_FOUND, "no such user"),
+        AccountError::InvalidId(_) | AccountError::InvalidPassword(_) => {
+            error(StatusCode::BAD_REQUEST, e.to_string())
+        }
+        other => error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+    }
+}
+
+/// Runs an account operation off the async threads (argon2 is deliberately slow).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AccountError> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(account_error),
+        Err(_) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, "task failed")),
+    }
+}
+
+async fn list_users(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&shared, &headers) {
+        return r;
+    }
+    let accounts = shared.accounts.clone();
+    match blocking(move || accounts.list()).await {
+        Ok(users) => Json(json!({"users": users})).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Body of `POST /admin/users`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    user: String,
+    password: String,
+}
+
+/// Body of `PUT /admin/users/{id}/password`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPassword {
+    password: String,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Response> {
+    serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
+}
+
+async fn add_user(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = authorized(&shared, &headers) {
+        return r;
+    }
+    let new: NewUser = match parse(&body) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let accounts = shared.accounts.clone();
+    let user = new.user.clone();
+    match blocking(move || accounts.add(&new.user, &new.password)).await {
+        Ok(()) => (StatusCode::CREATED, Json(json!({"user": user}))).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn set_password(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = authorized(&shared, &headers) {
+        return r;
+    }
+    let new: NewPassword = match parse(&body) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let accounts = shared.accounts.clone();
+    let user = id.clone();
+    match blocking(move || accounts.set_password(&user, &new.password)).await {
+        Ok(()) => {
+            // Sessions that logged in with the old password end now.
+            shared.hub.kick_user(&id);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+async fn remove_user(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorized(&shared, &headers) {
+        return r;
+    }
+    let accounts = shared.accounts.clone();
+    let user = id.clone();
+    match blocking(move || accounts.remove(&user)).await {
+        Ok(()) => {
+            shared.hub.kick_user(&id);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(r) => r,
+    }
+}

@@ -1,0 +1,270 @@
+//! Which sessions are connected, per user and per client id, and the delivery of per-user
+//! traffic straight to their outbound queues (without a rumqttd topic per user).
+//!
+//! Delivery never blocks the caller (the store's committer thread): each session has a bounded
+//! channel, and a session whose channel is full is marked *lagged* instead. A lagged session stops
+//! receiving queued messages from the hub and re-reads its queue from the store, so a slow device
+//! costs bounded memory and loses nothing.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chatd_plugins::outbox::{Deliver, Outgoing};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How many deliveries wait for one session before it is marked lagged.
+const SESSION_CHANNEL: usize = 256;
+
+/// Why a session was told to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// Still running.
+    None = 0,
+    /// A new connection with the same client id took over.
+    TakenOver = 1,
+    /// The account was removed or changed by an administrator.
+    Administrative = 2,
+    /// The server is shutting down.
+    Shutdown = 3,
+}
+
+/// The hub's side of one session.
+pub struct SessionEntry {
+    id: u64,
+    user: String,
+    client_id: String,
+    tx: mpsc::Sender<Outgoing>,
+    lagged: AtomicBool,
+    stop: CancellationToken,
+    reason: AtomicU8,
+}
+
+impl SessionEntry {
+    /// Cancelled when the session must end.
+    pub fn stop_token(&self) -> &CancellationToken {
+        &self.stop
+    }
+
+    /// Why the session was stopped.
+    pub fn stop_reason(&self) -> StopReason {
+        match self.reason.load(Ordering::Acquire) {
+            1 => StopReason::TakenOver,
+            2 => StopReason::Administrative,
+            3 => StopReason::Shutdown,
+            _ => StopReason::None,
+        }
+    }
+
+    /// True once since the hub last had to drop a delivery for this session.
+    pub fn take_lagged(&self) -> bool {
+        self.lagged.swap(false, Ordering::AcqRel)
+    }
+
+    fn stop_with(&self, reason: StopReason) {
+        let _ = self.reason.compare_exchange(
+            StopReason::None as u8,
+            reason as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        self.stop.cancel();
+    }
+}
+
+/// A registered session: its entry and the receiving end of its delivery channel.
+pub struct Registration {
+    /// Shared with the hub.
+    pub entry: Arc<SessionEntry>,
+    /// Deliveries for this session.
+    pub rx: mpsc::Receiver<Outgoing>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_user: HashMap<String, Vec<Arc<SessionEntry>>>,
+    by_client: HashMap<String, Arc<SessionEntry>>,
+}
+
+/// The registry of connected sessions.
+#[derive(Default)]
+pub struct Hub {
+    inner: Mutex<Inner>,
+    next_id: AtomicU64,
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new() -> Hub {
+        Hub::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the maps half-updated in a way that
+        // matters more than refusing all further service, so recover the guard.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a session; an existing session with the same client id is told to stop (takeover).
+    pub fn register(&self, user: &str, client_id: &str) -> Registration {
+        let (tx, rx) = mpsc::channel(SESSION_CHANNEL);
+        let entry = Arc::new(SessionEntry {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            user: user.to_string(),
+            client_id: client_id.to_string(),
+            tx,
+            lagged: AtomicBool::new(false),
+            stop: CancellationToken::new(),
+            reason: AtomicU8::new(StopReason::None as u8),
+        });
+        let previous = {
+            let mut inner = self.lock();
+            let previous = inner
+                .by_client
+                .insert(client_id.to_string(), entry.clone());
+            if let Some(old) = &previous {
+                remove_from_user(&mut inner, old);
+            }
+            inner
+                .by_user
+                .entry(user.to_string())
+                .or_default()
+                .push(entry.clone());
+            previous
+        };
+        if let Some(old) = previous {
+            old.stop_with(StopReason::TakenOver);
+        }
+        Registration { entry, rx }
+    }
+
+    /// Removes a session (only if it is still the registered one for its client id).
+    pub fn deregister(&self, entry: &Arc<SessionEntry>) {
+        let mut inner = self.lock();
+        if inner
+            .by_client
+            .get(&entry.client_id)
+            .is_some_and(|e| e.id == entry.id)
+        {
+            inner.by_client.remove(&entry.client_id);
+        }
+        remove_from_user(&mut inner, entry);
+    }
+
+    /// Stops every session of `user` (account removed or password changed).
+    pub fn kick_user(&self, user: &str) {
+        let sessions: Vec<_> = self.lock().by_user.get(user).cloned().unwrap_or_default();
+        for s in sessions {
+            s.stop_with(StopReason::Administrative);
+        }
+    }
+
+    /// Stops every session (server shutdown).
+    pub fn stop_all(&self) {
+        let sessions: Vec<_> = self.lock().by_client.values().cloned().collect();
+        for s in sessions {
+            s.stop_with(StopReason::Shutdown);
+        }
+    }
+
+    /// Number of registered sessions.
+    pub fn session_count(&self) -> usize {
+        self.lock().by_client.len()
+    }
+}
+
+fn remove_from_user(inner: &mut Inner, entry: &Arc<SessionEntry>) {
+    if let Some(list) = inner.by_user.get_mut(&entry.user) {
+        list.retain(|e| e.id != entry.id);
+        if list.is_empty() {
+            inner.by_user.remove(&entry.user);
+        }
+    }
+}
+
+impl Hub {
+    /// Delivers to every session of `item.user` except session `except` (used for replies,
+    /// which the requesting session writes itself).
+    pub fn deliver_except(&self, item: Outgoing, except: &SessionEntry) {
+        self.deliver_filtered(item, Some(except.id));
+    }
+
+    fn deliver_filtered(&self, item: Outgoing, except: Option<u64>) {
+        let sessions: Vec<_> = match self.lock().by_user.get(&item.user) {
+            Some(list) => list.clone(),
+            None => return,
+        };
+        for s in sessions {
+            if Some(s.id) == except {
+                continue;
+            }
+            // Once a queued delivery was dropped, later ones would arrive out of order: the
+            // session re-reads its queue from the store instead.
+            if item.queue_id.is_some() && s.lagged.load(Ordering::Acquire) {
+                continue;
+            }
+            if s.tx.try_send(item.clone()).is_err() && item.queue_id.is_some() {
+                s.lagged.store(true, Ordering::Release);
+            }
+        }
+    }
+}
+
+impl Deliver for Hub {
+    fn deliver(&self, item: Outgoing) {
+        self.deliver_filtered(item, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(user: &str, id: &str) -> Outgoing {
+        Outgoing {
+            user: user.into(),
+            topic: format!("user/{user}/inbox"),
+            payload: bytes::Bytes::from_static(b"{}"),
+            queue_id: Some(id.into()),
+        }
+    }
+
+    #[test]
+    fn takeover_stops_the_old_session_only() {
+        let hub = Hub::new();
+        let a = hub.register("alice", "alice:phone");
+        let b = hub.register("alice", "alice:phone");
+        assert_eq!(a.entry.stop_reason(), StopReason::TakenOver);
+        assert_eq!(b.entry.stop_reason(), StopReason::None);
+        hub.deregister(&a.entry);
+        assert_eq!(hub.session_count(), 1);
+        hub.deregister(&b.entry);
+        assert_eq!(hub.session_count(), 0);
+    }
+
+    #[test]
+    fn full_channel_marks_lagged_and_stops_queued_deliveries() {
+        let hub = Hub::new();
+        let mut reg = hub.register("bob", "bob");
+        for i in 0..SESSION_CHANNEL + 5 {
+            hub.deliver(item("bob", &format!("{i:05}")));
+        }
+        assert!(reg.entry.take_lagged());
+        let mut n = 0;
+        while reg.rx.try_recv().is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, SESSION_CHANNEL);
+    }
+
+    #[test]
+    fn deliveries_reach_every_device() {
+        let hub = Hub::new();
+        let mut a = hub.register("bob", "bob:a");
+        let mut b = hub.register("bob", "bob:b");
+        hub.deliver(item("bob", "1"));
+        assert!(a.rx.try_recv().is_ok());
+        assert!(b.rx.try_recv().is_ok());
+    }
+}

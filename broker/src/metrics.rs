@@ -1,0 +1,116 @@
+//! Process counters, rendered as Prometheus text on `/metrics`.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use chatd_plugins::messaging::ChatStats;
+
+/// Counters updated by the session layer.
+#[derive(Default)]
+pub struct Metrics {
+    /// Sessions past CONNACK.
+    pub connections: AtomicI64,
+    /// Connections accepted since start (before authentication).
+    pub accepted_total: AtomicU64,
+    /// CONNECTs refused (credentials, client id, will, limits).
+    pub refused_total: AtomicU64,
+    /// Connections closed for a protocol error or a forbidden publish.
+    pub protocol_errors_total: AtomicU64,
+    /// PUBLISH packets received from clients.
+    pub publishes_in_total: AtomicU64,
+    /// PUBLISH packets written to clients.
+    pub publishes_out_total: AtomicU64,
+    /// SUBSCRIBE filters refused.
+    pub subscribe_refused_total: AtomicU64,
+}
+
+impl Metrics {
+    /// Adds one to a counter.
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition of these counters and the store's.
+    pub fn render(&self, chat: &ChatStats, sessions: usize) -> String {
+        let mut out = String::new();
+        let mut line = |name: &str, kind: &str, help: &str, value: i128| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        };
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed) as i128;
+        line(
+            "chatd_connections",
+            "gauge",
+            "Authenticated MQTT sessions.",
+            self.connections.load(Ordering::Relaxed) as i128,
+        );
+        line(
+            "chatd_sessions_registered",
+            "gauge",
+            "Sessions known to the delivery hub.",
+            sessions as i128,
+        );
+        line(
+            "chatd_connections_accepted_total",
+            "counter",
+            "Sockets accepted.",
+            get(&self.accepted_total),
+        );
+        line(
+            "chatd_connections_refused_total",
+            "counter",
+            "CONNECTs refused.",
+            get(&self.refused_total),
+        );
+        line(
+            "chatd_protocol_errors_total",
+            "counter",
+            "Connections closed for protocol errors or forbidden publishes.",
+            get(&self.protocol_errors_total),
+        );
+        line(
+            "chatd_publishes_in_total",
+            "counter",
+            "PUBLISH packets from clients.",
+            get(&self.publishes_in_total),
+        );
+        line(
+            "chatd_publishes_out_total",
+            "counter",
+            "PUBLISH packets to clients.",
+            get(&self.publishes_out_total),
+        );
+        line(
+            "chatd_subscribe_refused_total",
+            "counter",
+            "Subscription filters refused.",
+            get(&self.subscribe_refused_total),
+        );
+        line(
+            "chatd_messages_stored_total",
+            "counter",
+            "Messages durably stored.",
+            chat.messages_stored as i128,
+        );
+        line(
+            "chatd_store_batches_total",
+            "counter",
+            "Group-commit batches flushed.",
+            chat.batches as i128,
+        );
+        line(
+            "chatd_duplicate_cids_total",
+            "counter",
+            "Sends answered from the cid map.",
+            chat.duplicate_cids as i128,
+        );
+        line(
+            "chatd_sends_rejected_total",
+            "counter",
+            "Sends refused with an error ack.",
+            chat.rejected as i128,
+        );
+        out
+    }
+}

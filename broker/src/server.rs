@@ -1,0 +1,188 @@
+//! Builds the server from its configuration, runs it, and shuts it down gracefully: stop
+//! accepting, end sessions (letting their in-flight stores finish), drain the store, exit 0.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use chatd_auth::JwtVerifier;
+use chatd_plugins::accounts::Accounts;
+use chatd_plugins::messaging::{Chat, ChatConfig};
+use chatd_plugins::store::{KvStore, SledStore, StoreError};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::datadir;
+use crate::http;
+use crate::hub::Hub;
+use crate::listeners::{accept_loop, Framing};
+use crate::metrics::Metrics;
+use crate::router::Router;
+use crate::state::Shared;
+use crate::tls;
+
+/// How long sessions get to end after the shutdown signal.
+const SESSION_GRACE: Duration = Duration::from_secs(10);
+
+/// Opens the store in `config.storage.path`, creating the directory.
+pub fn open_store(config: &Config) -> Result<Arc<SledStore>, StoreError> {
+    let dir = &config.storage.path;
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        return Err(StoreError::Io(e));
+    }
+    SledStore::open(&dir.join("store")).map(Arc::new)
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<()> {
+    let dir = config.storage.path.clone();
+    let store = match open_store(&config) {
+        Ok(store) => store,
+        Err(StoreError::Locked) => {
+            return Err(anyhow!(
+                "another chatd is already using {} (the store is locked)",
+                dir.display()
+            ))
+        }
+        Err(e) => return Err(anyhow!(e).context(format!("cannot open the store in {}", dir.display()))),
+    };
+    datadir::remove_listen_file(&dir);
+    let admin_token = datadir::admin_token(&dir, config.auth.admin_token.as_deref())?;
+    let jwt = jwt_verifier(&config)?;
+
+    let store: Arc<dyn KvStore> = store;
+    let accounts = Accounts::new(store.clone());
+    let hub = Arc::new(Hub::new());
+    let chat = Chat::open(
+        store.clone(),
+        accounts.clone(),
+        ChatConfig {
+            node_id: config.node.id,
+            max_text_bytes: config.limits.max_text_bytes,
+            ..ChatConfig::default()
+        },
+        hub.clone(),
+    )
+    .context("cannot start messaging")?;
+    let shared = Arc::new(Shared {
+        limits: config.limits.clone(),
+        chat: chat.clone(),
+        accounts,
+        jwt,
+        hub: hub.clone(),
+        router: Router::start(config.limits.max_connections),
+        metrics: Metrics::default(),
+        admin_token,
+    });
+
+    let stop = CancellationToken::new();
+    let sessions = TaskTracker::new();
+    let mut tasks = Vec::new();
+    let mut bound = BTreeMap::new();
+    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+    let mqtt_listeners = [
+        ("mqtt", &config.listen.mqtt, Framing::Mqtt, false),
+        ("ws", &config.listen.ws, Framing::WebSocket, false),
+        ("mqtts", &config.listen.mqtts, Framing::Mqtt, true),
+        ("wss", &config.listen.wss, Framing::WebSocket, true),
+    ];
+    for (name, addr, framing, secure) in mqtt_listeners {
+        if addr.is_empty() {
+            continue;
+        }
+        let listener = bind(name, addr).await?;
+        bound.insert(name, listener.local_addr()?);
+        let acceptor = if secure { tls.clone() } else { None };
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            framing,
+            acceptor,
+            shared.clone(),
+            stop.clone(),
+            sessions.clone(),
+        )));
+    }
+    if !config.listen.http.is_empty() {
+        let listener = bind("http", &config.listen.http).await?;
+        bound.insert("http", listener.local_addr()?);
+        let app = http::routes(shared.clone());
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                warn!("HTTP listener failed: {e}");
+            }
+        }));
+    }
+    datadir::write_listen_file(&dir, &bound)?;
+    for (name, addr) in &bound {
+        info!("listening: {name} on {addr}");
+    }
+    info!(data = %dir.display(), "chatd ready");
+
+    wait_for_signal().await;
+    info!("shutting down: no new connections, finishing in-flight stores");
+    stop.cancel();
+    for task in tasks {
+        let _ = task.await;
+    }
+    hub.stop_all();
+    sessions.close();
+    if tokio::time::timeout(SESSION_GRACE, sessions.wait())
+        .await
+        .is_err()
+    {
+        warn!("some sessions did not end within {SESSION_GRACE:?}");
+    }
+    tokio::task::spawn_blocking(move || chat.close()).await?;
+    datadir::remove_listen_file(&dir);
+    info!("stopped");
+    Ok(())
+}
+
+async fn bind(name: &str, addr: &str) -> Result<TcpListener> {
+    let addr: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("listen.{name}: `{addr}` is not an address"))?;
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listen.{name}: cannot listen on {addr}"))
+}
+
+fn jwt_verifier(config: &Config) -> Result<JwtVerifier> {
+    let secret = config.auth.jwt_hs256_secret.as_deref().map(str::as_bytes);
+    let public_key = match &config.auth.jwt_rs256_public_key_file {
+        Some(path) => Some(std::fs::read(path).with_context(|| {
+            format!(
+                "auth.jwt_rs256_public_key_file: cannot read {}",
+                path.display()
+            )
+        })?),
+        None => None,
+    };
+    JwtVerifier::new(secret, public_key.as_deref())
+        .map_err(|e| anyhow!("auth.jwt_rs256_public_key_file: {e}"))
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("cannot watch SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}

@@ -1,0 +1,285 @@
+//! The first packet of a connection: CONNECT, its credentials and its will, answered by CONNACK.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use chatd_auth::acl;
+use rumqttd::protocol::{
+    ConnAck, ConnAckProperties, Connect, ConnectProperties, ConnectReturnCode, LastWill, Login,
+    Packet,
+};
+use tracing::{debug, info};
+
+use crate::metrics::Metrics;
+use crate::state::Shared;
+use crate::transport::Transport;
+use crate::wire::{detect_version, Codec, Version, WireError};
+
+/// How many QoS 1 publishes a client may have in flight to us (MQTT 5 receive maximum).
+pub const SERVER_RECEIVE_MAXIMUM: u16 = 64;
+
+/// What a successful handshake established.
+pub struct Accepted {
+    /// Codec for the negotiated version.
+    pub codec: Codec,
+    /// The authenticated user.
+    pub user: String,
+    /// The MQTT client id (`user` or `user:device`).
+    pub client_id: String,
+    /// Keep-alive in seconds (0 = none).
+    pub keep_alive: u16,
+    /// The will, already checked to be on a `chat/{me}/…` topic.
+    pub will: Option<(String, Bytes)>,
+    /// How many QoS 1 publishes the client accepts in flight.
+    pub receive_maximum: u16,
+    /// Bytes that arrived after CONNECT.
+    pub leftover: BytesMut,
+}
+
+/// Why a CONNECT was refused, mapped to each version's return code.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    ClientId,
+    Credentials,
+    NotAuthorized,
+    Busy,
+}
+
+impl Refusal {
+    fn code(self, version: Version) -> ConnectReturnCode {
+        match (self, version) {
+            (Refusal::ClientId, _) => ConnectReturnCode::ClientIdentifierNotValid,
+            (Refusal::Credentials, _) => ConnectReturnCode::BadUserNamePassword,
+            (Refusal::NotAuthorized, _) => ConnectReturnCode::NotAuthorized,
+            (Refusal::Busy, Version::V4) => ConnectReturnCode::ServiceUnavailable,
+            (Refusal::Busy, Version::V5) => ConnectReturnCode::ServerBusy,
+        }
+    }
+}
+
+/// Reads CONNECT within the configured timeout, authenticates it and writes CONNACK.
+/// Returns `None` when the connection must be closed (CONNACK with an error was sent if possible).
+pub async fn handshake<T: Transport>(t: &mut T, shared: &Shared) -> Option<Accepted> {
+    let timeout = Duration::from_secs(shared.limits.connect_timeout_secs);
+    match tokio::time::timeout(timeout, read_connect(t, shared)).await {
+        Ok(Some((codec, packet, leftover))) => accept(t, shared, codec, packet, leftover).await,
+        Ok(None) => None,
+        Err(_) => {
+            debug!("no CONNECT within {}s", timeout.as_secs());
+            None
+        }
+    }
+}
+
+async fn read_connect<T: Transport>(
+    t: &mut T,
+    shared: &Shared,
+) -> Option<(Codec, Packet, BytesMut)> {
+    let mut buf = BytesMut::with_capacity(512);
+    let version = loop {
+        match detect_version(&buf) {
+            Ok(Some(v)) => break v,
+            Ok(None) => {}
+            Err(WireError::UnsupportedLevel(level)) => {
+                debug!("refusing protocol level {level}");
+                // 3.1.1's "unacceptable protocol version" is what older clients understand.
+                let _ = t.write_all_flush(&[0x20, 0x02, 0x00, 0x01]).await;
+                return None;
+            }
+            Err(e) => {
+                debug!("bad first packet: {e}");
+                return None;
+            }
+        }
+        if buf.len() > 1024 {
+            return None;
+        }
+        match t.read_into(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    };
+    let codec = Codec::new(version, shared.limits.max_packet_size);
+    loop {
+        match codec.read(&mut buf) {
+            Ok(Some(incoming)) => return Some((codec, incoming.packet, buf)),
+            Ok(None) => {}
+            Err(e) => {
+                debug!("bad CONNECT: {e}");
+                return None;
+            }
+        }
+        match t.read_into(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn accept<T: Transport>(
+    t: &mut T,
+    shared: &Shared,
+    codec: Codec,
+    packet: Packet,
+    leftover: BytesMut,
+) -> Option<Accepted> {
+    let Packet::Connect(connect, props, will, _will_props, login) = packet else {
+        debug!("first packet was not CONNECT");
+        return None;
+    };
+    match check(shared, &connect, &will, login).await {
+        Ok(user) => {
+            let receive_maximum = client_receive_maximum(&props, shared.limits.max_inflight);
+            let connack = Packet::ConnAck(
+                ConnAck {
+                    session_present: false,
+                    code: ConnectReturnCode::Success,
+                },
+                connack_properties(codec.version(), shared),
+            );
+            let mut out = BytesMut::new();
+            codec.write(connack, &mut out).ok()?;
+            t.write_all_flush(&out).await.ok()?;
+            let will = will.map(|w| {
+                (
+                    String::from_utf8_lossy(&w.topic).into_owned(),
+                    w.message.clone(),
+                )
+            });
+            Some(Accepted {
+                codec,
+                user,
+                client_id: connect.client_id,
+                keep_alive: connect.keep_alive,
+                will,
+                receive_maximum,
+                leftover,
+            })
+        }
+        Err(refusal) => {
+            Metrics::inc(&shared.metrics.refused_total);
+            info!(client_id = %connect.client_id, ?refusal, "CONNECT refused");
+            let mut out = BytesMut::new();
+            let connack = Packet::ConnAck(
+                ConnAck {
+                    session_present: false,
+                    code: refusal.code(codec.version()),
+                },
+                None,
+            );
+            if codec.write(connack, &mut out).is_ok() {
+                let _ = t.write_all_flush(&out).await;
+            }
+            t.close().await;
+            None
+        }
+    }
+}
+
+/// The checks of the contract's "Connecting" section, in the order that leaks the least.
+async fn check(
+    shared: &Shared,
+    connect: &Connect,
+    will: &Option<LastWill>,
+    login: Option<Login>,
+) -> Result<String, Refusal> {
+    let client = chatd_auth::parse_client_id(&connect.client_id).map_err(|_| Refusal::ClientId)?;
+    let login = login.ok_or(Refusal::Credentials)?;
+    if login.username != client.user {
+        return Err(if login.username.is_empty() {
+            Refusal::Credentials
+        } else {
+            Refusal::ClientId
+        });
+    }
+    let user = client.user;
+    if shared.jwt.is_enabled() && chatd_auth::looks_like_jwt(&login.password) {
+        shared
+            .jwt
+            .verify(&login.password, &user)
+            .map_err(|_| Refusal::Credentials)?;
+        ensure_account(shared, &user).await?;
+    } else {
+        let accounts = shared.accounts.clone();
+        let (u, pw) = (user.clone(), login.password);
+        let ok = tokio::task::spawn_blocking(move || accounts.verify(&u, &pw))
+            .await
+            .map_err(|_| Refusal::Busy)?
+            .map_err(|_| Refusal::Busy)?;
+        if !ok {
+            return Err(Refusal::Credentials);
+        }
+    }
+    if let Some(will) = will {
+        let topic = std::str::from_utf8(&will.topic).map_err(|_| Refusal::NotAuthorized)?;
+        if !acl::will_allowed(&user, topic) {
+            return Err(Refusal::NotAuthorized);
+        }
+    }
+    if shared.metrics.connections.load(Ordering::Relaxed) as usize
+        >= shared.limits.max_connections
+    {
+        return Err(Refusal::Busy);
+    }
+    Ok(user)
+}
+
+/// A user who proves itself with a JWT may have no account yet; give it one with an unusable
+/// random password so that others can message it.
+async fn ensure_account(shared: &Shared, user: &str) -> Result<(), Refusal> {
+    let accounts = shared.accounts.clone();
+    let user = user.to_string();
+    tokio::task::spawn_blocking(move || {
+        if accounts.exists(&user)? {
+            return Ok(());
+        }
+        let random: String = {
+            use rand::Rng;
+            let mut rng = rand::thread_rng();
+            (0..48)
+                .map(|_| char::from(rng.sample(rand::distributions::Alphanumeric)))
+                .collect()
+        };
+        match accounts.add(&user, &random) {
+            Ok(()) | Err(chatd_plugins::accounts::AccountError::Exists) => Ok(()),
+            Err(e) => Err(e),
+        }
+    })
+    .await
+    .map_err(|_| Refusal::Busy)?
+    .map_err(|_| Refusal::Busy)
+}
+
+fn client_receive_maximum(props: &Option<ConnectProperties>, configured: u16) -> u16 {
+    let asked = props
+        .as_ref()
+        .and_then(|p| p.receive_maximum)
+        .unwrap_or(u16::MAX);
+    asked.clamp(1, configured.max(1))
+}
+
+fn connack_properties(version: Version, shared: &Shared) -> Option<ConnAckProperties> {
+    if version == Version::V4 {
+        return None;
+    }
+    Some(ConnAckProperties {
+        session_expiry_interval: None,
+        receive_max: Some(SERVER_RECEIVE_MAXIMUM),
+        max_qos: Some(1),
+        retain_available: Some(0),
+        max_packet_size: u32::try_from(shared.limits.max_packet_size).ok(),
+        assigned_client_identifier: None,
+        topic_alias_max: Some(0),
+        reason_string: None,
+        user_properties: Vec::new(),
+        wildcard_subscription_available: Some(1),
+        subscription_identifiers_available: Some(0),
+        shared_subscription_available: Some(0),
+        server_keep_alive: None,
+        response_information: None,
+        server_reference: None,
+        authentication_method: None,
+        authentication_data: None,
+    })
+}

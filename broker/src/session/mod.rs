@@ -1,0 +1,637 @@
+//! One client connection after CONNACK: authorizes every PUBLISH and SUBSCRIBE, hands chat
+//! traffic to the plugins, delivers per-user traffic from the hub and router traffic from the
+//! session's rumqttd local link, and enforces keep-alive and the in-flight window.
+//!
+//! The session owns the client-facing packet id space: everything it writes at QoS 1 gets an id
+//! from here, whatever its source, so the hub and the router never collide.
+
+pub mod connect;
+mod inbox;
+mod subscriptions;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use chatd_auth::acl::{self, ChatTopic};
+use chatd_plugins::outbox::Outgoing;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesOrdered;
+use futures_util::{FutureExt, StreamExt};
+use rumqttd::local::{LinkRx, LinkTx};
+use rumqttd::protocol::{
+    Disconnect, DisconnectReasonCode, Packet, PingResp, PubAck, PubAckReason, PubComp,
+    PubCompReason, PubRec, PubRecReason, Publish,
+};
+use rumqttd::Notification;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::hub::{SessionEntry, StopReason};
+use crate::metrics::Metrics;
+use crate::state::Shared;
+use crate::transport::Transport;
+use crate::wire::{Codec, Incoming, PublishMeta, Version, WireError};
+
+use self::connect::Accepted;
+use self::inbox::Inbox;
+use self::subscriptions::Subscriptions;
+
+/// Publishes from one client being stored or answered at once; past this the socket is not read.
+const MAX_PENDING: usize = 64;
+
+/// Packet ids in use at most; beyond this a session writes at QoS 0.
+const MAX_INFLIGHT_IDS: usize = 60_000;
+
+/// How long a session waits for its in-flight stores when the server shuts down.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+
+/// Runs one connection from its first byte to its end.
+pub async fn run<T: Transport>(mut t: T, shared: Arc<Shared>) {
+    Metrics::inc(&shared.metrics.accepted_total);
+    let Some(accepted) = connect::handshake(&mut t, &shared).await else {
+        t.close().await;
+        return;
+    };
+    shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    let registration = shared.hub.register(&accepted.user, &accepted.client_id);
+    debug!(client_id = %accepted.client_id, "session started");
+    let mut session = Session::new(accepted, registration.entry, registration.rx, shared.clone());
+    let end = session.serve(&mut t).await;
+    session.finish(&mut t, end).await;
+    shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Why the session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The client sent DISCONNECT; `will` when it asked for its will anyway (MQTT 5).
+    Disconnected { will: bool },
+    /// The socket closed or failed without DISCONNECT.
+    Lost,
+    /// No packet from the client within 1.5 x keep-alive.
+    KeepAlive,
+    /// The client broke the protocol.
+    ProtocolError(DisconnectReasonCode),
+    /// The client published where it may not (MQTT 3.1.1 has no other answer).
+    Forbidden,
+    /// The hub stopped the session.
+    Stopped(StopReason),
+}
+
+/// A publish's answer, in the order the publishes arrived (PUBACKs must keep that order).
+struct Reply {
+    /// JSON to publish on `user/{me}/{topic}`.
+    message: Option<(&'static str, Bytes)>,
+    /// QoS and packet id of the client's publish, and the reason to acknowledge it with.
+    ack: Option<(PublishMeta, bool)>,
+}
+
+enum Event {
+    Stop,
+    Reply(Reply),
+    Read(std::io::Result<usize>),
+    Delivery(Option<Outgoing>),
+    Router(Result<Option<Notification>, ()>),
+    KeepAlive,
+    Continue,
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    codec: Codec,
+    user: String,
+    client_id: String,
+    keep_alive: Option<Duration>,
+    will: Option<(String, Bytes)>,
+    entry: Arc<SessionEntry>,
+    rx: mpsc::Receiver<Outgoing>,
+    input: BytesMut,
+    out: BytesMut,
+    subs: Subscriptions,
+    link: Option<(LinkTx, LinkRx)>,
+    inflight: HashMap<u16, Option<String>>,
+    next_pkid: u16,
+    window: usize,
+    inbox: Inbox,
+    pending: FuturesOrdered<BoxFuture<'static, Reply>>,
+    qos2_received: HashSet<u16>,
+    last_heard: Instant,
+}
+
+impl Session {
+    fn new(
+        accepted: Accepted,
+        entry: Arc<SessionEntry>,
+        rx: mpsc::Receiver<Outgoing>,
+        shared: Arc<Shared>,
+    ) -> Session {
+        let keep_alive = (accepted.keep_alive > 0)
+            .then(|| Duration::from_millis(accepted.keep_alive as u64 * 1500));
+        Session {
+            window: accepted.receive_maximum as usize,
+            codec: accepted.codec,
+            subs: Subscriptions::new(&accepted.user),
+            user: accepted.user,
+            client_id: accepted.client_id,
+            keep_alive,
+            will: accepted.will,
+            entry,
+            rx,
+            input: accepted.leftover,
+            out: BytesMut::with_capacity(1024),
+            link: None,
+            inflight: HashMap::new(),
+            next_pkid: 0,
+            inbox: Inbox::default(),
+            pending: FuturesOrdered::new(),
+            qos2_received: HashSet::new(),
+            last_heard: Instant::now(),
+            shared,
+        }
+    }
+
+    fn room(&self) -> usize {
+        self.window.saturating_sub(self.inflight.len())
+    }
+
+    async fn serve<T: Transport>(&mut self, t: &mut T) -> End {
+        // Bytes that came with CONNECT.
+        if let Err(end) = self.on_bytes() {
+            return end;
+        }
+        loop {
+            if self.entry.take_lagged() {
+                self.inbox.lagged();
+            }
+            self.replay();
+            if !self.out.is_empty() {
+                if t.write_all_flush(&self.out).await.is_err() {
+                    return End::Lost;
+                }
+                self.out.clear();
+            }
+            let deadline = self.keep_alive.map(|ka| self.last_heard + ka);
+            let event = tokio::select! {
+                biased;
+                _ = self.entry.stop_token().cancelled() => Event::Stop,
+                Some(reply) = self.pending.next(), if !self.pending.is_empty() => Event::Reply(reply),
+                r = t.read_into(&mut self.input), if self.pending.len() < MAX_PENDING => Event::Read(r),
+                item = self.rx.recv(), if self.room() > 0 => Event::Delivery(item),
+                n = next_notification(&mut self.link), if self.link.is_some() && self.room() > 0 => Event::Router(n),
+                _ = sleep_until(deadline), if deadline.is_some() => Event::KeepAlive,
+                _ = std::future::ready(()), if self.inbox.is_replaying() && self.room() > 0 => Event::Continue,
+            };
+            match event {
+                Event::Stop => return End::Stopped(self.entry.stop_reason()),
+                Event::Reply(reply) => self.on_reply(reply),
+                Event::Read(Ok(0)) | Event::Read(Err(_)) => return End::Lost,
+                Event::Read(Ok(_)) => {
+                    self.last_heard = Instant::now();
+                    if let Err(end) = self.on_bytes() {
+                        return end;
+                    }
+                }
+                Event::Delivery(Some(item)) => self.on_delivery(item),
+                Event::Delivery(None) => return End::Stopped(StopReason::Shutdown),
+                Event::Router(Ok(Some(n))) => {
+                    if let Err(end) = self.on_notification(n).await {
+                        return end;
+                    }
+                }
+                Event::Router(Ok(None)) => {}
+                Event::Router(Err(())) => return End::Stopped(StopReason::Shutdown),
+                Event::KeepAlive => return End::KeepAlive,
+                Event::Continue => {}
+            }
+        }
+    }
+
+    /// Decodes and handles every complete packet in the input buffer.
+    fn on_bytes(&mut self) -> Result<(), End> {
+        loop {
+            match self.codec.read(&mut self.input) {
+                Ok(Some(incoming)) => self.on_packet(incoming)?,
+                Ok(None) => return Ok(()),
+                Err(WireError::TooLarge(n)) => {
+                    debug!(client_id = %self.client_id, "packet of {n} bytes refused");
+                    return Err(End::ProtocolError(DisconnectReasonCode::PacketTooLarge));
+                }
+                Err(e) => {
+                    debug!(client_id = %self.client_id, "protocol error: {e}");
+                    return Err(End::ProtocolError(DisconnectReasonCode::MalformedPacket));
+                }
+            }
+        }
+    }
+
+    fn on_packet(&mut self, incoming: Incoming) -> Result<(), End> {
+        match incoming.packet {
+            Packet::Publish(publish, props) => {
+                if props.as_ref().is_some_and(|p| p.topic_alias.is_some()) {
+                    return Err(End::ProtocolError(DisconnectReasonCode::TopicAliasInvalid));
+                }
+                let meta = incoming
+                    .publish
+                    .ok_or(End::ProtocolError(DisconnectReasonCode::MalformedPacket))?;
+                self.on_publish(publish, meta)
+            }
+            Packet::PubAck(ack, _) => {
+                if let Some(Some(id)) = self.inflight.remove(&ack.pkid) {
+                    if let Err(e) = self.shared.chat.acked(&self.user, &id) {
+                        warn!(user = %self.user, "cannot remove {id} from the queue: {e}");
+                    }
+                }
+                Ok(())
+            }
+            Packet::PubRel(rel, _) => {
+                self.qos2_received.remove(&rel.pkid);
+                let comp = PubComp {
+                    pkid: rel.pkid,
+                    reason: PubCompReason::Success,
+                };
+                self.write(Packet::PubComp(comp, None));
+                Ok(())
+            }
+            // The server never publishes at QoS 2, so these carry nothing to act on.
+            Packet::PubRec(..) | Packet::PubComp(..) => Ok(()),
+            Packet::Subscribe(subscribe, _) => {
+                let suback = self.subs.subscribe(subscribe, self.codec.version());
+                for filter in suback.router_subscribe {
+                    self.router_subscribe(&filter);
+                }
+                if suback.refused > 0 {
+                    Metrics::inc(&self.shared.metrics.subscribe_refused_total);
+                }
+                self.write(suback.packet);
+                self.inbox.set_subscribed(self.subs.inbox_qos().is_some());
+                Ok(())
+            }
+            Packet::Unsubscribe(unsubscribe, _) => {
+                let unsuback = self.subs.unsubscribe(unsubscribe, self.codec.version());
+                for filter in unsuback.router_unsubscribe {
+                    if let Some((tx, _)) = self.link.as_mut() {
+                        let _ = tx.unsubscribe(filter);
+                    }
+                }
+                self.write(unsuback.packet);
+                self.inbox.set_subscribed(self.subs.inbox_qos().is_some());
+                Ok(())
+            }
+            Packet::PingReq(_) => {
+                self.write(Packet::PingResp(PingResp));
+                Ok(())
+            }
+            Packet::Disconnect(d, _) => Err(End::Disconnected {
+                will: d.reason_code == DisconnectReasonCode::DisconnectWithWillMessage,
+            }),
+            _ => Err(End::ProtocolError(DisconnectReasonCode::ProtocolError)),
+        }
+    }
+
+    fn on_publish(&mut self, publish: Publish, meta: PublishMeta) -> Result<(), End> {
+        Metrics::inc(&self.shared.metrics.publishes_in_total);
+        if meta.qos == 2 && !self.qos2_received.insert(meta.pkid) {
+            // A retransmitted QoS 2 publish: acknowledge again, act once.
+            self.pending.push_back(ready(None, Some((meta, true))));
+            return Ok(());
+        }
+        let topic = std::str::from_utf8(&publish.topic)
+            .map_err(|_| End::ProtocolError(DisconnectReasonCode::TopicNameInvalid))?;
+        let ack = (meta.qos > 0).then_some((meta, true));
+        let Some(kind) = acl::can_publish(&self.user, topic) else {
+            debug!(user = %self.user, topic, "publish refused");
+            Metrics::inc(&self.shared.metrics.protocol_errors_total);
+            if self.codec.version() == Version::V4 {
+                return Err(End::Forbidden);
+            }
+            let refused = (meta.qos > 0).then_some((meta, false));
+            self.pending.push_back(ready(None, refused));
+            return Ok(());
+        };
+        let reply = self.handle_chat(kind, publish.payload, ack);
+        self.pending.push_back(reply);
+        Ok(())
+    }
+
+    /// The future that answers one publish on a `chat/{me}/…` topic.
+    fn handle_chat(
+        &self,
+        kind: ChatTopic,
+        payload: Bytes,
+        ack: Option<(PublishMeta, bool)>,
+    ) -> BoxFuture<'static, Reply> {
+        let chat = self.shared.chat.clone();
+        let user = self.user.clone();
+        match kind {
+            ChatTopic::Send => async move {
+                let answer = chat.send(&user, &payload).await;
+                Reply {
+                    message: Some(("ack", answer)),
+                    ack,
+                }
+            }
+            .boxed(),
+            ChatTopic::Rpc => async move {
+                let answer = chat.rpc(&user, &payload).await;
+                Reply {
+                    message: Some(("rpc", answer)),
+                    ack,
+                }
+            }
+            .boxed(),
+            ChatTopic::Receipt => ready(Some(("ack", receipts_unsupported(&payload))), ack),
+            // Typing indicators are not forwarded yet; accept them so clients keep working.
+            ChatTopic::Typing => ready(None, ack),
+        }
+    }
+
+    fn on_reply(&mut self, reply: Reply) {
+        if let Some((kind, payload)) = reply.message {
+            let topic = format!("user/{}/{}", self.user, kind);
+            if let Some(qos) = self.subs.granted(&topic) {
+                self.publish(&topic, &payload, qos, false, None);
+            }
+            // The user's other devices subscribed to the same topic see it too (a phone sees
+            // what the laptop sent; `mosquitto_sub` sees what `mosquitto_pub` sent).
+            let item = Outgoing {
+                user: self.user.clone(),
+                topic,
+                payload,
+                queue_id: None,
+            };
+            self.shared.hub.deliver_except(item, &self.entry);
+        }
+        if let Some((meta, ok)) = reply.ack {
+            let packet = match meta.qos {
+                1 => Packet::PubAck(
+                    PubAck {
+                        pkid: meta.pkid,
+                        reason: if ok {
+                            PubAckReason::Success
+                        } else {
+                            PubAckReason::NotAuthorized
+                        },
+                    },
+                    None,
+                ),
+                _ => Packet::PubRec(
+                    PubRec {
+                        pkid: meta.pkid,
+                        reason: if ok {
+                            PubRecReason::Success
+                        } else {
+                            PubRecReason::NotAuthorized
+                        },
+                    },
+                    None,
+                ),
+            };
+            self.write(packet);
+        }
+    }
+
+    fn on_delivery(&mut self, item: Outgoing) {
+        let Some(qos) = self.subs.granted(&item.topic) else {
+            return;
+        };
+        if let Some(id) = &item.queue_id {
+            if !self.inbox.accepts_live(id) {
+                return;
+            }
+        }
+        self.publish(&item.topic, &item.payload, qos, false, item.queue_id);
+    }
+
+    /// Sends queued inbox messages from the store while replaying.
+    fn replay(&mut self) {
+        let mut pages = 0;
+        while self.inbox.is_replaying() && self.room() > 0 && pages < 8 {
+            pages += 1;
+            let Some(qos) = self.subs.inbox_qos() else {
+                self.inbox.set_subscribed(false);
+                return;
+            };
+            let room = self.room();
+            match self
+                .shared
+                .chat
+                .backlog(&self.user, self.inbox.cursor(), room)
+            {
+                Ok(items) => {
+                    let n = items.len();
+                    for item in items {
+                        self.publish(&item.topic, &item.payload, qos, false, item.queue_id);
+                    }
+                    if n < room {
+                        self.inbox.caught_up();
+                    }
+                }
+                Err(e) => {
+                    warn!(user = %self.user, "cannot read the queue: {e}");
+                    self.inbox.caught_up();
+                }
+            }
+        }
+    }
+
+    async fn on_notification(&mut self, n: Notification) -> Result<(), End> {
+        match n {
+            Notification::Forward(forward) => {
+                let publish = forward.publish;
+                let topic = String::from_utf8_lossy(&publish.topic).into_owned();
+                if let Some(qos) = self.subs.router_granted(&topic) {
+                    self.publish(&topic, &publish.payload, qos, publish.retain, None);
+                }
+            }
+            Notification::Unschedule => {
+                // The router paused this link because its buffer filled; ask for more.
+                if let Some((_, rx)) = self.link.as_ref() {
+                    if rx.wake().await.is_err() {
+                        return Err(End::Stopped(StopReason::Shutdown));
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn router_subscribe(&mut self, filter: &str) {
+        if self.link.is_none() {
+            // Building a link waits for the router thread; links are made only when needed.
+            match tokio::task::block_in_place(|| self.shared.router.link(&self.client_id)) {
+                Ok(link) => self.link = Some(link),
+                Err(e) => {
+                    warn!(client_id = %self.client_id, "router link refused: {e}");
+                    return;
+                }
+            }
+        }
+        if let Some((tx, _)) = self.link.as_mut() {
+            if let Err(e) = tx.subscribe(filter) {
+                warn!(client_id = %self.client_id, "router subscribe failed: {e}");
+            }
+        }
+    }
+
+    /// Writes a PUBLISH at `qos`, tracking it in flight when it needs a PUBACK.
+    fn publish(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: u8,
+        retain: bool,
+        queue_id: Option<String>,
+    ) {
+        Metrics::inc(&self.shared.metrics.publishes_out_total);
+        if let Some(id) = &queue_id {
+            self.inbox.sent(id);
+        }
+        // A client that never acknowledges cannot make packet ids run out: past a full id space
+        // the session falls back to at-most-once.
+        let qos = if self.inflight.len() >= MAX_INFLIGHT_IDS {
+            0
+        } else {
+            qos
+        };
+        if qos == 0 {
+            self.codec
+                .write_publish(topic, payload, 0, 0, retain, &mut self.out);
+            if let Some(id) = queue_id {
+                // At most once was the subscriber's choice: written is delivered.
+                let _ = self.shared.chat.acked(&self.user, &id);
+            }
+            return;
+        }
+        let pkid = self.alloc_pkid();
+        self.inflight.insert(pkid, queue_id);
+        self.codec
+            .write_publish(topic, payload, 1, pkid, retain, &mut self.out);
+    }
+
+    fn alloc_pkid(&mut self) -> u16 {
+        loop {
+            self.next_pkid = self.next_pkid.wrapping_add(1);
+            if self.next_pkid != 0 && !self.inflight.contains_key(&self.next_pkid) {
+                return self.next_pkid;
+            }
+        }
+    }
+
+    fn write(&mut self, packet: Packet) {
+        if let Err(e) = self.codec.write(packet, &mut self.out) {
+            warn!(client_id = %self.client_id, "cannot encode a packet: {e}");
+        }
+    }
+
+    /// Cleans up after `serve`: drains stores on shutdown, tells MQTT 5 clients why, fires the
+    /// will when the client did not say goodbye, and leaves the hub and the router.
+    async fn finish<T: Transport>(&mut self, t: &mut T, end: End) {
+        debug!(client_id = %self.client_id, ?end, "session ended");
+        if end == End::Stopped(StopReason::Shutdown) {
+            let drain = async {
+                while let Some(reply) = self.pending.next().await {
+                    self.on_reply(reply);
+                }
+            };
+            let _ = tokio::time::timeout(SHUTDOWN_DRAIN, drain).await;
+        }
+        if self.codec.version() == Version::V5 {
+            let reason = match end {
+                End::KeepAlive => Some(DisconnectReasonCode::KeepAliveTimeout),
+                End::ProtocolError(code) => Some(code),
+                End::Forbidden => Some(DisconnectReasonCode::NotAuthorized),
+                End::Stopped(StopReason::TakenOver) => Some(DisconnectReasonCode::SessionTakenOver),
+                End::Stopped(StopReason::Administrative) => {
+                    Some(DisconnectReasonCode::AdministrativeAction)
+                }
+                End::Stopped(_) => Some(DisconnectReasonCode::ServerShuttingDown),
+                End::Disconnected { .. } | End::Lost => None,
+            };
+            if let Some(reason_code) = reason {
+                self.write(Packet::Disconnect(Disconnect { reason_code }, None));
+            }
+        }
+        if matches!(end, End::ProtocolError(_) | End::Forbidden) {
+            Metrics::inc(&self.shared.metrics.protocol_errors_total);
+        }
+        if !self.out.is_empty() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t.write_all_flush(&self.out)).await;
+        }
+        t.close().await;
+        self.shared.hub.deregister(&self.entry);
+        if let Some((mut tx, _rx)) = self.link.take() {
+            // Dropping a local link does not tell the router; DISCONNECT does.
+            let bye = Packet::Disconnect(
+                Disconnect {
+                    reason_code: DisconnectReasonCode::NormalDisconnection,
+                },
+                None,
+            );
+            let _ = tx.send(bye).await;
+        }
+        let fire_will = match end {
+            End::Disconnected { will } => will,
+            End::Stopped(StopReason::Shutdown) => false,
+            _ => true,
+        };
+        if fire_will {
+            self.fire_will();
+        }
+    }
+
+    /// Acts on the will as if the client had published it (the contract allows wills only on
+    /// the client's own `chat/{me}/…` topics).
+    fn fire_will(&mut self) {
+        let Some((topic, payload)) = self.will.take() else {
+            return;
+        };
+        let Some(kind) = acl::can_publish(&self.user, &topic) else {
+            return;
+        };
+        let reply = self.handle_chat(kind, payload, None);
+        tokio::spawn(reply);
+    }
+}
+
+/// An answer that needs no waiting.
+fn ready(
+    message: Option<(&'static str, Bytes)>,
+    ack: Option<(PublishMeta, bool)>,
+) -> BoxFuture<'static, Reply> {
+    std::future::ready(Reply { message, ack }).boxed()
+}
+
+/// The refusal for receipts, in the contract's receipt error shape.
+fn receipts_unsupported(payload: &[u8]) -> Bytes {
+    let ids = serde_json::from_slice::<serde_json::Value>(payload)
+        .ok()
+        .and_then(|v| v.get("ids").cloned())
+        .filter(|v| v.is_array())
+        .unwrap_or_else(|| serde_json::json!([]));
+    let body = serde_json::json!({
+        "receipt": ids,
+        "error": {"code": "bad_request", "message": "receipts are not supported by this server yet"},
+    });
+    Bytes::from(body.to_string())
+}
+
+async fn next_notification(
+    link: &mut Option<(LinkTx, LinkRx)>,
+) -> Result<Option<Notification>, ()> {
+    match link {
+        Some((_, rx)) => rx.next().await.map_err(|_| ()),
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

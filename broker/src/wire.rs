@@ -1,0 +1,306 @@
+//! The MQTT wire format, through rumqttd's v4 (3.1.1) and v5 codecs.
+//!
+//! rumqttd keeps a PUBLISH's QoS and packet id crate-private, so this module reads them from the
+//! frame's own bytes before handing the frame to the codec, and encodes outgoing PUBLISH frames
+//! itself (a few lines, and no copy of the payload into an intermediate packet). It also turns the
+//! codecs' panics on hostile input into errors: a bad client must never take a task down.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use bytes::{BufMut, BytesMut};
+use rumqttd::protocol::{self, v4::V4, v5::V5, Packet, Protocol};
+
+/// The MQTT protocol version a session speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// MQTT 3.1.1 (protocol level 4).
+    V4,
+    /// MQTT 5.0 (protocol level 5).
+    V5,
+}
+
+/// Why bytes from a client could not be turned into a packet.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The first packet was not a CONNECT.
+    #[error("the first packet must be CONNECT")]
+    NotConnect,
+    /// CONNECT named a protocol level other than 4 or 5.
+    #[error("unsupported protocol level {0}")]
+    UnsupportedLevel(u8),
+    /// The packet is larger than the configured maximum.
+    #[error("packet of {0} bytes is larger than the limit")]
+    TooLarge(usize),
+    /// Anything else the codec refused.
+    #[error("malformed packet: {0}")]
+    Malformed(String),
+}
+
+/// QoS, packet id and dup flag of an incoming PUBLISH, read from its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishMeta {
+    /// 0, 1 or 2.
+    pub qos: u8,
+    /// Packet id (0 for QoS 0).
+    pub pkid: u16,
+}
+
+/// One decoded packet, with the PUBLISH facts the codec hides.
+#[derive(Debug)]
+pub struct Incoming {
+    /// The packet as rumqttd's codec decoded it.
+    pub packet: Packet,
+    /// Set for PUBLISH packets.
+    pub publish: Option<PublishMeta>,
+}
+
+/// Reads a fixed header: (first byte, remaining length, header length), or None if incomplete.
+fn fixed_header(buf: &[u8]) -> Result<Option<(u8, usize, usize)>, WireError> {
+    if buf.len() < 2 {
+        return Ok(None);
+    }
+    let mut len: usize = 0;
+    let mut shift = 0;
+    for (i, byte) in buf[1..].iter().enumerate() {
+        len += ((byte & 0x7f) as usize) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(Some((buf[0], len, i + 2)));
+        }
+        shift += 7;
+        if i == 3 {
+            return Err(WireError::Malformed("remaining length longer than 4 bytes".into()));
+        }
+    }
+    Ok(None)
+}
+
+/// Looks at the first packet of a connection and says which protocol version it speaks.
+/// Returns `Ok(None)` until enough bytes have arrived.
+pub fn detect_version(buf: &[u8]) -> Result<Option<Version>, WireError> {
+    let Some((byte1, _, header_len)) = fixed_header(buf)? else {
+        return Ok(None);
+    };
+    if byte1 >> 4 != 1 {
+        return Err(WireError::NotConnect);
+    }
+    let rest = &buf[header_len..];
+    if rest.len() < 2 {
+        return Ok(None);
+    }
+    let name_len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+    if name_len > 6 {
+        return Err(WireError::Malformed("bad protocol name".into()));
+    }
+    let Some(&level) = rest.get(2 + name_len) else {
+        return Ok(None);
+    };
+    match level {
+        4 => Ok(Some(Version::V4)),
+        5 => Ok(Some(Version::V5)),
+        other => Err(WireError::UnsupportedLevel(other)),
+    }
+}
+
+/// Reads the QoS and packet id of a complete PUBLISH frame at the start of `buf`.
+fn publish_meta(buf: &[u8]) -> Result<Option<PublishMeta>, WireError> {
+    let Some((byte1, remaining, header_len)) = fixed_header(buf)? else {
+        return Ok(None);
+    };
+    if byte1 >> 4 != 3 {
+        return Ok(None);
+    }
+    if buf.len() < header_len + remaining {
+        return Ok(None);
+    }
+    let qos = (byte1 >> 1) & 0b11;
+    let body = &buf[header_len..header_len + remaining];
+    if qos == 0 {
+        return Ok(Some(PublishMeta { qos, pkid: 0 }));
+    }
+    if body.len() < 2 {
+        return Err(WireError::Malformed("publish too short".into()));
+    }
+    let topic_len = u16::from_be_bytes([body[0], body[1]]) as usize;
+    match body.get(2 + topic_len..4 + topic_len) {
+        Some(id) => Ok(Some(PublishMeta {
+            qos,
+            pkid: u16::from_be_bytes([id[0], id[1]]),
+        })),
+        None => Err(WireError::Malformed("publish without packet id".into())),
+    }
+}
+
+/// Decodes and encodes packets for one session.
+#[derive(Debug, Clone, Copy)]
+pub struct Codec {
+    version: Version,
+    max_packet_size: usize,
+}
+
+impl Codec {
+    /// A codec for `version` that refuses packets larger than `max_packet_size` bytes.
+    pub fn new(version: Version, max_packet_size: usize) -> Codec {
+        Codec {
+            version,
+            max_packet_size,
+        }
+    }
+
+    /// The protocol version.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// Takes one complete packet off the front of `buf`; `Ok(None)` when more bytes are needed.
+    pub fn read(&self, buf: &mut BytesMut) -> Result<Option<Incoming>, WireError> {
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        if let Some((_, remaining, _)) = fixed_header(buf)? {
+            if remaining > self.max_packet_size {
+                return Err(WireError::TooLarge(remaining));
+            }
+        }
+        let publish = publish_meta(buf)?;
+        let max = self.max_packet_size;
+        let version = self.version;
+        let result = catch_unwind(AssertUnwindSafe(|| match version {
+            Version::V4 => V4.read_mut(buf, max),
+            Version::V5 => V5.read_mut(buf, max),
+        }));
+        match result {
+            Ok(Ok(packet)) => Ok(Some(Incoming { packet, publish })),
+            Ok(Err(protocol::Error::InsufficientBytes(_))) => Ok(None),
+            Ok(Err(protocol::Error::PayloadSizeLimitExceeded(n))) => Err(WireError::TooLarge(n)),
+            Ok(Err(e)) => Err(WireError::Malformed(e.to_string())),
+            Err(_) => Err(WireError::Malformed("packet the codec cannot decode".into())),
+        }
+    }
+
+    /// Appends a control packet (not PUBLISH) to `out`.
+    pub fn write(&self, packet: Packet, out: &mut BytesMut) -> Result<(), WireError> {
+        let version = self.version;
+        let result = catch_unwind(AssertUnwindSafe(|| match version {
+            Version::V4 => V4.write(packet, out),
+            Version::V5 => V5.write(packet, out),
+        }));
+        match result {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(WireError::Malformed(e.to_string())),
+            Err(_) => Err(WireError::Malformed("packet the codec cannot encode".into())),
+        }
+    }
+
+    /// Appends a PUBLISH to `out`: `pkid` is used only when `qos` is 1.
+    pub fn write_publish(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        qos: u8,
+        pkid: u16,
+        retain: bool,
+        out: &mut BytesMut,
+    ) {
+        let props = matches!(self.version, Version::V5) as usize;
+        let id_len = if qos > 0 { 2 } else { 0 };
+        let remaining = 2 + topic.len() + id_len + props + payload.len();
+        let byte1 = 0x30 | (qos << 1) | retain as u8;
+        out.reserve(remaining + 5);
+        out.put_u8(byte1);
+        let mut len = remaining;
+        loop {
+            let mut byte = (len % 128) as u8;
+            len /= 128;
+            if len > 0 {
+                byte |= 0x80;
+            }
+            out.put_u8(byte);
+            if len == 0 {
+                break;
+            }
+        }
+        out.put_u16(topic.len() as u16);
+        out.put_slice(topic.as_bytes());
+        if qos > 0 {
+            out.put_u16(pkid);
+        }
+        if props == 1 {
+            out.put_u8(0);
+        }
+        out.put_slice(payload);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_round_trip_keeps_qos_and_id() {
+        for version in [Version::V4, Version::V5] {
+            let codec = Codec::new(version, 1 << 20);
+            let mut buf = BytesMut::new();
+            codec.write_publish("user/a/inbox", b"{\"x\":1}", 1, 77, false, &mut buf);
+            let incoming = codec.read(&mut buf).unwrap().unwrap();
+            assert_eq!(incoming.publish, Some(PublishMeta { qos: 1, pkid: 77 }));
+            match incoming.packet {
+                Packet::Publish(p, _) => {
+                    assert_eq!(&p.topic[..], b"user/a/inbox");
+                    assert_eq!(&p.payload[..], b"{\"x\":1}");
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn incomplete_frames_wait_for_more() {
+        let codec = Codec::new(Version::V4, 1 << 20);
+        let mut full = BytesMut::new();
+        codec.write_publish("t", b"payload", 1, 1, false, &mut full);
+        let mut part = BytesMut::from(&full[..full.len() - 1]);
+        assert!(codec.read(&mut part).unwrap().is_none());
+    }
+
+    #[test]
+    fn oversized_is_refused_from_the_header() {
+        let codec = Codec::new(Version::V4, 1024);
+        let mut buf = BytesMut::from(&[0x30u8, 0xff, 0xff, 0x7f][..]);
+        assert!(matches!(codec.read(&mut buf), Err(WireError::TooLarge(_))));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let codec = Codec::new(Version::V5, 1 << 20);
+        for bytes in [
+            &[0xf0u8, 0x00][..],
+            &[0x82, 0x01, 0x00],
+            &[0x30, 0x02, 0xff, 0xff],
+            &[0x10, 0x01, 0x00],
+            &[0xff, 0xff, 0xff, 0xff, 0xff],
+        ] {
+            let mut buf = BytesMut::from(bytes);
+            let _ = codec.read(&mut buf);
+        }
+    }
+
+    #[test]
+    fn detects_versions() {
+        let v4 = [0x10, 0x0c, 0x00, 0x04, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 0];
+        assert_eq!(detect_version(&v4).unwrap(), Some(Version::V4));
+        let mut v5 = v4;
+        v5[8] = 5;
+        assert_eq!(detect_version(&v5).unwrap(), Some(Version::V5));
+        let mut v3 = v4;
+        v3[8] = 3;
+        assert!(matches!(
+            detect_version(&v3),
+            Err(WireError::UnsupportedLevel(3))
+        ));
+        assert!(matches!(
+            detect_version(&[0x30, 0x00]),
+            Err(WireError::NotConnect)
+        ));
+    }
+}

@@ -1,0 +1,91 @@
+//! The data layout: every key the plugins write, built in one place so the prefixes in
+//! `docs/architecture.md` ("Data layout") have a single source of truth.
+//!
+//! User ids never contain `/` or `:`, so `{prefix}/{user}/` ranges never overlap between users.
+
+/// `u/{user}`: an account record.
+pub fn account(user: &str) -> Vec<u8> {
+    format!("u/{user}").into_bytes()
+}
+
+/// The prefix under which all account records live.
+pub const ACCOUNTS_PREFIX: &str = "u/";
+
+/// `m/{id}`: a message as delivered.
+pub fn message(id: &str) -> Vec<u8> {
+    format!("m/{id}").into_bytes()
+}
+
+/// The prefix under which all messages live (ids sort in acceptance order).
+pub const MESSAGES_PREFIX: &str = "m/";
+
+/// `h/{conversation}/`: the history index of one conversation; entries are `…/{id}`.
+pub fn history_prefix(conversation: &str) -> String {
+    format!("h/{conversation}/")
+}
+
+/// `q/{user}/`: the undelivered queue of one user; entries are `…/{id}`.
+pub fn queue_prefix(user: &str) -> String {
+    format!("q/{user}/")
+}
+
+/// `k/{user}/{cid}`: the first ack given for a client's message id, for retries.
+pub fn cid(user: &str, cid: &str) -> Vec<u8> {
+    format!("k/{user}/{cid}").into_bytes()
+}
+
+/// `v/{user}/{conversation}`: one user's summary of one conversation.
+pub fn summary(user: &str, conversation: &str) -> Vec<u8> {
+    format!("v/{user}/{conversation}").into_bytes()
+}
+
+/// `v/{user}/`: all conversation summaries of one user.
+pub fn summary_prefix(user: &str) -> String {
+    format!("v/{user}/")
+}
+
+/// The conversation key of a 1:1 chat, the same from both sides: `d:{a}:{b}` with `a < b`.
+pub fn direct_conversation(a: &str, b: &str) -> String {
+    if a <= b {
+        format!("d:{a}:{b}")
+    } else {
+        format!("d:{b}:{a}")
+    }
+}
+
+/// The first key after every key that starts with `prefix` (which must end in `/`): the
+/// exclusive end of a prefix scan.
+pub fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    if let Some(last) = end.last_mut() {
+        // '/' + 1 == '0'; any prefix byte below 0xFF works the same way.
+        *last = last.saturating_add(1);
+    }
+    end
+}
+
+/// The first key strictly after `key`: turns an inclusive bound into an exclusive one.
+pub fn successor(key: &[u8]) -> Vec<u8> {
+    let mut next = key.to_vec();
+    next.push(0);
+    next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversation_is_symmetric() {
+        assert_eq!(direct_conversation("bob", "alice"), "d:alice:bob");
+        assert_eq!(direct_conversation("alice", "bob"), "d:alice:bob");
+    }
+
+    #[test]
+    fn prefix_end_bounds_the_prefix() {
+        let end = prefix_end("q/bob/");
+        assert_eq!(end, b"q/bob0".to_vec());
+        assert!(b"q/bob/zzz".as_slice() < end.as_slice());
+        assert!(b"q/bob2/1".as_slice() > end.as_slice() || !b"q/bob2/1".starts_with(b"q/bob/"));
+    }
+}

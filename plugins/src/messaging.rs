@@ -1,0 +1,276 @@
+//! 1:1 messaging: the [`Chat`] service behind `chat/{me}/send` and `chat/{me}/rpc`, the
+//! per-recipient queue the broker delivers from, history and conversations.
+//!
+//! Sends are checked on the caller's task, then stored by one committer thread in group
+//! commits (see `committer`); requests read the store directly.
+
+mod committer;
+mod history;
+mod json;
+mod records;
+mod reply;
+mod rpc;
+mod stats;
+mod validate;
+mod watermark;
+
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::{self, JoinHandle};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+pub use reply::ErrorCode;
+pub use stats::ChatStats;
+
+use committer::{Committer, Job};
+use reply::Failure;
+use stats::Counters;
+use watermark::Watermark;
+
+use crate::accounts::Accounts;
+use crate::ids::{valid_message_id, IdGen};
+use crate::keys;
+use crate::outbox::{Deliver, Outgoing};
+use crate::store::{KvStore, Op, StoreError};
+
+/// Settings of the messaging service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatConfig {
+    /// This server's node number, part of every message id so ids are unique across nodes.
+    pub node_id: u16,
+    /// Longest `text` in bytes; longer ones are refused with `too_large`.
+    pub max_text_bytes: usize,
+    /// Most sends written by one batch (one apply + one flush).
+    pub max_batch: usize,
+}
+
+impl Default for ChatConfig {
+    fn default() -> ChatConfig {
+        ChatConfig {
+            node_id: 1,
+            max_text_bytes: 16 * 1024,
+            max_batch: 512,
+        }
+    }
+}
+
+/// Why the messaging service could not start or a broker-side call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The configuration cannot work.
+    #[error("invalid messaging configuration: {0}")]
+    Config(String),
+    /// The committer thread could not be started.
+    #[error("cannot start the committer thread: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// How many sends may wait for the committer per batch slot before new ones are refused
+/// with `rate_limited` (the queue then holds this many full batches).
+const QUEUE_BATCHES: usize = 64;
+
+/// The messaging service. Shared as `Arc<Chat>` between all sessions.
+pub struct Chat {
+    store: Arc<dyn KvStore>,
+    cfg: ChatConfig,
+    /// The committer's channel; `None` once closing has begun.
+    tx: RwLock<Option<SyncSender<Job>>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    watermark: Arc<Watermark>,
+    counters: Arc<Counters>,
+}
+
+impl Chat {
+    /// Starts the service on `store`: finds the newest stored message (ids continue after
+    /// it and the watermark starts there) and starts the committer thread.
+    pub fn open(
+        store: Arc<dyn KvStore>,
+        accounts: Accounts,
+        cfg: ChatConfig,
+        deliver: Arc<dyn Deliver>,
+    ) -> Result<Arc<Chat>, ChatError> {
+        if cfg.max_batch == 0 {
+            return Err(ChatError::Config("max_batch must be at least 1".into()));
+        }
+        if cfg.max_text_bytes == 0 {
+            return Err(ChatError::Config("max_text_bytes must be at least 1".into()));
+        }
+        let newest = newest_message_id(store.as_ref())?;
+        let mut ids = IdGen::new(cfg.node_id);
+        if let Some(id) = &newest {
+            ids.observe(id);
+        }
+        let watermark = Arc::new(Watermark::new(newest.clone().unwrap_or_default()));
+        let counters = Arc::new(Counters::default());
+        let committer = Committer {
+            store: store.clone(),
+            accounts,
+            deliver,
+            ids,
+            watermark: watermark.clone(),
+            counters: counters.clone(),
+            max_batch: cfg.max_batch,
+            applied: newest.unwrap_or_default(),
+        };
+        let (tx, rx) = mpsc::sync_channel(cfg.max_batch.saturating_mul(QUEUE_BATCHES));
+        let worker = thread::Builder::new()
+            .name("chatd-committer".into())
+            .spawn(move || committer.run(rx))
+            .map_err(ChatError::Spawn)?;
+        Ok(Arc::new(Chat {
+            store,
+            cfg,
+            tx: RwLock::new(Some(tx)),
+            worker: Mutex::new(Some(worker)),
+            watermark,
+            counters,
+        }))
+    }
+
+    /// Handles one publish on `chat/{from}/send` and returns the JSON for `user/{from}/ack`.
+    ///
+    /// A success is returned only after the message is durably stored; a repeated `cid`
+    /// returns the first ack unchanged and stores nothing.
+    pub async fn send(&self, from: &str, payload: &[u8]) -> Bytes {
+        let draft = match validate::parse_send(payload, self.cfg.max_text_bytes) {
+            Ok(draft) => draft,
+            Err(rejected) => {
+                Counters::add(&self.counters.rejected, 1);
+                return reply::ack_err(rejected.cid.as_deref(), &rejected.failure);
+            }
+        };
+        let cid = draft.cid.clone();
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let job = Job {
+            from: from.to_string(),
+            draft,
+            reply: reply_tx,
+        };
+        let queued = {
+            let guard = self.tx.read().unwrap_or_else(|p| p.into_inner());
+            match guard.as_ref() {
+                None => Err(shutting_down()),
+                Some(tx) => tx.try_send(job).map_err(|e| match e {
+                    TrySendError::Full(_) => Failure::new(
+                        ErrorCode::RateLimited,
+                        "the server is busy storing messages; retry shortly",
+                    ),
+                    TrySendError::Disconnected(_) => shutting_down(),
+                }),
+            }
+        };
+        let answer = match queued {
+            Ok(()) => reply_rx
+                .await
+                .map_err(|_| Failure::internal("the message could not be stored; retry")),
+            Err(failure) => Err(failure),
+        };
+        answer.unwrap_or_else(|failure| {
+            Counters::add(&self.counters.rejected, 1);
+            reply::ack_err(Some(&cid), &failure)
+        })
+    }
+
+    /// Handles one publish on `chat/{me}/rpc` and returns the JSON for `user/{me}/rpc`.
+    pub async fn rpc(&self, me: &str, payload: &[u8]) -> Bytes {
+        rpc::handle(self.store.as_ref(), &self.watermark.get(), me, payload)
+    }
+
+    /// Up to `limit` queued inbox messages of `user` with id > `after`, in id order, only
+    /// committed ones: what a device gets when it subscribes to its inbox.
+    pub fn backlog(
+        &self,
+        user: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Outgoing>, ChatError> {
+        let committed = self.watermark.get();
+        if committed.is_empty() || limit == 0 || chatd_auth::validate_user_id(user).is_err() {
+            return Ok(Vec::new());
+        }
+        let prefix = keys::queue_prefix(user);
+        let start = match after {
+            Some(after) => keys::successor(format!("{prefix}{after}").as_bytes()),
+            None => prefix.as_bytes().to_vec(),
+        };
+        let end = keys::successor(format!("{prefix}{committed}").as_bytes());
+        let rows = self.store.scan(&start, &end, false, limit)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (key, _) in rows {
+            let id = String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default());
+            match self.store.get(&keys::message(&id))? {
+                Some(payload) => out.push(Outgoing {
+                    user: user.to_string(),
+                    topic: format!("user/{user}/inbox"),
+                    payload: Bytes::from(payload),
+                    queue_id: Some(id.into_owned()),
+                }),
+                None => tracing::warn!("queue of {user} points at missing message {id}"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// A device of `user` acknowledged message `id`: it leaves the queue. Not flushed:
+    /// losing this in a crash only causes a redelivery, which clients de-duplicate.
+    pub fn acked(&self, user: &str, id: &str) -> Result<(), ChatError> {
+        if chatd_auth::validate_user_id(user).is_err() || !valid_message_id(id) {
+            return Ok(());
+        }
+        let key = format!("{}{id}", keys::queue_prefix(user)).into_bytes();
+        self.store.apply(vec![Op::Delete(key)])?;
+        Ok(())
+    }
+
+    /// Stops taking sends (later ones are answered `internal` "server is shutting down"),
+    /// lets the committer finish every send already accepted, and flushes the store.
+    /// Blocks until done; calling it again does nothing more.
+    pub fn close(&self) {
+        drop(self.tx.write().unwrap_or_else(|p| p.into_inner()).take());
+        let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(worker) = worker {
+            if worker.thread().id() == thread::current().id() {
+                // Dropped from inside a delivery: the thread ends by itself once it returns.
+                return;
+            }
+            if worker.join().is_err() {
+                tracing::error!("committer thread ended with a panic");
+            }
+            if let Err(e) = self.store.flush() {
+                tracing::error!("final flush failed: {e}");
+            }
+        }
+    }
+
+    /// The counters for `/metrics`.
+    pub fn stats(&self) -> ChatStats {
+        self.counters.snapshot()
+    }
+}
+
+impl Drop for Chat {
+    /// Dropping the service finishes accepted sends too, and releases the committer's hold
+    /// on the store so it can be reopened.
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn shutting_down() -> Failure {
+    Failure::internal("server is shutting down")
+}
+
+/// The id of the newest stored message, if any.
+fn newest_message_id(store: &dyn KvStore) -> Result<Option<String>, StoreError> {
+    let prefix = keys::MESSAGES_PREFIX;
+    let rows = store.scan(prefix.as_bytes(), &keys::prefix_end(prefix), true, 1)?;
+    Ok(rows.into_iter().next().and_then(|(key, _)| {
+        let id = String::from_utf8(key.get(prefix.len()..)?.to_vec()).ok()?;
+        valid_message_id(&id).then_some(id)
+    }))
+}

@@ -1,0 +1,26 @@
+//! What the plugins hand to the broker for delivery, so that messaging never needs to know
+//! about MQTT sessions.
+
+use bytes::Bytes;
+
+/// One publish to make to every connected device of `user`.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    /// The user whose devices receive it.
+    pub user: String,
+    /// The full topic, e.g. `user/bob/inbox`.
+    pub topic: String,
+    /// The JSON payload, exactly as published.
+    pub payload: Bytes,
+    /// `Some(message id)` when the item sits in the user's undelivered queue: the broker then
+    /// calls [`crate::messaging::Chat::acked`] once a device acknowledges it.
+    pub queue_id: Option<String>,
+}
+
+/// The broker's side of delivery.
+pub trait Deliver: Send + Sync + 'static {
+    /// Hands one item over. Must never block: it is called from the committer thread, and a
+    /// slow device must not hold up everybody's acks (dropping is fine for queued items, which
+    /// are redelivered from the queue).
+    fn deliver(&self, item: Outgoing);
+}
