@@ -30,6 +30,8 @@ impl IdGen {
     }
 
     /// The next id and its timestamp in milliseconds, from the wall clock.
+    // Not an `Iterator`: the name is the broker's interface, and an id stream never ends.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> (String, u64) {
         self.next_at(now_ms())
     }

@@ -85,7 +85,10 @@ mod tests {
     fn prefix_end_bounds_the_prefix() {
         let end = prefix_end("q/bob/");
         assert_eq!(end, b"q/bob0".to_vec());
-        assert!(b"q/bob/zzz".as_slice() < end.as_slice());
-        assert!(b"q/bob2/1".as_slice() > end.as_slice() || !b"q/bob2/1".starts_with(b"q/bob/"));
+        assert!(b"q/bob/".as_slice() < end.as_slice());
+        assert!(b"q/bob/\xff\xff".as_slice() < end.as_slice());
+        // Another user's queue sorts outside [prefix, end).
+        assert!(b"q/bob1/1".as_slice() >= end.as_slice());
+        assert!(b"q/bob-1/1".as_slice() < b"q/bob/".as_slice());
     }
 }

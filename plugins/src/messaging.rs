@@ -98,7 +98,9 @@ impl Chat {
             return Err(ChatError::Config("max_batch must be at least 1".into()));
         }
         if cfg.max_text_bytes == 0 {
-            return Err(ChatError::Config("max_text_bytes must be at least 1".into()));
+            return Err(ChatError::Config(
+                "max_text_bytes must be at least 1".into(),
+            ));
         }
         let newest = newest_message_id(store.as_ref())?;
         let mut ids = IdGen::new(cfg.node_id);

@@ -4,7 +4,7 @@
 use std::io;
 use std::path::Path;
 
-use crate::store::{KvStore, Op, StoreError};
+use crate::store::{KvPair, KvStore, Op, StoreError};
 
 /// A [`KvStore`] on a sled database in one directory.
 ///
@@ -48,7 +48,7 @@ impl KvStore for SledStore {
         end: &[u8],
         reverse: bool,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<KvPair>, StoreError> {
         // sled panics on an inverted range; an empty one needs no lookup either.
         if start >= end || limit == 0 {
             return Ok(Vec::new());
@@ -98,7 +98,7 @@ impl KvStore for SledStore {
 mod tests {
     use super::*;
 
-    fn keys(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<&[u8]> {
+    fn keys(pairs: &[KvPair]) -> Vec<&[u8]> {
         pairs.iter().map(|(k, _)| k.as_slice()).collect()
     }
 
@@ -120,7 +120,10 @@ mod tests {
         assert_eq!(keys(&rev), vec![&b"a/3"[..], b"a/2"]);
         assert!(s.scan(b"b", b"a", false, 10)?.is_empty());
         assert!(s.scan(b"a/", b"a0", false, 0)?.is_empty());
-        s.apply(vec![Op::Delete(b"a/2".to_vec()), Op::Delete(b"nope".to_vec())])?;
+        s.apply(vec![
+            Op::Delete(b"a/2".to_vec()),
+            Op::Delete(b"nope".to_vec()),
+        ])?;
         assert_eq!(s.get(b"a/2")?, None);
         s.flush()?;
         Ok(())

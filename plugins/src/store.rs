@@ -14,6 +14,9 @@ pub enum Op {
     Delete(Vec<u8>),
 }
 
+/// One key and its value, as returned by [`KvStore::scan`].
+pub type KvPair = (Vec<u8>, Vec<u8>);
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -49,7 +52,7 @@ pub trait KvStore: Send + Sync + 'static {
         end: &[u8],
         reverse: bool,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    ) -> Result<Vec<KvPair>, StoreError>;
 
     /// Applies all `ops` atomically: after a crash either all of them are there or none.
     fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError>;

@@ -12,16 +12,21 @@ async fn backlog_pages_in_id_order() {
     let env = Env::new(&["alice", "bob", "carol"]);
     let mut ids = Vec::new();
     for i in 0..7 {
-        ids.push(env.text("alice", "bob", &format!("c{i}"), &format!("m{i}")).await);
+        ids.push(
+            env.text("alice", "bob", &format!("c{i}"), &format!("m{i}"))
+                .await,
+        );
     }
     env.text("alice", "carol", "other", "not for bob").await;
 
     let page1 = env.chat.backlog("bob", None, 3).expect("backlog");
     let got: Vec<_> = page1.iter().filter_map(|o| o.queue_id.clone()).collect();
     assert_eq!(got, ids[..3]);
-    assert!(page1.iter().all(|o| o.user == "bob" && o.topic == "user/bob/inbox"));
+    assert!(page1
+        .iter()
+        .all(|o| o.user == "bob" && o.topic == "user/bob/inbox"));
     // The backlog payload is the same bytes as the live delivery.
-    assert_eq!(page1[0].payload, env.rec.items()[0].payload);
+    assert_eq!(page1[0].payload, env.delivered(8)[0].payload);
 
     let page2 = env.chat.backlog("bob", Some(&ids[2]), 3).expect("backlog");
     let got: Vec<_> = page2.iter().filter_map(|o| o.queue_id.clone()).collect();
@@ -33,10 +38,25 @@ async fn backlog_pages_in_id_order() {
         .backlog("bob", Some(&ids[6]), 3)
         .expect("backlog")
         .is_empty());
-    assert_eq!(env.chat.backlog("carol", None, 10).expect("backlog").len(), 1);
-    assert!(env.chat.backlog("alice", None, 10).expect("backlog").is_empty());
-    assert!(env.chat.backlog("bob", None, 0).expect("backlog").is_empty());
-    assert!(env.chat.backlog("b/ob", None, 10).expect("backlog").is_empty());
+    assert_eq!(
+        env.chat.backlog("carol", None, 10).expect("backlog").len(),
+        1
+    );
+    assert!(env
+        .chat
+        .backlog("alice", None, 10)
+        .expect("backlog")
+        .is_empty());
+    assert!(env
+        .chat
+        .backlog("bob", None, 0)
+        .expect("backlog")
+        .is_empty());
+    assert!(env
+        .chat
+        .backlog("b/ob", None, 10)
+        .expect("backlog")
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,20 +66,29 @@ async fn backlog_stops_at_the_watermark() {
     env.store.close_gate();
     let chat = env.chat.clone();
     let pending = tokio::spawn(async move {
-        chat.send("alice", br#"{"cid":"c1","to":"bob","type":"text","text":"in flight"}"#)
-            .await
+        chat.send(
+            "alice",
+            br#"{"cid":"c1","to":"bob","type":"text","text":"in flight"}"#,
+        )
+        .await
     });
     assert!(wait_until(|| env.store.has(b"k/alice/c1")));
     tokio::time::sleep(Duration::from_millis(50)).await;
     // Applied but not flushed: the queue entry exists, the backlog does not show it.
-    let queued = env.store.scan(b"q/bob/", b"q/bob0", false, 10).expect("scan");
+    let queued = env
+        .store
+        .scan(b"q/bob/", b"q/bob0", false, 10)
+        .expect("scan");
     assert_eq!(queued.len(), 2);
     let backlog = env.chat.backlog("bob", None, 10).expect("backlog");
     assert_eq!(backlog.len(), 1);
     assert_eq!(backlog[0].queue_id.as_deref(), Some(first.as_str()));
     // History does not show it either.
     let h = env
-        .rpc("bob", serde_json::json!({"rid":"r","op":"history","with":"alice"}))
+        .rpc(
+            "bob",
+            serde_json::json!({"rid":"r","op":"history","with":"alice"}),
+        )
         .await;
     assert_eq!(h["result"]["messages"].as_array().map(Vec::len), Some(1));
     env.store.open_gate();
@@ -88,10 +117,17 @@ async fn acked_removes_from_the_queue() {
     env.chat.acked("../x", &b).expect("acked");
     assert_eq!(env.chat.backlog("bob", None, 10).expect("backlog").len(), 1);
     env.chat.acked("bob", &b).expect("acked");
-    assert!(env.chat.backlog("bob", None, 10).expect("backlog").is_empty());
+    assert!(env
+        .chat
+        .backlog("bob", None, 10)
+        .expect("backlog")
+        .is_empty());
     // The message itself stays in history.
     let h = env
-        .rpc("bob", serde_json::json!({"rid":"r","op":"history","with":"alice"}))
+        .rpc(
+            "bob",
+            serde_json::json!({"rid":"r","op":"history","with":"alice"}),
+        )
         .await;
     assert_eq!(h["result"]["messages"].as_array().map(Vec::len), Some(2));
 }

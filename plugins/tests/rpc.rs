@@ -15,7 +15,9 @@ fn ids(reply: &Value) -> Vec<String> {
 }
 
 fn more(reply: &Value) -> bool {
-    reply["result"]["more"].as_bool().unwrap_or_else(|| panic!("no more: {reply}"))
+    reply["result"]["more"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("no more: {reply}"))
 }
 
 /// Ten messages alternating between alice and bob, plus noise in other conversations.
@@ -23,7 +25,11 @@ async fn conversation() -> (Env, Vec<String>) {
     let env = Env::new(&["alice", "bob", "carol"]);
     let mut ids = Vec::new();
     for i in 0..10 {
-        let (from, to) = if i % 2 == 0 { ("alice", "bob") } else { ("bob", "alice") };
+        let (from, to) = if i % 2 == 0 {
+            ("alice", "bob")
+        } else {
+            ("bob", "alice")
+        };
         ids.push(env.text(from, to, &format!("c{i}"), &format!("m{i}")).await);
         env.text("carol", "alice", &format!("n{i}"), "noise").await;
     }
@@ -87,7 +93,10 @@ async fn history_windows() {
 
     // The same conversation from the other side.
     let r = env
-        .rpc("bob", json!({"rid": "x", "op": "history", "with": "alice", "limit": 100}))
+        .rpc(
+            "bob",
+            json!({"rid": "x", "op": "history", "with": "alice", "limit": 100}),
+        )
         .await;
     assert_eq!(ids(&r), all);
 
@@ -97,7 +106,10 @@ async fn history_windows() {
         .await;
     assert!(ids(&r).is_empty());
     let r = env
-        .rpc("carol", json!({"rid": "x", "op": "history", "with": "alice", "limit": 1}))
+        .rpc(
+            "carol",
+            json!({"rid": "x", "op": "history", "with": "alice", "limit": 1}),
+        )
         .await;
     assert_eq!(r["result"]["messages"][0]["text"], "noise");
     assert!(more(&r));
@@ -109,15 +121,42 @@ async fn history_refusals() {
     let cases = [
         (json!({"rid":"r","op":"history"}), "`with` is required"),
         (json!({"rid":"r","op":"history","with":"b/ob"}), "`with`"),
-        (json!({"rid":"r","op":"history","group":"g1"}), "not supported"),
-        (json!({"rid":"r","op":"history","with":"bob","limit":0}), "`limit`"),
-        (json!({"rid":"r","op":"history","with":"bob","limit":101}), "`limit`"),
-        (json!({"rid":"r","op":"history","with":"bob","limit":-1}), "`limit`"),
-        (json!({"rid":"r","op":"history","with":"bob","limit":2.5}), "`limit`"),
-        (json!({"rid":"r","op":"history","with":"bob","limit":"5"}), "`limit`"),
-        (json!({"rid":"r","op":"history","with":"bob","before":"x"}), "`before`"),
-        (json!({"rid":"r","op":"history","with":"bob","after":7}), "`after`"),
-        (json!({"rid":"r","op":"history","with":"bob","peek":true}), "unknown field `peek`"),
+        (
+            json!({"rid":"r","op":"history","group":"g1"}),
+            "not supported",
+        ),
+        (
+            json!({"rid":"r","op":"history","with":"bob","limit":0}),
+            "`limit`",
+        ),
+        (
+            json!({"rid":"r","op":"history","with":"bob","limit":101}),
+            "`limit`",
+        ),
+        (
+            json!({"rid":"r","op":"history","with":"bob","limit":-1}),
+            "`limit`",
+        ),
+        (
+            json!({"rid":"r","op":"history","with":"bob","limit":2.5}),
+            "`limit`",
+        ),
+        (
+            json!({"rid":"r","op":"history","with":"bob","limit":"5"}),
+            "`limit`",
+        ),
+        (
+            json!({"rid":"r","op":"history","with":"bob","before":"x"}),
+            "`before`",
+        ),
+        (
+            json!({"rid":"r","op":"history","with":"bob","after":7}),
+            "`after`",
+        ),
+        (
+            json!({"rid":"r","op":"history","with":"bob","peek":true}),
+            "unknown field `peek`",
+        ),
     ];
     for (req, needle) in cases {
         let r = env.rpc("alice", req.clone()).await;
@@ -128,7 +167,10 @@ async fn history_refusals() {
         assert!(message.contains(needle), "{req}: {r}");
     }
     let r = env
-        .rpc("alice", json!({"rid":"r","op":"history","with":"bob","limit":100,"after":all[0]}))
+        .rpc(
+            "alice",
+            json!({"rid":"r","op":"history","with":"bob","limit":100,"after":all[0]}),
+        )
         .await;
     assert_eq!(r["ok"], true, "{r}");
 }
@@ -141,10 +183,15 @@ async fn conversations_with_unread() {
     env.text("carol", "alice", "c1", "hello").await;
     let last = env.text("alice", "dave", "a1", "hey dave").await;
 
-    let r = env.rpc("alice", json!({"rid":"r-2","op":"conversations"})).await;
+    let r = env
+        .rpc("alice", json!({"rid":"r-2","op":"conversations"}))
+        .await;
     assert_eq!(r["rid"], "r-2");
     assert_eq!(r["ok"], true);
-    let list = r["result"]["conversations"].as_array().expect("list").clone();
+    let list = r["result"]["conversations"]
+        .as_array()
+        .expect("list")
+        .clone();
     let summary: Vec<(String, u64)> = list
         .iter()
         .map(|c| {
@@ -162,13 +209,20 @@ async fn conversations_with_unread() {
     assert_eq!(list[0]["last"]["text"], "hey dave");
     assert_eq!(list[2]["last"]["text"], "are you there");
 
-    let r = env.rpc("bob", json!({"rid":"r","op":"conversations"})).await;
-    let list = r["result"]["conversations"].as_array().expect("list").clone();
+    let r = env
+        .rpc("bob", json!({"rid":"r","op":"conversations"}))
+        .await;
+    let list = r["result"]["conversations"]
+        .as_array()
+        .expect("list")
+        .clone();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["with"], "alice");
     assert_eq!(list[0]["unread"], 0);
 
-    let r = env.rpc("nobody", json!({"rid":"r","op":"conversations"})).await;
+    let r = env
+        .rpc("nobody", json!({"rid":"r","op":"conversations"}))
+        .await;
     assert_eq!(r["result"]["conversations"], json!([]));
     let r = env
         .rpc("alice", json!({"rid":"r","op":"conversations","limit":5}))
@@ -179,31 +233,47 @@ async fn conversations_with_unread() {
 #[tokio::test]
 async fn request_refusals() {
     let env = Env::new(&["alice"]);
-    let raw = |payload: &'static [u8]| async {
-        common::parse(&env.chat.rpc("alice", payload).await)
-    };
+    let raw =
+        |payload: &'static [u8]| async { common::parse(&env.chat.rpc("alice", payload).await) };
     for (payload, needle) in [
         (&b""[..], "empty"),
         (b"\xff", "UTF-8"),
         (b"{", "JSON"),
         (b"[]", "object"),
         (br#"{"op":"history","with":"bob"}"#, "`rid` is required"),
-        (br#"{"rid":5,"op":"conversations"}"#, "`rid` must be a string"),
+        (
+            br#"{"rid":5,"op":"conversations"}"#,
+            "`rid` must be a string",
+        ),
     ] {
         let r = raw(payload).await;
         assert!(r.get("rid").is_none(), "{r}");
         assert_eq!(r["ok"], false);
         assert_eq!(r["error"]["code"], "bad_request");
-        assert!(r["error"]["message"].as_str().unwrap_or("").contains(needle), "{r}");
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains(needle),
+            "{r}"
+        );
     }
     let long = "r".repeat(129);
-    let r = env.rpc("alice", json!({"rid": long, "op":"conversations"})).await;
+    let r = env
+        .rpc("alice", json!({"rid": long, "op":"conversations"}))
+        .await;
     assert!(r.get("rid").is_none(), "{r}");
 
     for (req, message) in [
         (json!({"rid":"r"}), "`op` is required".to_string()),
-        (json!({"rid":"r","op":"dance"}), "unknown op `dance`".to_string()),
-        (json!({"rid":"r","op":7}), "`op` must be a string, not a number".to_string()),
+        (
+            json!({"rid":"r","op":"dance"}),
+            "unknown op `dance`".to_string(),
+        ),
+        (
+            json!({"rid":"r","op":7}),
+            "`op` must be a string, not a number".to_string(),
+        ),
         (
             json!({"rid":"r","op":"group.create","name":"x","members":[]}),
             "`group.create` is not supported by this server yet".to_string(),
@@ -228,7 +298,10 @@ async fn request_refusals() {
             "{req}"
         );
     }
-    let big = format!(r#"{{"rid":"r","op":"conversations","x":"{}"}}"#, "a".repeat(20_000));
+    let big = format!(
+        r#"{{"rid":"r","op":"conversations","x":"{}"}}"#,
+        "a".repeat(20_000)
+    );
     let r = common::parse(&env.chat.rpc("alice", big.as_bytes()).await);
     assert_eq!(r["error"]["code"], "too_large");
 }

@@ -28,7 +28,7 @@ async fn send_ok_stores_and_delivers() {
     assert_eq!(id[..13].parse::<u64>().ok(), Some(ts));
     assert_eq!(ack.as_object().map(|o| o.len()), Some(4), "{ack}");
 
-    let items = env.rec.items();
+    let items = env.delivered(1);
     assert_eq!(items.len(), 1);
     let item = &items[0];
     assert_eq!(item.user, "bob");
@@ -77,7 +77,7 @@ async fn reply_to_is_kept() {
         )
         .await;
     assert_eq!(ack["status"], "sent", "{ack}");
-    let items = env.rec.items();
+    let items = env.delivered(2);
     assert_eq!(parse(&items[1].payload)["reply_to"], first);
 }
 
@@ -108,7 +108,7 @@ async fn ack_only_after_flush() {
     let ack = parse(&task.await.expect("join"));
     assert_eq!(ack["status"], "sent");
     assert_eq!(env.store.flush_count(), before + 1);
-    assert_eq!(env.rec.items().len(), 1);
+    assert_eq!(env.delivered(1).len(), 1);
     assert_eq!(env.chat.backlog("bob", None, 10).expect("backlog").len(), 1);
 }
 
@@ -128,13 +128,21 @@ async fn cid_retry_returns_first_ack() {
         )
         .await;
     assert_eq!(first, third);
-    assert_eq!(env.rec.items().len(), 1);
-    assert_eq!(env.chat.backlog("bob", None, 100).expect("backlog").len(), 1);
+    assert_eq!(env.delivered(1).len(), 1);
+    assert_eq!(
+        env.chat.backlog("bob", None, 100).expect("backlog").len(),
+        1
+    );
     let stats = env.chat.stats();
     assert_eq!(stats.messages_stored, 1);
     assert_eq!(stats.duplicate_cids, 2);
     // Another sender may use the same cid for its own message.
-    let ack = env.send("bob", r#"{"cid":"c-1","to":"alice","type":"text","text":"yo"}"#).await;
+    let ack = env
+        .send(
+            "bob",
+            r#"{"cid":"c-1","to":"alice","type":"text","text":"yo"}"#,
+        )
+        .await;
     assert_ne!(ack["id"], parse(&first)["id"]);
 }
 
@@ -146,16 +154,22 @@ async fn cid_retries_in_one_batch_make_one_message() {
     // are committed together in the next batch.
     let chat = env.chat.clone();
     let blocker = tokio::spawn(async move {
-        chat.send("alice", br#"{"cid":"x","to":"bob","type":"text","text":"a"}"#)
-            .await
+        chat.send(
+            "alice",
+            br#"{"cid":"x","to":"bob","type":"text","text":"a"}"#,
+        )
+        .await
     });
     assert!(wait_until(|| env.store.has(b"k/alice/x")));
     let mut tasks = Vec::new();
     for _ in 0..5 {
         let chat = env.chat.clone();
         tasks.push(tokio::spawn(async move {
-            chat.send("alice", br#"{"cid":"same","to":"bob","type":"text","text":"b"}"#)
-                .await
+            chat.send(
+                "alice",
+                br#"{"cid":"same","to":"bob","type":"text","text":"b"}"#,
+            )
+            .await
         }));
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -167,7 +181,7 @@ async fn cid_retries_in_one_batch_make_one_message() {
     }
     assert!(acks.iter().all(|a| a == &acks[0]), "{acks:?}");
     assert_eq!(parse(&acks[0])["status"], "sent");
-    assert_eq!(env.rec.items().len(), 2);
+    assert_eq!(env.delivered(2).len(), 2);
     assert_eq!(env.chat.stats().duplicate_cids, 4);
 }
 
@@ -175,16 +189,25 @@ async fn cid_retries_in_one_batch_make_one_message() {
 async fn unknown_recipient_is_not_found() {
     let env = Env::new(&["alice"]);
     let ack = env
-        .send("alice", r#"{"cid":"c1","to":"nobody","type":"text","text":"hi"}"#)
+        .send(
+            "alice",
+            r#"{"cid":"c1","to":"nobody","type":"text","text":"hi"}"#,
+        )
         .await;
     assert_eq!(ack["cid"], "c1");
     assert_eq!(ack["error"]["code"], "not_found", "{ack}");
-    assert!(ack["error"]["message"].as_str().unwrap_or("").contains("nobody"));
+    assert!(ack["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("nobody"));
     assert!(env.rec.items().is_empty());
     // The failed attempt does not reserve the cid.
     common::add_account(&env.store, "nobody");
     let ack = env
-        .send("alice", r#"{"cid":"c1","to":"nobody","type":"text","text":"hi"}"#)
+        .send(
+            "alice",
+            r#"{"cid":"c1","to":"nobody","type":"text","text":"hi"}"#,
+        )
         .await;
     assert_eq!(ack["status"], "sent", "{ack}");
 }
@@ -203,22 +226,76 @@ async fn bad_input_classes() {
         (b"\xc3\x28", "bad_request", None, "UTF-8"),
         (b"{\"cid\":", "bad_request", None, "JSON"),
         (b"42", "bad_request", None, "object"),
-        (br#"{"to":"bob","type":"text","text":"x"}"#, "bad_request", None, "`cid`"),
-        (br#"{"cid":null,"to":"bob","type":"text","text":"x"}"#, "bad_request", None, "`cid`"),
-        (br#"{"cid":"c","to":"bob","type":"text","text":"x","foo":1}"#, "bad_request", Some("c"), "unknown field `foo`"),
-        (br#"{"cid":"c","group":"g","type":"text","text":"x"}"#, "bad_request", Some("c"), "group messages are not supported yet"),
-        (br#"{"cid":"c","to":"bob","type":"video","media":"m"}"#, "bad_request", Some("c"), "media service"),
-        (br#"{"cid":"c","to":"bob","type":"gif","text":"x"}"#, "bad_request", Some("c"), "`type`"),
-        (br#"{"cid":"c","to":"b b","type":"text","text":"x"}"#, "bad_request", Some("c"), "`to`"),
-        (br#"{"cid":"c","to":"bob","type":"text","text":""}"#, "bad_request", Some("c"), "`text`"),
-        (br#"{"cid":"c","to":"bob","type":"text","text":"12345678901"}"#, "too_large", Some("c"), "11 bytes"),
-        (br#"{"cid":"c","to":"bob","type":"text","text":"x","reply_to":"nope"}"#, "bad_request", Some("c"), "`reply_to`"),
+        (
+            br#"{"to":"bob","type":"text","text":"x"}"#,
+            "bad_request",
+            None,
+            "`cid`",
+        ),
+        (
+            br#"{"cid":null,"to":"bob","type":"text","text":"x"}"#,
+            "bad_request",
+            None,
+            "`cid`",
+        ),
+        (
+            br#"{"cid":"c","to":"bob","type":"text","text":"x","foo":1}"#,
+            "bad_request",
+            Some("c"),
+            "unknown field `foo`",
+        ),
+        (
+            br#"{"cid":"c","group":"g","type":"text","text":"x"}"#,
+            "bad_request",
+            Some("c"),
+            "group messages are not supported yet",
+        ),
+        (
+            br#"{"cid":"c","to":"bob","type":"video","media":"m"}"#,
+            "bad_request",
+            Some("c"),
+            "media service",
+        ),
+        (
+            br#"{"cid":"c","to":"bob","type":"gif","text":"x"}"#,
+            "bad_request",
+            Some("c"),
+            "`type`",
+        ),
+        (
+            br#"{"cid":"c","to":"b b","type":"text","text":"x"}"#,
+            "bad_request",
+            Some("c"),
+            "`to`",
+        ),
+        (
+            br#"{"cid":"c","to":"bob","type":"text","text":""}"#,
+            "bad_request",
+            Some("c"),
+            "`text`",
+        ),
+        (
+            br#"{"cid":"c","to":"bob","type":"text","text":"12345678901"}"#,
+            "too_large",
+            Some("c"),
+            "11 bytes",
+        ),
+        (
+            br#"{"cid":"c","to":"bob","type":"text","text":"x","reply_to":"nope"}"#,
+            "bad_request",
+            Some("c"),
+            "`reply_to`",
+        ),
     ];
     for (payload, code, cid, needle) in cases {
         let ack = parse(&env.chat.send("alice", payload).await);
         let shown = String::from_utf8_lossy(payload);
         assert_eq!(ack["error"]["code"], *code, "{shown}: {ack}");
-        assert_eq!(ack.get("cid").and_then(Value::as_str), *cid, "{shown}: {ack}");
+        assert_eq!(
+            ack.get("cid").and_then(Value::as_str),
+            *cid,
+            "{shown}: {ack}"
+        );
         let message = ack["error"]["message"].as_str().unwrap_or("");
         assert!(message.contains(needle), "{shown}: {ack}");
     }
@@ -260,8 +337,7 @@ async fn concurrent_sends_are_batched_and_ordered() {
     assert_eq!(sorted.len(), N, "ids are not distinct");
     // Deliveries come in id order.
     let delivered: Vec<String> = env
-        .rec
-        .items()
+        .delivered(N)
         .into_iter()
         .filter_map(|o| o.queue_id)
         .collect();
@@ -271,9 +347,19 @@ async fn concurrent_sends_are_batched_and_ordered() {
     assert!(stats.batches < N as u64, "no batching: {stats:?}");
     assert!(env.store.flush_count() < N, "one flush per message");
     // Unread counts added up across batches.
-    let v = parse(&env.store.get(b"v/bob/d:alice:bob").expect("get").expect("v"));
+    let v = parse(
+        &env.store
+            .get(b"v/bob/d:alice:bob")
+            .expect("get")
+            .expect("v"),
+    );
     assert_eq!(v["unread"], N as u64 / 2);
-    let v = parse(&env.store.get(b"v/bob/d:bob:carol").expect("get").expect("v"));
+    let v = parse(
+        &env.store
+            .get(b"v/bob/d:bob:carol")
+            .expect("get")
+            .expect("v"),
+    );
     assert_eq!(v["unread"], N as u64 / 2);
 }
 
@@ -283,8 +369,11 @@ async fn same_conversation_in_one_batch_counts_every_message() {
     env.store.close_gate();
     let chat = env.chat.clone();
     let blocker = tokio::spawn(async move {
-        chat.send("alice", br#"{"cid":"first","to":"bob","type":"text","text":"a"}"#)
-            .await
+        chat.send(
+            "alice",
+            br#"{"cid":"first","to":"bob","type":"text","text":"a"}"#,
+        )
+        .await
     });
     assert!(wait_until(|| env.store.has(b"k/alice/first")));
     let mut tasks = Vec::new();
@@ -302,12 +391,20 @@ async fn same_conversation_in_one_batch_counts_every_message() {
     for t in tasks {
         assert_eq!(parse(&t.await.expect("join"))["status"], "sent");
     }
-    assert_eq!(env.chat.stats().batches, batches_before + 2, "10 sends in one batch");
-    let v = parse(&env.store.get(b"v/bob/d:alice:bob").expect("get").expect("v"));
+    assert_eq!(
+        env.chat.stats().batches,
+        batches_before + 2,
+        "10 sends in one batch"
+    );
+    let v = parse(
+        &env.store
+            .get(b"v/bob/d:alice:bob")
+            .expect("get")
+            .expect("v"),
+    );
     assert_eq!(v["unread"], 11);
-    let items: Vec<_> = env.rec.items().into_iter().filter_map(|o| o.queue_id).collect();
-    eprintln!("{items:?} {v}");
-    let last = items.last().cloned();
+    // Deliveries follow the acks; wait for all of them.
+    let last = env.delivered(11).last().and_then(|o| o.queue_id.clone());
     assert_eq!(v["last_id"].as_str(), last.as_deref());
 }
 
@@ -316,7 +413,10 @@ async fn store_failures_answer_internal_and_committer_survives() {
     let env = Env::new(&["alice", "bob"]);
     env.store.fail_apply.store(true, Ordering::SeqCst);
     let ack = env
-        .send("alice", r#"{"cid":"c1","to":"bob","type":"text","text":"x"}"#)
+        .send(
+            "alice",
+            r#"{"cid":"c1","to":"bob","type":"text","text":"x"}"#,
+        )
         .await;
     assert_eq!(ack["error"]["code"], "internal", "{ack}");
     assert_eq!(ack["cid"], "c1");
@@ -324,22 +424,35 @@ async fn store_failures_answer_internal_and_committer_survives() {
 
     env.store.fail_flush.store(true, Ordering::SeqCst);
     let ack = env
-        .send("alice", r#"{"cid":"c2","to":"bob","type":"text","text":"y"}"#)
+        .send(
+            "alice",
+            r#"{"cid":"c2","to":"bob","type":"text","text":"y"}"#,
+        )
         .await;
     assert_eq!(ack["error"]["code"], "internal", "{ack}");
     assert!(env.rec.items().is_empty());
-    assert!(env.chat.backlog("bob", None, 10).expect("backlog").is_empty());
+    assert!(env
+        .chat
+        .backlog("bob", None, 10)
+        .expect("backlog")
+        .is_empty());
     env.store.fail_flush.store(false, Ordering::SeqCst);
 
     // The committer still works; the retry of c1 makes a message now.
     let ack = env
-        .send("alice", r#"{"cid":"c1","to":"bob","type":"text","text":"x"}"#)
+        .send(
+            "alice",
+            r#"{"cid":"c1","to":"bob","type":"text","text":"x"}"#,
+        )
         .await;
     assert_eq!(ack["status"], "sent", "{ack}");
     // c2 was applied but its flush failed: the retry answers with that message once a
     // flush has succeeded, and the backlog then includes it.
     let ack = env
-        .send("alice", r#"{"cid":"c2","to":"bob","type":"text","text":"y"}"#)
+        .send(
+            "alice",
+            r#"{"cid":"c2","to":"bob","type":"text","text":"y"}"#,
+        )
         .await;
     assert_eq!(ack["status"], "sent", "{ack}");
     assert_eq!(env.chat.backlog("bob", None, 10).expect("backlog").len(), 2);
@@ -352,7 +465,10 @@ async fn close_finishes_and_refuses_later_sends() {
     env.chat.close();
     env.chat.close();
     let ack = env
-        .send("alice", r#"{"cid":"c2","to":"bob","type":"text","text":"after"}"#)
+        .send(
+            "alice",
+            r#"{"cid":"c2","to":"bob","type":"text","text":"after"}"#,
+        )
         .await;
     assert_eq!(ack["error"]["code"], "internal");
     assert_eq!(ack["error"]["message"], "server is shutting down");
@@ -368,7 +484,10 @@ async fn reopen_after_drop_finds_everything() {
         common::add_account(&store, "bob");
         let ack = parse(
             &chat
-                .send("alice", br#"{"cid":"c1","to":"bob","type":"text","text":"hi"}"#)
+                .send(
+                    "alice",
+                    br#"{"cid":"c1","to":"bob","type":"text","text":"hi"}"#,
+                )
                 .await,
         );
         (ack["id"].as_str().expect("id").to_string(), ack)
@@ -382,26 +501,39 @@ async fn reopen_after_drop_finds_everything() {
     // The cid map survived: a retry after the restart gets the same ack.
     let again = parse(
         &chat
-            .send("alice", br#"{"cid":"c1","to":"bob","type":"text","text":"hi"}"#)
+            .send(
+                "alice",
+                br#"{"cid":"c1","to":"bob","type":"text","text":"hi"}"#,
+            )
             .await,
     );
     assert_eq!(again, first_ack);
     // New ids continue after the stored ones.
     let ack = parse(
         &chat
-            .send("alice", br#"{"cid":"c2","to":"bob","type":"text","text":"again"}"#)
+            .send(
+                "alice",
+                br#"{"cid":"c2","to":"bob","type":"text","text":"again"}"#,
+            )
             .await,
     );
     let second_id = ack["id"].as_str().expect("id");
     assert!(second_id > first_id.as_str());
-    assert_eq!(rec.items().len(), 1);
+    assert!(wait_until(|| rec.items().len() == 1));
     let history = parse(
         &chat
             .rpc("bob", br#"{"rid":"r","op":"history","with":"alice"}"#)
             .await,
     );
-    assert_eq!(history["result"]["messages"].as_array().map(Vec::len), Some(2));
-    let convs = parse(&chat.rpc("bob", br#"{"rid":"r","op":"conversations"}"#).await);
+    assert_eq!(
+        history["result"]["messages"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let convs = parse(
+        &chat
+            .rpc("bob", br#"{"rid":"r","op":"conversations"}"#)
+            .await,
+    );
     assert_eq!(convs["result"]["conversations"][0]["unread"], 2);
 }
 
@@ -409,7 +541,12 @@ async fn reopen_after_drop_finds_everything() {
 async fn note_to_self_has_no_unread() {
     let env = Env::new(&["alice"]);
     let id = env.text("alice", "alice", "c1", "remember milk").await;
-    let v = parse(&env.store.get(b"v/alice/d:alice:alice").expect("get").expect("v"));
+    let v = parse(
+        &env.store
+            .get(b"v/alice/d:alice:alice")
+            .expect("get")
+            .expect("v"),
+    );
     assert_eq!(v, json!({"peer": "alice", "last_id": id, "unread": 0}));
-    assert_eq!(env.rec.items()[0].user, "alice");
+    assert_eq!(env.delivered(1)[0].user, "alice");
 }

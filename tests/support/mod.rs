@@ -46,7 +46,11 @@ pub fn unique(prefix: &str) -> String {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!("{prefix}{:x}{:x}{n}", std::process::id() % 0xfff, nanos % 0xfffff)
+    format!(
+        "{prefix}{:x}{:x}{n}",
+        std::process::id() % 0xfff,
+        nanos % 0xfffff
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -116,8 +120,10 @@ impl Server {
     pub fn start_with_listen(listen_extra: &str, extra_toml: &str) -> Server {
         let listen_extra = listen_extra.to_string();
         let extra = extra_toml.to_string();
-        Self::try_start_custom(move |dir| format!("{}\n{}\n", base_config(dir, &listen_extra), extra))
-            .unwrap_or_else(|e| panic!("chatd did not start: {e}"))
+        Self::try_start_custom(move |dir| {
+            format!("{}\n{}\n", base_config(dir, &listen_extra), extra)
+        })
+        .unwrap_or_else(|e| panic!("chatd did not start: {e}"))
     }
 
     /// Starts chatd with a configuration built by `make_config` from the temporary directory.
@@ -204,7 +210,11 @@ impl Server {
                     break v;
                 }
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.child = None;
                 return Err(format!(
                     "chatd exited ({status}) before writing listen.json; log:\n{}",
@@ -220,10 +230,10 @@ impl Server {
             std::thread::sleep(Duration::from_millis(25));
         };
         let addr = |k: &str| -> Option<SocketAddr> {
-            parsed
-                .get(k)
-                .and_then(|v| v.as_str())
-                .map(|s| s.parse().unwrap_or_else(|e| panic!("listen.json {k}={s}: {e}")))
+            parsed.get(k).and_then(|v| v.as_str()).map(|s| {
+                s.parse()
+                    .unwrap_or_else(|e| panic!("listen.json {k}={s}: {e}"))
+            })
         };
         self.mqtt = addr("mqtt").unwrap_or_else(unspecified);
         self.ws = addr("ws").unwrap_or_else(unspecified);
@@ -431,8 +441,8 @@ fn parse_http_response(raw: &[u8]) -> (u16, String) {
         let mut rest = &body[..];
         while let Some(pos) = rest.windows(2).position(|w| w == b"\r\n") {
             let size_text = String::from_utf8_lossy(&rest[..pos]).into_owned();
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
-                .unwrap_or(0);
+            let size =
+                usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap_or(0);
             rest = &rest[pos + 2..];
             if size == 0 || rest.len() < size {
                 break;
@@ -697,7 +707,12 @@ pub struct Client {
 
 /// The default 3.1.1 options of these tests: keep-alive 30 s, the given client id and credentials,
 /// clean session, large packet limits.
-pub fn options(addr: SocketAddr, client_id: &str, user: &str, password: &str) -> rumqttc::MqttOptions {
+pub fn options(
+    addr: SocketAddr,
+    client_id: &str,
+    user: &str,
+    password: &str,
+) -> rumqttc::MqttOptions {
     let mut o = rumqttc::MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
     o.set_keep_alive(Duration::from_secs(30));
     o.set_credentials(user, password);
@@ -777,7 +792,11 @@ async fn run_v4(mut el: rumqttc::EventLoop, tx: UnboundedSender<Ev<V4>>) {
 
 impl Client {
     /// Subscribes to one filter and waits for the SUBACK; returns its return codes.
-    pub async fn subscribe(&self, filter: &str, qos: rumqttc::QoS) -> Vec<rumqttc::SubscribeReasonCode> {
+    pub async fn subscribe(
+        &self,
+        filter: &str,
+        qos: rumqttc::QoS,
+    ) -> Vec<rumqttc::SubscribeReasonCode> {
         self.inner
             .subscribe(filter, qos)
             .await
@@ -789,7 +808,10 @@ impl Client {
     }
 
     /// Subscribes to several filters in one SUBSCRIBE and waits for the SUBACK.
-    pub async fn subscribe_many(&self, filters: &[(&str, rumqttc::QoS)]) -> Vec<rumqttc::SubscribeReasonCode> {
+    pub async fn subscribe_many(
+        &self,
+        filters: &[(&str, rumqttc::QoS)],
+    ) -> Vec<rumqttc::SubscribeReasonCode> {
         let list: Vec<rumqttc::SubscribeFilter> = filters
             .iter()
             .map(|(f, q)| rumqttc::SubscribeFilter::new(f.to_string(), *q))
@@ -848,8 +870,16 @@ impl Client {
     }
 
     /// The next publish on `topic` within `wait`, or `Err` describing the client state.
-    pub async fn next_publish_within(&mut self, topic: &str, wait: Duration) -> Result<rumqttc::Publish, String> {
-        self.core.lock().await.next_where(topic, &|_| true, wait).await
+    pub async fn next_publish_within(
+        &mut self,
+        topic: &str,
+        wait: Duration,
+    ) -> Result<rumqttc::Publish, String> {
+        self.core
+            .lock()
+            .await
+            .next_where(topic, &|_| true, wait)
+            .await
     }
 
     /// The next publish on `topic` whose JSON payload has `field == value` (others stay buffered).
@@ -860,7 +890,9 @@ impl Client {
             .await
             .next_where(topic, &|b| field_is(b, field, value), WAIT)
             .await
-            .unwrap_or_else(|e| panic!("no publish on {topic} with {field}={value} within {WAIT:?}: {e}"));
+            .unwrap_or_else(|e| {
+                panic!("no publish on {topic} with {field}={value} within {WAIT:?}: {e}")
+            });
         json_of(topic, &p.payload)
     }
 
@@ -982,7 +1014,12 @@ pub struct Client5 {
 
 /// The default 5.0 options of these tests: keep-alive 30 s, the given client id and credentials,
 /// clean start, large incoming packet limit, 30 s connection timeout.
-pub fn options5(addr: SocketAddr, client_id: &str, user: &str, password: &str) -> rumqttc::v5::MqttOptions {
+pub fn options5(
+    addr: SocketAddr,
+    client_id: &str,
+    user: &str,
+    password: &str,
+) -> rumqttc::v5::MqttOptions {
     let mut o = rumqttc::v5::MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
     o.set_keep_alive(Duration::from_secs(30));
     o.set_credentials(user, password);
@@ -1020,7 +1057,9 @@ pub async fn connect5_opts(opts: rumqttc::v5::MqttOptions) -> Result<Client5, St
 }
 
 /// Like [`connect5_opts`] with the rumqttc error itself.
-pub async fn connect5_raw(opts: rumqttc::v5::MqttOptions) -> Result<Client5, rumqttc::v5::ConnectionError> {
+pub async fn connect5_raw(
+    opts: rumqttc::v5::MqttOptions,
+) -> Result<Client5, rumqttc::v5::ConnectionError> {
     let (inner, mut el) = rumqttc::v5::AsyncClient::new(opts, 100_000);
     let connack = match el.poll().await? {
         rumqttc::v5::Event::Incoming(m5::Packet::ConnAck(ack)) => ack,
@@ -1049,9 +1088,10 @@ async fn run_v5(mut el: rumqttc::v5::EventLoop, tx: UnboundedSender<Ev<V5>>) {
             Ok(_) => continue,
             Err(e) => {
                 let disc = match &e {
-                    ConnectionError::MqttState(StateError::ServerDisconnect { reason_code, .. }) => {
-                        Some(*reason_code)
-                    }
+                    ConnectionError::MqttState(StateError::ServerDisconnect {
+                        reason_code,
+                        ..
+                    }) => Some(*reason_code),
                     _ => None,
                 };
                 let _ = tx.send(Ev::Closed(format!("{e:?}"), disc));
@@ -1066,7 +1106,11 @@ async fn run_v5(mut el: rumqttc::v5::EventLoop, tx: UnboundedSender<Ev<V5>>) {
 
 impl Client5 {
     /// Subscribes to one filter and waits for the SUBACK; returns its reason codes.
-    pub async fn subscribe(&self, filter: &str, qos: rumqttc::v5::mqttbytes::QoS) -> Vec<m5::SubscribeReasonCode> {
+    pub async fn subscribe(
+        &self,
+        filter: &str,
+        qos: rumqttc::v5::mqttbytes::QoS,
+    ) -> Vec<m5::SubscribeReasonCode> {
         self.inner
             .subscribe(filter, qos)
             .await
@@ -1107,7 +1151,12 @@ impl Client5 {
     }
 
     /// Publishes raw bytes with the given QoS (does not wait for the PUBACK).
-    pub async fn publish_bytes(&self, topic: &str, qos: rumqttc::v5::mqttbytes::QoS, payload: Vec<u8>) {
+    pub async fn publish_bytes(
+        &self,
+        topic: &str,
+        qos: rumqttc::v5::mqttbytes::QoS,
+        payload: Vec<u8>,
+    ) {
         let mut core = self.core.lock().await;
         core.publishes_requested += 1;
         drop(core);
@@ -1119,19 +1168,32 @@ impl Client5 {
 
     /// Publishes at QoS 1 and returns the reason code of its PUBACK; panics when the connection
     /// closes first or no PUBACK arrives within [`WAIT`].
-    pub async fn publish_result(&mut self, topic: &str, payload: impl Into<Vec<u8>>) -> m5::PubAckReason {
+    pub async fn publish_result(
+        &mut self,
+        topic: &str,
+        payload: impl Into<Vec<u8>>,
+    ) -> m5::PubAckReason {
         self.try_publish_result(topic, payload.into())
             .await
             .unwrap_or_else(|e| panic!("publish on {topic}: {e}"))
     }
 
     /// Like [`Client5::publish_result`], with `Err` instead of a panic.
-    pub async fn try_publish_result(&self, topic: &str, payload: Vec<u8>) -> Result<m5::PubAckReason, String> {
+    pub async fn try_publish_result(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+    ) -> Result<m5::PubAckReason, String> {
         let mut core = self.core.lock().await;
         let index = core.publishes_requested;
         core.publishes_requested += 1;
         self.inner
-            .publish(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce, false, payload)
+            .publish(
+                topic,
+                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                false,
+                payload,
+            )
             .await
             .map_err(|e| e.to_string())?;
         core.puback_of(index).await
@@ -1151,8 +1213,16 @@ impl Client5 {
     }
 
     /// The next publish on `topic` within `wait`, or `Err` describing the client state.
-    pub async fn next_publish_within(&mut self, topic: &str, wait: Duration) -> Result<m5::Publish, String> {
-        self.core.lock().await.next_where(topic, &|_| true, wait).await
+    pub async fn next_publish_within(
+        &mut self,
+        topic: &str,
+        wait: Duration,
+    ) -> Result<m5::Publish, String> {
+        self.core
+            .lock()
+            .await
+            .next_where(topic, &|_| true, wait)
+            .await
     }
 
     /// The next publish on `topic` whose JSON payload has `field == value` (others stay buffered).
@@ -1163,7 +1233,9 @@ impl Client5 {
             .await
             .next_where(topic, &|b| field_is(b, field, value), WAIT)
             .await
-            .unwrap_or_else(|e| panic!("no publish on {topic} with {field}={value} within {WAIT:?}: {e}"));
+            .unwrap_or_else(|e| {
+                panic!("no publish on {topic} with {field}={value} within {WAIT:?}: {e}")
+            });
         json_of(topic, &p.payload)
     }
 

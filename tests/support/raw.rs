@@ -545,10 +545,16 @@ impl Raw {
     }
 
     /// The next PUBLISH on `topic` (QoS 1 ones are acknowledged).
-    pub async fn next_publish_on(&mut self, topic: &str, timeout: Duration) -> Result<Pub, ReadError> {
+    pub async fn next_publish_on(
+        &mut self,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<Pub, ReadError> {
         let v = self.v;
         let p = self
-            .read_until(timeout, |p| p.kind() == PUBLISH && p.publish(v).topic == topic)
+            .read_until(timeout, |p| {
+                p.kind() == PUBLISH && p.publish(v).topic == topic
+            })
             .await?;
         Ok(p.publish(v))
     }
@@ -558,6 +564,27 @@ impl Raw {
         match self.next_publish_on(topic, Duration::from_secs(20)).await {
             Ok(p) => p.json(),
             Err(e) => panic!("nothing on {topic}: {e:?}"),
+        }
+    }
+
+    /// Every PUBLISH that arrives within `wait` (QoS 1 ones are acknowledged); stops early when
+    /// the connection closes.
+    pub async fn publishes_for(&mut self, wait: Duration) -> Vec<Pub> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.read_packet(left).await {
+                Ok(p) if p.kind() == PUBLISH => {
+                    let publish = p.publish(self.v);
+                    if publish.qos == 1 {
+                        self.send(&puback(publish.pkid)).await;
+                    }
+                    out.push(publish);
+                }
+                Ok(_) => {}
+                Err(_) => return out,
+            }
         }
     }
 

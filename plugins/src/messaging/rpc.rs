@@ -85,7 +85,9 @@ fn dispatch(
 /// Reads and checks the arguments of `history`.
 fn history_args(obj: &Object) -> Result<(&str, Window), Failure> {
     if json::present(obj, "group") {
-        return Err(Failure::bad("group history is not supported by this server yet"));
+        return Err(Failure::bad(
+            "group history is not supported by this server yet",
+        ));
     }
     let with = json::required_str(obj, "with")?;
     chatd_auth::validate_user_id(with)
@@ -94,7 +96,9 @@ fn history_args(obj: &Object) -> Result<(&str, Window), Failure> {
         match json::optional_str(obj, name)? {
             None => Ok(None),
             Some(id) if valid_message_id(id) => Ok(Some(id.to_string())),
-            Some(id) => Err(Failure::bad(format!("`{name}` is not a message id: {id:?}"))),
+            Some(id) => Err(Failure::bad(format!(
+                "`{name}` is not a message id: {id:?}"
+            ))),
         }
     };
     let before = id_arg("before")?;

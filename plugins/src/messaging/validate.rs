@@ -7,7 +7,9 @@ use crate::ids::valid_message_id;
 
 /// Fields a send may carry. `from` is accepted and ignored: the sender is always the
 /// authenticated user.
-const SEND_FIELDS: &[&str] = &["cid", "to", "group", "type", "text", "reply_to", "media", "from"];
+const SEND_FIELDS: &[&str] = &[
+    "cid", "to", "group", "type", "text", "reply_to", "media", "from",
+];
 
 /// Message types of the contract that need the (not yet existing) media service.
 const MEDIA_TYPES: &[&str] = &["image", "video", "audio", "file"];
@@ -42,16 +44,10 @@ pub fn max_payload(max_text_bytes: usize) -> usize {
 
 /// Parses and checks a send payload.
 pub fn parse_send(payload: &[u8], max_text_bytes: usize) -> Result<Draft, Rejected> {
-    let obj = json::parse_object(payload, max_payload(max_text_bytes)).map_err(|failure| {
-        Rejected {
-            cid: None,
-            failure,
-        }
-    })?;
-    let cid = json::correlation_id(&obj, "cid").map_err(|failure| Rejected {
-        cid: None,
-        failure,
-    })?;
+    let obj = json::parse_object(payload, max_payload(max_text_bytes))
+        .map_err(|failure| Rejected { cid: None, failure })?;
+    let cid =
+        json::correlation_id(&obj, "cid").map_err(|failure| Rejected { cid: None, failure })?;
     check(&obj, cid, max_text_bytes).map_err(|failure| Rejected {
         cid: Some(cid.to_string()),
         failure,
@@ -158,32 +154,131 @@ mod tests {
             (b"{nope", ErrorCode::BadRequest, None, "not valid JSON"),
             (b"[1]", ErrorCode::BadRequest, None, "JSON object"),
             (b"\"hi\"", ErrorCode::BadRequest, None, "JSON object"),
-            (br#"{"to":"bob","type":"text","text":"x"}"#, ErrorCode::BadRequest, None, "`cid` is required"),
-            (br#"{"cid":7,"to":"bob","type":"text","text":"x"}"#, ErrorCode::BadRequest, None, "`cid` must be a string"),
-            (br#"{"cid":"","to":"bob","type":"text","text":"x"}"#, ErrorCode::BadRequest, None, "1 to 128"),
-            (br#"{"cid":"c","to":"bob","type":"text","text":"x","foo":1}"#, ErrorCode::BadRequest, Some("c"), "unknown field `foo`"),
-            (br#"{"cid":"c","group":"g1","type":"text","text":"x"}"#, ErrorCode::BadRequest, Some("c"), "group messages are not supported yet"),
-            (br#"{"cid":"c","to":"bob","type":"image","media":"m1"}"#, ErrorCode::BadRequest, Some("c"), "media service"),
-            (br#"{"cid":"c","to":"bob","type":"sticker","text":"x"}"#, ErrorCode::BadRequest, Some("c"), "`type` must be one of"),
-            (br#"{"cid":"c","to":"bob","text":"x"}"#, ErrorCode::BadRequest, Some("c"), "`type` is required"),
-            (br#"{"cid":"c","to":"bob","type":1,"text":"x"}"#, ErrorCode::BadRequest, Some("c"), "`type` must be a string"),
-            (br#"{"cid":"c","type":"text","text":"x"}"#, ErrorCode::BadRequest, Some("c"), "`to` is required"),
-            (br#"{"cid":"c","to":"b/ob","type":"text","text":"x"}"#, ErrorCode::BadRequest, Some("c"), "`to` is not a valid user id"),
-            (br#"{"cid":"c","to":["bob"],"type":"text","text":"x"}"#, ErrorCode::BadRequest, Some("c"), "`to` must be a string"),
-            (br#"{"cid":"c","to":"bob","type":"text"}"#, ErrorCode::BadRequest, Some("c"), "`text` is required"),
-            (br#"{"cid":"c","to":"bob","type":"text","text":""}"#, ErrorCode::BadRequest, Some("c"), "must not be empty"),
-            (br#"{"cid":"c","to":"bob","type":"text","text":false}"#, ErrorCode::BadRequest, Some("c"), "`text` must be a string"),
-            (br#"{"cid":"c","to":"bob","type":"text","text":"12345678901234567"}"#, ErrorCode::TooLarge, Some("c"), "17 bytes"),
-            (br#"{"cid":"c","to":"bob","type":"text","text":"x","reply_to":"abc"}"#, ErrorCode::BadRequest, Some("c"), "`reply_to` is not a message id"),
-            (br#"{"cid":"c","to":"bob","type":"text","text":"x","reply_to":5}"#, ErrorCode::BadRequest, Some("c"), "`reply_to` must be a string"),
-            (br#"{"cid":"c","to":"bob","type":"text","text":"x","media":"m1"}"#, ErrorCode::BadRequest, Some("c"), "`media` is only allowed"),
+            (
+                br#"{"to":"bob","type":"text","text":"x"}"#,
+                ErrorCode::BadRequest,
+                None,
+                "`cid` is required",
+            ),
+            (
+                br#"{"cid":7,"to":"bob","type":"text","text":"x"}"#,
+                ErrorCode::BadRequest,
+                None,
+                "`cid` must be a string",
+            ),
+            (
+                br#"{"cid":"","to":"bob","type":"text","text":"x"}"#,
+                ErrorCode::BadRequest,
+                None,
+                "1 to 128",
+            ),
+            (
+                br#"{"cid":"c","to":"bob","type":"text","text":"x","foo":1}"#,
+                ErrorCode::BadRequest,
+                Some("c"),
+                "unknown field `foo`",
+            ),
+            (
+                br#"{"cid":"c","group":"g1","type":"text","text":"x"}"#,
+                ErrorCode::BadRequest,
+                Some("c"),
+                "group messages are not supported yet",
+            ),
+            (
+                br#"{"cid":"c","to":"bob","type":"image","media":"m1"}"#,
+                ErrorCode::BadRequest,
+                Some("c"),
+                "media service",
+            ),
+            (
+                br#"{"cid":"c","to":"bob","type":"sticker","text":"x"}"#,
+                ErrorCode::BadRequest,
+                Some("c"),
+                "`type` must be one of",
+            ),
+            (
+                br#"{"cid":"c","to":"bob","text":"x"}"#,
+                ErrorCode::BadRequest,
+                Some("c"),
+                "`type` is required",
+            ),
+            (
+                br#"{"cid":"c","to":"bob","type":1,"text":"x"}"#,
+                ErrorCode::BadRequest,
+                Some("c"),
+                "`type` must be a string",
+            ),
+            (
+                br#"{"cid":"c","type":"text","text":"x"}"#,
+                ErrorCode::BadRequest,
+                Some("c"),
+                "`to` is required",
+            ),
+            (
+                br#"{"cid":"c","to":"b/ob","type":"text","text":"x"}"#,
+                ErrorCode::BadRequest,
+                Some("c"),
+                "`to` is not a valid user id",
+            ),
+            (
+                br#"{"cid":"c","to":["bob"],"type":"text","text":"x"}"#,
+                ErrorCode::BadRequest,
+                Some("c"),
+                "`to` must be a string",
+            ),
+            (
+                br#"{"cid":"c","to":"bob","type":"text"}"#,
+                ErrorCode::BadRequest,
+                Some("c"),
+                "`text` is required",
+            ),
+            (
+                br#"{"cid":"c","to":"bob","type":"text","text":""}"#,
+                ErrorCode::BadRequest,
+                Some("c"),
+                "must not be empty",
+            ),
+            (
+                br#"{"cid":"c","to":"bob","type":"text","text":false}"#,
+                ErrorCode::BadRequest,
+                Some("c"),
+                "`text` must be a string",
+            ),
+            (
+                br#"{"cid":"c","to":"bob","type":"text","text":"12345678901234567"}"#,
+                ErrorCode::TooLarge,
+                Some("c"),
+                "17 bytes",
+            ),
+            (
+                br#"{"cid":"c","to":"bob","type":"text","text":"x","reply_to":"abc"}"#,
+                ErrorCode::BadRequest,
+                Some("c"),
+                "`reply_to` is not a message id",
+            ),
+            (
+                br#"{"cid":"c","to":"bob","type":"text","text":"x","reply_to":5}"#,
+                ErrorCode::BadRequest,
+                Some("c"),
+                "`reply_to` must be a string",
+            ),
+            (
+                br#"{"cid":"c","to":"bob","type":"text","text":"x","media":"m1"}"#,
+                ErrorCode::BadRequest,
+                Some("c"),
+                "`media` is only allowed",
+            ),
         ];
         for (payload, code, cid, needle) in cases {
             let r = refused(payload);
             let shown = String::from_utf8_lossy(payload);
             assert_eq!(r.failure.code, *code, "{shown}: {r:?}");
             assert_eq!(r.cid.as_deref(), *cid, "{shown}");
-            assert!(r.failure.message.contains(needle), "{shown}: {:?}", r.failure.message);
+            assert!(
+                r.failure.message.contains(needle),
+                "{shown}: {:?}",
+                r.failure.message
+            );
         }
     }
 

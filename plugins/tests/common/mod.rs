@@ -9,7 +9,7 @@ use std::time::Duration;
 use chatd_plugins::accounts::Accounts;
 use chatd_plugins::messaging::{Chat, ChatConfig};
 use chatd_plugins::outbox::{Deliver, Outgoing};
-use chatd_plugins::store::{KvStore, Op, SledStore, StoreError};
+use chatd_plugins::store::{KvPair, KvStore, Op, SledStore, StoreError};
 use serde_json::Value;
 
 /// A [`KvStore`] around a sled store that counts flushes, can hold flushes until released
@@ -68,7 +68,7 @@ impl KvStore for TestStore {
         end: &[u8],
         reverse: bool,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<KvPair>, StoreError> {
         self.inner.scan(start, end, reverse, limit)
     }
 
@@ -160,6 +160,13 @@ impl Env {
             .to_string()
     }
 
+    /// The deliveries once there are `n` of them (deliveries follow the acks, so a test
+    /// that just got its ack may have to wait a moment).
+    pub fn delivered(&self, n: usize) -> Vec<Outgoing> {
+        wait_until(|| self.rec.items().len() >= n);
+        self.rec.items()
+    }
+
     pub async fn rpc(&self, me: &str, request: Value) -> Value {
         parse(&self.chat.rpc(me, request.to_string().as_bytes()).await)
     }
@@ -189,9 +196,8 @@ pub fn add_account(store: &TestStore, user: &str) {
 }
 
 pub fn parse(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes).unwrap_or_else(|e| {
-        panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes))
-    })
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
 }
 
 /// Waits (bounded) until `cond` holds.
