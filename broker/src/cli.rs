@@ -96,7 +96,10 @@ fn online(config: &Config, command: UserCommand) -> Result<()> {
                 .json(&json!({"password": password})),
             format!("password changed for {id}"),
         ),
-        UserCommand::Remove { id } => (client.delete(format!("{base}/{id}")), format!("removed {id}")),
+        UserCommand::Remove { id } => (
+            client.delete(format!("{base}/{id}")),
+            format!("removed {id}"),
+        ),
         UserCommand::List => (client.get(&base), String::new()),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -225,8 +225,9 @@ impl Config {
         if (!self.listen.mqtts.is_empty() || !self.listen.wss.is_empty()) && self.tls.is_none() {
             return Err(ConfigError::Invalid {
                 key: "tls",
-                why: "listen.mqtts or listen.wss is set, so [tls] cert_file and key_file are needed"
-                    .into(),
+                why:
+                    "listen.mqtts or listen.wss is set, so [tls] cert_file and key_file are needed"
+                        .into(),
             });
         }
         if self.storage.path.as_os_str().is_empty() {
@@ -253,7 +254,11 @@ impl Config {
         }
         let l = &self.limits;
         let checks: [(&'static str, bool, &str); 5] = [
-            ("limits.max_connections", l.max_connections >= 1, "must be at least 1"),
+            (
+                "limits.max_connections",
+                l.max_connections >= 1,
+                "must be at least 1",
+            ),
             (
                 "limits.max_packet_size",
                 (1024..=256 * 1024 * 1024).contains(&l.max_packet_size),
@@ -264,7 +269,11 @@ impl Config {
                 (1..=3600).contains(&l.connect_timeout_secs),
                 "must be between 1 and 3600",
             ),
-            ("limits.max_inflight", l.max_inflight >= 1, "must be at least 1"),
+            (
+                "limits.max_inflight",
+                l.max_inflight >= 1,
+                "must be at least 1",
+            ),
             (
                 "limits.max_text_bytes",
                 l.max_text_bytes >= 1 && l.max_text_bytes < l.max_packet_size,

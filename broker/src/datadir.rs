@@ -83,8 +83,12 @@ pub fn remove_listen_file(dir: &Path) {
 /// The HTTP address of a running server, from its `listen.json`.
 pub fn running_http_addr(dir: &Path) -> Result<SocketAddr> {
     let path = listen_path(dir);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("the server holds the store but {} is missing", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "the server holds the store but {} is missing",
+            path.display()
+        )
+    })?;
     let map: BTreeMap<String, String> = serde_json::from_str(&text)?;
     let addr = map
         .get("http")

@@ -120,9 +120,7 @@ impl Hub {
         });
         let previous = {
             let mut inner = self.lock();
-            let previous = inner
-                .by_client
-                .insert(client_id.to_string(), entry.clone());
+            let previous = inner.by_client.insert(client_id.to_string(), entry.clone());
             if let Some(old) = &previous {
                 remove_from_user(&mut inner, old);
             }

@@ -108,8 +108,8 @@ fn check_upgrade(request: &Request, mut response: Response) -> Result<Response, 
             .find(|p| *p == "mqtt" || *p == "mqttv3.1");
         match chosen {
             Some(p) => {
-                let value = HeaderValue::from_str(p)
-                    .unwrap_or_else(|_| HeaderValue::from_static("mqtt"));
+                let value =
+                    HeaderValue::from_str(p).unwrap_or_else(|_| HeaderValue::from_static("mqtt"));
                 response
                     .headers_mut()
                     .insert("sec-websocket-protocol", value);

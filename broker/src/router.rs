@@ -8,8 +8,13 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rumqttd::local::{LinkError, LinkRx, LinkTx};
+use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::{Broker, Config, RouterConfig};
+
+/// The router refused or could not create a link.
+#[derive(Debug, thiserror::Error)]
+#[error("router link failed: {0}")]
+pub struct RouterError(String);
 
 /// A handle to the router thread.
 pub struct Router {
@@ -40,8 +45,10 @@ impl Router {
 
     /// A new local link for a session. Router client ids are made unique per link so that a
     /// takeover (two links for one MQTT client id for a moment) never confuses the router.
-    pub fn link(&self, client_id: &str) -> Result<(LinkTx, LinkRx), LinkError> {
+    pub fn link(&self, client_id: &str) -> Result<(LinkTx, LinkRx), RouterError> {
         let n = self.next_link.fetch_add(1, Ordering::Relaxed);
-        self.broker.link(&format!("{client_id}#{n}"))
+        self.broker
+            .link(&format!("{client_id}#{n}"))
+            .map_err(|e| RouterError(e.to_string()))
     }
 }

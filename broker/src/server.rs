@@ -49,7 +49,9 @@ pub async fn run(config: Config) -> Result<()> {
                 dir.display()
             ))
         }
-        Err(e) => return Err(anyhow!(e).context(format!("cannot open the store in {}", dir.display()))),
+        Err(e) => {
+            return Err(anyhow!(e).context(format!("cannot open the store in {}", dir.display())))
+        }
     };
     datadir::remove_listen_file(&dir);
     let admin_token = datadir::admin_token(&dir, config.auth.admin_token.as_deref())?;

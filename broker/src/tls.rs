@@ -27,7 +27,10 @@ fn read_certs(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'stat
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("tls.cert_file: {} is not PEM", path.display()))?;
     if certs.is_empty() {
-        return Err(anyhow!("tls.cert_file: no certificate in {}", path.display()));
+        return Err(anyhow!(
+            "tls.cert_file: no certificate in {}",
+            path.display()
+        ));
     }
     Ok(certs)
 }

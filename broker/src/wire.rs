@@ -68,7 +68,9 @@ fn fixed_header(buf: &[u8]) -> Result<Option<(u8, usize, usize)>, WireError> {
         }
         shift += 7;
         if i == 3 {
-            return Err(WireError::Malformed("remaining length longer than 4 bytes".into()));
+            return Err(WireError::Malformed(
+                "remaining length longer than 4 bytes".into(),
+            ));
         }
     }
     Ok(None)
@@ -173,7 +175,9 @@ impl Codec {
             Ok(Err(protocol::Error::InsufficientBytes(_))) => Ok(None),
             Ok(Err(protocol::Error::PayloadSizeLimitExceeded(n))) => Err(WireError::TooLarge(n)),
             Ok(Err(e)) => Err(WireError::Malformed(e.to_string())),
-            Err(_) => Err(WireError::Malformed("packet the codec cannot decode".into())),
+            Err(_) => Err(WireError::Malformed(
+                "packet the codec cannot decode".into(),
+            )),
         }
     }
 
@@ -187,7 +191,9 @@ impl Codec {
         match result {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(WireError::Malformed(e.to_string())),
-            Err(_) => Err(WireError::Malformed("packet the codec cannot encode".into())),
+            Err(_) => Err(WireError::Malformed(
+                "packet the codec cannot encode".into(),
+            )),
         }
     }
 
@@ -287,7 +293,9 @@ mod tests {
 
     #[test]
     fn detects_versions() {
-        let v4 = [0x10, 0x0c, 0x00, 0x04, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 0];
+        let v4 = [
+            0x10, 0x0c, 0x00, 0x04, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 0,
+        ];
         assert_eq!(detect_version(&v4).unwrap(), Some(Version::V4));
         let mut v5 = v4;
         v5[8] = 5;

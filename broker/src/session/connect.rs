@@ -217,8 +217,7 @@ async fn check(
             return Err(Refusal::NotAuthorized);
         }
     }
-    if shared.metrics.connections.load(Ordering::Relaxed) as usize
-        >= shared.limits.max_connections
+    if shared.metrics.connections.load(Ordering::Relaxed) as usize >= shared.limits.max_connections
     {
         return Err(Refusal::Busy);
     }

@@ -59,7 +59,12 @@ pub async fn run<T: Transport>(mut t: T, shared: Arc<Shared>) {
     shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
     let registration = shared.hub.register(&accepted.user, &accepted.client_id);
     debug!(client_id = %accepted.client_id, "session started");
-    let mut session = Session::new(accepted, registration.entry, registration.rx, shared.clone());
+    let mut session = Session::new(
+        accepted,
+        registration.entry,
+        registration.rx,
+        shared.clone(),
+    );
     let end = session.serve(&mut t).await;
     session.finish(&mut t, end).await;
     shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
@@ -560,7 +565,8 @@ impl Session {
             Metrics::inc(&self.shared.metrics.protocol_errors_total);
         }
         if !self.out.is_empty() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), t.write_all_flush(&self.out)).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), t.write_all_flush(&self.out)).await;
         }
         t.close().await;
         self.shared.hub.deregister(&self.entry);

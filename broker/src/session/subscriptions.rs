@@ -89,7 +89,11 @@ impl Subscriptions {
     }
 
     /// Applies an UNSUBSCRIBE.
-    pub fn unsubscribe(&mut self, unsubscribe: Unsubscribe, version: Version) -> UnsubscribeOutcome {
+    pub fn unsubscribe(
+        &mut self,
+        unsubscribe: Unsubscribe,
+        version: Version,
+    ) -> UnsubscribeOutcome {
         let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
         let mut router_unsubscribe = Vec::new();
         for filter in unsubscribe.filters {
