@@ -1,5 +1,6 @@
 //! chatd's operator side: reading its data directory and creating users via the admin API.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,11 +95,44 @@ impl Admin {
         }
     }
 
-    /// Creates all `users` (a few requests at a time). Returns (created, already existing).
+    /// Lists the existing users (`GET /admin/users`).
+    pub async fn list_users(&self) -> Result<HashSet<String>> {
+        let resp = self
+            .http
+            .get(format!("{}/admin/users", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("GET {}/admin/users", self.base))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            bail!("listing users: HTTP {status}: {}", body.trim());
+        }
+        let v: serde_json::Value = resp.json().await?;
+        let users = v
+            .get("users")
+            .and_then(|u| u.as_array())
+            .ok_or_else(|| anyhow!("listing users: no \"users\" array"))?;
+        Ok(users
+            .iter()
+            .filter_map(|u| u.as_str().map(str::to_string))
+            .collect())
+    }
+
+    /// Creates those of `users` that do not exist yet (a few requests at a time; existing
+    /// accounts keep their password). Returns (created, already existing).
     pub async fn ensure_users(&self, users: &[String], password: &str) -> Result<(usize, usize)> {
+        // Skipping known users saves a password hash per user on the server.
+        let known = self.list_users().await?;
         let limit = Arc::new(Semaphore::new(CONCURRENCY));
         let mut set = JoinSet::new();
+        let mut existing = 0;
         for user in users {
+            if known.contains(user) {
+                existing += 1;
+                continue;
+            }
             let (admin, user, password, limit) = (
                 self.clone(),
                 user.clone(),
@@ -110,7 +144,7 @@ impl Admin {
                 admin.create_user(&user, &password).await
             });
         }
-        let (mut created, mut existing) = (0, 0);
+        let mut created = 0;
         while let Some(joined) = set.join_next().await {
             match joined.map_err(|e| anyhow!(e))?? {
                 true => created += 1,

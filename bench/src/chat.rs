@@ -183,7 +183,10 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
     let setup = async {
         let admin = Admin::new(&http, &token)?;
         let all: Vec<String> = senders.iter().chain(&receivers).cloned().collect();
-        eprintln!("creating {} users via http://{http}/admin/users", all.len());
+        eprintln!(
+            "ensuring {} users exist via http://{http}/admin/users",
+            all.len()
+        );
         let (created, existing) = admin.ensure_users(&all, &args.password).await?;
         eprintln!("  {created} created, {existing} already existed");
         eprintln!("connecting {} clients to {endpoint}", all.len());
@@ -283,7 +286,14 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
         }));
     }
 
-    let end = wait_for_end(&progress, pairs, Duration::from_secs(load.grace), deadline).await;
+    let end = wait_for_end(
+        &progress,
+        pairs,
+        pairs * 2,
+        Duration::from_secs(load.grace),
+        deadline,
+    )
+    .await;
     let end_ns = now_ns();
     let _ = stop_tx.send(true);
     let limit = Duration::from_secs(5);
@@ -295,6 +305,7 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
     let mut ack_latency = Latency::new();
     let mut by_code: BTreeMap<String, u64> = BTreeMap::new();
     let (mut acked, mut errors, mut last_ack) = (0u64, 0u64, 0u64);
+    let mut reordered = 0u64;
     let (mut delivered, mut duplicates, mut stale, mut missing, mut last_delivery) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut other_acks = 0u64;
@@ -315,6 +326,7 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
         if let Some(t) = rx {
             delivered += t.delivered;
             duplicates += t.duplicates;
+            reordered += t.reordered;
             stale += t.stale;
             foreign += t.foreign;
             last_delivery = last_delivery.max(t.last_ns);
@@ -362,6 +374,7 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
         delivered_per_s: per_second(delivered, last_delivery.saturating_sub(start_ns)),
         missing,
         duplicates,
+        reordered,
         stale,
         connection_errors: progress.connection_errors.load(Ordering::Relaxed),
         latency_ms: latency.summary(),

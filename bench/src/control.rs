@@ -53,6 +53,8 @@ pub enum EndReason {
     GraceExpired,
     /// The hard duration limit was reached.
     DurationLimit,
+    /// Every client's connection broke.
+    ConnectionsLost,
 }
 
 impl EndReason {
@@ -62,26 +64,55 @@ impl EndReason {
             EndReason::Complete => "complete",
             EndReason::GraceExpired => "grace_expired",
             EndReason::DurationLimit => "duration_limit",
+            EndReason::ConnectionsLost => "connections_lost",
         }
     }
 }
 
+/// Interval of the progress lines on stderr.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
+
 /// Waits until the run is over: all senders are done and every published message is confirmed
 /// or refused (phase 1), then every confirmed message is delivered (phase 2). Phase 1 gives up
-/// when no confirmation arrives for `grace`, phase 2 after `grace`. `deadline` cuts either short.
+/// when no confirmation arrives for `grace`, phase 2 after `grace`. `deadline` cuts either short,
+/// and so does the loss of all `clients` connections. Prints a progress line every 5 s.
 pub async fn wait_for_end(
     progress: &Progress,
     senders: usize,
+    clients: usize,
     grace: Duration,
     deadline: Instant,
 ) -> EndReason {
+    let started = Instant::now();
+    let mut next_report = started + REPORT_EVERY;
+    let mut check = || {
+        let now = Instant::now();
+        if now >= next_report {
+            next_report += REPORT_EVERY;
+            eprintln!(
+                "  {:>4}s: sent {} confirmed {} refused {} delivered {}",
+                (now - started).as_secs(),
+                Progress::get(&progress.published),
+                Progress::get(&progress.confirmed),
+                Progress::get(&progress.failed),
+                Progress::get(&progress.delivered),
+            );
+        }
+        if now >= deadline {
+            Some(EndReason::DurationLimit)
+        } else if progress.connection_errors.load(Ordering::Relaxed) >= clients {
+            Some(EndReason::ConnectionsLost)
+        } else {
+            None
+        }
+    };
     let tick = Duration::from_millis(20);
     // Phase 1: publishing and confirmations.
     let mut last_settled = 0;
     let mut last_change = Instant::now();
     let all_settled = loop {
-        if Instant::now() >= deadline {
-            return EndReason::DurationLimit;
+        if let Some(end) = check() {
+            return end;
         }
         let settled = Progress::get(&progress.confirmed) + Progress::get(&progress.failed);
         if settled != last_settled {
@@ -98,7 +129,7 @@ pub async fn wait_for_end(
         tokio::time::sleep(tick).await;
     };
     // Phase 2: deliveries of confirmed messages.
-    let until = (Instant::now() + grace).min(deadline);
+    let until = Instant::now() + grace;
     loop {
         if Progress::get(&progress.delivered) >= Progress::get(&progress.confirmed) {
             return if all_settled {
@@ -107,13 +138,11 @@ pub async fn wait_for_end(
                 EndReason::GraceExpired
             };
         }
-        let now = Instant::now();
-        if now >= until {
-            return if now >= deadline {
-                EndReason::DurationLimit
-            } else {
-                EndReason::GraceExpired
-            };
+        if let Some(end) = check() {
+            return end;
+        }
+        if Instant::now() >= until {
+            return EndReason::GraceExpired;
         }
         tokio::time::sleep(tick).await;
     }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS,
-    SubscribeReasonCode,
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet,
+    QoS, SubscribeReasonCode,
 };
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -108,6 +108,11 @@ fn options(spec: &ClientSpec) -> MqttOptions {
 /// Publishes arriving meanwhile (e.g. a backlog) are acknowledged and ignored.
 pub async fn connect(spec: &ClientSpec) -> Result<Connected> {
     let (client, mut eventloop) = AsyncClient::new(options(spec), spec.inflight * 2 + 64);
+    // Latency is measured per message, so no Nagle delay on the client side.
+    let mut net = NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    net.set_connection_timeout(CONNECT_TIMEOUT.as_secs());
+    eventloop.set_network_options(net);
     for topic in &spec.subscribe {
         client.subscribe(topic.clone(), QoS::AtLeastOnce).await?;
     }

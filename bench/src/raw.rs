@@ -144,7 +144,14 @@ pub async fn run(args: &RawArgs, deadline: Instant) -> Result<Report> {
         }));
     }
 
-    let end = wait_for_end(&progress, pairs, Duration::from_secs(load.grace), deadline).await;
+    let end = wait_for_end(
+        &progress,
+        pairs,
+        pairs * 2,
+        Duration::from_secs(load.grace),
+        deadline,
+    )
+    .await;
     let end_ns = now_ns();
     let _ = stop_tx.send(true);
     let limit = Duration::from_secs(5);
@@ -154,6 +161,7 @@ pub async fn run(args: &RawArgs, deadline: Instant) -> Result<Report> {
 
     let mut latency = Latency::new();
     let mut last_delivery = 0u64;
+    let mut reordered = 0u64;
     let (mut delivered, mut duplicates, mut stale, mut missing) = (0, 0, 0, 0);
     let (mut published, mut last_puback) = (0u64, 0u64);
     for i in 0..pairs {
@@ -164,6 +172,7 @@ pub async fn run(args: &RawArgs, deadline: Instant) -> Result<Report> {
             Some(t) => {
                 latency.merge(&t.latency);
                 duplicates += t.duplicates;
+                reordered += t.reordered;
                 stale += t.stale;
                 last_delivery = last_delivery.max(t.last_ns);
                 t.delivered
@@ -200,6 +209,7 @@ pub async fn run(args: &RawArgs, deadline: Instant) -> Result<Report> {
         delivered_per_s: per_second(delivered, last_delivery.saturating_sub(start_ns)),
         missing,
         duplicates,
+        reordered,
         stale,
         connection_errors: progress.connection_errors.load(Ordering::Relaxed),
         latency_ms: latency.summary(),

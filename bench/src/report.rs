@@ -71,6 +71,8 @@ pub struct Report {
     pub missing: u64,
     /// Second and later deliveries of a message.
     pub duplicates: u64,
+    /// Distinct deliveries that came after a message its sender sent later.
+    pub reordered: u64,
     /// Benchmark messages of earlier runs that arrived (left over in an inbox).
     pub stale: u64,
     /// Client connections that broke during the run.
@@ -129,11 +131,13 @@ impl Report {
                 .map(|(code, n)| format!("{code}={n}"))
                 .collect::<Vec<_>>()
                 .join(" ");
-            writeln!(out, "  errors             {errors:>10}   {by_code}")?;
+            let line = format!("  errors             {errors:>10}   {by_code}");
+            writeln!(out, "{}", line.trim_end())?;
         }
         writeln!(out, "  unconfirmed        {:>10}", self.unconfirmed)?;
         writeln!(out, "  missing            {:>10}", self.missing)?;
         writeln!(out, "  duplicates         {:>10}", self.duplicates)?;
+        writeln!(out, "  reordered          {:>10}", self.reordered)?;
         if self.stale > 0 {
             writeln!(out, "  stale (old runs)   {:>10}", self.stale)?;
         }

@@ -87,6 +87,10 @@ pub struct DeliveryTally {
     pub duplicates: u64,
     /// Benchmark messages of another run (left over in a queue).
     pub stale: u64,
+    /// First deliveries that arrived after a message sent later than them.
+    pub reordered: u64,
+    /// Highest sequence number delivered so far, +1 (0 = none yet).
+    next_seq: u64,
     /// Messages that are not benchmark messages or carry a sequence number out of range.
     pub foreign: u64,
     /// Arrival time of the last first delivery ([`crate::clock::now_ns`]), 0 if none.
@@ -112,6 +116,8 @@ impl DeliveryTally {
             delivered: 0,
             duplicates: 0,
             stale: 0,
+            reordered: 0,
+            next_seq: 0,
             foreign: 0,
             last_ns: 0,
         }
@@ -138,6 +144,11 @@ impl DeliveryTally {
         }
         *slot = true;
         self.delivered += 1;
+        if stamp.seq < self.next_seq {
+            self.reordered += 1;
+        } else {
+            self.next_seq = stamp.seq + 1;
+        }
         self.latency.record_ns(now_ns.saturating_sub(stamp.sent_ns));
         self.last_ns = now_ns;
         Arrival::New
@@ -158,17 +169,18 @@ mod tests {
                 seq,
             })
         };
+        assert_eq!(t.record(st(7, 2), 3_000_000), Arrival::New);
         assert_eq!(t.record(st(7, 0), 3_000_000), Arrival::New);
         assert_eq!(t.record(st(7, 0), 3_000_000), Arrival::Other);
         assert_eq!(t.record(st(8, 1), 3_000_000), Arrival::Other);
         assert_eq!(t.record(st(7, 9), 3_000_000), Arrival::Other);
         assert_eq!(t.record(None, 3_000_000), Arrival::Other);
         assert_eq!(
-            (t.delivered, t.duplicates, t.stale, t.foreign),
-            (1, 1, 1, 2)
+            (t.delivered, t.duplicates, t.stale, t.foreign, t.reordered),
+            (2, 1, 1, 2, 1)
         );
         let s = t.latency.summary();
-        assert_eq!(s.count, 1);
+        assert_eq!(s.count, 2);
         assert!((s.p50 - 2.0).abs() < 0.01, "{}", s.p50);
     }
 }
