@@ -1,1 +1,366 @@
-//! placeholder: tests being written
+//! The per-recipient queue: messages for a user with no connected device are delivered in id
+//! order when a device subscribes to its inbox, stay queued until a device PUBACKs them, and
+//! survive a graceful restart and a `kill -9`.
+
+mod support;
+
+use std::time::Duration;
+
+use rumqttc::v5::mqttbytes::QoS as QoS5;
+use rumqttc::QoS;
+use serde_json::{json, Value};
+use support::*;
+
+fn server_ab() -> Server {
+    let s = Server::start();
+    s.add_user("alice", "alice-pw");
+    s.add_user("bob", "bob-pw");
+    s
+}
+
+/// Alice's sending connection (subscribed to her acks).
+async fn sender(s: &Server) -> Client {
+    let c = connect(s.mqtt, "alice", "alice", "alice-pw").await;
+    c.subscribe("user/alice/ack", QoS::AtLeastOnce).await;
+    c
+}
+
+/// Sends `n` messages alice → bob with texts `{prefix}{i}` and returns their ids in send order.
+async fn send_many(alice: &mut Client, prefix: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let cid = format!("{prefix}{i}");
+        let ack = alice.send("alice", "bob", &cid, &cid).await;
+        assert_eq!(ack["status"], "sent", "{ack}");
+        ids.push(ack["id"].as_str().unwrap().to_string());
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "ids not in send order");
+    ids
+}
+
+/// Bob with manual acks (3.1.1), subscribed to his inbox.
+async fn bob_manual(s: &Server, client_id: &str) -> Client {
+    let mut o = options(s.mqtt, client_id, "bob", "bob-pw");
+    o.set_manual_acks(true);
+    let c = connect_opts(o).await.expect("connect bob with manual acks");
+    c.subscribe("user/bob/inbox", QoS::AtLeastOnce).await;
+    c
+}
+
+fn json_of(p: &rumqttc::Publish) -> Value {
+    serde_json::from_slice(&p.payload).expect("inbox payload is JSON")
+}
+
+/// Receives `ids.len()` messages on bob's inbox and checks they are exactly `ids`, in order.
+async fn expect_in_order(bob: &mut Client, ids: &[String]) {
+    for (i, id) in ids.iter().enumerate() {
+        let m = bob.next_on("user/bob/inbox").await;
+        assert_eq!(m["id"], id.as_str(), "message {i} of {}: {m}", ids.len());
+        assert_eq!(m["from"], "alice");
+        assert_eq!(m["to"], "bob");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_messages_arrive_in_order_on_subscribe() {
+    let s = server_ab();
+    let mut alice = sender(&s).await;
+    let ids = send_many(&mut alice, "off-", 20).await;
+
+    // Connecting alone delivers nothing: the queue is sent when the inbox is subscribed.
+    let mut bob = connect(s.mqtt, "bob:phone", "bob", "bob-pw").await;
+    bob.subscribe("user/bob/ack", QoS::AtLeastOnce).await;
+    bob.nothing_on("user/bob/inbox", Duration::from_millis(500))
+        .await;
+    bob.subscribe("user/bob/inbox", QoS::AtLeastOnce).await;
+    expect_in_order(&mut bob, &ids).await;
+
+    // New messages follow the backlog, still in order, with no duplicates.
+    let more = send_many(&mut alice, "on-", 3).await;
+    expect_in_order(&mut bob, &more).await;
+    bob.nothing_on("user/bob/inbox", Duration::from_millis(800))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_messages_arrive_in_order_mqtt5() {
+    let s = server_ab();
+    let mut alice = sender(&s).await;
+    let ids = send_many(&mut alice, "five-", 12).await;
+
+    let mut bob = connect5(s.mqtt, "bob:v5", "bob", "bob-pw").await;
+    // A wildcard subscription that covers the inbox counts as subscribing to it.
+    bob.subscribe("user/bob/#", QoS5::AtLeastOnce).await;
+    for id in &ids {
+        let m = bob.next_on("user/bob/inbox").await;
+        assert_eq!(m["id"], id.as_str(), "{m}");
+    }
+    bob.nothing_on("user/bob/inbox", Duration::from_millis(800))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_and_live_messages_interleave_in_order() {
+    // Messages sent while bob's device is subscribing must neither be lost nor reordered.
+    let s = server_ab();
+    let mut alice = sender(&s).await;
+    let mut ids = send_many(&mut alice, "early-", 30).await;
+    let mut bob = connect(s.mqtt, "bob", "bob", "bob-pw").await;
+    // Publish more without waiting for their acks, then subscribe right away.
+    for i in 0..30 {
+        let cid = format!("late-{i}");
+        alice
+            .publish_json(
+                "chat/alice/send",
+                &json!({"cid":cid,"to":"bob","type":"text","text":cid}),
+            )
+            .await;
+    }
+    bob.subscribe("user/bob/inbox", QoS::AtLeastOnce).await;
+    for i in 0..30 {
+        let cid = format!("late-{i}");
+        let ack = alice.next_where("user/alice/ack", "cid", &json!(cid)).await;
+        ids.push(ack["id"].as_str().unwrap().to_string());
+    }
+    let mut seen = Vec::new();
+    while seen.len() < ids.len() {
+        let m = bob.next_on("user/bob/inbox").await;
+        let id = m["id"].as_str().unwrap().to_string();
+        if seen.contains(&id) {
+            continue; // at-least-once: a duplicate is allowed, a gap or a reorder is not
+        }
+        seen.push(id);
+    }
+    assert_eq!(seen, ids, "delivery order differs from id order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_stays_queued_until_puback() {
+    let s = server_ab();
+    let mut alice = sender(&s).await;
+
+    // Online with manual acks: receives but does not acknowledge, then leaves cleanly.
+    let mut bob = bob_manual(&s, "bob:phone").await;
+    let ack = alice.send("alice", "bob", "q-1", "ack me").await;
+    let id = ack["id"].as_str().unwrap().to_string();
+    let p = bob.next_publish("user/bob/inbox").await;
+    assert_eq!(p.qos, QoS::AtLeastOnce, "inbox delivered below QoS 1");
+    assert_eq!(json_of(&p)["id"], id.as_str());
+    bob.disconnect().await;
+
+    // Again on the next connection (same device).
+    let mut bob = bob_manual(&s, "bob:phone").await;
+    let p = bob.next_publish("user/bob/inbox").await;
+    assert_eq!(json_of(&p)["id"], id.as_str(), "not redelivered");
+    // Dropping the network without DISCONNECT keeps it queued as well.
+    drop(bob);
+
+    // Another device gets it too, and acknowledges it this time.
+    let mut bob = bob_manual(&s, "bob:laptop").await;
+    let p = bob.next_publish("user/bob/inbox").await;
+    assert_eq!(
+        json_of(&p)["id"],
+        id.as_str(),
+        "not redelivered after a drop"
+    );
+    bob.ack_manually(&p);
+    // A message after the PUBACK proves the session went on past it.
+    let ack2 = alice.send("alice", "bob", "q-2", "second").await;
+    let p2 = bob.next_publish("user/bob/inbox").await;
+    assert_eq!(json_of(&p2)["id"], ack2["id"]);
+    bob.ack_manually(&p2);
+    bob.disconnect().await;
+
+    // Acknowledged by one device = gone for every device of bob.
+    let mut bob = bob_manual(&s, "bob:phone").await;
+    bob.nothing_on("user/bob/inbox", Duration::from_millis(1500))
+        .await;
+    bob.disconnect().await;
+    let mut bob = connect5(s.mqtt, "bob:tablet", "bob", "bob-pw").await;
+    bob.subscribe("user/bob/inbox", QoS5::AtLeastOnce).await;
+    bob.nothing_on("user/bob/inbox", Duration::from_millis(1000))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_acknowledged_messages_leave_the_queue() {
+    let s = server_ab();
+    let mut alice = sender(&s).await;
+    let ids = send_many(&mut alice, "part-", 4).await;
+
+    let mut bob = bob_manual(&s, "bob").await;
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(bob.next_publish("user/bob/inbox").await);
+    }
+    let got_ids: Vec<String> = got
+        .iter()
+        .map(|p| json_of(p)["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got_ids, ids);
+    // Acknowledge the 2nd and the 4th only.
+    bob.ack_manually(&got[1]);
+    bob.ack_manually(&got[3]);
+    // Make sure the PUBACKs went out before leaving: a round trip on the same connection.
+    bob.subscribe("user/bob/ack", QoS::AtLeastOnce).await;
+    bob.disconnect().await;
+
+    let mut bob = bob_manual(&s, "bob").await;
+    let a = bob.next_publish("user/bob/inbox").await;
+    let b = bob.next_publish("user/bob/inbox").await;
+    assert_eq!(json_of(&a)["id"], ids[0].as_str());
+    assert_eq!(json_of(&b)["id"], ids[2].as_str());
+    bob.nothing_on("user/bob/inbox", Duration::from_millis(1000))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_acks_with_mqtt5() {
+    let s = server_ab();
+    let mut alice = sender(&s).await;
+    let ack = alice.send("alice", "bob", "m5-1", "five").await;
+    let id = ack["id"].clone();
+
+    let mut o = options5(s.mqtt, "bob:v5", "bob", "bob-pw");
+    o.set_manual_acks(true);
+    let mut bob = connect5_opts(o.clone()).await.expect("connect");
+    bob.subscribe("user/bob/inbox", QoS5::AtLeastOnce).await;
+    let p = bob.next_publish("user/bob/inbox").await;
+    assert_eq!(
+        serde_json::from_slice::<Value>(&p.payload).unwrap()["id"],
+        id
+    );
+    bob.disconnect().await;
+
+    let mut bob = connect5_opts(o.clone()).await.expect("reconnect");
+    bob.subscribe("user/bob/inbox", QoS5::AtLeastOnce).await;
+    let p = bob.next_publish("user/bob/inbox").await;
+    assert_eq!(
+        serde_json::from_slice::<Value>(&p.payload).unwrap()["id"],
+        id,
+        "not redelivered"
+    );
+    bob.ack_manually(&p);
+    bob.subscribe("user/bob/rpc", QoS5::AtLeastOnce).await;
+    bob.disconnect().await;
+
+    let mut bob = connect5_opts(o).await.expect("reconnect");
+    bob.subscribe("user/bob/inbox", QoS5::AtLeastOnce).await;
+    bob.nothing_on("user/bob/inbox", Duration::from_millis(1500))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_survives_graceful_restart() {
+    let mut s = server_ab();
+    let mut alice = sender(&s).await;
+    let ids = send_many(&mut alice, "g-", 10).await;
+    // One of them was delivered but not acknowledged before the restart.
+    let mut bob = bob_manual(&s, "bob").await;
+    let p = bob.next_publish("user/bob/inbox").await;
+    assert_eq!(json_of(&p)["id"], ids[0].as_str());
+    drop(bob);
+    drop(alice);
+
+    let status = s.stop();
+    assert!(status.success(), "chatd exited with {status} on SIGTERM");
+    assert!(
+        !s.data_dir().join("listen.json").exists(),
+        "listen.json left behind after a clean exit"
+    );
+    s.restart();
+
+    let mut bob = connect(s.mqtt, "bob", "bob", "bob-pw").await;
+    bob.subscribe("user/bob/inbox", QoS::AtLeastOnce).await;
+    expect_in_order(&mut bob, &ids).await;
+    bob.disconnect().await;
+
+    // All acknowledged now (automatic acks): nothing after another restart.
+    assert!(s.stop().success());
+    s.restart();
+    let mut bob = connect(s.mqtt, "bob", "bob", "bob-pw").await;
+    bob.subscribe("user/bob/inbox", QoS::AtLeastOnce).await;
+    bob.nothing_on("user/bob/inbox", Duration::from_millis(1500))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_survives_kill_9() {
+    let mut s = server_ab();
+    let mut alice = sender(&s).await;
+    let ids = send_many(&mut alice, "k-", 10).await;
+    drop(alice);
+    // Every acked message is on disk: kill right after the last ack.
+    s.kill9();
+    s.restart();
+
+    let mut bob = connect(s.mqtt, "bob:phone", "bob", "bob-pw").await;
+    bob.subscribe("user/bob/inbox", QoS::AtLeastOnce).await;
+    expect_in_order(&mut bob, &ids).await;
+    bob.disconnect().await;
+
+    // The acknowledgements are durable too (eventually): after a graceful restart nothing comes back.
+    let mut alice = sender(&s).await;
+    let more = send_many(&mut alice, "k2-", 3).await;
+    drop(alice);
+    s.kill9();
+    s.restart();
+    let mut bob = connect(s.mqtt, "bob:phone", "bob", "bob-pw").await;
+    bob.subscribe("user/bob/inbox", QoS::AtLeastOnce).await;
+    // The first 10 may come again (their removal may not have reached the disk before the
+    // kill), but each at most once and all before the 3 new ones; the 3 new ones must come.
+    let mut seen: Vec<String> = Vec::new();
+    while !more.iter().all(|id| seen.contains(id)) {
+        let m = bob.next_on("user/bob/inbox").await;
+        let id = m["id"].as_str().unwrap().to_string();
+        assert!(!seen.contains(&id), "{id} delivered twice in one session");
+        assert!(
+            ids.contains(&id) || more.contains(&id),
+            "unknown message {m}"
+        );
+        seen.push(id);
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted, "backlog out of order after kill -9");
+    bob.disconnect().await;
+
+    assert!(s.stop().success());
+    s.restart();
+    let mut bob = connect(s.mqtt, "bob:phone", "bob", "bob-pw").await;
+    bob.subscribe("user/bob/inbox", QoS::AtLeastOnce).await;
+    bob.nothing_on("user/bob/inbox", Duration::from_millis(1500))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_survives_kill_9() {
+    let mut s = server_ab();
+    let mut alice = sender(&s).await;
+    let ids = send_many(&mut alice, "hk-", 5).await;
+    drop(alice);
+    s.kill9();
+    s.restart();
+    let mut alice = connect(s.mqtt, "alice", "alice", "alice-pw").await;
+    alice.subscribe("user/alice/#", QoS::AtLeastOnce).await;
+    let r = alice
+        .rpc("alice", json!({"rid":"h","op":"history","with":"bob"}))
+        .await;
+    let got: Vec<&str> = r["result"]["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"))
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, ids, "{r}");
+    // New ids after the crash still sort after the old ones.
+    let ack = alice.send("alice", "bob", "hk-new", "after").await;
+    assert!(
+        ack["id"].as_str().unwrap() > ids.last().unwrap().as_str(),
+        "id after restart {} does not sort after {}",
+        ack["id"],
+        ids.last().unwrap()
+    );
+}

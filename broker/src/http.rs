@@ -81,11 +81,12 @@ fn account_error(e: AccountError) -> Response {
 
 /// Runs an account operation off the async threads (argon2 is deliberately slow).
 async fn blocking<T: Send + 'static>(
+    shared: &Shared,
     f: impl FnOnce() -> Result<T, AccountError> + Send + 'static,
 ) -> Result<T, Response> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(result) => result.map_err(account_error),
-        Err(_) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, "task failed")),
+    match shared.hashing(f).await {
+        Some(result) => result.map_err(account_error),
+        None => Err(error(StatusCode::INTERNAL_SERVER_ERROR, "task failed")),
     }
 }
 
@@ -94,7 +95,7 @@ async fn list_users(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Re
         return r;
     }
     let accounts = shared.accounts.clone();
-    match blocking(move || accounts.list()).await {
+    match blocking(&shared, move || accounts.list()).await {
         Ok(users) => Json(json!({"users": users})).into_response(),
         Err(r) => r,
     }
@@ -134,7 +135,7 @@ async fn add_user(
     };
     let accounts = shared.accounts.clone();
     let user = new.user.clone();
-    match blocking(move || accounts.add(&new.user, &new.password)).await {
+    match blocking(&shared, move || accounts.add(&new.user, &new.password)).await {
         Ok(()) => (StatusCode::CREATED, Json(json!({"user": user}))).into_response(),
         Err(r) => r,
     }
@@ -155,7 +156,7 @@ async fn set_password(
     };
     let accounts = shared.accounts.clone();
     let user = id.clone();
-    match blocking(move || accounts.set_password(&user, &new.password)).await {
+    match blocking(&shared, move || accounts.set_password(&user, &new.password)).await {
         Ok(()) => {
             // Sessions that logged in with the old password end now.
             shared.hub.kick_user(&id);
@@ -175,7 +176,7 @@ async fn remove_user(
     }
     let accounts = shared.accounts.clone();
     let user = id.clone();
-    match blocking(move || accounts.remove(&user)).await {
+    match blocking(&shared, move || accounts.remove(&user)).await {
         Ok(()) => {
             shared.hub.kick_user(&id);
             StatusCode::NO_CONTENT.into_response()

@@ -44,6 +44,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    pin_mmap_threshold();
     let args = Args::parse();
     let config = match Config::load(args.config.as_deref()) {
         Ok(c) => c,
@@ -76,3 +77,19 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(server::run(config))
 }
+
+/// Password hashing allocates ~19 MB blocks. Under glibc's adaptive mmap threshold such blocks
+/// end up inside per-thread malloc arenas and stay resident after they are freed (measured: RSS
+/// 650 MB after 40 logins, against 50 MB with this). A fixed threshold keeps every block of 1 MiB
+/// or more in its own mapping, which goes back to the OS on free.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn pin_mmap_threshold() {
+    // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+/// Other allocators need no tuning.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn pin_mmap_threshold() {}

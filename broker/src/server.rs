@@ -80,6 +80,7 @@ pub async fn run(config: Config) -> Result<()> {
         router: Router::start(config.limits.max_connections),
         metrics: Metrics::default(),
         admin_token,
+        hashing_slots: tokio::sync::Semaphore::new(Shared::hashing_permits()),
     });
 
     let stop = CancellationToken::new();

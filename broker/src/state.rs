@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
+
 use chatd_auth::JwtVerifier;
 use chatd_plugins::accounts::Accounts;
 use chatd_plugins::messaging::Chat;
@@ -29,4 +31,24 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Bearer token of the admin API.
     pub admin_token: String,
+    /// Bounds concurrent password hashing (see [`Shared::hashing`]).
+    pub hashing_slots: Semaphore,
+}
+
+impl Shared {
+    /// Runs password work (argon2: ~19 MB and tens of ms each) on the blocking pool, at most one
+    /// per core at a time, so a burst of logins costs bounded memory and cannot starve the rest.
+    /// `None` if the task could not run.
+    pub async fn hashing<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let _slot = self.hashing_slots.acquire().await.ok()?;
+        tokio::task::spawn_blocking(f).await.ok()
+    }
+
+    /// Permits for [`Shared::hashing`]: one per core.
+    pub fn hashing_permits() -> usize {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
 }

@@ -8,7 +8,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use bytes::{BufMut, BytesMut};
-use rumqttd::protocol::{self, v4::V4, v5::V5, Packet, Protocol};
+use rumqttd::protocol::{self, v4::V4, v5::V5, DisconnectReasonCode, Packet, Protocol};
 
 /// The MQTT protocol version a session speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +197,14 @@ impl Codec {
         }
     }
 
+    /// Appends an MQTT 5 DISCONNECT with `reason` (nothing for 3.1.1, where servers close).
+    /// Written here because rumqttd's v5 encoder gets the remaining length wrong for it.
+    pub fn write_disconnect(&self, reason: DisconnectReasonCode, out: &mut BytesMut) {
+        if self.version == Version::V5 {
+            out.put_slice(&[0xe0, 0x02, disconnect_code(reason), 0x00]);
+        }
+    }
+
     /// Appends a PUBLISH to `out`: `pkid` is used only when `qos` is 1.
     pub fn write_publish(
         &self,
@@ -234,6 +242,26 @@ impl Codec {
             out.put_u8(0);
         }
         out.put_slice(payload);
+    }
+}
+
+/// The MQTT 5 reason code byte of the reasons the server sends.
+fn disconnect_code(reason: DisconnectReasonCode) -> u8 {
+    use DisconnectReasonCode as R;
+    match reason {
+        R::NormalDisconnection => 0x00,
+        R::MalformedPacket => 0x81,
+        R::ProtocolError => 0x82,
+        R::NotAuthorized => 0x87,
+        R::ServerBusy => 0x89,
+        R::ServerShuttingDown => 0x8b,
+        R::KeepAliveTimeout => 0x8d,
+        R::SessionTakenOver => 0x8e,
+        R::TopicNameInvalid => 0x90,
+        R::TopicAliasInvalid => 0x94,
+        R::PacketTooLarge => 0x95,
+        R::AdministrativeAction => 0x98,
+        _ => 0x80,
     }
 }
 
@@ -288,6 +316,20 @@ mod tests {
         ] {
             let mut buf = BytesMut::from(bytes);
             let _ = codec.read(&mut buf);
+        }
+    }
+
+    #[test]
+    fn disconnect_decodes_with_its_reason() {
+        let codec = Codec::new(Version::V5, 1 << 20);
+        let mut buf = BytesMut::new();
+        codec.write_disconnect(DisconnectReasonCode::SessionTakenOver, &mut buf);
+        assert_eq!(&buf[..], &[0xe0, 0x02, 0x8e, 0x00]);
+        match codec.read(&mut buf).unwrap().unwrap().packet {
+            Packet::Disconnect(d, _) => {
+                assert_eq!(d.reason_code, DisconnectReasonCode::SessionTakenOver)
+            }
+            other => panic!("{other:?}"),
         }
     }
 

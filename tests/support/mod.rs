@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+/// Raw-socket MQTT helpers (hand-built packets), see `raw.rs`.
 pub mod raw;
 
 use std::collections::VecDeque;
@@ -556,7 +557,7 @@ impl<P: Proto> Core<P> {
     async fn next_where(
         &mut self,
         topic: &str,
-        pred: &dyn Fn(&[u8]) -> bool,
+        pred: &(dyn Fn(&[u8]) -> bool + Sync),
         wait: Duration,
     ) -> Result<P::Publish, String> {
         let deadline = tokio::time::Instant::now() + wait;

@@ -361,6 +361,8 @@ pub struct Raw {
     pub v: V,
     buf: Vec<u8>,
     closed: bool,
+    /// PUBLISH packets read (and acknowledged) while waiting for something else.
+    stash: std::collections::VecDeque<Packet>,
 }
 
 impl Raw {
@@ -376,6 +378,7 @@ impl Raw {
             v,
             buf: Vec::new(),
             closed: false,
+            stash: std::collections::VecDeque::new(),
         }
     }
 
@@ -496,12 +499,16 @@ impl Raw {
         }
     }
 
-    /// Reads packets until one matches, acknowledging QoS 1 publishes on the way.
+    /// Reads packets until one matches, acknowledging QoS 1 publishes on the way. Publishes that
+    /// do not match are kept for later calls (other packets are dropped).
     pub async fn read_until(
         &mut self,
         timeout: Duration,
         mut want: impl FnMut(&Packet) -> bool,
     ) -> Result<Packet, ReadError> {
+        if let Some(i) = self.stash.iter().position(&mut want) {
+            return Ok(self.stash.remove(i).unwrap());
+        }
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -512,6 +519,9 @@ impl Raw {
             }
             if want(&p) {
                 return Ok(p);
+            }
+            if p.kind() == PUBLISH {
+                self.stash.push_back(p);
             }
         }
     }
@@ -571,7 +581,8 @@ impl Raw {
     /// the connection closes.
     pub async fn publishes_for(&mut self, wait: Duration) -> Vec<Pub> {
         let deadline = tokio::time::Instant::now() + wait;
-        let mut out = Vec::new();
+        let v = self.v;
+        let mut out: Vec<Pub> = self.stash.drain(..).map(|p| p.publish(v)).collect();
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.read_packet(left).await {

@@ -203,9 +203,10 @@ async fn check(
     } else {
         let accounts = shared.accounts.clone();
         let (u, pw) = (user.clone(), login.password);
-        let ok = tokio::task::spawn_blocking(move || accounts.verify(&u, &pw))
+        let ok = shared
+            .hashing(move || accounts.verify(&u, &pw))
             .await
-            .map_err(|_| Refusal::Busy)?
+            .ok_or(Refusal::Busy)?
             .map_err(|_| Refusal::Busy)?;
         if !ok {
             return Err(Refusal::Credentials);
@@ -229,25 +230,26 @@ async fn check(
 async fn ensure_account(shared: &Shared, user: &str) -> Result<(), Refusal> {
     let accounts = shared.accounts.clone();
     let user = user.to_string();
-    tokio::task::spawn_blocking(move || {
-        if accounts.exists(&user)? {
-            return Ok(());
-        }
-        let random: String = {
-            use rand::Rng;
-            let mut rng = rand::thread_rng();
-            (0..48)
-                .map(|_| char::from(rng.sample(rand::distributions::Alphanumeric)))
-                .collect()
-        };
-        match accounts.add(&user, &random) {
-            Ok(()) | Err(chatd_plugins::accounts::AccountError::Exists) => Ok(()),
-            Err(e) => Err(e),
-        }
-    })
-    .await
-    .map_err(|_| Refusal::Busy)?
-    .map_err(|_| Refusal::Busy)
+    shared
+        .hashing(move || {
+            if accounts.exists(&user)? {
+                return Ok(());
+            }
+            let random: String = {
+                use rand::Rng;
+                let mut rng = rand::thread_rng();
+                (0..48)
+                    .map(|_| char::from(rng.sample(rand::distributions::Alphanumeric)))
+                    .collect()
+            };
+            match accounts.add(&user, &random) {
+                Ok(()) | Err(chatd_plugins::accounts::AccountError::Exists) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+        .ok_or(Refusal::Busy)?
+        .map_err(|_| Refusal::Busy)
 }
 
 fn client_receive_maximum(props: &Option<ConnectProperties>, configured: u16) -> u16 {

@@ -557,8 +557,8 @@ impl Session {
                 End::Stopped(_) => Some(DisconnectReasonCode::ServerShuttingDown),
                 End::Disconnected { .. } | End::Lost => None,
             };
-            if let Some(reason_code) = reason {
-                self.write(Packet::Disconnect(Disconnect { reason_code }, None));
+            if let Some(reason) = reason {
+                self.codec.write_disconnect(reason, &mut self.out);
             }
         }
         if matches!(end, End::ProtocolError(_) | End::Forbidden) {
