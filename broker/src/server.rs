@@ -40,6 +40,9 @@ pub fn open_store(config: &Config) -> Result<Arc<SledStore>, StoreError> {
 
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<()> {
+    // Watch the signals before anything is announced, so a supervisor that sends SIGTERM as soon
+    // as listen.json appears gets a graceful shutdown, not the default kill.
+    let signals = Signals::install()?;
     let dir = config.storage.path.clone();
     let store = match open_store(&config) {
         Ok(store) => store,
@@ -130,7 +133,7 @@ pub async fn run(config: Config) -> Result<()> {
     }
     info!(data = %dir.display(), "chatd ready");
 
-    wait_for_signal().await;
+    signals.wait().await;
     info!("shutting down: no new connections, finishing in-flight stores");
     stop.cancel();
     for task in tasks {
@@ -174,18 +177,25 @@ fn jwt_verifier(config: &Config) -> Result<JwtVerifier> {
         .map_err(|e| anyhow!("auth.jwt_rs256_public_key_file: {e}"))
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!("cannot watch SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// SIGINT and SIGTERM, watched from the start of `run`.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
     }
 }
