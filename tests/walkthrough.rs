@@ -1,7 +1,7 @@
 //! The README's "Try it by hand" walkthrough, run with the real `mosquitto_pub` and
 //! `mosquitto_sub` (Debian package mosquitto-clients), over MQTT 3.1.1 and 5.0.
 //!
-//! The commands are the ones in docs/walkthrough-commands.txt, with the port of the test server
+//! The commands are the ones in the README's "Try it by hand" section, with the port of the test server
 //! instead of 1883. The only addition is `-d` on the subscribers whose messages are not queued
 //! (acks, rpc replies): its "received SUBACK" line tells the test when to publish.
 
