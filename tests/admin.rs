@@ -51,8 +51,10 @@ async fn wait_metric(srv: &Server, name: &str, ok: impl Fn(f64) -> bool) -> f64 
 
 /// CONNACK code of a 3.1.1 password login.
 async fn login_code(srv: &Server, user: &str, pw: &str) -> u8 {
+    // A device id of its own, so that a probe never takes over a test's real connection.
+    let cid = format!("{user}:probe");
     let (mut r, code) =
-        Raw::connect_with(srv.mqtt, &raw::Connect::new(V::V4, user, user, pw)).await;
+        Raw::connect_with(srv.mqtt, &raw::Connect::new(V::V4, &cid, user, pw)).await;
     let code = code.unwrap_or_else(|e| panic!("no CONNACK for {user}: {e:?}"));
     r.send(&raw::disconnect()).await;
     code
@@ -751,4 +753,129 @@ async fn sigterm_is_graceful_and_keeps_messages() {
         "exit status after SIGINT: {status:?}"
     );
     assert!(!srv.data_dir().join("listen.json").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_listener_is_absent_from_listen_json() {
+    let srv = Server::try_start_custom(|dir| {
+        format!(
+            "[listen]\nmqtt = \"127.0.0.1:0\"\nws = \"\"\nhttp = \"127.0.0.1:0\"\n[storage]\npath = {}\n",
+            support::toml_string(&dir.join("data").to_string_lossy())
+        )
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let text = std::fs::read_to_string(srv.data_dir().join("listen.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        v.get("ws").is_none(),
+        "disabled ws listener in listen.json: {text}"
+    );
+    assert!(v.get("mqtts").is_none() && v.get("wss").is_none(), "{text}");
+    for key in ["mqtt", "http"] {
+        let addr: std::net::SocketAddr = v[key].as_str().unwrap().parse().unwrap();
+        assert_ne!(addr.port(), 0, "{key} in listen.json: {text}");
+    }
+    let (status, _) = http_get(srv.http, "/healthz");
+    assert_eq!(status, 200);
+}
+
+/// Waits for `dir/listen.json` to hold an `http` address other than `not`.
+fn wait_listen_json(dir: &Path, not: &str, child: &mut std::process::Child) -> Value {
+    let deadline = Instant::now() + support::SERVER_WAIT;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(dir.join("listen.json")) {
+            if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                if v["http"].as_str().is_some_and(|h| h != not) {
+                    return v;
+                }
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("chatd exited early: {status:?}");
+        }
+        assert!(Instant::now() < deadline, "no fresh listen.json");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Kills a child process that a failing test leaves behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serve_subcommand_env_config_and_stale_listen_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let stale = r#"{"mqtt":"127.0.0.1:1","ws":"127.0.0.1:2","http":"127.0.0.1:3"}"#;
+    std::fs::write(data.join("listen.json"), stale).unwrap();
+    let config = dir.path().join("env.toml");
+    std::fs::write(&config, support::base_config(dir.path(), "")).unwrap();
+    // The configuration comes from CHATD_CONFIG; `serve` is explicit.
+    let mut guard = KillOnDrop(
+        Command::new(support::chatd_bin())
+            .arg("serve")
+            .env("CHATD_CONFIG", &config)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut guard.0;
+    let v = wait_listen_json(&data, "127.0.0.1:3", child);
+    // Every listener in the file is bound once the file exists.
+    for key in ["mqtt", "ws", "http"] {
+        let addr: std::net::SocketAddr = v[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key}: {v}"))
+            .parse()
+            .unwrap();
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{key} {addr}: {e}"));
+    }
+    let http: std::net::SocketAddr = v["http"].as_str().unwrap().parse().unwrap();
+    assert_eq!(http_get(http, "/healthz").0, 200);
+    // The CLI finds the running server through CHATD_CONFIG as well.
+    let user = unique("envuser");
+    let out = Command::new(support::chatd_bin())
+        .args(["user", "add", &user, "--password", "pw"])
+        .env("CHATD_CONFIG", &config)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_exit(&out, 0, "user add with CHATD_CONFIG");
+    let ok = Command::new("kill")
+        .args(["-s", "TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let deadline = Instant::now() + support::SERVER_WAIT;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chatd did not exit after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(!data.join("listen.json").exists());
+    // Offline, through CHATD_CONFIG, the user is there.
+    let out = Command::new(support::chatd_bin())
+        .args(["user", "list"])
+        .env("CHATD_CONFIG", &config)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_exit(&out, 0, "user list offline with CHATD_CONFIG");
+    assert!(stdout(&out).lines().any(|l| l == user), "{}", stdout(&out));
 }

@@ -135,8 +135,8 @@ fn server_with_users(extra: &str) -> (Server, String, String) {
 
 /// `bob` receives a message from `alice` through the harness clients (3.1.1).
 async fn exchange(srv: &Server, alice: &str, alice_pw: &str, bob: &str, bob_pw: &str) {
-    let mut a = support::connect(srv.mqtt, alice, alice, alice_pw).await;
-    let mut b = support::connect(srv.mqtt, bob, bob, bob_pw).await;
+    let mut a = support::connect(srv.mqtt, &format!("{alice}:ex"), alice, alice_pw).await;
+    let mut b = support::connect(srv.mqtt, &format!("{bob}:ex"), bob, bob_pw).await;
     a.subscribe(&format!("user/{alice}/#"), rumqttc::QoS::AtLeastOnce)
         .await;
     b.subscribe(&format!("user/{bob}/#"), rumqttc::QoS::AtLeastOnce)
@@ -180,9 +180,9 @@ async fn password_login_works_for_user_and_devices() {
     assert!(phone.ping().await, "phone connection must stay usable");
     assert!(laptop.ping().await, "laptop connection must stay usable");
     // The harness clients see success too.
-    let c = support::connect(srv.mqtt, &alice, &alice, "pw-alice").await;
+    let c = support::connect(srv.mqtt, &format!("{alice}:lib"), &alice, "pw-alice").await;
     assert_eq!(c.connack.code, rumqttc::ConnectReturnCode::Success);
-    let c5 = support::connect5(srv.mqtt, &bob, &bob, "pw-bob").await;
+    let c5 = support::connect5(srv.mqtt, &format!("{bob}:lib"), &bob, "pw-bob").await;
     assert_eq!(
         c5.connack.code,
         rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success
@@ -376,10 +376,16 @@ async fn jwt_hs256_login() {
             "{v:?} token of a user with no account"
         );
     }
-    let mut c = support::connect(addr, &carol, &carol, &carol_token).await;
+    let mut c = support::connect(addr, &format!("{carol}:app"), &carol, &carol_token).await;
     c.subscribe(&format!("user/{carol}/#"), rumqttc::QoS::AtLeastOnce)
         .await;
-    let mut a = support::connect(addr, &alice, &alice, &hs256(HS_SECRET, &claims(&alice))).await;
+    let mut a = support::connect(
+        addr,
+        &format!("{alice}:app"),
+        &alice,
+        &hs256(HS_SECRET, &claims(&alice)),
+    )
+    .await;
     a.subscribe(&format!("user/{alice}/#"), rumqttc::QoS::AtLeastOnce)
         .await;
     let ack = a

@@ -555,3 +555,41 @@ fn tls_listener_with_missing_certificate_does_not_start() {
         ),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newest_connection_wins_a_quick_reconnect() {
+    // A device that drops its connection right after CONNACK and reconnects at once (a flaky
+    // network) must end up connected: an older connection may never take over a newer one.
+    // JWT logins keep the reconnect fast, which is when the order matters.
+    let secret = "transport-test-secret-0123456789";
+    let srv = Server::start_with(&format!("[auth]\njwt_hs256_secret = \"{secret}\"\n"));
+    let alice = unique("alice");
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": alice, "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let mut failures = Vec::new();
+    for i in 0..40 {
+        let cid = format!("{alice}:flaky{i}");
+        for v in [V::V4, V::V5] {
+            let old = Raw::login(srv.mqtt, v, &cid, &alice, &token).await;
+            drop(old);
+        }
+        let mut new = Raw::login(srv.mqtt, V::V5, &cid, &alice, &token).await;
+        if let Ok(seen) = new.wait_closed(Duration::from_millis(300)).await {
+            failures.push(format!(
+                "round {i}: newest connection closed after {seen:?}"
+            ));
+        } else if !new.ping().await {
+            failures.push(format!("round {i}: newest connection closed"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -150,6 +150,8 @@ pub struct LimitsConfig {
     pub max_inflight: u16,
     /// Largest message text, in bytes.
     pub max_text_bytes: usize,
+    /// Typing indicators per second per user (also the burst); more are refused.
+    pub typing_per_sec: u32,
 }
 
 impl Default for LimitsConfig {
@@ -160,6 +162,7 @@ impl Default for LimitsConfig {
             connect_timeout_secs: 10,
             max_inflight: 100,
             max_text_bytes: 16 * 1024,
+            typing_per_sec: 5,
         }
     }
 }
@@ -253,7 +256,12 @@ impl Config {
             }
         }
         let l = &self.limits;
-        let checks: [(&'static str, bool, &str); 5] = [
+        let checks: [(&'static str, bool, &str); 6] = [
+            (
+                "limits.typing_per_sec",
+                (1..=1000).contains(&l.typing_per_sec),
+                "must be between 1 and 1000",
+            ),
             (
                 "limits.max_connections",
                 l.max_connections >= 1,

@@ -106,11 +106,19 @@ impl Hub {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a session; an existing session with the same client id is told to stop (takeover).
-    pub fn register(&self, user: &str, client_id: &str) -> Registration {
+    /// A number for a new connection, taken when it is accepted: the order of connections, so
+    /// that a takeover always goes to the newest one whatever order their handshakes end in.
+    pub fn ticket(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Adds a session holding `ticket`; an existing session with the same client id is told to
+    /// stop (takeover) — unless it is the newer connection, in which case the new registration
+    /// is born stopped.
+    pub fn register(&self, user: &str, client_id: &str, ticket: u64) -> Registration {
         let (tx, rx) = mpsc::channel(SESSION_CHANNEL);
         let entry = Arc::new(SessionEntry {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            id: ticket,
             user: user.to_string(),
             client_id: client_id.to_string(),
             tx,
@@ -120,6 +128,15 @@ impl Hub {
         });
         let previous = {
             let mut inner = self.lock();
+            if inner
+                .by_client
+                .get(client_id)
+                .is_some_and(|existing| existing.id > ticket)
+            {
+                drop(inner);
+                entry.stop_with(StopReason::TakenOver);
+                return Registration { entry, rx };
+            }
             let previous = inner.by_client.insert(client_id.to_string(), entry.clone());
             if let Some(old) = &previous {
                 remove_from_user(&mut inner, old);
@@ -231,8 +248,8 @@ mod tests {
     #[test]
     fn takeover_stops_the_old_session_only() {
         let hub = Hub::new();
-        let a = hub.register("alice", "alice:phone");
-        let b = hub.register("alice", "alice:phone");
+        let a = hub.register("alice", "alice:phone", hub.ticket());
+        let b = hub.register("alice", "alice:phone", hub.ticket());
         assert_eq!(a.entry.stop_reason(), StopReason::TakenOver);
         assert_eq!(b.entry.stop_reason(), StopReason::None);
         hub.deregister(&a.entry);
@@ -242,9 +259,21 @@ mod tests {
     }
 
     #[test]
+    fn an_older_connection_never_takes_over_a_newer_one() {
+        let hub = Hub::new();
+        let (older, newer) = (hub.ticket(), hub.ticket());
+        let new = hub.register("alice", "alice:phone", newer);
+        let old = hub.register("alice", "alice:phone", older);
+        assert_eq!(old.entry.stop_reason(), StopReason::TakenOver);
+        assert_eq!(new.entry.stop_reason(), StopReason::None);
+        hub.deregister(&old.entry);
+        assert_eq!(hub.session_count(), 1);
+    }
+
+    #[test]
     fn full_channel_marks_lagged_and_stops_queued_deliveries() {
         let hub = Hub::new();
-        let mut reg = hub.register("bob", "bob");
+        let mut reg = hub.register("bob", "bob", hub.ticket());
         for i in 0..SESSION_CHANNEL + 5 {
             hub.deliver(item("bob", &format!("{i:05}")));
         }
@@ -259,8 +288,8 @@ mod tests {
     #[test]
     fn deliveries_reach_every_device() {
         let hub = Hub::new();
-        let mut a = hub.register("bob", "bob:a");
-        let mut b = hub.register("bob", "bob:b");
+        let mut a = hub.register("bob", "bob:a", hub.ticket());
+        let mut b = hub.register("bob", "bob:b", hub.ticket());
         hub.deliver(item("bob", "1"));
         assert!(a.rx.try_recv().is_ok());
         assert!(b.rx.try_recv().is_ok());

@@ -7,12 +7,14 @@ mod http;
 mod hub;
 mod listeners;
 mod metrics;
+mod presence;
 mod router;
 mod server;
 mod session;
 mod state;
 mod tls;
 mod transport;
+mod typing;
 mod wire;
 
 use std::path::PathBuf;

@@ -111,6 +111,18 @@ impl Metrics {
             "Sends refused with an error ack.",
             chat.rejected as i128,
         );
+        line(
+            "chatd_receipts_stored_total",
+            "counter",
+            "Receipt status changes stored and forwarded.",
+            chat.receipts_stored as i128,
+        );
+        line(
+            "chatd_receipts_refused_total",
+            "counter",
+            "Receipt ids refused.",
+            chat.receipts_refused as i128,
+        );
         out
     }
 }

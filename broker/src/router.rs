@@ -43,12 +43,13 @@ impl Router {
         }
     }
 
-    /// A new local link for a session. Router client ids are made unique per link so that a
+    /// A new local link for a session. Router client ids are made unique per link (`~` never
+    /// appears in a chatd client id, and rumqttd refuses `+ $ # /`) so that a
     /// takeover (two links for one MQTT client id for a moment) never confuses the router.
     pub fn link(&self, client_id: &str) -> Result<(LinkTx, LinkRx), RouterError> {
         let n = self.next_link.fetch_add(1, Ordering::Relaxed);
         self.broker
-            .link(&format!("{client_id}#{n}"))
+            .link(&format!("{client_id}~{n}"))
             .map_err(|e| RouterError(e.to_string()))
     }
 }

@@ -10,6 +10,7 @@ use anyhow::{anyhow, Context, Result};
 use chatd_auth::JwtVerifier;
 use chatd_plugins::accounts::Accounts;
 use chatd_plugins::messaging::{Chat, ChatConfig};
+use chatd_plugins::presence::LastSeen;
 use chatd_plugins::store::{KvStore, SledStore, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -22,9 +23,11 @@ use crate::http;
 use crate::hub::Hub;
 use crate::listeners::{accept_loop, Framing};
 use crate::metrics::Metrics;
+use crate::presence::Presence;
 use crate::router::Router;
 use crate::state::Shared;
 use crate::tls;
+use crate::typing::TypingLimiter;
 
 /// How long sessions get to end after the shutdown signal.
 const SESSION_GRACE: Duration = Duration::from_secs(10);
@@ -74,15 +77,20 @@ pub async fn run(config: Config) -> Result<()> {
         hub.clone(),
     )
     .context("cannot start messaging")?;
+    let router = Router::start(config.limits.max_connections);
+    let presence =
+        Presence::new(&router, LastSeen::new(store.clone())).context("cannot start presence")?;
     let shared = Arc::new(Shared {
         limits: config.limits.clone(),
         chat: chat.clone(),
         accounts,
         jwt,
         hub: hub.clone(),
-        router: Router::start(config.limits.max_connections),
+        router,
+        presence,
         metrics: Metrics::default(),
         admin_token,
+        typing: TypingLimiter::new(config.limits.typing_per_sec),
         hashing_slots: tokio::sync::Semaphore::new(Shared::hashing_permits()),
     });
 

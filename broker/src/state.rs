@@ -11,7 +11,9 @@ use chatd_plugins::messaging::Chat;
 use crate::config::LimitsConfig;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::presence::Presence;
 use crate::router::Router;
+use crate::typing::TypingLimiter;
 
 /// The server's shared parts, built once at start.
 pub struct Shared {
@@ -31,6 +33,10 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Bearer token of the admin API.
     pub admin_token: String,
+    /// Who is online; announces changes on `presence/{user}`.
+    pub presence: Presence,
+    /// Rate limits for typing indicators.
+    pub typing: TypingLimiter,
     /// Bounds concurrent password hashing (see [`Shared::hashing`]).
     pub hashing_slots: Semaphore,
 }

@@ -29,6 +29,17 @@ pub fn queue_prefix(user: &str) -> String {
     format!("q/{user}/")
 }
 
+/// `s/{id}/{user}`: the receipt status of message `id` for recipient `user`
+/// (`{"status":"delivered"|"read","ts":ms}`); absent means `sent`.
+pub fn status(id: &str, user: &str) -> Vec<u8> {
+    format!("s/{id}/{user}").into_bytes()
+}
+
+/// `x/last_id`: the highest id (message id or receipt queue id) the committer has written.
+/// Receipt queue ids live only in `q/…`, so at start-up this key, not just the newest
+/// `m/{id}`, tells where ids continue and where the committed watermark starts.
+pub const LAST_ID: &[u8] = b"x/last_id";
+
 /// `k/{user}/{cid}`: the first ack given for a client's message id, for retries.
 pub fn cid(user: &str, cid: &str) -> Vec<u8> {
     format!("k/{user}/{cid}").into_bytes()

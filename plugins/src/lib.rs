@@ -7,5 +7,6 @@ pub mod ids;
 pub mod keys;
 pub mod messaging;
 pub mod outbox;
+pub mod presence;
 pub mod sled_store;
 pub mod store;

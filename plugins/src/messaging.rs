@@ -1,12 +1,19 @@
-//! 1:1 messaging: the [`Chat`] service behind `chat/{me}/send` and `chat/{me}/rpc`, the
-//! per-recipient queue the broker delivers from, history and conversations.
+//! 1:1 messaging: the [`Chat`] service behind `chat/{me}/send`, `chat/{me}/receipt` and
+//! `chat/{me}/rpc`, the per-user queue the broker delivers from, history and conversations.
 //!
-//! Sends are checked on the caller's task, then stored by one committer thread in group
-//! commits (see `committer`); requests read the store directly.
+//! Sends and receipts are checked on the caller's task, then stored by one committer thread
+//! in group commits (see `committer`); requests read the store directly.
+//!
+//! Receipt data layout: `s/{id}/{user}` = `{"status":"delivered"|"read","ts":ms}` is the
+//! status of message `id` for its recipient `user` (absent = `sent`); a status change queued
+//! for the author is `q/{author}/{qid}` whose value is the `user/{author}/receipt` payload
+//! (`{"id","by","status","ts"}`), while a queued message is `q/{user}/{id}` with an empty
+//! value. `x/last_id` holds the highest id or qid written.
 
 mod committer;
 mod history;
 mod json;
+mod receipts;
 mod records;
 mod reply;
 mod rpc;
@@ -24,7 +31,7 @@ use tokio::sync::oneshot;
 pub use reply::ErrorCode;
 pub use stats::ChatStats;
 
-use committer::{Committer, Job};
+use committer::{Committer, Job, ReceiptJob, SendJob};
 use reply::Failure;
 use stats::Counters;
 use watermark::Watermark;
@@ -102,7 +109,7 @@ impl Chat {
                 "max_text_bytes must be at least 1".into(),
             ));
         }
-        let newest = newest_message_id(store.as_ref())?;
+        let newest = newest_id(store.as_ref())?;
         let mut ids = IdGen::new(cfg.node_id);
         if let Some(id) = &newest {
             ids.observe(id);
@@ -148,25 +155,12 @@ impl Chat {
         };
         let cid = draft.cid.clone();
         let (reply_tx, reply_rx) = oneshot::channel();
-        let job = Job {
+        let job = Job::Send(SendJob {
             from: from.to_string(),
             draft,
             reply: reply_tx,
-        };
-        let queued = {
-            let guard = self.tx.read().unwrap_or_else(|p| p.into_inner());
-            match guard.as_ref() {
-                None => Err(shutting_down()),
-                Some(tx) => tx.try_send(job).map_err(|e| match e {
-                    TrySendError::Full(_) => Failure::new(
-                        ErrorCode::RateLimited,
-                        "the server is busy storing messages; retry shortly",
-                    ),
-                    TrySendError::Disconnected(_) => shutting_down(),
-                }),
-            }
-        };
-        let answer = match queued {
+        });
+        let answer = match self.enqueue(job) {
             Ok(()) => reply_rx
                 .await
                 .map_err(|_| Failure::internal("the message could not be stored; retry")),
@@ -178,13 +172,73 @@ impl Chat {
         })
     }
 
+    /// Handles one publish on `chat/{me}/receipt`
+    /// (`{"ids":["…",…],"status":"delivered"|"read"}`, 1 to 100 ids).
+    ///
+    /// Returns `None` when every id was accepted, else the JSON to publish on `user/{me}/ack`:
+    /// `{"receipt":["…",…],"error":{"code":…,"message":…}}` naming only the refused ids
+    /// (`bad_request` refuses the whole publish; `not_found` for unknown ids, `forbidden` for
+    /// messages `me` did not receive; with several reasons the code is the first refused id's
+    /// and the message names each id's reason). The accepted ids are stored as one committer
+    /// job, durably, before their status changes are handed to [`Deliver`] as
+    /// `user/{author}/receipt` items with a queue id. A status that does not move forward
+    /// (sent → delivered → read) is accepted and changes and forwards nothing.
+    pub async fn receipt(&self, me: &str, payload: &[u8]) -> Option<Bytes> {
+        let draft = match receipts::parse_receipt(payload) {
+            Ok(draft) => draft,
+            Err(bad) => {
+                Counters::add(&self.counters.receipts_refused, bad.ids.len().max(1) as u64);
+                return Some(reply::receipt_err(&bad.ids, &bad.failure));
+            }
+        };
+        let ids = draft.ids.clone();
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let job = Job::Receipt(ReceiptJob {
+            by: me.to_string(),
+            draft,
+            reply: reply_tx,
+        });
+        let refused = match self.enqueue(job) {
+            Ok(()) => reply_rx
+                .await
+                .map_err(|_| Failure::internal("the receipt could not be stored; retry")),
+            Err(failure) => Err(failure),
+        };
+        let refused = refused
+            .unwrap_or_else(|failure| ids.into_iter().map(|id| (id, failure.clone())).collect());
+        if refused.is_empty() {
+            return None;
+        }
+        Counters::add(&self.counters.receipts_refused, refused.len() as u64);
+        Some(reply::receipt_refusal(&refused))
+    }
+
+    /// Hands a job to the committer without waiting: refused with `rate_limited` when its
+    /// channel is full, and `internal` once closing has begun.
+    fn enqueue(&self, job: Job) -> Result<(), Failure> {
+        let guard = self.tx.read().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            None => Err(shutting_down()),
+            Some(tx) => tx.try_send(job).map_err(|e| match e {
+                TrySendError::Full(_) => Failure::new(
+                    ErrorCode::RateLimited,
+                    "the server is busy storing messages; retry shortly",
+                ),
+                TrySendError::Disconnected(_) => shutting_down(),
+            }),
+        }
+    }
+
     /// Handles one publish on `chat/{me}/rpc` and returns the JSON for `user/{me}/rpc`.
     pub async fn rpc(&self, me: &str, payload: &[u8]) -> Bytes {
         rpc::handle(self.store.as_ref(), &self.watermark.get(), me, payload)
     }
 
-    /// Up to `limit` queued inbox messages of `user` with id > `after`, in id order, only
-    /// committed ones: what a device gets when it subscribes to its inbox.
+    /// Up to `limit` queued items of `user` with queue id > `after`, in queue id order, only
+    /// committed ones: what a device gets when it subscribes. Two kinds are interleaved:
+    /// messages (topic `user/{user}/inbox`, queue id = message id) and receipt events for
+    /// messages `user` sent (topic `user/{user}/receipt`, queue id = a fresh id from the same
+    /// generator). Both leave the queue through [`Chat::acked`].
     pub fn backlog(
         &self,
         user: &str,
@@ -203,8 +257,18 @@ impl Chat {
         let end = keys::successor(format!("{prefix}{committed}").as_bytes());
         let rows = self.store.scan(&start, &end, false, limit)?;
         let mut out = Vec::with_capacity(rows.len());
-        for (key, _) in rows {
+        for (key, value) in rows {
             let id = String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default());
+            if !value.is_empty() {
+                // A receipt event: the value is the payload itself.
+                out.push(Outgoing {
+                    user: user.to_string(),
+                    topic: format!("user/{user}/receipt"),
+                    payload: Bytes::from(value),
+                    queue_id: Some(id.into_owned()),
+                });
+                continue;
+            }
             match self.store.get(&keys::message(&id))? {
                 Some(payload) => out.push(Outgoing {
                     user: user.to_string(),
@@ -218,8 +282,9 @@ impl Chat {
         Ok(out)
     }
 
-    /// A device of `user` acknowledged message `id`: it leaves the queue. Not flushed:
-    /// losing this in a crash only causes a redelivery, which clients de-duplicate.
+    /// A device of `user` acknowledged queue item `id` (a message or a receipt event): it
+    /// leaves the queue. Not flushed: losing this in a crash only causes a redelivery, which
+    /// clients de-duplicate.
     pub fn acked(&self, user: &str, id: &str) -> Result<(), ChatError> {
         if chatd_auth::validate_user_id(user).is_err() || !valid_message_id(id) {
             return Ok(());
@@ -229,8 +294,8 @@ impl Chat {
         Ok(())
     }
 
-    /// Stops taking sends (later ones are answered `internal` "server is shutting down"),
-    /// lets the committer finish every send already accepted, and flushes the store.
+    /// Stops taking sends and receipts (later ones are answered `internal` "server is
+    /// shutting down"), lets the committer finish every job already accepted, and flushes the store.
     /// Blocks until done; calling it again does nothing more.
     pub fn close(&self) {
         drop(self.tx.write().unwrap_or_else(|p| p.into_inner()).take());
@@ -267,12 +332,18 @@ fn shutting_down() -> Failure {
     Failure::internal("server is shutting down")
 }
 
-/// The id of the newest stored message, if any.
-fn newest_message_id(store: &dyn KvStore) -> Result<Option<String>, StoreError> {
+/// The highest id ever written: the newest stored message id or the highest receipt queue id
+/// (recorded under `x/last_id`), whichever is higher.
+fn newest_id(store: &dyn KvStore) -> Result<Option<String>, StoreError> {
     let prefix = keys::MESSAGES_PREFIX;
     let rows = store.scan(prefix.as_bytes(), &keys::prefix_end(prefix), true, 1)?;
-    Ok(rows.into_iter().next().and_then(|(key, _)| {
+    let message = rows.into_iter().next().and_then(|(key, _)| {
         let id = String::from_utf8(key.get(prefix.len()..)?.to_vec()).ok()?;
         valid_message_id(&id).then_some(id)
-    }))
+    });
+    let last = store
+        .get(keys::LAST_ID)?
+        .and_then(|v| String::from_utf8(v).ok())
+        .filter(|id| valid_message_id(id));
+    Ok(message.max(last))
 }

@@ -1,6 +1,7 @@
-//! Where a session stands in delivering its user's undelivered queue.
+//! Where a session stands in delivering its user's undelivered queue (inbox messages and
+//! receipts share one queue, in id order).
 //!
-//! A session that subscribes to its inbox first *replays* the queue from the store in id order,
+//! A session that subscribes to a queued topic first *replays* the queue from the store in id order,
 //! ignoring live deliveries meanwhile (they are in the store too), then goes *live*, taking only
 //! live deliveries newer than the last id it sent. The hub marks a session lagged when it had to
 //! drop a delivery; the session then replays again from where it was.
@@ -21,7 +22,7 @@ enum State {
 }
 
 impl Inbox {
-    /// The session's filters now do (or no longer do) cover its inbox.
+    /// The session's filters now do (or no longer do) cover a queued topic.
     pub fn set_subscribed(&mut self, on: bool) {
         match (on, self.state) {
             (true, State::Off) => {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use chatd_auth::acl::{self, ChatTopic};
-use chatd_plugins::outbox::Outgoing;
+use chatd_plugins::outbox::{Deliver, Outgoing};
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, StreamExt};
@@ -34,6 +34,7 @@ use crate::hub::{SessionEntry, StopReason};
 use crate::metrics::Metrics;
 use crate::state::Shared;
 use crate::transport::Transport;
+use crate::typing::TypingOutcome;
 use crate::wire::{Codec, Incoming, PublishMeta, Version, WireError};
 
 use self::connect::Accepted;
@@ -52,12 +53,16 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 /// Runs one connection from its first byte to its end.
 pub async fn run<T: Transport>(mut t: T, shared: Arc<Shared>) {
     Metrics::inc(&shared.metrics.accepted_total);
+    let ticket = shared.hub.ticket();
     let Some(accepted) = connect::handshake(&mut t, &shared).await else {
         t.close().await;
         return;
     };
     shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
-    let registration = shared.hub.register(&accepted.user, &accepted.client_id);
+    let registration = shared
+        .hub
+        .register(&accepted.user, &accepted.client_id, ticket);
+    shared.presence.connected(&accepted.user);
     debug!(client_id = %accepted.client_id, "session started");
     let mut session = Session::new(
         accepted,
@@ -67,6 +72,7 @@ pub async fn run<T: Transport>(mut t: T, shared: Arc<Shared>) {
     );
     let end = session.serve(&mut t).await;
     session.finish(&mut t, end).await;
+    shared.presence.disconnected(&session.user);
     shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -265,14 +271,25 @@ impl Session {
             Packet::PubRec(..) | Packet::PubComp(..) => Ok(()),
             Packet::Subscribe(subscribe, _) => {
                 let suback = self.subs.subscribe(subscribe, self.codec.version());
-                for filter in suback.router_subscribe {
-                    self.router_subscribe(&filter);
+                for filter in &suback.router_subscribe {
+                    self.router_subscribe(filter);
                 }
                 if suback.refused > 0 {
                     Metrics::inc(&self.shared.metrics.subscribe_refused_total);
                 }
                 self.write(suback.packet);
-                self.inbox.set_subscribed(self.subs.inbox_qos().is_some());
+                // The router keeps no retained presence: the current state goes straight to the
+                // new subscriber, flagged retained as MQTT delivers retained messages.
+                for filter in suback.presence {
+                    if let (Some(user), Some(qos)) = (
+                        filter.strip_prefix("presence/"),
+                        self.subs.router_granted(&filter),
+                    ) {
+                        let state = self.shared.presence.state(user).to_string();
+                        self.publish(&filter, state.as_bytes(), qos, true, None);
+                    }
+                }
+                self.inbox.set_subscribed(self.subs.reads_queue());
                 Ok(())
             }
             Packet::Unsubscribe(unsubscribe, _) => {
@@ -283,7 +300,7 @@ impl Session {
                     }
                 }
                 self.write(unsuback.packet);
-                self.inbox.set_subscribed(self.subs.inbox_qos().is_some());
+                self.inbox.set_subscribed(self.subs.reads_queue());
                 Ok(())
             }
             Packet::PingReq(_) => {
@@ -330,6 +347,7 @@ impl Session {
         ack: Option<(PublishMeta, bool)>,
     ) -> BoxFuture<'static, Reply> {
         let chat = self.shared.chat.clone();
+        let shared = self.shared.clone();
         let user = self.user.clone();
         match kind {
             ChatTopic::Send => async move {
@@ -341,16 +359,33 @@ impl Session {
             }
             .boxed(),
             ChatTopic::Rpc => async move {
-                let answer = chat.rpc(&user, &payload).await;
+                let answer = match shared.presence.answer_get(&payload) {
+                    Some(answer) => answer,
+                    None => chat.rpc(&user, &payload).await,
+                };
                 Reply {
                     message: Some(("rpc", answer)),
                     ack,
                 }
             }
             .boxed(),
-            ChatTopic::Receipt => ready(Some(("ack", receipts_unsupported(&payload))), ack),
-            // Typing indicators are not forwarded yet; accept them so clients keep working.
-            ChatTopic::Typing => ready(None, ack),
+            ChatTopic::Receipt => async move {
+                let refusal = chat.receipt(&user, &payload).await;
+                Reply {
+                    message: refusal.map(|r| ("ack", r)),
+                    ack,
+                }
+            }
+            .boxed(),
+            ChatTopic::Typing => {
+                match shared.typing.handle(&shared.accounts, &self.user, &payload) {
+                    TypingOutcome::Forward(item) => {
+                        shared.hub.deliver(item);
+                        ready(None, ack)
+                    }
+                    TypingOutcome::Refuse(error) => ready(Some(("ack", error)), ack),
+                }
+            }
         }
     }
 
@@ -411,15 +446,13 @@ impl Session {
         self.publish(&item.topic, &item.payload, qos, false, item.queue_id);
     }
 
-    /// Sends queued inbox messages from the store while replaying.
+    /// Sends what waits in the user's queue (messages, receipts) from the store while replaying.
+    /// Entries for topics this session does not read are passed over: they stay queued for a
+    /// device that does.
     fn replay(&mut self) {
         let mut pages = 0;
         while self.inbox.is_replaying() && self.room() > 0 && pages < 8 {
             pages += 1;
-            let Some(qos) = self.subs.inbox_qos() else {
-                self.inbox.set_subscribed(false);
-                return;
-            };
             let room = self.room();
             match self
                 .shared
@@ -429,7 +462,13 @@ impl Session {
                 Ok(items) => {
                     let n = items.len();
                     for item in items {
-                        self.publish(&item.topic, &item.payload, qos, false, item.queue_id);
+                        match (self.subs.granted(&item.topic), item.queue_id) {
+                            (Some(qos), queue_id) => {
+                                self.publish(&item.topic, &item.payload, qos, false, queue_id)
+                            }
+                            (None, Some(id)) => self.inbox.sent(&id),
+                            (None, None) => {}
+                        }
                     }
                     if n < room {
                         self.inbox.caught_up();
@@ -610,20 +649,6 @@ fn ready(
     ack: Option<(PublishMeta, bool)>,
 ) -> BoxFuture<'static, Reply> {
     std::future::ready(Reply { message, ack }).boxed()
-}
-
-/// The refusal for receipts, in the contract's receipt error shape.
-fn receipts_unsupported(payload: &[u8]) -> Bytes {
-    let ids = serde_json::from_slice::<serde_json::Value>(payload)
-        .ok()
-        .and_then(|v| v.get("ids").cloned())
-        .filter(|v| v.is_array())
-        .unwrap_or_else(|| serde_json::json!([]));
-    let body = serde_json::json!({
-        "receipt": ids,
-        "error": {"code": "bad_request", "message": "receipts are not supported by this server yet"},
-    });
-    Bytes::from(body.to_string())
 }
 
 async fn next_notification(

@@ -14,8 +14,10 @@ use crate::wire::Version;
 pub struct SubscribeOutcome {
     /// The SUBACK to write.
     pub packet: Packet,
-    /// Filters to subscribe to on the router.
+    /// Filters to subscribe to on the router (new ones).
     pub router_subscribe: Vec<String>,
+    /// Presence topics granted by this SUBSCRIBE (new or repeated): each gets the current state.
+    pub presence: Vec<String>,
     /// How many filters were refused.
     pub refused: usize,
 }
@@ -31,7 +33,7 @@ pub struct UnsubscribeOutcome {
 /// Filters with their granted QoS (0 or 1).
 pub struct Subscriptions {
     me: String,
-    inbox_topic: String,
+    queued_topics: [String; 2],
     own: Vec<(String, u8)>,
     router: HashMap<String, u8>,
 }
@@ -41,7 +43,7 @@ impl Subscriptions {
     pub fn new(me: &str) -> Subscriptions {
         Subscriptions {
             me: me.to_string(),
-            inbox_topic: format!("user/{me}/inbox"),
+            queued_topics: [format!("user/{me}/inbox"), format!("user/{me}/receipt")],
             own: Vec::new(),
             router: HashMap::new(),
         }
@@ -51,6 +53,7 @@ impl Subscriptions {
     pub fn subscribe(&mut self, subscribe: Subscribe, version: Version) -> SubscribeOutcome {
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut router_subscribe = Vec::new();
+        let mut presence = Vec::new();
         let mut refused = 0;
         for filter in subscribe.filters {
             let qos = (filter.qos as u8).min(1);
@@ -62,8 +65,9 @@ impl Subscriptions {
                 }
                 SubscribeRule::Presence(_) => {
                     if self.router.insert(filter.path.clone(), qos).is_none() {
-                        router_subscribe.push(filter.path);
+                        router_subscribe.push(filter.path.clone());
                     }
+                    presence.push(filter.path);
                     codes.push(granted_code(qos));
                 }
                 SubscribeRule::Denied(_) => {
@@ -84,6 +88,7 @@ impl Subscriptions {
                 None,
             ),
             router_subscribe,
+            presence,
             refused,
         }
     }
@@ -134,9 +139,9 @@ impl Subscriptions {
             .max()
     }
 
-    /// The QoS at which the session receives its inbox, if it does.
-    pub fn inbox_qos(&self) -> Option<u8> {
-        self.granted(&self.inbox_topic)
+    /// True when the session receives any topic fed from the user's queue (inbox, receipts).
+    pub fn reads_queue(&self) -> bool {
+        self.queued_topics.iter().any(|t| self.granted(t).is_some())
     }
 
     /// The QoS at which the session receives router topic `topic`.

@@ -1,9 +1,17 @@
-//! The committer: the single thread that turns accepted sends into stored messages.
+//! The committer: the single thread that turns accepted sends and receipts into stored
+//! records.
 //!
-//! It takes every send waiting in its channel (up to a batch limit), assigns ids in order,
+//! It takes every job waiting in its channel (up to a batch limit), assigns ids in order,
 //! writes one atomic batch and flushes once, then answers all of them and hands the new
-//! messages to the broker in id order. One writer means commit order == id order, and one
-//! flush for many sends is what makes durable acks affordable.
+//! messages and receipt events to the broker in id order. One writer means commit order ==
+//! id order (and makes every status change a read-modify-write without races), and one flush
+//! for many jobs is what makes durable acks affordable.
+//!
+//! Receipts: a status change of message `id` for recipient `by` is stored as
+//! `s/{id}/{by}` = `{"status":…,"ts":…}` and queued for the author as `q/{author}/{qid}` whose
+//! value is the `user/{author}/receipt` payload (message queue entries have an empty value).
+//! `qid` comes from the same id generator as message ids, so the queue stays in one order.
+//! Every batch that issued ids also records the highest one under `x/last_id`.
 
 use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
@@ -13,7 +21,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::records::{Message, Summary};
+use super::receipts::ReceiptDraft;
+use super::records::{Message, ReceiptEvent, Status, StatusRecord, Summary};
 use super::reply::{self, ErrorCode, Failure};
 use super::stats::Counters;
 use super::validate::Draft;
@@ -24,14 +33,32 @@ use crate::keys;
 use crate::outbox::{Deliver, Outgoing};
 use crate::store::{KvStore, Op, StoreError};
 
+/// One piece of work for the committer.
+pub enum Job {
+    /// A message to store.
+    Send(SendJob),
+    /// The ids of one receipt publish, handled together.
+    Receipt(ReceiptJob),
+}
+
 /// One accepted send waiting for the committer.
-pub struct Job {
+pub struct SendJob {
     /// The authenticated sender.
     pub from: String,
     /// The checked message.
     pub draft: Draft,
     /// Where the ack goes once the batch is durable.
     pub reply: oneshot::Sender<Bytes>,
+}
+
+/// One checked receipt publish waiting for the committer.
+pub struct ReceiptJob {
+    /// The authenticated user who sent the receipt.
+    pub by: String,
+    /// The checked ids and status.
+    pub draft: ReceiptDraft,
+    /// Where the refused ids (with why) go once the batch is durable; empty = all accepted.
+    pub reply: oneshot::Sender<Vec<(String, Failure)>>,
 }
 
 /// The committer's state; owned by its thread.
@@ -70,8 +97,14 @@ struct Batch {
     acks: HashMap<Vec<u8>, Bytes>,
     /// Conversation summaries touched by this batch, with every change applied.
     summaries: HashMap<Vec<u8>, Summary>,
-    /// New messages, in id order.
+    /// Receipt statuses (`s/…` keys) changed by this batch.
+    statuses: HashMap<Vec<u8>, Status>,
+    /// New messages and receipt events, in id order.
     fresh: Vec<Outgoing>,
+    /// How many of `fresh` are messages.
+    messages: u64,
+    /// How many of `fresh` are receipt events.
+    receipts: u64,
 }
 
 impl Committer {
@@ -86,9 +119,10 @@ impl Committer {
                 }
             }
             // A bug must not stop messaging for everyone: the batch's reply channels are
-            // dropped by the unwind, so its senders get `internal`, and the next batch runs.
+            // dropped by the unwind, so its senders (and receipts) get `internal`, and the next
+            // batch runs.
             if panic::catch_unwind(AssertUnwindSafe(|| self.commit(jobs))).is_err() {
-                tracing::error!("committer batch panicked; its sends were answered `internal`");
+                tracing::error!("committer batch panicked; its jobs were answered `internal`");
             }
         }
         tracing::debug!("committer stopped");
@@ -96,10 +130,19 @@ impl Committer {
 
     fn commit(&mut self, jobs: Vec<Job>) {
         let mut batch = Batch::default();
-        let mut pending = Vec::with_capacity(jobs.len());
+        let mut sends = Vec::with_capacity(jobs.len());
+        let mut receipts = Vec::new();
         for job in jobs {
-            let staged = self.stage(&mut batch, &job.from, &job.draft);
-            pending.push((job.reply, job.draft.cid, staged));
+            match job {
+                Job::Send(job) => {
+                    let staged = self.stage(&mut batch, &job.from, &job.draft);
+                    sends.push((job.reply, job.draft.cid, staged));
+                }
+                Job::Receipt(job) => {
+                    let refused = self.stage_receipt(&mut batch, &job.by, &job.draft);
+                    receipts.push((job.reply, job.draft.ids, refused));
+                }
+            }
         }
         let newest = batch.fresh.last().and_then(|o| o.queue_id.clone());
         let mut ops = std::mem::take(&mut batch.ops);
@@ -109,12 +152,19 @@ impl Committer {
                 Err(e) => tracing::error!("conversation summary not encoded: {e}"),
             }
         }
+        if let Some(id) = &newest {
+            ops.push(Op::Put(keys::LAST_ID.to_vec(), id.clone().into_bytes()));
+        }
         let durable = self.write(ops, newest);
         if let Err(e) = &durable {
-            tracing::error!("batch of {} sends not stored: {e}", pending.len());
+            tracing::error!(
+                "batch of {} sends and {} receipts not stored: {e}",
+                sends.len(),
+                receipts.len()
+            );
         }
         Counters::add(&self.counters.batches, 1);
-        for (reply, cid, staged) in pending {
+        for (reply, cid, staged) in sends {
             let answer = match (&durable, staged) {
                 (Ok(()), Ok(Staged::New(ack))) => ack,
                 (Ok(()), Ok(Staged::Duplicate(ack))) => {
@@ -136,8 +186,29 @@ impl Committer {
             // The sender may have gone away meanwhile; the message is stored regardless.
             let _ = reply.send(answer);
         }
+        for (reply, ids, refused) in receipts {
+            let refused = match &durable {
+                Ok(()) => refused,
+                Err(_) => {
+                    // Nothing of this batch may be relied on: every id is refused, each
+                    // with its own reason where it had one.
+                    let lost = Failure::internal("the receipt could not be stored; retry");
+                    ids.into_iter()
+                        .map(|id| {
+                            let why = refused
+                                .iter()
+                                .find(|(r, _)| *r == id)
+                                .map_or_else(|| lost.clone(), |(_, f)| f.clone());
+                            (id, why)
+                        })
+                        .collect()
+                }
+            };
+            let _ = reply.send(refused);
+        }
         if durable.is_ok() {
-            Counters::add(&self.counters.messages_stored, batch.fresh.len() as u64);
+            Counters::add(&self.counters.messages_stored, batch.messages);
+            Counters::add(&self.counters.receipts_stored, batch.receipts);
             for item in batch.fresh {
                 self.deliver.deliver(item);
             }
@@ -229,7 +300,104 @@ impl Committer {
             payload: Bytes::from(payload),
             queue_id: Some(id),
         });
+        batch.messages += 1;
         Ok(Staged::New(ack))
+    }
+
+    /// Decides what each id of one receipt does and adds the writes to the batch; returns
+    /// the refused ids with why. Ids whose status would not move forward are accepted and
+    /// change nothing.
+    fn stage_receipt(
+        &mut self,
+        batch: &mut Batch,
+        by: &str,
+        draft: &ReceiptDraft,
+    ) -> Vec<(String, Failure)> {
+        let mut refused = Vec::new();
+        for id in &draft.ids {
+            if let Err(failure) = self.stage_status(batch, by, id, draft.status) {
+                refused.push((id.clone(), failure));
+            }
+        }
+        refused
+    }
+
+    /// One id of a receipt: checks it, and when its status moves forward stores the new
+    /// status, queues the event for the author and updates `by`'s unread count.
+    fn stage_status(
+        &mut self,
+        batch: &mut Batch,
+        by: &str,
+        id: &str,
+        status: Status,
+    ) -> Result<(), Failure> {
+        let Some(bytes) = self.store.get(&keys::message(id)).map_err(store_failure)? else {
+            return Err(Failure::new(ErrorCode::NotFound, "no such message"));
+        };
+        let message = Message::decode(&bytes).map_err(|e| {
+            tracing::error!("message {id}: {e}");
+            Failure::internal("the message could not be read")
+        })?;
+        if message.to != by {
+            return Err(Failure::new(
+                ErrorCode::Forbidden,
+                "receipts are only accepted for messages you received",
+            ));
+        }
+        let status_key = keys::status(id, by);
+        let current = match batch.statuses.get(&status_key) {
+            Some(s) => *s,
+            None => match self.store.get(&status_key).map_err(store_failure)? {
+                None => Status::Sent,
+                Some(bytes) => StatusRecord::decode(&bytes).map_or_else(
+                    |e| {
+                        tracing::warn!("replacing unreadable receipt status: {e}");
+                        Status::Sent
+                    },
+                    |r| r.status,
+                ),
+            },
+        };
+        if status <= current {
+            return Ok(());
+        }
+        let author = message.from.as_str();
+        let unread = if status == Status::Read && author != by {
+            let key = keys::summary(by, &keys::direct_conversation(author, by));
+            let mut summary = self.summary(batch, &key, author)?;
+            summary.unread = summary.unread.saturating_sub(1);
+            Some((key, summary))
+        } else {
+            None
+        };
+        let (qid, ts) = self.ids.next();
+        let record = serde_json::to_vec(&StatusRecord { status, ts })
+            .map_err(|e| Failure::internal(format!("status not encoded: {e}")))?;
+        let event = serde_json::to_vec(&ReceiptEvent {
+            id: id.to_string(),
+            by: by.to_string(),
+            status,
+            ts,
+        })
+        .map_err(|e| Failure::internal(format!("receipt not encoded: {e}")))?;
+
+        batch.ops.push(Op::Put(status_key.clone(), record));
+        batch.ops.push(Op::Put(
+            format!("{}{qid}", keys::queue_prefix(author)).into_bytes(),
+            event.clone(),
+        ));
+        batch.statuses.insert(status_key, status);
+        if let Some((key, summary)) = unread {
+            batch.summaries.insert(key, summary);
+        }
+        batch.fresh.push(Outgoing {
+            user: author.to_string(),
+            topic: format!("user/{author}/receipt"),
+            payload: Bytes::from(event),
+            queue_id: Some(qid),
+        });
+        batch.receipts += 1;
+        Ok(())
     }
 
     /// The current summary under `key`: this batch's version, else the stored one, else new.

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::records::{Message, Summary};
+use super::records::{Message, Status, StatusRecord, Summary};
 use crate::keys;
 use crate::store::{KvStore, StoreError};
 
@@ -128,7 +128,17 @@ fn load(store: &dyn KvStore, id: &str) -> Result<Option<Message>, StoreError> {
         return Ok(None);
     };
     let mut message = Message::decode(&bytes)?;
-    // Receipts do not exist yet, so every stored message is `sent`.
-    message.status = Some("sent".to_string());
+    // The recipient's receipt status (`s/{id}/{to}`); none yet means `sent`.
+    let status = match store.get(&keys::status(id, &message.to))? {
+        None => Status::Sent,
+        Some(bytes) => StatusRecord::decode(&bytes).map_or_else(
+            |e| {
+                tracing::warn!("message {id}: {e}");
+                Status::Sent
+            },
+            |r| r.status,
+        ),
+    };
+    message.status = Some(status.as_str().to_string());
     Ok(Some(message))
 }

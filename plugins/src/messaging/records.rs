@@ -56,3 +56,58 @@ impl Summary {
             .map_err(|e| StoreError::Other(format!("stored summary is unreadable: {e}")))
     }
 }
+
+/// How far a message has come for one recipient. Only moves forward: the derived order is
+/// `Sent < Delivered < Read`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Stored; no receipt yet. Never stored as such: it is the absence of a record.
+    Sent,
+    /// A device of the recipient has it.
+    Delivered,
+    /// The recipient has read it (implies delivered).
+    Read,
+}
+
+impl Status {
+    /// The contract's name of the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Sent => "sent",
+            Status::Delivered => "delivered",
+            Status::Read => "read",
+        }
+    }
+}
+
+/// The receipt status of one message for one recipient, stored under `s/{id}/{user}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusRecord {
+    /// `delivered` or `read`.
+    pub status: Status,
+    /// When the server stored this status, ms since the epoch.
+    pub ts: u64,
+}
+
+impl StatusRecord {
+    /// Reads a stored status record.
+    pub fn decode(bytes: &[u8]) -> Result<StatusRecord, StoreError> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| StoreError::Other(format!("stored receipt status is unreadable: {e}")))
+    }
+}
+
+/// A status change as the author gets it on `user/{author}/receipt`, and as it waits in the
+/// author's queue (`q/{author}/{qid}` holds exactly these bytes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptEvent {
+    /// The message whose status changed.
+    pub id: String,
+    /// The recipient who sent the receipt.
+    pub by: String,
+    /// The new status.
+    pub status: Status,
+    /// When the server stored the change, ms since the epoch.
+    pub ts: u64,
+}

@@ -73,6 +73,12 @@ struct AckErr<'a> {
 }
 
 #[derive(Serialize)]
+struct ReceiptErr<'a> {
+    receipt: &'a [String],
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
 struct RpcOk<'a, T: Serialize> {
     rid: &'a str,
     ok: bool,
@@ -138,4 +144,34 @@ pub fn rpc_err(rid: Option<&str>, failure: &Failure) -> Bytes {
             message: &failure.message,
         },
     })
+}
+
+/// `{"receipt":[…],"error":{…}}`: a receipt refused for the listed ids.
+pub fn receipt_err(ids: &[String], failure: &Failure) -> Bytes {
+    encode(&ReceiptErr {
+        receipt: ids,
+        error: ErrorBody {
+            code: failure.code,
+            message: &failure.message,
+        },
+    })
+}
+
+/// One refusal for ids refused for different reasons: the code of the first refused id, and
+/// a message naming each id with its reason (ids sharing the first one's reason are simply
+/// listed once with it).
+pub fn receipt_refusal(refused: &[(String, Failure)]) -> Bytes {
+    let ids: Vec<String> = refused.iter().map(|(id, _)| id.clone()).collect();
+    let Some((_, first)) = refused.first() else {
+        return receipt_err(&ids, &Failure::internal("nothing was refused"));
+    };
+    if refused.iter().all(|(_, f)| f == first) {
+        return receipt_err(&ids, first);
+    }
+    let message = refused
+        .iter()
+        .map(|(id, f)| format!("{id}: {}", f.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    receipt_err(&ids, &Failure::new(first.code, message))
 }

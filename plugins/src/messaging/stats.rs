@@ -13,6 +13,11 @@ pub struct ChatStats {
     pub duplicate_cids: u64,
     /// Sends answered with an error.
     pub rejected: u64,
+    /// Receipt status changes stored (each one is also queued for and forwarded to the
+    /// message's author); repeated or backward statuses are not counted.
+    pub receipts_stored: u64,
+    /// Receipt ids refused (each id of a refused publish counts once).
+    pub receipts_refused: u64,
 }
 
 /// The live counters behind [`ChatStats`], shared by `Chat` and the committer thread.
@@ -26,6 +31,10 @@ pub struct Counters {
     pub duplicate_cids: AtomicU64,
     /// See [`ChatStats::rejected`].
     pub rejected: AtomicU64,
+    /// See [`ChatStats::receipts_stored`].
+    pub receipts_stored: AtomicU64,
+    /// See [`ChatStats::receipts_refused`].
+    pub receipts_refused: AtomicU64,
 }
 
 impl Counters {
@@ -41,6 +50,8 @@ impl Counters {
             batches: self.batches.load(Ordering::Relaxed),
             duplicate_cids: self.duplicate_cids.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
+            receipts_stored: self.receipts_stored.load(Ordering::Relaxed),
+            receipts_refused: self.receipts_refused.load(Ordering::Relaxed),
         }
     }
 }

@@ -1,0 +1,162 @@
+//! Presence: a user is online while at least one of its devices is connected, and offline, with
+//! `last_seen`, from when the last one went away — however it went (DISCONNECT, a dropped socket,
+//! keep-alive expiry, takeover). rumqttd's local links never fire wills, so the session layer
+//! reports every session's end here, and this is the will of every session.
+//!
+//! Changes are published through the rumqttd router on `presence/{user}`, which fans them out to
+//! whoever subscribed; the current state is written straight to a new subscriber (flagged
+//! retained), so the router keeps no per-user retained message.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use chatd_plugins::ids::now_ms;
+use chatd_plugins::presence::LastSeen;
+use rumqttd::local::{LinkRx, LinkTx};
+use serde_json::{json, Value};
+use tracing::warn;
+
+use crate::router::{Router, RouterError};
+
+/// Most users one `presence.get` may ask about.
+const MAX_USERS_PER_GET: usize = 100;
+
+/// Who is online, and the link that announces changes.
+pub struct Presence {
+    /// Connected sessions per user; publishing happens under this lock so that changes of one
+    /// user are announced in the order they happened.
+    sessions: Mutex<HashMap<String, usize>>,
+    last_seen: LastSeen,
+    link: Mutex<LinkTx>,
+    /// Kept so the router sees a live link; nothing is subscribed, so nothing arrives on it.
+    _link_rx: LinkRx,
+}
+
+impl Presence {
+    /// Presence with its own router link.
+    pub fn new(router: &Router, last_seen: LastSeen) -> Result<Presence, RouterError> {
+        let (link, link_rx) = router.link("chatd-presence")?;
+        Ok(Presence {
+            sessions: Mutex::new(HashMap::new()),
+            last_seen,
+            link: Mutex::new(link),
+            _link_rx: link_rx,
+        })
+    }
+
+    /// A session of `user` started.
+    pub fn connected(&self, user: &str) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let count = sessions.entry(user.to_string()).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            self.announce(user, &online(user, now_ms()));
+        }
+    }
+
+    /// A session of `user` ended.
+    pub fn disconnected(&self, user: &str) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(count) = sessions.get_mut(user) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            sessions.remove(user);
+            let now = now_ms();
+            if let Err(e) = self.last_seen.set(user, now) {
+                warn!(user, "cannot store last seen: {e}");
+            }
+            self.announce(user, &offline(user, Some(now)));
+        }
+    }
+
+    fn announce(&self, user: &str, state: &Value) {
+        let mut link = self.link.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = link.publish(format!("presence/{user}"), state.to_string()) {
+            warn!(user, "cannot publish presence: {e}");
+        }
+    }
+
+    /// The current presence of `user`, as published on `presence/{user}`.
+    pub fn state(&self, user: &str) -> Value {
+        let online_now = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(user);
+        if online_now {
+            return online(user, now_ms());
+        }
+        offline(user, self.last_seen.get(user).ok().flatten())
+    }
+
+    /// Answers a `presence.get` request; `None` when `payload` is another op.
+    pub fn answer_get(&self, payload: &[u8]) -> Option<Bytes> {
+        let Ok(Value::Object(req)) = serde_json::from_slice::<Value>(payload) else {
+            return None;
+        };
+        if req.get("op").and_then(Value::as_str) != Some("presence.get") {
+            return None;
+        }
+        let rid = req.get("rid").cloned().unwrap_or(Value::Null);
+        let fail = |message: String| {
+            let reply = json!({"rid": rid, "ok": false,
+                "error": {"code": "bad_request", "message": message}});
+            Some(Bytes::from(reply.to_string()))
+        };
+        if !rid
+            .as_str()
+            .is_some_and(|r| !r.is_empty() && r.len() <= 128)
+        {
+            return fail("`rid` must be a string of 1 to 128 characters".into());
+        }
+        if let Some(field) = req
+            .keys()
+            .find(|k| !["rid", "op", "users"].contains(&k.as_str()))
+        {
+            return fail(format!("unknown field `{field}`"));
+        }
+        let Some(users) = req.get("users").and_then(Value::as_array) else {
+            return fail("`users` (a list of user ids) is required".into());
+        };
+        if users.is_empty() || users.len() > MAX_USERS_PER_GET {
+            return fail(format!("`users` must name 1 to {MAX_USERS_PER_GET} users"));
+        }
+        let mut states = Vec::with_capacity(users.len());
+        for user in users {
+            match user.as_str() {
+                Some(u) if chatd_auth::validate_user_id(u).is_ok() => states.push(self.state(u)),
+                _ => return fail(format!("{user} is not a valid user id")),
+            }
+        }
+        let reply = json!({"rid": rid, "ok": true, "result": {"users": states}});
+        Some(Bytes::from(reply.to_string()))
+    }
+}
+
+/// One user's presence, in the contract's field order.
+#[derive(serde::Serialize)]
+struct State<'a> {
+    user: &'a str,
+    status: &'static str,
+    last_seen: Option<u64>,
+}
+
+fn online(user: &str, now: u64) -> Value {
+    state(user, "online", Some(now))
+}
+
+fn offline(user: &str, last_seen: Option<u64>) -> Value {
+    state(user, "offline", last_seen)
+}
+
+fn state(user: &str, status: &'static str, last_seen: Option<u64>) -> Value {
+    let state = State {
+        user,
+        status,
+        last_seen,
+    };
+    serde_json::to_value(state).unwrap_or(Value::Null)
+}
