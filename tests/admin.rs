@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::raw::{self, Raw, V};
+use support::raw::{self, Connect, Raw, V};
 use support::{http_get, http_request, unique, Server};
 
 fn body_json(status: u16, body: &str) -> Value {
@@ -878,4 +878,67 @@ fn serve_subcommand_env_config_and_stale_listen_json() {
         .unwrap();
     assert_exit(&out, 0, "user list offline with CHATD_CONFIG");
     assert!(stdout(&out).lines().any(|l| l == user), "{}", stdout(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_during_logins_leaves_no_session_open() {
+    // Devices log in while the account is removed or its password changed. Whatever the order
+    // in which the server handles them, no connection that got CONNACK 0 may stay open after
+    // the change: either it was refused, or it was connected and then closed by the change.
+    let srv = Server::start();
+    let mut failures = Vec::new();
+    for round in 0..6 {
+        let user = unique("rev");
+        srv.add_user(&user, "pw");
+        let mut logins = Vec::new();
+        for k in 0..12 {
+            let (addr, user) = (srv.mqtt, user.clone());
+            logins.push(tokio::spawn(async move {
+                let cid = format!("{user}:d{k}");
+                let (raw, code) =
+                    Raw::connect_with(addr, &Connect::new(V::V4, &cid, &user, "pw")).await;
+                (raw, code, Instant::now())
+            }));
+        }
+        let (http, token, user2) = (srv.http, srv.token.clone(), user.clone());
+        let change = tokio::task::spawn_blocking(move || {
+            std::thread::sleep(Duration::from_millis(5 * round as u64));
+            if round % 2 == 0 {
+                http_request(
+                    http,
+                    "DELETE",
+                    &format!("/admin/users/{user2}"),
+                    Some(&token),
+                    None,
+                )
+            } else {
+                let body = json!({"password": "changed"}).to_string();
+                let path = format!("/admin/users/{user2}/password");
+                http_request(http, "PUT", &path, Some(&token), Some(&body))
+            }
+        });
+        let (status, body) = change.await.unwrap();
+        let changed_at = Instant::now();
+        assert_eq!(status, 204, "{body}");
+        let what = if round % 2 == 0 {
+            "DELETE"
+        } else {
+            "PUT password"
+        };
+        for (k, login) in logins.into_iter().enumerate() {
+            let (mut r, code, connack_at) = login.await.unwrap();
+            if code == Ok(0) && r.wait_closed(Duration::from_secs(10)).await.is_err() {
+                let when = if connack_at > changed_at {
+                    format!("{:?} after", connack_at - changed_at)
+                } else {
+                    format!("{:?} before", changed_at - connack_at)
+                };
+                failures.push(format!(
+                    "round {round} ({what}): device d{k} got CONNACK 0 {when} the 204 and is \
+                     still connected 10 s after the change"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }

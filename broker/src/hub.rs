@@ -85,6 +85,8 @@ pub struct Registration {
 struct Inner {
     by_user: HashMap<String, Vec<Arc<SessionEntry>>>,
     by_client: HashMap<String, Arc<SessionEntry>>,
+    /// How often each user's credentials were revoked (account removed, password changed).
+    revocations: HashMap<String, u64>,
 }
 
 /// The registry of connected sessions.
@@ -106,6 +108,12 @@ impl Hub {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The revocation count of `user`, read before its credentials are checked: a login whose
+    /// check overlapped a revocation is refused at registration (see [`Hub::register`]).
+    pub fn revocation(&self, user: &str) -> u64 {
+        self.lock().revocations.get(user).copied().unwrap_or(0)
+    }
+
     /// A number for a new connection, taken when it is accepted: the order of connections, so
     /// that a takeover always goes to the newest one whatever order their handshakes end in.
     pub fn ticket(&self) -> u64 {
@@ -114,8 +122,15 @@ impl Hub {
 
     /// Adds a session holding `ticket`; an existing session with the same client id is told to
     /// stop (takeover) — unless it is the newer connection, in which case the new registration
-    /// is born stopped.
-    pub fn register(&self, user: &str, client_id: &str, ticket: u64) -> Registration {
+    /// is born stopped. It is also born stopped when the user's credentials were revoked since
+    /// `revocation` was read (a login racing an account removal or password change).
+    pub fn register(
+        &self,
+        user: &str,
+        client_id: &str,
+        ticket: u64,
+        revocation: u64,
+    ) -> Registration {
         let (tx, rx) = mpsc::channel(SESSION_CHANNEL);
         let entry = Arc::new(SessionEntry {
             id: ticket,
@@ -128,6 +143,11 @@ impl Hub {
         });
         let previous = {
             let mut inner = self.lock();
+            if inner.revocations.get(user).copied().unwrap_or(0) != revocation {
+                drop(inner);
+                entry.stop_with(StopReason::Administrative);
+                return Registration { entry, rx };
+            }
             if inner
                 .by_client
                 .get(client_id)
@@ -169,7 +189,11 @@ impl Hub {
 
     /// Stops every session of `user` (account removed or password changed).
     pub fn kick_user(&self, user: &str) {
-        let sessions: Vec<_> = self.lock().by_user.get(user).cloned().unwrap_or_default();
+        let sessions: Vec<_> = {
+            let mut inner = self.lock();
+            *inner.revocations.entry(user.to_string()).or_insert(0) += 1;
+            inner.by_user.get(user).cloned().unwrap_or_default()
+        };
         for s in sessions {
             s.stop_with(StopReason::Administrative);
         }
@@ -248,8 +272,8 @@ mod tests {
     #[test]
     fn takeover_stops_the_old_session_only() {
         let hub = Hub::new();
-        let a = hub.register("alice", "alice:phone", hub.ticket());
-        let b = hub.register("alice", "alice:phone", hub.ticket());
+        let a = hub.register("alice", "alice:phone", hub.ticket(), 0);
+        let b = hub.register("alice", "alice:phone", hub.ticket(), 0);
         assert_eq!(a.entry.stop_reason(), StopReason::TakenOver);
         assert_eq!(b.entry.stop_reason(), StopReason::None);
         hub.deregister(&a.entry);
@@ -262,8 +286,8 @@ mod tests {
     fn an_older_connection_never_takes_over_a_newer_one() {
         let hub = Hub::new();
         let (older, newer) = (hub.ticket(), hub.ticket());
-        let new = hub.register("alice", "alice:phone", newer);
-        let old = hub.register("alice", "alice:phone", older);
+        let new = hub.register("alice", "alice:phone", newer, 0);
+        let old = hub.register("alice", "alice:phone", older, 0);
         assert_eq!(old.entry.stop_reason(), StopReason::TakenOver);
         assert_eq!(new.entry.stop_reason(), StopReason::None);
         hub.deregister(&old.entry);
@@ -271,9 +295,20 @@ mod tests {
     }
 
     #[test]
+    fn a_login_racing_a_revocation_is_refused() {
+        let hub = Hub::new();
+        let seen = hub.revocation("carol");
+        hub.kick_user("carol");
+        let late = hub.register("carol", "carol", hub.ticket(), seen);
+        assert_eq!(late.entry.stop_reason(), StopReason::Administrative);
+        let fresh = hub.register("carol", "carol", hub.ticket(), hub.revocation("carol"));
+        assert_eq!(fresh.entry.stop_reason(), StopReason::None);
+    }
+
+    #[test]
     fn full_channel_marks_lagged_and_stops_queued_deliveries() {
         let hub = Hub::new();
-        let mut reg = hub.register("bob", "bob", hub.ticket());
+        let mut reg = hub.register("bob", "bob", hub.ticket(), 0);
         for i in 0..SESSION_CHANNEL + 5 {
             hub.deliver(item("bob", &format!("{i:05}")));
         }
@@ -288,8 +323,8 @@ mod tests {
     #[test]
     fn deliveries_reach_every_device() {
         let hub = Hub::new();
-        let mut a = hub.register("bob", "bob:a", hub.ticket());
-        let mut b = hub.register("bob", "bob:b", hub.ticket());
+        let mut a = hub.register("bob", "bob:a", hub.ticket(), 0);
+        let mut b = hub.register("bob", "bob:b", hub.ticket(), 0);
         hub.deliver(item("bob", "1"));
         assert!(a.rx.try_recv().is_ok());
         assert!(b.rx.try_recv().is_ok());

@@ -35,6 +35,8 @@ pub struct Accepted {
     pub receive_maximum: u16,
     /// Bytes that arrived after CONNECT.
     pub leftover: BytesMut,
+    /// The user's revocation count before its credentials were checked.
+    pub revocation: u64,
 }
 
 /// Why a CONNECT was refused, mapped to each version's return code.
@@ -129,7 +131,7 @@ async fn accept<T: Transport>(
         return None;
     };
     match check(shared, &connect, &will, login).await {
-        Ok(user) => {
+        Ok((user, revocation)) => {
             let receive_maximum = client_receive_maximum(&props, shared.limits.max_inflight);
             let connack = Packet::ConnAck(
                 ConnAck {
@@ -155,6 +157,7 @@ async fn accept<T: Transport>(
                 will,
                 receive_maximum,
                 leftover,
+                revocation,
             })
         }
         Err(refusal) => {
@@ -183,7 +186,7 @@ async fn check(
     connect: &Connect,
     will: &Option<LastWill>,
     login: Option<Login>,
-) -> Result<String, Refusal> {
+) -> Result<(String, u64), Refusal> {
     let client = chatd_auth::parse_client_id(&connect.client_id).map_err(|_| Refusal::ClientId)?;
     let login = login.ok_or(Refusal::Credentials)?;
     if login.username != client.user {
@@ -194,6 +197,7 @@ async fn check(
         });
     }
     let user = client.user;
+    let revocation = shared.hub.revocation(&user);
     if shared.jwt.is_enabled() && chatd_auth::looks_like_jwt(&login.password) {
         shared
             .jwt
@@ -222,7 +226,7 @@ async fn check(
     {
         return Err(Refusal::Busy);
     }
-    Ok(user)
+    Ok((user, revocation))
 }
 
 /// A user who proves itself with a JWT may have no account yet; give it one with an unusable

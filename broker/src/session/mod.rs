@@ -59,9 +59,12 @@ pub async fn run<T: Transport>(mut t: T, shared: Arc<Shared>) {
         return;
     };
     shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
-    let registration = shared
-        .hub
-        .register(&accepted.user, &accepted.client_id, ticket);
+    let registration = shared.hub.register(
+        &accepted.user,
+        &accepted.client_id,
+        ticket,
+        accepted.revocation,
+    );
     shared.presence.connected(&accepted.user);
     debug!(client_id = %accepted.client_id, "session started");
     let mut session = Session::new(
