@@ -51,7 +51,12 @@ impl Presence {
         let count = sessions.entry(user.to_string()).or_insert(0);
         *count += 1;
         if *count == 1 {
-            self.announce(user, &online(user, now_ms()));
+            // Stored now too, so that a crash while the user is online still leaves a last seen.
+            let now = now_ms();
+            if let Err(e) = self.last_seen.set(user, now) {
+                warn!(user, "cannot store last seen: {e}");
+            }
+            self.announce(user, &online(user, now));
         }
     }
 

@@ -11,6 +11,7 @@
 pub struct Inbox {
     state: State,
     cursor: Option<String>,
+    coverage: u8,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -22,19 +23,18 @@ enum State {
 }
 
 impl Inbox {
-    /// The session's filters now do (or no longer do) cover a queued topic.
-    pub fn set_subscribed(&mut self, on: bool) {
-        match (on, self.state) {
-            (true, State::Off) => {
-                self.state = State::Replaying;
-                self.cursor = None;
-            }
-            (false, _) => {
-                self.state = State::Off;
-                self.cursor = None;
-            }
-            _ => {}
+    /// The queued topics the session's filters cover changed to `coverage` (a bit per topic).
+    /// A newly covered topic replays the queue from its start: entries for it were passed over
+    /// before (anything sent twice is de-duplicated by id on the client).
+    pub fn set_coverage(&mut self, coverage: u8) {
+        if coverage == 0 {
+            self.state = State::Off;
+            self.cursor = None;
+        } else if coverage & !self.coverage != 0 {
+            self.state = State::Replaying;
+            self.cursor = None;
         }
+        self.coverage = coverage;
     }
 
     /// Deliveries were dropped: read the rest from the store.
@@ -82,7 +82,7 @@ mod tests {
     fn replay_then_live_skips_what_was_sent() {
         let mut inbox = Inbox::default();
         assert!(!inbox.accepts_live("1"));
-        inbox.set_subscribed(true);
+        inbox.set_coverage(1);
         assert!(inbox.is_replaying());
         assert!(!inbox.accepts_live("1"));
         inbox.sent("2");
@@ -92,5 +92,13 @@ mod tests {
         inbox.lagged();
         assert!(inbox.is_replaying());
         assert_eq!(inbox.cursor(), Some("2"));
+        inbox.caught_up();
+        inbox.set_coverage(1);
+        assert!(!inbox.is_replaying());
+        inbox.set_coverage(3);
+        assert!(inbox.is_replaying());
+        assert_eq!(inbox.cursor(), None);
+        inbox.set_coverage(0);
+        assert!(!inbox.is_replaying());
     }
 }

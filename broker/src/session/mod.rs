@@ -292,7 +292,7 @@ impl Session {
                         self.publish(&filter, state.as_bytes(), qos, true, None);
                     }
                 }
-                self.inbox.set_subscribed(self.subs.reads_queue());
+                self.inbox.set_coverage(self.subs.queue_coverage());
                 Ok(())
             }
             Packet::Unsubscribe(unsubscribe, _) => {
@@ -303,7 +303,7 @@ impl Session {
                     }
                 }
                 self.write(unsuback.packet);
-                self.inbox.set_subscribed(self.subs.reads_queue());
+                self.inbox.set_coverage(self.subs.queue_coverage());
                 Ok(())
             }
             Packet::PingReq(_) => {
@@ -438,8 +438,14 @@ impl Session {
     }
 
     fn on_delivery(&mut self, item: Outgoing) {
-        let Some(qos) = self.subs.granted(&item.topic) else {
+        let Some(granted) = self.subs.granted(&item.topic) else {
             return;
+        };
+        // Typing indicators are fleeting: at most once, whatever the subscription asked for.
+        let qos = if item.topic.ends_with("/typing") {
+            0
+        } else {
+            granted
         };
         if let Some(id) = &item.queue_id {
             if !self.inbox.accepts_live(id) {

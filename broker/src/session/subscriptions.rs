@@ -139,9 +139,14 @@ impl Subscriptions {
             .max()
     }
 
-    /// True when the session receives any topic fed from the user's queue (inbox, receipts).
-    pub fn reads_queue(&self) -> bool {
-        self.queued_topics.iter().any(|t| self.granted(t).is_some())
+    /// Which topics fed from the user's queue the session receives: bit 0 inbox, bit 1
+    /// receipts (0 = none).
+    pub fn queue_coverage(&self) -> u8 {
+        self.queued_topics
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| self.granted(t).is_some())
+            .fold(0, |bits, (i, _)| bits | (1 << i))
     }
 
     /// The QoS at which the session receives router topic `topic`.
