@@ -285,6 +285,8 @@ async fn offline_author_gets_receipts_from_the_backlog() {
     assert_eq!(qids[1], reply);
     assert!(backlog.iter().all(|o| o.user == "alice"));
     // The backlog payloads are the live deliveries' bytes.
+    // Deliveries are handed over just after the acks: wait for both.
+    forwarded(&env, "alice", 2);
     let live = receipts_of(&env, "alice");
     assert_eq!(backlog[0].payload, live[0].payload);
     assert_eq!(backlog[2].payload, live[1].payload);

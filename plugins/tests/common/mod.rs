@@ -24,10 +24,27 @@ pub struct TestStore {
     gate_cv: Condvar,
 }
 
+/// Opens sled, waiting out the moment in which a just-dropped handle in this same process still
+/// holds the directory lock (sled's background threads let go of it shortly after the drop).
+fn open_sled(path: &std::path::Path) -> SledStore {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match SledStore::open(path) {
+            Ok(store) => return store,
+            Err(chatd_plugins::store::StoreError::Locked)
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("open sled: {e}"),
+        }
+    }
+}
+
 impl TestStore {
     pub fn open(path: &std::path::Path) -> Arc<TestStore> {
         Arc::new(TestStore {
-            inner: SledStore::open(path).expect("open sled"),
+            inner: open_sled(path),
             flushes: AtomicUsize::new(0),
             applies: AtomicUsize::new(0),
             fail_apply: AtomicBool::new(false),
