@@ -6,6 +6,9 @@
 //! The text starts with the send time (see [`crate::stamp`]); receivers read it from
 //! `user/{me}/inbox` to measure send→delivery latency. The cid is
 //! `{run:08x}-{seq}-{sent_ns}`, so the ack alone gives send→ack latency.
+//!
+//! With `--receipts`, receivers also send receipts for what they get and senders count the
+//! receipts reaching them; see [`crate::receipts`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -15,17 +18,20 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Result};
 use rumqttc::Packet;
 use serde::Deserialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
 use crate::admin::{read_chatd_files, Admin, ChatdFiles};
-use crate::cli::ChatArgs;
+use crate::cli::{ChatArgs, ReceiptMode};
 use crate::clock::now_ns;
-use crate::control::{self, join_all, stop_signal, wait_for_end, Progress};
+use crate::control::{
+    self, join_all, stop_signal, wait_for_end, wait_for_receipts, EndReason, Progress,
+};
 use crate::mqtt::{self, ClientSpec, Endpoint};
 use crate::pace::Pacer;
 use crate::publisher::Publisher;
-use crate::report::{per_second, Load, Report};
+use crate::receipts::{self, Batcher, BatcherTally, Ledger, ReceiptTally, RefusalTally};
+use crate::report::{per_second, Load, ReceiptReport, Report};
 use crate::stamp::{self, Encoder, Stamp};
 use crate::stats::{Arrival, DeliveryTally, Latency};
 
@@ -45,6 +51,7 @@ struct ErrorBody {
 /// A message on `user/{me}/inbox`.
 #[derive(Deserialize)]
 struct InboxMsg {
+    id: Option<String>,
     from: Option<String>,
     text: Option<String>,
 }
@@ -171,11 +178,22 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
         .map(|i| format!("{}{i}", args.prefix))
         .collect();
     let run = control::run_id();
-    let spec = |user: &String, topic: &str| ClientSpec {
+    let with_receipts = args.receipts != ReceiptMode::None;
+    let statuses = receipts::statuses(args.receipts);
+    // Receivers also watch their ack topic for refused receipts; senders get the receipts.
+    let (rx_topics, tx_topics): (&[&str], &[&str]) = if with_receipts {
+        (&["inbox", "ack"], &["ack", "receipt"])
+    } else {
+        (&["inbox"], &["ack"])
+    };
+    let spec = |user: &String, topics: &[&str]| ClientSpec {
         endpoint: endpoint.clone(),
         client_id: format!("{user}:bench"),
         credentials: Some((user.clone(), args.password.clone())),
-        subscribe: vec![format!("user/{user}/{topic}")],
+        subscribe: topics
+            .iter()
+            .map(|topic| format!("user/{user}/{topic}"))
+            .collect(),
         inflight,
         max_payload: payload + 1024,
     };
@@ -190,8 +208,8 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
         let (created, existing) = admin.ensure_users(&all, &args.password).await?;
         eprintln!("  {created} created, {existing} already existed");
         eprintln!("connecting {} clients to {endpoint}", all.len());
-        let rx = mqtt::connect_all(receivers.iter().map(|u| spec(u, "inbox")).collect()).await?;
-        let tx = mqtt::connect_all(senders.iter().map(|u| spec(u, "ack")).collect()).await?;
+        let rx = mqtt::connect_all(receivers.iter().map(|u| spec(u, rx_topics)).collect()).await?;
+        let tx = mqtt::connect_all(senders.iter().map(|u| spec(u, tx_topics)).collect()).await?;
         anyhow::Ok((rx, tx))
     };
     let (rx_conns, tx_conns) = tokio::time::timeout_at(deadline, setup)
@@ -200,27 +218,61 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
 
     let progress = Arc::new(Progress::default());
     let (stop_tx, stop_rx) = stop_signal();
-    eprintln!("running: {pairs} senders x {} messages", load.messages);
+    eprintln!(
+        "running: {pairs} senders x {} messages, receipts {}",
+        load.messages,
+        args.receipts.as_str()
+    );
+    let ledgers: Vec<Arc<Ledger>> = (0..pairs).map(|_| Arc::default()).collect();
     let start_ns = now_ns();
     let start = Instant::now();
 
     let mut rx_tasks = Vec::new();
+    let mut batch_tasks = Vec::new();
     for (i, conn) in rx_conns.into_iter().enumerate() {
         let (stop, progress) = (stop_rx.clone(), progress.clone());
         let (me, peer) = (receivers[i].clone(), senders[i].clone());
         let messages = load.messages;
+        let ledger = ledgers[i].clone();
+        let ids_tx = if with_receipts {
+            let (ids_tx, ids_rx) = mpsc::unbounded_channel();
+            let batcher = Batcher {
+                client: conn.client.clone(),
+                topic: format!("chat/{me}/receipt"),
+                ledger: ledger.clone(),
+                statuses,
+                batch: args.receipt_batch as usize,
+            };
+            let (stop, progress) = (stop_rx.clone(), progress.clone());
+            batch_tasks.push(tokio::spawn(batcher.run(ids_rx, stop, progress)));
+            Some(ids_tx)
+        } else {
+            None
+        };
+        let inbox = format!("user/{me}/inbox");
         rx_tasks.push(tokio::spawn(async move {
             let mut tally = DeliveryTally::new(run, messages);
+            let mut refusals = RefusalTally::default();
             let broke = mqtt::drive(conn, stop, |packet| {
                 let Packet::Publish(p) = packet else { return };
                 let now = now_ns();
-                let st = serde_json::from_slice::<InboxMsg>(&p.payload)
+                if p.topic != inbox {
+                    let n = refusals.record(&p.payload, &ledger);
+                    progress.receipts_refused.fetch_add(n, Ordering::Relaxed);
+                    return;
+                }
+                let (id, st) = match serde_json::from_slice::<InboxMsg>(&p.payload)
                     .ok()
                     .filter(|m| m.from.as_deref() == Some(peer.as_str()))
-                    .and_then(|m| m.text)
-                    .and_then(|t| stamp::decode(t.as_bytes()));
+                {
+                    Some(m) => (m.id, m.text.and_then(|t| stamp::decode(t.as_bytes()))),
+                    None => (None, None),
+                };
                 if tally.record(st, now) == Arrival::New {
                     Progress::bump(&progress.delivered);
+                    if let (Some(tx), Some(id)) = (&ids_tx, id) {
+                        let _ = tx.send(id);
+                    }
                 }
             })
             .await;
@@ -228,7 +280,7 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
                 eprintln!("receiver {me}: connection error: {e}");
                 progress.connection_errors.fetch_add(1, Ordering::Relaxed);
             }
-            tally
+            (tally, refusals)
         }));
     }
 
@@ -248,10 +300,19 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
         let (stop, progress2) = (stop_rx.clone(), progress.clone());
         let messages = load.messages;
         let me2 = me.clone();
+        let ledger = ledgers[i].clone();
+        let receipt_topic = format!("user/{me}/receipt");
         ack_tasks.push(tokio::spawn(async move {
             let mut tally = AckTally::new(run, messages);
+            let mut rcpts = ReceiptTally::default();
             let broke = mqtt::drive(conn, stop, |packet| {
                 let Packet::Publish(p) = packet else { return };
+                if p.topic == receipt_topic {
+                    if rcpts.record(&p.payload, &ledger, now_ns()) {
+                        Progress::bump(&progress2.receipts_received);
+                    }
+                    return;
+                }
                 match tally.record(&p.payload, now_ns()) {
                     Some(AckState::Sent) => {
                         Progress::bump(&progress2.confirmed);
@@ -270,7 +331,7 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
                 progress2.connection_errors.fetch_add(1, Ordering::Relaxed);
             }
             window.close();
-            tally
+            (tally, rcpts)
         }));
         let (stop, progress3, encoder) = (stop_rx.clone(), progress.clone(), encoder.clone());
         tx_tasks.push(tokio::spawn(async move {
@@ -294,12 +355,45 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
         deadline,
     )
     .await;
+    let mut end = end;
+    if with_receipts && matches!(end, EndReason::Complete | EndReason::GraceExpired) {
+        let all = wait_for_receipts(
+            &progress,
+            statuses.len() as u64,
+            pairs * 2,
+            Duration::from_secs(load.grace),
+            deadline,
+        )
+        .await;
+        if !all {
+            end = if Instant::now() >= deadline {
+                EndReason::DurationLimit
+            } else {
+                EndReason::GraceExpired
+            };
+        }
+    }
     let end_ns = now_ns();
     let _ = stop_tx.send(true);
     let limit = Duration::from_secs(5);
     let sent = join_all(tx_tasks, limit).await;
+    let batches = join_all(batch_tasks, limit).await;
     let acks = join_all(ack_tasks, limit).await;
     let deliveries = join_all(rx_tasks, limit).await;
+    let (acks, rcpts): (Vec<_>, Vec<_>) = acks
+        .into_iter()
+        .map(|a| match a {
+            Some((a, r)) => (Some(a), Some(r)),
+            None => (None, None),
+        })
+        .unzip();
+    let (deliveries, refusals): (Vec<_>, Vec<_>) = deliveries
+        .into_iter()
+        .map(|d| match d {
+            Some((d, r)) => (Some(d), Some(r)),
+            None => (None, None),
+        })
+        .unzip();
 
     let mut latency = Latency::new();
     let mut ack_latency = Latency::new();
@@ -348,6 +442,17 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
         eprintln!("note: {foreign} inbox messages were not benchmark messages from the peer");
     }
     let sent: u64 = sent.iter().flatten().sum();
+    let receipt_report = with_receipts.then(|| {
+        receipt_report(
+            args,
+            start_ns,
+            &batches,
+            &rcpts,
+            &refusals,
+            &ledgers,
+            statuses.len() as u64,
+        )
+    });
     Ok(Report {
         mode: "chat",
         load: Load {
@@ -379,7 +484,65 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
         connection_errors: progress.connection_errors.load(Ordering::Relaxed),
         latency_ms: latency.summary(),
         ack_latency_ms: Some(ack_latency.summary()),
+        receipts: receipt_report,
     })
+}
+
+/// Sums up the receipt side of a run.
+fn receipt_report(
+    args: &ChatArgs,
+    start_ns: u64,
+    batches: &[Option<BatcherTally>],
+    rcpts: &[Option<ReceiptTally>],
+    refusals: &[Option<RefusalTally>],
+    ledgers: &[Arc<Ledger>],
+    per_message: u64,
+) -> ReceiptReport {
+    let mut latency = Latency::new();
+    let (mut received, mut duplicates, mut unknown, mut last) = (0u64, 0u64, 0u64, 0u64);
+    for r in rcpts.iter().flatten() {
+        received += r.received;
+        duplicates += r.duplicates;
+        unknown += r.unknown;
+        last = last.max(r.last_ns);
+        latency.merge(&r.latency);
+    }
+    let (mut errors, mut by_code, mut other) = (0u64, BTreeMap::<String, u64>::new(), 0u64);
+    for r in refusals.iter().flatten() {
+        errors += r.ids;
+        other += r.other;
+        for (code, n) in &r.by_code {
+            *by_code.entry(code.clone()).or_default() += n;
+        }
+    }
+    if other > 0 {
+        eprintln!("note: {other} payloads on receivers' ack topics were not receipt refusals");
+    }
+    if unknown > 0 {
+        eprintln!("note: {unknown} receipts matched nothing this run published");
+    }
+    let (mut publishes, mut ids, mut unsent) = (0u64, 0u64, 0u64);
+    for b in batches.iter().flatten() {
+        publishes += b.publishes;
+        ids += b.ids;
+        unsent += b.unsent;
+    }
+    debug_assert!(per_message > 0);
+    ReceiptReport {
+        mode: args.receipts.as_str(),
+        batch: args.receipt_batch as usize,
+        publishes,
+        sent: ids,
+        unsent,
+        received,
+        received_per_s: per_second(received, last.saturating_sub(start_ns)),
+        errors,
+        errors_by_code: by_code,
+        missing: ledgers.iter().map(|l| l.missing()).sum(),
+        duplicates,
+        unknown,
+        latency_ms: latency.summary(),
+    }
 }
 
 #[cfg(test)]

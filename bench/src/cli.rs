@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Load generator for chatd (chat mode) and for any MQTT broker (raw mode).
 ///
@@ -26,6 +26,11 @@ pub enum Mode {
     /// subscribe to `user/{me}/inbox`, senders to `user/{me}/ack` and publish to `chat/{me}/send`.
     /// Measures acked and delivered msgs/s, send→delivery and send→ack latency, error acks and
     /// messages not delivered.
+    ///
+    /// With `--receipts`, receivers also send receipts on `chat/{me}/receipt` for every message
+    /// delivered (batched), watching `user/{me}/ack` for refusals, and senders subscribe to
+    /// `user/{me}/receipt`: adds receipts sent and forwarded/s, receipt publish → author latency,
+    /// refused and missing receipts.
     Chat(ChatArgs),
     /// Plain MQTT QoS 1 publish/subscribe against any broker: publisher i → topic bench/{i} →
     /// subscriber i.
@@ -56,9 +61,39 @@ pub struct ChatArgs {
     /// Password of the benchmark users (set when they are created; existing users keep theirs)
     #[arg(long, default_value = "chatbench-pw")]
     pub password: String,
+    /// Receipts receivers send for every message delivered: `none`, `read`, or `delivered-read`
+    /// (a `delivered` receipt, then a `read` receipt for the same ids)
+    #[arg(long, value_enum, default_value_t = ReceiptMode::None)]
+    pub receipts: ReceiptMode,
+    /// Message ids per receipt publish: a receiver publishes when this many are pending, or
+    /// every 20 ms whatever is pending
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub receipt_batch: u16,
     /// Load parameters.
     #[command(flatten)]
     pub load: LoadArgs,
+}
+
+/// Which receipts `chatbench chat` receivers send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReceiptMode {
+    /// No receipts.
+    None,
+    /// One `read` receipt per message.
+    Read,
+    /// A `delivered` receipt, then a `read` receipt, per message.
+    DeliveredRead,
+}
+
+impl ReceiptMode {
+    /// The name used on the command line and in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiptMode::None => "none",
+            ReceiptMode::Read => "read",
+            ReceiptMode::DeliveredRead => "delivered-read",
+        }
+    }
 }
 
 /// Options of `chatbench raw`.

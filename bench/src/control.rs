@@ -17,6 +17,12 @@ pub struct Progress {
     pub failed: AtomicU64,
     /// Distinct messages of this run delivered to receivers.
     pub delivered: AtomicU64,
+    /// Chat receipts: ids handed to the clients in receipt publishes (one per id and status).
+    pub receipts_sent: AtomicU64,
+    /// Chat receipts: distinct receipts of this run that reached their author.
+    pub receipts_received: AtomicU64,
+    /// Chat receipts: ids refused on the receivers' ack topics.
+    pub receipts_refused: AtomicU64,
     /// Sender tasks that have stopped publishing.
     pub senders_done: AtomicUsize,
     /// Clients whose connection broke during the run.
@@ -143,6 +149,52 @@ pub async fn wait_for_end(
         }
         if Instant::now() >= until {
             return EndReason::GraceExpired;
+        }
+        tokio::time::sleep(tick).await;
+    }
+}
+
+/// Phase 3 of a chat run with receipts: waits until every delivered message's receipts
+/// (`per_message` of them) reached its author or were refused. Gives up (returns false) once
+/// nothing progresses for `grace`, at `deadline`, or when all `clients` connections are lost.
+pub async fn wait_for_receipts(
+    progress: &Progress,
+    per_message: u64,
+    clients: usize,
+    grace: Duration,
+    deadline: Instant,
+) -> bool {
+    let tick = Duration::from_millis(20);
+    let started = Instant::now();
+    let mut next_report = started + REPORT_EVERY;
+    let mut last = u64::MAX;
+    let mut last_change = Instant::now();
+    loop {
+        let done =
+            Progress::get(&progress.receipts_received) + Progress::get(&progress.receipts_refused);
+        let expected = Progress::get(&progress.delivered) * per_message;
+        if done >= expected {
+            return true;
+        }
+        let now = Instant::now();
+        if done != last {
+            last = done;
+            last_change = now;
+        }
+        if now >= next_report {
+            next_report += REPORT_EVERY;
+            eprintln!(
+                "  receipts: sent {} received {} refused {} of {expected}",
+                Progress::get(&progress.receipts_sent),
+                Progress::get(&progress.receipts_received),
+                Progress::get(&progress.receipts_refused),
+            );
+        }
+        if now >= deadline
+            || last_change.elapsed() >= grace
+            || progress.connection_errors.load(Ordering::Relaxed) >= clients
+        {
+            return false;
         }
         tokio::time::sleep(tick).await;
     }

@@ -12,6 +12,7 @@ mod mqtt;
 mod pace;
 mod publisher;
 mod raw;
+mod receipts;
 mod report;
 mod stamp;
 mod stats;

@@ -214,5 +214,6 @@ pub async fn run(args: &RawArgs, deadline: Instant) -> Result<Report> {
         connection_errors: progress.connection_errors.load(Ordering::Relaxed),
         latency_ms: latency.summary(),
         ack_latency_ms: None,
+        receipts: None,
     })
 }

@@ -82,6 +82,41 @@ pub struct Report {
     /// Chat: send → ack latency, ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ack_latency_ms: Option<LatencySummary>,
+    /// Chat with `--receipts`: the receipt load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipts: Option<ReceiptReport>,
+}
+
+/// Receipt figures of a chat run with `--receipts`. Receipts are counted per message id and
+/// status (`delivered-read` sends two per message).
+#[derive(Debug, Clone, Serialize)]
+pub struct ReceiptReport {
+    /// `read` or `delivered-read`.
+    pub mode: &'static str,
+    /// Ids per receipt publish (`--receipt-batch`).
+    pub batch: usize,
+    /// Receipt publishes by the receivers.
+    pub publishes: u64,
+    /// Ids in those publishes.
+    pub sent: u64,
+    /// Receipts due for delivered messages that were never published before the run stopped.
+    pub unsent: u64,
+    /// Distinct receipts received by their authors (the senders).
+    pub received: u64,
+    /// Received receipts per second (from the start of the clock to the last one).
+    pub received_per_s: f64,
+    /// Ids refused on the receivers' ack topics.
+    pub errors: u64,
+    /// Refused ids by error code.
+    pub errors_by_code: BTreeMap<String, u64>,
+    /// Published, not refused receipts that had not reached their author by the end.
+    pub missing: u64,
+    /// Second and later copies of a receipt.
+    pub duplicates: u64,
+    /// Receipts that matched nothing this run published (e.g. left over from earlier runs).
+    pub unknown: u64,
+    /// Receipt publish (handed to the receiver's client) → received by the author, ms.
+    pub latency_ms: LatencySummary,
 }
 
 fn rate(count: u64, per_s: f64) -> String {
@@ -153,6 +188,41 @@ impl Report {
                 out,
                 "  latency send->ack      p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  (n={})",
                 ack.p50, ack.p99, ack.p999, ack.max, ack.count
+            )?;
+        }
+        if let Some(r) = &self.receipts {
+            writeln!(
+                out,
+                "  receipts ({}, batch {})  {} publishes",
+                r.mode, r.batch, r.publishes
+            )?;
+            writeln!(out, "    sent (ids)       {:>10}", r.sent)?;
+            writeln!(
+                out,
+                "    forwarded        {:>10}   {:>10.1} rcpt/s",
+                r.received, r.received_per_s
+            )?;
+            let by_code = r
+                .errors_by_code
+                .iter()
+                .map(|(code, n)| format!("{code}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let line = format!("    errors           {:>10}   {by_code}", r.errors);
+            writeln!(out, "{}", line.trim_end())?;
+            writeln!(out, "    missing          {:>10}", r.missing)?;
+            if r.unsent > 0 {
+                writeln!(out, "    unsent           {:>10}", r.unsent)?;
+            }
+            writeln!(out, "    duplicates       {:>10}", r.duplicates)?;
+            if r.unknown > 0 {
+                writeln!(out, "    unknown          {:>10}", r.unknown)?;
+            }
+            let lat = &r.latency_ms;
+            writeln!(
+                out,
+                "  latency receipt->author p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  (n={})",
+                lat.p50, lat.p99, lat.p999, lat.max, lat.count
             )?;
         }
         Ok(())
