@@ -103,7 +103,10 @@ async fn healthz_and_metrics() {
     let srv = Server::start();
     let (status, body) = http_get(srv.http, "/healthz");
     assert_eq!(status, 200, "/healthz: {body}");
-    assert_eq!(body_json(status, &body), json!({"status": "ok"}));
+    assert_eq!(
+        body_json(status, &body),
+        json!({"status": "ok", "connection_cache": {"backend": "memory", "ok": true}})
+    );
 
     let text = metrics(&srv);
     for name in [

@@ -54,6 +54,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The connection cache in Redis (in-process without a URL).
+    pub redis: RedisConfig,
 }
 
 /// `[node]`
@@ -167,6 +169,28 @@ impl Default for LimitsConfig {
     }
 }
 
+/// `[redis]`: where the connection cache lives; without `url` it stays in the process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://[:password@]host[:port][/db]`; absent: in-process connection cache.
+    pub url: Option<String>,
+    /// Prefix of every key chatd writes.
+    pub key_prefix: String,
+    /// Lifetime of a connection entry that its node stops refreshing, in seconds.
+    pub ttl_secs: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: None,
+            key_prefix: "chatd".into(),
+            ttl_secs: 30,
+        }
+    }
+}
+
 /// `[log]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -255,6 +279,7 @@ impl Config {
                 });
             }
         }
+        self.validate_redis()?;
         let l = &self.limits;
         let checks: [(&'static str, bool, &str); 6] = [
             (
@@ -298,6 +323,37 @@ impl Config {
         }
         Ok(())
     }
+
+    fn validate_redis(&self) -> Result<(), ConfigError> {
+        let r = &self.redis;
+        if let Some(url) = &r.url {
+            if !url.starts_with("redis://") {
+                return Err(ConfigError::Invalid {
+                    key: "redis.url",
+                    why: "must start with redis:// (like redis://127.0.0.1:6379)".into(),
+                });
+            }
+            if let Err(e) = redis::Client::open(url.as_str()) {
+                return Err(ConfigError::Invalid {
+                    key: "redis.url",
+                    why: format!("not a usable Redis URL: {e}"),
+                });
+            }
+        }
+        if r.key_prefix.is_empty() || r.key_prefix.chars().any(|c| c.is_whitespace()) {
+            return Err(ConfigError::Invalid {
+                key: "redis.key_prefix",
+                why: "must be non-empty, without spaces".into(),
+            });
+        }
+        if !(5..=3600).contains(&r.ttl_secs) {
+            return Err(ConfigError::Invalid {
+                key: "redis.ttl_secs",
+                why: "must be between 5 and 3600".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -336,5 +392,27 @@ mod tests {
     fn tls_listener_needs_tls_section() {
         let cfg = Config::parse("[listen]\nmqtts = \"127.0.0.1:0\"\n", "t.toml").unwrap();
         assert!(cfg.validate().unwrap_err().to_string().contains("tls"));
+    }
+
+    #[test]
+    fn redis_section_is_checked() {
+        let cfg = Config::parse("[redis]\nurl = \"redis://127.0.0.1:6379\"\n", "t.toml").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.redis.ttl_secs, 30);
+        assert_eq!(cfg.redis.key_prefix, "chatd");
+        for (text, key) in [
+            ("[redis]\nurl = \"http://x\"\n", "redis.url"),
+            ("[redis]\nurl = \"rediss://x\"\n", "redis.url"),
+            ("[redis]\nttl_secs = 2\n", "redis.ttl_secs"),
+            ("[redis]\nkey_prefix = \"\"\n", "redis.key_prefix"),
+        ] {
+            let err = Config::parse(text, "t.toml")
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            assert!(err.to_string().contains(key), "{text}: {err}");
+        }
+        let err = Config::parse("[redis]\nurll = \"redis://x\"\n", "t.toml").unwrap_err();
+        assert!(err.to_string().contains("urll"), "{err}");
     }
 }

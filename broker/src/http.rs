@@ -27,17 +27,33 @@ pub fn routes(shared: Arc<Shared>) -> Router {
         .route("/admin/users", get(list_users).post(add_user))
         .route("/admin/users/:id", delete(remove_user))
         .route("/admin/users/:id/password", put(set_password))
+        .route("/admin/users/:id/devices", get(devices))
         .with_state(shared)
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+/// Always 200 while the node serves; `degraded` when the connection cache's backend is down.
+async fn healthz(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    let cache = shared.conn_cache.health();
+    if cache.ok {
+        Json(json!({
+            "status": "ok",
+            "connection_cache": {"backend": cache.backend, "ok": true},
+        }))
+    } else {
+        Json(json!({
+            "status": "degraded",
+            "connection_cache": {"backend": cache.backend, "ok": false, "detail": cache.detail},
+        }))
+    }
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    let body = shared
-        .metrics
-        .render(&shared.chat.stats(), shared.hub.session_count());
+    let body = shared.metrics.render(
+        &shared.chat.stats(),
+        shared.hub.session_count(),
+        &shared.conn_cache.health(),
+        shared.conn_cache.dropped(),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
@@ -182,5 +198,20 @@ async fn remove_user(
             StatusCode::NO_CONTENT.into_response()
         }
         Err(r) => r,
+    }
+}
+
+/// `GET /admin/users/{id}/devices`: the user's connections as the connection cache knows them.
+async fn devices(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorized(&shared, &headers) {
+        return r;
+    }
+    match shared.conn_cache.devices(&id).await {
+        Ok(devices) => Json(json!({"devices": devices})).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod conncache;
 mod datadir;
 mod http;
 mod hub;

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use chatd_plugins::messaging::ChatStats;
 
+use crate::conncache::CacheHealth;
+
 /// Counters updated by the session layer.
 #[derive(Default)]
 pub struct Metrics {
@@ -30,8 +32,14 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Prometheus text exposition of these counters and the store's.
-    pub fn render(&self, chat: &ChatStats, sessions: usize) -> String {
+    /// Prometheus text exposition of these counters, the store's and the connection cache's.
+    pub fn render(
+        &self,
+        chat: &ChatStats,
+        sessions: usize,
+        cache: &CacheHealth,
+        cache_dropped: u64,
+    ) -> String {
         let mut out = String::new();
         let mut line = |name: &str, kind: &str, help: &str, value: i128| {
             let _ = writeln!(out, "# HELP {name} {help}");
@@ -122,6 +130,18 @@ impl Metrics {
             "counter",
             "Receipt ids refused.",
             chat.receipts_refused as i128,
+        );
+        line(
+            "chatd_connection_cache_up",
+            "gauge",
+            "1 when the connection cache's backend answers, else 0.",
+            cache.ok as i128,
+        );
+        line(
+            "chatd_connection_cache_dropped_total",
+            "counter",
+            "Connection cache updates dropped because its queue was full.",
+            cache_dropped as i128,
         );
         out
     }

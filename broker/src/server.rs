@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::conncache;
 use crate::datadir;
 use crate::http;
 use crate::hub::Hub;
@@ -80,6 +81,7 @@ pub async fn run(config: Config) -> Result<()> {
     let router = Router::start(config.limits.max_connections);
     let presence =
         Presence::new(&router, LastSeen::new(store.clone())).context("cannot start presence")?;
+    let conn_cache = conncache::from_config(&config).await;
     let shared = Arc::new(Shared {
         limits: config.limits.clone(),
         chat: chat.clone(),
@@ -92,6 +94,7 @@ pub async fn run(config: Config) -> Result<()> {
         admin_token,
         typing: TypingLimiter::new(config.limits.typing_per_sec),
         hashing_slots: tokio::sync::Semaphore::new(Shared::hashing_permits()),
+        conn_cache: conn_cache.clone(),
     });
 
     let stop = CancellationToken::new();
@@ -155,6 +158,7 @@ pub async fn run(config: Config) -> Result<()> {
     {
         warn!("some sessions did not end within {SESSION_GRACE:?}");
     }
+    conn_cache.close().await;
     tokio::task::spawn_blocking(move || chat.close()).await?;
     datadir::remove_listen_file(&dir);
     info!("stopped");

@@ -9,6 +9,7 @@ use chatd_plugins::accounts::Accounts;
 use chatd_plugins::messaging::Chat;
 
 use crate::config::LimitsConfig;
+use crate::conncache::ConnectionCache;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
@@ -39,6 +40,8 @@ pub struct Shared {
     pub typing: TypingLimiter,
     /// Bounds concurrent password hashing (see [`Shared::hashing`]).
     pub hashing_slots: Semaphore,
+    /// Which node and devices each user is connected to (in-process or Redis).
+    pub conn_cache: Arc<dyn ConnectionCache>,
 }
 
 impl Shared {

@@ -65,6 +65,9 @@ pub async fn run<T: Transport>(mut t: T, shared: Arc<Shared>) {
         ticket,
         accepted.revocation,
     );
+    shared
+        .conn_cache
+        .connected(&accepted.user, &accepted.client_id);
     shared.presence.connected(&accepted.user);
     debug!(client_id = %accepted.client_id, "session started");
     let mut session = Session::new(
@@ -75,6 +78,9 @@ pub async fn run<T: Transport>(mut t: T, shared: Arc<Shared>) {
     );
     let end = session.serve(&mut t).await;
     session.finish(&mut t, end).await;
+    shared
+        .conn_cache
+        .disconnected(&session.user, &session.client_id);
     shared.presence.disconnected(&session.user);
     shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
 }
@@ -319,6 +325,7 @@ impl Session {
 
     fn on_publish(&mut self, publish: Publish, meta: PublishMeta) -> Result<(), End> {
         Metrics::inc(&self.shared.metrics.publishes_in_total);
+        self.shared.conn_cache.activity(&self.user, &self.client_id);
         if meta.qos == 2 && !self.qos2_received.insert(meta.pkid) {
             // A retransmitted QoS 2 publish: acknowledge again, act once.
             self.pending.push_back(ready(None, Some((meta, true))));
