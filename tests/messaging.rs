@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::online;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -19,19 +21,6 @@ fn server_abc() -> Server {
         s.add_user(u, &format!("{u}-pw"));
     }
     s
-}
-
-/// Connects `client_id` as `user` and subscribes to `user/{user}/#`.
-async fn online(s: &Server, client_id: &str, user: &str) -> Client {
-    let c = connect(s.mqtt, client_id, user, &format!("{user}-pw")).await;
-    let codes = c
-        .subscribe(&format!("user/{user}/#"), QoS::AtLeastOnce)
-        .await;
-    assert_eq!(
-        codes,
-        vec![rumqttc::SubscribeReasonCode::Success(QoS::AtLeastOnce)]
-    );
-    c
 }
 
 /// The MQTT 5 counterpart of [`online`].

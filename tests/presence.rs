@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::online;
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -32,19 +34,6 @@ fn now_ms() -> i64 {
 /// Slack for comparing server timestamps with the test's clock (same machine, but the server
 /// may round or take the time a little before / after the event the test sees).
 const SLACK_MS: i64 = 2_000;
-
-/// Connects `client_id` as `user` and subscribes to `user/{user}/#`.
-async fn online(s: &Server, client_id: &str, user: &str) -> Client {
-    let c = connect(s.mqtt, client_id, user, &format!("{user}-pw")).await;
-    let codes = c
-        .subscribe(&format!("user/{user}/#"), QoS::AtLeastOnce)
-        .await;
-    assert_eq!(
-        codes,
-        vec![rumqttc::SubscribeReasonCode::Success(QoS::AtLeastOnce)]
-    );
-    c
-}
 
 /// Just connects `client_id` as `user` (a device that makes `user` online).
 async fn device(s: &Server, client_id: &str, user: &str) -> Client {

@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::online;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -27,19 +29,6 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-}
-
-/// Connects `client_id` as `user` and subscribes to `user/{user}/#`.
-async fn online(s: &Server, client_id: &str, user: &str) -> Client {
-    let c = connect(s.mqtt, client_id, user, &format!("{user}-pw")).await;
-    let codes = c
-        .subscribe(&format!("user/{user}/#"), QoS::AtLeastOnce)
-        .await;
-    assert_eq!(
-        codes,
-        vec![rumqttc::SubscribeReasonCode::Success(QoS::AtLeastOnce)]
-    );
-    c
 }
 
 /// `from` sends `text` to `to`; waits for the ack and for `recipient` (if given) to receive it;

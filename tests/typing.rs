@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::online;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -23,19 +25,6 @@ fn server_abc_with(extra: &str) -> Server {
 
 fn server_abc() -> Server {
     server_abc_with("")
-}
-
-/// Connects `client_id` as `user` and subscribes to `user/{user}/#`.
-async fn online(s: &Server, client_id: &str, user: &str) -> Client {
-    let c = connect(s.mqtt, client_id, user, &format!("{user}-pw")).await;
-    let codes = c
-        .subscribe(&format!("user/{user}/#"), QoS::AtLeastOnce)
-        .await;
-    assert_eq!(
-        codes,
-        vec![rumqttc::SubscribeReasonCode::Success(QoS::AtLeastOnce)]
-    );
-    c
 }
 
 /// Publishes a typing indicator from `me` with the given QoS.

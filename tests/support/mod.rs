@@ -1329,3 +1329,19 @@ impl Drop for Client5 {
         self.task.abort();
     }
 }
+
+/// Connects `client_id` as `user` (password `{user}-pw`, the tests' convention) and subscribes
+/// to `user/{user}/#` at QoS 1.
+pub async fn online(s: &Server, client_id: &str, user: &str) -> Client {
+    let c = connect(s.mqtt, client_id, user, &format!("{user}-pw")).await;
+    let codes = c
+        .subscribe(&format!("user/{user}/#"), rumqttc::QoS::AtLeastOnce)
+        .await;
+    assert_eq!(
+        codes,
+        vec![rumqttc::SubscribeReasonCode::Success(
+            rumqttc::QoS::AtLeastOnce
+        )]
+    );
+    c
+}
