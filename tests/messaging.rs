@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::online;
+use support::{now_ms, online};
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -48,13 +48,6 @@ fn assert_id_format(id: &str) {
             "message id {id:?}: part {part:?} should be {len} digits"
         );
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 fn assert_sent_ack(ack: &Value, cid: &str) -> String {

@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::online;
+use support::{now_ms, online};
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -22,13 +22,6 @@ fn server_abcd() -> Server {
         s.add_user(u, &format!("{u}-pw"));
     }
     s
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// Slack for comparing server timestamps with the test's clock (same machine, but the server

@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::online;
+use support::{now_ms, online};
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -22,13 +22,6 @@ fn server_abc() -> Server {
         s.add_user(u, &format!("{u}-pw"));
     }
     s
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// `from` sends `text` to `to`; waits for the ack and for `recipient` (if given) to receive it;

@@ -1345,3 +1345,10 @@ pub async fn online(s: &Server, client_id: &str, user: &str) -> Client {
     );
     c
 }
+
+/// Wall-clock milliseconds since the epoch, to compare with the server's timestamps.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
