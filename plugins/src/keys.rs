@@ -64,6 +64,22 @@ pub fn direct_conversation(a: &str, b: &str) -> String {
     }
 }
 
+/// `a/{media}/{user}`: `user` may download `media` (written by the committer for the sender and
+/// every recipient of a message that references it, group members included, at send time).
+pub fn media_access(media: &str, user: &str) -> Vec<u8> {
+    format!("a/{media}/{user}").into_bytes()
+}
+
+/// `j/{user}/{conversation}/{id}`: a push job, written by the committer in the same batch as
+/// message `id` when `user` had no device connected; the push bridge collapses the jobs of one
+/// user and conversation into one notification and deletes exactly the jobs it handled.
+pub fn push_job(user: &str, conversation: &str, id: &str) -> Vec<u8> {
+    format!("j/{user}/{conversation}/{id}").into_bytes()
+}
+
+/// The prefix under which all push jobs live.
+pub const PUSH_JOBS_PREFIX: &str = "j/";
+
 /// The first key after every key that starts with `prefix` (which must end in `/`): the
 /// exclusive end of a prefix scan.
 pub fn prefix_end(prefix: &str) -> Vec<u8> {

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod ids;
 pub mod keys;
+pub mod media_gate;
 pub mod messaging;
 pub mod outbox;
 pub mod presence;

@@ -12,10 +12,10 @@
 
 mod committer;
 mod history;
-mod json;
+pub mod json;
 mod receipts;
 mod records;
-mod reply;
+pub mod reply;
 mod rpc;
 mod stats;
 mod validate;
