@@ -254,6 +254,10 @@ impl Deliver for Hub {
     fn deliver(&self, item: Outgoing) {
         self.deliver_filtered(item, None);
     }
+
+    fn is_online(&self, user: &str) -> bool {
+        self.lock().by_user.get(user).is_some_and(|s| !s.is_empty())
+    }
 }
 
 #[cfg(test)]

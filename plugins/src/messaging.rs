@@ -39,6 +39,7 @@ use watermark::Watermark;
 use crate::accounts::Accounts;
 use crate::ids::{valid_message_id, IdGen};
 use crate::keys;
+use crate::media_gate::MediaGate;
 use crate::outbox::{Deliver, Outgoing};
 use crate::store::{KvStore, Op, StoreError};
 
@@ -51,6 +52,9 @@ pub struct ChatConfig {
     pub max_text_bytes: usize,
     /// Most sends written by one batch (one apply + one flush).
     pub max_batch: usize,
+    /// Write a push job (`j/…`) for every message queued for a user with no device online,
+    /// for the push bridge to pick up; off when no push service is configured.
+    pub push_jobs: bool,
 }
 
 impl Default for ChatConfig {
@@ -59,6 +63,7 @@ impl Default for ChatConfig {
             node_id: 1,
             max_text_bytes: 16 * 1024,
             max_batch: 512,
+            push_jobs: false,
         }
     }
 }
@@ -90,6 +95,8 @@ pub struct Chat {
     worker: Mutex<Option<JoinHandle<()>>>,
     watermark: Arc<Watermark>,
     counters: Arc<Counters>,
+    /// Checks media references of sends; without one, media messages are refused.
+    media: RwLock<Option<Arc<dyn MediaGate>>>,
 }
 
 impl Chat {
@@ -125,6 +132,7 @@ impl Chat {
             counters: counters.clone(),
             max_batch: cfg.max_batch,
             applied: newest.unwrap_or_default(),
+            push_jobs: cfg.push_jobs,
         };
         let (tx, rx) = mpsc::sync_channel(cfg.max_batch.saturating_mul(QUEUE_BATCHES));
         let worker = thread::Builder::new()
@@ -138,6 +146,7 @@ impl Chat {
             worker: Mutex::new(Some(worker)),
             watermark,
             counters,
+            media: RwLock::new(None),
         }))
     }
 
@@ -154,6 +163,19 @@ impl Chat {
             }
         };
         let cid = draft.cid.clone();
+        if let Some(media) = &draft.media {
+            let gate = self.media.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let checked = match gate {
+                Some(gate) => gate.check(from, media).await,
+                None => Err(Failure::bad(
+                    "media messages are not accepted: this server has no media service",
+                )),
+            };
+            if let Err(failure) = checked {
+                Counters::add(&self.counters.rejected, 1);
+                return reply::ack_err(Some(&cid), &failure);
+            }
+        }
         let (reply_tx, reply_rx) = oneshot::channel();
         let job = Job::Send(SendJob {
             from: from.to_string(),
@@ -170,6 +192,11 @@ impl Chat {
             Counters::add(&self.counters.rejected, 1);
             reply::ack_err(Some(&cid), &failure)
         })
+    }
+
+    /// Installs the media service's check for media messages (see [`MediaGate`]).
+    pub fn set_media_gate(&self, gate: Arc<dyn MediaGate>) {
+        *self.media.write().unwrap_or_else(|p| p.into_inner()) = Some(gate);
     }
 
     /// Handles one publish on `chat/{me}/receipt`

@@ -23,4 +23,8 @@ pub trait Deliver: Send + Sync + 'static {
     /// slow device must not hold up everybody's acks (dropping is fine for queued items, which
     /// are redelivered from the queue).
     fn deliver(&self, item: Outgoing);
+
+    /// Whether `user` has a device connected (to this node) right now; decides whether a
+    /// push job is written for a message queued for them. Must never block.
+    fn is_online(&self, user: &str) -> bool;
 }

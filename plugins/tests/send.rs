@@ -245,10 +245,10 @@ async fn bad_input_classes() {
             "unknown field `foo`",
         ),
         (
-            br#"{"cid":"c","group":"g","type":"text","text":"x"}"#,
+            br#"{"cid":"c","group":"g","to":"bob","type":"text","text":"x"}"#,
             "bad_request",
             Some("c"),
-            "group messages are not supported yet",
+            "not both",
         ),
         (
             br#"{"cid":"c","to":"bob","type":"video","media":"m"}"#,

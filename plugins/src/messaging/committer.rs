@@ -25,7 +25,7 @@ use super::receipts::ReceiptDraft;
 use super::records::{Message, ReceiptEvent, Status, StatusRecord, Summary};
 use super::reply::{self, ErrorCode, Failure};
 use super::stats::Counters;
-use super::validate::Draft;
+use super::validate::{Draft, Target};
 use super::watermark::Watermark;
 use crate::accounts::Accounts;
 use crate::ids::IdGen;
@@ -79,6 +79,8 @@ pub struct Committer {
     pub max_batch: usize,
     /// The highest id ever applied to the store (durable only once a flush succeeds).
     pub applied: String,
+    /// Whether to write a push job for each message queued for a user with no device online.
+    pub push_jobs: bool,
 }
 
 /// How one send of a batch came out before the batch is written.
@@ -241,7 +243,14 @@ impl Committer {
             batch.acks.insert(cid_key, ack.clone());
             return Ok(Staged::Duplicate(ack));
         }
-        let to = draft.to.as_str();
+        let to = match &draft.target {
+            Target::User(to) => to.as_str(),
+            Target::Group(_) => {
+                return Err(Failure::bad(
+                    "group messages are not supported by this server yet",
+                ))
+            }
+        };
         if !self.accounts.exists(to).map_err(|e| {
             tracing::error!("account lookup failed: {e}");
             Failure::internal("the recipient could not be looked up; retry")
@@ -261,9 +270,11 @@ impl Committer {
         let message = Message {
             id: id.clone(),
             from: from.to_string(),
-            to: to.to_string(),
-            kind: "text".to_string(),
-            text: Some(draft.text.clone()),
+            to: Some(to.to_string()),
+            group: None,
+            kind: draft.kind.clone(),
+            text: draft.text.clone(),
+            media: draft.media.clone(),
             reply_to: draft.reply_to.clone(),
             ts,
             status: None,
@@ -282,6 +293,18 @@ impl Committer {
             Vec::new(),
         ));
         batch.ops.push(Op::Put(cid_key.clone(), ack.to_vec()));
+        if let Some(media) = &draft.media {
+            for user in [from, to] {
+                batch
+                    .ops
+                    .push(Op::Put(keys::media_access(media, user), Vec::new()));
+            }
+        }
+        if self.push_jobs && to != from && !self.deliver.is_online(to) {
+            batch
+                .ops
+                .push(Op::Put(keys::push_job(to, &conversation, &id), Vec::new()));
+        }
 
         sender.last_id = id.clone();
         recipient.last_id = id.clone();
@@ -338,7 +361,7 @@ impl Committer {
             tracing::error!("message {id}: {e}");
             Failure::internal("the message could not be read")
         })?;
-        if message.to != by {
+        if message.to.as_deref() != Some(by) {
             return Err(Failure::new(
                 ErrorCode::Forbidden,
                 "receipts are only accepted for messages you received",

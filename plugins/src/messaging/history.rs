@@ -129,7 +129,10 @@ fn load(store: &dyn KvStore, id: &str) -> Result<Option<Message>, StoreError> {
     };
     let mut message = Message::decode(&bytes)?;
     // The recipient's receipt status (`s/{id}/{to}`); none yet means `sent`.
-    let status = match store.get(&keys::status(id, &message.to))? {
+    let Some(to) = message.to.clone() else {
+        return Ok(Some(message));
+    };
+    let status = match store.get(&keys::status(id, &to))? {
         None => Status::Sent,
         Some(bytes) => StatusRecord::decode(&bytes).map_or_else(
             |e| {

@@ -11,14 +11,21 @@ pub struct Message {
     pub id: String,
     /// The authenticated sender.
     pub from: String,
-    /// The recipient.
-    pub to: String,
-    /// `text` (the only type this server accepts so far).
+    /// The recipient of a 1:1 message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The group of a group message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// `text`, `image`, `video`, `audio`, `file`, or `event` (a group event).
     #[serde(rename = "type")]
     pub kind: String,
     /// The text, or a caption for media types.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// The referenced media id (media types only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<String>,
     /// The id of the message this one answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,

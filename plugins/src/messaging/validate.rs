@@ -11,18 +11,31 @@ const SEND_FIELDS: &[&str] = &[
     "cid", "to", "group", "type", "text", "reply_to", "media", "from",
 ];
 
-/// Message types of the contract that need the (not yet existing) media service.
+/// Message types that reference uploaded media.
 const MEDIA_TYPES: &[&str] = &["image", "video", "audio", "file"];
+
+/// Where a message goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A 1:1 message to this user.
+    User(String),
+    /// A message to every member of this group.
+    Group(String),
+}
 
 /// A send that passed every check that needs no store access.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Draft {
     /// The client's id for the message (retries repeat it).
     pub cid: String,
-    /// The recipient.
-    pub to: String,
-    /// The text (only `text` messages are accepted so far).
-    pub text: String,
+    /// The recipient user or group.
+    pub target: Target,
+    /// `text`, `image`, `video`, `audio` or `file`.
+    pub kind: String,
+    /// The text, or a media message's optional caption.
+    pub text: Option<String>,
+    /// The referenced media id (media types only).
+    pub media: Option<String>,
     /// The message answered, if any.
     pub reply_to: Option<String>,
 }
@@ -54,37 +67,59 @@ pub fn parse_send(payload: &[u8], max_text_bytes: usize) -> Result<Draft, Reject
     })
 }
 
+/// True for ids the server could have issued for media and groups: 1–64 characters of
+/// `A-Z a-z 0-9 _ . -` (the user id alphabet, so they are safe inside store keys).
+pub fn valid_object_id(id: &str) -> bool {
+    chatd_auth::validate_user_id(id).is_ok()
+}
+
 fn check(obj: &Object, cid: &str, max_text_bytes: usize) -> Result<Draft, Failure> {
     json::only_fields(obj, SEND_FIELDS)?;
-    if json::present(obj, "group") {
-        return Err(Failure::bad("group messages are not supported yet"));
-    }
     let kind = json::required_str(obj, "type")?;
-    if MEDIA_TYPES.contains(&kind) {
-        return Err(Failure::bad(
-            "media messages need the media service, which this server does not have yet",
-        ));
-    }
-    if kind != "text" {
+    let is_media = MEDIA_TYPES.contains(&kind);
+    if !is_media && kind != "text" {
         return Err(Failure::bad(format!(
             "`type` must be one of text, image, video, audio, file, not {kind:?}"
         )));
     }
-    let to = json::required_str(obj, "to")?;
-    chatd_auth::validate_user_id(to)
-        .map_err(|e| Failure::bad(format!("`to` is not a valid user id: {e}")))?;
-    let text = json::required_str(obj, "text")?;
-    if text.is_empty() {
-        return Err(Failure::bad("`text` must not be empty"));
-    }
-    if text.len() > max_text_bytes {
-        return Err(Failure::new(
-            ErrorCode::TooLarge,
-            format!(
-                "`text` is {} bytes; at most {max_text_bytes} are allowed",
-                text.len()
-            ),
-        ));
+    let target = match (
+        json::optional_str(obj, "to")?,
+        json::optional_str(obj, "group")?,
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(Failure::bad(
+                "give either `to` (a user) or `group`, not both",
+            ))
+        }
+        (None, None) => return Err(Failure::bad("`to` is required (or `group`)")),
+        (Some(to), None) => {
+            chatd_auth::validate_user_id(to)
+                .map_err(|e| Failure::bad(format!("`to` is not a valid user id: {e}")))?;
+            Target::User(to.to_string())
+        }
+        (None, Some(group)) => {
+            if !valid_object_id(group) {
+                return Err(Failure::bad(format!(
+                    "`group` is not a group id: {group:?}"
+                )));
+            }
+            Target::Group(group.to_string())
+        }
+    };
+    let text = json::optional_str(obj, "text")?;
+    match text {
+        None if !is_media => return Err(Failure::bad("`text` is required")),
+        Some("") => return Err(Failure::bad("`text` must not be empty")),
+        Some(t) if t.len() > max_text_bytes => {
+            return Err(Failure::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "`text` is {} bytes; at most {max_text_bytes} are allowed",
+                    t.len()
+                ),
+            ))
+        }
+        _ => {}
     }
     let reply_to = json::optional_str(obj, "reply_to")?;
     if let Some(r) = reply_to {
@@ -94,14 +129,25 @@ fn check(obj: &Object, cid: &str, max_text_bytes: usize) -> Result<Draft, Failur
             )));
         }
     }
-    if json::present(obj, "media") {
-        json::optional_str(obj, "media")?;
-        return Err(Failure::bad("`media` is only allowed on media messages"));
+    let media = json::optional_str(obj, "media")?;
+    match (is_media, media) {
+        (false, Some(_)) => return Err(Failure::bad("`media` is only allowed on media messages")),
+        (true, None) => {
+            return Err(Failure::bad(format!(
+                "a `{kind}` message needs `media`: an id from media.upload"
+            )))
+        }
+        (true, Some(m)) if !valid_object_id(m) => {
+            return Err(Failure::bad(format!("`media` is not a media id: {m:?}")))
+        }
+        _ => {}
     }
     Ok(Draft {
         cid: cid.to_string(),
-        to: to.to_string(),
-        text: text.to_string(),
+        target,
+        kind: kind.to_string(),
+        text: text.map(str::to_string),
+        media: media.map(str::to_string),
         reply_to: reply_to.map(str::to_string),
     })
 }
@@ -133,8 +179,10 @@ mod tests {
             d,
             Draft {
                 cid: "c-1".into(),
-                to: "bob".into(),
-                text: "hi".into(),
+                target: Target::User("bob".into()),
+                kind: "text".into(),
+                text: Some("hi".into()),
+                media: None,
                 reply_to: None
             }
         );
@@ -179,16 +227,28 @@ mod tests {
                 "unknown field `foo`",
             ),
             (
-                br#"{"cid":"c","group":"g1","type":"text","text":"x"}"#,
+                br#"{"cid":"c","group":"g1","to":"bob","type":"text","text":"x"}"#,
                 ErrorCode::BadRequest,
                 Some("c"),
-                "group messages are not supported yet",
+                "not both",
             ),
             (
-                br#"{"cid":"c","to":"bob","type":"image","media":"m1"}"#,
+                br#"{"cid":"c","group":"g/1","type":"text","text":"x"}"#,
                 ErrorCode::BadRequest,
                 Some("c"),
-                "media service",
+                "not a group id",
+            ),
+            (
+                br#"{"cid":"c","to":"bob","type":"image"}"#,
+                ErrorCode::BadRequest,
+                Some("c"),
+                "needs `media`",
+            ),
+            (
+                br#"{"cid":"c","to":"bob","type":"file","media":"m/1"}"#,
+                ErrorCode::BadRequest,
+                Some("c"),
+                "not a media id",
             ),
             (
                 br#"{"cid":"c","to":"bob","type":"sticker","text":"x"}"#,
@@ -280,6 +340,16 @@ mod tests {
                 r.failure.message
             );
         }
+    }
+
+    #[test]
+    fn accepts_media_and_groups() {
+        let d = ok(r#"{"cid":"c","group":"g_1","type":"image","media":"m_9c1e","text":"cap"}"#);
+        assert_eq!(d.target, Target::Group("g_1".into()));
+        assert_eq!(d.media.as_deref(), Some("m_9c1e"));
+        assert_eq!(d.text.as_deref(), Some("cap"));
+        let d = ok(r#"{"cid":"c","to":"bob","type":"audio","media":"m_1"}"#);
+        assert_eq!(d.text, None);
     }
 
     #[test]

@@ -120,6 +120,10 @@ impl Deliver for Recorder {
     fn deliver(&self, item: Outgoing) {
         self.0.lock().expect("recorder").push(item);
     }
+
+    fn is_online(&self, _user: &str) -> bool {
+        false
+    }
 }
 
 impl Recorder {
