@@ -154,6 +154,8 @@ pub struct LimitsConfig {
     pub max_text_bytes: usize,
     /// Typing indicators per second per user (also the burst); more are refused.
     pub typing_per_sec: u32,
+    /// Most members of one group, the creator included; adding more is refused `too_large`.
+    pub max_group_members: usize,
 }
 
 impl Default for LimitsConfig {
@@ -165,6 +167,7 @@ impl Default for LimitsConfig {
             max_inflight: 100,
             max_text_bytes: 16 * 1024,
             typing_per_sec: 5,
+            max_group_members: 1024,
         }
     }
 }
@@ -281,7 +284,7 @@ impl Config {
         }
         self.validate_redis()?;
         let l = &self.limits;
-        let checks: [(&'static str, bool, &str); 6] = [
+        let checks: [(&'static str, bool, &str); 7] = [
             (
                 "limits.typing_per_sec",
                 (1..=1000).contains(&l.typing_per_sec),
@@ -311,6 +314,11 @@ impl Config {
                 "limits.max_text_bytes",
                 l.max_text_bytes >= 1 && l.max_text_bytes < l.max_packet_size,
                 "must be at least 1 and below limits.max_packet_size",
+            ),
+            (
+                "limits.max_group_members",
+                (2..=100_000).contains(&l.max_group_members),
+                "must be between 2 and 100000",
             ),
         ];
         for (key, ok, why) in checks {

@@ -235,7 +235,7 @@ impl Hub {
             None => return,
         };
         for s in sessions {
-            if Some(s.id) == except {
+            if Some(s.id) == except || item.skip_client.as_deref() == Some(s.client_id.as_str()) {
                 continue;
             }
             // Once a queued delivery was dropped, later ones would arrive out of order: the
@@ -270,6 +270,7 @@ mod tests {
             topic: format!("user/{user}/inbox"),
             payload: bytes::Bytes::from_static(b"{}"),
             queue_id: Some(id.into()),
+            skip_client: None,
         }
     }
 

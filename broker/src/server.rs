@@ -73,6 +73,7 @@ pub async fn run(config: Config) -> Result<()> {
         ChatConfig {
             node_id: config.node.id,
             max_text_bytes: config.limits.max_text_bytes,
+            max_group_members: config.limits.max_group_members,
             ..ChatConfig::default()
         },
         hub.clone(),

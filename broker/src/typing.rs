@@ -1,5 +1,6 @@
 //! Typing indicators: `chat/{me}/typing` `{"to":"bob"}` becomes `{"from":"alice"}` on
-//! `user/bob/typing`, at most once, never stored, and rate-limited per user.
+//! `user/bob/typing`, and `{"group":"g1"}` becomes `{"from":"alice","group":"g1"}` on every
+//! other member's `user/{member}/typing` — at most once, never stored, rate-limited per user.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -7,13 +8,14 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use chatd_plugins::accounts::Accounts;
+use chatd_plugins::messaging::Chat;
 use chatd_plugins::outbox::Outgoing;
 use serde_json::{json, Value};
 
 /// What to do with one typing indicator.
 pub enum TypingOutcome {
-    /// Forward it.
-    Forward(Outgoing),
+    /// Forward it (one item per recipient).
+    Forward(Vec<Outgoing>),
     /// Refuse it: JSON for `user/{me}/ack`.
     Refuse(Bytes),
 }
@@ -61,7 +63,13 @@ impl TypingLimiter {
     }
 
     /// Checks one indicator from `me` and says where it goes.
-    pub fn handle(&self, accounts: &Accounts, me: &str, payload: &[u8]) -> TypingOutcome {
+    pub fn handle(
+        &self,
+        accounts: &Accounts,
+        chat: &Chat,
+        me: &str,
+        payload: &[u8],
+    ) -> TypingOutcome {
         let refuse = |code: &str, message: &str| {
             TypingOutcome::Refuse(Bytes::from(
                 json!({"typing": true, "error": {"code": code, "message": message}}).to_string(),
@@ -70,38 +78,61 @@ impl TypingLimiter {
         let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(payload) else {
             return refuse(
                 "bad_request",
-                "a typing indicator is a JSON object like {\"to\":\"bob\"}",
+                "a typing indicator is a JSON object like {\"to\":\"bob\"} or {\"group\":\"g1\"}",
             );
         };
-        if body.contains_key("group") {
-            return refuse(
-                "bad_request",
-                "group typing is not supported by this server yet",
-            );
-        }
-        if let Some(field) = body.keys().find(|k| k.as_str() != "to") {
+        if let Some(field) = body.keys().find(|k| !["to", "group"].contains(&k.as_str())) {
             return refuse("bad_request", &format!("unknown field `{field}`"));
         }
-        let Some(to) = body.get("to").and_then(Value::as_str) else {
-            return refuse("bad_request", "`to` (a user id) is required");
+        let to = body.get("to").map(Value::as_str);
+        let group = body.get("group").map(Value::as_str);
+        let target = match (to, group) {
+            (Some(_), Some(_)) => {
+                return refuse("bad_request", "give either `to` or `group`, not both")
+            }
+            (Some(Some(to)), None) if chatd_auth::validate_user_id(to).is_ok() => Ok(to),
+            (None, Some(Some(group))) if chatd_auth::validate_user_id(group).is_ok() => Err(group),
+            (None, Some(_)) => return refuse("bad_request", "`group` is not a group id"),
+            (Some(_), None) => return refuse("bad_request", "`to` is not a valid user id"),
+            (None, None) => {
+                return refuse("bad_request", "`to` (a user id) or `group` is required")
+            }
         };
-        if chatd_auth::validate_user_id(to).is_err() {
-            return refuse("bad_request", "`to` is not a valid user id");
-        }
         if !self.allow(me) {
             return refuse("rate_limited", "too many typing indicators");
         }
-        match accounts.exists(to) {
-            Ok(true) => {}
-            Ok(false) => return refuse("not_found", "no such user"),
-            Err(_) => return refuse("internal", "cannot check the recipient"),
-        }
-        TypingOutcome::Forward(Outgoing {
-            user: to.to_string(),
-            topic: format!("user/{to}/typing"),
-            payload: Bytes::from(json!({ "from": me }).to_string()),
+        let item = |user: &str, payload: Bytes| Outgoing {
+            user: user.to_string(),
+            topic: format!("user/{user}/typing"),
+            payload,
             queue_id: None,
-        })
+            skip_client: None,
+        };
+        match target {
+            Ok(to) => match accounts.exists(to) {
+                Ok(true) => TypingOutcome::Forward(vec![item(
+                    to,
+                    Bytes::from(json!({ "from": me }).to_string()),
+                )]),
+                Ok(false) => refuse("not_found", "no such user"),
+                Err(_) => refuse("internal", "cannot check the recipient"),
+            },
+            Err(group) => match chat.group_members(group) {
+                Ok(Some(members)) if members.iter().any(|m| m == me) => {
+                    let payload = Bytes::from(json!({ "from": me, "group": group }).to_string());
+                    TypingOutcome::Forward(
+                        members
+                            .iter()
+                            .filter(|m| *m != me)
+                            .map(|m| item(m, payload.clone()))
+                            .collect(),
+                    )
+                }
+                Ok(Some(_)) => refuse("forbidden", "you are not a member of this group"),
+                Ok(None) => refuse("not_found", "no such group"),
+                Err(_) => refuse("internal", "cannot read the group"),
+            },
+        }
     }
 }
 

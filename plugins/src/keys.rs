@@ -64,6 +64,27 @@ pub fn direct_conversation(a: &str, b: &str) -> String {
     }
 }
 
+/// `g/{group}`: a group's record (name, creation, closed).
+pub fn group(group: &str) -> Vec<u8> {
+    format!("g/{group}").into_bytes()
+}
+
+/// `r/{group}/{user}`: one user's membership of one group (role and membership windows),
+/// kept after the user leaves so history and receipts know what they may see.
+pub fn member(group: &str, user: &str) -> Vec<u8> {
+    format!("r/{group}/{user}").into_bytes()
+}
+
+/// `r/{group}/`: all membership records of one group.
+pub fn member_prefix(group: &str) -> String {
+    format!("r/{group}/")
+}
+
+/// The conversation key of a group: `g:{group}` (history index, summaries, push jobs).
+pub fn group_conversation(group: &str) -> String {
+    format!("g:{group}")
+}
+
 /// `a/{media}/{user}`: `user` may download `media` (written by the committer for the sender and
 /// every recipient of a message that references it, group members included, at send time).
 pub fn media_access(media: &str, user: &str) -> Vec<u8> {

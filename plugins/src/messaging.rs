@@ -11,6 +11,10 @@
 //! value. `x/last_id` holds the highest id or qid written.
 
 mod committer;
+mod group_commit;
+mod group_ops;
+mod group_read;
+mod group_records;
 mod history;
 pub mod json;
 mod receipts;
@@ -31,7 +35,7 @@ use tokio::sync::oneshot;
 pub use reply::ErrorCode;
 pub use stats::ChatStats;
 
-use committer::{Committer, Job, ReceiptJob, SendJob};
+use committer::{Committer, GroupJob, Job, ReceiptJob, SendJob};
 use reply::Failure;
 use stats::Counters;
 use watermark::Watermark;
@@ -52,6 +56,8 @@ pub struct ChatConfig {
     pub max_text_bytes: usize,
     /// Most sends written by one batch (one apply + one flush).
     pub max_batch: usize,
+    /// Most members of one group (the creator included).
+    pub max_group_members: usize,
     /// Write a push job (`j/…`) for every message queued for a user with no device online,
     /// for the push bridge to pick up; off when no push service is configured.
     pub push_jobs: bool,
@@ -63,6 +69,7 @@ impl Default for ChatConfig {
             node_id: 1,
             max_text_bytes: 16 * 1024,
             max_batch: 512,
+            max_group_members: 1024,
             push_jobs: false,
         }
     }
@@ -111,6 +118,11 @@ impl Chat {
         if cfg.max_batch == 0 {
             return Err(ChatError::Config("max_batch must be at least 1".into()));
         }
+        if cfg.max_group_members < 2 {
+            return Err(ChatError::Config(
+                "max_group_members must be at least 2".into(),
+            ));
+        }
         if cfg.max_text_bytes == 0 {
             return Err(ChatError::Config(
                 "max_text_bytes must be at least 1".into(),
@@ -133,6 +145,8 @@ impl Chat {
             max_batch: cfg.max_batch,
             applied: newest.unwrap_or_default(),
             push_jobs: cfg.push_jobs,
+            max_members: cfg.max_group_members,
+            groups: Default::default(),
         };
         let (tx, rx) = mpsc::sync_channel(cfg.max_batch.saturating_mul(QUEUE_BATCHES));
         let worker = thread::Builder::new()
@@ -155,6 +169,12 @@ impl Chat {
     /// A success is returned only after the message is durably stored; a repeated `cid`
     /// returns the first ack unchanged and stores nothing.
     pub async fn send(&self, from: &str, payload: &[u8]) -> Bytes {
+        self.send_as(from, None, payload).await
+    }
+
+    /// [`Chat::send`] from a known device (client id): the sender's other devices get a
+    /// copy of a group message, this one does not.
+    pub async fn send_as(&self, from: &str, device: Option<&str>, payload: &[u8]) -> Bytes {
         let draft = match validate::parse_send(payload, self.cfg.max_text_bytes) {
             Ok(draft) => draft,
             Err(rejected) => {
@@ -179,6 +199,7 @@ impl Chat {
         let (reply_tx, reply_rx) = oneshot::channel();
         let job = Job::Send(SendJob {
             from: from.to_string(),
+            device: device.map(str::to_string),
             draft,
             reply: reply_tx,
         });
@@ -258,7 +279,38 @@ impl Chat {
 
     /// Handles one publish on `chat/{me}/rpc` and returns the JSON for `user/{me}/rpc`.
     pub async fn rpc(&self, me: &str, payload: &[u8]) -> Bytes {
-        rpc::handle(self.store.as_ref(), &self.watermark.get(), me, payload)
+        let request = match rpc::parse(payload) {
+            Ok(request) => request,
+            Err(reply) => return reply,
+        };
+        match group_ops::parse(&request.op, &request.obj, me, self.cfg.max_group_members) {
+            Ok(Some(op)) => {
+                let (reply_tx, reply_rx) = oneshot::channel();
+                let job = Job::Group(GroupJob {
+                    by: me.to_string(),
+                    op,
+                    reply: reply_tx,
+                });
+                let result = match self.enqueue(job) {
+                    Ok(()) => reply_rx.await.unwrap_or_else(|_| {
+                        Err(Failure::internal("the change could not be stored; retry"))
+                    }),
+                    Err(failure) => Err(failure),
+                };
+                match result {
+                    Ok(value) => reply::rpc_ok(&request.rid, value),
+                    Err(failure) => reply::rpc_err(Some(&request.rid), &failure),
+                }
+            }
+            Ok(None) => rpc::answer(self.store.as_ref(), &self.watermark.get(), me, &request),
+            Err(failure) => reply::rpc_err(Some(&request.rid), &failure),
+        }
+    }
+
+    /// The current members of `group`, or `None` when it does not exist or is closed (for
+    /// group typing indicators).
+    pub fn group_members(&self, group: &str) -> Result<Option<Vec<String>>, ChatError> {
+        Ok(group_read::members(self.store.as_ref(), group)?)
     }
 
     /// Up to `limit` queued items of `user` with queue id > `after`, in queue id order, only
@@ -293,6 +345,7 @@ impl Chat {
                     topic: format!("user/{user}/receipt"),
                     payload: Bytes::from(value),
                     queue_id: Some(id.into_owned()),
+                    skip_client: None,
                 });
                 continue;
             }
@@ -302,6 +355,7 @@ impl Chat {
                     topic: format!("user/{user}/inbox"),
                     payload: Bytes::from(payload),
                     queue_id: Some(id.into_owned()),
+                    skip_client: None,
                 }),
                 None => tracing::warn!("queue of {user} points at missing message {id}"),
             }

@@ -15,6 +15,9 @@ pub struct Outgoing {
     /// `Some(message id)` when the item sits in the user's undelivered queue: the broker then
     /// calls [`crate::messaging::Chat::acked`] once a device acknowledges it.
     pub queue_id: Option<String>,
+    /// A client id of `user` that must not get this item: the device that sent a group
+    /// message, whose other devices do get it.
+    pub skip_client: Option<String>,
 }
 
 /// The broker's side of delivery.

@@ -119,11 +119,18 @@ async fn history_windows() {
 async fn history_refusals() {
     let (env, all) = conversation().await;
     let cases = [
-        (json!({"rid":"r","op":"history"}), "`with` is required"),
+        (
+            json!({"rid":"r","op":"history"}),
+            "`with` (a user) or `group` is required",
+        ),
         (json!({"rid":"r","op":"history","with":"b/ob"}), "`with`"),
         (
-            json!({"rid":"r","op":"history","group":"g1"}),
-            "not supported",
+            json!({"rid":"r","op":"history","group":"g1","with":"bob"}),
+            "not both",
+        ),
+        (
+            json!({"rid":"r","op":"history","group":"g/1"}),
+            "not a group id",
         ),
         (
             json!({"rid":"r","op":"history","with":"bob","limit":0}),
@@ -275,20 +282,23 @@ async fn request_refusals() {
             "`op` must be a string, not a number".to_string(),
         ),
         (
-            json!({"rid":"r","op":"group.create","name":"x","members":[]}),
-            "`group.create` is not supported by this server yet".to_string(),
+            json!({"rid":"r","op":"group.create","name":"x","members":"bob"}),
+            "`members` must be an array of user ids, not a string".to_string(),
         ),
         (
             json!({"rid":"r","op":"presence.get","users":["bob"]}),
-            "`presence.get` is not supported by this server yet".to_string(),
+            "`presence.get` is not available: that service is not configured on this server"
+                .to_string(),
         ),
         (
             json!({"rid":"r","op":"media.upload"}),
-            "`media.upload` is not supported by this server yet".to_string(),
+            "`media.upload` is not available: that service is not configured on this server"
+                .to_string(),
         ),
         (
             json!({"rid":"r","op":"push.register"}),
-            "`push.register` is not supported by this server yet".to_string(),
+            "`push.register` is not available: that service is not configured on this server"
+                .to_string(),
         ),
     ] {
         let r = env.rpc("alice", req.clone()).await;

@@ -359,9 +359,10 @@ impl Session {
         let chat = self.shared.chat.clone();
         let shared = self.shared.clone();
         let user = self.user.clone();
+        let device = self.client_id.clone();
         match kind {
             ChatTopic::Send => async move {
-                let answer = chat.send(&user, &payload).await;
+                let answer = chat.send_as(&user, Some(&device), &payload).await;
                 Reply {
                     message: Some(("ack", answer)),
                     ack,
@@ -388,9 +389,14 @@ impl Session {
             }
             .boxed(),
             ChatTopic::Typing => {
-                match shared.typing.handle(&shared.accounts, &self.user, &payload) {
-                    TypingOutcome::Forward(item) => {
-                        shared.hub.deliver(item);
+                match shared
+                    .typing
+                    .handle(&shared.accounts, &shared.chat, &self.user, &payload)
+                {
+                    TypingOutcome::Forward(items) => {
+                        for item in items {
+                            shared.hub.deliver(item);
+                        }
                         ready(None, ack)
                     }
                     TypingOutcome::Refuse(error) => ready(Some(("ack", error)), ack),
@@ -412,6 +418,7 @@ impl Session {
                 topic,
                 payload,
                 queue_id: None,
+                skip_client: None,
             };
             self.shared.hub.deliver_except(item, &self.entry);
         }

@@ -14,6 +14,8 @@
 //! Every batch that issued ids also records the highest one under `x/last_id`.
 
 use std::collections::HashMap;
+
+use serde_json::Value;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -21,6 +23,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use super::group_ops::GroupOp;
+use super::group_records::Group;
 use super::receipts::ReceiptDraft;
 use super::records::{Message, ReceiptEvent, Status, StatusRecord, Summary};
 use super::reply::{self, ErrorCode, Failure};
@@ -39,12 +43,26 @@ pub enum Job {
     Send(SendJob),
     /// The ids of one receipt publish, handled together.
     Receipt(ReceiptJob),
+    /// A change to a group.
+    Group(GroupJob),
+}
+
+/// One checked group change waiting for the committer.
+pub struct GroupJob {
+    /// The authenticated caller.
+    pub by: String,
+    /// What to change.
+    pub op: GroupOp,
+    /// Where the result (or refusal) goes once the batch is durable.
+    pub reply: oneshot::Sender<Result<Value, Failure>>,
 }
 
 /// One accepted send waiting for the committer.
 pub struct SendJob {
     /// The authenticated sender.
     pub from: String,
+    /// The sender's client id: its other devices get a copy of a group message.
+    pub device: Option<String>,
     /// The checked message.
     pub draft: Draft,
     /// Where the ack goes once the batch is durable.
@@ -81,10 +99,15 @@ pub struct Committer {
     pub applied: String,
     /// Whether to write a push job for each message queued for a user with no device online.
     pub push_jobs: bool,
+    /// Most members of one group.
+    pub max_members: usize,
+    /// Groups read or changed lately, so a group message does not rescan its members; any
+    /// failed batch empties it (the store is the truth).
+    pub groups: HashMap<String, Group>,
 }
 
 /// How one send of a batch came out before the batch is written.
-enum Staged {
+pub(super) enum Staged {
     /// A new message; the ack to give once durable.
     New(Bytes),
     /// A cid seen before; the first ack, given unchanged.
@@ -93,18 +116,18 @@ enum Staged {
 
 /// Everything one batch writes, accumulated across its sends.
 #[derive(Default)]
-struct Batch {
-    ops: Vec<Op>,
+pub(super) struct Batch {
+    pub(super) ops: Vec<Op>,
     /// Acks by `k/…` key for cids first used in this batch (or already looked up).
-    acks: HashMap<Vec<u8>, Bytes>,
+    pub(super) acks: HashMap<Vec<u8>, Bytes>,
     /// Conversation summaries touched by this batch, with every change applied.
-    summaries: HashMap<Vec<u8>, Summary>,
+    pub(super) summaries: HashMap<Vec<u8>, Summary>,
     /// Receipt statuses (`s/…` keys) changed by this batch.
     statuses: HashMap<Vec<u8>, Status>,
-    /// New messages and receipt events, in id order.
-    fresh: Vec<Outgoing>,
-    /// How many of `fresh` are messages.
-    messages: u64,
+    /// New messages, group events and receipt events, in id order.
+    pub(super) fresh: Vec<Outgoing>,
+    /// How many messages (group events included) this batch stores.
+    pub(super) messages: u64,
     /// How many of `fresh` are receipt events.
     receipts: u64,
 }
@@ -134,15 +157,21 @@ impl Committer {
         let mut batch = Batch::default();
         let mut sends = Vec::with_capacity(jobs.len());
         let mut receipts = Vec::new();
+        let mut group_jobs = Vec::new();
         for job in jobs {
             match job {
                 Job::Send(job) => {
-                    let staged = self.stage(&mut batch, &job.from, &job.draft);
+                    let staged =
+                        self.stage(&mut batch, &job.from, job.device.as_deref(), &job.draft);
                     sends.push((job.reply, job.draft.cid, staged));
                 }
                 Job::Receipt(job) => {
                     let refused = self.stage_receipt(&mut batch, &job.by, &job.draft);
                     receipts.push((job.reply, job.draft.ids, refused));
+                }
+                Job::Group(job) => {
+                    let result = self.stage_group(&mut batch, &job.by, job.op);
+                    group_jobs.push((job.reply, result));
                 }
             }
         }
@@ -160,10 +189,20 @@ impl Committer {
         let durable = self.write(ops, newest);
         if let Err(e) = &durable {
             tracing::error!(
-                "batch of {} sends and {} receipts not stored: {e}",
+                "batch of {} sends, {} receipts and {} group changes not stored: {e}",
                 sends.len(),
-                receipts.len()
+                receipts.len(),
+                group_jobs.len()
             );
+            // Cached groups may hold changes that were never stored.
+            self.groups.clear();
+        }
+        for (reply, result) in group_jobs {
+            let answer = match &durable {
+                Ok(()) => result,
+                Err(_) => Err(Failure::internal("the change could not be stored; retry")),
+            };
+            let _ = reply.send(answer);
         }
         Counters::add(&self.counters.batches, 1);
         for (reply, cid, staged) in sends {
@@ -233,7 +272,13 @@ impl Committer {
     }
 
     /// Decides what one send does and adds its writes to the batch.
-    fn stage(&mut self, batch: &mut Batch, from: &str, draft: &Draft) -> Result<Staged, Failure> {
+    fn stage(
+        &mut self,
+        batch: &mut Batch,
+        from: &str,
+        device: Option<&str>,
+        draft: &Draft,
+    ) -> Result<Staged, Failure> {
         let cid_key = keys::cid(from, &draft.cid);
         if let Some(ack) = batch.acks.get(&cid_key) {
             return Ok(Staged::Duplicate(ack.clone()));
@@ -243,14 +288,23 @@ impl Committer {
             batch.acks.insert(cid_key, ack.clone());
             return Ok(Staged::Duplicate(ack));
         }
-        let to = match &draft.target {
-            Target::User(to) => to.as_str(),
-            Target::Group(_) => {
-                return Err(Failure::bad(
-                    "group messages are not supported by this server yet",
-                ))
+        match &draft.target {
+            Target::User(to) => self.stage_direct(batch, from, to, draft, cid_key),
+            Target::Group(group) => {
+                self.stage_group_send(batch, from, device, group, draft, cid_key)
             }
-        };
+        }
+    }
+
+    /// A 1:1 message: stored once, queued for the recipient, counted unread in their summary.
+    fn stage_direct(
+        &mut self,
+        batch: &mut Batch,
+        from: &str,
+        to: &str,
+        draft: &Draft,
+        cid_key: Vec<u8>,
+    ) -> Result<Staged, Failure> {
         if !self.accounts.exists(to).map_err(|e| {
             tracing::error!("account lookup failed: {e}");
             Failure::internal("the recipient could not be looked up; retry")
@@ -267,18 +321,12 @@ impl Committer {
         let mut recipient = self.summary(batch, &recipient_key, from)?;
 
         let (id, ts) = self.ids.next();
-        let message = Message {
-            id: id.clone(),
-            from: from.to_string(),
-            to: Some(to.to_string()),
-            group: None,
-            kind: draft.kind.clone(),
-            text: draft.text.clone(),
-            media: draft.media.clone(),
-            reply_to: draft.reply_to.clone(),
-            ts,
-            status: None,
-        };
+        let mut message = Message::new(id.clone(), &draft.kind, ts);
+        message.from = from.to_string();
+        message.to = Some(to.to_string());
+        message.text = draft.text.clone();
+        message.media = draft.media.clone();
+        message.reply_to = draft.reply_to.clone();
         let payload = serde_json::to_vec(&message)
             .map_err(|e| Failure::internal(format!("message not encoded: {e}")))?;
         let ack = reply::ack_ok(&draft.cid, &id, ts);
@@ -322,6 +370,7 @@ impl Committer {
             topic: format!("user/{to}/inbox"),
             payload: Bytes::from(payload),
             queue_id: Some(id),
+            skip_client: None,
         });
         batch.messages += 1;
         Ok(Staged::New(ack))
@@ -361,7 +410,13 @@ impl Committer {
             tracing::error!("message {id}: {e}");
             Failure::internal("the message could not be read")
         })?;
-        if message.to.as_deref() != Some(by) {
+        let received = match &message.group {
+            // Events are information, not messages: a receipt for one changes nothing.
+            Some(_) if message.kind == "event" => return Ok(()),
+            Some(group) => message.from != by && self.member_saw(group, by, id)?,
+            None => message.to.as_deref() == Some(by),
+        };
+        if !received {
             return Err(Failure::new(
                 ErrorCode::Forbidden,
                 "receipts are only accepted for messages you received",
@@ -385,13 +440,25 @@ impl Committer {
             return Ok(());
         }
         let author = message.from.as_str();
-        let unread = if status == Status::Read && author != by {
-            let key = keys::summary(by, &keys::direct_conversation(author, by));
-            let mut summary = self.summary(batch, &key, author)?;
-            summary.unread = summary.unread.saturating_sub(1);
-            Some((key, summary))
-        } else {
-            None
+        let unread = match &message.group {
+            _ if status != Status::Read || author == by => None,
+            Some(group) => {
+                // A group summary remembers how far the member has read; the unread count
+                // is worked out from the history index when asked.
+                let key = keys::summary(by, &keys::group_conversation(group));
+                let mut summary = self.summary(batch, &key, group)?;
+                summary.group = true;
+                if summary.read_upto.as_str() < id {
+                    summary.read_upto = id.to_string();
+                }
+                Some((key, summary))
+            }
+            None => {
+                let key = keys::summary(by, &keys::direct_conversation(author, by));
+                let mut summary = self.summary(batch, &key, author)?;
+                summary.unread = summary.unread.saturating_sub(1);
+                Some((key, summary))
+            }
         };
         let (qid, ts) = self.ids.next();
         let record = serde_json::to_vec(&StatusRecord { status, ts })
@@ -418,13 +485,19 @@ impl Committer {
             topic: format!("user/{author}/receipt"),
             payload: Bytes::from(event),
             queue_id: Some(qid),
+            skip_client: None,
         });
         batch.receipts += 1;
         Ok(())
     }
 
     /// The current summary under `key`: this batch's version, else the stored one, else new.
-    fn summary(&self, batch: &Batch, key: &[u8], peer: &str) -> Result<Summary, Failure> {
+    pub(super) fn summary(
+        &self,
+        batch: &Batch,
+        key: &[u8],
+        peer: &str,
+    ) -> Result<Summary, Failure> {
         if let Some(s) = batch.summaries.get(key) {
             return Ok(s.clone());
         }
@@ -445,7 +518,7 @@ impl Committer {
 }
 
 /// A store read failure, as the client sees it.
-fn store_failure(e: StoreError) -> Failure {
+pub(super) fn store_failure(e: StoreError) -> Failure {
     tracing::error!("store read failed: {e}");
     Failure::internal("the store could not be read; retry")
 }

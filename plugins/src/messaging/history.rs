@@ -27,11 +27,18 @@ pub struct Page {
     pub more: bool,
 }
 
-/// One entry of the conversation list.
+/// One entry of the conversation list: a 1:1 chat (`with`) or a group (`group`, `name`).
 #[derive(Debug, Serialize)]
 pub struct Conversation {
-    /// The other participant.
-    pub with: String,
+    /// The other participant of a 1:1 chat.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub with: Option<String>,
+    /// The group id of a group conversation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The group's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// The newest message, with its status.
     pub last: Message,
     /// Messages received and not yet read.
@@ -92,7 +99,11 @@ pub fn page(
 }
 
 /// All conversations of `me`, newest last message first.
-pub fn conversations(store: &dyn KvStore, me: &str) -> Result<Conversations, StoreError> {
+pub fn conversations(
+    store: &dyn KvStore,
+    committed: &str,
+    me: &str,
+) -> Result<Conversations, StoreError> {
     let prefix = keys::summary_prefix(me);
     let rows = store.scan(
         prefix.as_bytes(),
@@ -109,9 +120,29 @@ pub fn conversations(store: &dyn KvStore, me: &str) -> Result<Conversations, Sto
                 continue;
             }
         };
+        if summary.group {
+            if let Some((last, unread, name)) = super::group_read::conversation(
+                store,
+                committed,
+                me,
+                &summary.peer,
+                &summary.read_upto,
+            )? {
+                out.push(Conversation {
+                    with: None,
+                    group: Some(summary.peer),
+                    name: Some(name),
+                    last,
+                    unread,
+                });
+            }
+            continue;
+        }
         if let Some(last) = load(store, &summary.last_id)? {
             out.push(Conversation {
-                with: summary.peer,
+                with: Some(summary.peer),
+                group: None,
+                name: None,
                 last,
                 unread: summary.unread,
             });

@@ -9,7 +9,8 @@ use crate::store::StoreError;
 pub struct Message {
     /// Server-assigned id (see [`crate::ids`]).
     pub id: String,
-    /// The authenticated sender.
+    /// The authenticated sender; empty for a group event (which names its actor in `by`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub from: String,
     /// The recipient of a 1:1 message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -20,6 +21,19 @@ pub struct Message {
     /// `text`, `image`, `video`, `audio`, `file`, or `event` (a group event).
     #[serde(rename = "type")]
     pub kind: String,
+    /// A group event's kind: `member_added`, `member_removed`, `member_left`, `promoted`,
+    /// `demoted` or `renamed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// Who caused a group event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// The users a group event is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<Vec<String>>,
+    /// The group's name, on `renamed` and on the event that created the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// The text, or a caption for media types.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
@@ -34,6 +48,47 @@ pub struct Message {
     /// Delivery status; only set in history/conversation results, never stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// Per-member receipt totals of a group message; only in history results, never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipts: Option<GroupReceipts>,
+}
+
+impl Message {
+    /// A message with only its identity set; callers fill in the rest.
+    pub fn new(id: String, kind: &str, ts: u64) -> Message {
+        Message {
+            id,
+            from: String::new(),
+            to: None,
+            group: None,
+            kind: kind.to_string(),
+            event: None,
+            by: None,
+            users: None,
+            name: None,
+            text: None,
+            media: None,
+            reply_to: None,
+            ts,
+            status: None,
+            receipts: None,
+        }
+    }
+}
+
+/// How far one group message has come, over all the members it went to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupReceipts {
+    /// Members the message went to (the sender excluded).
+    pub members: u32,
+    /// How many have it delivered (those who read it included).
+    pub delivered: u32,
+    /// How many have read it.
+    pub read: u32,
+    /// Who has it delivered (readers included), in user id order.
+    pub delivered_by: Vec<String>,
+    /// Who has read it, in user id order.
+    pub read_by: Vec<String>,
 }
 
 impl Message {
@@ -45,11 +100,19 @@ impl Message {
 }
 
 /// One user's view of one conversation (`v/{user}/{conversation}`), so the conversation list
-/// needs no scan of the history.
+/// needs no scan of the history. A group's summary is written when the user joins and only
+/// tracks what they have read: its last message and unread count come from the group's
+/// history index, so a group message does not rewrite one summary per member.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
-    /// The other participant.
+    /// The other participant, or the group id.
     pub peer: String,
+    /// True for a group conversation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub group: bool,
+    /// Group conversations: the newest message id the user has read.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub read_upto: String,
     /// Id of the newest message.
     pub last_id: String,
     /// Messages received since the user last read the conversation.

@@ -6,6 +6,8 @@ use serde_json::Value;
 use super::history::{self, Window};
 use super::json::{self, Object};
 use super::reply::{self, Failure};
+use super::validate::Target;
+use super::{group_ops, group_read};
 use crate::ids::valid_message_id;
 use crate::store::{KvStore, StoreError};
 
@@ -18,17 +20,10 @@ pub const DEFAULT_HISTORY_LIMIT: usize = 50;
 /// Largest page of `history`.
 pub const MAX_HISTORY_LIMIT: usize = 100;
 
-/// Operations of the contract that belong to features this server does not have yet; they
-/// are refused with a message saying so rather than "unknown".
-const LATER_OPS: &[&str] = &[
-    "group.create",
-    "group.add",
-    "group.remove",
-    "group.promote",
-    "group.demote",
-    "group.leave",
-    "group.rename",
-    "group.info",
+/// Operations of the contract that other parts of the server answer before a request gets
+/// here (the broker's presence, media and push services); reaching this point means that part
+/// is not configured.
+const ELSEWHERE_OPS: &[&str] = &[
     "media.upload",
     "media.download",
     "push.register",
@@ -36,19 +31,33 @@ const LATER_OPS: &[&str] = &[
     "presence.get",
 ];
 
-/// Answers one request of `me`, given the committed watermark.
-pub fn handle(store: &dyn KvStore, committed: &str, me: &str, payload: &[u8]) -> Bytes {
-    let obj = match json::parse_object(payload, MAX_RPC_BYTES) {
-        Ok(obj) => obj,
-        Err(f) => return reply::rpc_err(None, &f),
-    };
-    let rid = match json::correlation_id(&obj, "rid") {
-        Ok(rid) => rid,
-        Err(f) => return reply::rpc_err(None, &f),
-    };
-    match dispatch(store, committed, me, rid, &obj) {
+/// A request that parsed: its correlation id, op and all fields.
+pub struct Request {
+    /// The client's `rid`.
+    pub rid: String,
+    /// The `op`.
+    pub op: String,
+    /// Every field, for the op's own checks.
+    pub obj: Object,
+}
+
+/// Parses a request payload; a refusal is returned as the reply to publish.
+pub fn parse(payload: &[u8]) -> Result<Request, Bytes> {
+    let obj = json::parse_object(payload, MAX_RPC_BYTES).map_err(|f| reply::rpc_err(None, &f))?;
+    let rid = json::correlation_id(&obj, "rid")
+        .map_err(|f| reply::rpc_err(None, &f))?
+        .to_string();
+    let op = json::required_str(&obj, "op")
+        .map_err(|f| reply::rpc_err(Some(&rid), &f))?
+        .to_string();
+    Ok(Request { rid, op, obj })
+}
+
+/// Answers one read-only request of `me`, given the committed watermark.
+pub fn answer(store: &dyn KvStore, committed: &str, me: &str, request: &Request) -> Bytes {
+    match dispatch(store, committed, me, request) {
         Ok(bytes) => bytes,
-        Err(f) => reply::rpc_err(Some(rid), &f),
+        Err(f) => reply::rpc_err(Some(&request.rid), &f),
     }
 }
 
@@ -56,53 +65,75 @@ fn dispatch(
     store: &dyn KvStore,
     committed: &str,
     me: &str,
-    rid: &str,
-    obj: &Object,
+    request: &Request,
 ) -> Result<Bytes, Failure> {
-    let op = json::required_str(obj, "op")?;
-    match op {
+    let (rid, obj) = (request.rid.as_str(), &request.obj);
+    match request.op.as_str() {
         "history" => {
             json::only_fields(
                 obj,
                 &["rid", "op", "with", "group", "before", "after", "limit"],
             )?;
-            let (with, window) = history_args(obj)?;
-            let page = history::page(store, committed, me, with, &window).map_err(read_failure)?;
-            Ok(reply::rpc_ok(rid, page))
+            let (target, window) = history_args(obj)?;
+            match target {
+                Target::User(with) => {
+                    let page = history::page(store, committed, me, &with, &window)
+                        .map_err(read_failure)?;
+                    Ok(reply::rpc_ok(rid, page))
+                }
+                Target::Group(group) => {
+                    let page = group_read::page(store, committed, me, &group, &window)?;
+                    Ok(reply::rpc_ok(rid, page))
+                }
+            }
         }
         "conversations" => {
             json::only_fields(obj, &["rid", "op"])?;
-            let list = history::conversations(store, me).map_err(read_failure)?;
+            let list = history::conversations(store, committed, me).map_err(read_failure)?;
             Ok(reply::rpc_ok(rid, list))
         }
-        op if LATER_OPS.contains(&op) => Err(Failure::bad(format!(
-            "`{op}` is not supported by this server yet"
+        "group.info" => {
+            json::only_fields(obj, &["rid", "op", "group", "message"])?;
+            let group = group_ops::group_id(obj)?;
+            let message = message_id_arg(obj, "message")?;
+            let info = group_read::info(store, committed, me, &group, message.as_deref())?;
+            Ok(reply::rpc_ok(rid, info))
+        }
+        op if ELSEWHERE_OPS.contains(&op) => Err(Failure::bad(format!(
+            "`{op}` is not available: that service is not configured on this server"
         ))),
         op => Err(Failure::bad(format!("unknown op `{op}`"))),
     }
 }
 
-/// Reads and checks the arguments of `history`.
-fn history_args(obj: &Object) -> Result<(&str, Window), Failure> {
-    if json::present(obj, "group") {
-        return Err(Failure::bad(
-            "group history is not supported by this server yet",
-        ));
+/// An optional message id argument.
+fn message_id_arg(obj: &Object, name: &str) -> Result<Option<String>, Failure> {
+    match json::optional_str(obj, name)? {
+        None => Ok(None),
+        Some(id) if valid_message_id(id) => Ok(Some(id.to_string())),
+        Some(id) => Err(Failure::bad(format!(
+            "`{name}` is not a message id: {id:?}"
+        ))),
     }
-    let with = json::required_str(obj, "with")?;
-    chatd_auth::validate_user_id(with)
-        .map_err(|e| Failure::bad(format!("`with` is not a valid user id: {e}")))?;
-    let id_arg = |name: &str| -> Result<Option<String>, Failure> {
-        match json::optional_str(obj, name)? {
-            None => Ok(None),
-            Some(id) if valid_message_id(id) => Ok(Some(id.to_string())),
-            Some(id) => Err(Failure::bad(format!(
-                "`{name}` is not a message id: {id:?}"
-            ))),
+}
+
+/// Reads and checks the arguments of `history`.
+fn history_args(obj: &Object) -> Result<(Target, Window), Failure> {
+    let target = match (
+        json::optional_str(obj, "with")?,
+        json::present(obj, "group"),
+    ) {
+        (Some(_), true) => return Err(Failure::bad("give either `with` or `group`, not both")),
+        (None, false) => return Err(Failure::bad("`with` (a user) or `group` is required")),
+        (Some(with), false) => {
+            chatd_auth::validate_user_id(with)
+                .map_err(|e| Failure::bad(format!("`with` is not a valid user id: {e}")))?;
+            Target::User(with.to_string())
         }
+        (None, true) => Target::Group(group_ops::group_id(obj)?),
     };
-    let before = id_arg("before")?;
-    let after = id_arg("after")?;
+    let before = message_id_arg(obj, "before")?;
+    let after = message_id_arg(obj, "after")?;
     let limit = match obj.get("limit") {
         None | Some(Value::Null) => DEFAULT_HISTORY_LIMIT,
         Some(v) => match v.as_u64() {
@@ -115,7 +146,7 @@ fn history_args(obj: &Object) -> Result<(&str, Window), Failure> {
         },
     };
     Ok((
-        with,
+        target,
         Window {
             before,
             after,
@@ -125,7 +156,7 @@ fn history_args(obj: &Object) -> Result<(&str, Window), Failure> {
 }
 
 /// A store failure while answering a request, as the client sees it.
-fn read_failure(e: StoreError) -> Failure {
+pub fn read_failure(e: StoreError) -> Failure {
     tracing::error!("store read failed: {e}");
     Failure::internal("the store could not be read; retry")
 }

@@ -1,0 +1,344 @@
+//! Reading groups: `group.info`, group `history` clipped to the caller's membership windows,
+//! per-member receipt totals, a group's entry in the conversation list, and the member list
+//! typing indicators go to. Only committed messages are shown.
+
+use serde::Serialize;
+
+use super::group_records::{self, GroupIndex, MemberRecord};
+use super::history::{Page, Window};
+use super::records::{GroupReceipts, Message, Status, StatusRecord};
+use super::reply::{ErrorCode, Failure};
+use super::rpc::read_failure;
+use crate::keys;
+use crate::store::{KvStore, StoreError};
+
+/// Rows read per store scan while skipping messages outside the caller's windows.
+const SCAN_CHUNK: usize = 256;
+
+/// Most messages counted for an unread count; more shows as this number.
+pub const MAX_UNREAD_COUNTED: usize = 1000;
+
+/// The reply of `group.info`.
+#[derive(Debug, Serialize)]
+pub struct Info {
+    /// The group id.
+    pub group: String,
+    /// The display name.
+    pub name: String,
+    /// Who created it.
+    pub creator: String,
+    /// When, ms since the epoch.
+    pub created: u64,
+    /// Current members, user id order.
+    pub members: Vec<MemberInfo>,
+    /// Receipt state of the message named in the request, if one was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<MessageReceipts>,
+}
+
+/// One member in `group.info`.
+#[derive(Debug, Serialize)]
+pub struct MemberInfo {
+    /// The user.
+    pub user: String,
+    /// `admin` or `member`.
+    pub role: &'static str,
+    /// The id of the event that (last) added them.
+    pub since: String,
+}
+
+/// Per-member receipt state of one group message.
+#[derive(Debug, Serialize)]
+pub struct MessageReceipts {
+    /// The message.
+    pub id: String,
+    /// Totals and who.
+    #[serde(flatten)]
+    pub receipts: GroupReceipts,
+}
+
+/// The caller's membership record, or the refusal: `not_found` for no such group,
+/// `forbidden` for a group the caller never belonged to.
+fn caller_membership(store: &dyn KvStore, group: &str, me: &str) -> Result<MemberRecord, Failure> {
+    let membership = group_records::membership(store, group, me).map_err(read_failure)?;
+    if let Some(m) = membership {
+        return Ok(m);
+    }
+    if store
+        .get(&keys::group(group))
+        .map_err(read_failure)?
+        .is_none()
+    {
+        return Err(Failure::new(
+            ErrorCode::NotFound,
+            format!("no such group `{group}`"),
+        ));
+    }
+    Err(Failure::new(
+        ErrorCode::Forbidden,
+        format!("you are not a member of group `{group}`"),
+    ))
+}
+
+/// `group.info`: name and current members with roles, for current members only; with
+/// `message`, that message's per-member receipt state.
+pub fn info(
+    store: &dyn KvStore,
+    committed: &str,
+    me: &str,
+    group: &str,
+    message: Option<&str>,
+) -> Result<Info, Failure> {
+    let mine = caller_membership(store, group, me)?;
+    let loaded = group_records::load(store, group).map_err(read_failure)?;
+    let Some(g) = loaded.filter(|g| !g.record.closed) else {
+        return Err(Failure::new(
+            ErrorCode::NotFound,
+            format!("no such group `{group}`"),
+        ));
+    };
+    if !mine.active() {
+        return Err(Failure::new(
+            ErrorCode::Forbidden,
+            format!("you are no longer a member of group `{group}`"),
+        ));
+    }
+    let members = g
+        .active()
+        .map(|(user, m)| MemberInfo {
+            user: user.clone(),
+            role: m.role.as_str(),
+            since: m.since().unwrap_or_default().to_string(),
+        })
+        .collect();
+    let message = match message {
+        None => None,
+        Some(id) => Some(message_receipts(store, committed, group, &mine, id)?),
+    };
+    Ok(Info {
+        group: g.id.clone(),
+        name: g.record.name.clone(),
+        creator: g.record.creator.clone(),
+        created: g.record.created,
+        members,
+        message,
+    })
+}
+
+fn message_receipts(
+    store: &dyn KvStore,
+    committed: &str,
+    group: &str,
+    mine: &MemberRecord,
+    id: &str,
+) -> Result<MessageReceipts, Failure> {
+    let not_found = || {
+        Failure::new(
+            ErrorCode::NotFound,
+            format!("no message `{id}` in this group"),
+        )
+    };
+    if id > committed || !mine.saw(id) {
+        return Err(not_found());
+    }
+    let key = format!(
+        "{}{id}",
+        keys::history_prefix(&keys::group_conversation(group))
+    );
+    let index = store
+        .get(key.as_bytes())
+        .map_err(read_failure)?
+        .ok_or_else(not_found)?;
+    let index = GroupIndex::decode(&index);
+    if index.from.is_empty() {
+        return Err(Failure::bad("group events have no receipts"));
+    }
+    let receipts = receipts(store, id, index.recipients).map_err(read_failure)?;
+    Ok(MessageReceipts {
+        id: id.to_string(),
+        receipts,
+    })
+}
+
+/// The per-member receipt state of group message `id` sent to `members` members.
+pub fn receipts(store: &dyn KvStore, id: &str, members: u32) -> Result<GroupReceipts, StoreError> {
+    let prefix = format!("s/{id}/");
+    let rows = store.scan(
+        prefix.as_bytes(),
+        &keys::prefix_end(&prefix),
+        false,
+        usize::MAX,
+    )?;
+    let mut out = GroupReceipts {
+        members,
+        ..GroupReceipts::default()
+    };
+    for (key, value) in rows {
+        let user =
+            String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default()).into_owned();
+        let Ok(record) = StatusRecord::decode(&value) else {
+            continue;
+        };
+        if record.status >= Status::Delivered {
+            out.delivered_by.push(user.clone());
+        }
+        if record.status == Status::Read {
+            out.read_by.push(user);
+        }
+    }
+    out.delivered = out.delivered_by.len() as u32;
+    out.read = out.read_by.len() as u32;
+    Ok(out)
+}
+
+/// The overall status of a group message: `read` once every recipient read it, `delivered`
+/// once every recipient has it, else `sent`.
+fn overall(r: &GroupReceipts) -> Status {
+    if r.members > 0 && r.read >= r.members {
+        Status::Read
+    } else if r.members > 0 && r.delivered >= r.members {
+        Status::Delivered
+    } else {
+        Status::Sent
+    }
+}
+
+/// A page of a group's history as `me` may see it: only messages inside their membership
+/// windows (a late joiner sees nothing from before, a removed member nothing after).
+pub fn page(
+    store: &dyn KvStore,
+    committed: &str,
+    me: &str,
+    group: &str,
+    window: &Window,
+) -> Result<Page, Failure> {
+    let mine = caller_membership(store, group, me)?;
+    page_for(store, committed, group, &mine, window).map_err(read_failure)
+}
+
+fn page_for(
+    store: &dyn KvStore,
+    committed: &str,
+    group: &str,
+    mine: &MemberRecord,
+    window: &Window,
+) -> Result<Page, StoreError> {
+    let empty = Page {
+        messages: Vec::new(),
+        more: false,
+    };
+    let Some((first, last)) = mine.bounds() else {
+        return Ok(empty);
+    };
+    if committed.is_empty() || window.limit == 0 {
+        return Ok(empty);
+    }
+    let prefix = keys::history_prefix(&keys::group_conversation(group));
+    let at = |id: &str| format!("{prefix}{id}").into_bytes();
+    let top = last.map_or(committed, |last| last.min(committed));
+    let mut low = at(first);
+    if let Some(after) = &window.after {
+        low = low.max(keys::successor(&at(after)));
+    }
+    let mut high = keys::successor(&at(top));
+    if let Some(before) = &window.before {
+        high = high.min(at(before));
+    }
+    let newest_first = window.after.is_none();
+    let mut rows = Vec::new();
+    while rows.len() <= window.limit && low < high {
+        let chunk = store.scan(&low, &high, newest_first, SCAN_CHUNK)?;
+        let n = chunk.len();
+        for (key, value) in chunk {
+            if newest_first {
+                high = key.clone();
+            } else {
+                low = keys::successor(&key);
+            }
+            let id =
+                String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default()).into_owned();
+            if mine.saw(&id) {
+                rows.push((id, GroupIndex::decode(&value)));
+                if rows.len() > window.limit {
+                    break;
+                }
+            }
+        }
+        if n < SCAN_CHUNK {
+            break;
+        }
+    }
+    let more = rows.len() > window.limit;
+    rows.truncate(window.limit);
+    if newest_first {
+        rows.reverse();
+    }
+    let mut messages = Vec::with_capacity(rows.len());
+    for (id, index) in rows {
+        let Some(bytes) = store.get(&keys::message(&id))? else {
+            tracing::warn!("group index points at missing message {id}");
+            continue;
+        };
+        let mut message = Message::decode(&bytes)?;
+        if !index.from.is_empty() {
+            let r = receipts(store, &id, index.recipients)?;
+            message.status = Some(overall(&r).as_str().to_string());
+            message.receipts = Some(r);
+        }
+        messages.push(message);
+    }
+    Ok(Page { messages, more })
+}
+
+/// A group's entry in `me`'s conversation list: its newest message `me` may see and how many
+/// messages from others came after what `me` has read.
+pub fn conversation(
+    store: &dyn KvStore,
+    committed: &str,
+    me: &str,
+    group: &str,
+    read_upto: &str,
+) -> Result<Option<(Message, u64, String)>, StoreError> {
+    let Some(mine) = group_records::membership(store, group, me)? else {
+        return Ok(None);
+    };
+    let newest = Window {
+        before: None,
+        after: None,
+        limit: 1,
+    };
+    let Some(last) = page_for(store, committed, group, &mine, &newest)?
+        .messages
+        .pop()
+    else {
+        return Ok(None);
+    };
+    let name = store
+        .get(&keys::group(group))?
+        .and_then(|b| serde_json::from_slice::<group_records::GroupRecord>(&b).ok())
+        .map(|r| r.name)
+        .unwrap_or_default();
+    let prefix = keys::history_prefix(&keys::group_conversation(group));
+    let start = keys::successor(format!("{prefix}{read_upto}").as_bytes());
+    let end = keys::successor(format!("{prefix}{}", last.id).as_bytes());
+    let rows = store.scan(&start, &end, false, MAX_UNREAD_COUNTED * 2)?;
+    let mut unread = 0u64;
+    for (key, value) in rows {
+        let id = String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default());
+        let index = GroupIndex::decode(&value);
+        if !index.from.is_empty() && index.from != me && mine.saw(&id) {
+            unread += 1;
+            if unread >= MAX_UNREAD_COUNTED as u64 {
+                break;
+            }
+        }
+    }
+    Ok(Some((last, unread, name)))
+}
+
+/// The current members of a group; `None` for no such group or a closed one.
+pub fn members(store: &dyn KvStore, group: &str) -> Result<Option<Vec<String>>, StoreError> {
+    Ok(group_records::load(store, group)?
+        .filter(|g| !g.record.closed)
+        .map(|g| g.active().map(|(u, _)| u.clone()).collect()))
+}
