@@ -264,7 +264,11 @@ async fn typing_refusals_and_nothing_crashes() {
             br#"{"to":"bob","colour":"red"}"#.to_vec(),
             "bad_request",
         ),
-        ("group typing", br#"{"group":"g1"}"#.to_vec(), "bad_request"),
+        (
+            "typing in an unknown group",
+            br#"{"group":"g1"}"#.to_vec(),
+            "not_found",
+        ),
         (
             "to and group",
             br#"{"to":"bob","group":"g1"}"#.to_vec(),

@@ -175,7 +175,9 @@ impl Committer {
                 }
             }
         }
-        let newest = batch.fresh.last().and_then(|o| o.queue_id.clone());
+        // The highest id issued by this batch (items without a queue id, like the sender's
+        // own copy of a group message, issue none).
+        let newest = batch.fresh.iter().filter_map(|o| o.queue_id.clone()).max();
         let mut ops = std::mem::take(&mut batch.ops);
         for (key, summary) in &batch.summaries {
             match serde_json::to_vec(summary) {
