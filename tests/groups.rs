@@ -759,3 +759,46 @@ async fn a_group_of_1024_members() {
     .await;
     assert_eq!(page["messages"][0]["receipts"]["members"], 1023, "{page}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_and_queued_group_messages_survive_restarts_and_kill9() {
+    let mut s = server_with(&["alice", "bob", "carol"], "");
+    let mut alice = online(&s, "alice", "alice").await;
+    let g = create(&mut alice, "alice", "durable", &["bob", "carol"]).await;
+    ok(
+        &mut alice,
+        "alice",
+        json!({"op": "group.promote", "group": g, "users": ["bob"]}),
+    )
+    .await;
+    let first = sent_id(&mut alice, "alice", &g, "before restart").await;
+    drop(alice);
+    s.stop();
+    s.restart();
+    let mut alice = online(&s, "alice", "alice").await;
+    let second = sent_id(&mut alice, "alice", &g, "before kill").await;
+    drop(alice);
+    s.kill9();
+    s.restart();
+
+    // bob and carol were offline throughout: everything acked is queued for them, in order.
+    for me in ["bob", "carol"] {
+        let mut c = online(&s, me, me).await;
+        let inbox = format!("user/{me}/inbox");
+        let mut seen = Vec::new();
+        while seen.len() < 4 {
+            let m = c.next_on(&inbox).await;
+            seen.push(m["id"].as_str().unwrap().to_string());
+        }
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{me}: {seen:?}");
+        assert_eq!(
+            &seen[2..],
+            [first.clone(), second.clone()],
+            "{me}: {seen:?}"
+        );
+        assert_eq!(
+            members(&mut c, me, &g).await,
+            pairs(&[("alice", "admin"), ("bob", "admin"), ("carol", "member")])
+        );
+    }
+}
