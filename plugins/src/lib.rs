@@ -11,3 +11,4 @@ pub mod outbox;
 pub mod presence;
 pub mod sled_store;
 pub mod store;
+pub mod verified;

@@ -141,8 +141,15 @@ async fn accept<T: Transport>(
                 connack_properties(codec.version(), shared),
             );
             let mut out = BytesMut::new();
-            codec.write(connack, &mut out).ok()?;
-            t.write_all_flush(&out).await.ok()?;
+            let written = match codec.write(connack, &mut out) {
+                Ok(_) => t.write_all_flush(&out).await.is_ok(),
+                Err(_) => false,
+            };
+            if !written {
+                // The slot taken by `check` is given back: there will be no session.
+                shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+                return None;
+            }
             let will = will.map(|w| {
                 (
                     String::from_utf8_lossy(&w.topic).into_owned(),
@@ -222,8 +229,11 @@ async fn check(
             return Err(Refusal::NotAuthorized);
         }
     }
-    if shared.metrics.connections.load(Ordering::Relaxed) as usize >= shared.limits.max_connections
-    {
+    // Take a connection slot atomically (check-then-add would let concurrent logins through
+    // the limit); the session gives it back when it ends.
+    let taken = shared.metrics.connections.fetch_add(1, Ordering::Relaxed) as usize;
+    if taken >= shared.limits.max_connections {
+        shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
         return Err(Refusal::Busy);
     }
     Ok((user, revocation))

@@ -58,7 +58,7 @@ pub async fn run<T: Transport>(mut t: T, shared: Arc<Shared>) {
         t.close().await;
         return;
     };
-    shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    // The handshake took this session's connection slot (`metrics.connections`).
     let registration = shared.hub.register(
         &accepted.user,
         &accepted.client_id,
