@@ -19,6 +19,9 @@ const ROUNDS: usize = 3;
 /// Sends in flight per sender.
 const WINDOW: usize = 16;
 
+/// Builds a send payload from a cid and a text.
+type Payload = Arc<dyn Fn(&str, &str) -> Value + Send + Sync>;
+
 #[derive(Default)]
 struct Record {
     /// (text, id) of every acked message.
@@ -47,7 +50,7 @@ async fn run_sender(
     round: usize,
     retry: Vec<(String, String)>,
     record: Arc<Mutex<Record>>,
-    payload: Arc<dyn Fn(&str, &str) -> Value + Send + Sync>,
+    payload: Payload,
 ) -> Vec<(String, String)> {
     let mut pending: VecDeque<(String, String)> = retry.into();
     for n in 0..PER_ROUND {
@@ -228,11 +231,11 @@ async fn groups_receipts_and_direct_messages_survive_kill_9() {
     admin.disconnect().await;
 
     let record = Arc::new(Mutex::new(Record::default()));
-    let group_payload: Arc<dyn Fn(&str, &str) -> Value + Send + Sync> = {
+    let group_payload: Payload = {
         let g = group.clone();
         Arc::new(move |cid, text| json!({"cid": cid, "group": g, "type": "text", "text": text}))
     };
-    let direct_payload: Arc<dyn Fn(&str, &str) -> Value + Send + Sync> =
+    let direct_payload: Payload =
         Arc::new(|cid, text| json!({"cid": cid, "to": "offline", "type": "text", "text": text}));
     let mut retries = [Vec::new(), Vec::new()];
     let mut kills_mid_load = 0;
