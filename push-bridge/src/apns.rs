@@ -199,6 +199,9 @@ mod tests {
                 reason: "APNs HTTP 429 TooManyRequests".into()
             }
         );
-        assert!(matches!(classify(503, None, "garbage"), Outcome::Retry { .. }));
+        assert!(matches!(
+            classify(503, None, "garbage"),
+            Outcome::Retry { .. }
+        ));
     }
 }

@@ -178,11 +178,7 @@ impl PushBridge {
     /// anything unfinished keeps its jobs for the next start.
     pub async fn shutdown(&self) {
         self.inner.stop.cancel();
-        let worker = self
-            .worker
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(worker) = worker {
             if let Err(e) = worker.await {
                 warn!("push worker ended abnormally: {e}");
@@ -243,10 +239,8 @@ async fn run(inner: Arc<Inner>) {
         }
     }
     let grace = inner.settings.shutdown_grace;
-    let drained = tokio::time::timeout(grace, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         warn!(
             "{} push groups still running after {grace:?}; their jobs stay for the next start",
@@ -329,11 +323,7 @@ impl Inner {
         let queue = keys::queue_prefix(user);
         let mut pending = Vec::with_capacity(group.ids.len());
         for id in &group.ids {
-            if self
-                .store
-                .get(format!("{queue}{id}").as_bytes())?
-                .is_some()
-            {
+            if self.store.get(format!("{queue}{id}").as_bytes())?.is_some() {
                 pending.push(id.clone());
             }
         }
@@ -372,7 +362,12 @@ impl Inner {
         let user = n.user.as_str();
         let short = short(&token.token);
         let Some(adapter) = self.adapters.get(token.record.platform) else {
-            debug!(user, token = short, "no adapter for {}: dropped", token.record.platform.name());
+            debug!(
+                user,
+                token = short,
+                "no adapter for {}: dropped",
+                token.record.platform.name()
+            );
             Counters::inc(&self.counters.dropped);
             return GroupEnd::Done;
         };
@@ -407,7 +402,12 @@ impl Inner {
                 }
                 Outcome::Failed { reason } => {
                     Counters::inc(&self.counters.failed);
-                    warn!(user, token = short, "{} push failed: {reason}", adapter.name());
+                    warn!(
+                        user,
+                        token = short,
+                        "{} push failed: {reason}",
+                        adapter.name()
+                    );
                     return GroupEnd::Done;
                 }
                 Outcome::Retry { after, reason } => {

@@ -205,14 +205,26 @@ mod tests {
     fn answers_are_classified() {
         assert_eq!(classify(200, None, "{}"), Outcome::Sent);
         let unregistered = r#"{"error":{"code":404,"message":"Requested entity was not found.","status":"NOT_FOUND","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"UNREGISTERED"}]}}"#;
-        assert!(matches!(classify(404, None, unregistered), Outcome::TokenInvalid { .. }));
+        assert!(matches!(
+            classify(404, None, unregistered),
+            Outcome::TokenInvalid { .. }
+        ));
         let bad_token = r#"{"error":{"code":400,"message":"The registration token is not a valid FCM registration token","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"INVALID_ARGUMENT"}]}}"#;
-        assert!(matches!(classify(400, None, bad_token), Outcome::TokenInvalid { .. }));
+        assert!(matches!(
+            classify(400, None, bad_token),
+            Outcome::TokenInvalid { .. }
+        ));
         let field = r#"{"error":{"code":400,"message":"Invalid value","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.BadRequest","fieldViolations":[{"field":"message.token","description":"bad"}]}]}}"#;
-        assert!(matches!(classify(400, None, field), Outcome::TokenInvalid { .. }));
+        assert!(matches!(
+            classify(400, None, field),
+            Outcome::TokenInvalid { .. }
+        ));
         let other = r#"{"error":{"code":400,"message":"Invalid JSON payload received.","status":"INVALID_ARGUMENT"}}"#;
         assert!(matches!(classify(400, None, other), Outcome::Failed { .. }));
-        assert!(matches!(classify(404, None, "not json"), Outcome::Failed { .. }));
+        assert!(matches!(
+            classify(404, None, "not json"),
+            Outcome::Failed { .. }
+        ));
         let after = Some(Duration::from_secs(2));
         assert_eq!(
             match classify(429, after, "{}") {

@@ -182,7 +182,10 @@ impl AccessTokens {
             )));
         }
         let parsed: TokenResponse = serde_json::from_str(&text).map_err(|e| {
-            OAuthError::Refused(format!("unreadable token response ({e}): {}", retry::excerpt(&text)))
+            OAuthError::Refused(format!(
+                "unreadable token response ({e}): {}",
+                retry::excerpt(&text)
+            ))
         })?;
         if parsed.access_token.is_empty() {
             return Err(OAuthError::Refused("empty access_token".into()));

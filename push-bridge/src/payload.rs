@@ -173,6 +173,9 @@ mod tests {
         // Missing records still give a notification, counting the jobs.
         let ids = vec!["a".to_string(), "b".to_string()];
         let n = Notification::load(&store, "bob", "g:g1", &ids, true).unwrap();
-        assert_eq!((n.unread, n.group.as_deref(), n.from), (2, Some("g1"), None));
+        assert_eq!(
+            (n.unread, n.group.as_deref(), n.from),
+            (2, Some("g1"), None)
+        );
     }
 }

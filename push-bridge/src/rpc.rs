@@ -93,15 +93,36 @@ mod tests {
         let t = Tokens::new(store, vec![Platform::Fcm]);
         assert!(ask(&t, r#"{"rid":"1","op":"history","with":"a"}"#).is_none());
         assert!(ask(&t, "not json").is_none());
-        let ok = ask(&t, r#"{"rid":"1","op":"push.register","platform":"fcm","token":"t1"}"#);
+        let ok = ask(
+            &t,
+            r#"{"rid":"1","op":"push.register","platform":"fcm","token":"t1"}"#,
+        );
         assert_eq!(ok.unwrap(), json_value!({"rid":"1","ok":true,"result":{}}));
         for (req, code) in [
-            (r#"{"rid":"2","op":"push.register","platform":"gcm","token":"t"}"#, "bad_request"),
-            (r#"{"rid":"3","op":"push.register","platform":"apns","token":"ab"}"#, "bad_request"),
-            (r#"{"rid":"4","op":"push.register","platform":"fcm","token":"a b"}"#, "bad_request"),
-            (r#"{"rid":"5","op":"push.register","platform":"fcm"}"#, "bad_request"),
-            (r#"{"rid":"6","op":"push.register","platform":"fcm","token":7}"#, "bad_request"),
-            (r#"{"rid":"7","op":"push.unregister","token":"t","x":1}"#, "bad_request"),
+            (
+                r#"{"rid":"2","op":"push.register","platform":"gcm","token":"t"}"#,
+                "bad_request",
+            ),
+            (
+                r#"{"rid":"3","op":"push.register","platform":"apns","token":"ab"}"#,
+                "bad_request",
+            ),
+            (
+                r#"{"rid":"4","op":"push.register","platform":"fcm","token":"a b"}"#,
+                "bad_request",
+            ),
+            (
+                r#"{"rid":"5","op":"push.register","platform":"fcm"}"#,
+                "bad_request",
+            ),
+            (
+                r#"{"rid":"6","op":"push.register","platform":"fcm","token":7}"#,
+                "bad_request",
+            ),
+            (
+                r#"{"rid":"7","op":"push.unregister","token":"t","x":1}"#,
+                "bad_request",
+            ),
         ] {
             let v = ask(&t, req).unwrap();
             assert_eq!(v["ok"], false, "{req}: {v}");

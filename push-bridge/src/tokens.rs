@@ -195,7 +195,10 @@ impl Tokens {
         let value = serde_json::to_vec(&record)
             .map_err(|e| StoreError::Other(format!("token record not encoded: {e}")))?;
         ops.push(Op::Put(keys::push_token(user, token), value));
-        ops.push(Op::Put(keys::push_token_owner(token), user.as_bytes().to_vec()));
+        ops.push(Op::Put(
+            keys::push_token_owner(token),
+            user.as_bytes().to_vec(),
+        ));
         self.store.apply(ops)?;
         self.store.flush()?;
         Ok(())
@@ -303,18 +306,31 @@ mod tests {
     #[test]
     fn one_token_per_device_and_one_owner_per_token() {
         let (_dir, t) = tokens();
-        t.register("bob", Some("phone"), Platform::Fcm, "t1").unwrap();
-        t.register("bob", Some("tablet"), Platform::Fcm, "t2").unwrap();
+        t.register("bob", Some("phone"), Platform::Fcm, "t1")
+            .unwrap();
+        t.register("bob", Some("tablet"), Platform::Fcm, "t2")
+            .unwrap();
         // The phone's new token replaces its old one.
-        t.register("bob", Some("phone"), Platform::Fcm, "t3").unwrap();
-        let mut names: Vec<_> = t.list("bob").unwrap().into_iter().map(|d| d.token).collect();
+        t.register("bob", Some("phone"), Platform::Fcm, "t3")
+            .unwrap();
+        let mut names: Vec<_> = t
+            .list("bob")
+            .unwrap()
+            .into_iter()
+            .map(|d| d.token)
+            .collect();
         names.sort();
         assert_eq!(names, ["t2", "t3"]);
         assert_eq!(t.owner("t1").unwrap(), None);
         // Carol registers bob's tablet token: it moves.
         t.register("carol", None, Platform::Fcm, "t2").unwrap();
         assert_eq!(t.owner("t2").unwrap().as_deref(), Some("carol"));
-        let names: Vec<_> = t.list("bob").unwrap().into_iter().map(|d| d.token).collect();
+        let names: Vec<_> = t
+            .list("bob")
+            .unwrap()
+            .into_iter()
+            .map(|d| d.token)
+            .collect();
         assert_eq!(names, ["t3"]);
         // Bob cannot unregister carol's token.
         assert!(!t.unregister("bob", "t2").unwrap());
@@ -328,12 +344,19 @@ mod tests {
     fn oldest_tokens_are_evicted() {
         let (_dir, t) = tokens();
         for i in 0..MAX_TOKENS_PER_USER + 3 {
-            t.register("bob", Some(&format!("d{i}")), Platform::Fcm, &format!("tok{i}"))
-                .unwrap();
+            t.register(
+                "bob",
+                Some(&format!("d{i}")),
+                Platform::Fcm,
+                &format!("tok{i}"),
+            )
+            .unwrap();
         }
         let list = t.list("bob").unwrap();
         assert_eq!(list.len(), MAX_TOKENS_PER_USER);
-        assert!(list.iter().any(|d| d.token == format!("tok{}", MAX_TOKENS_PER_USER + 2)));
+        assert!(list
+            .iter()
+            .any(|d| d.token == format!("tok{}", MAX_TOKENS_PER_USER + 2)));
     }
 
     #[test]
