@@ -684,4 +684,44 @@ mod tests {
             assert!(err.contains(key), "{text}: {err}");
         }
     }
+
+    #[test]
+    fn documented_push_examples_are_valid() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("## Push notifications")
+            .nth(1)
+            .expect("README has a Push notifications section");
+        let blocks: Vec<&str> = section
+            .split("```toml")
+            .skip(1)
+            .take(2)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        assert_eq!(blocks.len(), 2);
+        for block in blocks {
+            let cfg = Config::parse(block, "README.md").unwrap();
+            cfg.validate().unwrap();
+            assert!(cfg.push.is_some());
+        }
+        // config/chatd.toml with its [push] sections uncommented.
+        let example = include_str!("../../config/chatd.toml");
+        let (head, push) = example.split_once("# [push]\n").expect("a [push] example");
+        let mut text = format!("{head}[push]\n");
+        for line in push.lines() {
+            let is_setting = line
+                .strip_prefix("# ")
+                .and_then(|l| l.split_once(" = "))
+                .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+            if line.starts_with("# [") || is_setting {
+                text.push_str(&line[2..]);
+                text.push('\n');
+            }
+        }
+        let cfg = Config::parse(&text, "config/chatd.toml").unwrap();
+        cfg.validate().unwrap();
+        let push = cfg.push.unwrap();
+        assert_eq!(push.collapse_window_ms, 2000);
+        assert!(push.fcm.is_some() && push.apns.is_some());
+    }
 }

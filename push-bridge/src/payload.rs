@@ -130,6 +130,7 @@ mod tests {
         let a = collapse_id("d:alice:bob");
         assert_eq!(a, collapse_id("d:alice:bob"));
         assert_ne!(a, collapse_id("d:alice:carol"));
+        assert_eq!(a, "c-ea6c2538abf96134", "the value docs/protocol.md shows");
         assert_eq!(a.len(), 18);
         assert!(collapse_id(&"x".repeat(500)).len() <= 64);
     }
