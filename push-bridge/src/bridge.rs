@@ -205,6 +205,8 @@ async fn run(inner: Arc<Inner>) {
     let mut busy: HashMap<(String, String), usize> = HashMap::new();
     let mut tasks: JoinSet<((String, String), GroupEnd)> = JoinSet::new();
     let cap = max_groups(inner.settings.concurrency);
+    let min_gap = (inner.settings.collapse_window / 4)
+        .clamp(Duration::from_millis(10), Duration::from_millis(250));
     'scan: while !inner.stop.is_cancelled() {
         let pass = match inner.pass(&mut busy, &mut tasks, cap) {
             Ok(pass) => pass,
@@ -216,15 +218,18 @@ async fn run(inner: Arc<Inner>) {
                 }
             }
         };
-        let mut wake_at = Instant::now() + inner.settings.scan_interval;
+        let scanned = Instant::now();
+        let mut wake_at = scanned + inner.settings.scan_interval;
         if let Some(due) = pass.next_due {
             let wait = Duration::from_millis(due.saturating_sub(now_ms()));
-            wake_at = wake_at.min(Instant::now() + wait);
+            wake_at = wake_at.min(scanned + wait);
         }
         loop {
             tokio::select! {
                 _ = inner.stop.cancelled() => break 'scan,
-                _ = inner.wake.notified() => continue 'scan,
+                // A wake only needs the new job's due time known well before it is due: under
+                // a stream of messages to offline users, scans stay `min_gap` apart.
+                _ = inner.wake.notified() => wake_at = wake_at.min(scanned + min_gap),
                 _ = sleep_until(wake_at) => continue 'scan,
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     if let Ok((key, _)) = done {
