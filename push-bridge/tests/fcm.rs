@@ -255,3 +255,24 @@ async fn expired_access_token_is_exchanged_again() {
     fcm.assert_clean();
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_token_is_renewed_shortly_before_it_expires() {
+    let (fcm, store, b) = setup(settings()).await;
+    // A 2 s token is replaced after 1 s (half its life; long-lived ones 5 minutes early).
+    fcm.set_expires_in(2);
+    b.tokens()
+        .register("u1", None, Platform::Fcm, "tok-1")
+        .unwrap();
+    store.message("alice", "u1", "x");
+    fcm.wait_pushes(1).await;
+    assert_eq!(fcm.exchanges(), 1);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    store.message("alice", "u1", "y");
+    b.wake();
+    let pushes = fcm.wait_pushes(2).await;
+    assert_eq!(fcm.exchanges(), 2, "the token was used until it expired");
+    assert_eq!(pushes[1].bearer, "ya29.fake-2");
+    fcm.assert_clean();
+    b.shutdown().await;
+}
