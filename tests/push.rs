@@ -155,7 +155,7 @@ async fn offline_user_is_woken_on_every_device_without_text_and_online_user_is_n
 async fn a_burst_of_messages_becomes_one_push() {
     let fcm = FakeFcm::start().await;
     let apns = FakeApns::start().await;
-    let s = start(&fcm, &apns, "collapse_window_ms = 2000");
+    let s = start(&fcm, &apns, "collapse_window_ms = 4000");
     register(&s, "bob", "bob:android", "fcm", "fcm-bob").await;
     let mut alice = alice(&s).await;
     let mut last = String::new();

@@ -248,6 +248,41 @@ async fn shutdown_while_waiting_to_retry_keeps_the_jobs() {
     again.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_messages_name_the_group() {
+    let fcm = FakeFcm::start().await;
+    let apns = FakeApns::start().await;
+    let store = TestStore::new();
+    let s = settings();
+    let b = bridge(
+        &store,
+        s.clone(),
+        adapters(Some(&fcm), Some(&apns), &s),
+        Arc::default(),
+    );
+    b.tokens()
+        .register("bob", Some("a"), Platform::Fcm, "tok-bob")
+        .unwrap();
+    b.tokens()
+        .register("bob", Some("i"), Platform::Apns, &apns_token(7))
+        .unwrap();
+    store.group_message("alice", "g_7f3a", "bob");
+    b.wake();
+    let android = fcm.wait_pushes(1).await;
+    let ios = apns.wait_pushes(1).await;
+    let m = &android[0].body["message"];
+    assert_eq!(m["data"]["group"], "g_7f3a");
+    assert_eq!(m["data"]["conversation"], "g:g_7f3a");
+    assert_eq!(m["data"]["kind"], "image");
+    assert_eq!(m["notification"]["title"], "alice in g_7f3a");
+    assert_eq!(ios[0].body["group"], "g_7f3a");
+    assert_eq!(ios[0].body["aps"]["alert"]["title"], "alice in g_7f3a");
+    wait_no_jobs(&store).await;
+    fcm.assert_clean();
+    apns.assert_clean();
+    b.shutdown().await;
+}
+
 #[test]
 fn adapters_report_their_platforms() {
     assert!(Adapters::default().platforms().is_empty());

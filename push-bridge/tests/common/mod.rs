@@ -95,6 +95,31 @@ impl TestStore {
         id
     }
 
+    /// Writes what the committer writes for a group message from `from` to `group`, for one
+    /// offline member `to`; returns the message id.
+    pub fn group_message(&self, from: &str, group: &str, to: &str) -> String {
+        let ms = now_ms();
+        let id = format!("{ms:013}-00002-00000");
+        let conversation = format!("g:{group}");
+        let m = json!({"id": id, "from": from, "group": group, "type": "image", "media": "m_1", "ts": ms});
+        let summary = json!({"peer": group, "last_id": id, "unread": 1});
+        self.store
+            .apply(vec![
+                Op::Put(keys::message(&id), m.to_string().into_bytes()),
+                Op::Put(
+                    format!("{}{id}", keys::queue_prefix(to)).into_bytes(),
+                    vec![],
+                ),
+                Op::Put(
+                    keys::summary(to, &conversation),
+                    summary.to_string().into_bytes(),
+                ),
+                Op::Put(keys::push_job(to, &conversation, &id), vec![]),
+            ])
+            .unwrap();
+        id
+    }
+
     /// How many push jobs are left.
     pub fn jobs(&self) -> usize {
         let p = keys::PUSH_JOBS_PREFIX;
