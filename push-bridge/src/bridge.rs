@@ -394,7 +394,6 @@ impl Inner {
                     return GroupEnd::Done;
                 }
                 Outcome::TokenInvalid { reason } => {
-                    Counters::inc(&self.counters.failed);
                     match self.tokens.remove_invalid(user, &token) {
                         Ok(true) => {
                             Counters::inc(&self.counters.tokens_deleted);
@@ -403,6 +402,8 @@ impl Inner {
                         Ok(false) => {}
                         Err(e) => warn!(user, token = short, "cannot delete push token: {e}"),
                     }
+                    // Counted last, so whoever sees the failure also sees the deletion.
+                    Counters::inc(&self.counters.failed);
                     return GroupEnd::Done;
                 }
                 Outcome::Failed { reason } => {
