@@ -15,6 +15,8 @@
 //!   [`adapter::PushAdapter`]s that turn it into their own request and classify the answer
 //!   ([`fcm`] with [`oauth`], [`apns`] with [`provider_token`]).
 
+#![deny(missing_docs)]
+
 pub mod adapter;
 pub mod apns;
 pub mod bridge;
