@@ -1,6 +1,7 @@
 //! What one notification says, independent of the service that carries it: who wrote, in which
-//! conversation, how many messages are unread there, and — only when previews are configured —
-//! the start of the newest message's text. Built from the stored message (`m/{id}`) and the
+//! conversation, how many messages are unread there (and the newest message's id, so the app
+//! can fetch it), and — only when previews are configured — the newest message's type and the
+//! start of its text. Built from the stored message (`m/{id}`) and the
 //! recipient's conversation summary (`v/{user}/{conversation}`).
 
 use chatd_plugins::keys;
@@ -23,7 +24,8 @@ pub struct Notification {
     pub group: Option<String>,
     /// The newest message's id (lets the app fetch exactly what is new).
     pub message_id: String,
-    /// The newest message's type (`text`, `image`, …), when known.
+    /// The newest message's type (`text`, `image`, …): only with previews, since it says
+    /// something about the content.
     pub kind: Option<String>,
     /// Unread messages in the conversation (at least the number of messages collapsed here).
     pub unread: u64,
@@ -69,7 +71,7 @@ impl Notification {
             from: field("from"),
             group,
             message_id: newest,
-            kind: field("type"),
+            kind: if previews { field("type") } else { None },
             unread,
             preview: if previews {
                 field("text").map(|t| preview(&t))
@@ -167,10 +169,12 @@ mod tests {
         assert_eq!(n.from.as_deref(), Some("alice"));
         assert_eq!(n.unread, 4);
         assert_eq!(n.preview, None);
+        assert_eq!(n.kind, None);
         assert_eq!(n.body(), "4 new messages");
         assert_eq!(n.title(), "alice");
         let n = Notification::load(&store, "bob", "d:alice:bob", &ids, true).unwrap();
         assert_eq!(n.preview.as_deref(), Some("secret"));
+        assert_eq!(n.kind.as_deref(), Some("text"));
         // Missing records still give a notification, counting the jobs.
         let ids = vec!["a".to_string(), "b".to_string()];
         let n = Notification::load(&store, "bob", "g:g1", &ids, true).unwrap();
