@@ -56,6 +56,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The connection cache in Redis (in-process without a URL).
     pub redis: RedisConfig,
+    /// Push notifications (FCM, APNs); absent: off, and no push jobs are written.
+    pub push: Option<PushConfig>,
 }
 
 /// `[node]`
@@ -194,6 +196,99 @@ impl Default for RedisConfig {
     }
 }
 
+/// `[push]`: push notifications for users with no device online. At least one of
+/// `[push.fcm]` and `[push.apns]` is required.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// Messages to one user in one conversation within this many ms become one notification.
+    pub collapse_window_ms: u64,
+    /// Put the start of the message text in notifications (off: sender and count only).
+    pub previews: bool,
+    /// Most push requests in flight at once.
+    pub concurrency: usize,
+    /// Retries of one notification (429, 5xx, network errors) before it is dropped.
+    pub max_retries: u32,
+    /// First retry delay in ms, doubled for each further retry (`Retry-After` wins if longer).
+    pub retry_base_ms: u64,
+    /// Longest wait before one retry, in ms.
+    pub retry_max_ms: u64,
+    /// Safety-net scan for pending jobs, in ms.
+    pub scan_interval_ms: u64,
+    /// How long a notification stays worth delivering, in seconds (APNs `apns-expiration`,
+    /// FCM `android.ttl`).
+    pub ttl_secs: u64,
+    /// Limit for one HTTP request to a push service, in ms.
+    pub timeout_ms: u64,
+    /// Firebase Cloud Messaging.
+    pub fcm: Option<FcmConfig>,
+    /// Apple Push Notification service.
+    pub apns: Option<ApnsConfig>,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            collapse_window_ms: 2000,
+            previews: false,
+            concurrency: 32,
+            max_retries: 5,
+            retry_base_ms: 500,
+            retry_max_ms: 60_000,
+            scan_interval_ms: 1000,
+            ttl_secs: 86_400,
+            timeout_ms: 10_000,
+            fcm: None,
+            apns: None,
+        }
+    }
+}
+
+/// `[push.fcm]`: FCM HTTP v1 with a service account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FcmConfig {
+    /// The service account key file (JSON) downloaded from the Firebase console.
+    pub service_account: PathBuf,
+    /// Base URL of the FCM API; default `https://fcm.googleapis.com`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Overrides the service account's `token_uri` (OAuth token endpoint).
+    #[serde(default)]
+    pub token_uri: Option<String>,
+}
+
+/// `[push.apns]`: APNs with a token-based (`.p8`) key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApnsConfig {
+    /// The `.p8` key file from the Apple developer account.
+    pub key_file: PathBuf,
+    /// The key's id (10 characters).
+    pub key_id: String,
+    /// The developer team id (10 characters).
+    pub team_id: String,
+    /// The app's bundle id (`apns-topic`).
+    pub topic: String,
+    /// `production` (default) or `sandbox`: which Apple endpoint the app's tokens belong to.
+    #[serde(default)]
+    pub environment: ApnsEnvironmentConfig,
+    /// Overrides the environment's endpoint (a relay or a test server).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+/// `push.apns.environment`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApnsEnvironmentConfig {
+    /// `https://api.push.apple.com`.
+    #[default]
+    Production,
+    /// `https://api.sandbox.push.apple.com`.
+    Sandbox,
+}
+
 /// `[log]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -283,6 +378,9 @@ impl Config {
             }
         }
         self.validate_redis()?;
+        if let Some(push) = &self.push {
+            push.validate()?;
+        }
         let l = &self.limits;
         let checks: [(&'static str, bool, &str); 7] = [
             (
@@ -364,6 +462,127 @@ impl Config {
     }
 }
 
+impl PushConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, why: &str| ConfigError::Invalid {
+            key,
+            why: why.to_string(),
+        };
+        if self.fcm.is_none() && self.apns.is_none() {
+            return Err(invalid(
+                "push",
+                "configure [push.fcm] or [push.apns] (or remove [push] to turn push off)",
+            ));
+        }
+        let checks: [(&'static str, bool, &str); 8] = [
+            (
+                "push.collapse_window_ms",
+                self.collapse_window_ms <= 600_000,
+                "must be at most 600000 (10 minutes)",
+            ),
+            (
+                "push.concurrency",
+                (1..=1024).contains(&self.concurrency),
+                "must be between 1 and 1024",
+            ),
+            (
+                "push.max_retries",
+                self.max_retries <= 20,
+                "must be at most 20",
+            ),
+            (
+                "push.retry_base_ms",
+                (10..=60_000).contains(&self.retry_base_ms),
+                "must be between 10 and 60000",
+            ),
+            (
+                "push.retry_max_ms",
+                self.retry_max_ms >= self.retry_base_ms && self.retry_max_ms <= 3_600_000,
+                "must be at least push.retry_base_ms and at most 3600000",
+            ),
+            (
+                "push.scan_interval_ms",
+                (50..=60_000).contains(&self.scan_interval_ms),
+                "must be between 50 and 60000",
+            ),
+            (
+                "push.ttl_secs",
+                self.ttl_secs <= 2_419_200,
+                "must be at most 2419200 (28 days)",
+            ),
+            (
+                "push.timeout_ms",
+                (100..=120_000).contains(&self.timeout_ms),
+                "must be between 100 and 120000",
+            ),
+        ];
+        for (key, ok, why) in checks {
+            if !ok {
+                return Err(invalid(key, why));
+            }
+        }
+        let url_ok = |u: &Option<String>| {
+            u.as_deref()
+                .is_none_or(|u| u.starts_with("http://") || u.starts_with("https://"))
+        };
+        if let Some(fcm) = &self.fcm {
+            if fcm.service_account.as_os_str().is_empty() {
+                return Err(invalid("push.fcm.service_account", "must not be empty"));
+            }
+            if !url_ok(&fcm.endpoint) {
+                return Err(invalid(
+                    "push.fcm.endpoint",
+                    "must start with http:// or https://",
+                ));
+            }
+            if !url_ok(&fcm.token_uri) {
+                return Err(invalid(
+                    "push.fcm.token_uri",
+                    "must start with http:// or https://",
+                ));
+            }
+        }
+        if let Some(apns) = &self.apns {
+            if apns.key_file.as_os_str().is_empty() {
+                return Err(invalid("push.apns.key_file", "must not be empty"));
+            }
+            let id_ok = |s: &str| {
+                !s.is_empty() && s.len() <= 32 && s.chars().all(|c| c.is_ascii_alphanumeric())
+            };
+            if !id_ok(&apns.key_id) {
+                return Err(invalid(
+                    "push.apns.key_id",
+                    "must be the key's id: letters and digits (10 characters)",
+                ));
+            }
+            if !id_ok(&apns.team_id) {
+                return Err(invalid(
+                    "push.apns.team_id",
+                    "must be the team id: letters and digits (10 characters)",
+                ));
+            }
+            if apns.topic.is_empty()
+                || apns
+                    .topic
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(invalid(
+                    "push.apns.topic",
+                    "must be the app's bundle id, without spaces",
+                ));
+            }
+            if !url_ok(&apns.endpoint) {
+                return Err(invalid(
+                    "push.apns.endpoint",
+                    "must start with http:// or https://",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,5 +641,95 @@ mod tests {
         }
         let err = Config::parse("[redis]\nurll = \"redis://x\"\n", "t.toml").unwrap_err();
         assert!(err.to_string().contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn push_section_is_checked() {
+        let cfg = Config::parse("", "t.toml").unwrap();
+        assert!(cfg.push.is_none());
+        let fcm = "[push]\n[push.fcm]\nservice_account = \"sa.json\"\n";
+        let cfg = Config::parse(fcm, "t.toml").unwrap();
+        cfg.validate().unwrap();
+        let push = cfg.push.unwrap();
+        assert_eq!(push.collapse_window_ms, 2000);
+        assert!(!push.previews);
+        let apns = "[push.apns]\nkey_file = \"k.p8\"\nkey_id = \"ABC123DEFG\"\nteam_id = \"TEAM123456\"\ntopic = \"com.example.chat\"\nenvironment = \"sandbox\"\n";
+        let cfg = Config::parse(apns, "t.toml").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(
+            cfg.push.unwrap().apns.unwrap().environment,
+            ApnsEnvironmentConfig::Sandbox
+        );
+        for (text, key) in [
+            ("[push]\nprevies = true\n", "previes"),
+            (&apns.replace("sandbox", "staging"), "staging"),
+            ("[push.fcm]\nendpoint = \"https://x\"\n", "service_account"),
+        ] {
+            let err = Config::parse(text, "t.toml").unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        for (text, key) in [
+            ("[push]\nconcurrency = 4\n", "push"),
+            (
+                &fcm.replace("[push]\n", "[push]\nconcurrency = 0\n"),
+                "push.concurrency",
+            ),
+            (
+                &fcm.replace("[push]\n", "[push]\nmax_retries = 99\n"),
+                "push.max_retries",
+            ),
+            (
+                &format!("{fcm}endpoint = \"fcm.example\"\n"),
+                "push.fcm.endpoint",
+            ),
+            (&apns.replace("ABC123DEFG", "ABC 123"), "push.apns.key_id"),
+            (&apns.replace("com.example.chat", ""), "push.apns.topic"),
+        ] {
+            let err = match Config::parse(text, "t.toml") {
+                Ok(cfg) => cfg.validate().unwrap_err().to_string(),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn documented_push_examples_are_valid() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("## Push notifications")
+            .nth(1)
+            .expect("README has a Push notifications section");
+        let blocks: Vec<&str> = section
+            .split("```toml")
+            .skip(1)
+            .take(2)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        assert_eq!(blocks.len(), 2);
+        for block in blocks {
+            let cfg = Config::parse(block, "README.md").unwrap();
+            cfg.validate().unwrap();
+            assert!(cfg.push.is_some());
+        }
+        // config/chatd.toml with its [push] sections uncommented.
+        let example = include_str!("../../config/chatd.toml");
+        let (head, push) = example.split_once("# [push]\n").expect("a [push] example");
+        let mut text = format!("{head}[push]\n");
+        for line in push.lines() {
+            let is_setting = line
+                .strip_prefix("# ")
+                .and_then(|l| l.split_once(" = "))
+                .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+            if line.starts_with("# [") || is_setting {
+                text.push_str(&line[2..]);
+                text.push('\n');
+            }
+        }
+        let cfg = Config::parse(&text, "config/chatd.toml").unwrap();
+        cfg.validate().unwrap();
+        let push = cfg.push.unwrap();
+        assert_eq!(push.collapse_window_ms, 2000);
+        assert!(push.fcm.is_some() && push.apns.is_some());
     }
 }

@@ -48,12 +48,14 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    let body = shared.metrics.render(
+    let mut body = shared.metrics.render(
         &shared.chat.stats(),
         shared.hub.session_count(),
         &shared.conn_cache.health(),
         shared.conn_cache.dropped(),
     );
+    let push = shared.push.as_ref().map(|p| p.stats()).unwrap_or_default();
+    body.push_str(&crate::push::render_metrics(&push));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

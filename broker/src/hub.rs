@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use chatd_plugins::outbox::{Deliver, Outgoing};
 use tokio::sync::mpsc;
@@ -89,11 +89,16 @@ struct Inner {
     revocations: HashMap<String, u64>,
 }
 
+/// Called with the user when a message is queued for a user with no session on this node.
+pub type OfflineHook = Box<dyn Fn(&str) + Send + Sync>;
+
 /// The registry of connected sessions.
 #[derive(Default)]
 pub struct Hub {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
+    /// Told about inbox deliveries that found no session (wakes the push bridge).
+    offline: OnceLock<OfflineHook>,
 }
 
 impl Hub {
@@ -211,6 +216,14 @@ impl Hub {
     pub fn session_count(&self) -> usize {
         self.lock().by_client.len()
     }
+
+    /// Installs the hook told about every queued inbox item for a user with no session (the
+    /// push bridge's wake-up). Only the first call counts; the hook must not block.
+    pub fn on_offline_delivery(&self, hook: OfflineHook) {
+        if self.offline.set(hook).is_err() {
+            tracing::warn!("offline delivery hook already installed");
+        }
+    }
 }
 
 fn remove_from_user(inner: &mut Inner, entry: &Arc<SessionEntry>) {
@@ -232,7 +245,14 @@ impl Hub {
     fn deliver_filtered(&self, item: Outgoing, except: Option<u64>) {
         let sessions: Vec<_> = match self.lock().by_user.get(&item.user) {
             Some(list) => list.clone(),
-            None => return,
+            None => {
+                if item.queue_id.is_some() && item.topic.ends_with("/inbox") {
+                    if let Some(hook) = self.offline.get() {
+                        hook(&item.user);
+                    }
+                }
+                return;
+            }
         };
         for s in sessions {
             if Some(s.id) == except || item.skip_client.as_deref() == Some(s.client_id.as_str()) {
@@ -323,6 +343,22 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, SESSION_CHANNEL);
+    }
+
+    #[test]
+    fn queued_inbox_items_for_offline_users_call_the_hook() {
+        use std::sync::atomic::AtomicUsize;
+        let hub = Hub::new();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        hub.on_offline_delivery(Box::new(move |user| {
+            assert_eq!(user, "bob");
+            seen.fetch_add(1, Ordering::SeqCst);
+        }));
+        hub.deliver(item("bob", "1"));
+        let _reg = hub.register("bob", "bob", hub.ticket(), 0);
+        hub.deliver(item("bob", "2"));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod hub;
 mod listeners;
 mod metrics;
 mod presence;
+mod push;
 mod router;
 mod server;
 mod session;

@@ -25,6 +25,7 @@ use crate::hub::Hub;
 use crate::listeners::{accept_loop, Framing};
 use crate::metrics::Metrics;
 use crate::presence::Presence;
+use crate::push;
 use crate::router::Router;
 use crate::state::Shared;
 use crate::tls;
@@ -67,6 +68,12 @@ pub async fn run(config: Config) -> Result<()> {
     let store: Arc<dyn KvStore> = store;
     let accounts = Accounts::new(store.clone());
     let hub = Arc::new(Hub::new());
+    // Before messaging starts, so that a bad push credential stops the server at once and no
+    // push job is written unless the bridge runs.
+    let push = match &config.push {
+        Some(cfg) => Some(push::start(cfg, store.clone(), &hub).context("cannot start push")?),
+        None => None,
+    };
     let chat = Chat::open(
         store.clone(),
         accounts.clone(),
@@ -74,6 +81,7 @@ pub async fn run(config: Config) -> Result<()> {
             node_id: config.node.id,
             max_text_bytes: config.limits.max_text_bytes,
             max_group_members: config.limits.max_group_members,
+            push_jobs: push.is_some(),
             ..ChatConfig::default()
         },
         hub.clone(),
@@ -96,6 +104,7 @@ pub async fn run(config: Config) -> Result<()> {
         typing: TypingLimiter::new(config.limits.typing_per_sec),
         hashing_slots: tokio::sync::Semaphore::new(Shared::hashing_permits()),
         conn_cache: conn_cache.clone(),
+        push: push.clone(),
     });
 
     let stop = CancellationToken::new();
@@ -161,6 +170,10 @@ pub async fn run(config: Config) -> Result<()> {
     }
     conn_cache.close().await;
     tokio::task::spawn_blocking(move || chat.close()).await?;
+    if let Some(push) = &push {
+        // Pushes in flight get a short grace; unsent jobs stay in the store for the next start.
+        push.shutdown().await;
+    }
     datadir::remove_listen_file(&dir);
     info!("stopped");
     Ok(())

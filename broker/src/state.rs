@@ -7,6 +7,7 @@ use tokio::sync::Semaphore;
 use chatd_auth::JwtVerifier;
 use chatd_plugins::accounts::Accounts;
 use chatd_plugins::messaging::Chat;
+use chatd_push_bridge::PushBridge;
 
 use crate::config::LimitsConfig;
 use crate::conncache::ConnectionCache;
@@ -42,6 +43,8 @@ pub struct Shared {
     pub hashing_slots: Semaphore,
     /// Which node and devices each user is connected to (in-process or Redis).
     pub conn_cache: Arc<dyn ConnectionCache>,
+    /// Push notifications, when `[push]` is configured.
+    pub push: Option<Arc<PushBridge>>,
 }
 
 impl Shared {

@@ -101,6 +101,23 @@ pub fn push_job(user: &str, conversation: &str, id: &str) -> Vec<u8> {
 /// The prefix under which all push jobs live.
 pub const PUSH_JOBS_PREFIX: &str = "j/";
 
+/// `t/{user}/{token}`: a push token of `user` (`{"platform","device","ts"}`), written and
+/// removed by the push bridge; a user's tokens are one prefix scan.
+pub fn push_token(user: &str, token: &str) -> Vec<u8> {
+    format!("t/{user}/{token}").into_bytes()
+}
+
+/// `t/{user}/`: all push tokens of one user; entries are `…/{token}`.
+pub fn push_tokens_prefix(user: &str) -> String {
+    format!("t/{user}/")
+}
+
+/// `o/{token}`: the user a push token belongs to, so that a token registered again by another
+/// user moves to that user (one owner per token).
+pub fn push_token_owner(token: &str) -> Vec<u8> {
+    format!("o/{token}").into_bytes()
+}
+
 /// The first key after every key that starts with `prefix` (which must end in `/`): the
 /// exclusive end of a prefix scan.
 pub fn prefix_end(prefix: &str) -> Vec<u8> {

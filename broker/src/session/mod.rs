@@ -369,17 +369,26 @@ impl Session {
                 }
             }
             .boxed(),
-            ChatTopic::Rpc => async move {
-                let answer = match shared.presence.answer_get(&payload) {
-                    Some(answer) => answer,
-                    None => chat.rpc(&user, &payload).await,
-                };
-                Reply {
-                    message: Some(("rpc", answer)),
-                    ack,
+            ChatTopic::Rpc => {
+                let client_id = self.client_id.clone();
+                async move {
+                    let answer = match shared.presence.answer_get(&payload) {
+                        Some(answer) => answer,
+                        None => {
+                            let push = shared.push.as_ref();
+                            match crate::push::answer_rpc(push, &user, &client_id, &payload).await {
+                                Some(answer) => answer,
+                                None => chat.rpc(&user, &payload).await,
+                            }
+                        }
+                    };
+                    Reply {
+                        message: Some(("rpc", answer)),
+                        ack,
+                    }
                 }
+                .boxed()
             }
-            .boxed(),
             ChatTopic::Receipt => async move {
                 let refusal = chat.receipt(&user, &payload).await;
                 Reply {

@@ -1,0 +1,227 @@
+//! The broker's side of push notifications: builds the push bridge from `[push]` (reading the
+//! credential files, with errors that name the key), answers its online check from the hub,
+//! routes `push.*` requests to it, and renders its counters for `/metrics`.
+
+use std::fmt::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use chatd_plugins::messaging::reply::{rpc_err, Failure};
+use chatd_plugins::outbox::Deliver;
+use chatd_plugins::store::KvStore;
+use chatd_push_bridge::apns::ApnsAdapter;
+use chatd_push_bridge::config::{ServiceAccount, FCM_ENDPOINT};
+use chatd_push_bridge::fcm::FcmAdapter;
+use chatd_push_bridge::{
+    Adapters, ApnsEnvironment, ApnsSettings, BridgeSettings, FcmSettings, OnlineCheck, PushAdapter,
+    PushBridge, PushStats,
+};
+use serde_json::Value;
+
+use crate::config::{ApnsEnvironmentConfig, PushConfig};
+use crate::hub::Hub;
+
+impl OnlineCheck for Hub {
+    fn is_online(&self, user: &str) -> bool {
+        Deliver::is_online(self, user)
+    }
+}
+
+/// The bridge's settings from `[push]`.
+fn settings(cfg: &PushConfig) -> BridgeSettings {
+    BridgeSettings {
+        collapse_window: Duration::from_millis(cfg.collapse_window_ms),
+        previews: cfg.previews,
+        concurrency: cfg.concurrency,
+        max_retries: cfg.max_retries,
+        retry_base: Duration::from_millis(cfg.retry_base_ms),
+        retry_max: Duration::from_millis(cfg.retry_max_ms),
+        scan_interval: Duration::from_millis(cfg.scan_interval_ms),
+        ttl: Duration::from_secs(cfg.ttl_secs),
+        ..BridgeSettings::default()
+    }
+}
+
+/// Builds the adapters `[push.fcm]` and `[push.apns]` ask for, reading their key files; any
+/// problem is a start-up error naming the key.
+fn adapters(cfg: &PushConfig, s: &BridgeSettings) -> Result<Adapters> {
+    let timeout = Duration::from_millis(cfg.timeout_ms);
+    let mut adapters = Adapters::default();
+    if let Some(fcm) = &cfg.fcm {
+        let path = &fcm.service_account;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("push.fcm.service_account: cannot read {}", path.display()))?;
+        let account = ServiceAccount::from_json(&text)
+            .with_context(|| format!("push.fcm.service_account: {}", path.display()))?;
+        let settings = FcmSettings {
+            account,
+            endpoint: fcm
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| FCM_ENDPOINT.to_string()),
+            token_uri: fcm.token_uri.clone(),
+            timeout,
+        };
+        let adapter = FcmAdapter::new(&settings, s.ttl)
+            .with_context(|| format!("push.fcm.service_account: {}", path.display()))?;
+        adapters.fcm = Some(Arc::new(adapter) as Arc<dyn PushAdapter>);
+    }
+    if let Some(apns) = &cfg.apns {
+        let path = &apns.key_file;
+        let key_pem = std::fs::read(path)
+            .with_context(|| format!("push.apns.key_file: cannot read {}", path.display()))?;
+        let environment = match apns.environment {
+            ApnsEnvironmentConfig::Production => ApnsEnvironment::Production,
+            ApnsEnvironmentConfig::Sandbox => ApnsEnvironment::Sandbox,
+        };
+        let settings = ApnsSettings {
+            key_pem,
+            key_id: apns.key_id.clone(),
+            team_id: apns.team_id.clone(),
+            topic: apns.topic.clone(),
+            endpoint: apns
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| environment.endpoint().to_string()),
+            timeout,
+        };
+        let adapter = ApnsAdapter::new(&settings, s.ttl)
+            .with_context(|| format!("push.apns.key_file: {}", path.display()))?;
+        adapters.apns = Some(Arc::new(adapter) as Arc<dyn PushAdapter>);
+    }
+    Ok(adapters)
+}
+
+/// Starts the bridge for `[push]` and has the hub wake it whenever a message is queued for a
+/// user with no session.
+pub fn start(cfg: &PushConfig, store: Arc<dyn KvStore>, hub: &Arc<Hub>) -> Result<Arc<PushBridge>> {
+    let s = settings(cfg);
+    let adapters = adapters(cfg, &s)?;
+    let bridge = PushBridge::start(store, s, adapters, hub.clone());
+    // A weak handle: the bridge holds the hub (its online check), so the hub must not keep the
+    // bridge alive.
+    let weak = Arc::downgrade(&bridge);
+    hub.on_offline_delivery(Box::new(move |_user| {
+        if let Some(bridge) = weak.upgrade() {
+            bridge.wake();
+        }
+    }));
+    Ok(bridge)
+}
+
+/// Answers `push.register` / `push.unregister` of `user` connected as `client_id`; `None` for
+/// any other request. Without a bridge such requests are refused with `bad_request`.
+pub async fn answer_rpc(
+    bridge: Option<&Arc<PushBridge>>,
+    user: &str,
+    client_id: &str,
+    payload: &Bytes,
+) -> Option<Bytes> {
+    match bridge {
+        Some(bridge) => {
+            let device = client_id.split_once(':').map(|(_, device)| device);
+            bridge.answer_rpc(user, device, payload.clone()).await
+        }
+        None => not_configured(payload),
+    }
+}
+
+/// The refusal of a `push.*` request when `[push]` is not configured.
+fn not_configured(payload: &[u8]) -> Option<Bytes> {
+    if !payload.windows(5).any(|w| w == b"push.") {
+        return None;
+    }
+    let Ok(Value::Object(req)) = serde_json::from_slice::<Value>(payload) else {
+        return None;
+    };
+    let op = req.get("op").and_then(Value::as_str)?;
+    if !op.starts_with("push.") {
+        return None;
+    }
+    let rid = req
+        .get("rid")
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty() && r.chars().count() <= 128);
+    Some(rpc_err(
+        rid,
+        &Failure::bad("push notifications are not configured on this server"),
+    ))
+}
+
+/// The bridge's counters as Prometheus text (zeros when push is off).
+pub fn render_metrics(stats: &PushStats) -> String {
+    let mut out = String::new();
+    let lines = [
+        (
+            "chatd_push_sent_total",
+            "Notifications accepted by FCM or APNs.",
+            stats.sent,
+        ),
+        (
+            "chatd_push_failed_total",
+            "Notifications refused for good (including invalid tokens).",
+            stats.failed,
+        ),
+        (
+            "chatd_push_retried_total",
+            "Push requests retried after 429, 5xx or network errors.",
+            stats.retried,
+        ),
+        (
+            "chatd_push_dropped_total",
+            "Notifications given up: retries exhausted or no adapter for the token's platform.",
+            stats.dropped,
+        ),
+        (
+            "chatd_push_skipped_total",
+            "Pushes not sent because the user came online or got the messages first.",
+            stats.skipped,
+        ),
+        (
+            "chatd_push_tokens_deleted_total",
+            "Device tokens deleted because the push service called them invalid.",
+            stats.tokens_deleted,
+        ),
+    ];
+    for (name, help, value) in lines {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {value}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unconfigured_push_is_refused_clearly() {
+        let answer =
+            not_configured(br#"{"rid":"r1","op":"push.register","platform":"fcm","token":"t"}"#)
+                .unwrap();
+        let v: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(v["rid"], "r1");
+        assert_eq!(v["ok"], false);
+        assert_eq!(v["error"]["code"], "bad_request");
+        assert!(not_configured(br#"{"rid":"r1","op":"history","with":"push.x"}"#).is_none());
+        assert!(not_configured(b"push.").is_none());
+    }
+
+    #[test]
+    fn metrics_have_every_counter() {
+        let text = render_metrics(&PushStats {
+            sent: 3,
+            ..PushStats::default()
+        });
+        for name in ["sent", "failed", "retried", "dropped"] {
+            assert!(
+                text.contains(&format!("chatd_push_{name}_total ")),
+                "{text}"
+            );
+        }
+        assert!(text.contains("chatd_push_sent_total 3"));
+    }
+}

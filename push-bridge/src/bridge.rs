@@ -1,0 +1,452 @@
+//! The worker: finds due job groups, sends their notifications with bounded concurrency and
+//! retries, and deletes the jobs it handled.
+//!
+//! * **When.** A (user, conversation) group is due once its oldest job is older than the
+//!   collapse window. The worker scans on start-up (jobs left by a previous run), whenever it
+//!   is woken ([`PushBridge::wake`], called by the broker when a message is queued for a user
+//!   with no session), at the next due time, and every `scan_interval` as a safety net.
+//! * **Whether.** A user who is online when the group is due, or who received every message of
+//!   it meanwhile (no longer in the queue `q/{user}/{id}`), gets nothing; a user without tokens
+//!   gets nothing. Either way the jobs are deleted.
+//! * **How.** One notification per token of the user; at most `concurrency` requests in flight
+//!   (a semaphore held only for the request, not while waiting to retry); retries with
+//!   exponential backoff that honours `Retry-After`; invalid tokens deleted.
+//! * **Shutdown.** Waits up to `shutdown_grace` for requests in flight; groups interrupted while
+//!   waiting to retry keep their jobs, so the next start sends them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use chatd_plugins::ids::now_ms;
+use chatd_plugins::keys;
+use chatd_plugins::store::{KvStore, StoreError};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::{sleep_until, Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::adapter::{Outcome, PushAdapter};
+use crate::config::BridgeSettings;
+use crate::jobs::{self, JobGroup};
+use crate::payload::Notification;
+use crate::retry;
+use crate::rpc;
+use crate::stats::{Counters, PushStats};
+use crate::tokens::{DeviceToken, Platform, Tokens};
+
+/// Most job keys read by one scan.
+const MAX_SCAN: usize = 200_000;
+
+/// Whether a user has a device connected right now; the broker answers from its session hub.
+pub trait OnlineCheck: Send + Sync + 'static {
+    /// True while at least one device of `user` is connected. Must not block.
+    fn is_online(&self, user: &str) -> bool;
+}
+
+/// The configured services, one adapter per platform.
+#[derive(Clone, Default)]
+pub struct Adapters {
+    /// Firebase Cloud Messaging, when configured.
+    pub fcm: Option<Arc<dyn PushAdapter>>,
+    /// Apple Push Notification service, when configured.
+    pub apns: Option<Arc<dyn PushAdapter>>,
+}
+
+impl Adapters {
+    /// The adapter for `platform`, if configured.
+    pub fn get(&self, platform: Platform) -> Option<&Arc<dyn PushAdapter>> {
+        match platform {
+            Platform::Fcm => self.fcm.as_ref(),
+            Platform::Apns => self.apns.as_ref(),
+        }
+    }
+
+    /// The platforms that have an adapter (tokens of others are refused at registration).
+    pub fn platforms(&self) -> Vec<Platform> {
+        [Platform::Fcm, Platform::Apns]
+            .into_iter()
+            .filter(|p| self.get(*p).is_some())
+            .collect()
+    }
+}
+
+struct Inner {
+    store: Arc<dyn KvStore>,
+    settings: BridgeSettings,
+    adapters: Adapters,
+    online: Arc<dyn OnlineCheck>,
+    tokens: Tokens,
+    counters: Counters,
+    wake: Notify,
+    stop: CancellationToken,
+    permits: Semaphore,
+}
+
+/// The running bridge. Dropping it stops the worker (without the grace of
+/// [`PushBridge::shutdown`]).
+pub struct PushBridge {
+    inner: Arc<Inner>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What became of one group.
+enum GroupEnd {
+    /// Handled: its jobs can go.
+    Done,
+    /// Stopped by shutdown before it was finished: its jobs stay for the next start.
+    Interrupted,
+}
+
+/// What one scan found.
+struct Pass {
+    /// The earliest time a group not yet due becomes due (ms since the epoch).
+    next_due: Option<u64>,
+    /// Due work was left for later (its group was busy, or too many groups were in flight).
+    deferred: bool,
+}
+
+impl PushBridge {
+    /// Starts the worker on the current Tokio runtime. Its first scan picks up the jobs a
+    /// previous run left.
+    pub fn start(
+        store: Arc<dyn KvStore>,
+        settings: BridgeSettings,
+        adapters: Adapters,
+        online: Arc<dyn OnlineCheck>,
+    ) -> Arc<PushBridge> {
+        let tokens = Tokens::new(store.clone(), adapters.platforms());
+        let inner = Arc::new(Inner {
+            permits: Semaphore::new(settings.concurrency.max(1)),
+            store,
+            settings,
+            adapters,
+            online,
+            tokens,
+            counters: Counters::default(),
+            wake: Notify::new(),
+            stop: CancellationToken::new(),
+        });
+        let worker = tokio::spawn(run(inner.clone()));
+        Arc::new(PushBridge {
+            inner,
+            worker: Mutex::new(Some(worker)),
+        })
+    }
+
+    /// Asks for a scan now: a job may have been written (cheap; wakes coalesce).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> PushStats {
+        self.inner.counters.snapshot()
+    }
+
+    /// The token store.
+    pub fn tokens(&self) -> &Tokens {
+        &self.inner.tokens
+    }
+
+    /// Answers `push.register` / `push.unregister` of `user` connected as `device`; `None` when
+    /// `payload` is another request. Store work runs on the blocking pool (it flushes).
+    pub async fn answer_rpc(
+        &self,
+        user: &str,
+        device: Option<&str>,
+        payload: Bytes,
+    ) -> Option<Bytes> {
+        if !payload.windows(5).any(|w| w == b"push.") {
+            return None;
+        }
+        let inner = self.inner.clone();
+        let user = user.to_string();
+        let device = device.map(str::to_string);
+        tokio::task::spawn_blocking(move || {
+            rpc::answer(&inner.tokens, &user, device.as_deref(), &payload)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            warn!("push rpc task failed: {e}");
+            None
+        })
+    }
+
+    /// Stops the worker: no new groups start; requests in flight get `shutdown_grace` to end;
+    /// anything unfinished keeps its jobs for the next start.
+    pub async fn shutdown(&self) {
+        self.inner.stop.cancel();
+        let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(worker) = worker {
+            if let Err(e) = worker.await {
+                warn!("push worker ended abnormally: {e}");
+            }
+        }
+    }
+}
+
+impl Drop for PushBridge {
+    fn drop(&mut self) {
+        self.inner.stop.cancel();
+    }
+}
+
+/// Most groups handled at once: enough to keep `concurrency` requests busy while others wait
+/// to retry, few enough to bound memory after a long outage.
+fn max_groups(concurrency: usize) -> usize {
+    concurrency.saturating_mul(64).clamp(1024, 65_536)
+}
+
+async fn run(inner: Arc<Inner>) {
+    // Groups in flight, with how many job keys each took: a scan that finds more keys for a
+    // busy group has found new jobs, to be picked up when the group is done.
+    let mut busy: HashMap<(String, String), usize> = HashMap::new();
+    let mut tasks: JoinSet<((String, String), GroupEnd)> = JoinSet::new();
+    let cap = max_groups(inner.settings.concurrency);
+    let min_gap = (inner.settings.collapse_window / 4)
+        .clamp(Duration::from_millis(10), Duration::from_millis(250));
+    'scan: while !inner.stop.is_cancelled() {
+        let pass = match inner.pass(&mut busy, &mut tasks, cap) {
+            Ok(pass) => pass,
+            Err(e) => {
+                warn!("cannot read push jobs: {e}");
+                Pass {
+                    next_due: None,
+                    deferred: false,
+                }
+            }
+        };
+        let scanned = Instant::now();
+        let mut wake_at = scanned + inner.settings.scan_interval;
+        if let Some(due) = pass.next_due {
+            let wait = Duration::from_millis(due.saturating_sub(now_ms()));
+            wake_at = wake_at.min(scanned + wait);
+        }
+        loop {
+            tokio::select! {
+                _ = inner.stop.cancelled() => break 'scan,
+                // A wake only needs the new job's due time known well before it is due: under
+                // a stream of messages to offline users, scans stay `min_gap` apart.
+                _ = inner.wake.notified() => wake_at = wake_at.min(scanned + min_gap),
+                _ = sleep_until(wake_at) => continue 'scan,
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Ok((key, _)) = done {
+                        busy.remove(&key);
+                    }
+                    // Refill in halves rather than rescanning after every group.
+                    if pass.deferred && busy.len() <= cap / 2 {
+                        continue 'scan;
+                    }
+                }
+            }
+        }
+    }
+    let grace = inner.settings.shutdown_grace;
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        warn!(
+            "{} push groups still running after {grace:?}; their jobs stay for the next start",
+            tasks.len()
+        );
+        tasks.abort_all();
+    }
+    debug!("push worker stopped");
+}
+
+impl Inner {
+    /// One scan: starts every due group that is not busy (up to `cap` in flight).
+    fn pass(
+        self: &Arc<Self>,
+        busy: &mut HashMap<(String, String), usize>,
+        tasks: &mut JoinSet<((String, String), GroupEnd)>,
+        cap: usize,
+    ) -> Result<Pass, StoreError> {
+        let (groups, malformed) = jobs::scan(self.store.as_ref(), MAX_SCAN)?;
+        if !malformed.is_empty() {
+            warn!("deleting {} malformed push job keys", malformed.len());
+            jobs::delete(self.store.as_ref(), &malformed)?;
+        }
+        let now = now_ms();
+        let window = self.settings.collapse_window.as_millis() as u64;
+        let mut pass = Pass {
+            next_due: None,
+            deferred: false,
+        };
+        for group in groups {
+            let key = group.key();
+            if let Some(taken) = busy.get(&key) {
+                pass.deferred |= group.keys.len() > *taken;
+                continue;
+            }
+            let due = group.oldest_ms().saturating_add(window);
+            if due > now {
+                pass.next_due = Some(pass.next_due.map_or(due, |d| d.min(due)));
+                continue;
+            }
+            if busy.len() >= cap {
+                pass.deferred = true;
+                continue;
+            }
+            busy.insert(key.clone(), group.keys.len());
+            let inner = self.clone();
+            tasks.spawn(async move {
+                let end = inner.handle(group).await;
+                (key, end)
+            });
+        }
+        Ok(pass)
+    }
+
+    /// Pushes one group and deletes its jobs unless interrupted or the store failed (then the
+    /// next scan tries again).
+    async fn handle(self: Arc<Self>, group: JobGroup) -> GroupEnd {
+        match self.clone().push_group(&group).await {
+            Ok(GroupEnd::Done) => {
+                if let Err(e) = jobs::delete(self.store.as_ref(), &group.keys) {
+                    warn!(user = %group.user, "cannot delete push jobs: {e}");
+                }
+                GroupEnd::Done
+            }
+            Ok(GroupEnd::Interrupted) => GroupEnd::Interrupted,
+            Err(e) => {
+                warn!(user = %group.user, "push jobs not handled, will retry: {e}");
+                GroupEnd::Interrupted
+            }
+        }
+    }
+
+    async fn push_group(self: Arc<Self>, group: &JobGroup) -> Result<GroupEnd, StoreError> {
+        let user = group.user.as_str();
+        if self.online.is_online(user) {
+            debug!(user, "online: push skipped");
+            Counters::inc(&self.counters.skipped);
+            return Ok(GroupEnd::Done);
+        }
+        let queue = keys::queue_prefix(user);
+        let mut pending = Vec::with_capacity(group.ids.len());
+        for id in &group.ids {
+            if self.store.get(format!("{queue}{id}").as_bytes())?.is_some() {
+                pending.push(id.clone());
+            }
+        }
+        if pending.is_empty() {
+            debug!(user, "messages already delivered: push skipped");
+            Counters::inc(&self.counters.skipped);
+            return Ok(GroupEnd::Done);
+        }
+        let tokens = self.tokens.list(user)?;
+        if tokens.is_empty() {
+            return Ok(GroupEnd::Done);
+        }
+        let notification = Arc::new(Notification::load(
+            self.store.as_ref(),
+            user,
+            &group.conversation,
+            &pending,
+            self.settings.previews,
+        )?);
+        let mut sends = JoinSet::new();
+        for token in tokens {
+            sends.spawn(self.clone().deliver(token, notification.clone()));
+        }
+        let mut end = GroupEnd::Done;
+        while let Some(result) = sends.join_next().await {
+            match result {
+                Ok(GroupEnd::Done) => {}
+                Ok(GroupEnd::Interrupted) | Err(_) => end = GroupEnd::Interrupted,
+            }
+        }
+        Ok(end)
+    }
+
+    /// Sends one notification to one token, retrying as the service allows.
+    async fn deliver(self: Arc<Self>, token: DeviceToken, n: Arc<Notification>) -> GroupEnd {
+        let user = n.user.as_str();
+        let short = short(&token.token);
+        let Some(adapter) = self.adapters.get(token.record.platform) else {
+            debug!(
+                user,
+                token = short,
+                "no adapter for {}: dropped",
+                token.record.platform.name()
+            );
+            Counters::inc(&self.counters.dropped);
+            return GroupEnd::Done;
+        };
+        let mut retries = 0;
+        loop {
+            let outcome = {
+                let permit = tokio::select! {
+                    p = self.permits.acquire() => p,
+                    _ = self.stop.cancelled() => return GroupEnd::Interrupted,
+                };
+                let Ok(_permit) = permit else {
+                    return GroupEnd::Interrupted;
+                };
+                adapter.send(&token.token, &n).await
+            };
+            match outcome {
+                Outcome::Sent => {
+                    Counters::inc(&self.counters.sent);
+                    return GroupEnd::Done;
+                }
+                Outcome::TokenInvalid { reason } => {
+                    match self.tokens.remove_invalid(user, &token) {
+                        Ok(true) => {
+                            Counters::inc(&self.counters.tokens_deleted);
+                            info!(user, token = short, "push token deleted: {reason}");
+                        }
+                        Ok(false) => {}
+                        Err(e) => warn!(user, token = short, "cannot delete push token: {e}"),
+                    }
+                    // Counted last, so whoever sees the failure also sees the deletion.
+                    Counters::inc(&self.counters.failed);
+                    return GroupEnd::Done;
+                }
+                Outcome::Failed { reason } => {
+                    Counters::inc(&self.counters.failed);
+                    warn!(
+                        user,
+                        token = short,
+                        "{} push failed: {reason}",
+                        adapter.name()
+                    );
+                    return GroupEnd::Done;
+                }
+                Outcome::Retry { after, reason } => {
+                    if retries >= self.settings.max_retries {
+                        Counters::inc(&self.counters.dropped);
+                        warn!(
+                            user,
+                            token = short,
+                            "{} push dropped after {retries} retries: {reason}",
+                            adapter.name()
+                        );
+                        return GroupEnd::Done;
+                    }
+                    retries += 1;
+                    Counters::inc(&self.counters.retried);
+                    let s = &self.settings;
+                    let wait = retry::delay(retries, s.retry_base, s.retry_max, after);
+                    debug!(user, token = short, "retry {retries} in {wait:?}: {reason}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.stop.cancelled() => return GroupEnd::Interrupted,
+                    }
+                    if self.online.is_online(user) {
+                        debug!(user, "came online while a push waited to retry");
+                        return GroupEnd::Done;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The start of a token, enough to tell tokens apart in a log without printing them whole.
+fn short(token: &str) -> &str {
+    token.get(..8).unwrap_or(token)
+}

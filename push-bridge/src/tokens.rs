@@ -1,0 +1,385 @@
+//! Device push tokens: `t/{user}/{token}` = `{"platform","device","ts"}` and the owner index
+//! `o/{token}` = user.
+//!
+//! Rules: one token per user and device (a device that registers a new token replaces its old
+//! one); one owner per token (registering a token another user holds moves it); at most
+//! [`MAX_TOKENS_PER_USER`] tokens per user (the oldest goes). Every change is one atomic batch,
+//! flushed before the client is answered, and changes are serialised by one lock so that the
+//! owner index never disagrees with the token records.
+
+use std::sync::{Arc, Mutex};
+
+use chatd_plugins::ids::now_ms;
+use chatd_plugins::keys;
+use chatd_plugins::store::{KvStore, Op, StoreError};
+use serde::{Deserialize, Serialize};
+
+/// Most tokens one user keeps; registering another removes the oldest.
+pub const MAX_TOKENS_PER_USER: usize = 32;
+
+/// Longest FCM registration token accepted (real ones are about 160 characters).
+pub const MAX_FCM_TOKEN: usize = 4096;
+
+/// Longest APNs device token accepted, in hex digits (Apple's are 64 today, up to 200 allowed
+/// for the future).
+pub const MAX_APNS_TOKEN: usize = 200;
+
+/// The push service a token belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    /// Firebase Cloud Messaging.
+    Fcm,
+    /// Apple Push Notification service.
+    Apns,
+}
+
+impl Platform {
+    /// Reads the contract's name (`fcm` or `apns`).
+    pub fn parse(name: &str) -> Option<Platform> {
+        match name {
+            "fcm" => Some(Platform::Fcm),
+            "apns" => Some(Platform::Apns),
+            _ => None,
+        }
+    }
+
+    /// The contract's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::Fcm => "fcm",
+            Platform::Apns => "apns",
+        }
+    }
+}
+
+/// The stored value of one token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Which service it is for.
+    pub platform: Platform,
+    /// The device part of the client id that registered it (`None` for a bare `{user}`).
+    pub device: Option<String>,
+    /// When it was registered, ms since the epoch; also tells a re-registration apart.
+    pub ts: u64,
+}
+
+/// One token of a user, as the bridge sends to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceToken {
+    /// The token itself.
+    pub token: String,
+    /// Its stored record.
+    pub record: TokenRecord,
+}
+
+/// Why a token operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The token does not look like one of that platform's tokens.
+    #[error("{0}")]
+    Invalid(String),
+    /// The token is longer than any real one.
+    #[error("{0}")]
+    TooLong(String),
+    /// This server has no adapter for the platform.
+    #[error("`{0}` push is not configured on this server")]
+    NotConfigured(&'static str),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Checks a token for `platform`: APNs tokens are hex digits; FCM tokens are letters, digits
+/// and `- _ : . ~ + =`. Nothing else is accepted, so a token is always safe in a store key, a
+/// URL path and a log line.
+pub fn validate(platform: Platform, token: &str) -> Result<(), TokenError> {
+    if token.is_empty() {
+        return Err(TokenError::Invalid("`token` is empty".into()));
+    }
+    let (max, ok): (usize, fn(char) -> bool) = match platform {
+        Platform::Apns => (MAX_APNS_TOKEN, |c| c.is_ascii_hexdigit()),
+        Platform::Fcm => (MAX_FCM_TOKEN, |c| {
+            c.is_ascii_alphanumeric() || "-_:.~+=".contains(c)
+        }),
+    };
+    if token.len() > max {
+        return Err(TokenError::TooLong(format!(
+            "`token` is {} characters; {} tokens have at most {max}",
+            token.len(),
+            platform.name()
+        )));
+    }
+    if let Some(bad) = token.chars().find(|c| !ok(*c)) {
+        let allowed = match platform {
+            Platform::Apns => "hex digits",
+            Platform::Fcm => "letters, digits and - _ : . ~ + =",
+        };
+        return Err(TokenError::Invalid(format!(
+            "`token` contains {bad:?}; {} tokens are {allowed}",
+            platform.name()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a token of unknown platform (for `push.unregister`): either form is accepted.
+pub fn validate_any(token: &str) -> Result<(), TokenError> {
+    validate(Platform::Fcm, token)
+}
+
+/// The token store.
+pub struct Tokens {
+    store: Arc<dyn KvStore>,
+    /// Serialises writers: each change reads the owner index and the user's tokens first.
+    write: Mutex<()>,
+    platforms: Vec<Platform>,
+}
+
+impl Tokens {
+    /// Tokens in `store`; registrations are accepted only for `platforms` (those with an adapter).
+    pub fn new(store: Arc<dyn KvStore>, platforms: Vec<Platform>) -> Tokens {
+        Tokens {
+            store,
+            write: Mutex::new(()),
+            platforms,
+        }
+    }
+
+    /// Registers `token` for `user`'s `device`: replaces the device's previous token, takes the
+    /// token away from any other user, and evicts the user's oldest tokens past
+    /// [`MAX_TOKENS_PER_USER`]. Durable when it returns.
+    pub fn register(
+        &self,
+        user: &str,
+        device: Option<&str>,
+        platform: Platform,
+        token: &str,
+    ) -> Result<(), TokenError> {
+        if !self.platforms.contains(&platform) {
+            return Err(TokenError::NotConfigured(platform.name()));
+        }
+        validate(platform, token)?;
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ops = Vec::new();
+        if let Some(owner) = self.owner(token)? {
+            if owner != user {
+                ops.push(Op::Delete(keys::push_token(&owner, token)));
+            }
+        }
+        let mut kept: Vec<DeviceToken> = Vec::new();
+        for other in self.list(user)? {
+            if other.token == token {
+                continue;
+            }
+            if other.record.device.as_deref() == device {
+                ops.push(Op::Delete(keys::push_token(user, &other.token)));
+                ops.push(Op::Delete(keys::push_token_owner(&other.token)));
+            } else {
+                kept.push(other);
+            }
+        }
+        if kept.len() >= MAX_TOKENS_PER_USER {
+            kept.sort_by_key(|t| t.record.ts);
+            let excess = kept.len() + 1 - MAX_TOKENS_PER_USER;
+            for old in kept.iter().take(excess) {
+                ops.push(Op::Delete(keys::push_token(user, &old.token)));
+                ops.push(Op::Delete(keys::push_token_owner(&old.token)));
+            }
+        }
+        let record = TokenRecord {
+            platform,
+            device: device.map(str::to_string),
+            ts: now_ms(),
+        };
+        let value = serde_json::to_vec(&record)
+            .map_err(|e| StoreError::Other(format!("token record not encoded: {e}")))?;
+        ops.push(Op::Put(keys::push_token(user, token), value));
+        ops.push(Op::Put(
+            keys::push_token_owner(token),
+            user.as_bytes().to_vec(),
+        ));
+        self.store.apply(ops)?;
+        self.store.flush()?;
+        Ok(())
+    }
+
+    /// Removes `token` if `user` owns it; true when something was removed. A token of another
+    /// user is left alone (and the caller is not told whose it is). Durable when it returns.
+    pub fn unregister(&self, user: &str, token: &str) -> Result<bool, TokenError> {
+        validate_any(token)?;
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let owned = self.owner(token)?.as_deref() == Some(user);
+        let stored = self.store.get(&keys::push_token(user, token))?.is_some();
+        if !owned && !stored {
+            return Ok(false);
+        }
+        let mut ops = vec![Op::Delete(keys::push_token(user, token))];
+        if owned {
+            ops.push(Op::Delete(keys::push_token_owner(token)));
+        }
+        self.store.apply(ops)?;
+        self.store.flush()?;
+        Ok(true)
+    }
+
+    /// Removes a token a push service called invalid, unless it was registered again since it
+    /// was read (`ts` differs): a fresh registration of the same token must survive. Not
+    /// flushed: after a crash the service simply refuses it once more.
+    pub fn remove_invalid(&self, user: &str, token: &DeviceToken) -> Result<bool, StoreError> {
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let key = keys::push_token(user, &token.token);
+        let current = self.store.get(&key)?.and_then(|v| decode(&v));
+        if current.as_ref() != Some(&token.record) {
+            return Ok(false);
+        }
+        let mut ops = vec![Op::Delete(key)];
+        if self.owner(&token.token)?.as_deref() == Some(user) {
+            ops.push(Op::Delete(keys::push_token_owner(&token.token)));
+        }
+        self.store.apply(ops)?;
+        Ok(true)
+    }
+
+    /// Every token of `user` (unreadable records are skipped).
+    pub fn list(&self, user: &str) -> Result<Vec<DeviceToken>, StoreError> {
+        let prefix = keys::push_tokens_prefix(user);
+        let rows = self.store.scan(
+            prefix.as_bytes(),
+            &keys::prefix_end(&prefix),
+            false,
+            MAX_TOKENS_PER_USER * 4,
+        )?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (key, value) in rows {
+            let token = String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default());
+            match decode(&value) {
+                Some(record) => out.push(DeviceToken {
+                    token: token.into_owned(),
+                    record,
+                }),
+                None => tracing::warn!(user, "skipping an unreadable push token record"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The user `token` belongs to, if any.
+    pub fn owner(&self, token: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .store
+            .get(&keys::push_token_owner(token))?
+            .and_then(|v| String::from_utf8(v).ok()))
+    }
+}
+
+fn decode(bytes: &[u8]) -> Option<TokenRecord> {
+    serde_json::from_slice(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatd_plugins::store::SledStore;
+
+    fn tokens() -> (tempfile::TempDir, Tokens) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SledStore::open(&dir.path().join("s")).unwrap());
+        (dir, Tokens::new(store, vec![Platform::Fcm, Platform::Apns]))
+    }
+
+    #[test]
+    fn validation() {
+        assert!(validate(Platform::Apns, &"ab".repeat(32)).is_ok());
+        assert!(validate(Platform::Apns, "xyz").is_err());
+        assert!(validate(Platform::Apns, &"a".repeat(201)).is_err());
+        assert!(validate(Platform::Fcm, "dXw1:APA91b-x_y.z").is_ok());
+        for bad in ["", "a b", "a/b", "a\nb", "a?b", "a%2f", "é"] {
+            assert!(validate(Platform::Fcm, bad).is_err(), "{bad:?}");
+        }
+        assert!(matches!(
+            validate(Platform::Fcm, &"a".repeat(MAX_FCM_TOKEN + 1)),
+            Err(TokenError::TooLong(_))
+        ));
+    }
+
+    #[test]
+    fn one_token_per_device_and_one_owner_per_token() {
+        let (_dir, t) = tokens();
+        t.register("bob", Some("phone"), Platform::Fcm, "t1")
+            .unwrap();
+        t.register("bob", Some("tablet"), Platform::Fcm, "t2")
+            .unwrap();
+        // The phone's new token replaces its old one.
+        t.register("bob", Some("phone"), Platform::Fcm, "t3")
+            .unwrap();
+        let mut names: Vec<_> = t
+            .list("bob")
+            .unwrap()
+            .into_iter()
+            .map(|d| d.token)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["t2", "t3"]);
+        assert_eq!(t.owner("t1").unwrap(), None);
+        // Carol registers bob's tablet token: it moves.
+        t.register("carol", None, Platform::Fcm, "t2").unwrap();
+        assert_eq!(t.owner("t2").unwrap().as_deref(), Some("carol"));
+        let names: Vec<_> = t
+            .list("bob")
+            .unwrap()
+            .into_iter()
+            .map(|d| d.token)
+            .collect();
+        assert_eq!(names, ["t3"]);
+        // Bob cannot unregister carol's token.
+        assert!(!t.unregister("bob", "t2").unwrap());
+        assert_eq!(t.list("carol").unwrap().len(), 1);
+        assert!(t.unregister("carol", "t2").unwrap());
+        assert!(t.list("carol").unwrap().is_empty());
+        assert_eq!(t.owner("t2").unwrap(), None);
+    }
+
+    #[test]
+    fn oldest_tokens_are_evicted() {
+        let (_dir, t) = tokens();
+        for i in 0..MAX_TOKENS_PER_USER + 3 {
+            t.register(
+                "bob",
+                Some(&format!("d{i}")),
+                Platform::Fcm,
+                &format!("tok{i}"),
+            )
+            .unwrap();
+        }
+        let list = t.list("bob").unwrap();
+        assert_eq!(list.len(), MAX_TOKENS_PER_USER);
+        assert!(list
+            .iter()
+            .any(|d| d.token == format!("tok{}", MAX_TOKENS_PER_USER + 2)));
+    }
+
+    #[test]
+    fn unconfigured_platform_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SledStore::open(&dir.path().join("s")).unwrap());
+        let t = Tokens::new(store, vec![Platform::Fcm]);
+        assert!(matches!(
+            t.register("bob", None, Platform::Apns, "abcd"),
+            Err(TokenError::NotConfigured("apns"))
+        ));
+    }
+
+    #[test]
+    fn invalid_token_removal_spares_a_fresh_registration() {
+        let (_dir, t) = tokens();
+        t.register("bob", None, Platform::Fcm, "t1").unwrap();
+        let read = t.list("bob").unwrap().remove(0);
+        let mut stale = read.clone();
+        stale.record.ts -= 1;
+        assert!(!t.remove_invalid("bob", &stale).unwrap());
+        assert!(t.remove_invalid("bob", &read).unwrap());
+        assert!(t.list("bob").unwrap().is_empty());
+        assert_eq!(t.owner("t1").unwrap(), None);
+    }
+}

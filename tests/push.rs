@@ -1,0 +1,347 @@
+//! Push notifications end to end: the real chatd binary with `[push]` pointing at local fake
+//! FCM and APNs servers that check every request. Tokens are registered over MQTT
+//! (`push.register` on `chat/{me}/rpc`); a message to a user with no device online wakes
+//! each of its devices once, without the text; nothing is pushed while a device is online;
+//! a burst becomes one push; a job pending at shutdown is pushed after the restart; a token
+//! moves to the user who registered it last; bad requests are refused.
+
+mod support;
+
+#[path = "../push-bridge/tests/fake/mod.rs"]
+mod fake;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fake::{FakeApns, FakeFcm, KEY_ID, TEAM_ID, TOPIC};
+use serde_json::{json, Value};
+use support::*;
+
+/// `[push]` with both services pointing at the fakes; the credential files are written into
+/// the server's directory.
+fn push_config(dir: &Path, fcm: &FakeFcm, apns: &FakeApns, push_extra: &str) -> String {
+    let sa = dir.join("service-account.json");
+    std::fs::write(&sa, fcm.service_account_json()).unwrap();
+    let p8 = dir.join("AuthKey.p8");
+    std::fs::write(&p8, &apns.key_pem).unwrap();
+    format!(
+        "{}\n[push]\nretry_base_ms = 100\nscan_interval_ms = 200\n{push_extra}\n\
+         [push.fcm]\nservice_account = {}\nendpoint = {}\n\n\
+         [push.apns]\nkey_file = {}\nkey_id = \"{KEY_ID}\"\nteam_id = \"{TEAM_ID}\"\n\
+         topic = \"{TOPIC}\"\nenvironment = \"sandbox\"\nendpoint = {}\n",
+        base_config(dir, ""),
+        toml_string(&sa.to_string_lossy()),
+        toml_string(&fcm.uri()),
+        toml_string(&p8.to_string_lossy()),
+        toml_string(&apns.uri()),
+    )
+}
+
+fn start(fcm: &FakeFcm, apns: &FakeApns, push_extra: &str) -> Server {
+    let s = Server::try_start_custom(|dir| push_config(dir, fcm, apns, push_extra))
+        .unwrap_or_else(|e| panic!("chatd did not start: {e}"));
+    for user in ["alice", "bob", "carol"] {
+        s.add_user(user, &format!("{user}-pw"));
+    }
+    s
+}
+
+/// Registers `token` for `platform` from `client_id` of `user` and expects success.
+async fn register(s: &Server, user: &str, client_id: &str, platform: &str, token: &str) {
+    let mut c = online(s, client_id, user).await;
+    let rid = unique("r");
+    let reply = c
+        .rpc(
+            user,
+            json!({"rid": rid, "op": "push.register", "platform": platform, "token": token}),
+        )
+        .await;
+    assert_eq!(reply, json!({"rid": rid, "ok": true, "result": {}}));
+    c.disconnect().await;
+    wait_offline(s, user);
+}
+
+/// Waits up to [`WAIT`] until no device of `user` is connected (the server has finished the
+/// sessions, so messages to `user` now write push jobs).
+fn wait_offline(s: &Server, user: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = s.admin("GET", &format!("/admin/users/{user}/devices"), None);
+        assert_eq!(status, 200, "devices of {user}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        if v["devices"].as_array().is_some_and(|d| d.is_empty()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{user} still online: {body}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Alice sends `text` to `to` and waits for the ack.
+async fn send(alice: &mut Client, to: &str, text: &str) -> String {
+    let ack = alice.send("alice", to, &unique("c"), text).await;
+    assert_eq!(ack["status"], "sent", "{ack}");
+    ack["id"].as_str().unwrap().to_string()
+}
+
+async fn alice(s: &Server) -> Client {
+    let c = connect(s.mqtt, "alice", "alice", "alice-pw").await;
+    c.subscribe("user/alice/ack", rumqttc::QoS::AtLeastOnce)
+        .await;
+    c
+}
+
+fn metric(s: &Server, name: &str) -> u64 {
+    let (status, body) = http_get(s.http, "/metrics");
+    assert_eq!(status, 200);
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{body}"))
+}
+
+/// Waits up to [`WAIT`] for a metric to reach `want`.
+fn wait_metric(s: &Server, name: &str, want: u64) {
+    let deadline = Instant::now() + WAIT;
+    while metric(s, name) < want {
+        assert!(Instant::now() < deadline, "{name} stayed below {want}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_user_is_woken_on_every_device_without_text_and_online_user_is_not() {
+    let fcm = FakeFcm::start().await;
+    let apns = FakeApns::start().await;
+    let s = start(&fcm, &apns, "collapse_window_ms = 300");
+    let ios_token = "ab".repeat(32);
+    register(&s, "bob", "bob:android", "fcm", "fcm-bob-android").await;
+    register(&s, "bob", "bob:iphone", "apns", &ios_token).await;
+
+    let mut alice = alice(&s).await;
+    let id = send(&mut alice, "bob", "meet me at the secret place").await;
+    let pushes = fcm.wait_pushes(1).await;
+    let m = &pushes[0].body["message"];
+    assert_eq!(pushes[0].token, "fcm-bob-android");
+    assert_eq!(m["data"]["from"], "alice");
+    assert_eq!(m["data"]["conversation"], "d:alice:bob");
+    assert_eq!(m["data"]["unread"], "1");
+    assert_eq!(m["data"]["id"], id.as_str());
+    let ios = apns.wait_pushes(1).await;
+    assert_eq!(ios[0].token, ios_token);
+    assert_eq!(ios[0].body["from"], "alice");
+    assert_eq!(ios[0].body["unread"], 1);
+    for body in [&pushes[0].body, &ios[0].body] {
+        assert!(!body.to_string().contains("secret"), "text leaked: {body}");
+    }
+    wait_metric(&s, "chatd_push_sent_total", 2);
+
+    // A device of bob's is online: messages are delivered, nothing is pushed.
+    let mut bob = online(&s, "bob:android", "bob").await;
+    send(&mut alice, "bob", "are you there").await;
+    let delivered = bob.next_on("user/bob/inbox").await;
+    assert_eq!(delivered["from"], "alice");
+    fcm.no_more_than(1, Duration::from_millis(1500)).await;
+    apns.no_more_than(1, Duration::from_millis(10)).await;
+    assert_eq!(metric(&s, "chatd_push_sent_total"), 2);
+    for name in ["failed", "retried", "dropped"] {
+        assert_eq!(metric(&s, &format!("chatd_push_{name}_total")), 0);
+    }
+    fcm.assert_clean();
+    apns.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_messages_becomes_one_push() {
+    let fcm = FakeFcm::start().await;
+    let apns = FakeApns::start().await;
+    let s = start(&fcm, &apns, "collapse_window_ms = 4000");
+    register(&s, "bob", "bob:android", "fcm", "fcm-bob").await;
+    let mut alice = alice(&s).await;
+    let mut last = String::new();
+    for i in 0..4 {
+        last = send(&mut alice, "bob", &format!("part {i}")).await;
+    }
+    let pushes = fcm.wait_pushes(1).await;
+    fcm.no_more_than(1, Duration::from_millis(1500)).await;
+    let data = &pushes[0].body["message"]["data"];
+    assert_eq!(data["unread"], "4");
+    assert_eq!(data["id"], last.as_str());
+    fcm.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_pending_at_shutdown_is_pushed_after_restart() {
+    let fcm = FakeFcm::start().await;
+    let apns = FakeApns::start().await;
+    let mut s = start(&fcm, &apns, "collapse_window_ms = 600000");
+    register(&s, "bob", "bob:android", "fcm", "fcm-bob").await;
+    let mut alice = alice(&s).await;
+    send(&mut alice, "bob", "while you were away").await;
+    drop(alice);
+    fcm.no_more_than(0, Duration::from_millis(800)).await;
+    assert!(s.stop().success());
+
+    // Same store, a short window now: the job left by the first run is due at once.
+    let config = std::fs::read_to_string(s.config_path()).unwrap();
+    let config = config.replace("collapse_window_ms = 600000", "collapse_window_ms = 300");
+    std::fs::write(s.config_path(), config).unwrap();
+    s.restart();
+    let pushes = fcm.wait_pushes(1).await;
+    assert_eq!(pushes[0].body["message"]["data"]["from"], "alice");
+    fcm.no_more_than(1, Duration::from_millis(800)).await;
+    fcm.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_moves_to_the_user_who_registers_it() {
+    let fcm = FakeFcm::start().await;
+    let apns = FakeApns::start().await;
+    let s = start(&fcm, &apns, "collapse_window_ms = 200");
+    register(&s, "bob", "bob:tablet", "fcm", "fcm-shared-tablet").await;
+    // The tablet changes hands: carol logs in on it and registers the same token.
+    register(&s, "carol", "carol:tablet", "fcm", "fcm-shared-tablet").await;
+    let mut alice = alice(&s).await;
+    send(&mut alice, "bob", "for bob").await;
+    send(&mut alice, "carol", "for carol").await;
+    let pushes = fcm.wait_pushes(1).await;
+    fcm.no_more_than(1, Duration::from_millis(1200)).await;
+    assert_eq!(pushes[0].token, "fcm-shared-tablet");
+    assert_eq!(
+        pushes[0].body["message"]["data"]["conversation"],
+        "d:alice:carol"
+    );
+
+    // Unregistered: no more pushes to it.
+    let mut carol = online(&s, "carol:tablet", "carol").await;
+    let reply = carol
+        .rpc(
+            "carol",
+            json!({"rid": "u1", "op": "push.unregister", "token": "fcm-shared-tablet"}),
+        )
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    carol.disconnect().await;
+    wait_offline(&s, "carol");
+    send(&mut alice, "carol", "again").await;
+    fcm.no_more_than(1, Duration::from_millis(1200)).await;
+    fcm.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_push_requests_are_refused() {
+    let fcm = FakeFcm::start().await;
+    let apns = FakeApns::start().await;
+    let s = start(&fcm, &apns, "");
+    let mut bob = online(&s, "bob:phone", "bob").await;
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            json!({"op": "push.register", "platform": "fcm", "token": "t"}),
+            "bad_request",
+            "rid",
+        ),
+        (
+            json!({"rid": "b1", "op": "push.register", "platform": "gcm", "token": "t"}),
+            "bad_request",
+            "platform",
+        ),
+        (
+            json!({"rid": "b2", "op": "push.register", "token": "t"}),
+            "bad_request",
+            "platform",
+        ),
+        (
+            json!({"rid": "b3", "op": "push.register", "platform": "fcm"}),
+            "bad_request",
+            "token",
+        ),
+        (
+            json!({"rid": "b4", "op": "push.register", "platform": "fcm", "token": "has space"}),
+            "bad_request",
+            "token",
+        ),
+        (
+            json!({"rid": "b5", "op": "push.register", "platform": "apns", "token": "not-hex"}),
+            "bad_request",
+            "token",
+        ),
+        (
+            json!({"rid": "b6", "op": "push.register", "platform": "fcm", "token": "x".repeat(5000)}),
+            "too_large",
+            "token",
+        ),
+        (
+            json!({"rid": "b7", "op": "push.register", "platform": "fcm", "token": 12}),
+            "bad_request",
+            "token",
+        ),
+        (
+            json!({"rid": "b8", "op": "push.register", "platform": "fcm", "token": "t", "user": "carol"}),
+            "bad_request",
+            "user",
+        ),
+        (
+            json!({"rid": "b9", "op": "push.unregister"}),
+            "bad_request",
+            "token",
+        ),
+    ];
+    for (req, code, mentions) in cases {
+        bob.publish_json("chat/bob/rpc", &req).await;
+        let reply = match req.get("rid") {
+            Some(rid) => bob.next_where("user/bob/rpc", "rid", rid).await,
+            None => bob.next_on("user/bob/rpc").await,
+        };
+        assert_eq!(reply["ok"], false, "{req}: {reply}");
+        assert_eq!(reply["error"]["code"], code, "{req}: {reply}");
+        let message = reply["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(mentions), "{req}: {reply}");
+    }
+    // Nothing was stored: a message to bob (offline) pushes nothing.
+    bob.disconnect().await;
+    wait_offline(&s, "bob");
+    let mut alice = alice(&s).await;
+    send(&mut alice, "bob", "hello").await;
+    fcm.no_more_than(0, Duration::from_millis(3000)).await;
+    apns.no_more_than(0, Duration::from_millis(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_push_config_requests_are_refused_and_bad_keys_stop_the_start() {
+    let s = Server::start();
+    s.add_user("bob", "bob-pw");
+    let mut bob = online(&s, "bob", "bob").await;
+    let reply = bob
+        .rpc(
+            "bob",
+            json!({"rid": "n1", "op": "push.register", "platform": "fcm", "token": "t"}),
+        )
+        .await;
+    assert_eq!(reply["ok"], false);
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not configured"),
+        "{reply}"
+    );
+
+    let fcm = FakeFcm::start().await;
+    let apns = FakeApns::start().await;
+    let err = Server::try_start_custom(|dir| {
+        let text = push_config(dir, &fcm, &apns, "");
+        std::fs::write(dir.join("AuthKey.p8"), "not a key").unwrap();
+        text
+    })
+    .err()
+    .expect("chatd started with a broken APNs key");
+    assert!(err.contains("push.apns.key_file"), "{err}");
+    let err = Server::try_start_custom(|dir| {
+        let text = push_config(dir, &fcm, &apns, "");
+        std::fs::remove_file(dir.join("service-account.json")).unwrap();
+        text
+    })
+    .err()
+    .expect("chatd started without its service account file");
+    assert!(err.contains("push.fcm.service_account"), "{err}");
+}
