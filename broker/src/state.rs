@@ -6,6 +6,7 @@ use tokio::sync::Semaphore;
 
 use chatd_auth::JwtVerifier;
 use chatd_plugins::accounts::Accounts;
+use chatd_plugins::media::MediaService;
 use chatd_plugins::messaging::Chat;
 
 use crate::config::LimitsConfig;
@@ -42,6 +43,8 @@ pub struct Shared {
     pub hashing_slots: Semaphore,
     /// Which node and devices each user is connected to (in-process or Redis).
     pub conn_cache: Arc<dyn ConnectionCache>,
+    /// Media uploads, downloads and the checks of media messages.
+    pub media: Arc<MediaService>,
 }
 
 impl Shared {

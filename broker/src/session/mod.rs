@@ -371,7 +371,10 @@ impl Session {
             ChatTopic::Rpc => async move {
                 let answer = match shared.presence.answer_get(&payload) {
                     Some(answer) => answer,
-                    None => chat.rpc(&user, &payload).await,
+                    None => match shared.media.answer(&user, &payload).await {
+                        Some(answer) => answer,
+                        None => chat.rpc(&user, &payload).await,
+                    },
                 };
                 Reply {
                     message: Some(("rpc", answer)),
