@@ -654,6 +654,16 @@ mod tests {
     }
 
     #[test]
+    fn example_file_is_the_defaults() {
+        let text = include_str!("../../config/chatd.toml");
+        let cfg = Config::parse(text, "config/chatd.toml").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.media.backend, MediaBackend::Fs);
+        assert_eq!(cfg.media.url_ttl_secs, MediaConfig::default().url_ttl_secs);
+        assert_eq!(cfg.media.limits.resolve(), Limits::default());
+    }
+
+    #[test]
     fn media_defaults_to_fs_with_default_limits() {
         let cfg = Config::default();
         assert_eq!(cfg.media.backend, MediaBackend::Fs);

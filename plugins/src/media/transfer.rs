@@ -93,7 +93,7 @@ pub enum UploadStart<'a> {
     /// The content is already stored and verified: nothing to receive.
     Stored(UploadDone),
     /// Feed the request body to this upload.
-    Receiving(FsUpload<'a>),
+    Receiving(Box<FsUpload<'a>>),
 }
 
 /// An upload in progress into a temporary file; dropping it unfinished removes the file.
@@ -167,7 +167,7 @@ impl MediaService {
             _ => {}
         }
         let (temp, file) = fs.temp_file().await?;
-        Ok(UploadStart::Receiving(FsUpload {
+        Ok(UploadStart::Receiving(Box::new(FsUpload {
             service: self,
             fs,
             record,
@@ -175,7 +175,7 @@ impl MediaService {
             file: BufWriter::new(file),
             hasher: Sha256::new(),
             received: 0,
-        }))
+        })))
     }
 
     /// Opens the bytes for a `GET /media/{media}?expires=…&sig=…` (query values as received):
