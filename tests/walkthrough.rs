@@ -3,7 +3,9 @@
 //!
 //! The commands are the ones in the README's "Try it by hand" section, with the port of the test server
 //! instead of 1883. The only addition is `-d` on the subscribers whose messages are not queued
-//! (acks, rpc replies): its "received SUBACK" line tells the test when to publish.
+//! (acks, rpc replies): its "received SUBACK" line tells the test when to publish. The media
+//! part runs `stat`, `sha256sum`, `curl` and `cmp` as the README does, with the upload and
+//! download URLs taken from the replies.
 
 mod support;
 
@@ -164,6 +166,24 @@ fn mosquitto_pub(cmd: &str) -> Output {
     out
 }
 
+/// Runs `program args` in `dir`; panics unless it succeeds; its stdout.
+fn run(dir: &std::path::Path, program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} ({e})"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn cli_ok(s: &Server, cmd: &[&str], expect_stdout: &str) {
     let out = s.cli(cmd);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -272,6 +292,65 @@ fn run_walkthrough(version: &str) {
         .map(|m| m["text"].as_str().unwrap())
         .collect();
     assert_eq!(texts, vec!["hi", "still there?"], "{reply}");
+
+    // Alice shares a photo: upload URL over MQTT, the bytes with curl, then the message; bob
+    // gets a download URL and fetches the same bytes. (The README builds the JSON in the shell
+    // from $SIZE and $SHA; here the values are put in directly.)
+    let dir = s.dir.path();
+    std::fs::write(dir.join("photo.jpg"), "not really a jpeg").expect("write photo.jpg");
+    let size = run(dir, "stat", &["-c", "%s", "photo.jpg"])
+        .trim()
+        .to_string();
+    let sha = run(dir, "sha256sum", &["photo.jpg"])
+        .split_whitespace()
+        .next()
+        .expect("sha256sum output")
+        .to_string();
+    let mut rpc = Sub::spawn(&args(&format!(
+        "{v} -i alice:rpc -u alice -P alice-pw -q 1 -t user/alice/rpc -C 1 -W 30 -v -d"
+    )));
+    rpc.wait_subscribed();
+    mosquitto_pub(&format!(
+        "{v} -i alice -u alice -P alice-pw -q 1 -t chat/alice/rpc -m '{{\"rid\":\"r-2\",\"op\":\"media.upload\",\"mime\":\"image/jpeg\",\"size\":{size},\"sha256\":\"{sha}\"}}'"
+    ));
+    let line = rpc.wait_line("rpc reply", |l| l.starts_with("user/alice/rpc "));
+    rpc.wait_exit();
+    let reply = payload_of(&line, "user/alice/rpc");
+    assert_eq!(reply["rid"], "r-2", "{reply}");
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(reply["result"]["exists"], false, "{reply}");
+    let media = reply["result"]["media"]
+        .as_str()
+        .expect("media id")
+        .to_string();
+    let upload_url = reply["result"]["upload_url"].as_str().expect("upload_url");
+    assert!(
+        upload_url.starts_with(&format!("http://{}/media/{media}?expires=", s.http)),
+        "{reply}"
+    );
+    let done: Value =
+        serde_json::from_str(&run(dir, "curl", &["-sS", "-T", "photo.jpg", upload_url]))
+            .expect("curl upload prints JSON");
+    assert_eq!(done["media"], media.as_str(), "{done}");
+    assert_eq!(done["size"].to_string(), size, "{done}");
+    mosquitto_pub(&format!(
+        "{v} -i alice -u alice -P alice-pw -q 1 -t chat/alice/send -m '{{\"cid\":\"c3\",\"to\":\"bob\",\"type\":\"image\",\"media\":\"{media}\",\"text\":\"look\"}}'"
+    ));
+    let mut rpc = Sub::spawn(&args(&format!(
+        "{v} -i bob:rpc -u bob -P bob-pw -q 1 -t user/bob/rpc -C 1 -W 30 -v -d"
+    )));
+    rpc.wait_subscribed();
+    mosquitto_pub(&format!(
+        "{v} -i bob -u bob -P bob-pw -q 1 -t chat/bob/rpc -m '{{\"rid\":\"r-3\",\"op\":\"media.download\",\"media\":\"{media}\"}}'"
+    ));
+    let line = rpc.wait_line("rpc reply", |l| l.starts_with("user/bob/rpc "));
+    rpc.wait_exit();
+    let reply = payload_of(&line, "user/bob/rpc");
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(reply["result"]["mime"], "image/jpeg", "{reply}");
+    let url = reply["result"]["url"].as_str().expect("url");
+    run(dir, "curl", &["-sS", "-o", "photo-copy.jpg", url]);
+    run(dir, "cmp", &["photo.jpg", "photo-copy.jpg"]);
 
     // What the README says is refused: another user's inbox, and everything.
     let out = Command::new("mosquitto_sub")

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use chatd_plugins::media::{Limits, MediaKind, TypeLimit, MAX_URL_TTL_SECS};
 use serde::Deserialize;
 
 /// Why a configuration could not be used.
@@ -58,6 +59,8 @@ pub struct Config {
     pub redis: RedisConfig,
     /// Push notifications (FCM, APNs); absent: off, and no push jobs are written.
     pub push: Option<PushConfig>,
+    /// Media uploads and downloads: back end, URL lifetime, limits per type.
+    pub media: MediaConfig,
 }
 
 /// `[node]`
@@ -244,6 +247,35 @@ impl Default for PushConfig {
     }
 }
 
+/// `[media]`: where media bytes live and what may be uploaded. No section at all: the `fs`
+/// back end under `{storage.path}/media`, served by chatd's own HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// `fs` (local disk, the default) or `s3`.
+    pub backend: MediaBackend,
+    /// Lifetime of upload and download URLs, in seconds.
+    pub url_ttl_secs: u64,
+    /// `[media.limits.image]`, `…video`, `…audio`, `…file`.
+    pub limits: MediaLimitsConfig,
+    /// `[media.fs]`: settings of the `fs` back end.
+    pub fs: FsMediaConfig,
+    /// `[media.s3]`: settings of the `s3` back end (required with `backend = "s3"`).
+    pub s3: Option<S3MediaConfig>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            backend: MediaBackend::Fs,
+            url_ttl_secs: 900,
+            limits: MediaLimitsConfig::default(),
+            fs: FsMediaConfig::default(),
+            s3: None,
+        }
+    }
+}
+
 /// `[push.fcm]`: FCM HTTP v1 with a service account.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -287,6 +319,108 @@ pub enum ApnsEnvironmentConfig {
     Production,
     /// `https://api.sandbox.push.apple.com`.
     Sandbox,
+}
+
+/// `media.backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaBackend {
+    /// Local disk under the data directory, served by chatd's HTTP listener.
+    Fs,
+    /// An S3-compatible object store with presigned URLs.
+    S3,
+}
+
+/// `[media.limits]`: one optional table per kind; a missing table or key keeps the default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaLimitsConfig {
+    /// `[media.limits.image]`
+    pub image: Option<TypeLimitConfig>,
+    /// `[media.limits.video]`
+    pub video: Option<TypeLimitConfig>,
+    /// `[media.limits.audio]`
+    pub audio: Option<TypeLimitConfig>,
+    /// `[media.limits.file]`
+    pub file: Option<TypeLimitConfig>,
+}
+
+/// `[media.limits.{kind}]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TypeLimitConfig {
+    /// Largest upload of this kind, in bytes.
+    pub max_bytes: Option<u64>,
+    /// Accepted MIME types (`image/png`, `image/*`, `*/*`).
+    pub mime: Option<Vec<String>>,
+}
+
+/// `[media.fs]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FsMediaConfig {
+    /// Where the bytes live; default `{storage.path}/media`.
+    pub path: Option<PathBuf>,
+    /// Base of the upload/download URLs handed to clients (how clients reach chatd's HTTP
+    /// listener, e.g. `https://chat.example.com`); default `http://` + the listener's address.
+    pub public_url: Option<String>,
+    /// HMAC key for the URLs (at least 32 characters); default generated into
+    /// `{storage.path}/media.key` (mode 0600).
+    pub signing_key: Option<String>,
+}
+
+/// `[media.s3]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3MediaConfig {
+    /// Service URL (MinIO, other S3-compatible stores); absent: AWS's endpoint for `region`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Region used for signing.
+    #[serde(default = "default_s3_region")]
+    pub region: String,
+    /// The bucket (it must exist).
+    pub bucket: String,
+    /// Access key id; absent: `AWS_ACCESS_KEY_ID` from the environment.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// Secret key; absent: `AWS_SECRET_ACCESS_KEY` from the environment.
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// Path-style URLs (`endpoint/bucket/key`), needed by MinIO and most self-hosted stores.
+    #[serde(default)]
+    pub force_path_style: bool,
+}
+
+fn default_s3_region() -> String {
+    "us-east-1".into()
+}
+
+/// Largest object one S3 `PUT` may carry (5 GiB).
+const S3_MAX_PUT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+
+impl MediaLimitsConfig {
+    /// The effective limits: each kind's defaults overridden by what the file sets.
+    pub fn resolve(&self) -> Limits {
+        let one = |kind: MediaKind, set: &Option<TypeLimitConfig>| {
+            let mut limit: TypeLimit = Limits::default_for(kind);
+            if let Some(set) = set {
+                if let Some(max) = set.max_bytes {
+                    limit.max_bytes = max;
+                }
+                if let Some(mime) = &set.mime {
+                    limit.mime = mime.clone();
+                }
+            }
+            limit
+        };
+        Limits {
+            image: one(MediaKind::Image, &self.image),
+            video: one(MediaKind::Video, &self.video),
+            audio: one(MediaKind::Audio, &self.audio),
+            file: one(MediaKind::File, &self.file),
+        }
+    }
 }
 
 /// `[log]`
@@ -381,6 +515,7 @@ impl Config {
         if let Some(push) = &self.push {
             push.validate()?;
         }
+        self.validate_media()?;
         let l = &self.limits;
         let checks: [(&'static str, bool, &str); 7] = [
             (
@@ -425,6 +560,108 @@ impl Config {
                     key,
                     why: why.to_string(),
                 });
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_media(&self) -> Result<(), ConfigError> {
+        let m = &self.media;
+        let invalid = |key: &'static str, why: String| Err(ConfigError::Invalid { key, why });
+        if !(1..=MAX_URL_TTL_SECS).contains(&m.url_ttl_secs) {
+            return invalid(
+                "media.url_ttl_secs",
+                format!("must be between 1 and {MAX_URL_TTL_SECS} (7 days)"),
+            );
+        }
+        let limits = m.limits.resolve();
+        if let Err(e) = limits.validate() {
+            // The message names the exact key (media.limits.{kind}.…).
+            return invalid("media.limits", e.to_string());
+        }
+        match m.backend {
+            MediaBackend::Fs => {
+                if self.listen.http.is_empty() {
+                    return invalid(
+                        "media.backend",
+                        "\"fs\" serves media through chatd's HTTP listener, so listen.http must be set"
+                            .into(),
+                    );
+                }
+                if let Some(url) = &m.fs.public_url {
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        return invalid(
+                            "media.fs.public_url",
+                            format!("must start with http:// or https://, not {url:?}"),
+                        );
+                    }
+                }
+                if let Some(key) = &m.fs.signing_key {
+                    if key.len() < 32 {
+                        return invalid(
+                            "media.fs.signing_key",
+                            "must be at least 32 characters".into(),
+                        );
+                    }
+                }
+                if m.fs.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                    return invalid("media.fs.path", "must not be empty".into());
+                }
+            }
+            MediaBackend::S3 => {
+                let Some(s3) = &m.s3 else {
+                    return invalid(
+                        "media.s3",
+                        "backend = \"s3\" needs a [media.s3] section (bucket, region, credentials)"
+                            .into(),
+                    );
+                };
+                let bucket_ok = (3..=63).contains(&s3.bucket.len())
+                    && s3.bucket.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'
+                    });
+                if !bucket_ok {
+                    return invalid(
+                        "media.s3.bucket",
+                        format!(
+                            "{:?} is not a bucket name (3 to 63 of a-z 0-9 . -)",
+                            s3.bucket
+                        ),
+                    );
+                }
+                if s3.region.is_empty() || s3.region.chars().any(char::is_whitespace) {
+                    return invalid(
+                        "media.s3.region",
+                        "must be a region name like eu-west-1".into(),
+                    );
+                }
+                if let Some(endpoint) = &s3.endpoint {
+                    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                        return invalid(
+                            "media.s3.endpoint",
+                            format!("must start with http:// or https://, not {endpoint:?}"),
+                        );
+                    }
+                }
+                if s3.access_key_id.is_some() != s3.secret_access_key.is_some() {
+                    return invalid(
+                        "media.s3.secret_access_key",
+                        "set access_key_id and secret_access_key together (or neither, to use \
+                         AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the environment)"
+                            .into(),
+                    );
+                }
+                if let Some(kind) = MediaKind::ALL
+                    .into_iter()
+                    .find(|k| limits.get(*k).max_bytes > S3_MAX_PUT_BYTES)
+                {
+                    return invalid(
+                        "media.limits",
+                        format!(
+                            "media.limits.{kind}.max_bytes is over 5 GiB, more than one S3 PUT can carry"
+                        ),
+                    );
+                }
             }
         }
         Ok(())
@@ -717,6 +954,9 @@ mod tests {
         let (head, push) = example.split_once("# [push]\n").expect("a [push] example");
         let mut text = format!("{head}[push]\n");
         for line in push.lines() {
+            if line.starts_with('[') {
+                break; // the next (uncommented) section: push ends here
+            }
             let is_setting = line
                 .strip_prefix("# ")
                 .and_then(|l| l.split_once(" = "))
@@ -731,5 +971,80 @@ mod tests {
         let push = cfg.push.unwrap();
         assert_eq!(push.collapse_window_ms, 2000);
         assert!(push.fcm.is_some() && push.apns.is_some());
+    }
+
+    #[test]
+    fn example_file_is_the_defaults() {
+        let text = include_str!("../../config/chatd.toml");
+        let cfg = Config::parse(text, "config/chatd.toml").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.media.backend, MediaBackend::Fs);
+        assert_eq!(cfg.media.url_ttl_secs, MediaConfig::default().url_ttl_secs);
+        assert_eq!(cfg.media.limits.resolve(), Limits::default());
+    }
+
+    #[test]
+    fn media_defaults_to_fs_with_default_limits() {
+        let cfg = Config::default();
+        assert_eq!(cfg.media.backend, MediaBackend::Fs);
+        assert_eq!(cfg.media.limits.resolve(), Limits::default());
+        let cfg = Config::parse(
+            "[media.limits.image]\nmax_bytes = 1000\n[media.limits.file]\nmime = [\"application/pdf\"]\n",
+            "t.toml",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let limits = cfg.media.limits.resolve();
+        assert_eq!(limits.image.max_bytes, 1000);
+        assert_eq!(limits.image.mime, Limits::default().image.mime);
+        assert_eq!(limits.file.mime, vec!["application/pdf".to_string()]);
+        assert_eq!(limits.file.max_bytes, Limits::default().file.max_bytes);
+    }
+
+    #[test]
+    fn media_section_is_checked() {
+        let s3 = "[media]\nbackend = \"s3\"\n[media.s3]\nbucket = \"chatd-media\"\n";
+        Config::parse(s3, "t.toml").unwrap().validate().unwrap();
+        for (text, key) in [
+            ("[media]\nurl_ttl_secs = 0\n", "media.url_ttl_secs"),
+            ("[media]\nurl_ttl_secs = 604801\n", "media.url_ttl_secs"),
+            ("[media.limits.image]\nmax_bytes = 0\n", "media.limits.image.max_bytes"),
+            ("[media.limits.video]\nmime = [\"Video/MP4\"]\n", "media.limits.video.mime"),
+            ("[media.fs]\npublic_url = \"chat.example.com\"\n", "media.fs.public_url"),
+            ("[media.fs]\nsigning_key = \"short\"\n", "media.fs.signing_key"),
+            ("[listen]\nhttp = \"\"\n", "listen.http"),
+            ("[media]\nbackend = \"s3\"\n", "media.s3"),
+            (
+                "[media]\nbackend = \"s3\"\n[media.s3]\nbucket = \"No_Such\"\n",
+                "media.s3.bucket",
+            ),
+            (
+                "[media]\nbackend = \"s3\"\n[media.s3]\nbucket = \"b-1\"\nendpoint = \"minio:9000\"\n",
+                "media.s3.endpoint",
+            ),
+            (
+                "[media]\nbackend = \"s3\"\n[media.s3]\nbucket = \"b-1\"\naccess_key_id = \"k\"\n",
+                "media.s3.secret_access_key",
+            ),
+            (
+                "[media]\nbackend = \"s3\"\n[media.s3]\nbucket = \"b-1\"\n[media.limits.file]\nmax_bytes = 6000000000\n",
+                "media.limits.file.max_bytes",
+            ),
+        ] {
+            let err = Config::parse(text, "t.toml")
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            assert!(err.to_string().contains(key), "{text}: {err}");
+        }
+        for (text, key) in [
+            ("[media]\nbackend = \"ftp\"\n", "backend"),
+            ("[media.limits.image]\nmax_byte = 1\n", "max_byte"),
+            ("[media.limits.sticker]\nmax_bytes = 1\n", "sticker"),
+            ("[media.s3]\nbuckit = \"b\"\n", "buckit"),
+        ] {
+            let err = Config::parse(text, "t.toml").unwrap_err();
+            assert!(err.to_string().contains(key), "{text}: {err}");
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! The files chatd keeps beside its store: the generated admin token and `listen.json`, which
-//! says where a running server actually listens (useful with port 0, and for the CLI).
+//! The files chatd keeps beside its store: the generated admin token, the generated media URL
+//! signing key, and `listen.json`, which says where a running server actually listens (useful
+//! with port 0, and for the CLI).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -10,6 +11,8 @@ use anyhow::{Context, Result};
 
 /// Name of the admin token file.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// Name of the generated media URL signing key file.
+pub const MEDIA_KEY_FILE: &str = "media.key";
 /// Name of the bound-addresses file.
 pub const LISTEN_FILE: &str = "listen.json";
 
@@ -34,6 +37,28 @@ pub fn admin_token(dir: &Path, configured: Option<&str>) -> Result<String> {
     };
     write_private(&path, token.as_bytes())?;
     Ok(token)
+}
+
+/// The configured media URL signing key, or the one in the data directory, created (mode 0600,
+/// 256 random bits in hex) if absent — so signed URLs stay valid across restarts.
+pub fn media_key(dir: &Path, configured: Option<&str>) -> Result<String> {
+    if let Some(key) = configured {
+        return Ok(key.to_string());
+    }
+    let path = dir.join(MEDIA_KEY_FILE);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let key = existing.trim().to_string();
+        if !key.is_empty() {
+            return Ok(key);
+        }
+    }
+    let key: String = {
+        use rand::Rng;
+        let bytes: [u8; 32] = rand::thread_rng().gen();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    write_private(&path, key.as_bytes())?;
+    Ok(key)
 }
 
 /// Reads the admin token a running server uses, for the CLI.

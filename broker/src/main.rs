@@ -7,6 +7,7 @@ mod datadir;
 mod http;
 mod hub;
 mod listeners;
+mod media;
 mod metrics;
 mod presence;
 mod push;

@@ -23,6 +23,7 @@ use crate::datadir;
 use crate::http;
 use crate::hub::Hub;
 use crate::listeners::{accept_loop, Framing};
+use crate::media;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::push;
@@ -91,6 +92,18 @@ pub async fn run(config: Config) -> Result<()> {
     let presence =
         Presence::new(&router, LastSeen::new(store.clone())).context("cannot start presence")?;
     let conn_cache = conncache::from_config(&config).await;
+    // The HTTP listener is bound first: the fs media back end's URLs are derived from its
+    // address when media.fs.public_url is not set.
+    let http_listener = match config.listen.http.as_str() {
+        "" => None,
+        addr => Some(bind("http", addr).await?),
+    };
+    let http_addr = http_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let media = media::open(&config, store.clone(), http_addr).await?;
+    chat.set_media_gate(media.clone());
     let shared = Arc::new(Shared {
         limits: config.limits.clone(),
         chat: chat.clone(),
@@ -105,6 +118,7 @@ pub async fn run(config: Config) -> Result<()> {
         hashing_slots: tokio::sync::Semaphore::new(Shared::hashing_permits()),
         conn_cache: conn_cache.clone(),
         push: push.clone(),
+        media,
     });
 
     let stop = CancellationToken::new();
@@ -134,8 +148,7 @@ pub async fn run(config: Config) -> Result<()> {
             sessions.clone(),
         )));
     }
-    if !config.listen.http.is_empty() {
-        let listener = bind("http", &config.listen.http).await?;
+    if let Some(listener) = http_listener {
         bound.insert("http", listener.local_addr()?);
         let app = http::routes(shared.clone());
         let stop = stop.clone();

@@ -6,6 +6,7 @@ use tokio::sync::Semaphore;
 
 use chatd_auth::JwtVerifier;
 use chatd_plugins::accounts::Accounts;
+use chatd_plugins::media::MediaService;
 use chatd_plugins::messaging::Chat;
 use chatd_push_bridge::PushBridge;
 
@@ -45,6 +46,8 @@ pub struct Shared {
     pub conn_cache: Arc<dyn ConnectionCache>,
     /// Push notifications, when `[push]` is configured.
     pub push: Option<Arc<PushBridge>>,
+    /// Media uploads, downloads and the checks of media messages.
+    pub media: Arc<MediaService>,
 }
 
 impl Shared {

@@ -118,6 +118,30 @@ pub fn push_token_owner(token: &str) -> Vec<u8> {
     format!("o/{token}").into_bytes()
 }
 
+/// `f/{media}`: the metadata record of one media id (hash, size, MIME type, uploader, created,
+/// verification state); the bytes live in the media back end, never in the store.
+pub fn media_record(media: &str) -> Vec<u8> {
+    format!("f/{media}").into_bytes()
+}
+
+/// `c/{sha256}`: the verified content with this SHA-256 (lowercase hex): its size, MIME type and
+/// when it was verified. Present only once the bytes are stored and checked, so its presence is
+/// what makes a later `media.upload` of the same content answer `exists: true`.
+pub fn media_content(sha256: &str) -> Vec<u8> {
+    format!("c/{sha256}").into_bytes()
+}
+
+/// `c/{sha256}/`: the per-uploader entries of one content; entries are `…/{user}`.
+pub fn media_owners_prefix(sha256: &str) -> String {
+    format!("c/{sha256}/")
+}
+
+/// `c/{sha256}/{user}`: the media id `user` got for this content, so asking again for the same
+/// content gives the same id (and a fresh upload URL while it is still pending).
+pub fn media_owner(sha256: &str, user: &str) -> Vec<u8> {
+    format!("c/{sha256}/{user}").into_bytes()
+}
+
 /// The first key after every key that starts with `prefix` (which must end in `/`): the
 /// exclusive end of a prefix scan.
 pub fn prefix_end(prefix: &str) -> Vec<u8> {

@@ -15,4 +15,17 @@ pub trait MediaGate: Send + Sync + 'static {
     /// as declared; a back end may verify lazily here). Otherwise the failure the sender's
     /// ack carries, normally `bad_request` saying why.
     fn check<'a>(&'a self, sender: &'a str, media: &'a str) -> GateFuture<'a>;
+
+    /// [`MediaGate::check`] for a message of type `kind` (`image`, `video`, `audio`, `file`):
+    /// a gate may also refuse media whose MIME type does not fit the kind (a PDF sent as an
+    /// `image`). The default knows nothing of kinds and only calls `check`.
+    fn check_message<'a>(
+        &'a self,
+        sender: &'a str,
+        media: &'a str,
+        kind: &'a str,
+    ) -> GateFuture<'a> {
+        let _ = kind;
+        self.check(sender, media)
+    }
 }

@@ -186,7 +186,7 @@ impl Chat {
         if let Some(media) = &draft.media {
             let gate = self.media.read().unwrap_or_else(|p| p.into_inner()).clone();
             let checked = match gate {
-                Some(gate) => gate.check(from, media).await,
+                Some(gate) => gate.check_message(from, media, &draft.kind).await,
                 None => Err(Failure::bad(
                     "media messages are not accepted: this server has no media service",
                 )),

@@ -374,13 +374,18 @@ impl Session {
                 async move {
                     let answer = match shared.presence.answer_get(&payload) {
                         Some(answer) => answer,
-                        None => {
-                            let push = shared.push.as_ref();
-                            match crate::push::answer_rpc(push, &user, &client_id, &payload).await {
-                                Some(answer) => answer,
-                                None => chat.rpc(&user, &payload).await,
+                        None => match shared.media.answer(&user, &payload).await {
+                            Some(answer) => answer,
+                            None => {
+                                let push = shared.push.as_ref();
+                                match crate::push::answer_rpc(push, &user, &client_id, &payload)
+                                    .await
+                                {
+                                    Some(answer) => answer,
+                                    None => chat.rpc(&user, &payload).await,
+                                }
                             }
-                        }
+                        },
                     };
                     Reply {
                         message: Some(("rpc", answer)),
