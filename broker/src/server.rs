@@ -20,9 +20,11 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::conncache;
 use crate::datadir;
+use crate::handshake_gate::HandshakeGate;
 use crate::http;
 use crate::hub::Hub;
 use crate::listeners::{accept_loop, Framing};
+use crate::login_limit::{LoginLimitConfig, LoginLimiter};
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::router::Router;
@@ -96,6 +98,12 @@ pub async fn run(config: Config) -> Result<()> {
         typing: TypingLimiter::new(config.limits.typing_per_sec),
         hashing_slots: tokio::sync::Semaphore::new(Shared::hashing_permits()),
         conn_cache: conn_cache.clone(),
+        login_limits: LoginLimiter::new(LoginLimitConfig {
+            per_user: config.limits.login_failures_per_user,
+            per_source: config.limits.login_failures_per_ip,
+            window: Duration::from_secs(config.limits.login_failure_window_secs),
+        }),
+        handshakes: HandshakeGate::new(config.limits.max_handshakes_per_ip),
     });
 
     let stop = CancellationToken::new();

@@ -10,7 +10,9 @@ use chatd_plugins::messaging::Chat;
 
 use crate::config::LimitsConfig;
 use crate::conncache::ConnectionCache;
+use crate::handshake_gate::HandshakeGate;
 use crate::hub::Hub;
+use crate::login_limit::LoginLimiter;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::router::Router;
@@ -42,6 +44,10 @@ pub struct Shared {
     pub hashing_slots: Semaphore,
     /// Which node and devices each user is connected to (in-process or Redis).
     pub conn_cache: Arc<dyn ConnectionCache>,
+    /// Failed-login budgets per user and source address (brute-force protection).
+    pub login_limits: LoginLimiter,
+    /// Pending handshakes per source address (CONNECT floods).
+    pub handshakes: HandshakeGate,
 }
 
 impl Shared {
