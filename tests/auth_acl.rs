@@ -123,9 +123,19 @@ fn claims(sub: &str) -> Value {
     json!({"sub": sub, "exp": now() + 3600, "iat": now()})
 }
 
-/// A server with users alice and bob (passwords `pw-alice`, `pw-bob`) and `extra` config.
+/// The failed-login limits off: these tests make many failed logins in a row to check refusal
+/// codes, which the limits (tested in `tests/hostile.rs`) would otherwise answer first.
+const NO_LOGIN_LIMITS: &str = "login_failures_per_user = 0\nlogin_failures_per_ip = 0\n";
+
+/// A server with users alice and bob (passwords `pw-alice`, `pw-bob`) and `extra` config, with
+/// the failed-login limits off.
 fn server_with_users(extra: &str) -> (Server, String, String) {
-    let srv = Server::start_with(extra);
+    let extra = if extra.contains("[limits]\n") {
+        extra.replacen("[limits]\n", &format!("[limits]\n{NO_LOGIN_LIMITS}"), 1)
+    } else {
+        format!("{extra}\n[limits]\n{NO_LOGIN_LIMITS}")
+    };
+    let srv = Server::start_with(&extra);
     let alice = unique("alice");
     let bob = unique("bob");
     srv.add_user(&alice, "pw-alice");

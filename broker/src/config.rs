@@ -161,6 +161,20 @@ pub struct LimitsConfig {
     pub typing_per_sec: u32,
     /// Most members of one group, the creator included; adding more is refused `too_large`.
     pub max_group_members: usize,
+    /// Failed logins (password or JWT) per user within `login_failure_window_secs`; past it the
+    /// user's CONNECTs are refused without checking the password (0: no per-user limit).
+    pub login_failures_per_user: u32,
+    /// Failed logins per source address (IPv4 address, IPv6 /64) within the window; past it
+    /// that address's CONNECTs are refused without checking the password (0: no limit).
+    pub login_failures_per_ip: u32,
+    /// The window over which the login failure budgets refill, in seconds.
+    pub login_failure_window_secs: u64,
+    /// Sockets one source address may hold open before their CONNECT is answered; more are
+    /// closed at once (0: no limit).
+    pub max_handshakes_per_ip: usize,
+    /// Seconds a session's writes may make no progress (the client reads nothing) before the
+    /// connection is closed; what it had not acknowledged stays queued.
+    pub write_timeout_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -173,6 +187,11 @@ impl Default for LimitsConfig {
             max_text_bytes: 16 * 1024,
             typing_per_sec: 5,
             max_group_members: 1024,
+            login_failures_per_user: 10,
+            login_failures_per_ip: 30,
+            login_failure_window_secs: 60,
+            max_handshakes_per_ip: 512,
+            write_timeout_secs: 30,
         }
     }
 }
@@ -517,7 +536,7 @@ impl Config {
         }
         self.validate_media()?;
         let l = &self.limits;
-        let checks: [(&'static str, bool, &str); 7] = [
+        let checks: [(&'static str, bool, &str); 9] = [
             (
                 "limits.typing_per_sec",
                 (1..=1000).contains(&l.typing_per_sec),
@@ -552,6 +571,16 @@ impl Config {
                 "limits.max_group_members",
                 (2..=100_000).contains(&l.max_group_members),
                 "must be between 2 and 100000",
+            ),
+            (
+                "limits.login_failure_window_secs",
+                (1..=86_400).contains(&l.login_failure_window_secs),
+                "must be between 1 and 86400",
+            ),
+            (
+                "limits.write_timeout_secs",
+                (1..=3600).contains(&l.write_timeout_secs),
+                "must be between 1 and 3600",
             ),
         ];
         for (key, ok, why) in checks {
@@ -856,6 +885,32 @@ mod tests {
     fn tls_listener_needs_tls_section() {
         let cfg = Config::parse("[listen]\nmqtts = \"127.0.0.1:0\"\n", "t.toml").unwrap();
         assert!(cfg.validate().unwrap_err().to_string().contains("tls"));
+    }
+
+    #[test]
+    fn hostile_input_limits_are_checked() {
+        let cfg = Config::parse(
+            "[limits]\nlogin_failures_per_user = 0\nmax_handshakes_per_ip = 0\n",
+            "t.toml",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        for (text, key) in [
+            (
+                "[limits]\nlogin_failure_window_secs = 0\n",
+                "limits.login_failure_window_secs",
+            ),
+            (
+                "[limits]\nwrite_timeout_secs = 0\n",
+                "limits.write_timeout_secs",
+            ),
+        ] {
+            let err = Config::parse(text, "t.toml")
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            assert!(err.to_string().contains(key), "{text}: {err}");
+        }
     }
 
     #[test]

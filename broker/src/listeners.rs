@@ -1,6 +1,7 @@
 //! Accept loops: MQTT over TCP, TLS, WebSocket and WebSocket over TLS all end in the same
 //! session code. Handshakes (TLS, WebSocket upgrade) run in the connection's own task, bounded by
-//! the CONNECT timeout, so a slow or silent client never holds up the accept loop.
+//! the CONNECT timeout, so a slow or silent client never holds up the accept loop. Each source
+//! address may have at most `limits.max_handshakes_per_ip` sockets waiting for their CONNACK.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use crate::handshake_gate::Arrival;
+use crate::metrics::Metrics;
 use crate::session;
 use crate::state::Shared;
 use crate::transport::{Stream, WsStream};
@@ -43,12 +46,19 @@ pub async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                // Refused before a task or a read: a flood from one address stays cheap.
+                let Some(arrival) = shared.handshakes.arrive(peer.ip()) else {
+                    Metrics::inc(&shared.metrics.handshakes_refused_total);
+                    debug!(%peer, "too many pending handshakes from this address");
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 let tls = tls.clone();
                 tracker.spawn(async move {
                     debug!(%peer, "accepted");
-                    connection(stream, framing, tls, shared).await;
+                    connection(stream, framing, tls, shared, arrival).await;
                 });
             }
             Err(e) => {
@@ -65,28 +75,34 @@ async fn connection(
     framing: Framing,
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
+    arrival: Arrival,
 ) {
     let timeout = Duration::from_secs(shared.limits.connect_timeout_secs);
     match tls {
-        None => framed(stream, framing, shared, timeout).await,
+        None => framed(stream, framing, shared, timeout, arrival).await,
         Some(acceptor) => match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => framed(stream, framing, shared, timeout).await,
+            Ok(Ok(stream)) => framed(stream, framing, shared, timeout, arrival).await,
             Ok(Err(e)) => debug!("TLS handshake failed: {e}"),
             Err(_) => debug!("TLS handshake timed out"),
         },
     }
 }
 
-async fn framed<S>(stream: S, framing: Framing, shared: Arc<Shared>, timeout: Duration)
-where
+async fn framed<S>(
+    stream: S,
+    framing: Framing,
+    shared: Arc<Shared>,
+    timeout: Duration,
+    arrival: Arrival,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     match framing {
-        Framing::Mqtt => session::run(Stream(stream), shared).await,
+        Framing::Mqtt => session::run(Stream(stream), shared, arrival).await,
         Framing::WebSocket => {
             let upgrade = tokio_tungstenite::accept_hdr_async(stream, check_upgrade);
             match tokio::time::timeout(timeout, upgrade).await {
-                Ok(Ok(ws)) => session::run(WsStream(ws), shared).await,
+                Ok(Ok(ws)) => session::run(WsStream(ws), shared, arrival).await,
                 Ok(Err(e)) => debug!("WebSocket upgrade failed: {e}"),
                 Err(_) => debug!("WebSocket upgrade timed out"),
             }

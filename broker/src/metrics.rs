@@ -24,6 +24,12 @@ pub struct Metrics {
     pub publishes_out_total: AtomicU64,
     /// SUBSCRIBE filters refused.
     pub subscribe_refused_total: AtomicU64,
+    /// CONNECTs refused by the failed-login limits, without checking credentials.
+    pub logins_rate_limited_total: AtomicU64,
+    /// Sockets closed unread because their source had too many pending handshakes.
+    pub handshakes_refused_total: AtomicU64,
+    /// Sessions closed because their client read nothing for `limits.write_timeout_secs`.
+    pub write_timeouts_total: AtomicU64,
 }
 
 impl Metrics {
@@ -94,6 +100,24 @@ impl Metrics {
             "counter",
             "Subscription filters refused.",
             get(&self.subscribe_refused_total),
+        );
+        line(
+            "chatd_logins_rate_limited_total",
+            "counter",
+            "CONNECTs refused by the failed-login limits (credentials not checked).",
+            get(&self.logins_rate_limited_total),
+        );
+        line(
+            "chatd_handshakes_refused_total",
+            "counter",
+            "Sockets closed because their address had too many pending handshakes.",
+            get(&self.handshakes_refused_total),
+        );
+        line(
+            "chatd_write_timeouts_total",
+            "counter",
+            "Sessions closed because the client read nothing for limits.write_timeout_secs.",
+            get(&self.write_timeouts_total),
         );
         line(
             "chatd_messages_stored_total",

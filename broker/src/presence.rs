@@ -99,46 +99,82 @@ impl Presence {
 
     /// Answers a `presence.get` request; `None` when `payload` is another op.
     pub fn answer_get(&self, payload: &[u8]) -> Option<Bytes> {
-        let Ok(Value::Object(req)) = serde_json::from_slice::<Value>(payload) else {
-            return None;
-        };
-        if req.get("op").and_then(Value::as_str) != Some("presence.get") {
-            return None;
-        }
-        let rid = req.get("rid").cloned().unwrap_or(Value::Null);
-        let fail = |message: String| {
-            let reply = json!({"rid": rid, "ok": false,
-                "error": {"code": "bad_request", "message": message}});
-            Some(Bytes::from(reply.to_string()))
-        };
-        if !rid
-            .as_str()
-            .is_some_and(|r| !r.is_empty() && r.len() <= 128)
-        {
-            return fail("`rid` must be a string of 1 to 128 characters".into());
-        }
-        if let Some(field) = req
-            .keys()
-            .find(|k| !["rid", "op", "users"].contains(&k.as_str()))
-        {
-            return fail(format!("unknown field `{field}`"));
-        }
-        let Some(users) = req.get("users").and_then(Value::as_array) else {
-            return fail("`users` (a list of user ids) is required".into());
-        };
-        if users.is_empty() || users.len() > MAX_USERS_PER_GET {
-            return fail(format!("`users` must name 1 to {MAX_USERS_PER_GET} users"));
-        }
-        let mut states = Vec::with_capacity(users.len());
-        for user in users {
-            match user.as_str() {
-                Some(u) if chatd_auth::validate_user_id(u).is_ok() => states.push(self.state(u)),
-                _ => return fail(format!("{user} is not a valid user id")),
+        let reply = match parse_get(payload)? {
+            Ok(get) => {
+                let states: Vec<Value> = get.users.iter().map(|u| self.state(u)).collect();
+                json!({"rid": get.rid, "ok": true, "result": {"users": states}})
             }
-        }
-        let reply = json!({"rid": rid, "ok": true, "result": {"users": states}});
+            Err(refusal) => refusal,
+        };
         Some(Bytes::from(reply.to_string()))
     }
+}
+
+/// A `presence.get` request that passed its checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceGet {
+    /// The client's `rid`.
+    pub rid: String,
+    /// Valid user ids, 1 to [`MAX_USERS_PER_GET`].
+    pub users: Vec<String>,
+}
+
+/// Reads a payload on `chat/{me}/rpc`: `None` when it is not a `presence.get` (the messaging
+/// service answers it), else the request or the error reply to publish. Pure, so every hostile
+/// payload can be thrown at it in tests.
+pub fn parse_get(payload: &[u8]) -> Option<Result<PresenceGet, Value>> {
+    let Ok(Value::Object(req)) = serde_json::from_slice::<Value>(payload) else {
+        return None;
+    };
+    if req.get("op").and_then(Value::as_str) != Some("presence.get") {
+        return None;
+    }
+    let rid = req.get("rid").cloned().unwrap_or(Value::Null);
+    let fail = |message: String| {
+        // The rid is echoed only when it is a usable one, as for every other request.
+        let mut reply = serde_json::Map::new();
+        if let Some(r) = usable_rid(&rid) {
+            reply.insert("rid".into(), Value::from(r));
+        }
+        reply.insert("ok".into(), Value::Bool(false));
+        reply.insert(
+            "error".into(),
+            json!({"code": "bad_request", "message": message}),
+        );
+        Some(Err(Value::Object(reply)))
+    };
+    let Some(rid_text) = usable_rid(&rid) else {
+        return fail("`rid` must be a string of 1 to 128 characters".into());
+    };
+    if let Some(field) = req
+        .keys()
+        .find(|k| !["rid", "op", "users"].contains(&k.as_str()))
+    {
+        return fail(format!("unknown field `{field}`"));
+    }
+    let Some(users) = req.get("users").and_then(Value::as_array) else {
+        return fail("`users` (a list of user ids) is required".into());
+    };
+    if users.is_empty() || users.len() > MAX_USERS_PER_GET {
+        return fail(format!("`users` must name 1 to {MAX_USERS_PER_GET} users"));
+    }
+    let mut valid = Vec::with_capacity(users.len());
+    for user in users {
+        match user.as_str() {
+            Some(u) if chatd_auth::validate_user_id(u).is_ok() => valid.push(u.to_string()),
+            _ => return fail(format!("{user} is not a valid user id")),
+        }
+    }
+    Some(Ok(PresenceGet {
+        rid: rid_text.to_string(),
+        users: valid,
+    }))
+}
+
+/// A `rid` that can be echoed: a string of 1 to 128 characters.
+fn usable_rid(rid: &Value) -> Option<&str> {
+    rid.as_str()
+        .filter(|r| (1..=128).contains(&r.chars().count()))
 }
 
 /// One user's presence, in the contract's field order.

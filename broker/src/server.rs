@@ -20,10 +20,12 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::conncache;
 use crate::datadir;
+use crate::handshake_gate::HandshakeGate;
 use crate::http;
 use crate::hub::Hub;
 use crate::listeners::{accept_loop, Framing};
 use crate::media;
+use crate::login_limit::{LoginLimitConfig, LoginLimiter};
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::push;
@@ -119,6 +121,12 @@ pub async fn run(config: Config) -> Result<()> {
         conn_cache: conn_cache.clone(),
         push: push.clone(),
         media,
+        login_limits: LoginLimiter::new(LoginLimitConfig {
+            per_user: config.limits.login_failures_per_user,
+            per_source: config.limits.login_failures_per_ip,
+            window: Duration::from_secs(config.limits.login_failure_window_secs),
+        }),
+        handshakes: HandshakeGate::new(config.limits.max_handshakes_per_ip),
     });
 
     let stop = CancellationToken::new();

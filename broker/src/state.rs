@@ -12,7 +12,9 @@ use chatd_push_bridge::PushBridge;
 
 use crate::config::LimitsConfig;
 use crate::conncache::ConnectionCache;
+use crate::handshake_gate::HandshakeGate;
 use crate::hub::Hub;
+use crate::login_limit::LoginLimiter;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::router::Router;
@@ -48,6 +50,10 @@ pub struct Shared {
     pub push: Option<Arc<PushBridge>>,
     /// Media uploads, downloads and the checks of media messages.
     pub media: Arc<MediaService>,
+    /// Failed-login budgets per user and source address (brute-force protection).
+    pub login_limits: LoginLimiter,
+    /// Pending handshakes per source address (CONNECT floods).
+    pub handshakes: HandshakeGate,
 }
 
 impl Shared {

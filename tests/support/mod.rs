@@ -360,6 +360,26 @@ impl Server {
         }
     }
 
+    /// The value of counter or gauge `name` on `/metrics` (None when it is not there).
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let (status, text) = http_get(self.http, "/metrics");
+        assert_eq!(status, 200, "/metrics: {text}");
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Resident memory of the server process in KiB (`VmRSS` of `/proc/{pid}/status`).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    }
+
     /// Everything the server (all its runs) wrote to stdout and stderr so far.
     pub fn log(&self) -> String {
         fs::read(self.log_path())

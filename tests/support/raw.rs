@@ -382,6 +382,59 @@ impl Raw {
         }
     }
 
+    /// Opens a TCP connection from a chosen local address (any of 127.0.0.0/8 works on Linux, so
+    /// tests can act as several source addresses) and, optionally, with a small receive buffer
+    /// (set before connecting, so the advertised window stays small: a client that reads nothing
+    /// then stalls the server's writes quickly).
+    pub async fn open_from(
+        addr: SocketAddr,
+        v: V,
+        local: Option<std::net::IpAddr>,
+        recv_buffer: Option<u32>,
+    ) -> Raw {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .expect("create socket");
+        if let Some(ip) = local {
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .unwrap_or_else(|e| panic!("bind {ip}: {e}"));
+        }
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
+        }
+        let stream = tokio::time::timeout(Duration::from_secs(20), socket.connect(addr))
+            .await
+            .expect("TCP connect timed out")
+            .expect("TCP connect failed");
+        let _ = stream.set_nodelay(true);
+        Raw {
+            stream,
+            v,
+            buf: Vec::new(),
+            closed: false,
+            stash: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Like [`Raw::connect_with`] from a chosen local address: `(connection, CONNACK code)`.
+    pub async fn connect_from(
+        addr: SocketAddr,
+        local: std::net::IpAddr,
+        connect: &Connect,
+    ) -> (Raw, Result<u8, ReadError>) {
+        let v = if connect.level == 5 { V::V5 } else { V::V4 };
+        let mut raw = Raw::open_from(addr, v, Some(local), None).await;
+        raw.send(&connect.encode()).await;
+        let code = raw
+            .read_packet(Duration::from_secs(20))
+            .await
+            .map(|p| p.connack_code());
+        (raw, code)
+    }
+
     /// Opens a connection and sends `connect`, returning the CONNACK code.
     pub async fn connect_with(addr: SocketAddr, connect: &Connect) -> (Raw, Result<u8, ReadError>) {
         let v = if connect.level == 5 { V::V5 } else { V::V4 };

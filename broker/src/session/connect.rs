@@ -11,13 +11,18 @@ use rumqttd::protocol::{
 };
 use tracing::{debug, info};
 
+use crate::login_limit::Limited;
 use crate::metrics::Metrics;
+use crate::source_addr::SourceKey;
 use crate::state::Shared;
 use crate::transport::Transport;
 use crate::wire::{detect_version, Codec, Version, WireError};
 
 /// How many QoS 1 publishes a client may have in flight to us (MQTT 5 receive maximum).
 pub const SERVER_RECEIVE_MAXIMUM: u16 = 64;
+
+/// Time a refused client gets to take its CONNACK: a refusal never waits on the client.
+const REFUSAL_WRITE: Duration = Duration::from_secs(2);
 
 /// What a successful handshake established.
 pub struct Accepted {
@@ -46,6 +51,8 @@ enum Refusal {
     Credentials,
     NotAuthorized,
     Busy,
+    /// Too many failed logins for the user or the source address; credentials not checked.
+    RateLimited(Limited),
 }
 
 impl Refusal {
@@ -56,16 +63,27 @@ impl Refusal {
             (Refusal::NotAuthorized, _) => ConnectReturnCode::NotAuthorized,
             (Refusal::Busy, Version::V4) => ConnectReturnCode::ServiceUnavailable,
             (Refusal::Busy, Version::V5) => ConnectReturnCode::ServerBusy,
+            // 3.1.1 has no "try later" code: 5 says that this login is not allowed now, whatever
+            // the password, and differs from 4 (wrong password) so an app can tell the user.
+            (Refusal::RateLimited(_), Version::V4) => ConnectReturnCode::NotAuthorized,
+            (Refusal::RateLimited(_), Version::V5) => ConnectReturnCode::ConnectionRateExceeded,
         }
     }
 }
 
-/// Reads CONNECT within the configured timeout, authenticates it and writes CONNACK.
+/// Reads CONNECT within the configured timeout, authenticates it and writes CONNACK. `source`
+/// is what the failed-login limits count against.
 /// Returns `None` when the connection must be closed (CONNACK with an error was sent if possible).
-pub async fn handshake<T: Transport>(t: &mut T, shared: &Shared) -> Option<Accepted> {
+pub async fn handshake<T: Transport>(
+    t: &mut T,
+    shared: &Shared,
+    source: SourceKey,
+) -> Option<Accepted> {
     let timeout = Duration::from_secs(shared.limits.connect_timeout_secs);
     match tokio::time::timeout(timeout, read_connect(t, shared)).await {
-        Ok(Some((codec, packet, leftover))) => accept(t, shared, codec, packet, leftover).await,
+        Ok(Some((codec, packet, leftover))) => {
+            accept(t, shared, codec, packet, leftover, source).await
+        }
         Ok(None) => None,
         Err(_) => {
             debug!("no CONNECT within {}s", timeout.as_secs());
@@ -125,12 +143,13 @@ async fn accept<T: Transport>(
     codec: Codec,
     packet: Packet,
     leftover: BytesMut,
+    source: SourceKey,
 ) -> Option<Accepted> {
     let Packet::Connect(connect, props, will, _will_props, login) = packet else {
         debug!("first packet was not CONNECT");
         return None;
     };
-    match check(shared, &connect, &will, login).await {
+    match check(shared, &connect, &will, login, source).await {
         Ok((user, revocation)) => {
             let receive_maximum = client_receive_maximum(&props, shared.limits.max_inflight);
             let connack = Packet::ConnAck(
@@ -169,7 +188,13 @@ async fn accept<T: Transport>(
         }
         Err(refusal) => {
             Metrics::inc(&shared.metrics.refused_total);
-            info!(client_id = %connect.client_id, ?refusal, "CONNECT refused");
+            if let Refusal::RateLimited(budget) = refusal {
+                // Counted, not logged one by one: a brute force must not become a log flood.
+                Metrics::inc(&shared.metrics.logins_rate_limited_total);
+                debug!(client_id = %connect.client_id, %source, ?budget, "CONNECT refused: too many failed logins");
+            } else {
+                info!(client_id = %connect.client_id, %source, ?refusal, "CONNECT refused");
+            }
             let mut out = BytesMut::new();
             let connack = Packet::ConnAck(
                 ConnAck {
@@ -179,20 +204,23 @@ async fn accept<T: Transport>(
                 None,
             );
             if codec.write(connack, &mut out).is_ok() {
-                let _ = t.write_all_flush(&out).await;
+                let _ = tokio::time::timeout(REFUSAL_WRITE, t.write_all_flush(&out)).await;
             }
-            t.close().await;
+            let _ = tokio::time::timeout(REFUSAL_WRITE, t.close()).await;
             None
         }
     }
 }
 
-/// The checks of the contract's "Connecting" section, in the order that leaks the least.
+/// The checks of the contract's "Connecting" section, in the order that leaks the least. The
+/// failed-login limits are consulted before any credential is looked at, so a refused guess
+/// costs no hashing.
 async fn check(
     shared: &Shared,
     connect: &Connect,
     will: &Option<LastWill>,
     login: Option<Login>,
+    source: SourceKey,
 ) -> Result<(String, u64), Refusal> {
     let client = chatd_auth::parse_client_id(&connect.client_id).map_err(|_| Refusal::ClientId)?;
     let login = login.ok_or(Refusal::Credentials)?;
@@ -205,22 +233,34 @@ async fn check(
     }
     let user = client.user;
     let revocation = shared.hub.revocation(&user);
+    let admission = shared
+        .login_limits
+        .admit(&user, source)
+        .map_err(Refusal::RateLimited)?;
+    // Dropping `admission` on a `?` below counts a failed login; only wrong credentials may
+    // reach those, everything else gives the attempt back.
     if shared.jwt.is_enabled() && chatd_auth::looks_like_jwt(&login.password) {
         shared
             .jwt
             .verify(&login.password, &user)
             .map_err(|_| Refusal::Credentials)?;
+        admission.succeeded();
         ensure_account(shared, &user).await?;
     } else {
         let accounts = shared.accounts.clone();
         let (u, pw) = (user.clone(), login.password);
-        let ok = shared
+        let verified = shared
             .hashing(move || accounts.verify(&u, &pw))
             .await
-            .ok_or(Refusal::Busy)?
-            .map_err(|_| Refusal::Busy)?;
-        if !ok {
-            return Err(Refusal::Credentials);
+            .and_then(Result::ok);
+        match verified {
+            Some(true) => admission.succeeded(),
+            Some(false) => return Err(Refusal::Credentials),
+            None => {
+                // The server could not check (overloaded, store error): not the client's fault.
+                admission.succeeded();
+                return Err(Refusal::Busy);
+            }
         }
     }
     if let Some(will) = will {

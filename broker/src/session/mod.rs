@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::handshake_gate::Arrival;
 use crate::hub::{SessionEntry, StopReason};
 use crate::metrics::Metrics;
 use crate::state::Shared;
@@ -47,15 +48,22 @@ const MAX_PENDING: usize = 64;
 /// Packet ids in use at most; beyond this a session writes at QoS 0.
 const MAX_INFLIGHT_IDS: usize = 60_000;
 
+/// Bytes handed to the transport at a time: `limits.write_timeout_secs` bounds the time each
+/// piece takes, so a slow but live link is never mistaken for a dead one.
+const WRITE_CHUNK: usize = 64 * 1024;
+
 /// How long a session waits for its in-flight stores when the server shuts down.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 
-/// Runs one connection from its first byte to its end.
-pub async fn run<T: Transport>(mut t: T, shared: Arc<Shared>) {
+/// Runs one connection from its first byte to its end. `arrival` holds the connection's place
+/// among its source address's pending handshakes until CONNECT is answered.
+pub async fn run<T: Transport>(mut t: T, shared: Arc<Shared>, arrival: Arrival) {
     Metrics::inc(&shared.metrics.accepted_total);
     let ticket = shared.hub.ticket();
-    let Some(accepted) = connect::handshake(&mut t, &shared).await else {
-        t.close().await;
+    let accepted = connect::handshake(&mut t, &shared, arrival.source()).await;
+    drop(arrival);
+    let Some(accepted) = accepted else {
+        let _ = tokio::time::timeout(Duration::from_secs(2), t.close()).await;
         return;
     };
     // The handshake took this session's connection slot (`metrics.connections`).
@@ -94,6 +102,8 @@ enum End {
     Lost,
     /// No packet from the client within 1.5 x keep-alive.
     KeepAlive,
+    /// The client read nothing for `limits.write_timeout_secs` while output waited.
+    Stalled,
     /// The client broke the protocol.
     ProtocolError(DisconnectReasonCode),
     /// The client published where it may not (MQTT 3.1.1 has no other answer).
@@ -188,11 +198,8 @@ impl Session {
                 self.inbox.lagged();
             }
             self.replay();
-            if !self.out.is_empty() {
-                if t.write_all_flush(&self.out).await.is_err() {
-                    return End::Lost;
-                }
-                self.out.clear();
+            if let Err(end) = self.flush_out(t).await {
+                return end;
             }
             let deadline = self.keep_alive.map(|ka| self.last_heard + ka);
             let event = tokio::select! {
@@ -228,6 +235,27 @@ impl Session {
                 Event::Continue => {}
             }
         }
+    }
+
+    /// Writes the pending output. The output buffer is bounded by the QoS 1 window and by what
+    /// one pass of the loop produces; a client that stops reading makes the writes stall, and
+    /// after `limits.write_timeout_secs` without progress the session ends (its unacknowledged
+    /// messages stay queued for its next connection).
+    async fn flush_out<T: Transport>(&mut self, t: &mut T) -> Result<(), End> {
+        let timeout = Duration::from_secs(self.shared.limits.write_timeout_secs);
+        for chunk in self.out.chunks(WRITE_CHUNK) {
+            match tokio::time::timeout(timeout, t.write_all_flush(chunk)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(End::Lost),
+                Err(_) => {
+                    Metrics::inc(&self.shared.metrics.write_timeouts_total);
+                    debug!(client_id = %self.client_id, "client reads nothing; closing");
+                    return Err(End::Stalled);
+                }
+            }
+        }
+        self.out.clear();
+        Ok(())
     }
 
     /// Decodes and handles every complete packet in the input buffer.
@@ -631,7 +659,7 @@ impl Session {
                     Some(DisconnectReasonCode::AdministrativeAction)
                 }
                 End::Stopped(_) => Some(DisconnectReasonCode::ServerShuttingDown),
-                End::Disconnected { .. } | End::Lost => None,
+                End::Disconnected { .. } | End::Lost | End::Stalled => None,
             };
             if let Some(reason) = reason {
                 self.codec.write_disconnect(reason, &mut self.out);
@@ -640,11 +668,16 @@ impl Session {
         if matches!(end, End::ProtocolError(_) | End::Forbidden) {
             Metrics::inc(&self.shared.metrics.protocol_errors_total);
         }
+        if end == End::Stalled {
+            // Part of a packet may be written already: nothing more can be framed correctly.
+            self.out.clear();
+        }
         if !self.out.is_empty() {
             let _ =
                 tokio::time::timeout(Duration::from_secs(2), t.write_all_flush(&self.out)).await;
         }
-        t.close().await;
+        // A TLS or WebSocket close writes too, which a client that reads nothing never lets end.
+        let _ = tokio::time::timeout(Duration::from_secs(2), t.close()).await;
         self.shared.hub.deregister(&self.entry);
         if let Some((mut tx, _rx)) = self.link.take() {
             // Dropping a local link does not tell the router; DISCONNECT does.
