@@ -10,6 +10,9 @@ use reqwest::StatusCode;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::cli::ChatdArgs;
+use crate::mqtt::Endpoint;
+
 /// Requests to the admin API at the same time (password hashing is expensive server-side).
 const CONCURRENCY: usize = 8;
 
@@ -44,6 +47,31 @@ pub fn read_chatd_files(dir: &Path) -> Result<ChatdFiles> {
         files.token = Some(text.trim().to_string());
     }
     Ok(files)
+}
+
+/// Fills in the MQTT address, the HTTP address and the admin token from the command line, then
+/// from `--chatd-data`, then defaults.
+pub fn resolve(args: &ChatdArgs) -> Result<(Endpoint, String, String)> {
+    let files = match &args.chatd_data {
+        Some(dir) => read_chatd_files(dir)?,
+        None => ChatdFiles::default(),
+    };
+    let mqtt = args
+        .mqtt
+        .clone()
+        .or(files.mqtt)
+        .unwrap_or_else(|| "127.0.0.1:1883".into());
+    let http = args
+        .http
+        .clone()
+        .or(files.http)
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    let token = args
+        .admin_token
+        .clone()
+        .or(files.token)
+        .ok_or_else(|| anyhow!("an admin token is needed: --admin-token or --chatd-data"))?;
+    Ok((Endpoint::parse(&mqtt)?, http, token))
 }
 
 /// A client of chatd's admin HTTP API.

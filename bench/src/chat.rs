@@ -21,32 +21,20 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
-use crate::admin::{read_chatd_files, Admin, ChatdFiles};
+use crate::acks::{self, AckState, AckTally};
+use crate::admin::{resolve, Admin};
 use crate::cli::{ChatArgs, ReceiptMode};
 use crate::clock::now_ns;
 use crate::control::{
     self, join_all, stop_signal, wait_for_end, wait_for_receipts, EndReason, Progress,
 };
-use crate::mqtt::{self, ClientSpec, Endpoint};
+use crate::mqtt::{self, ClientSpec};
 use crate::pace::Pacer;
 use crate::publisher::Publisher;
 use crate::receipts::{self, Batcher, BatcherTally, Ledger, ReceiptTally, RefusalTally};
 use crate::report::{per_second, Load, ReceiptReport, Report};
 use crate::stamp::{self, Encoder, Stamp};
 use crate::stats::{Arrival, DeliveryTally, Latency};
-
-/// An ack on `user/{me}/ack`.
-#[derive(Deserialize)]
-struct AckMsg {
-    cid: Option<String>,
-    status: Option<String>,
-    error: Option<ErrorBody>,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    code: Option<String>,
-}
 
 /// A message on `user/{me}/inbox`.
 #[derive(Deserialize)]
@@ -56,117 +44,10 @@ struct InboxMsg {
     text: Option<String>,
 }
 
-/// Per-message ack state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AckState {
-    None,
-    Sent,
-    Failed,
-}
-
-/// What one sender's event loop saw on its ack topic.
-struct AckTally {
-    run: u32,
-    state: Vec<AckState>,
-    latency: Latency,
-    acked: u64,
-    errors: u64,
-    by_code: BTreeMap<String, u64>,
-    /// Acks that match no message of this run, repeated acks, unparsable payloads.
-    other: u64,
-    last_ns: u64,
-}
-
-impl AckTally {
-    fn new(run: u32, messages: u64) -> Self {
-        AckTally {
-            run,
-            state: vec![AckState::None; messages as usize],
-            latency: Latency::new(),
-            acked: 0,
-            errors: 0,
-            by_code: BTreeMap::new(),
-            other: 0,
-            last_ns: 0,
-        }
-    }
-
-    /// Parses `{run:08x}-{seq}-{sent_ns}`.
-    fn parse_cid(cid: &str) -> Option<(u32, u64, u64)> {
-        let mut parts = cid.split('-');
-        let run = u32::from_str_radix(parts.next()?, 16).ok()?;
-        let seq = parts.next()?.parse().ok()?;
-        let sent = parts.next()?.parse().ok()?;
-        parts.next().is_none().then_some((run, seq, sent))
-    }
-
-    /// Records one ack payload; returns the new state if it settled one of our messages.
-    fn record(&mut self, payload: &[u8], now_ns: u64) -> Option<AckState> {
-        let Ok(ack) = serde_json::from_slice::<AckMsg>(payload) else {
-            self.other += 1;
-            return None;
-        };
-        let parsed = ack.cid.as_deref().and_then(Self::parse_cid);
-        let Some((run, seq, sent_ns)) = parsed.filter(|(run, _, _)| *run == self.run) else {
-            self.other += 1;
-            return None;
-        };
-        let Some(slot) = self.state.get_mut(seq as usize) else {
-            self.other += 1;
-            return None;
-        };
-        if *slot != AckState::None {
-            self.other += 1;
-            return None;
-        }
-        debug_assert_eq!(run, self.run);
-        let new = if let Some(err) = ack.error {
-            self.errors += 1;
-            let code = err.code.unwrap_or_else(|| "unknown".into());
-            *self.by_code.entry(code).or_default() += 1;
-            AckState::Failed
-        } else if ack.status.as_deref() == Some("sent") {
-            self.acked += 1;
-            self.latency.record_ns(now_ns.saturating_sub(sent_ns));
-            self.last_ns = now_ns;
-            AckState::Sent
-        } else {
-            self.other += 1;
-            return None;
-        };
-        *slot = new;
-        Some(new)
-    }
-}
-
-/// Fills in addresses and token from the command line, then from `--chatd-data`, then defaults.
-fn resolve(args: &ChatArgs) -> Result<(Endpoint, String, String)> {
-    let files = match &args.chatd_data {
-        Some(dir) => read_chatd_files(dir)?,
-        None => ChatdFiles::default(),
-    };
-    let mqtt = args
-        .mqtt
-        .clone()
-        .or(files.mqtt)
-        .unwrap_or_else(|| "127.0.0.1:1883".into());
-    let http = args
-        .http
-        .clone()
-        .or(files.http)
-        .unwrap_or_else(|| "127.0.0.1:8080".into());
-    let token = args
-        .admin_token
-        .clone()
-        .or(files.token)
-        .ok_or_else(|| anyhow!("an admin token is needed: --admin-token or --chatd-data"))?;
-    Ok((Endpoint::parse(&mqtt)?, http, token))
-}
-
 /// Runs the chat benchmark; `deadline` is the hard stop.
 pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
     let load = &args.load;
-    let (endpoint, http, token) = resolve(args)?;
+    let (endpoint, http, token) = resolve(&args.chatd)?;
     let pairs = (args.users / 2) as usize;
     if pairs == 0 {
         bail!("--users must be at least 2");
@@ -189,7 +70,7 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
     let spec = |user: &String, topics: &[&str]| ClientSpec {
         endpoint: endpoint.clone(),
         client_id: format!("{user}:bench"),
-        credentials: Some((user.clone(), args.password.clone())),
+        credentials: Some((user.clone(), args.chatd.password.clone())),
         subscribe: topics
             .iter()
             .map(|topic| format!("user/{user}/{topic}"))
@@ -205,7 +86,7 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
             "ensuring {} users exist via http://{http}/admin/users",
             all.len()
         );
-        let (created, existing) = admin.ensure_users(&all, &args.password).await?;
+        let (created, existing) = admin.ensure_users(&all, &args.chatd.password).await?;
         eprintln!("  {created} created, {existing} already existed");
         eprintln!("connecting {} clients to {endpoint}", all.len());
         let rx = mqtt::connect_all(receivers.iter().map(|u| spec(u, rx_topics)).collect()).await?;
@@ -339,7 +220,8 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
                 .run(stop, progress3, |seq, sent_ns| {
                     let text = encoder.encode(Stamp { sent_ns, run, seq });
                     format!(
-                        r#"{{"cid":"{run:08x}-{seq}-{sent_ns}","to":"{peer}","type":"text","text":"{text}"}}"#
+                        r#"{{"cid":"{}","to":"{peer}","type":"text","text":"{text}"}}"#,
+                        acks::cid(run, seq, sent_ns)
                     )
                     .into_bytes()
                 })
@@ -349,6 +231,7 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
 
     let end = wait_for_end(
         &progress,
+        1,
         pairs,
         pairs * 2,
         Duration::from_secs(load.grace),
@@ -542,24 +425,5 @@ fn receipt_report(
         duplicates,
         unknown,
         latency_ms: latency.summary(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ack_tally_settles_once() {
-        let mut t = AckTally::new(0xab, 3);
-        let ok = br#"{"cid":"000000ab-1-1000000","id":"x","ts":1,"status":"sent"}"#;
-        assert_eq!(t.record(ok, 3_000_000), Some(AckState::Sent));
-        assert_eq!(t.record(ok, 3_000_000), None);
-        let err = br#"{"cid":"000000ab-2-1000000","error":{"code":"too_large","message":"m"}}"#;
-        assert_eq!(t.record(err, 3_000_000), Some(AckState::Failed));
-        let old = br#"{"cid":"000000ac-0-1000000","status":"sent"}"#;
-        assert_eq!(t.record(old, 3_000_000), None);
-        assert_eq!((t.acked, t.errors, t.other), (1, 1, 2));
-        assert_eq!(t.by_code.get("too_large"), Some(&1));
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Load generator for chatd (chat mode) and for any MQTT broker (raw mode).
+/// Load generator for chatd (chat and group modes) and for any MQTT broker (raw mode).
 ///
 /// All clients connect first (MQTT 3.1.1, keep-alive 30 s), then the clock starts. The run ends
 /// when every message is confirmed and delivered, when confirmations/deliveries stop for the grace
@@ -17,7 +17,7 @@ pub struct Cli {
     pub mode: Mode,
 }
 
-/// The two kinds of load.
+/// The kinds of load.
 #[derive(Debug, Subcommand)]
 pub enum Mode {
     /// Chat load against chatd: N/2 senders send 1:1 text messages to N/2 receivers.
@@ -32,6 +32,27 @@ pub enum Mode {
     /// `user/{me}/receipt`: adds receipts sent and forwarded/s, receipt publish → author latency,
     /// refused and missing receipts.
     Chat(ChatArgs),
+    /// Group fan-out against chatd, with 1:1 latency measured alongside.
+    ///
+    /// Creates (or reuses) users `{prefix}-m0 … {prefix}-m{members-1}` and the pair users
+    /// `{prefix}-pa{i}` → `{prefix}-pb{i}`, connects the first `--online` members as
+    /// `{user}:bench` (the rest stay offline: their copies are queued durably), and `{prefix}-m0`
+    /// creates a new group of all members over `chat/{me}/rpc` (`group.create`, then `group.add`
+    /// in chunks). Once the inboxes are quiet, the pairs send 1:1 messages at `--pair-rate` for
+    /// `--baseline-secs` (baseline), then members `m0 … m{senders-1}` send `--messages` group
+    /// messages each, as fast as `--inflight` un-acked messages allow (or at `--rate`), while
+    /// the pairs keep going.
+    ///
+    /// Reports group messages acked/s, deliveries/s (inbox copies received by the online
+    /// members, over the fan-out window: first group send → last delivery), send→delivery
+    /// latency, missing and duplicate copies, and the pairs' send→delivery latency before and
+    /// during the fan-out.
+    ///
+    /// The first run creates the users (chatd hashes every password, about a minute for 1000
+    /// users on a small machine: raise --duration-limit, which counts the setup); later runs
+    /// reuse them. Copies queued for offline members stay queued: a later run that connects
+    /// those members drains them before the clock starts (reported as backlog).
+    Group(GroupArgs),
     /// Plain MQTT QoS 1 publish/subscribe against any broker: publisher i → topic bench/{i} →
     /// subscriber i.
     Raw(RawArgs),
@@ -40,6 +61,31 @@ pub enum Mode {
 /// Options of `chatbench chat`.
 #[derive(Debug, Args)]
 pub struct ChatArgs {
+    /// Where chatd is and how to administer it.
+    #[command(flatten)]
+    pub chatd: ChatdArgs,
+    /// Users in total (even; half send, half receive)
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(2..=100_000))]
+    pub users: u32,
+    /// User ids are {prefix}0, {prefix}1, …
+    #[arg(long, default_value = "bench")]
+    pub prefix: String,
+    /// Receipts receivers send for every message delivered: `none`, `read`, or `delivered-read`
+    /// (a `delivered` receipt, then a `read` receipt for the same ids)
+    #[arg(long, value_enum, default_value_t = ReceiptMode::None)]
+    pub receipts: ReceiptMode,
+    /// Message ids per receipt publish: a receiver publishes when this many are pending, or
+    /// every 20 ms whatever is pending
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub receipt_batch: u16,
+    /// Load parameters.
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+/// How to reach and administer chatd (chat and group modes).
+#[derive(Debug, Clone, Args)]
+pub struct ChatdArgs {
     /// chatd MQTT listener, host:port [default: 127.0.0.1:1883, or from --chatd-data]
     #[arg(long)]
     pub mqtt: Option<String>,
@@ -52,24 +98,41 @@ pub struct ChatArgs {
     /// chatd storage.path: read listen.json and admin.token from there for missing options
     #[arg(long, value_name = "DIR")]
     pub chatd_data: Option<PathBuf>,
-    /// Users in total (even; half send, half receive)
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(2..=100_000))]
-    pub users: u32,
-    /// User ids are {prefix}0, {prefix}1, …
-    #[arg(long, default_value = "bench")]
-    pub prefix: String,
     /// Password of the benchmark users (set when they are created; existing users keep theirs)
     #[arg(long, default_value = "chatbench-pw")]
     pub password: String,
-    /// Receipts receivers send for every message delivered: `none`, `read`, or `delivered-read`
-    /// (a `delivered` receipt, then a `read` receipt for the same ids)
-    #[arg(long, value_enum, default_value_t = ReceiptMode::None)]
-    pub receipts: ReceiptMode,
-    /// Message ids per receipt publish: a receiver publishes when this many are pending, or
-    /// every 20 ms whatever is pending
-    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=100))]
-    pub receipt_batch: u16,
-    /// Load parameters.
+}
+
+/// Options of `chatbench group`.
+#[derive(Debug, Args)]
+pub struct GroupArgs {
+    /// Where chatd is and how to administer it.
+    #[command(flatten)]
+    pub chatd: ChatdArgs,
+    /// Group members, the creator included (chatd allows `limits.max_group_members`, 1024 by
+    /// default)
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(2..=100_000))]
+    pub members: u32,
+    /// Members connected during the run (the first ones); default: all
+    #[arg(long)]
+    pub online: Option<u32>,
+    /// Members sending group messages (the first ones; each sends --messages)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub senders: u32,
+    /// Pairs of extra users exchanging 1:1 messages during the whole measurement (0 = none)
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub pairs: u32,
+    /// Total rate of the pairs' 1:1 messages, msgs/s
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub pair_rate: u64,
+    /// Seconds of 1:1 traffic alone (the baseline) before the fan-out starts
+    #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub baseline_secs: u64,
+    /// User ids are {prefix}-m{i} (members), {prefix}-pa{i} and {prefix}-pb{i} (pairs)
+    #[arg(long, default_value = "grp")]
+    pub prefix: String,
+    /// Load parameters of the group senders (`--messages` per sender, `--rate` over all of
+    /// them, `--inflight` per sender, `--payload`).
     #[command(flatten)]
     pub load: LoadArgs,
 }
@@ -110,7 +173,7 @@ pub struct RawArgs {
     pub load: LoadArgs,
 }
 
-/// Options common to both modes.
+/// Options common to all modes.
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
     /// Messages per sender
@@ -119,7 +182,7 @@ pub struct LoadArgs {
     /// Total target rate over all senders, msgs/s (0 = as fast as the in-flight window allows)
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
-    /// Message text (chat) / payload (raw) size in bytes (at least 41 are sent)
+    /// Message text (chat, group) / payload (raw) size in bytes (at least 41 are sent)
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(0..=16_000_000))]
     pub payload: u32,
     /// Un-acknowledged messages allowed per sender

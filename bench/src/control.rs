@@ -79,11 +79,14 @@ impl EndReason {
 const REPORT_EVERY: Duration = Duration::from_secs(5);
 
 /// Waits until the run is over: all senders are done and every published message is confirmed
-/// or refused (phase 1), then every confirmed message is delivered (phase 2). Phase 1 gives up
-/// when no confirmation arrives for `grace`, phase 2 after `grace`. `deadline` cuts either short,
-/// and so does the loss of all `clients` connections. Prints a progress line every 5 s.
+/// or refused (phase 1), then every confirmed message is delivered `copies` times (phase 2: 1
+/// for 1:1 traffic, the online receivers of a group for group traffic). Phase 1 gives up when no
+/// confirmation arrives for `grace`, phase 2 when no delivery arrives for `grace`. `deadline`
+/// cuts either short, and so does the loss of all `clients` connections. Prints a progress line
+/// every 5 s.
 pub async fn wait_for_end(
     progress: &Progress,
+    copies: u64,
     senders: usize,
     clients: usize,
     grace: Duration,
@@ -135,9 +138,11 @@ pub async fn wait_for_end(
         tokio::time::sleep(tick).await;
     };
     // Phase 2: deliveries of confirmed messages.
-    let until = Instant::now() + grace;
+    let mut last_delivered = Progress::get(&progress.delivered);
+    let mut until = Instant::now() + grace;
     loop {
-        if Progress::get(&progress.delivered) >= Progress::get(&progress.confirmed) {
+        let delivered = Progress::get(&progress.delivered);
+        if delivered >= Progress::get(&progress.confirmed).saturating_mul(copies) {
             return if all_settled {
                 EndReason::Complete
             } else {
@@ -146,6 +151,10 @@ pub async fn wait_for_end(
         }
         if let Some(end) = check() {
             return end;
+        }
+        if delivered != last_delivered {
+            last_delivered = delivered;
+            until = Instant::now() + grace;
         }
         if Instant::now() >= until {
             return EndReason::GraceExpired;
@@ -200,6 +209,27 @@ pub async fn wait_for_receipts(
     }
 }
 
+/// Waits until `counter` has not changed for `quiet` (at least `quiet` in all), or until
+/// `deadline`. Returns the counter's value then. Used to let backlogs (queued messages, group
+/// events) drain before the clock starts.
+pub async fn wait_until_quiet(counter: &AtomicU64, quiet: Duration, deadline: Instant) -> u64 {
+    let tick = Duration::from_millis(20);
+    let mut last = counter.load(Ordering::Relaxed);
+    let mut last_change = Instant::now();
+    loop {
+        let now = Instant::now();
+        if now >= deadline || now.duration_since(last_change) >= quiet {
+            return last;
+        }
+        tokio::time::sleep(tick).await;
+        let value = counter.load(Ordering::Relaxed);
+        if value != last {
+            last = value;
+            last_change = Instant::now();
+        }
+    }
+}
+
 /// Waits for all tasks, at most `limit` in total; tasks still running then are aborted and
 /// yield `None`.
 pub async fn join_all<T>(
@@ -227,4 +257,52 @@ pub async fn join_all<T>(
 pub fn run_id() -> u32 {
     let ns = crate::clock::now_ns();
     (ns ^ (ns >> 32) ^ (u64::from(std::process::id()) << 16)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn fanout_ends_when_every_copy_arrived() {
+        let p = Progress::default();
+        p.published.store(2, Ordering::Relaxed);
+        p.confirmed.store(2, Ordering::Relaxed);
+        p.senders_done.store(1, Ordering::Relaxed);
+        p.delivered.store(6, Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let grace = Duration::from_millis(100);
+        assert_eq!(
+            wait_for_end(&p, 3, 1, 4, grace, deadline).await,
+            EndReason::Complete
+        );
+        p.delivered.store(5, Ordering::Relaxed);
+        assert_eq!(
+            wait_for_end(&p, 3, 1, 4, grace, deadline).await,
+            EndReason::GraceExpired
+        );
+    }
+
+    #[tokio::test]
+    async fn quiet_waits_for_the_counter_to_settle() {
+        let counter = std::sync::Arc::new(AtomicU64::new(0));
+        let bump = counter.clone();
+        let writer = tokio::spawn(async move {
+            for _ in 0..5 {
+                bump.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        });
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(10);
+        let seen = wait_until_quiet(&counter, Duration::from_millis(100), deadline).await;
+        assert_eq!(seen, 5);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        let _ = writer.await;
+        let past = Instant::now();
+        assert_eq!(
+            wait_until_quiet(&counter, Duration::from_secs(5), past).await,
+            5
+        );
+    }
 }

@@ -1,15 +1,22 @@
 //! chatbench — load generator for chatd and for plain MQTT brokers.
 //!
-//! `chatbench chat …` loads chatd with 1:1 chat traffic; `chatbench raw …` runs the same shape of
-//! load as plain MQTT QoS 1 publish/subscribe against any broker. See `chatbench --help`.
+//! `chatbench chat …` loads chatd with 1:1 chat traffic; `chatbench group …` measures group
+//! fan-out and the 1:1 latency beside it; `chatbench raw …` runs the 1:1 shape of load as plain
+//! MQTT QoS 1 publish/subscribe against any broker. See `chatbench --help`.
 
+mod acks;
 mod admin;
 mod chat;
 mod cli;
 mod clock;
 mod control;
+mod fanout;
+mod group;
+mod group_report;
+mod group_setup;
 mod mqtt;
 mod pace;
+mod pairs;
 mod publisher;
 mod raw;
 mod receipts;
@@ -25,6 +32,7 @@ use anyhow::Result;
 use clap::Parser;
 
 use cli::{Cli, Mode};
+use report::Render;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -42,20 +50,20 @@ fn run(cli: Cli) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let json = match &cli.mode {
-        Mode::Chat(a) => a.load.json,
-        Mode::Raw(a) => a.load.json,
+    let load = match &cli.mode {
+        Mode::Chat(a) => &a.load,
+        Mode::Group(a) => &a.load,
+        Mode::Raw(a) => &a.load,
     };
-    let report = runtime.block_on(async {
-        let limit = match &cli.mode {
-            Mode::Chat(a) => a.load.duration_limit,
-            Mode::Raw(a) => a.load.duration_limit,
-        };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(limit);
-        match &cli.mode {
-            Mode::Chat(args) => chat::run(args, deadline).await,
-            Mode::Raw(args) => raw::run(args, deadline).await,
-        }
+    let json = load.json;
+    let limit = Duration::from_secs(load.duration_limit);
+    let report: Box<dyn Render> = runtime.block_on(async {
+        let deadline = tokio::time::Instant::now() + limit;
+        anyhow::Ok(match &cli.mode {
+            Mode::Chat(args) => Box::new(chat::run(args, deadline).await?) as Box<dyn Render>,
+            Mode::Group(args) => Box::new(group::run(args, deadline).await?),
+            Mode::Raw(args) => Box::new(raw::run(args, deadline).await?),
+        })
     })?;
     // Tasks that outlived the run (none normally) must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_secs(1));

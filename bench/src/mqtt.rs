@@ -151,6 +151,16 @@ pub async fn connect(spec: &ClientSpec) -> Result<Connected> {
 /// Connects all clients (a bounded number at a time); fails if any one fails.
 /// The result is in the order of `specs`.
 pub async fn connect_all(specs: Vec<ClientSpec>) -> Result<Vec<Connected>> {
+    connect_all_then(specs, |_, conn| conn).await
+}
+
+/// Like [`connect_all`], but hands each client to `ready(index, client)` as soon as it is
+/// connected, so its event loop can be driven (keep-alive pings) while the others connect;
+/// returns what `ready` returned, in the order of `specs`.
+pub async fn connect_all_then<T>(
+    specs: Vec<ClientSpec>,
+    mut ready: impl FnMut(usize, Connected) -> T,
+) -> Result<Vec<T>> {
     let limit = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
     let mut set = JoinSet::new();
     let count = specs.len();
@@ -161,10 +171,10 @@ pub async fn connect_all(specs: Vec<ClientSpec>) -> Result<Vec<Connected>> {
             (i, connect(&spec).await)
         });
     }
-    let mut slots: Vec<Option<Connected>> = (0..count).map(|_| None).collect();
+    let mut slots: Vec<Option<T>> = (0..count).map(|_| None).collect();
     while let Some(joined) = set.join_next().await {
         let (i, result) = joined?;
-        slots[i] = Some(result?);
+        slots[i] = Some(ready(i, result?));
     }
     Ok(slots.into_iter().flatten().collect())
 }

@@ -146,6 +146,7 @@ pub async fn run(args: &RawArgs, deadline: Instant) -> Result<Report> {
 
     let end = wait_for_end(
         &progress,
+        1,
         pairs,
         pairs * 2,
         Duration::from_secs(load.grace),

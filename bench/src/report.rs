@@ -119,6 +119,37 @@ pub struct ReceiptReport {
     pub latency_ms: LatencySummary,
 }
 
+/// A finished run's figures: a human table and one line of JSON.
+pub trait Render {
+    /// Writes the human-readable table.
+    fn write_table(&self, out: &mut dyn Write) -> std::io::Result<()>;
+    /// The figures as one line of JSON.
+    fn to_json_line(&self) -> String;
+}
+
+impl Render for Report {
+    fn write_table(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        Report::write_table(self, out)
+    }
+
+    fn to_json_line(&self) -> String {
+        Report::to_json_line(self)
+    }
+}
+
+/// Writes one latency line: `label` padded, then p50/p99/p99.9/max and the sample count.
+pub fn write_latency(
+    out: &mut dyn Write,
+    label: &str,
+    lat: &LatencySummary,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "  {label:<22} p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  (n={})",
+        lat.p50, lat.p99, lat.p999, lat.max, lat.count
+    )
+}
+
 fn rate(count: u64, per_s: f64) -> String {
     format!("{count:>10}   {per_s:>10.1} msg/s")
 }
