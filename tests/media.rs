@@ -869,3 +869,73 @@ async fn fs_media_and_signing_key_survive_a_restart() {
     let (url, _) = download_url(&mut bob, "bob", &media).await;
     assert_eq!(get(&url).await.0, 200);
 }
+
+/// Group media: a member at send time may download, a member removed before the send may not
+/// (media sent before the removal stays theirs), a stranger never.
+async fn group_media(kind: Kind) {
+    let f = Fixture::start(kind, "", "");
+    let s = &f.server;
+    let mut alice = online(s, "alice", "alice").await;
+    let mut bob = online(s, "bob", "bob").await;
+    let mut carol = online(s, "carol", "carol").await;
+    let mut dave = online(s, "dave", "dave").await;
+    let created = rpc(
+        &mut alice,
+        "alice",
+        "group.create",
+        json!({"name": "photos", "members": ["bob", "carol"]}),
+    )
+    .await;
+    let group = result(&created)["group"].as_str().unwrap().to_string();
+    let group_send =
+        |media: &str| json!({"cid": unique("c"), "group": group, "type": "image", "media": media});
+
+    let before = upload_verified(&f, &mut alice, "alice", "image/png", &content(7, 4096)).await;
+    assert_sent(&alice.send_json("alice", &group_send(&before)).await);
+    let removed = rpc(
+        &mut alice,
+        "alice",
+        "group.remove",
+        json!({"group": group, "users": ["carol"]}),
+    )
+    .await;
+    result(&removed);
+    let after = upload_verified(&f, &mut alice, "alice", "image/png", &content(8, 4096)).await;
+    assert_sent(&alice.send_json("alice", &group_send(&after)).await);
+
+    // bob, a member both times, downloads both.
+    for media in [&before, &after] {
+        let (url, _) = download_url(&mut bob, "bob", media).await;
+        let (status, _, _) = get(&url).await;
+        assert_eq!(status, 200, "bob downloads {media}");
+    }
+    // carol keeps what was sent while she was a member, nothing after.
+    download_url(&mut carol, "carol", &before).await;
+    let refused = rpc(
+        &mut carol,
+        "carol",
+        "media.download",
+        json!({"media": after}),
+    )
+    .await;
+    assert_refused(&refused, "forbidden", "");
+    // dave was never a member.
+    let refused = rpc(
+        &mut dave,
+        "dave",
+        "media.download",
+        json!({"media": before}),
+    )
+    .await;
+    assert_refused(&refused, "forbidden", "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fs_group_media_follows_membership() {
+    group_media(Kind::Fs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_group_media_follows_membership() {
+    group_media(Kind::S3).await;
+}
