@@ -9,38 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::raw::{self, Connect, Packet, Raw, V};
-use support::{unique, Server};
+use support::{still_serves, unique, Server};
 
 const BOTH: [V; 2] = [V::V4, V::V5];
 const CLOSE_WAIT: Duration = Duration::from_secs(20);
-
-/// The server is alive and a fresh pair of users can still exchange a message.
-async fn still_serves(srv: &mut Server) {
-    assert!(
-        srv.is_running(),
-        "chatd is not running any more; log:\n{}",
-        srv.log()
-    );
-    let (a, b) = (unique("ok-a"), unique("ok-b"));
-    srv.add_user(&a, "pw-a");
-    srv.add_user(&b, "pw-b");
-    let mut ca = support::connect(srv.mqtt, &a, &a, "pw-a").await;
-    let mut cb = support::connect5(srv.mqtt, &b, &b, "pw-b").await;
-    ca.subscribe(&format!("user/{a}/#"), rumqttc::QoS::AtLeastOnce)
-        .await;
-    cb.subscribe(
-        &format!("user/{b}/#"),
-        rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
-    )
-    .await;
-    let cid = unique("c");
-    let ack = ca.send(&a, &b, &cid, "still here").await;
-    assert_eq!(ack["status"], "sent", "ack after bad input: {ack}");
-    let msg = cb.next_on(&format!("user/{b}/inbox")).await;
-    assert_eq!(msg["text"], "still here");
-    assert_eq!(msg["from"], a.as_str());
-    assert!(srv.is_running(), "chatd died; log:\n{}", srv.log());
-}
 
 fn no_accepting_connack(seen: &[Packet], what: &str) {
     assert!(

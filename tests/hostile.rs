@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use support::raw::{self, Connect, Raw, ReadError, V};
-use support::{unique, Server};
+use support::{still_serves, unique, Server};
 
 /// A second source address (the server listens on 127.0.0.1).
 const OTHER_SOURCE: &str = "127.0.0.2";
@@ -26,32 +26,6 @@ const V5_BAD_PASSWORD: u8 = 0x86;
 
 fn other_source() -> IpAddr {
     OTHER_SOURCE.parse().expect("address")
-}
-
-/// The server is alive and a fresh pair of users can still exchange a message.
-async fn still_serves(srv: &mut Server) {
-    assert!(
-        srv.is_running(),
-        "chatd is not running any more; log:\n{}",
-        srv.log()
-    );
-    let (a, b) = (unique("ok-a"), unique("ok-b"));
-    srv.add_user(&a, "pw-a");
-    srv.add_user(&b, "pw-b");
-    let mut ca = support::connect(srv.mqtt, &a, &a, "pw-a").await;
-    let mut cb = support::connect5(srv.mqtt, &b, &b, "pw-b").await;
-    ca.subscribe(&format!("user/{a}/#"), rumqttc::QoS::AtLeastOnce)
-        .await;
-    cb.subscribe(
-        &format!("user/{b}/#"),
-        rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
-    )
-    .await;
-    let ack = ca.send(&a, &b, &unique("c"), "still here").await;
-    assert_eq!(ack["status"], "sent", "ack after hostile input: {ack}");
-    let msg = cb.next_on(&format!("user/{b}/inbox")).await;
-    assert_eq!(msg["text"], "still here");
-    assert!(srv.is_running(), "chatd died; log:\n{}", srv.log());
 }
 
 /// CONNACK code of a login from `source` (None: 127.0.0.1).

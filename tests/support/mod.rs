@@ -1372,3 +1372,34 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
+
+/// The server is alive and a fresh pair of users can still exchange a message.
+pub async fn still_serves(srv: &mut Server) {
+    assert!(
+        srv.is_running(),
+        "chatd is not running any more; log:\n{}",
+        srv.log()
+    );
+    let (a, b) = (unique("ok-a"), unique("ok-b"));
+    srv.add_user(&a, "pw-a");
+    srv.add_user(&b, "pw-b");
+    let mut ca = connect(srv.mqtt, &a, &a, "pw-a").await;
+    let mut cb = connect5(srv.mqtt, &b, &b, "pw-b").await;
+    ca.subscribe(&format!("user/{a}/#"), rumqttc::QoS::AtLeastOnce)
+        .await;
+    cb.subscribe(
+        &format!("user/{b}/#"),
+        rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+    )
+    .await;
+    let cid = unique("c");
+    let ack = ca.send(&a, &b, &cid, "still here").await;
+    assert_eq!(
+        ack["status"], "sent",
+        "ack after bad or hostile input: {ack}"
+    );
+    let msg = cb.next_on(&format!("user/{b}/inbox")).await;
+    assert_eq!(msg["text"], "still here");
+    assert_eq!(msg["from"], a.as_str());
+    assert!(srv.is_running(), "chatd died; log:\n{}", srv.log());
+}
