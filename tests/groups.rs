@@ -802,3 +802,70 @@ async fn groups_and_queued_group_messages_survive_restarts_and_kill9() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_fans_out_in_slices_in_order_and_resumes_after_kill9() {
+    // One recipient per batch: every group message takes hundreds of batches to reach all.
+    let mut s = server_with(
+        &["alice", "bob", "dave", "zed"],
+        "[limits]\nfanout_slice = 1\n",
+    );
+    let others: Vec<String> = (0..300).map(|i| format!("m{i:04}")).collect();
+    seed_accounts(&mut s, &others);
+    let mut alice = online(&s, "alice", "alice").await;
+    let mut bob = online(&s, "bob", "bob").await;
+    let mut dave = online(&s, "dave", "dave").await;
+    let mut members: Vec<&str> = vec!["bob", "zed"];
+    members.extend(others.iter().map(String::as_str));
+    let g = create(&mut alice, "alice", "sliced", &members).await;
+
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(sent_id(&mut alice, "alice", &g, &format!("g{i}")).await);
+    }
+    // A 1:1 message sent behind three unfinished fan-outs is not held up by them.
+    let ack = alice.send("alice", "dave", "d1", "direct").await;
+    assert_eq!(ack["status"], "sent", "{ack}");
+    let m = dave.next_on("user/dave/inbox").await;
+    assert_eq!(m["text"], "direct", "{m}");
+    // bob, online, is in the first slices: the event, then the messages in order.
+    assert_eq!(
+        event(&mut bob, "bob", "member_added").await["group"],
+        g.as_str()
+    );
+    for (i, id) in ids.iter().enumerate() {
+        let m = bob.next_on("user/bob/inbox").await;
+        assert_eq!(m["id"], id.as_str(), "message {i} out of order: {m}");
+    }
+    // zed, offline and last in line, cannot have everything yet: kill the server mid-way.
+    drop(alice);
+    s.kill9();
+    s.restart();
+
+    let mut zed = online(&s, "zed", "zed").await;
+    let first = zed.next_on("user/zed/inbox").await;
+    assert_eq!(first["event"], "member_added", "{first}");
+    for (i, id) in ids.iter().enumerate() {
+        let m = zed.next_on("user/zed/inbox").await;
+        assert_eq!(m["id"], id.as_str(), "message {i} out of order: {m}");
+        assert_eq!(m["text"], format!("g{i}"), "{m}");
+    }
+    zed.nothing_on("user/zed/inbox", Duration::from_millis(500))
+        .await;
+    // A member who was offline throughout gets everything once too.
+    let late = &others[299];
+    let (status, body) = s.admin(
+        "PUT",
+        &format!("/admin/users/{late}/password"),
+        Some(&json!({"password": format!("{late}-pw")}).to_string()),
+    );
+    assert!(status < 300, "set password of {late}: {status} {body}");
+    let mut member = online(&s, late, late).await;
+    let inbox = format!("user/{late}/inbox");
+    assert_eq!(member.next_on(&inbox).await["event"], "member_added");
+    for id in &ids {
+        assert_eq!(member.next_on(&inbox).await["id"], id.as_str());
+    }
+    member.nothing_on(&inbox, Duration::from_millis(500)).await;
+    drop(bob);
+}

@@ -161,6 +161,9 @@ pub struct LimitsConfig {
     pub typing_per_sec: u32,
     /// Most members of one group, the creator included; adding more is refused `too_large`.
     pub max_group_members: usize,
+    /// Group recipients queued per store batch; the rest of a big group follows in later
+    /// batches, so 1:1 messages never wait for a whole group.
+    pub fanout_slice: usize,
     /// Failed logins (password or JWT) per user within `login_failure_window_secs`; past it the
     /// user's CONNECTs are refused without checking the password (0: no per-user limit).
     pub login_failures_per_user: u32,
@@ -187,6 +190,7 @@ impl Default for LimitsConfig {
             max_text_bytes: 16 * 1024,
             typing_per_sec: 5,
             max_group_members: 1024,
+            fanout_slice: 128,
             login_failures_per_user: 10,
             login_failures_per_ip: 30,
             login_failure_window_secs: 60,
@@ -536,7 +540,7 @@ impl Config {
         }
         self.validate_media()?;
         let l = &self.limits;
-        let checks: [(&'static str, bool, &str); 9] = [
+        let checks: [(&'static str, bool, &str); 10] = [
             (
                 "limits.typing_per_sec",
                 (1..=1000).contains(&l.typing_per_sec),
@@ -571,6 +575,11 @@ impl Config {
                 "limits.max_group_members",
                 (2..=100_000).contains(&l.max_group_members),
                 "must be between 2 and 100000",
+            ),
+            (
+                "limits.fanout_slice",
+                (1..=100_000).contains(&l.fanout_slice),
+                "must be between 1 and 100000",
             ),
             (
                 "limits.login_failure_window_secs",

@@ -84,6 +84,7 @@ pub async fn run(config: Config) -> Result<()> {
             node_id: config.node.id,
             max_text_bytes: config.limits.max_text_bytes,
             max_group_members: config.limits.max_group_members,
+            fanout_slice: config.limits.fanout_slice,
             push_jobs: push.is_some(),
             ..ChatConfig::default()
         },

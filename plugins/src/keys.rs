@@ -35,6 +35,15 @@ pub fn status(id: &str, user: &str) -> Vec<u8> {
     format!("s/{id}/{user}").into_bytes()
 }
 
+/// `n/{id}`: a group message or event not yet queued for all its recipients (who they are,
+/// how many are done); see `messaging/fanout.rs`.
+pub fn fanout(id: &str) -> Vec<u8> {
+    format!("n/{id}").into_bytes()
+}
+
+/// The prefix under which pending fan-outs live (in acceptance order).
+pub const FANOUT_PREFIX: &str = "n/";
+
 /// `x/last_id`: the highest id (message id or receipt queue id) the committer has written.
 /// Receipt queue ids live only in `q/…`, so at start-up this key, not just the newest
 /// `m/{id}`, tells where ids continue and where the committed watermark starts.

@@ -10,7 +10,9 @@
 //! (`{"id","by","status","ts"}`), while a queued message is `q/{user}/{id}` with an empty
 //! value. `x/last_id` holds the highest id or qid written.
 
+mod acked;
 mod committer;
+mod fanout;
 mod group_commit;
 mod group_ops;
 mod group_read;
@@ -61,6 +63,12 @@ pub struct ChatConfig {
     /// Write a push job (`j/…`) for every message queued for a user with no device online,
     /// for the push bridge to pick up; off when no push service is configured.
     pub push_jobs: bool,
+    /// Most group recipients one batch queues a message for; the rest follow in later
+    /// batches, so 1:1 traffic never waits for a whole big group.
+    pub fanout_slice: usize,
+    /// Most recipients pending fan-outs may still have to reach before new group messages
+    /// are refused with `rate_limited`.
+    pub max_fanout_backlog: usize,
 }
 
 impl Default for ChatConfig {
@@ -71,6 +79,8 @@ impl Default for ChatConfig {
             max_batch: 512,
             max_group_members: 1024,
             push_jobs: false,
+            fanout_slice: 128,
+            max_fanout_backlog: 256 * 1024,
         }
     }
 }
@@ -104,6 +114,10 @@ pub struct Chat {
     counters: Arc<Counters>,
     /// Checks media references of sends; without one, media messages are refused.
     media: RwLock<Option<Arc<dyn MediaGate>>>,
+    /// Recipients that pending group fan-outs still have to reach.
+    fanout_backlog: Arc<fanout::Backlog>,
+    /// Acknowledged queue entries the committer has not deleted yet.
+    acked: Arc<acked::AckedKeys>,
 }
 
 impl Chat {
@@ -123,6 +137,9 @@ impl Chat {
                 "max_group_members must be at least 2".into(),
             ));
         }
+        if cfg.fanout_slice == 0 {
+            return Err(ChatError::Config("fanout_slice must be at least 1".into()));
+        }
         if cfg.max_text_bytes == 0 {
             return Err(ChatError::Config(
                 "max_text_bytes must be at least 1".into(),
@@ -135,6 +152,9 @@ impl Chat {
         }
         let watermark = Arc::new(Watermark::new(newest.clone().unwrap_or_default()));
         let counters = Arc::new(Counters::default());
+        let fanouts = fanout::load(store.as_ref())?;
+        let fanout_backlog = Arc::new(fanout::Backlog::default());
+        let acked = Arc::new(acked::AckedKeys::default());
         let committer = Committer {
             store: store.clone(),
             accounts,
@@ -147,7 +167,12 @@ impl Chat {
             push_jobs: cfg.push_jobs,
             max_members: cfg.max_group_members,
             groups: Default::default(),
+            fanouts,
+            fanout_slice: cfg.fanout_slice,
+            fanout_backlog: fanout_backlog.clone(),
+            acked: acked.clone(),
         };
+        committer.count_fanouts();
         let (tx, rx) = mpsc::sync_channel(cfg.max_batch.saturating_mul(QUEUE_BATCHES));
         let worker = thread::Builder::new()
             .name("chatd-committer".into())
@@ -161,6 +186,8 @@ impl Chat {
             watermark,
             counters,
             media: RwLock::new(None),
+            fanout_backlog,
+            acked,
         }))
     }
 
@@ -183,6 +210,18 @@ impl Chat {
             }
         };
         let cid = draft.cid.clone();
+        if matches!(draft.target, validate::Target::Group(_))
+            && self.fanout_backlog.get() > self.cfg.max_fanout_backlog
+        {
+            Counters::add(&self.counters.rejected, 1);
+            return reply::ack_err(
+                Some(&cid),
+                &Failure::new(
+                    ErrorCode::RateLimited,
+                    "group messages are still being delivered; retry shortly",
+                ),
+            );
+        }
         if let Some(media) = &draft.media {
             let gate = self.media.read().unwrap_or_else(|p| p.into_inner()).clone();
             let checked = match gate {
@@ -334,11 +373,34 @@ impl Chat {
             None => prefix.as_bytes().to_vec(),
         };
         let end = keys::successor(format!("{prefix}{committed}").as_bytes());
-        let rows = self.store.scan(&start, &end, false, limit)?;
+        let mut rows = Vec::with_capacity(limit.min(1024));
+        let mut from = start;
+        // Entries acknowledged but not yet deleted are skipped; a page is short only when the
+        // queue has no more.
+        while rows.len() < limit {
+            let page = self.store.scan(&from, &end, false, limit - rows.len())?;
+            let full = page.len() == limit - rows.len();
+            let Some((last, _)) = page.last() else { break };
+            from = keys::successor(last);
+            rows.extend(
+                page.into_iter()
+                    .filter(|(key, _)| !self.acked.contains(key)),
+            );
+            if !full {
+                break;
+            }
+        }
         let mut out = Vec::with_capacity(rows.len());
         for (key, value) in rows {
             let id = String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default());
-            if !value.is_empty() {
+            let message = match value.split_first() {
+                None => Some(id.to_string()),
+                Some((&fanout::POINTER, target)) => {
+                    Some(String::from_utf8_lossy(target).into_owned())
+                }
+                Some(_) => None,
+            };
+            let Some(message) = message else {
                 // A receipt event: the value is the payload itself.
                 out.push(Outgoing {
                     user: user.to_string(),
@@ -348,8 +410,8 @@ impl Chat {
                     skip_client: None,
                 });
                 continue;
-            }
-            match self.store.get(&keys::message(&id))? {
+            };
+            match self.store.get(&keys::message(&message))? {
                 Some(payload) => out.push(Outgoing {
                     user: user.to_string(),
                     topic: format!("user/{user}/inbox"),
@@ -357,21 +419,35 @@ impl Chat {
                     queue_id: Some(id.into_owned()),
                     skip_client: None,
                 }),
-                None => tracing::warn!("queue of {user} points at missing message {id}"),
+                None => tracing::warn!("queue of {user} points at missing message {message}"),
             }
         }
         Ok(out)
     }
 
     /// A device of `user` acknowledged queue item `id` (a message or a receipt event): it
-    /// leaves the queue. Not flushed: losing this in a crash only causes a redelivery, which
-    /// clients de-duplicate.
+    /// leaves the queue. The committer deletes it with its next batch, and queue reads skip it
+    /// until then (the caller never waits for the store). Not flushed: losing this in a crash
+    /// only causes a redelivery, which clients de-duplicate.
     pub fn acked(&self, user: &str, id: &str) -> Result<(), ChatError> {
         if chatd_auth::validate_user_id(user).is_err() || !valid_message_id(id) {
             return Ok(());
         }
         let key = format!("{}{id}", keys::queue_prefix(user)).into_bytes();
-        self.store.apply(vec![Op::Delete(key)])?;
+        if !self.acked.add(key.clone()) {
+            // The committer is woken already.
+            return Ok(());
+        }
+        let guard = self.tx.read().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref().map(|tx| tx.try_send(Job::Wake)) {
+            // Full: the committer is busy and takes the deletes with its next batch.
+            Some(Ok(())) | Some(Err(TrySendError::Full(_))) => {}
+            // Closing: no committer to hand it to.
+            None | Some(Err(TrySendError::Disconnected(_))) => {
+                self.store.apply(vec![Op::Delete(key.clone())])?;
+                self.acked.done(&[key]);
+            }
+        }
         Ok(())
     }
 

@@ -13,16 +13,18 @@
 //! `qid` comes from the same id generator as message ids, so the queue stays in one order.
 //! Every batch that issued ids also records the highest one under `x/last_id`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use serde_json::Value;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use super::acked::AckedKeys;
+use super::fanout::{Backlog, Fanout, Progress};
 use super::group_ops::GroupOp;
 use super::group_records::Group;
 use super::receipts::ReceiptDraft;
@@ -45,6 +47,8 @@ pub enum Job {
     Receipt(ReceiptJob),
     /// A change to a group.
     Group(GroupJob),
+    /// Nothing to store: acknowledged queue entries wait to be deleted.
+    Wake,
 }
 
 /// One checked group change waiting for the committer.
@@ -104,6 +108,14 @@ pub struct Committer {
     /// Groups read or changed lately, so a group message does not rescan its members; any
     /// failed batch empties it (the store is the truth).
     pub groups: HashMap<String, Group>,
+    /// Group messages and events still being queued for their recipients, oldest first.
+    pub fanouts: VecDeque<Fanout>,
+    /// Most recipients one batch queues a fan-out for.
+    pub fanout_slice: usize,
+    /// How many recipients the fan-outs still have to reach (read by the service).
+    pub fanout_backlog: Arc<Backlog>,
+    /// Queue entries acknowledged by devices, deleted by the next batch.
+    pub acked: Arc<AckedKeys>,
 }
 
 /// How one send of a batch came out before the batch is written.
@@ -130,13 +142,33 @@ pub(super) struct Batch {
     pub(super) messages: u64,
     /// How many of `fresh` are receipt events.
     receipts: u64,
+    /// Fan-outs started by this batch.
+    pub(super) new_fanouts: Vec<Fanout>,
+    /// How far this batch takes each fan-out it writes a slice of.
+    pub(super) progress: Vec<Progress>,
 }
 
 impl Committer {
     /// Runs until every sender of the channel is gone and the channel is drained.
+    ///
+    /// While fan-outs are pending it does not wait for jobs: each batch then carries
+    /// whatever jobs are waiting plus the next fan-out slice. When the channel closes,
+    /// unfinished fan-outs stay in the store for the next start.
     pub fn run(mut self, rx: Receiver<Job>) {
-        while let Ok(first) = rx.recv() {
-            let mut jobs = vec![first];
+        loop {
+            let first = if self.fanouts.is_empty() {
+                match rx.recv() {
+                    Ok(job) => Some(job),
+                    Err(_) => break,
+                }
+            } else {
+                match rx.try_recv() {
+                    Ok(job) => Some(job),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => break,
+                }
+            };
+            let mut jobs: Vec<Job> = first.into_iter().collect();
             while jobs.len() < self.max_batch {
                 match rx.try_recv() {
                     Ok(job) => jobs.push(job),
@@ -148,13 +180,29 @@ impl Committer {
             // batch runs.
             if panic::catch_unwind(AssertUnwindSafe(|| self.commit(jobs))).is_err() {
                 tracing::error!("committer batch panicked; its jobs were answered `internal`");
+                // What the failed batch did to the fan-outs is unknown: start again from the store.
+                self.reload_fanouts();
             }
+        }
+        // Deletes acknowledged after the last batch.
+        if panic::catch_unwind(AssertUnwindSafe(|| self.commit(Vec::new()))).is_err() {
+            tracing::error!("committer's last batch panicked");
         }
         tracing::debug!("committer stopped");
     }
 
+    fn reload_fanouts(&mut self) {
+        match super::fanout::load(self.store.as_ref()) {
+            Ok(fanouts) => self.fanouts = fanouts,
+            Err(e) => tracing::error!("pending fan-outs not reloaded: {e}"),
+        }
+        self.count_fanouts();
+    }
+
     fn commit(&mut self, jobs: Vec<Job>) {
         let mut batch = Batch::default();
+        // Only stores that answer someone need the flush; deletes of acked entries do not.
+        let mut must_flush = !self.fanouts.is_empty();
         let mut sends = Vec::with_capacity(jobs.len());
         let mut receipts = Vec::new();
         let mut group_jobs = Vec::new();
@@ -173,8 +221,12 @@ impl Committer {
                     let result = self.stage_group(&mut batch, &job.by, job.op);
                     group_jobs.push((job.reply, result));
                 }
+                Job::Wake => continue,
             }
+            must_flush = true;
         }
+        self.stage_fanouts(&mut batch);
+        let acked = self.acked.take();
         // The highest id issued by this batch (items without a queue id, like the sender's
         // own copy of a group message, issue none).
         let newest = batch.fresh.iter().filter_map(|o| o.queue_id.clone()).max();
@@ -188,7 +240,8 @@ impl Committer {
         if let Some(id) = &newest {
             ops.push(Op::Put(keys::LAST_ID.to_vec(), id.clone().into_bytes()));
         }
-        let durable = self.write(ops, newest);
+        ops.extend(acked.iter().cloned().map(Op::Delete));
+        let durable = self.write(ops, newest, must_flush);
         if let Err(e) = &durable {
             tracing::error!(
                 "batch of {} sends, {} receipts and {} group changes not stored: {e}",
@@ -250,6 +303,8 @@ impl Committer {
             let _ = reply.send(refused);
         }
         if durable.is_ok() {
+            self.acked.done(&acked);
+            self.fanouts_written(&mut batch);
             Counters::add(&self.counters.messages_stored, batch.messages);
             Counters::add(&self.counters.receipts_stored, batch.receipts);
             for item in batch.fresh {
@@ -259,12 +314,20 @@ impl Committer {
     }
 
     /// Applies the batch and flushes; raises the watermark once both succeeded.
-    fn write(&mut self, ops: Vec<Op>, newest: Option<String>) -> Result<(), StoreError> {
+    fn write(
+        &mut self,
+        ops: Vec<Op>,
+        newest: Option<String>,
+        must_flush: bool,
+    ) -> Result<(), StoreError> {
         if !ops.is_empty() {
             self.store.apply(ops)?;
             if let Some(id) = newest {
                 self.applied = id;
             }
+        }
+        if !must_flush {
+            return Ok(());
         }
         // Flush even for a batch of retries only: their stored acks may come from a batch
         // whose flush failed, and must not be repeated before they are durable.

@@ -4,12 +4,15 @@
 //! accepted before the removal reaches the removed member, one accepted after does not. A
 //! group message is stored once (`m/{id}` and the group's history index) and then only a
 //! queue key per recipient is written — no per-member copy and no per-member summary — which
-//! keeps a 1024-member fan-out to about one small write per member.
+//! keeps a 1024-member fan-out to about one small write per member. Those queue keys are
+//! written in slices by later batches too (see `fanout.rs`), so other traffic never waits for
+//! a whole group.
 
 use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::committer::{store_failure, Batch, Committer, Staged};
+use super::fanout::FanoutRecord;
 use super::group_ops::{too_many, GroupOp};
 use super::group_records::{self, Group, GroupIndex, GroupRecord, MemberRecord, Role};
 use super::records::Message;
@@ -113,39 +116,27 @@ impl Committer {
         ));
         batch.ops.push(Op::Put(cid_key.clone(), ack.to_vec()));
         if let Some(media) = &draft.media {
-            for user in std::iter::once(from).chain(recipients.iter().map(String::as_str)) {
-                batch
-                    .ops
-                    .push(Op::Put(keys::media_access(media, user), Vec::new()));
-            }
-        }
-        for user in &recipients {
-            batch.ops.push(Op::Put(
-                format!("{}{id}", keys::queue_prefix(user)).into_bytes(),
-                Vec::new(),
-            ));
-            if self.push_jobs && !self.deliver.is_online(user) {
-                batch.ops.push(Op::Put(
-                    keys::push_job(user, &conversation, &id),
-                    Vec::new(),
-                ));
-            }
-            batch.fresh.push(Outgoing {
-                user: user.clone(),
-                topic: format!("user/{user}/inbox"),
-                payload: payload.clone(),
-                queue_id: Some(id.clone()),
-                skip_client: None,
-            });
+            batch
+                .ops
+                .push(Op::Put(keys::media_access(media, from), Vec::new()));
         }
         // The sender's other devices see what this one sent; not queued (history has it).
         batch.fresh.push(Outgoing {
             user: from.to_string(),
             topic: format!("user/{from}/inbox"),
-            payload,
+            payload: payload.clone(),
             queue_id: None,
             skip_client: device.map(str::to_string),
         });
+        // The members' queue entries follow in slices (this batch's and later ones).
+        let record = FanoutRecord {
+            conversation,
+            media: draft.media.clone(),
+            push: true,
+            recipients,
+            done: 0,
+        };
+        self.start_fanout(batch, &id, payload, record);
         batch.acks.insert(cid_key, ack.clone());
         batch.messages += 1;
         self.put_group(group);
@@ -455,21 +446,16 @@ impl Committer {
             format!("{}{id}", keys::history_prefix(&conversation)).into_bytes(),
             serde_json::to_vec(&GroupIndex::default()).unwrap_or_default(),
         ));
-        let mut recipients: Vec<&String> = group.active().map(|(u, _)| u).collect();
-        recipients.extend(also.iter().filter(|u| group.role_of(u).is_none()));
-        for user in recipients {
-            batch.ops.push(Op::Put(
-                format!("{}{id}", keys::queue_prefix(user)).into_bytes(),
-                Vec::new(),
-            ));
-            batch.fresh.push(Outgoing {
-                user: user.clone(),
-                topic: format!("user/{user}/inbox"),
-                payload: payload.clone(),
-                queue_id: Some(id.clone()),
-                skip_client: None,
-            });
-        }
+        let mut recipients: Vec<String> = group.active().map(|(u, _)| u.clone()).collect();
+        recipients.extend(also.iter().filter(|u| group.role_of(u).is_none()).cloned());
+        let record = FanoutRecord {
+            conversation,
+            media: None,
+            push: false,
+            recipients,
+            done: 0,
+        };
+        self.start_fanout(batch, &id, payload, record);
         batch.messages += 1;
     }
 }

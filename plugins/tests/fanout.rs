@@ -1,0 +1,155 @@
+//! Group fan-out in slices: other sends are not held up by a big group, every member gets
+//! each message once and in order, and an unfinished fan-out resumes after a restart.
+
+mod common;
+
+use chatd_plugins::messaging::ChatConfig;
+use common::*;
+use serde_json::json;
+
+fn sliced(slice: usize) -> ChatConfig {
+    ChatConfig {
+        fanout_slice: slice,
+        ..ChatConfig::default()
+    }
+}
+
+fn members(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("m{i:03}")).collect()
+}
+
+async fn group(env: &Env, members: &[String]) -> String {
+    let r = env
+        .rpc(
+            "alice",
+            json!({"rid": "r", "op": "group.create", "name": "G", "members": members}),
+        )
+        .await;
+    r["result"]["group"]
+        .as_str()
+        .unwrap_or_else(|| panic!("group.create refused: {r}"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_message_overtakes_a_big_fan_out() {
+    let users = members(40);
+    let mut all: Vec<&str> = vec!["alice", "bob"];
+    all.extend(users.iter().map(String::as_str));
+    let env = Env::with_config(&all, sliced(2));
+    let g = group(&env, &users).await;
+    env.delivered(40);
+    env.rec.0.lock().expect("recorder").clear();
+
+    // Hold the group message's batch at its flush, queue a 1:1 message behind it, release.
+    env.store.close_gate();
+    let chat = env.chat.clone();
+    let send = json!({"cid": "g1", "group": g, "type": "text", "text": "to all"}).to_string();
+    let group_send = tokio::spawn(async move { chat.send("alice", send.as_bytes()).await });
+    wait_until(|| env.store.applies.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    let chat = env.chat.clone();
+    let direct = tokio::spawn(async move {
+        let send = json!({"cid": "d1", "to": "bob", "type": "text", "text": "hi"}).to_string();
+        chat.send("alice", send.as_bytes()).await
+    });
+    env.store.open_gate();
+    let ack = parse(&group_send.await.expect("join"));
+    assert_eq!(ack["status"], "sent", "{ack}");
+    let ack = parse(&direct.await.expect("join"));
+    assert_eq!(ack["status"], "sent", "{ack}");
+
+    let items = env.delivered(41);
+    let to_bob = items
+        .iter()
+        .position(|o| o.user == "bob")
+        .expect("bob's message delivered");
+    let last_member = items
+        .iter()
+        .rposition(|o| o.user.starts_with('m'))
+        .expect("group deliveries");
+    assert!(
+        to_bob < last_member,
+        "the 1:1 message waited for the whole group: {to_bob} vs {last_member}"
+    );
+    // Every member got it exactly once, with increasing queue ids.
+    for user in &users {
+        let mine: Vec<_> = items.iter().filter(|o| &o.user == user).collect();
+        assert_eq!(mine.len(), 1, "{user}");
+    }
+    let qids: Vec<&str> = items.iter().filter_map(|o| o.queue_id.as_deref()).collect();
+    assert!(qids.windows(2).all(|w| w[0] <= w[1]), "{qids:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfinished_fan_out_resumes_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let users = members(200);
+    let (store, accounts, chat, rec) = start(dir.path(), sliced(1));
+    for user in ["alice"]
+        .iter()
+        .copied()
+        .chain(users.iter().map(String::as_str))
+    {
+        add_account(&store, user);
+    }
+    let r = parse(
+        &chat
+            .rpc(
+                "alice",
+                json!({"rid": "r", "op": "group.create", "name": "G", "members": users})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .await,
+    );
+    let g = r["result"]["group"].as_str().expect("group").to_string();
+    let ack = parse(
+        &chat
+            .send(
+                "alice",
+                json!({"cid": "c1", "group": g, "type": "text", "text": "hello"})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .await,
+    );
+    let id = ack["id"].as_str().expect("acked").to_string();
+    chat.close();
+    assert!(
+        store.has(format!("n/{id}").as_bytes()),
+        "the fan-out should still be pending at close"
+    );
+    drop((chat, accounts, rec, store));
+
+    let (store, _accounts, chat, rec) = start(dir.path(), sliced(64));
+    // Every member ends with the event and the message in their queue, once, in order.
+    assert!(wait_until(|| !store.has(format!("n/{id}").as_bytes())));
+    for user in &users {
+        let queue = chat.backlog(user, None, 10).expect("backlog");
+        let ids: Vec<String> = queue
+            .iter()
+            .map(|o| parse(&o.payload)["id"].as_str().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(ids.len(), 2, "{user}: {ids:?}");
+        assert_eq!(ids[1], id, "{user}: {ids:?}");
+    }
+    assert!(rec.items().iter().any(|o| o.user == users[199]));
+}
+
+#[tokio::test]
+async fn acked_entries_leave_the_store() {
+    let env = Env::new(&["alice", "bob"]);
+    let id = env.text("alice", "bob", "c0", "one").await;
+    let key = format!("q/bob/{id}");
+    assert!(env.store.has(key.as_bytes()));
+    env.chat.acked("bob", &id).expect("acked");
+    assert!(env
+        .chat
+        .backlog("bob", None, 10)
+        .expect("backlog")
+        .is_empty());
+    assert!(
+        wait_until(|| !env.store.has(key.as_bytes())),
+        "the committer should delete the acked entry"
+    );
+}
