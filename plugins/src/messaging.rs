@@ -438,15 +438,18 @@ impl Chat {
             // The committer is woken already.
             return Ok(());
         }
-        let guard = self.tx.read().unwrap_or_else(|p| p.into_inner());
-        match guard.as_ref().map(|tx| tx.try_send(Job::Wake)) {
-            // Full: the committer is busy and takes the deletes with its next batch.
-            Some(Ok(())) | Some(Err(TrySendError::Full(_))) => {}
-            // Closing: no committer to hand it to.
-            None | Some(Err(TrySendError::Disconnected(_))) => {
-                self.store.apply(vec![Op::Delete(key.clone())])?;
-                self.acked.done(&[key]);
+        let woken = {
+            let guard = self.tx.read().unwrap_or_else(|p| p.into_inner());
+            match guard.as_ref() {
+                // Full: the committer is busy and takes the deletes with its next batch.
+                Some(tx) => !matches!(tx.try_send(Job::Wake), Err(TrySendError::Disconnected(_))),
+                None => false,
             }
+        };
+        if !woken {
+            // Closing: no committer to hand it to.
+            self.store.apply(vec![Op::Delete(key.clone())])?;
+            self.acked.done(&[key]);
         }
         Ok(())
     }
