@@ -434,19 +434,20 @@ impl Chat {
             return Ok(());
         }
         let key = format!("{}{id}", keys::queue_prefix(user)).into_bytes();
-        if !self.acked.add(key.clone()) {
-            // The committer is woken already.
-            return Ok(());
-        }
-        let woken = {
+        let first = self.acked.add(key.clone());
+        let handed_over = {
             let guard = self.tx.read().unwrap_or_else(|p| p.into_inner());
             match guard.as_ref() {
-                // Full: the committer is busy and takes the deletes with its next batch.
-                Some(tx) => !matches!(tx.try_send(Job::Wake), Err(TrySendError::Disconnected(_))),
+                // Full: the committer is busy and takes the deletes with its next batch;
+                // not first: it has been woken already.
+                Some(tx) if first => {
+                    !matches!(tx.try_send(Job::Wake), Err(TrySendError::Disconnected(_)))
+                }
+                Some(_) => true,
                 None => false,
             }
         };
-        if !woken {
+        if !handed_over {
             // Closing: no committer to hand it to.
             self.store.apply(vec![Op::Delete(key.clone())])?;
             self.acked.done(&[key]);
