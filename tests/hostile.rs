@@ -155,6 +155,37 @@ async fn brute_force_from_one_address_is_refused_for_every_user() {
     still_serves(&mut srv).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_right_logins_at_once_from_one_address_all_get_in() {
+    // A budget of 3 failures per address, and 24 users logging in at the same moment from one
+    // address (a carrier NAT after a restart): the hashes queue for the hashing slots, and
+    // waiting for one must not count as a failure.
+    let mut srv = Server::start_with(
+        "[limits]\nlogin_failures_per_user = 3\nlogin_failures_per_ip = 3\nlogin_failure_window_secs = 600\n",
+    );
+    let users: Vec<String> = (0..24).map(|_| unique("nat")).collect();
+    for u in &users {
+        srv.add_user(u, "same-pw");
+    }
+    let logins = users.iter().map(|u| {
+        let srv = &srv;
+        async move { (u.clone(), login_code(srv, V::V4, None, u, "same-pw").await) }
+    });
+    for (user, code) in futures_util::future::join_all(logins).await {
+        assert_eq!(code, 0, "{user} was refused");
+    }
+    still_serves(&mut srv).await;
+    // The budget is still whole: three wrong guesses are told apart from the rate limit.
+    for i in 0..3 {
+        let code = login_code(&srv, V::V4, None, &users[0], &format!("guess-{i}")).await;
+        assert_eq!(code, V4_BAD_PASSWORD, "guess {i}");
+    }
+    assert_eq!(
+        login_code(&srv, V::V4, None, &users[1], "same-pw").await,
+        V4_RATE_LIMITED
+    );
+}
+
 /// A CONNECT without username and password.
 fn anonymous_connect(v: V, client_id: &str) -> Vec<u8> {
     let mut c = Connect::new(v, client_id, "", "");

@@ -49,7 +49,8 @@ pub enum Limited {
     Source,
 }
 
-/// The failed-login budgets of every user and source address.
+/// The failed-login budgets of every user and source address (clones share them).
+#[derive(Clone)]
 pub struct LoginLimiter {
     users: Option<Arc<Table<String>>>,
     sources: Option<Arc<Table<SourceKey>>>,
@@ -117,6 +118,23 @@ impl LoginLimiter {
         })
     }
 
+    /// Which budget, if any, is used up for `user` or `source` right now; takes nothing. Lets
+    /// a CONNECT be refused before it waits for a password-hashing slot.
+    pub fn exhausted(&self, user: &str, source: SourceKey) -> Option<Limited> {
+        let now = Instant::now();
+        if let Some(table) = &self.sources {
+            if table.is_empty(&source, now) {
+                return Some(Limited::Source);
+            }
+        }
+        if let Some(table) = &self.users {
+            if table.is_empty(&user.to_string(), now) {
+                return Some(Limited::User);
+            }
+        }
+        None
+    }
+
     /// Keys tracked (users, sources), for tests and diagnostics.
     #[cfg(test)]
     fn tracked(&self) -> (usize, usize) {
@@ -168,6 +186,15 @@ impl<K: Hash + Eq + Clone> Table<K> {
     fn level(&self, b: &Bucket, now: Instant) -> f64 {
         let refill = now.saturating_duration_since(b.at).as_secs_f64() * self.per_sec;
         (b.tokens + refill).min(self.capacity)
+    }
+
+    /// Whether `key`'s bucket has no token left.
+    fn is_empty(&self, key: &K, now: Instant) -> bool {
+        let inner = self.lock();
+        inner
+            .buckets
+            .get(key)
+            .is_some_and(|b| self.level(b, now) < 1.0)
     }
 
     /// Takes a token for `key`; false when its bucket is empty.

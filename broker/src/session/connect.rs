@@ -233,13 +233,16 @@ async fn check(
     }
     let user = client.user;
     let revocation = shared.hub.revocation(&user);
-    let admission = shared
-        .login_limits
-        .admit(&user, source)
-        .map_err(Refusal::RateLimited)?;
-    // Dropping `admission` on a `?` below counts a failed login; only wrong credentials may
-    // reach those, everything else gives the attempt back.
+    // A used-up budget refuses at once, without waiting for a hashing slot.
+    if let Some(limited) = shared.login_limits.exhausted(&user, source) {
+        return Err(Refusal::RateLimited(limited));
+    }
     if shared.jwt.is_enabled() && chatd_auth::looks_like_jwt(&login.password) {
+        // Dropping `admission` on the `?` counts a failed login.
+        let admission = shared
+            .login_limits
+            .admit(&user, source)
+            .map_err(Refusal::RateLimited)?;
         shared
             .jwt
             .verify(&login.password, &user)
@@ -247,21 +250,33 @@ async fn check(
         admission.succeeded();
         ensure_account(shared, &user).await?;
     } else {
+        // The tokens are taken only once the hash is about to run: logins queued for a
+        // hashing slot (a reconnect storm from behind one NAT address) are not counted
+        // against the address, and at most one guess per slot can overrun a budget.
         let accounts = shared.accounts.clone();
+        let limits = shared.login_limits.clone();
         let (u, pw) = (user.clone(), login.password);
         let verified = shared
-            .hashing(move || accounts.verify(&u, &pw))
-            .await
-            .and_then(Result::ok);
-        match verified {
-            Some(true) => admission.succeeded(),
-            Some(false) => return Err(Refusal::Credentials),
-            None => {
-                // The server could not check (overloaded, store error): not the client's fault.
-                admission.succeeded();
-                return Err(Refusal::Busy);
-            }
-        }
+            .hashing(move || {
+                let admission = limits.admit(&u, source).map_err(Refusal::RateLimited)?;
+                match accounts.verify(&u, &pw) {
+                    Ok(true) => {
+                        admission.succeeded();
+                        Ok(())
+                    }
+                    // Dropping `admission` counts the failure.
+                    Ok(false) => Err(Refusal::Credentials),
+                    Err(e) => {
+                        // The server could not check: not the client's fault.
+                        tracing::warn!("cannot check a password: {e}");
+                        admission.succeeded();
+                        Err(Refusal::Busy)
+                    }
+                }
+            })
+            .await;
+        // No result: the server is shutting down or overloaded.
+        verified.unwrap_or(Err(Refusal::Busy))?;
     }
     if let Some(will) = will {
         let topic = std::str::from_utf8(&will.topic).map_err(|_| Refusal::NotAuthorized)?;
