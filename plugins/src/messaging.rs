@@ -171,6 +171,7 @@ impl Chat {
             fanout_slice: cfg.fanout_slice,
             fanout_backlog: fanout_backlog.clone(),
             acked: acked.clone(),
+            last_flush: std::time::Instant::now(),
         };
         committer.count_fanouts();
         let (tx, rx) = mpsc::sync_channel(cfg.max_batch.saturating_mul(QUEUE_BATCHES));

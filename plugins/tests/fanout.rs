@@ -6,6 +6,17 @@ mod common;
 use chatd_plugins::messaging::ChatConfig;
 use common::*;
 use serde_json::json;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+
+/// Polls `fut` once (enough for a send to reach the committer's queue).
+async fn poll_once<F: Future + Unpin>(fut: &mut F) {
+    tokio::select! {
+        biased;
+        _ = fut => panic!("finished while the store was held"),
+        _ = std::future::ready(()) => {}
+    }
+}
 
 fn sliced(slice: usize) -> ChatConfig {
     ChatConfig {
@@ -43,19 +54,21 @@ async fn a_direct_message_overtakes_a_big_fan_out() {
 
     // Hold the group message's batch at its flush, queue a 1:1 message behind it, release.
     env.store.close_gate();
-    let chat = env.chat.clone();
+    let applied = env.store.applies.load(Ordering::SeqCst);
     let send = json!({"cid": "g1", "group": g, "type": "text", "text": "to all"}).to_string();
-    let group_send = tokio::spawn(async move { chat.send("alice", send.as_bytes()).await });
-    wait_until(|| env.store.applies.load(std::sync::atomic::Ordering::SeqCst) > 0);
-    let chat = env.chat.clone();
-    let direct = tokio::spawn(async move {
-        let send = json!({"cid": "d1", "to": "bob", "type": "text", "text": "hi"}).to_string();
-        chat.send("alice", send.as_bytes()).await
-    });
+    let mut group_send = Box::pin(env.chat.send("alice", send.as_bytes()));
+    poll_once(&mut group_send).await;
+    assert!(wait_until(
+        || env.store.applies.load(Ordering::SeqCst) > applied
+    ));
+    let send = json!({"cid": "d1", "to": "bob", "type": "text", "text": "hi"}).to_string();
+    let mut direct = Box::pin(env.chat.send("alice", send.as_bytes()));
+    // The first poll hands the job to the committer, which is stuck in the flush.
+    poll_once(&mut direct).await;
     env.store.open_gate();
-    let ack = parse(&group_send.await.expect("join"));
+    let ack = parse(&group_send.await);
     assert_eq!(ack["status"], "sent", "{ack}");
-    let ack = parse(&direct.await.expect("join"));
+    let ack = parse(&direct.await);
     assert_eq!(ack["status"], "sent", "{ack}");
 
     let items = env.delivered(41);

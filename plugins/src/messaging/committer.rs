@@ -19,6 +19,7 @@ use serde_json::Value;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -116,7 +117,16 @@ pub struct Committer {
     pub fanout_backlog: Arc<Backlog>,
     /// Queue entries acknowledged by devices, deleted by the next batch.
     pub acked: Arc<AckedKeys>,
+    /// When the store was last flushed.
+    pub last_flush: Instant,
 }
+
+/// Longest a fan-out runs without a flush. Its slices need none to be correct: the message
+/// and the `n/` record were flushed with the send, and a slice lost in a crash is written
+/// again from that record (a recipient who saw it live gets it once more, under the same
+/// message id). But queue reads stop at the last flush, so an offline member who connects
+/// meanwhile sees slices only once one is flushed; and the last slice of a run is flushed.
+const FANOUT_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How one send of a batch came out before the batch is written.
 pub(super) enum Staged {
@@ -201,8 +211,9 @@ impl Committer {
 
     fn commit(&mut self, jobs: Vec<Job>) {
         let mut batch = Batch::default();
-        // Only stores that answer someone need the flush; deletes of acked entries do not.
-        let mut must_flush = !self.fanouts.is_empty();
+        // Only stores that answer someone need the flush; deletes of acked entries and fan-out
+        // slices do not (see `FANOUT_FLUSH_INTERVAL`).
+        let mut must_flush = false;
         let mut sends = Vec::with_capacity(jobs.len());
         let mut receipts = Vec::new();
         let mut group_jobs = Vec::new();
@@ -226,6 +237,11 @@ impl Committer {
             must_flush = true;
         }
         self.stage_fanouts(&mut batch);
+        if !batch.progress.is_empty()
+            && (self.last_flush.elapsed() >= FANOUT_FLUSH_INTERVAL || self.finishes_all(&batch))
+        {
+            must_flush = true;
+        }
         let acked = self.acked.take();
         // The highest id issued by this batch (items without a queue id, like the sender's
         // own copy of a group message, issue none).
@@ -332,6 +348,7 @@ impl Committer {
         // Flush even for a batch of retries only: their stored acks may come from a batch
         // whose flush failed, and must not be repeated before they are durable.
         self.store.flush()?;
+        self.last_flush = Instant::now();
         self.watermark.advance(&self.applied);
         Ok(())
     }

@@ -13,7 +13,8 @@
 //! stored once. Slices of one fan-out, and fan-outs among themselves, run in acceptance order,
 //! so each member gets one group's messages in order. The `n/{id}` record is rewritten with
 //! the progress by every slice and deleted by the last one, all in the slice's atomic batch:
-//! after a crash the committer picks up where the last durable slice ended.
+//! after a crash the committer picks up where the last durable slice ended. Batches that only
+//! carry slices are not flushed each time (see `FANOUT_FLUSH_INTERVAL` in `committer.rs`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -227,6 +228,19 @@ impl Committer {
             self.fanouts.pop_front();
         }
         self.count_fanouts();
+    }
+
+    /// Whether this batch's slices finish every pending and new fan-out.
+    pub(super) fn finishes_all(&self, batch: &Batch) -> bool {
+        let total = self.fanouts.len() + batch.new_fanouts.len();
+        batch.progress.len() == total
+            && batch.progress.iter().all(|p| {
+                let fanout = match p.index.checked_sub(self.fanouts.len()) {
+                    None => &self.fanouts[p.index],
+                    Some(i) => &batch.new_fanouts[i],
+                };
+                p.done >= fanout.record.recipients.len()
+            })
     }
 
     /// Publishes how many recipients wait.
