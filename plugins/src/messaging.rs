@@ -378,19 +378,18 @@ impl Chat {
         let mut from = start;
         // Entries acknowledged but not yet deleted are skipped; a page is short only when the
         // queue has no more.
+        let acked = self.acked.hold();
         while rows.len() < limit {
             let page = self.store.scan(&from, &end, false, limit - rows.len())?;
             let full = page.len() == limit - rows.len();
             let Some((last, _)) = page.last() else { break };
             from = keys::successor(last);
-            rows.extend(
-                page.into_iter()
-                    .filter(|(key, _)| !self.acked.contains(key)),
-            );
+            rows.extend(page.into_iter().filter(|(key, _)| !acked.contains(key)));
             if !full {
                 break;
             }
         }
+        drop(acked);
         let mut out = Vec::with_capacity(rows.len());
         for (key, value) in rows {
             let id = String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default());

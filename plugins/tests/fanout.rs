@@ -49,11 +49,20 @@ async fn a_direct_message_overtakes_a_big_fan_out() {
     all.extend(users.iter().map(String::as_str));
     let env = Env::with_config(&all, sliced(2));
     let g = group(&env, &users).await;
-    env.delivered(40);
+    // The creation event goes to alice and the 40 members.
+    env.delivered(41);
     env.rec.0.lock().expect("recorder").clear();
 
     // Hold the group message's batch at its flush, queue a 1:1 message behind it, release.
     env.store.close_gate();
+    // Whatever fails below, the committer must not stay stuck in the flush (the test would hang).
+    struct Reopen<'a>(&'a TestStore);
+    impl Drop for Reopen<'_> {
+        fn drop(&mut self) {
+            self.0.open_gate();
+        }
+    }
+    let _reopen = Reopen(&env.store);
     let applied = env.store.applies.load(Ordering::SeqCst);
     let send = json!({"cid": "g1", "group": g, "type": "text", "text": "to all"}).to_string();
     let mut group_send = Box::pin(env.chat.send("alice", send.as_bytes()));
@@ -137,6 +146,10 @@ async fn an_unfinished_fan_out_resumes_after_a_restart() {
     let (store, _accounts, chat, rec) = start(dir.path(), sliced(64));
     // Every member ends with the event and the message in their queue, once, in order.
     assert!(wait_until(|| !store.has(format!("n/{id}").as_bytes())));
+    // Queue reads see the last slice once it is flushed.
+    assert!(wait_until(|| users.iter().all(|u| {
+        chat.backlog(u, None, 10).map_or(false, |q| q.len() == 2)
+    })));
     for user in &users {
         let queue = chat.backlog(user, None, 10).expect("backlog");
         let ids: Vec<String> = queue

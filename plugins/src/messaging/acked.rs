@@ -28,9 +28,10 @@ impl AckedKeys {
         first
     }
 
-    /// Whether `key` was acknowledged and not yet deleted.
-    pub fn contains(&self, key: &[u8]) -> bool {
-        self.lock().contains(key)
+    /// Holds the keys still, so that [`AckedKeys::done`] waits: a queue read that scans the
+    /// store while holding them sees each key either deleted or still recorded here.
+    pub fn hold(&self) -> std::sync::MutexGuard<'_, HashSet<Vec<u8>>> {
+        self.lock()
     }
 
     /// Up to a batch's worth of keys to delete; they stay recorded until [`AckedKeys::done`].
