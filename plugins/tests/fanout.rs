@@ -148,7 +148,7 @@ async fn an_unfinished_fan_out_resumes_after_a_restart() {
     assert!(wait_until(|| !store.has(format!("n/{id}").as_bytes())));
     // Queue reads see the last slice once it is flushed.
     assert!(wait_until(|| users.iter().all(|u| {
-        chat.backlog(u, None, 10).map_or(false, |q| q.len() == 2)
+        chat.backlog(u, None, 10).is_ok_and(|q| q.len() == 2)
     })));
     for user in &users {
         let queue = chat.backlog(user, None, 10).expect("backlog");
