@@ -9,23 +9,25 @@
 #   accounts   start chatd once and log every benchmark user in with a JWT, which creates its
 #              account (one argon2 hash each, ~30 ms of CPU per user on 2 cores; done once, the
 #              store is kept in $WORK/data)
-#   held       fresh chatd, CLIENTS idle connections (subscribe own), then again with presence
+#   held       fresh chatd, CLIENTS idle connections for each SUBS mode (own, then presence)
 #   mosq-held  the same against Mosquitto
 #   storm      STORM_CLIENTS connected to chatd, chatd restarted (SIGTERM, start), all reconnect
 #   mosq-storm the same against Mosquitto
 #   all        every step above, RUNS times each (accounts once)
-# Environment: CLIENTS (19500), STORM_CLIENTS (10000), RUNS (2), WORK (/tmp/chatd-connect),
-#   CHATD_PORT (18830), MOSQ_PORT (18831), EXTRA (more chatbench connect options).
+# Environment: CLIENTS (19900), STORM_CLIENTS (10000), RUNS (2), WORK (/tmp/chatd-connect),
+#   CHATD_PORT (18830), MOSQ_PORT (18831), SUBS ("own presence"; or none),
+#   EXTRA (more chatbench connect options).
 # Each run appends one JSON line to $WORK/results.jsonl and its table to $WORK/tables.txt.
 set -euo pipefail
 
-CLIENTS=${CLIENTS:-19500}
+CLIENTS=${CLIENTS:-19900}
 STORM_CLIENTS=${STORM_CLIENTS:-10000}
 RUNS=${RUNS:-2}
 WORK=${WORK:-/tmp/chatd-connect}
 CHATD_PORT=${CHATD_PORT:-18830}
 MOSQ_PORT=${MOSQ_PORT:-18831}
 EXTRA=${EXTRA:-}
+SUBS=${SUBS:-own presence}
 BIN=${BIN:-target/release}
 export CHATBENCH_JWT_SECRET=${CHATBENCH_JWT_SECRET:-chatbench-connect-secret-0123456789}
 
@@ -109,7 +111,7 @@ trap cleanup EXIT
 bench() {
     local label=$1
     shift
-    log "$label: chatbench connect $*"
+    log "$label (load average $(cut -d" " -f1-3 /proc/loadavg)): chatbench connect $*"
     # shellcheck disable=SC2086
     "$BIN/chatbench" connect --json "$@" $EXTRA 2>>"$WORK/tables.txt" |
         sed "s/^{/{\"label\":\"$label\",/" | tee -a "$WORK/results.jsonl"
@@ -123,7 +125,7 @@ accounts() {
 }
 
 held() {
-    for sub in own presence; do
+    for sub in $SUBS; do
         start_chatd
         sleep 2
         bench "chatd-held-$sub" --mqtt "127.0.0.1:$CHATD_PORT" --clients "$CLIENTS" \
@@ -133,7 +135,7 @@ held() {
 }
 
 mosq_held() {
-    for sub in own presence; do
+    for sub in $SUBS; do
         start_mosq
         sleep 2
         bench "mosquitto-held-$sub" --mqtt "127.0.0.1:$MOSQ_PORT" --clients "$CLIENTS" \
