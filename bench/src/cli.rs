@@ -4,11 +4,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Load generator for chatd (chat and group modes) and for any MQTT broker (raw mode).
+/// Load generator for chatd (chat and group modes) and for any MQTT broker (raw and connect modes).
 ///
-/// All clients connect first (MQTT 3.1.1, keep-alive 30 s), then the clock starts. The run ends
-/// when every message is confirmed and delivered, when confirmations/deliveries stop for the grace
-/// period, or at the duration limit, whichever comes first.
+/// Message modes: all clients connect first (MQTT 3.1.1, keep-alive 30 s), then the clock starts.
+/// The run ends when every message is confirmed and delivered, when confirmations/deliveries stop
+/// for the grace period, or at the duration limit, whichever comes first. `connect` measures
+/// connections only.
 #[derive(Debug, Parser)]
 #[command(name = "chatbench", version)]
 pub struct Cli {
@@ -56,6 +57,139 @@ pub enum Mode {
     /// Plain MQTT QoS 1 publish/subscribe against any broker: publisher i → topic bench/{i} →
     /// subscriber i.
     Raw(RawArgs),
+    /// Connection figures of any MQTT broker: idle connections held, memory per connection,
+    /// connects/s, CONNACK latency and, with `--storm`, reconnection after a server restart.
+    ///
+    /// Opens `--clients` raw TCP connections from source addresses spread over 127.1.0.1 …
+    /// (`--sources` of them, bound before connecting), sends an MQTT 3.1.1 CONNECT as user
+    /// `{prefix}{n}` with client id `{prefix}{n}` (n = offset + i; password: a JWT minted with `--jwt-secret`,
+    /// the account password, or none), waits for CONNACK, optionally subscribes at QoS 0, then
+    /// holds every socket idle (keep-alive 0 by default: the server never times it out).
+    /// With `--pid`, reads the server's resident memory before and after (`/proc/PID/status`).
+    ///
+    /// With `--storm`, once all are connected (and `--ready-file` is written), waits until the
+    /// server has closed every connection (restart it: SIGTERM, start again), then reconnects
+    /// all of them as fast as `--concurrency` allows, retrying refused connections every
+    /// `--retry-ms`, and reports the time from the first close seen to the last reconnection.
+    Connect(ConnectArgs),
+}
+
+/// How `chatbench connect` clients log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// An HS256 JWT (`sub` = user id) signed with `--jwt-secret`, as the password.
+    Jwt,
+    /// `--password` (chatd: an argon2 verification per login unless recently verified).
+    Password,
+    /// No user name or password (a broker that allows anonymous clients).
+    None,
+}
+
+impl AuthMode {
+    /// The name used on the command line and in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Jwt => "jwt",
+            AuthMode::Password => "password",
+            AuthMode::None => "none",
+        }
+    }
+}
+
+/// What `chatbench connect` clients subscribe to after CONNACK (all at QoS 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SubscribeMode {
+    /// Nothing.
+    None,
+    /// `user/{me}/#`.
+    Own,
+    /// `user/{me}/#` and `presence/{prefix}{n}` of the next client's user (in chatd: a rumqttd
+    /// link and filter per connection).
+    Presence,
+}
+
+impl SubscribeMode {
+    /// The name used on the command line and in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscribeMode::None => "none",
+            SubscribeMode::Own => "own",
+            SubscribeMode::Presence => "presence",
+        }
+    }
+}
+
+/// Options of `chatbench connect`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Server MQTT listener, host:port [default: 127.0.0.1:1883, or from --chatd-data]
+    #[arg(long)]
+    pub mqtt: Option<String>,
+    /// chatd storage.path: read the MQTT address from its listen.json when --mqtt is absent
+    #[arg(long, value_name = "DIR")]
+    pub chatd_data: Option<PathBuf>,
+    /// Connections to open and hold (one process holds at most its open-file limit minus a few)
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub clients: u32,
+    /// User ids and client ids are {prefix}{offset}, {prefix}{offset+1}, …
+    #[arg(long, default_value = "conn")]
+    pub prefix: String,
+    /// Number of the first user (several chatbench processes, each under its open-file limit,
+    /// take distinct ranges)
+    #[arg(long, default_value_t = 0)]
+    pub offset: u32,
+    /// How clients log in
+    #[arg(long, value_enum, default_value_t = AuthMode::Jwt)]
+    pub auth: AuthMode,
+    /// HS256 secret for `--auth jwt` (chatd's `[auth] jwt_hs256_secret`)
+    #[arg(long, env = "CHATBENCH_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Password for `--auth password`
+    #[arg(long, default_value = "chatbench-pw")]
+    pub password: String,
+    /// What each client subscribes to after CONNACK
+    #[arg(long, value_enum, default_value_t = SubscribeMode::Own)]
+    pub subscribe: SubscribeMode,
+    /// MQTT keep-alive in seconds (0 = none: idle clients are never timed out)
+    #[arg(long, default_value_t = 0)]
+    pub keep_alive: u16,
+    /// Connection attempts in flight at once
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub concurrency: u32,
+    /// Source addresses (127.1.0.1 on), used round-robin
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub sources: u32,
+    /// Longest wait for CONNACK (and SUBACK) once TCP is up, seconds
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub connack_timeout: u64,
+    /// Server process id: its VmRSS is read before connecting and after --settle
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Seconds to wait after the last CONNACK before reading the memory again
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub settle: u64,
+    /// Keep holding the connections this many more seconds, then read the memory once more
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub hold: u64,
+    /// Measure a reconnect storm: wait for the server to close every connection, then reconnect
+    #[arg(long)]
+    pub storm: bool,
+    /// Written (with the connected count) once all clients are connected and settled, so a
+    /// script knows when to restart the server
+    #[arg(long, value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
+    /// Storm: longest wait for the server to close all connections, seconds
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub storm_timeout: u64,
+    /// Storm: pause before retrying a refused or failed connection, milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 25)]
+    pub retry_ms: u64,
+    /// Hard stop after this many seconds (whole run)
+    #[arg(long, value_name = "SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    pub duration_limit: u64,
+    /// Print the table on stderr and one JSON object line with all figures on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `chatbench chat`.

@@ -2,13 +2,17 @@
 //!
 //! `chatbench chat …` loads chatd with 1:1 chat traffic; `chatbench group …` measures group
 //! fan-out and the 1:1 latency beside it; `chatbench raw …` runs the 1:1 shape of load as plain
-//! MQTT QoS 1 publish/subscribe against any broker. See `chatbench --help`.
+//! MQTT QoS 1 publish/subscribe against any broker; `chatbench connect …` measures idle
+//! connections held, memory per connection, connects/s and reconnect storms. See
+//! `chatbench --help`.
 
 mod acks;
 mod admin;
 mod chat;
 mod cli;
 mod clock;
+mod connect;
+mod connect_report;
 mod control;
 mod fanout;
 mod group;
@@ -17,12 +21,17 @@ mod group_setup;
 mod mqtt;
 mod pace;
 mod pairs;
+mod procmem;
 mod publisher;
 mod raw;
+mod rawconn;
 mod receipts;
 mod report;
+mod sources;
 mod stamp;
 mod stats;
+mod token;
+mod wire;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -50,19 +59,20 @@ fn run(cli: Cli) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let load = match &cli.mode {
-        Mode::Chat(a) => &a.load,
-        Mode::Group(a) => &a.load,
-        Mode::Raw(a) => &a.load,
+    let (json, limit) = match &cli.mode {
+        Mode::Chat(a) => (a.load.json, a.load.duration_limit),
+        Mode::Group(a) => (a.load.json, a.load.duration_limit),
+        Mode::Raw(a) => (a.load.json, a.load.duration_limit),
+        Mode::Connect(a) => (a.json, a.duration_limit),
     };
-    let json = load.json;
-    let limit = Duration::from_secs(load.duration_limit);
+    let limit = Duration::from_secs(limit);
     let report: Box<dyn Render> = runtime.block_on(async {
         let deadline = tokio::time::Instant::now() + limit;
         anyhow::Ok(match &cli.mode {
             Mode::Chat(args) => Box::new(chat::run(args, deadline).await?) as Box<dyn Render>,
             Mode::Group(args) => Box::new(group::run(args, deadline).await?),
             Mode::Raw(args) => Box::new(raw::run(args, deadline).await?),
+            Mode::Connect(args) => Box::new(connect::run(args, deadline).await?),
         })
     })?;
     // Tasks that outlived the run (none normally) must not keep the process alive.

@@ -1,0 +1,264 @@
+//! The few MQTT 3.1.1 packets `chatbench connect` speaks, encoded and decoded by hand: CONNECT
+//! and SUBSCRIBE out, CONNACK and SUBACK in. Everything else the server sends is skipped whole.
+
+use anyhow::{bail, Result};
+
+/// CONNECT flag: a user name follows the client id.
+const FLAG_USERNAME: u8 = 0x80;
+/// CONNECT flag: a password follows the user name.
+const FLAG_PASSWORD: u8 = 0x40;
+/// CONNECT flag: no session state is kept.
+const FLAG_CLEAN_SESSION: u8 = 0x02;
+
+/// Fixed-header type of CONNACK.
+const CONNACK: u8 = 0x20;
+/// Fixed-header type of SUBACK.
+const SUBACK: u8 = 0x90;
+
+/// What goes into one CONNECT.
+#[derive(Debug, Clone)]
+pub struct ConnectPacket<'a> {
+    /// MQTT client id.
+    pub client_id: &'a str,
+    /// User name and password; `None` connects anonymously.
+    pub login: Option<(&'a str, &'a str)>,
+    /// Keep-alive in seconds (0: the server never times the client out).
+    pub keep_alive: u16,
+}
+
+/// Appends a length-prefixed UTF-8 string (or binary field).
+fn put_str(out: &mut Vec<u8>, s: &[u8]) -> Result<()> {
+    let len = u16::try_from(s.len())
+        .map_err(|_| anyhow::anyhow!("field of {} bytes is too long for MQTT", s.len()))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(s);
+    Ok(())
+}
+
+/// Appends a fixed header: the type byte and the variable-length remaining length.
+fn put_header(out: &mut Vec<u8>, kind: u8, mut remaining: usize) -> Result<()> {
+    if remaining > 268_435_455 {
+        bail!("packet of {remaining} bytes is too long for MQTT");
+    }
+    out.push(kind);
+    loop {
+        let mut byte = (remaining % 128) as u8;
+        remaining /= 128;
+        if remaining > 0 {
+            byte |= 0x80;
+        }
+        out.push(byte);
+        if remaining == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Encodes CONNECT (protocol level 4, clean session).
+pub fn encode_connect(p: &ConnectPacket<'_>) -> Result<Vec<u8>> {
+    let mut body = Vec::with_capacity(64);
+    put_str(&mut body, b"MQTT")?;
+    body.push(4);
+    let mut flags = FLAG_CLEAN_SESSION;
+    if p.login.is_some() {
+        flags |= FLAG_USERNAME | FLAG_PASSWORD;
+    }
+    body.push(flags);
+    body.extend_from_slice(&p.keep_alive.to_be_bytes());
+    put_str(&mut body, p.client_id.as_bytes())?;
+    if let Some((user, password)) = p.login {
+        put_str(&mut body, user.as_bytes())?;
+        put_str(&mut body, password.as_bytes())?;
+    }
+    let mut out = Vec::with_capacity(body.len() + 5);
+    put_header(&mut out, 0x10, body.len())?;
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Encodes SUBSCRIBE of `filters`, each at QoS 0 (so the server expects no PUBACK from us).
+pub fn encode_subscribe(packet_id: u16, filters: &[String]) -> Result<Vec<u8>> {
+    if filters.is_empty() {
+        bail!("SUBSCRIBE needs at least one filter");
+    }
+    let mut body = Vec::with_capacity(64);
+    body.extend_from_slice(&packet_id.to_be_bytes());
+    for filter in filters {
+        put_str(&mut body, filter.as_bytes())?;
+        body.push(0);
+    }
+    let mut out = Vec::with_capacity(body.len() + 5);
+    put_header(&mut out, 0x82, body.len())?;
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// A complete packet at the start of a buffer: its first byte and its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// Type and flags (the fixed header's first byte).
+    pub kind: u8,
+    /// The bytes after the fixed header.
+    pub body: &'a [u8],
+    /// Length of the whole packet in the buffer.
+    pub len: usize,
+}
+
+/// The first complete packet of `buf`, or `None` when more bytes are needed.
+pub fn frame(buf: &[u8]) -> Result<Option<Frame<'_>>> {
+    let Some(&kind) = buf.first() else {
+        return Ok(None);
+    };
+    let mut remaining = 0usize;
+    let mut shift = 0;
+    let mut at = 1;
+    loop {
+        let Some(&byte) = buf.get(at) else {
+            return Ok(None);
+        };
+        remaining |= ((byte & 0x7f) as usize) << shift;
+        at += 1;
+        if byte & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+        if shift > 21 {
+            bail!("malformed remaining length");
+        }
+    }
+    let len = at + remaining;
+    if buf.len() < len {
+        return Ok(None);
+    }
+    Ok(Some(Frame {
+        kind,
+        body: &buf[at..len],
+        len,
+    }))
+}
+
+/// What a server answered to CONNECT or SUBSCRIBE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// CONNACK with this return code (0 = accepted).
+    ConnAck(u8),
+    /// SUBACK for this packet id, with its return codes (0x80 = refused).
+    SubAck(u16, Vec<u8>),
+    /// Any other packet (a PUBLISH of retained presence, say).
+    Other(u8),
+}
+
+/// Decodes a frame into the answers this tool cares about.
+pub fn answer(f: &Frame<'_>) -> Result<Answer> {
+    match f.kind {
+        CONNACK => match f.body {
+            [_, code] => Ok(Answer::ConnAck(*code)),
+            _ => bail!("CONNACK of {} bytes", f.body.len()),
+        },
+        SUBACK => match f.body {
+            [hi, lo, codes @ ..] if !codes.is_empty() => Ok(Answer::SubAck(
+                u16::from_be_bytes([*hi, *lo]),
+                codes.to_vec(),
+            )),
+            _ => bail!("SUBACK of {} bytes", f.body.len()),
+        },
+        other => Ok(Answer::Other(other)),
+    }
+}
+
+/// Text for a 3.1.1 CONNACK return code.
+pub fn connack_reason(code: u8) -> &'static str {
+    match code {
+        0 => "accepted",
+        1 => "unacceptable protocol version",
+        2 => "client id rejected",
+        3 => "server unavailable",
+        4 => "bad user name or password",
+        5 => "not authorized",
+        _ => "unknown return code",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_with_login_matches_the_spec_layout() -> Result<()> {
+        let bytes = encode_connect(&ConnectPacket {
+            client_id: "u1:c",
+            login: Some(("u1", "pw")),
+            keep_alive: 600,
+        })?;
+        let expected: Vec<u8> = [
+            &[0x10, 24][..],
+            &[0, 4, b'M', b'Q', b'T', b'T', 4, 0xC2, 0x02, 0x58],
+            &[0, 4, b'u', b'1', b':', b'c'],
+            &[0, 2, b'u', b'1'],
+            &[0, 2, b'p', b'w'],
+        ]
+        .concat();
+        assert_eq!(bytes, expected);
+        Ok(())
+    }
+
+    #[test]
+    fn anonymous_connect_has_no_login_flags() -> Result<()> {
+        let bytes = encode_connect(&ConnectPacket {
+            client_id: "x",
+            login: None,
+            keep_alive: 0,
+        })?;
+        assert_eq!(
+            bytes,
+            [0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 0, 0, 1, b'x']
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn long_packets_get_a_multi_byte_remaining_length() -> Result<()> {
+        let password = "p".repeat(300);
+        let bytes = encode_connect(&ConnectPacket {
+            client_id: "c",
+            login: Some(("u", &password)),
+            keep_alive: 0,
+        })?;
+        let f = frame(&bytes)?.ok_or_else(|| anyhow::anyhow!("incomplete"))?;
+        assert_eq!(f.len, bytes.len());
+        assert_eq!(f.body.len(), 10 + 3 + 3 + 302);
+        assert_eq!(&bytes[1..3], &[(318 % 128) as u8 | 0x80, (318 / 128) as u8]);
+        Ok(())
+    }
+
+    #[test]
+    fn subscribe_asks_for_qos_0() -> Result<()> {
+        let bytes = encode_subscribe(7, &["user/u1/#".to_string()])?;
+        let mut expected = vec![0x82, 14, 0, 7, 0, 9];
+        expected.extend_from_slice(b"user/u1/#");
+        expected.push(0);
+        assert_eq!(bytes, expected);
+        Ok(())
+    }
+
+    #[test]
+    fn frames_are_split_and_answers_decoded() -> Result<()> {
+        let buf = [0x20, 2, 0, 0, 0x90, 4, 0, 1, 0, 0x80, 0x30];
+        let first = frame(&buf)?.ok_or_else(|| anyhow::anyhow!("incomplete"))?;
+        assert_eq!(answer(&first)?, Answer::ConnAck(0));
+        let rest = &buf[first.len..];
+        let second = frame(rest)?.ok_or_else(|| anyhow::anyhow!("incomplete"))?;
+        assert_eq!(answer(&second)?, Answer::SubAck(1, vec![0, 0x80]));
+        assert_eq!(frame(&rest[second.len..])?, None);
+        assert_eq!(frame(&[0x20])?, None);
+        Ok(())
+    }
+
+    #[test]
+    fn refused_connack_keeps_its_code() -> Result<()> {
+        let f = frame(&[0x20, 2, 0, 5])?.ok_or_else(|| anyhow::anyhow!("incomplete"))?;
+        assert_eq!(answer(&f)?, Answer::ConnAck(5));
+        assert_eq!(connack_reason(5), "not authorized");
+        Ok(())
+    }
+}
