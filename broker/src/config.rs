@@ -190,7 +190,7 @@ impl Default for LimitsConfig {
             max_text_bytes: 16 * 1024,
             typing_per_sec: 5,
             max_group_members: 1024,
-            fanout_slice: 128,
+            fanout_slice: 64,
             login_failures_per_user: 10,
             login_failures_per_ip: 30,
             login_failure_window_secs: 60,

@@ -79,7 +79,7 @@ impl Default for ChatConfig {
             max_batch: 512,
             max_group_members: 1024,
             push_jobs: false,
-            fanout_slice: 128,
+            fanout_slice: 64,
             max_fanout_backlog: 256 * 1024,
         }
     }
