@@ -705,6 +705,17 @@ fn seed_accounts(s: &mut Server, users: &[String]) {
     s.restart();
 }
 
+/// Connects a seeded user, who cannot log in with a password until given one.
+async fn seeded_online(s: &Server, user: &str) -> Client {
+    let (status, body) = s.admin(
+        "PUT",
+        &format!("/admin/users/{user}/password"),
+        Some(&json!({"password": format!("{user}-pw")}).to_string()),
+    );
+    assert!(status < 300, "set password of {user}: {status} {body}");
+    online(s, user, user).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_of_1024_members() {
     let mut s = server_with(&["alice", "bob"], "");
@@ -737,16 +748,9 @@ async fn a_group_of_1024_members() {
 
     let id = sent_id(&mut alice, "alice", &g, "hello 1024").await;
     bob.next_where("user/bob/inbox", "id", &json!(id)).await;
-    // An offline member, chosen from the last chunk, gets it from their queue; seeded accounts
-    // cannot log in with a password, so give one a password first.
+    // An offline member, chosen from the last chunk, gets it from their queue.
     let late = &others[1021];
-    let (status, body) = s.admin(
-        "PUT",
-        &format!("/admin/users/{late}/password"),
-        Some(&json!({"password": format!("{late}-pw")}).to_string()),
-    );
-    assert!(status < 300, "set password of {late}: {status} {body}");
-    let mut member = online(&s, late, late).await;
+    let mut member = seeded_online(&s, late).await;
     let m = member
         .next_where(&format!("user/{late}/inbox"), "id", &json!(id))
         .await;
@@ -854,13 +858,7 @@ async fn a_group_fans_out_in_slices_in_order_and_resumes_after_kill9() {
         .await;
     // A member who was offline throughout gets everything once too.
     let late = &others[299];
-    let (status, body) = s.admin(
-        "PUT",
-        &format!("/admin/users/{late}/password"),
-        Some(&json!({"password": format!("{late}-pw")}).to_string()),
-    );
-    assert!(status < 300, "set password of {late}: {status} {body}");
-    let mut member = online(&s, late, late).await;
+    let mut member = seeded_online(&s, late).await;
     let inbox = format!("user/{late}/inbox");
     assert_eq!(member.next_on(&inbox).await["event"], "member_added");
     for id in &ids {
