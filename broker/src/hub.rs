@@ -2,7 +2,8 @@
 //! traffic straight to their outbound queues (without a rumqttd topic per user).
 //!
 //! Delivery never blocks the caller (the store's committer thread): each session has a bounded
-//! channel, and a session whose channel is full is marked *lagged* instead. A lagged session stops
+//! mailbox (allocated only while something waits in it), and a session whose mailbox is full is
+//! marked *lagged* instead. A lagged session stops
 //! receiving queued messages from the hub and re-reads its queue from the store, so a slow device
 //! costs bounded memory and loses nothing.
 
@@ -11,8 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use chatd_plugins::outbox::{Deliver, Outgoing};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::mailbox::Mailbox;
 
 /// How many deliveries wait for one session before it is marked lagged.
 const SESSION_CHANNEL: usize = 256;
@@ -35,7 +37,7 @@ pub struct SessionEntry {
     id: u64,
     user: String,
     client_id: String,
-    tx: mpsc::Sender<Outgoing>,
+    deliveries: Mailbox<Outgoing>,
     lagged: AtomicBool,
     stop: CancellationToken,
     reason: AtomicU8,
@@ -57,6 +59,11 @@ impl SessionEntry {
         }
     }
 
+    /// The next delivery for this session (cancel-safe).
+    pub async fn next_delivery(&self) -> Outgoing {
+        self.deliveries.pop().await
+    }
+
     /// True once since the hub last had to drop a delivery for this session.
     pub fn take_lagged(&self) -> bool {
         self.lagged.swap(false, Ordering::AcqRel)
@@ -73,12 +80,10 @@ impl SessionEntry {
     }
 }
 
-/// A registered session: its entry and the receiving end of its delivery channel.
+/// A registered session: its entry, shared with the hub, which also holds its deliveries.
 pub struct Registration {
     /// Shared with the hub.
     pub entry: Arc<SessionEntry>,
-    /// Deliveries for this session.
-    pub rx: mpsc::Receiver<Outgoing>,
 }
 
 #[derive(Default)]
@@ -136,12 +141,11 @@ impl Hub {
         ticket: u64,
         revocation: u64,
     ) -> Registration {
-        let (tx, rx) = mpsc::channel(SESSION_CHANNEL);
         let entry = Arc::new(SessionEntry {
             id: ticket,
             user: user.to_string(),
             client_id: client_id.to_string(),
-            tx,
+            deliveries: Mailbox::new(SESSION_CHANNEL),
             lagged: AtomicBool::new(false),
             stop: CancellationToken::new(),
             reason: AtomicU8::new(StopReason::None as u8),
@@ -151,7 +155,7 @@ impl Hub {
             if inner.revocations.get(user).copied().unwrap_or(0) != revocation {
                 drop(inner);
                 entry.stop_with(StopReason::Administrative);
-                return Registration { entry, rx };
+                return Registration { entry };
             }
             if inner
                 .by_client
@@ -160,7 +164,7 @@ impl Hub {
             {
                 drop(inner);
                 entry.stop_with(StopReason::TakenOver);
-                return Registration { entry, rx };
+                return Registration { entry };
             }
             let previous = inner.by_client.insert(client_id.to_string(), entry.clone());
             if let Some(old) = &previous {
@@ -176,7 +180,7 @@ impl Hub {
         if let Some(old) = previous {
             old.stop_with(StopReason::TakenOver);
         }
-        Registration { entry, rx }
+        Registration { entry }
     }
 
     /// Removes a session (only if it is still the registered one for its client id).
@@ -263,7 +267,7 @@ impl Hub {
             if item.queue_id.is_some() && s.lagged.load(Ordering::Acquire) {
                 continue;
             }
-            if s.tx.try_send(item.clone()).is_err() && item.queue_id.is_some() {
+            if s.deliveries.try_push(item.clone()).is_err() && item.queue_id.is_some() {
                 s.lagged.store(true, Ordering::Release);
             }
         }
@@ -333,13 +337,13 @@ mod tests {
     #[test]
     fn full_channel_marks_lagged_and_stops_queued_deliveries() {
         let hub = Hub::new();
-        let mut reg = hub.register("bob", "bob", hub.ticket(), 0);
+        let reg = hub.register("bob", "bob", hub.ticket(), 0);
         for i in 0..SESSION_CHANNEL + 5 {
             hub.deliver(item("bob", &format!("{i:05}")));
         }
         assert!(reg.entry.take_lagged());
         let mut n = 0;
-        while reg.rx.try_recv().is_ok() {
+        while reg.entry.deliveries.try_pop().is_some() {
             n += 1;
         }
         assert_eq!(n, SESSION_CHANNEL);
@@ -364,10 +368,10 @@ mod tests {
     #[test]
     fn deliveries_reach_every_device() {
         let hub = Hub::new();
-        let mut a = hub.register("bob", "bob:a", hub.ticket(), 0);
-        let mut b = hub.register("bob", "bob:b", hub.ticket(), 0);
+        let a = hub.register("bob", "bob:a", hub.ticket(), 0);
+        let b = hub.register("bob", "bob:b", hub.ticket(), 0);
         hub.deliver(item("bob", "1"));
-        assert!(a.rx.try_recv().is_ok());
-        assert!(b.rx.try_recv().is_ok());
+        assert!(a.entry.deliveries.try_pop().is_some());
+        assert!(b.entry.deliveries.try_pop().is_some());
     }
 }

@@ -2,10 +2,15 @@
 //! session code. Handshakes (TLS, WebSocket upgrade) run in the connection's own task, bounded by
 //! the CONNECT timeout, so a slow or silent client never holds up the accept loop. Each source
 //! address may have at most `limits.max_handshakes_per_ip` sockets waiting for their CONNACK.
+//!
+//! Each connection's task is boxed for its own transport, so a plain TCP connection does not pay
+//! for the size of a TLS or WebSocket state machine.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -13,8 +18,9 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::debug;
 
+use crate::accept_trouble::{AcceptTrouble, Next};
 use crate::handshake_gate::Arrival;
 use crate::metrics::Metrics;
 use crate::session;
@@ -39,6 +45,7 @@ pub async fn accept_loop(
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let mut trouble = AcceptTrouble::new(listener_name(framing, tls.is_some()));
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => return,
@@ -46,6 +53,7 @@ pub async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                trouble.recovered();
                 // Refused before a task or a read: a flood from one address stays cheap.
                 let Some(arrival) = shared.handshakes.arrive(peer.ip()) else {
                     Metrics::inc(&shared.metrics.handshakes_refused_total);
@@ -54,59 +62,74 @@ pub async fn accept_loop(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let shared = shared.clone();
-                let tls = tls.clone();
-                tracker.spawn(async move {
-                    debug!(%peer, "accepted");
-                    connection(stream, framing, tls, shared, arrival).await;
-                });
+                let task = connection(stream, framing, tls.clone(), shared.clone(), arrival);
+                debug!(%peer, "accepted");
+                tracker.spawn(task);
             }
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            Err(e) => match trouble.failed(&e) {
+                Next::Refuse => {
+                    // The spare descriptor is free for a moment: take a waiting client and
+                    // close it, so that it is refused rather than left waiting.
+                    if let Some(Ok((stream, _))) = listener.accept().now_or_never() {
+                        drop(stream);
+                    }
+                    trouble.refused();
+                }
+                // Back off instead of spinning.
+                Next::BackOff => tokio::time::sleep(Duration::from_millis(50)).await,
+            },
         }
     }
 }
 
-async fn connection(
+/// The listener's name in `[listen]`.
+fn listener_name(framing: Framing, tls: bool) -> &'static str {
+    match (framing, tls) {
+        (Framing::Mqtt, false) => "mqtt",
+        (Framing::WebSocket, false) => "ws",
+        (Framing::Mqtt, true) => "mqtts",
+        (Framing::WebSocket, true) => "wss",
+    }
+}
+
+/// The task of one accepted connection, boxed at the size of its own transport's state machine.
+fn connection(
     stream: TcpStream,
     framing: Framing,
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     arrival: Arrival,
-) {
+) -> BoxFuture<'static, ()> {
     let timeout = Duration::from_secs(shared.limits.connect_timeout_secs);
-    match tls {
-        None => framed(stream, framing, shared, timeout, arrival).await,
-        Some(acceptor) => match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => framed(stream, framing, shared, timeout, arrival).await,
-            Ok(Err(e)) => debug!("TLS handshake failed: {e}"),
-            Err(_) => debug!("TLS handshake timed out"),
-        },
+    match (tls, framing) {
+        (None, Framing::Mqtt) => session::run(Stream(stream), shared, arrival).boxed(),
+        (None, Framing::WebSocket) => websocket(stream, shared, timeout, arrival).boxed(),
+        (Some(acceptor), framing) => async move {
+            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                // Boxed again: the handshake's state is not kept for the session's life.
+                Ok(Ok(stream)) => match framing {
+                    Framing::Mqtt => session::run(Stream(stream), shared, arrival).boxed().await,
+                    Framing::WebSocket => websocket(stream, shared, timeout, arrival).boxed().await,
+                },
+                Ok(Err(e)) => debug!("TLS handshake failed: {e}"),
+                Err(_) => debug!("TLS handshake timed out"),
+            }
+        }
+        .boxed(),
     }
 }
 
-async fn framed<S>(
-    stream: S,
-    framing: Framing,
-    shared: Arc<Shared>,
-    timeout: Duration,
-    arrival: Arrival,
-) where
+/// Upgrades to WebSocket, then runs the session.
+async fn websocket<S>(stream: S, shared: Arc<Shared>, timeout: Duration, arrival: Arrival)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    match framing {
-        Framing::Mqtt => session::run(Stream(stream), shared, arrival).await,
-        Framing::WebSocket => {
-            let upgrade = tokio_tungstenite::accept_hdr_async(stream, check_upgrade);
-            match tokio::time::timeout(timeout, upgrade).await {
-                Ok(Ok(ws)) => session::run(WsStream(ws), shared, arrival).await,
-                Ok(Err(e)) => debug!("WebSocket upgrade failed: {e}"),
-                Err(_) => debug!("WebSocket upgrade timed out"),
-            }
-        }
+    let upgrade = tokio_tungstenite::accept_hdr_async(stream, check_upgrade);
+    match tokio::time::timeout(timeout, upgrade).await {
+        // Boxed: the upgrade's state is not kept for the session's life.
+        Ok(Ok(ws)) => session::run(WsStream(ws), shared, arrival).boxed().await,
+        Ok(Err(e)) => debug!("WebSocket upgrade failed: {e}"),
+        Err(_) => debug!("WebSocket upgrade timed out"),
     }
 }
 

@@ -1,9 +1,11 @@
 //! `chatd`: a chat backend that speaks MQTT. One binary, one TOML file.
 
+mod accept_trouble;
 mod cli;
 mod config;
 mod conncache;
 mod datadir;
+mod fd_limit;
 #[cfg(test)]
 mod fuzz;
 mod handshake_gate;
@@ -11,6 +13,7 @@ mod http;
 mod hub;
 mod listeners;
 mod login_limit;
+mod mailbox;
 mod media;
 mod metrics;
 mod presence;

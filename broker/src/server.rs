@@ -51,6 +51,8 @@ pub async fn run(config: Config) -> Result<()> {
     // Watch the signals before anything is announced, so a supervisor that sends SIGTERM as soon
     // as listen.json appears gets a graceful shutdown, not the default kill.
     let signals = Signals::install()?;
+    // Every connection holds a descriptor: raise the limit and say so when it is too low.
+    crate::fd_limit::check(config.limits.max_connections);
     let dir = config.storage.path.clone();
     let store = match open_store(&config) {
         Ok(store) => store,

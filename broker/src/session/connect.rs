@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use chatd_auth::acl;
+use futures_util::future::BoxFuture;
 use rumqttd::protocol::{
     ConnAck, ConnAckProperties, Connect, ConnectProperties, ConnectReturnCode, LastWill, Login,
     Packet,
@@ -74,7 +75,17 @@ impl Refusal {
 /// Reads CONNECT within the configured timeout, authenticates it and writes CONNACK. `source`
 /// is what the failed-login limits count against.
 /// Returns `None` when the connection must be closed (CONNACK with an error was sent if possible).
-pub async fn handshake<T: Transport>(
+/// Boxed: the handshake's state (~2.5 KB) is needed only until CONNACK, so it must not be part of
+/// the connection task, which lives as long as the session.
+pub fn handshake<'a, T: Transport>(
+    t: &'a mut T,
+    shared: &'a Shared,
+    source: SourceKey,
+) -> BoxFuture<'a, Option<Accepted>> {
+    Box::pin(handshake_unboxed(t, shared, source))
+}
+
+async fn handshake_unboxed<T: Transport>(
     t: &mut T,
     shared: &Shared,
     source: SourceKey,

@@ -7,6 +7,7 @@
 
 pub mod connect;
 mod inbox;
+mod replies;
 mod subscriptions;
 
 use std::collections::{HashMap, HashSet};
@@ -18,15 +19,13 @@ use bytes::{Bytes, BytesMut};
 use chatd_auth::acl::{self, ChatTopic};
 use chatd_plugins::outbox::{Deliver, Outgoing};
 use futures_util::future::BoxFuture;
-use futures_util::stream::FuturesOrdered;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::protocol::{
     Disconnect, DisconnectReasonCode, Packet, PingResp, PubAck, PubAckReason, PubComp,
     PubCompReason, PubRec, PubRecReason, Publish,
 };
 use rumqttd::Notification;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -40,6 +39,7 @@ use crate::wire::{Codec, Incoming, PublishMeta, Version, WireError};
 
 use self::connect::Accepted;
 use self::inbox::Inbox;
+use self::replies::Replies;
 use self::subscriptions::Subscriptions;
 
 /// Publishes from one client being stored or answered at once; past this the socket is not read.
@@ -60,32 +60,21 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 pub async fn run<T: Transport>(mut t: T, shared: Arc<Shared>, arrival: Arrival) {
     Metrics::inc(&shared.metrics.accepted_total);
     let ticket = shared.hub.ticket();
-    let accepted = connect::handshake(&mut t, &shared, arrival.source()).await;
-    drop(arrival);
-    let Some(accepted) = accepted else {
+    // The handshake and `finish` run boxed, and the session itself is boxed: the task keeps only
+    // what an idle session needs. The block ends the handshake's locals before the session runs.
+    // (A future boxed in the statement that awaits it would still take room in the task.)
+    let session = {
+        let accepted = connect::handshake(&mut t, &shared, arrival.source()).await;
+        drop(arrival);
+        accepted.map(|accepted| Session::start(accepted, ticket, &shared))
+    };
+    let Some(mut session) = session else {
         let _ = tokio::time::timeout(Duration::from_secs(2), t.close()).await;
         return;
     };
-    // The handshake took this session's connection slot (`metrics.connections`).
-    let registration = shared.hub.register(
-        &accepted.user,
-        &accepted.client_id,
-        ticket,
-        accepted.revocation,
-    );
-    shared
-        .conn_cache
-        .connected(&accepted.user, &accepted.client_id);
-    shared.presence.connected(&accepted.user);
-    debug!(client_id = %accepted.client_id, "session started");
-    let mut session = Session::new(
-        accepted,
-        registration.entry,
-        registration.rx,
-        shared.clone(),
-    );
     let end = session.serve(&mut t).await;
-    session.finish(&mut t, end).await;
+    let finish = Box::pin(session.finish(&mut t, end));
+    finish.await;
     shared
         .conn_cache
         .disconnected(&session.user, &session.client_id);
@@ -124,8 +113,8 @@ enum Event {
     Stop,
     Reply(Reply),
     Read(std::io::Result<usize>),
-    Delivery(Option<Outgoing>),
-    Router(Result<Option<Notification>, ()>),
+    Delivery(Outgoing),
+    Router(Result<Option<Box<Notification>>, ()>),
     KeepAlive,
     Continue,
 }
@@ -138,27 +127,40 @@ struct Session {
     keep_alive: Option<Duration>,
     will: Option<(String, Bytes)>,
     entry: Arc<SessionEntry>,
-    rx: mpsc::Receiver<Outgoing>,
     input: BytesMut,
     out: BytesMut,
     subs: Subscriptions,
-    link: Option<(LinkTx, LinkRx)>,
+    /// Boxed: most sessions never subscribe to a router topic.
+    link: Option<Box<(LinkTx, LinkRx)>>,
     inflight: HashMap<u16, Option<String>>,
     next_pkid: u16,
     window: usize,
     inbox: Inbox,
-    pending: FuturesOrdered<BoxFuture<'static, Reply>>,
+    pending: Replies<BoxFuture<'static, Reply>>,
     qos2_received: HashSet<u16>,
     last_heard: Instant,
 }
 
 impl Session {
-    fn new(
-        accepted: Accepted,
-        entry: Arc<SessionEntry>,
-        rx: mpsc::Receiver<Outgoing>,
-        shared: Arc<Shared>,
-    ) -> Session {
+    /// Registers an accepted connection with the hub, the connection cache and presence.
+    fn start(accepted: Accepted, ticket: u64, shared: &Arc<Shared>) -> Box<Session> {
+        // The handshake took this session's connection slot (`metrics.connections`).
+        let registration = shared.hub.register(
+            &accepted.user,
+            &accepted.client_id,
+            ticket,
+            accepted.revocation,
+        );
+        shared
+            .conn_cache
+            .connected(&accepted.user, &accepted.client_id);
+        shared.presence.connected(&accepted.user);
+        debug!(client_id = %accepted.client_id, "session started");
+        // Boxed: the connection task then holds a pointer, not copies of the session.
+        Box::new(Session::new(accepted, registration.entry, shared.clone()))
+    }
+
+    fn new(accepted: Accepted, entry: Arc<SessionEntry>, shared: Arc<Shared>) -> Session {
         let keep_alive = (accepted.keep_alive > 0)
             .then(|| Duration::from_millis(accepted.keep_alive as u64 * 1500));
         Session {
@@ -170,14 +172,13 @@ impl Session {
             keep_alive,
             will: accepted.will,
             entry,
-            rx,
             input: accepted.leftover,
-            out: BytesMut::with_capacity(1024),
+            out: BytesMut::new(),
             link: None,
             inflight: HashMap::new(),
             next_pkid: 0,
             inbox: Inbox::default(),
-            pending: FuturesOrdered::new(),
+            pending: Replies::new(),
             qos2_received: HashSet::new(),
             last_heard: Instant::now(),
             shared,
@@ -198,18 +199,23 @@ impl Session {
                 self.inbox.lagged();
             }
             self.replay();
-            if let Err(end) = self.flush_out(t).await {
-                return end;
+            if !self.out.is_empty() {
+                // Boxed: the write's state exists only while output waits.
+                let flush = Box::pin(self.flush_out(t));
+                if let Err(end) = flush.await {
+                    return end;
+                }
             }
+            self.release_idle_input();
             let deadline = self.keep_alive.map(|ka| self.last_heard + ka);
             let event = tokio::select! {
                 biased;
                 _ = self.entry.stop_token().cancelled() => Event::Stop,
                 Some(reply) = self.pending.next(), if !self.pending.is_empty() => Event::Reply(reply),
                 r = t.read_into(&mut self.input), if self.pending.len() < MAX_PENDING => Event::Read(r),
-                item = self.rx.recv(), if self.room() > 0 => Event::Delivery(item),
-                n = next_notification(&mut self.link), if self.link.is_some() && self.room() > 0 => Event::Router(n),
-                _ = sleep_until(deadline), if deadline.is_some() => Event::KeepAlive,
+                item = self.entry.next_delivery(), if self.room() > 0 => Event::Delivery(item),
+                n = next_notification(&mut self.link).boxed(), if self.link.is_some() && self.room() > 0 => Event::Router(n),
+                _ = sleep_until(deadline).boxed(), if deadline.is_some() => Event::KeepAlive,
                 _ = std::future::ready(()), if self.inbox.is_replaying() && self.room() > 0 => Event::Continue,
             };
             match event {
@@ -222,11 +228,12 @@ impl Session {
                         return end;
                     }
                 }
-                Event::Delivery(Some(item)) => self.on_delivery(item),
-                Event::Delivery(None) => return End::Stopped(StopReason::Shutdown),
+                Event::Delivery(item) => self.on_delivery(item),
                 Event::Router(Ok(Some(n))) => {
-                    if let Err(end) = self.on_notification(n).await {
-                        return end;
+                    if self.on_notification(*n) {
+                        if let Err(end) = self.wake_router().await {
+                            return end;
+                        }
                     }
                 }
                 Event::Router(Ok(None)) => {}
@@ -254,8 +261,18 @@ impl Session {
                 }
             }
         }
-        self.out.clear();
+        // Output comes in bursts: an idle session keeps no buffer (a new one is cheap).
+        self.out = BytesMut::new();
         Ok(())
+    }
+
+    /// Gives the input buffer's memory back once every packet in it is handled: an idle session
+    /// keeps no read buffer (see [`Transport::read_into`]), and a large packet's buffer is not
+    /// kept for the small ones after it.
+    fn release_idle_input(&mut self) {
+        if self.input.is_empty() && self.input.capacity() > 0 {
+            self.input = BytesMut::new();
+        }
     }
 
     /// Decodes and handles every complete packet in the input buffer.
@@ -332,7 +349,7 @@ impl Session {
             Packet::Unsubscribe(unsubscribe, _) => {
                 let unsuback = self.subs.unsubscribe(unsubscribe, self.codec.version());
                 for filter in unsuback.router_unsubscribe {
-                    if let Some((tx, _)) = self.link.as_mut() {
+                    if let Some((tx, _)) = self.link.as_deref_mut() {
                         let _ = tx.unsubscribe(filter);
                     }
                 }
@@ -547,7 +564,9 @@ impl Session {
         }
     }
 
-    async fn on_notification(&mut self, n: Notification) -> Result<(), End> {
+    /// Handles one router notification; true when the router paused this link because its
+    /// buffer filled, and must be asked for more (see [`Session::wake_router`]).
+    fn on_notification(&mut self, n: Notification) -> bool {
         match n {
             Notification::Forward(forward) => {
                 let publish = forward.publish;
@@ -555,16 +574,21 @@ impl Session {
                 if let Some(qos) = self.subs.router_granted(&topic) {
                     self.publish(&topic, &publish.payload, qos, publish.retain, None);
                 }
+                false
             }
-            Notification::Unschedule => {
-                // The router paused this link because its buffer filled; ask for more.
-                if let Some((_, rx)) = self.link.as_ref() {
-                    if rx.wake().await.is_err() {
-                        return Err(End::Stopped(StopReason::Shutdown));
-                    }
-                }
+            Notification::Unschedule => true,
+            _ => false,
+        }
+    }
+
+    /// Asks the router for more after it paused this link.
+    async fn wake_router(&mut self) -> Result<(), End> {
+        if let Some((_, rx)) = self.link.as_deref() {
+            // Boxed in its own statement: its state exists only while it runs.
+            let wake = Box::pin(rx.wake());
+            if wake.await.is_err() {
+                return Err(End::Stopped(StopReason::Shutdown));
             }
-            _ => {}
         }
         Ok(())
     }
@@ -573,14 +597,14 @@ impl Session {
         if self.link.is_none() {
             // Building a link waits for the router thread; links are made only when needed.
             match tokio::task::block_in_place(|| self.shared.router.link(&self.client_id)) {
-                Ok(link) => self.link = Some(link),
+                Ok(link) => self.link = Some(Box::new(link)),
                 Err(e) => {
                     warn!(client_id = %self.client_id, "router link refused: {e}");
                     return;
                 }
             }
         }
-        if let Some((tx, _)) = self.link.as_mut() {
+        if let Some((tx, _)) = self.link.as_deref_mut() {
             if let Err(e) = tx.subscribe(filter) {
                 warn!(client_id = %self.client_id, "router subscribe failed: {e}");
             }
@@ -679,7 +703,7 @@ impl Session {
         // A TLS or WebSocket close writes too, which a client that reads nothing never lets end.
         let _ = tokio::time::timeout(Duration::from_secs(2), t.close()).await;
         self.shared.hub.deregister(&self.entry);
-        if let Some((mut tx, _rx)) = self.link.take() {
+        if let Some((mut tx, _rx)) = self.link.take().map(|link| *link) {
             // Dropping a local link does not tell the router; DISCONNECT does.
             let bye = Packet::Disconnect(
                 Disconnect {
@@ -721,11 +745,13 @@ fn ready(
     std::future::ready(Reply { message, ack }).boxed()
 }
 
+/// The router's next notification, boxed: it is large, and the session's task would otherwise
+/// keep room for it at every await.
 async fn next_notification(
-    link: &mut Option<(LinkTx, LinkRx)>,
-) -> Result<Option<Notification>, ()> {
-    match link {
-        Some((_, rx)) => rx.next().await.map_err(|_| ()),
+    link: &mut Option<Box<(LinkTx, LinkRx)>>,
+) -> Result<Option<Box<Notification>>, ()> {
+    match link.as_deref_mut() {
+        Some((_, rx)) => rx.next().await.map(|n| n.map(Box::new)).map_err(|_| ()),
         None => std::future::pending().await,
     }
 }
