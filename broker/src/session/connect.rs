@@ -308,6 +308,11 @@ async fn check(
 /// A user who proves itself with a JWT may have no account yet; give it one with an unusable
 /// random password so that others can message it.
 async fn ensure_account(shared: &Shared, user: &str) -> Result<(), Refusal> {
+    // The usual case, an existing account, is one store read: it must not queue behind
+    // password hashes for a hashing slot (a reconnect storm of token logins would).
+    if let Ok(true) = shared.accounts.exists(user) {
+        return Ok(());
+    }
     let accounts = shared.accounts.clone();
     let user = user.to_string();
     shared
