@@ -1,14 +1,10 @@
-//! The few MQTT 3.1.1 packets `chatbench connect` speaks, encoded and decoded by hand: CONNECT
-//! and SUBSCRIBE out, CONNACK and SUBACK in. Everything else the server sends is skipped whole.
+//! The few MQTT 3.1.1 packets `chatbench connect` speaks: CONNECT and SUBSCRIBE out (written by
+//! rumqttc's packet encoders), CONNACK and SUBACK in (decoded here, without a client state
+//! machine). Everything else the server sends is skipped whole.
 
-use anyhow::{bail, Result};
-
-/// CONNECT flag: a user name follows the client id.
-const FLAG_USERNAME: u8 = 0x80;
-/// CONNECT flag: a password follows the user name.
-const FLAG_PASSWORD: u8 = 0x40;
-/// CONNECT flag: no session state is kept.
-const FLAG_CLEAN_SESSION: u8 = 0x02;
+use anyhow::{anyhow, bail, Result};
+use bytes::BytesMut;
+use rumqttc::mqttbytes::{v4, QoS};
 
 /// Fixed-header type of CONNACK.
 const CONNACK: u8 = 0x20;
@@ -26,54 +22,19 @@ pub struct ConnectPacket<'a> {
     pub keep_alive: u16,
 }
 
-/// Appends a length-prefixed UTF-8 string (or binary field).
-fn put_str(out: &mut Vec<u8>, s: &[u8]) -> Result<()> {
-    let len = u16::try_from(s.len())
-        .map_err(|_| anyhow::anyhow!("field of {} bytes is too long for MQTT", s.len()))?;
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(s);
-    Ok(())
-}
-
-/// Appends a fixed header: the type byte and the variable-length remaining length.
-fn put_header(out: &mut Vec<u8>, kind: u8, mut remaining: usize) -> Result<()> {
-    if remaining > 268_435_455 {
-        bail!("packet of {remaining} bytes is too long for MQTT");
-    }
-    out.push(kind);
-    loop {
-        let mut byte = (remaining % 128) as u8;
-        remaining /= 128;
-        if remaining > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if remaining == 0 {
-            return Ok(());
-        }
-    }
-}
-
-/// Encodes CONNECT (protocol level 4, clean session).
+/// Encodes CONNECT (protocol level 4, clean session) with rumqttc's packet writer.
 pub fn encode_connect(p: &ConnectPacket<'_>) -> Result<Vec<u8>> {
-    let mut body = Vec::with_capacity(64);
-    put_str(&mut body, b"MQTT")?;
-    body.push(4);
-    let mut flags = FLAG_CLEAN_SESSION;
-    if p.login.is_some() {
-        flags |= FLAG_USERNAME | FLAG_PASSWORD;
-    }
-    body.push(flags);
-    body.extend_from_slice(&p.keep_alive.to_be_bytes());
-    put_str(&mut body, p.client_id.as_bytes())?;
-    if let Some((user, password)) = p.login {
-        put_str(&mut body, user.as_bytes())?;
-        put_str(&mut body, password.as_bytes())?;
-    }
-    let mut out = Vec::with_capacity(body.len() + 5);
-    put_header(&mut out, 0x10, body.len())?;
-    out.extend_from_slice(&body);
-    Ok(out)
+    let mut connect = v4::Connect::new(p.client_id);
+    connect.keep_alive = p.keep_alive;
+    connect.clean_session = true;
+    connect.login = p
+        .login
+        .map(|(user, password)| v4::Login::new(user, password));
+    let mut out = BytesMut::with_capacity(64);
+    connect
+        .write(&mut out)
+        .map_err(|e| anyhow!("CONNECT not encodable: {e:?}"))?;
+    Ok(out.to_vec())
 }
 
 /// Encodes SUBSCRIBE of `filters`, each at QoS 0 (so the server expects no PUBACK from us).
@@ -81,16 +42,17 @@ pub fn encode_subscribe(packet_id: u16, filters: &[String]) -> Result<Vec<u8>> {
     if filters.is_empty() {
         bail!("SUBSCRIBE needs at least one filter");
     }
-    let mut body = Vec::with_capacity(64);
-    body.extend_from_slice(&packet_id.to_be_bytes());
-    for filter in filters {
-        put_str(&mut body, filter.as_bytes())?;
-        body.push(0);
-    }
-    let mut out = Vec::with_capacity(body.len() + 5);
-    put_header(&mut out, 0x82, body.len())?;
-    out.extend_from_slice(&body);
-    Ok(out)
+    let mut subscribe = v4::Subscribe::new_many(
+        filters
+            .iter()
+            .map(|f| v4::SubscribeFilter::new(f.clone(), QoS::AtMostOnce)),
+    );
+    subscribe.pkid = packet_id;
+    let mut out = BytesMut::with_capacity(64);
+    subscribe
+        .write(&mut out)
+        .map_err(|e| anyhow!("SUBSCRIBE not encodable: {e:?}"))?;
+    Ok(out.to_vec())
 }
 
 /// A complete packet at the start of a buffer: its first byte and its body.
