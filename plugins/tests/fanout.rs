@@ -179,3 +179,53 @@ async fn acked_entries_leave_the_store() {
         "the committer should delete the acked entry"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_messages_wait_while_the_fan_out_backlog_is_full() {
+    let users = members(3000);
+    let mut all: Vec<&str> = vec!["alice", "bob"];
+    all.extend(users.iter().map(String::as_str));
+    let env = Env::with_config(
+        &all,
+        ChatConfig {
+            fanout_slice: 1,
+            max_fanout_backlog: 100,
+            max_group_members: 5000,
+            ..ChatConfig::default()
+        },
+    );
+    // Two membership events, to 1501 and 3001 members, queued one recipient per batch.
+    let g = group(&env, &users[..1500]).await;
+    let r = env
+        .rpc(
+            "alice",
+            json!({"rid": "r2", "op": "group.add", "group": g, "users": &users[1500..]}),
+        )
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let send = |cid: &str| json!({"cid": cid, "group": g, "type": "text", "text": "hi"});
+    let ack = env.send("alice", &send("g1").to_string()).await;
+    assert_eq!(ack["error"]["code"], "rate_limited", "{ack}");
+    // Other conversations are not held back.
+    let ack = env
+        .send(
+            "alice",
+            r#"{"cid":"d1","to":"bob","type":"text","text":"hi"}"#,
+        )
+        .await;
+    assert_eq!(ack["status"], "sent", "{ack}");
+    // Once the backlog has drained, the same message goes through.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let ack = env.send("alice", &send("g1").to_string()).await;
+        if ack["status"] == "sent" {
+            break;
+        }
+        assert_eq!(ack["error"]["code"], "rate_limited", "{ack}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backlog never drained"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

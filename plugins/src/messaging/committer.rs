@@ -267,6 +267,11 @@ impl Committer {
             );
             // Cached groups may hold changes that were never stored.
             self.groups.clear();
+        } else {
+            // Before anyone is answered, so that a sender who got its ack already sees the
+            // fan-out backlog its message added.
+            self.acked.done(&acked);
+            self.fanouts_written(&mut batch);
         }
         for (reply, result) in group_jobs {
             let answer = match &durable {
@@ -319,8 +324,6 @@ impl Committer {
             let _ = reply.send(refused);
         }
         if durable.is_ok() {
-            self.acked.done(&acked);
-            self.fanouts_written(&mut batch);
             Counters::add(&self.counters.messages_stored, batch.messages);
             Counters::add(&self.counters.receipts_stored, batch.receipts);
             for item in batch.fresh {
