@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use bytes::Bytes;
 use chatd_plugins::outbox::{Deliver, Outgoing};
 use tokio_util::sync::CancellationToken;
 
@@ -32,13 +33,33 @@ pub enum StopReason {
     Shutdown = 3,
 }
 
+/// What waits in a session's mailbox.
+pub enum Delivery {
+    /// Per-user traffic: messages, receipts, replies, typing.
+    Item(Outgoing),
+    /// A change of a watched user's presence.
+    Presence(PresenceChange),
+}
+
+/// A relayed presence change.
+pub struct PresenceChange {
+    /// `presence/{user}`.
+    pub topic: String,
+    /// The state, exactly as clients receive it.
+    pub payload: Bytes,
+    /// The change's number (see `presence::RelayedChange`).
+    pub seq: u64,
+}
+
 /// The hub's side of one session.
 pub struct SessionEntry {
     id: u64,
     user: String,
     client_id: String,
-    deliveries: Mailbox<Outgoing>,
+    deliveries: Mailbox<Delivery>,
     lagged: AtomicBool,
+    /// A presence change was dropped because the mailbox was full.
+    presence_stale: AtomicBool,
     stop: CancellationToken,
     reason: AtomicU8,
 }
@@ -60,13 +81,36 @@ impl SessionEntry {
     }
 
     /// The next delivery for this session (cancel-safe).
-    pub async fn next_delivery(&self) -> Outgoing {
+    pub async fn next_delivery(&self) -> Delivery {
         self.deliveries.pop().await
     }
 
     /// True once since the hub last had to drop a delivery for this session.
     pub fn take_lagged(&self) -> bool {
         self.lagged.swap(false, Ordering::AcqRel)
+    }
+
+    /// The number that identifies this session (its connection ticket).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Queues a presence change for this session. When the mailbox is full the change is
+    /// dropped and the session is told to send the current state of every user it watches
+    /// instead: presence is a state, so the newest one replaces whatever was missed.
+    pub fn push_presence(&self, change: PresenceChange) {
+        if self
+            .deliveries
+            .try_push(Delivery::Presence(change))
+            .is_err()
+        {
+            self.presence_stale.store(true, Ordering::Release);
+        }
+    }
+
+    /// True once since a presence change for this session was dropped.
+    pub fn take_presence_stale(&self) -> bool {
+        self.presence_stale.swap(false, Ordering::AcqRel)
     }
 
     fn stop_with(&self, reason: StopReason) {
@@ -147,6 +191,7 @@ impl Hub {
             client_id: client_id.to_string(),
             deliveries: Mailbox::new(SESSION_CHANNEL),
             lagged: AtomicBool::new(false),
+            presence_stale: AtomicBool::new(false),
             stop: CancellationToken::new(),
             reason: AtomicU8::new(StopReason::None as u8),
         });
@@ -267,7 +312,9 @@ impl Hub {
             if item.queue_id.is_some() && s.lagged.load(Ordering::Acquire) {
                 continue;
             }
-            if s.deliveries.try_push(item.clone()).is_err() && item.queue_id.is_some() {
+            if s.deliveries.try_push(Delivery::Item(item.clone())).is_err()
+                && item.queue_id.is_some()
+            {
                 s.lagged.store(true, Ordering::Release);
             }
         }

@@ -17,6 +17,7 @@ mod mailbox;
 mod media;
 mod metrics;
 mod presence;
+mod presence_relay;
 mod push;
 mod router;
 mod server;

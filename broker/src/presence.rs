@@ -3,12 +3,13 @@
 //! keep-alive expiry, takeover). rumqttd's local links never fire wills, so the session layer
 //! reports every session's end here, and this is the will of every session.
 //!
-//! Changes are published through the rumqttd router on `presence/{user}`, which fans them out to
-//! whoever subscribed; the current state is written straight to a new subscriber (flagged
-//! retained), so the router keeps no per-user retained message.
+//! Changes are published through the rumqttd router on `presence/{user}`; the presence relay
+//! (`presence_relay.rs`) takes them from there to the sessions that subscribed. The current state
+//! is written straight to a new subscriber (flagged retained), so the router keeps no per-user
+//! retained message.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 use chatd_plugins::ids::now_ms;
@@ -22,33 +23,67 @@ use crate::router::{Router, RouterError};
 /// Most users one `presence.get` may ask about.
 const MAX_USERS_PER_GET: usize = 100;
 
+/// Connected sessions per user, and how many changes were announced.
+#[derive(Default)]
+struct Online {
+    sessions: HashMap<String, usize>,
+    changes: u64,
+}
+
+/// A change as the router carries it: its number (8 bytes, big-endian), then the JSON state
+/// clients receive. The number lets a new watcher skip changes its first state already shows.
+pub struct RelayedChange;
+
+impl RelayedChange {
+    /// The router payload for change number `seq`.
+    pub fn encode(seq: u64, state: &Value) -> Vec<u8> {
+        let mut payload = seq.to_be_bytes().to_vec();
+        payload.extend_from_slice(state.to_string().as_bytes());
+        payload
+    }
+
+    /// The number and the client payload of a router payload; `None` if it is too short.
+    pub fn decode(payload: &Bytes) -> Option<(u64, Bytes)> {
+        let seq = u64::from_be_bytes(payload.get(..8)?.try_into().ok()?);
+        Some((seq, payload.slice(8..)))
+    }
+}
+
 /// Who is online, and the link that announces changes.
 pub struct Presence {
-    /// Connected sessions per user; publishing happens under this lock so that changes of one
-    /// user are announced in the order they happened.
-    sessions: Mutex<HashMap<String, usize>>,
+    /// Connected sessions per user and the change counter; publishing happens under this lock
+    /// so that changes are announced, and numbered, in the order they happened.
+    online: Mutex<Online>,
     last_seen: LastSeen,
     link: Mutex<LinkTx>,
     /// Kept so the router sees a live link; nothing is subscribed, so nothing arrives on it.
     _link_rx: LinkRx,
+    /// The router, owned here: presence is what it carries.
+    _router: Router,
 }
 
 impl Presence {
-    /// Presence with its own router link.
-    pub fn new(router: &Router, last_seen: LastSeen) -> Result<Presence, RouterError> {
+    /// Presence publishing on its own link of `router`.
+    pub fn new(router: Router, last_seen: LastSeen) -> Result<Presence, RouterError> {
         let (link, link_rx) = router.link("chatd-presence")?;
         Ok(Presence {
-            sessions: Mutex::new(HashMap::new()),
+            online: Mutex::new(Online::default()),
             last_seen,
             link: Mutex::new(link),
             _link_rx: link_rx,
+            _router: router,
         })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Online> {
+        // Every update leaves the map consistent, so a panic elsewhere changes nothing here.
+        self.online.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A session of `user` started.
     pub fn connected(&self, user: &str) {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let count = sessions.entry(user.to_string()).or_insert(0);
+        let mut online = self.lock();
+        let count = online.sessions.entry(user.to_string()).or_insert(0);
         *count += 1;
         if *count == 1 {
             // Stored now too, so that a crash while the user is online still leaves a last seen.
@@ -56,45 +91,54 @@ impl Presence {
             if let Err(e) = self.last_seen.set(user, now) {
                 warn!(user, "cannot store last seen: {e}");
             }
-            self.announce(user, &online(user, now));
+            let state = online_state(user, now);
+            self.announce(&mut online, user, &state);
         }
     }
 
     /// A session of `user` ended.
     pub fn disconnected(&self, user: &str) {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(count) = sessions.get_mut(user) else {
+        let mut online = self.lock();
+        let Some(count) = online.sessions.get_mut(user) else {
             return;
         };
         *count -= 1;
         if *count == 0 {
-            sessions.remove(user);
+            online.sessions.remove(user);
             let now = now_ms();
             if let Err(e) = self.last_seen.set(user, now) {
                 warn!(user, "cannot store last seen: {e}");
             }
-            self.announce(user, &offline(user, Some(now)));
+            self.announce(&mut online, user, &offline(user, Some(now)));
         }
     }
 
-    fn announce(&self, user: &str, state: &Value) {
+    /// Publishes a change, numbered, to the router (see [`RelayedChange`]).
+    fn announce(&self, online: &mut Online, user: &str, state: &Value) {
+        online.changes += 1;
+        let payload = RelayedChange::encode(online.changes, state);
         let mut link = self.link.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = link.publish(format!("presence/{user}"), state.to_string()) {
+        if let Err(e) = link.publish(format!("presence/{user}"), payload) {
             warn!(user, "cannot publish presence: {e}");
         }
     }
 
     /// The current presence of `user`, as published on `presence/{user}`.
     pub fn state(&self, user: &str) -> Value {
-        let online_now = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(user);
-        if online_now {
-            return online(user, now_ms());
-        }
-        offline(user, self.last_seen.get(user).ok().flatten())
+        self.state_at(user).0
+    }
+
+    /// The current presence of `user` and the number of the last change announced before it:
+    /// a watcher skips relayed changes up to that number, which the state already shows.
+    pub fn state_at(&self, user: &str) -> (Value, u64) {
+        let online = self.lock();
+        let state = if online.sessions.contains_key(user) {
+            online_state(user, now_ms())
+        } else {
+            // Read under the lock: a disconnect stores last seen before it announces.
+            offline(user, self.last_seen.get(user).ok().flatten())
+        };
+        (state, online.changes)
     }
 
     /// Answers a `presence.get` request; `None` when `payload` is another op.
@@ -185,7 +229,7 @@ struct State<'a> {
     last_seen: Option<u64>,
 }
 
-fn online(user: &str, now: u64) -> Value {
+fn online_state(user: &str, now: u64) -> Value {
     state(user, "online", Some(now))
 }
 

@@ -1,5 +1,5 @@
-//! The embedded rumqttd router: topic matching, fan-out and retained messages for the topics that
-//! are read by many users (`presence/{user}`).
+//! The embedded rumqttd router: it carries the topics read by many users (`presence/{user}`),
+//! which reach their subscribers through one relay link (see `presence_relay.rs`).
 //!
 //! chatd terminates client connections itself and hands rumqttd only what rumqttd does well.
 //! Per-user topics stay out of it: its router scans every filter when a topic first appears, which
@@ -11,10 +11,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::{Broker, Config, RouterConfig};
 
+/// Links the router is sized for: chatd's own, not one per client.
+const ROUTER_LINKS: usize = 16;
+
 /// The router refused or could not create a link.
 #[derive(Debug, thiserror::Error)]
 #[error("router link failed: {0}")]
 pub struct RouterError(String);
+
+impl RouterError {
+    /// An error with rumqttd's description of what went wrong.
+    pub fn new(message: String) -> RouterError {
+        RouterError(message)
+    }
+}
 
 /// A handle to the router thread.
 pub struct Router {
@@ -23,15 +33,16 @@ pub struct Router {
 }
 
 impl Router {
-    /// Starts the router thread, sized for `max_connections` links.
-    pub fn start(max_connections: usize) -> Router {
+    /// Starts the router thread, sized for chatd's own few links.
+    pub fn start() -> Router {
         let config = Config {
             id: 0,
             router: RouterConfig {
-                // Links are created lazily, only by sessions that read router topics.
-                max_connections: max_connections.min(1 << 20),
+                // Two links: presence publishes on one and the relay reads the other.
+                max_connections: ROUTER_LINKS,
                 max_outgoing_packet_count: 200,
-                max_segment_size: 64 * 1024,
+                // One filter carries every change: room for tens of thousands of them in flight.
+                max_segment_size: 1024 * 1024,
                 max_segment_count: 4,
                 ..RouterConfig::default()
             },
@@ -43,9 +54,8 @@ impl Router {
         }
     }
 
-    /// A new local link for a session. Router client ids are made unique per link (`~` never
-    /// appears in a chatd client id, and rumqttd refuses `+ $ # /`) so that a
-    /// takeover (two links for one MQTT client id for a moment) never confuses the router.
+    /// A new local link named after `client_id`, made unique with a counter (rumqttd refuses
+    /// `+ $ # /` in ids, and two links of one name would confuse it).
     pub fn link(&self, client_id: &str) -> Result<(LinkTx, LinkRx), RouterError> {
         let n = self.next_link.fetch_add(1, Ordering::Relaxed);
         self.broker

@@ -28,6 +28,7 @@ use crate::login_limit::{LoginLimitConfig, LoginLimiter};
 use crate::media;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
+use crate::presence_relay::PresenceRelay;
 use crate::push;
 use crate::router::Router;
 use crate::state::Shared;
@@ -93,9 +94,11 @@ pub async fn run(config: Config) -> Result<()> {
         hub.clone(),
     )
     .context("cannot start messaging")?;
-    let router = Router::start(config.limits.max_connections);
+    let router = Router::start();
+    // The relay subscribes before anything is published.
+    let presence_relay = PresenceRelay::start(&router).context("cannot start presence relay")?;
     let presence =
-        Presence::new(&router, LastSeen::new(store.clone())).context("cannot start presence")?;
+        Presence::new(router, LastSeen::new(store.clone())).context("cannot start presence")?;
     let conn_cache = conncache::from_config(&config).await;
     // The HTTP listener is bound first: the fs media back end's URLs are derived from its
     // address when media.fs.public_url is not set.
@@ -115,8 +118,8 @@ pub async fn run(config: Config) -> Result<()> {
         accounts,
         jwt,
         hub: hub.clone(),
-        router,
         presence,
+        presence_relay,
         metrics: Metrics::default(),
         admin_token,
         typing: TypingLimiter::new(config.limits.typing_per_sec),

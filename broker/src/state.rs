@@ -17,7 +17,7 @@ use crate::hub::Hub;
 use crate::login_limit::LoginLimiter;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
-use crate::router::Router;
+use crate::presence_relay::PresenceRelay;
 use crate::typing::TypingLimiter;
 
 /// The server's shared parts, built once at start.
@@ -32,14 +32,14 @@ pub struct Shared {
     pub jwt: JwtVerifier,
     /// Connected sessions.
     pub hub: Arc<Hub>,
-    /// The embedded rumqttd router.
-    pub router: Router,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
     /// Bearer token of the admin API.
     pub admin_token: String,
     /// Who is online; announces changes on `presence/{user}`.
     pub presence: Presence,
+    /// Hands presence changes to the sessions that watch them.
+    pub presence_relay: Arc<PresenceRelay>,
     /// Rate limits for typing indicators.
     pub typing: TypingLimiter,
     /// Bounds concurrent password hashing (see [`Shared::hashing`]).

@@ -1,9 +1,9 @@
 //! One client connection after CONNACK: authorizes every PUBLISH and SUBSCRIBE, hands chat
-//! traffic to the plugins, delivers per-user traffic from the hub and router traffic from the
-//! session's rumqttd local link, and enforces keep-alive and the in-flight window.
+//! traffic to the plugins, delivers per-user traffic and presence changes from its mailbox in the
+//! hub, and enforces keep-alive and the in-flight window.
 //!
 //! The session owns the client-facing packet id space: everything it writes at QoS 1 gets an id
-//! from here, whatever its source, so the hub and the router never collide.
+//! from here, whatever its source, so queued messages, replies and presence never collide.
 
 pub mod connect;
 mod inbox;
@@ -20,17 +20,16 @@ use chatd_auth::acl::{self, ChatTopic};
 use chatd_plugins::outbox::{Deliver, Outgoing};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::protocol::{
-    Disconnect, DisconnectReasonCode, Packet, PingResp, PubAck, PubAckReason, PubComp,
-    PubCompReason, PubRec, PubRecReason, Publish,
+    DisconnectReasonCode, Packet, PingResp, PubAck, PubAckReason, PubComp, PubCompReason, PubRec,
+    PubRecReason, Publish,
 };
-use rumqttd::Notification;
+use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::handshake_gate::Arrival;
-use crate::hub::{SessionEntry, StopReason};
+use crate::hub::{Delivery, SessionEntry, StopReason};
 use crate::metrics::Metrics;
 use crate::state::Shared;
 use crate::transport::Transport;
@@ -113,8 +112,7 @@ enum Event {
     Stop,
     Reply(Reply),
     Read(std::io::Result<usize>),
-    Delivery(Outgoing),
-    Router(Result<Option<Box<Notification>>, ()>),
+    Delivery(Delivery),
     KeepAlive,
     Continue,
 }
@@ -130,8 +128,6 @@ struct Session {
     input: BytesMut,
     out: BytesMut,
     subs: Subscriptions,
-    /// Boxed: most sessions never subscribe to a router topic.
-    link: Option<Box<(LinkTx, LinkRx)>>,
     inflight: HashMap<u16, Option<String>>,
     next_pkid: u16,
     window: usize,
@@ -174,7 +170,6 @@ impl Session {
             entry,
             input: accepted.leftover,
             out: BytesMut::new(),
-            link: None,
             inflight: HashMap::new(),
             next_pkid: 0,
             inbox: Inbox::default(),
@@ -198,6 +193,9 @@ impl Session {
             if self.entry.take_lagged() {
                 self.inbox.lagged();
             }
+            if self.entry.take_presence_stale() {
+                self.resend_presence();
+            }
             self.replay();
             if !self.out.is_empty() {
                 // Boxed: the write's state exists only while output waits.
@@ -214,7 +212,6 @@ impl Session {
                 Some(reply) = self.pending.next(), if !self.pending.is_empty() => Event::Reply(reply),
                 r = t.read_into(&mut self.input), if self.pending.len() < MAX_PENDING => Event::Read(r),
                 item = self.entry.next_delivery(), if self.room() > 0 => Event::Delivery(item),
-                n = next_notification(&mut self.link).boxed(), if self.link.is_some() && self.room() > 0 => Event::Router(n),
                 _ = sleep_until(deadline).boxed(), if deadline.is_some() => Event::KeepAlive,
                 _ = std::future::ready(()), if self.inbox.is_replaying() && self.room() > 0 => Event::Continue,
             };
@@ -229,15 +226,6 @@ impl Session {
                     }
                 }
                 Event::Delivery(item) => self.on_delivery(item),
-                Event::Router(Ok(Some(n))) => {
-                    if self.on_notification(*n) {
-                        if let Err(end) = self.wake_router().await {
-                            return end;
-                        }
-                    }
-                }
-                Event::Router(Ok(None)) => {}
-                Event::Router(Err(())) => return End::Stopped(StopReason::Shutdown),
                 Event::KeepAlive => return End::KeepAlive,
                 Event::Continue => {}
             }
@@ -325,8 +313,9 @@ impl Session {
             Packet::PubRec(..) | Packet::PubComp(..) => Ok(()),
             Packet::Subscribe(subscribe, _) => {
                 let suback = self.subs.subscribe(subscribe, self.codec.version());
-                for filter in &suback.router_subscribe {
-                    self.router_subscribe(filter);
+                // Watching starts before the current state is read, so no change falls between.
+                for user in &suback.watch {
+                    self.shared.presence_relay.watch(user, &self.entry);
                 }
                 if suback.refused > 0 {
                     Metrics::inc(&self.shared.metrics.subscribe_refused_total);
@@ -337,10 +326,11 @@ impl Session {
                 for filter in suback.presence {
                     if let (Some(user), Some(qos)) = (
                         filter.strip_prefix("presence/"),
-                        self.subs.router_granted(&filter),
+                        self.subs.presence_granted(&filter),
                     ) {
-                        let state = self.shared.presence.state(user).to_string();
-                        self.publish(&filter, state.as_bytes(), qos, true, None);
+                        let (state, seq) = self.shared.presence.state_at(user);
+                        self.subs.presence_sent(&filter, seq);
+                        self.publish(&filter, state.to_string().as_bytes(), qos, true, None);
                     }
                 }
                 self.inbox.set_coverage(self.subs.queue_coverage());
@@ -348,10 +338,8 @@ impl Session {
             }
             Packet::Unsubscribe(unsubscribe, _) => {
                 let unsuback = self.subs.unsubscribe(unsubscribe, self.codec.version());
-                for filter in unsuback.router_unsubscribe {
-                    if let Some((tx, _)) = self.link.as_deref_mut() {
-                        let _ = tx.unsubscribe(filter);
-                    }
+                for user in unsuback.unwatch {
+                    self.shared.presence_relay.unwatch(&user, &self.entry);
                 }
                 self.write(unsuback.packet);
                 self.inbox.set_coverage(self.subs.queue_coverage());
@@ -510,7 +498,16 @@ impl Session {
         }
     }
 
-    fn on_delivery(&mut self, item: Outgoing) {
+    fn on_delivery(&mut self, delivery: Delivery) {
+        let item = match delivery {
+            Delivery::Item(item) => item,
+            Delivery::Presence(change) => {
+                if let Some(qos) = self.subs.presence_change(&change.topic, change.seq) {
+                    self.publish(&change.topic, &change.payload, qos, false, None);
+                }
+                return;
+            }
+        };
         let Some(granted) = self.subs.granted(&item.topic) else {
             return;
         };
@@ -564,50 +561,22 @@ impl Session {
         }
     }
 
-    /// Handles one router notification; true when the router paused this link because its
-    /// buffer filled, and must be asked for more (see [`Session::wake_router`]).
-    fn on_notification(&mut self, n: Notification) -> bool {
-        match n {
-            Notification::Forward(forward) => {
-                let publish = forward.publish;
-                let topic = String::from_utf8_lossy(&publish.topic).into_owned();
-                if let Some(qos) = self.subs.router_granted(&topic) {
-                    self.publish(&topic, &publish.payload, qos, publish.retain, None);
-                }
-                false
-            }
-            Notification::Unschedule => true,
-            _ => false,
-        }
-    }
-
-    /// Asks the router for more after it paused this link.
-    async fn wake_router(&mut self) -> Result<(), End> {
-        if let Some((_, rx)) = self.link.as_deref() {
-            // Boxed in its own statement: its state exists only while it runs.
-            let wake = Box::pin(rx.wake());
-            if wake.await.is_err() {
-                return Err(End::Stopped(StopReason::Shutdown));
-            }
-        }
-        Ok(())
-    }
-
-    fn router_subscribe(&mut self, filter: &str) {
-        if self.link.is_none() {
-            // Building a link waits for the router thread; links are made only when needed.
-            match tokio::task::block_in_place(|| self.shared.router.link(&self.client_id)) {
-                Ok(link) => self.link = Some(Box::new(link)),
-                Err(e) => {
-                    warn!(client_id = %self.client_id, "router link refused: {e}");
-                    return;
-                }
-            }
-        }
-        if let Some((tx, _)) = self.link.as_deref_mut() {
-            if let Err(e) = tx.subscribe(filter) {
-                warn!(client_id = %self.client_id, "router subscribe failed: {e}");
-            }
+    /// Sends the current state of every user this session watches, after a change was
+    /// dropped because its mailbox was full.
+    fn resend_presence(&mut self) {
+        let states: Vec<(String, Value, u64, u8)> = self
+            .subs
+            .presence_topics()
+            .filter_map(|(topic, qos)| {
+                let user = topic.strip_prefix("presence/")?;
+                let (state, seq) = self.shared.presence.state_at(user);
+                Some((topic.to_string(), state, seq, qos))
+            })
+            .collect();
+        for (topic, state, seq, qos) in states {
+            // Changes still in the mailbox that this state already shows are skipped.
+            self.subs.presence_sent(&topic, seq);
+            self.publish(&topic, state.to_string().as_bytes(), qos, false, None);
         }
     }
 
@@ -703,15 +672,10 @@ impl Session {
         // A TLS or WebSocket close writes too, which a client that reads nothing never lets end.
         let _ = tokio::time::timeout(Duration::from_secs(2), t.close()).await;
         self.shared.hub.deregister(&self.entry);
-        if let Some((mut tx, _rx)) = self.link.take().map(|link| *link) {
-            // Dropping a local link does not tell the router; DISCONNECT does.
-            let bye = Packet::Disconnect(
-                Disconnect {
-                    reason_code: DisconnectReasonCode::NormalDisconnection,
-                },
-                None,
-            );
-            let _ = tx.send(bye).await;
+        for (topic, _) in self.subs.presence_topics() {
+            if let Some(user) = topic.strip_prefix("presence/") {
+                self.shared.presence_relay.unwatch(user, &self.entry);
+            }
         }
         let fire_will = match end {
             End::Disconnected { will } => will,
@@ -743,17 +707,6 @@ fn ready(
     ack: Option<(PublishMeta, bool)>,
 ) -> BoxFuture<'static, Reply> {
     std::future::ready(Reply { message, ack }).boxed()
-}
-
-/// The router's next notification, boxed: it is large, and the session's task would otherwise
-/// keep room for it at every await.
-async fn next_notification(
-    link: &mut Option<Box<(LinkTx, LinkRx)>>,
-) -> Result<Option<Box<Notification>>, ()> {
-    match link.as_deref_mut() {
-        Some((_, rx)) => rx.next().await.map(|n| n.map(Box::new)).map_err(|_| ()),
-        None => std::future::pending().await,
-    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -1,5 +1,5 @@
 //! A session's subscriptions, checked against the contract's rules: its own `user/{me}/…`
-//! filters (served by the hub) and `presence/{user}` topics (served by the rumqttd router).
+//! filters (served by the hub) and `presence/{user}` topics (served by the presence relay).
 
 use std::collections::HashMap;
 
@@ -14,8 +14,8 @@ use crate::wire::Version;
 pub struct SubscribeOutcome {
     /// The SUBACK to write.
     pub packet: Packet,
-    /// Filters to subscribe to on the router (new ones).
-    pub router_subscribe: Vec<String>,
+    /// Users whose presence the session starts watching (new ones).
+    pub watch: Vec<String>,
     /// Presence topics granted by this SUBSCRIBE (new or repeated): each gets the current state.
     pub presence: Vec<String>,
     /// How many filters were refused.
@@ -26,8 +26,8 @@ pub struct SubscribeOutcome {
 pub struct UnsubscribeOutcome {
     /// The UNSUBACK to write.
     pub packet: Packet,
-    /// Filters to drop on the router.
-    pub router_unsubscribe: Vec<String>,
+    /// Users whose presence the session stops watching.
+    pub unwatch: Vec<String>,
 }
 
 /// Filters with their granted QoS (0 or 1).
@@ -35,7 +35,9 @@ pub struct Subscriptions {
     me: String,
     queued_topics: [String; 2],
     own: Vec<(String, u8)>,
-    router: HashMap<String, u8>,
+    /// `presence/{user}` topics with their granted QoS and the number of the newest change
+    /// the client has (older relayed changes are skipped).
+    presence: HashMap<String, (u8, u64)>,
 }
 
 impl Subscriptions {
@@ -45,14 +47,14 @@ impl Subscriptions {
             me: me.to_string(),
             queued_topics: [format!("user/{me}/inbox"), format!("user/{me}/receipt")],
             own: Vec::new(),
-            router: HashMap::new(),
+            presence: HashMap::new(),
         }
     }
 
     /// Applies a SUBSCRIBE: each filter is granted (QoS at most 1) or refused on its own.
     pub fn subscribe(&mut self, subscribe: Subscribe, version: Version) -> SubscribeOutcome {
         let mut codes = Vec::with_capacity(subscribe.filters.len());
-        let mut router_subscribe = Vec::new();
+        let mut watch = Vec::new();
         let mut presence = Vec::new();
         let mut refused = 0;
         for filter in subscribe.filters {
@@ -63,9 +65,14 @@ impl Subscriptions {
                     self.own.push((filter.path, qos));
                     codes.push(granted_code(qos));
                 }
-                SubscribeRule::Presence(_) => {
-                    if self.router.insert(filter.path.clone(), qos).is_none() {
-                        router_subscribe.push(filter.path.clone());
+                SubscribeRule::Presence(user) => {
+                    let floor = self.presence.get(&filter.path).map_or(0, |(_, seq)| *seq);
+                    if self
+                        .presence
+                        .insert(filter.path.clone(), (qos, floor))
+                        .is_none()
+                    {
+                        watch.push(user);
                     }
                     presence.push(filter.path);
                     codes.push(granted_code(qos));
@@ -87,7 +94,7 @@ impl Subscriptions {
                 },
                 None,
             ),
-            router_subscribe,
+            watch,
             presence,
             refused,
         }
@@ -100,14 +107,16 @@ impl Subscriptions {
         version: Version,
     ) -> UnsubscribeOutcome {
         let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
-        let mut router_unsubscribe = Vec::new();
+        let mut unwatch = Vec::new();
         for filter in unsubscribe.filters {
             let before = self.own.len();
             self.own.retain(|(f, _)| f != &filter);
             let mut existed = self.own.len() != before;
-            if self.router.remove(&filter).is_some() {
+            if self.presence.remove(&filter).is_some() {
                 existed = true;
-                router_unsubscribe.push(filter);
+                if let Some(user) = filter.strip_prefix("presence/") {
+                    unwatch.push(user.to_string());
+                }
             }
             reasons.push(if existed {
                 UnsubAckReason::Success
@@ -126,7 +135,7 @@ impl Subscriptions {
                 },
                 None,
             ),
-            router_unsubscribe,
+            unwatch,
         }
     }
 
@@ -149,9 +158,32 @@ impl Subscriptions {
             .fold(0, |bits, (i, _)| bits | (1 << i))
     }
 
-    /// The QoS at which the session receives router topic `topic`.
-    pub fn router_granted(&self, topic: &str) -> Option<u8> {
-        self.router.get(topic).copied()
+    /// The QoS at which the session receives presence topic `topic`.
+    pub fn presence_granted(&self, topic: &str) -> Option<u8> {
+        self.presence.get(topic).map(|(qos, _)| *qos)
+    }
+
+    /// Whether change number `seq` on `topic` is newer than what the client has; if so it
+    /// becomes what the client has. `Some(qos)` to send it.
+    pub fn presence_change(&mut self, topic: &str, seq: u64) -> Option<u8> {
+        let (qos, floor) = self.presence.get_mut(topic)?;
+        if seq <= *floor {
+            return None;
+        }
+        *floor = seq;
+        Some(*qos)
+    }
+
+    /// The client was sent the state of `topic` as of change number `seq`.
+    pub fn presence_sent(&mut self, topic: &str, seq: u64) {
+        if let Some((_, floor)) = self.presence.get_mut(topic) {
+            *floor = (*floor).max(seq);
+        }
+    }
+
+    /// Every presence topic the session is subscribed to, with its QoS.
+    pub fn presence_topics(&self) -> impl Iterator<Item = (&str, u8)> {
+        self.presence.iter().map(|(t, (q, _))| (t.as_str(), *q))
     }
 }
 
