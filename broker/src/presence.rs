@@ -245,3 +245,28 @@ fn state(user: &str, status: &'static str, last_seen: Option<u64>) -> Value {
     };
     serde_json::to_value(state).unwrap_or(Value::Null)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relayed_changes_keep_their_number_and_state() {
+        let state = online_state("bob", 1_732_790_000_123);
+        let payload = Bytes::from(RelayedChange::encode(42, &state));
+        let (seq, json) = RelayedChange::decode(&payload).expect("decodes");
+        assert_eq!(seq, 42);
+        let back: Value = serde_json::from_slice(&json).expect("JSON");
+        assert_eq!(back, state);
+        assert_eq!(
+            std::str::from_utf8(&json).ok(),
+            Some(r#"{"user":"bob","status":"online","last_seen":1732790000123}"#)
+        );
+    }
+
+    #[test]
+    fn a_payload_without_a_number_is_refused() {
+        assert!(RelayedChange::decode(&Bytes::from_static(b"{}")).is_none());
+        assert!(RelayedChange::decode(&Bytes::new()).is_none());
+    }
+}

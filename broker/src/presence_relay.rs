@@ -24,11 +24,15 @@ use crate::router::{Router, RouterError};
 /// The one router filter that carries all presence changes.
 const ALL_PRESENCE: &str = "presence/+";
 
+/// The sessions watching one user, by session id.
+type Watchers = HashMap<u64, Arc<SessionEntry>>;
+
 /// Who watches whose presence.
 #[derive(Default)]
 pub struct PresenceRelay {
-    /// Watched user → the sessions subscribed to `presence/{user}`.
-    watchers: Mutex<HashMap<String, Vec<Arc<SessionEntry>>>>,
+    /// Watched user → the sessions subscribed to `presence/{user}`, by session id (a popular
+    /// user's watchers come and go in constant time each).
+    watchers: Mutex<HashMap<String, Watchers>>,
 }
 
 impl PresenceRelay {
@@ -43,26 +47,25 @@ impl PresenceRelay {
         Ok(relay)
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<Arc<SessionEntry>>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Watchers>> {
         // Each operation leaves the map consistent, so a panic elsewhere changes nothing here.
         self.watchers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Session `entry` now receives changes of `user`'s presence (once, however often it asks).
     pub fn watch(&self, user: &str, entry: &Arc<SessionEntry>) {
-        let mut watchers = self.lock();
-        let list = watchers.entry(user.to_string()).or_default();
-        if !list.iter().any(|e| e.id() == entry.id()) {
-            list.push(entry.clone());
-        }
+        self.lock()
+            .entry(user.to_string())
+            .or_default()
+            .insert(entry.id(), entry.clone());
     }
 
     /// Session `entry` no longer receives changes of `user`'s presence.
     pub fn unwatch(&self, user: &str, entry: &SessionEntry) {
         let mut watchers = self.lock();
-        if let Some(list) = watchers.get_mut(user) {
-            list.retain(|e| e.id() != entry.id());
-            if list.is_empty() {
+        if let Some(sessions) = watchers.get_mut(user) {
+            sessions.remove(&entry.id());
+            if sessions.is_empty() {
                 watchers.remove(user);
             }
         }
@@ -70,7 +73,7 @@ impl PresenceRelay {
 
     /// How many (user, session) watches exist.
     pub fn watch_count(&self) -> usize {
-        self.lock().values().map(Vec::len).sum()
+        self.lock().values().map(HashMap::len).sum()
     }
 
     /// The watch count in Prometheus text format (for `/metrics`).
@@ -92,8 +95,8 @@ impl PresenceRelay {
             warn!(topic, "presence change without its number");
             return;
         };
-        let sessions = match self.lock().get(user) {
-            Some(list) => list.clone(),
+        let sessions: Vec<Arc<SessionEntry>> = match self.lock().get(user) {
+            Some(sessions) => sessions.values().cloned().collect(),
             None => return,
         };
         for session in sessions {

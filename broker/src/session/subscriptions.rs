@@ -194,3 +194,46 @@ fn granted_code(qos: u8) -> SubscribeReasonCode {
         QoS::AtLeastOnce
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rumqttd::protocol::Filter;
+
+    fn subscribe(subs: &mut Subscriptions, topic: &str) -> SubscribeOutcome {
+        let filter = Filter {
+            path: topic.to_string(),
+            qos: QoS::AtLeastOnce,
+            nolocal: false,
+            preserve_retain: false,
+            retain_forward_rule: rumqttd::protocol::RetainForwardRule::OnEverySubscribe,
+        };
+        subs.subscribe(
+            Subscribe {
+                pkid: 1,
+                filters: vec![filter],
+            },
+            Version::V4,
+        )
+    }
+
+    #[test]
+    fn presence_changes_older_than_what_the_client_has_are_skipped() {
+        let mut subs = Subscriptions::new("carol");
+        let first = subscribe(&mut subs, "presence/bob");
+        assert_eq!(first.watch, vec!["bob".to_string()]);
+        // The state written on SUBSCRIBE was as of change 7.
+        subs.presence_sent("presence/bob", 7);
+        assert_eq!(subs.presence_change("presence/bob", 6), None);
+        assert_eq!(subs.presence_change("presence/bob", 7), None);
+        assert_eq!(subs.presence_change("presence/bob", 9), Some(1));
+        assert_eq!(subs.presence_change("presence/bob", 8), None);
+        assert_eq!(subs.presence_change("presence/alice", 10), None);
+
+        // Subscribing again is no new watch and keeps what the client has.
+        let again = subscribe(&mut subs, "presence/bob");
+        assert!(again.watch.is_empty());
+        assert_eq!(again.presence, vec!["presence/bob".to_string()]);
+        assert_eq!(subs.presence_change("presence/bob", 9), None);
+    }
+}
