@@ -1,7 +1,7 @@
 //! Presence: a user is online while at least one of its devices is connected, and offline, with
 //! `last_seen`, from when the last one went away — however it went (DISCONNECT, a dropped socket,
-//! keep-alive expiry, takeover). rumqttd's local links never fire wills, so the session layer
-//! reports every session's end here, and this is the will of every session.
+//! keep-alive expiry, takeover). chatd terminates connections itself and rumqttd never sees
+//! them, so the session layer reports every session's end here: this is every session's will.
 //!
 //! Changes are published through the rumqttd router on `presence/{user}`; the presence relay
 //! (`presence_relay.rs`) takes them from there to the sessions that subscribed. The current state
