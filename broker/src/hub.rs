@@ -43,8 +43,8 @@ pub enum Delivery {
 
 /// A relayed presence change.
 pub struct PresenceChange {
-    /// `presence/{user}`.
-    pub topic: String,
+    /// `presence/{user}`, shared by every watcher's copy of the change.
+    pub topic: Arc<str>,
     /// The state, exactly as clients receive it.
     pub payload: Bytes,
     /// The change's number (see `presence::RelayedChange`).

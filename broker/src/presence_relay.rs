@@ -99,9 +99,10 @@ impl PresenceRelay {
             Some(sessions) => sessions.values().cloned().collect(),
             None => return,
         };
+        let topic: Arc<str> = Arc::from(topic);
         for session in sessions {
             session.push_presence(PresenceChange {
-                topic: topic.to_string(),
+                topic: topic.clone(),
                 payload: state.clone(),
                 seq,
             });

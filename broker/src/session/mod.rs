@@ -24,7 +24,6 @@ use rumqttd::protocol::{
     DisconnectReasonCode, Packet, PingResp, PubAck, PubAckReason, PubComp, PubCompReason, PubRec,
     PubRecReason, Publish,
 };
-use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -324,13 +323,8 @@ impl Session {
                 // The router keeps no retained presence: the current state goes straight to the
                 // new subscriber, flagged retained as MQTT delivers retained messages.
                 for filter in suback.presence {
-                    if let (Some(user), Some(qos)) = (
-                        filter.strip_prefix("presence/"),
-                        self.subs.presence_granted(&filter),
-                    ) {
-                        let (state, seq) = self.shared.presence.state_at(user);
-                        self.subs.presence_sent(&filter, seq);
-                        self.publish(&filter, state.to_string().as_bytes(), qos, true, None);
+                    if let Some(qos) = self.subs.presence_granted(&filter) {
+                        self.send_presence_state(&filter, qos, true);
                     }
                 }
                 self.inbox.set_coverage(self.subs.queue_coverage());
@@ -564,20 +558,25 @@ impl Session {
     /// Sends the current state of every user this session watches, after a change was
     /// dropped because its mailbox was full.
     fn resend_presence(&mut self) {
-        let states: Vec<(String, Value, u64, u8)> = self
+        let topics: Vec<(String, u8)> = self
             .subs
             .presence_topics()
-            .filter_map(|(topic, qos)| {
-                let user = topic.strip_prefix("presence/")?;
-                let (state, seq) = self.shared.presence.state_at(user);
-                Some((topic.to_string(), state, seq, qos))
-            })
+            .map(|(topic, qos)| (topic.to_string(), qos))
             .collect();
-        for (topic, state, seq, qos) in states {
-            // Changes still in the mailbox that this state already shows are skipped.
-            self.subs.presence_sent(&topic, seq);
-            self.publish(&topic, state.to_string().as_bytes(), qos, false, None);
+        for (topic, qos) in topics {
+            self.send_presence_state(&topic, qos, false);
         }
+    }
+
+    /// Writes the current state on presence topic `topic` and records its change number, so
+    /// that changes it already shows, still waiting in the mailbox, are skipped.
+    fn send_presence_state(&mut self, topic: &str, qos: u8, retain: bool) {
+        let Some(user) = topic.strip_prefix("presence/") else {
+            return;
+        };
+        let (state, seq) = self.shared.presence.state_at(user);
+        self.subs.presence_sent(topic, seq);
+        self.publish(topic, state.to_string().as_bytes(), qos, retain, None);
     }
 
     /// Writes a PUBLISH at `qos`, tracking it in flight when it needs a PUBACK.

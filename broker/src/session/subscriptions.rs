@@ -1,6 +1,7 @@
 //! A session's subscriptions, checked against the contract's rules: its own `user/{me}/…`
 //! filters (served by the hub) and `presence/{user}` topics (served by the presence relay).
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use chatd_auth::acl::{self, SubscribeRule};
@@ -66,13 +67,13 @@ impl Subscriptions {
                     codes.push(granted_code(qos));
                 }
                 SubscribeRule::Presence(user) => {
-                    let floor = self.presence.get(&filter.path).map_or(0, |(_, seq)| *seq);
-                    if self
-                        .presence
-                        .insert(filter.path.clone(), (qos, floor))
-                        .is_none()
-                    {
-                        watch.push(user);
+                    // A repeated subscription changes the QoS and keeps what the client has.
+                    match self.presence.entry(filter.path.clone()) {
+                        Entry::Occupied(mut known) => known.get_mut().0 = qos,
+                        Entry::Vacant(new) => {
+                            new.insert((qos, 0));
+                            watch.push(user);
+                        }
                     }
                     presence.push(filter.path);
                     codes.push(granted_code(qos));
