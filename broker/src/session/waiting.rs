@@ -6,9 +6,9 @@
 //! Both parts are bounded. Replies: at most [`MAX_WAITING_REPLIES`]; the caller writes one past
 //! that at QoS 0 (Receive Maximum limits only QoS 1 and 2), so a client that never acknowledges
 //! costs bounded memory and the socket is still read (its PUBACKs may sit behind its requests).
-//! Presence: one entry per watched user at most — presence is a state, so a waiting user is
-//! written with its state as of the moment it is written, and a newer change replaces nothing
-//! but joins the entry already there. Nothing is allocated while nothing waits.
+//! Presence: one entry per watched user at most — presence is a state, so a user waits once
+//! however many changes come, and is written with its state as of the moment it is written (the
+//! newest). Nothing is allocated while nothing waits.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -31,9 +31,9 @@ pub enum Waited {
 pub struct Waiting {
     replies: VecDeque<(String, Bytes)>,
     presence: VecDeque<String>,
-    /// The topics in `presence` (one entry per topic), and whether each is an answer to a
-    /// SUBSCRIBE (so retained).
+    /// The topics in `presence` (each is there once).
     queued: HashSet<String>,
+    /// The waiting topics whose state answers a SUBSCRIBE (so it is flagged retained).
     retained: HashSet<String>,
 }
 
