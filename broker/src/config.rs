@@ -178,6 +178,13 @@ pub struct LimitsConfig {
     /// Seconds a session's writes may make no progress (the client reads nothing) before the
     /// connection is closed; what it had not acknowledged stays queued.
     pub write_timeout_secs: u64,
+    /// Filters one SUBSCRIBE may add; the rest of that packet's filters are refused (SUBACK
+    /// 0x97 quota exceeded, 3.1.1 0x80).
+    pub max_filters_per_subscribe: usize,
+    /// `user/{me}/…` filters one session may hold; new ones past it are refused the same way.
+    pub max_subscriptions: usize,
+    /// `presence/{user}` subscriptions one session may hold; new ones past it are refused.
+    pub max_presence_watches: usize,
 }
 
 impl Default for LimitsConfig {
@@ -196,6 +203,9 @@ impl Default for LimitsConfig {
             login_failure_window_secs: 60,
             max_handshakes_per_ip: 512,
             write_timeout_secs: 30,
+            max_filters_per_subscribe: 64,
+            max_subscriptions: 256,
+            max_presence_watches: 1024,
         }
     }
 }
@@ -600,6 +610,34 @@ impl Config {
                 });
             }
         }
+        self.validate_subscription_limits()
+    }
+
+    /// The per-session subscription limits (a session's filters and watches cost memory and
+    /// work on every SUBSCRIBE; they must allow at least one).
+    fn validate_subscription_limits(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let checks: [(&'static str, usize, usize); 3] = [
+            (
+                "limits.max_filters_per_subscribe",
+                l.max_filters_per_subscribe,
+                65_535,
+            ),
+            ("limits.max_subscriptions", l.max_subscriptions, 100_000),
+            (
+                "limits.max_presence_watches",
+                l.max_presence_watches,
+                1_000_000,
+            ),
+        ];
+        for (key, value, max) in checks {
+            if !(1..=max).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    why: format!("must be between 1 and {max}"),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -919,6 +957,26 @@ mod tests {
                 .validate()
                 .unwrap_err();
             assert!(err.to_string().contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn subscription_limits_are_checked() {
+        let cfg = Config::parse("", "t.toml").unwrap();
+        assert_eq!(cfg.limits.max_filters_per_subscribe, 64);
+        assert_eq!(cfg.limits.max_subscriptions, 256);
+        assert_eq!(cfg.limits.max_presence_watches, 1024);
+        for key in [
+            "max_filters_per_subscribe",
+            "max_subscriptions",
+            "max_presence_watches",
+        ] {
+            let text = format!("[limits]\n{key} = 0\n");
+            let err = Config::parse(&text, "t.toml")
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            assert!(err.to_string().contains(&format!("limits.{key}")), "{err}");
         }
     }
 

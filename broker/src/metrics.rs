@@ -30,6 +30,13 @@ pub struct Metrics {
     pub handshakes_refused_total: AtomicU64,
     /// Sessions closed because their client read nothing for `limits.write_timeout_secs`.
     pub write_timeouts_total: AtomicU64,
+    /// SUBSCRIBE filters refused because a per-packet or per-session limit was reached.
+    pub subscriptions_over_quota_total: AtomicU64,
+    /// Messages not written because they were larger than the client's Maximum Packet Size.
+    pub publishes_too_large_total: AtomicU64,
+    /// Replies and acks written at QoS 0 because the client's receive window and the session's
+    /// queue of waiting replies were both full.
+    pub replies_qos0_total: AtomicU64,
 }
 
 impl Metrics {
@@ -118,6 +125,24 @@ impl Metrics {
             "counter",
             "Sessions closed because the client read nothing for limits.write_timeout_secs.",
             get(&self.write_timeouts_total),
+        );
+        line(
+            "chatd_subscriptions_over_quota_total",
+            "counter",
+            "Subscription filters refused by limits.max_filters_per_subscribe, max_subscriptions or max_presence_watches.",
+            get(&self.subscriptions_over_quota_total),
+        );
+        line(
+            "chatd_publishes_too_large_total",
+            "counter",
+            "Messages not written because they exceed the client's Maximum Packet Size.",
+            get(&self.publishes_too_large_total),
+        );
+        line(
+            "chatd_replies_qos0_total",
+            "counter",
+            "Replies written at QoS 0 because the client's receive maximum and the wait queue were full.",
+            get(&self.replies_qos0_total),
         );
         line(
             "chatd_messages_stored_total",

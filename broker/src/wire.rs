@@ -145,6 +145,8 @@ pub const CODEC_PANICKED: &str = "packet the codec cannot decode";
 pub struct Codec {
     version: Version,
     max_packet_size: usize,
+    /// The largest packet the client accepts (MQTT 5 Maximum Packet Size; unlimited otherwise).
+    client_max_packet: usize,
 }
 
 impl Codec {
@@ -153,7 +155,32 @@ impl Codec {
         Codec {
             version,
             max_packet_size,
+            client_max_packet: usize::MAX,
         }
+    }
+
+    /// Packets for this client must not be larger than `bytes` (its MQTT 5 Maximum Packet
+    /// Size, which counts the whole packet, fixed header included).
+    pub fn limit_output(&mut self, bytes: u32) {
+        self.client_max_packet = usize::try_from(bytes).unwrap_or(usize::MAX);
+    }
+
+    /// The largest packet the client accepts.
+    pub fn client_max_packet(&self) -> usize {
+        self.client_max_packet
+    }
+
+    /// Whole encoded size of a PUBLISH of `payload_len` bytes on `topic` at `qos` (as
+    /// [`Codec::write_publish`] writes it), so that its size is known before it is written.
+    pub fn publish_size(&self, topic: &str, payload_len: usize, qos: u8) -> usize {
+        let remaining = self.publish_remaining(topic, payload_len, qos);
+        1 + varint_len(remaining) + remaining
+    }
+
+    fn publish_remaining(&self, topic: &str, payload_len: usize, qos: u8) -> usize {
+        let props = matches!(self.version, Version::V5) as usize;
+        let id_len = if qos > 0 { 2 } else { 0 };
+        2 + topic.len() + id_len + props + payload_len
     }
 
     /// The protocol version.
@@ -196,14 +223,21 @@ impl Codec {
         }
     }
 
-    /// Appends a control packet (not PUBLISH) to `out`.
+    /// Appends a control packet (not PUBLISH) to `out`. A packet larger than the client
+    /// accepts is taken back out and refused with [`WireError::TooLarge`].
     pub fn write(&self, packet: Packet, out: &mut BytesMut) -> Result<(), WireError> {
         let version = self.version;
+        let start = out.len();
         let result = catch_unwind(AssertUnwindSafe(|| match version {
             Version::V4 => V4.write(packet, out),
             Version::V5 => V5.write(packet, out),
         }));
         match result {
+            Ok(Ok(_)) if out.len() - start > self.client_max_packet => {
+                let size = out.len() - start;
+                out.truncate(start);
+                Err(WireError::TooLarge(size))
+            }
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(WireError::Malformed(e.to_string())),
             Err(_) => Err(WireError::Malformed(
@@ -212,10 +246,11 @@ impl Codec {
         }
     }
 
-    /// Appends an MQTT 5 DISCONNECT with `reason` (nothing for 3.1.1, where servers close).
+    /// Appends an MQTT 5 DISCONNECT with `reason` (nothing for 3.1.1, where servers close, nor
+    /// for a client that accepts no packet of 4 bytes).
     /// Written here because rumqttd's v5 encoder gets the remaining length wrong for it.
     pub fn write_disconnect(&self, reason: DisconnectReasonCode, out: &mut BytesMut) {
-        if self.version == Version::V5 {
+        if self.version == Version::V5 && self.client_max_packet >= 4 {
             out.put_slice(&[0xe0, 0x02, disconnect_code(reason), 0x00]);
         }
     }
@@ -231,8 +266,7 @@ impl Codec {
         out: &mut BytesMut,
     ) {
         let props = matches!(self.version, Version::V5) as usize;
-        let id_len = if qos > 0 { 2 } else { 0 };
-        let remaining = 2 + topic.len() + id_len + props + payload.len();
+        let remaining = self.publish_remaining(topic, payload.len(), qos);
         let byte1 = 0x30 | (qos << 1) | retain as u8;
         out.reserve(remaining + 5);
         out.put_u8(byte1);
@@ -257,6 +291,16 @@ impl Codec {
             out.put_u8(0);
         }
         out.put_slice(payload);
+    }
+}
+
+/// Bytes of a variable byte integer (remaining length) of value `n`.
+fn varint_len(n: usize) -> usize {
+    match n {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
     }
 }
 
@@ -301,6 +345,45 @@ mod tests {
             }
             assert!(buf.is_empty());
         }
+    }
+
+    #[test]
+    fn publish_size_is_what_is_written() {
+        for version in [Version::V4, Version::V5] {
+            let codec = Codec::new(version, 1 << 20);
+            for len in [0, 1, 100, 127, 128, 16_000, 16_383, 16_384, 70_000] {
+                for qos in [0, 1] {
+                    let payload = vec![b'x'; len];
+                    let mut buf = BytesMut::new();
+                    codec.write_publish("user/a/rpc", &payload, qos, 9, false, &mut buf);
+                    assert_eq!(codec.publish_size("user/a/rpc", len, qos), buf.len());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn control_packets_larger_than_the_client_takes_are_refused() {
+        use rumqttd::protocol::{SubAck, SubscribeReasonCode};
+        let mut codec = Codec::new(Version::V5, 1 << 20);
+        codec.limit_output(16);
+        let suback = |n: usize| {
+            Packet::SubAck(
+                SubAck {
+                    pkid: 1,
+                    return_codes: vec![SubscribeReasonCode::QuotaExceeded; n],
+                },
+                None,
+            )
+        };
+        let mut out = BytesMut::from(&b"kept"[..]);
+        assert!(codec.write(suback(2), &mut out).is_ok());
+        let written = out.len();
+        assert!(matches!(
+            codec.write(suback(20), &mut out),
+            Err(WireError::TooLarge(_))
+        ));
+        assert_eq!(out.len(), written, "the refused packet is taken back out");
     }
 
     #[test]

@@ -99,6 +99,8 @@ pub struct Connect {
     pub clean: bool,
     /// Will topic and payload (QoS 0, not retained).
     pub will: Option<(String, Vec<u8>)>,
+    /// MQTT 5 CONNECT properties, already encoded (without their length).
+    pub properties: Vec<u8>,
 }
 
 impl Connect {
@@ -113,7 +115,22 @@ impl Connect {
             keep_alive: 60,
             clean: true,
             will: None,
+            properties: Vec::new(),
         }
+    }
+
+    /// MQTT 5 Receive Maximum: QoS 1 publishes the client takes unacknowledged.
+    pub fn receive_maximum(mut self, n: u16) -> Connect {
+        self.properties.push(0x21);
+        self.properties.extend(n.to_be_bytes());
+        self
+    }
+
+    /// MQTT 5 Maximum Packet Size: the largest packet the client takes.
+    pub fn maximum_packet_size(mut self, n: u32) -> Connect {
+        self.properties.push(0x27);
+        self.properties.extend(n.to_be_bytes());
+        self
     }
 
     pub fn keep_alive(mut self, secs: u16) -> Connect {
@@ -151,7 +168,8 @@ impl Connect {
         body.push(flags);
         body.extend(self.keep_alive.to_be_bytes());
         if v5 {
-            body.push(0); // no CONNECT properties
+            body.extend(varint(self.properties.len()));
+            body.extend_from_slice(&self.properties);
         }
         body.extend(string(&self.client_id));
         if let Some((topic, payload)) = &self.will {

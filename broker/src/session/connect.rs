@@ -151,7 +151,7 @@ async fn read_connect<T: Transport>(
 async fn accept<T: Transport>(
     t: &mut T,
     shared: &Shared,
-    codec: Codec,
+    mut codec: Codec,
     packet: Packet,
     leftover: BytesMut,
     source: SourceKey,
@@ -163,6 +163,13 @@ async fn accept<T: Transport>(
     match check(shared, &connect, &will, login, source).await {
         Ok((user, revocation)) => {
             let receive_maximum = client_receive_maximum(&props, shared.limits.max_inflight);
+            // MQTT 5 Maximum Packet Size: nothing larger may be written to this client, CONNACK
+            // included (0 is not a size a client may declare; it is taken as no limit).
+            if let Some(max) = props.as_ref().and_then(|p| p.max_packet_size) {
+                if max > 0 {
+                    codec.limit_output(max);
+                }
+            }
             let connack = Packet::ConnAck(
                 ConnAck {
                     session_present: false,

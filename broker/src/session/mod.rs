@@ -3,12 +3,18 @@
 //! hub, and enforces keep-alive and the in-flight window.
 //!
 //! The session owns the client-facing packet id space: everything it writes at QoS 1 gets an id
-//! from here, whatever its source, so queued messages, replies and presence never collide.
+//! from here, whatever its source, so queued messages, replies and presence never collide. It
+//! also honours the client's MQTT 5 limits on every path: Receive Maximum (QoS 1 PUBLISHes not
+//! yet acknowledged; replies and presence that find the window full wait in [`waiting`]) and
+//! Maximum Packet Size (the size of every packet is known before it is written; see
+//! [`Session::publish`]).
 
 pub mod connect;
 mod inbox;
+mod oversize;
 mod replies;
 mod subscriptions;
+mod waiting;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -38,7 +44,8 @@ use crate::wire::{Codec, Incoming, PublishMeta, Version, WireError};
 use self::connect::Accepted;
 use self::inbox::Inbox;
 use self::replies::Replies;
-use self::subscriptions::Subscriptions;
+use self::subscriptions::{Quota, Subscriptions};
+use self::waiting::{Waited, Waiting};
 
 /// Publishes from one client being stored or answered at once; past this the socket is not read.
 const MAX_PENDING: usize = 64;
@@ -130,6 +137,11 @@ struct Session {
     inflight: HashMap<u16, Option<String>>,
     next_pkid: u16,
     window: usize,
+    /// Replies and presence states waiting for room in the client's receive window.
+    waiting: Waiting,
+    /// Set when the session must end at the next turn of its loop (a packet the client
+    /// cannot take).
+    closing: Option<End>,
     inbox: Inbox,
     pending: Replies<BoxFuture<'static, Reply>>,
     qos2_received: HashSet<u16>,
@@ -158,10 +170,17 @@ impl Session {
     fn new(accepted: Accepted, entry: Arc<SessionEntry>, shared: Arc<Shared>) -> Session {
         let keep_alive = (accepted.keep_alive > 0)
             .then(|| Duration::from_millis(accepted.keep_alive as u64 * 1500));
+        let quota = Quota {
+            per_packet: shared.limits.max_filters_per_subscribe,
+            filters: shared.limits.max_subscriptions,
+            watches: shared.limits.max_presence_watches,
+        };
         Session {
             window: accepted.receive_maximum as usize,
+            waiting: Waiting::default(),
+            closing: None,
             codec: accepted.codec,
-            subs: Subscriptions::new(&accepted.user),
+            subs: Subscriptions::new(&accepted.user, quota),
             user: accepted.user,
             client_id: accepted.client_id,
             keep_alive,
@@ -183,18 +202,30 @@ impl Session {
         self.window.saturating_sub(self.inflight.len())
     }
 
+    /// Whether a QoS 1 PUBLISH may be written now: the window has room and nothing written
+    /// earlier waits for it (what waits goes first).
+    fn has_room_now(&self) -> bool {
+        self.room() > 0 && self.waiting.is_empty()
+    }
+
     async fn serve<T: Transport>(&mut self, t: &mut T) -> End {
         // Bytes that came with CONNECT.
         if let Err(end) = self.on_bytes() {
             return end;
         }
         loop {
+            if let Some(end) = self.closing.take() {
+                return end;
+            }
             if self.entry.take_lagged() {
                 self.inbox.lagged();
             }
             if self.entry.take_presence_stale() {
                 self.resend_presence();
             }
+            // What waited for the window goes before anything new (deliveries are taken only
+            // while the window has room, so after this nothing waits when they are).
+            self.send_waiting();
             self.replay();
             if !self.out.is_empty() {
                 // Boxed: the write's state exists only while output waits.
@@ -266,7 +297,12 @@ impl Session {
     fn on_bytes(&mut self) -> Result<(), End> {
         loop {
             match self.codec.read(&mut self.input) {
-                Ok(Some(incoming)) => self.on_packet(incoming)?,
+                Ok(Some(incoming)) => {
+                    self.on_packet(incoming)?;
+                    if let Some(end) = self.closing.take() {
+                        return Err(end);
+                    }
+                }
                 Ok(None) => return Ok(()),
                 Err(WireError::TooLarge(n)) => {
                     debug!(client_id = %self.client_id, "packet of {n} bytes refused");
@@ -319,12 +355,21 @@ impl Session {
                 if suback.refused > 0 {
                     Metrics::inc(&self.shared.metrics.subscribe_refused_total);
                 }
+                if suback.over_quota > 0 {
+                    self.shared
+                        .metrics
+                        .subscriptions_over_quota_total
+                        .fetch_add(suback.over_quota as u64, Ordering::Relaxed);
+                }
                 self.write(suback.packet);
+                if let Some(end) = self.closing.take() {
+                    return Err(end);
+                }
                 // The router keeps no retained presence: the current state goes straight to the
                 // new subscriber, flagged retained as MQTT delivers retained messages.
                 for filter in suback.presence {
                     if let Some(qos) = self.subs.presence_granted(&filter) {
-                        self.send_presence_state(&filter, qos, true);
+                        self.offer_presence(&filter, qos, true);
                     }
                 }
                 self.inbox.set_coverage(self.subs.queue_coverage());
@@ -450,7 +495,7 @@ impl Session {
         if let Some((kind, payload)) = reply.message {
             let topic = format!("user/{}/{}", self.user, kind);
             if let Some(qos) = self.subs.granted(&topic) {
-                self.publish(&topic, &payload, qos, false, None);
+                self.offer_reply(&topic, &payload, qos);
             }
             // The user's other devices subscribed to the same topic see it too (a phone sees
             // what the laptop sent; `mosquitto_sub` sees what `mosquitto_pub` sent).
@@ -564,7 +609,52 @@ impl Session {
             .map(|(topic, qos)| (topic.to_string(), qos))
             .collect();
         for (topic, qos) in topics {
-            self.send_presence_state(&topic, qos, false);
+            self.offer_presence(&topic, qos, false);
+        }
+    }
+
+    /// Writes a reply (ack, rpc answer) at `qos` now, or queues it while the client's receive
+    /// window is full. Past [`waiting::MAX_WAITING_REPLIES`] it is written at QoS 0: Receive
+    /// Maximum bounds only QoS 1, and the socket must still be read (the client's PUBACKs may
+    /// be behind its requests), so a client that never acknowledges costs bounded memory.
+    fn offer_reply(&mut self, topic: &str, payload: &Bytes, qos: u8) {
+        if qos == 0 || self.has_room_now() {
+            self.publish(topic, payload, qos, false, None);
+            return;
+        }
+        if let Err((topic, payload)) = self.waiting.push_reply(topic.to_string(), payload.clone()) {
+            Metrics::inc(&self.shared.metrics.replies_qos0_total);
+            self.publish(&topic, &payload, 0, false, None);
+        }
+    }
+
+    /// Writes the current state of presence topic `topic` now, or marks it due while the
+    /// client's receive window is full (it is then read when it is written: the newest state).
+    fn offer_presence(&mut self, topic: &str, qos: u8, retain: bool) {
+        if qos == 0 || self.has_room_now() {
+            self.send_presence_state(topic, qos, retain);
+        } else {
+            self.waiting.push_presence(topic, retain);
+        }
+    }
+
+    /// Writes what waited for the window, oldest first, while there is room. Each is checked
+    /// against the subscriptions again: the client may have unsubscribed meanwhile.
+    fn send_waiting(&mut self) {
+        while self.room() > 0 {
+            match self.waiting.pop() {
+                Some(Waited::Reply(topic, payload)) => {
+                    if let Some(qos) = self.subs.granted(&topic) {
+                        self.publish(&topic, &payload, qos, false, None);
+                    }
+                }
+                Some(Waited::Presence { topic, retain }) => {
+                    if let Some(qos) = self.subs.presence_granted(&topic) {
+                        self.send_presence_state(&topic, qos, retain);
+                    }
+                }
+                None => return,
+            }
         }
     }
 
@@ -579,7 +669,9 @@ impl Session {
         self.publish(topic, state.to_string().as_bytes(), qos, retain, None);
     }
 
-    /// Writes a PUBLISH at `qos`, tracking it in flight when it needs a PUBACK.
+    /// Writes a PUBLISH at `qos`, tracking it in flight when it needs a PUBACK. Its size is
+    /// worked out first: one larger than the client accepts is not written (see
+    /// [`Session::publish_too_large`]).
     fn publish(
         &mut self,
         topic: &str,
@@ -588,10 +680,6 @@ impl Session {
         retain: bool,
         queue_id: Option<String>,
     ) {
-        Metrics::inc(&self.shared.metrics.publishes_out_total);
-        if let Some(id) = &queue_id {
-            self.inbox.sent(id);
-        }
         // A client that never acknowledges cannot make packet ids run out: past a full id space
         // the session falls back to at-most-once.
         let qos = if self.inflight.len() >= MAX_INFLIGHT_IDS {
@@ -599,6 +687,15 @@ impl Session {
         } else {
             qos
         };
+        let size = self.codec.publish_size(topic, payload.len(), qos);
+        if size > self.codec.client_max_packet() {
+            self.publish_too_large(topic, payload, qos, queue_id, size);
+            return;
+        }
+        Metrics::inc(&self.shared.metrics.publishes_out_total);
+        if let Some(id) = &queue_id {
+            self.inbox.sent(id);
+        }
         if qos == 0 {
             self.codec
                 .write_publish(topic, payload, 0, 0, retain, &mut self.out);
@@ -614,6 +711,40 @@ impl Session {
             .write_publish(topic, payload, 1, pkid, retain, &mut self.out);
     }
 
+    /// A message of `size` bytes that the client does not accept (MQTT 5 Maximum Packet Size)
+    /// is not written, and never silently: it is counted and logged, and
+    /// - a queued one (inbox, receipt) is passed over without being acknowledged: it stays in
+    ///   the user's queue for a device that can take it, and this session moves on past it
+    ///   instead of trying it again;
+    /// - an rpc reply becomes a `too_large` error reply to the same `rid`;
+    /// - anything else (acks, presence, typing: a few hundred bytes at most) is dropped.
+    fn publish_too_large(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: u8,
+        queue_id: Option<String>,
+        size: usize,
+    ) {
+        Metrics::inc(&self.shared.metrics.publishes_too_large_total);
+        let max = self.codec.client_max_packet();
+        debug!(client_id = %self.client_id, topic, size, max, "message larger than the client accepts not written");
+        if let Some(id) = queue_id {
+            self.inbox.sent(&id);
+            return;
+        }
+        if topic
+            .strip_prefix("user/")
+            .and_then(|t| t.strip_prefix(self.user.as_str()))
+            == Some("/rpc")
+        {
+            let error = oversize::too_large_reply(payload, size, max);
+            if self.codec.publish_size(topic, error.len(), qos) <= max {
+                self.publish(topic, &error, qos, false, None);
+            }
+        }
+    }
+
     fn alloc_pkid(&mut self) -> u16 {
         loop {
             self.next_pkid = self.next_pkid.wrapping_add(1);
@@ -623,9 +754,18 @@ impl Session {
         }
     }
 
+    /// Writes a control packet. One larger than the client accepts (a SUBACK or UNSUBACK for
+    /// very many filters) cannot be left out without breaking the protocol: the session ends
+    /// (MQTT 5: DISCONNECT 0x95 packet too large).
     fn write(&mut self, packet: Packet) {
-        if let Err(e) = self.codec.write(packet, &mut self.out) {
-            warn!(client_id = %self.client_id, "cannot encode a packet: {e}");
+        match self.codec.write(packet, &mut self.out) {
+            Ok(()) => {}
+            Err(WireError::TooLarge(size)) => {
+                debug!(client_id = %self.client_id, size, "a packet larger than the client accepts is due; closing");
+                self.closing
+                    .get_or_insert(End::ProtocolError(DisconnectReasonCode::PacketTooLarge));
+            }
+            Err(e) => warn!(client_id = %self.client_id, "cannot encode a packet: {e}"),
         }
     }
 

@@ -1,5 +1,10 @@
 //! A session's subscriptions, checked against the contract's rules: its own `user/{me}/…`
 //! filters (served by the hub) and `presence/{user}` topics (served by the presence relay).
+//!
+//! Both are bounded (`limits.max_filters_per_subscribe`, `max_subscriptions`,
+//! `max_presence_watches`) and kept in maps, so a SUBSCRIBE costs constant work per filter; the
+//! QoS granted to each topic the hub delivers is worked out when the filters change, so a
+//! delivery costs a lookup, not a scan of the filters.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -19,9 +24,26 @@ pub struct SubscribeOutcome {
     pub watch: Vec<String>,
     /// Presence topics granted by this SUBSCRIBE (new or repeated): each gets the current state.
     pub presence: Vec<String>,
-    /// How many filters were refused.
+    /// How many filters were refused (not authorized or over a limit).
     pub refused: usize,
+    /// How many of them were refused because a limit was reached.
+    pub over_quota: usize,
 }
+
+/// How much one session may subscribe to.
+#[derive(Debug, Clone, Copy)]
+pub struct Quota {
+    /// Filters one SUBSCRIBE may add or change; the rest of the packet is refused.
+    pub per_packet: usize,
+    /// `user/{me}/…` filters held at once.
+    pub filters: usize,
+    /// `presence/{user}` subscriptions held at once.
+    pub watches: usize,
+}
+
+/// The topics the hub and the session write to a session: `user/{me}/{name}`. The first two
+/// are fed from the user's queue.
+const DELIVERED: [&str; 5] = ["inbox", "receipt", "ack", "rpc", "typing"];
 
 /// The result of an UNSUBSCRIBE.
 pub struct UnsubscribeOutcome {
@@ -34,45 +56,79 @@ pub struct UnsubscribeOutcome {
 /// Filters with their granted QoS (0 or 1).
 pub struct Subscriptions {
     me: String,
-    queued_topics: [String; 2],
-    own: Vec<(String, u8)>,
+    quota: Quota,
+    /// Each of [`DELIVERED`] as a topic, with the QoS the filters grant it.
+    delivered: [(String, Option<u8>); 5],
+    own: HashMap<String, u8>,
     /// `presence/{user}` topics with their granted QoS and the number of the newest change
     /// the client has (older relayed changes are skipped).
     presence: HashMap<String, (u8, u64)>,
 }
 
 impl Subscriptions {
-    /// No subscriptions yet, for user `me`.
-    pub fn new(me: &str) -> Subscriptions {
+    /// No subscriptions yet, for user `me`, within `quota`.
+    pub fn new(me: &str, quota: Quota) -> Subscriptions {
         Subscriptions {
             me: me.to_string(),
-            queued_topics: [format!("user/{me}/inbox"), format!("user/{me}/receipt")],
-            own: Vec::new(),
+            quota,
+            delivered: DELIVERED.map(|name| (format!("user/{me}/{name}"), None)),
+            own: HashMap::new(),
             presence: HashMap::new(),
         }
     }
 
-    /// Applies a SUBSCRIBE: each filter is granted (QoS at most 1) or refused on its own.
+    /// Applies a SUBSCRIBE: each filter is granted (QoS at most 1) or refused on its own. A
+    /// filter the session already holds is granted again whatever the limits; a new one past a
+    /// limit, and every filter past the packet's limit, is refused (5.0: 0x97 quota exceeded,
+    /// 3.1.1: 0x80) without being looked at.
     pub fn subscribe(&mut self, subscribe: Subscribe, version: Version) -> SubscribeOutcome {
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut watch = Vec::new();
         let mut presence = Vec::new();
         let mut refused = 0;
-        for filter in subscribe.filters {
+        let mut over_quota = 0;
+        let mut own_changed = false;
+        let quota_code = match version {
+            Version::V4 => SubscribeReasonCode::Failure,
+            Version::V5 => SubscribeReasonCode::QuotaExceeded,
+        };
+        for (i, filter) in subscribe.filters.into_iter().enumerate() {
+            if i >= self.quota.per_packet {
+                over_quota += 1;
+                codes.push(quota_code);
+                continue;
+            }
             let qos = (filter.qos as u8).min(1);
             match acl::can_subscribe(&self.me, &filter.path) {
                 SubscribeRule::Own => {
-                    self.own.retain(|(f, _)| f != &filter.path);
-                    self.own.push((filter.path, qos));
+                    let held = self.own.len();
+                    match self.own.entry(filter.path) {
+                        Entry::Occupied(mut known) => *known.get_mut() = qos,
+                        Entry::Vacant(new) if held < self.quota.filters => {
+                            new.insert(qos);
+                        }
+                        Entry::Vacant(_) => {
+                            over_quota += 1;
+                            codes.push(quota_code);
+                            continue;
+                        }
+                    }
+                    own_changed = true;
                     codes.push(granted_code(qos));
                 }
                 SubscribeRule::Presence(user) => {
                     // A repeated subscription changes the QoS and keeps what the client has.
+                    let held = self.presence.len();
                     match self.presence.entry(filter.path.clone()) {
                         Entry::Occupied(mut known) => known.get_mut().0 = qos,
-                        Entry::Vacant(new) => {
+                        Entry::Vacant(new) if held < self.quota.watches => {
                             new.insert((qos, 0));
                             watch.push(user);
+                        }
+                        Entry::Vacant(_) => {
+                            over_quota += 1;
+                            codes.push(quota_code);
+                            continue;
                         }
                     }
                     presence.push(filter.path);
@@ -87,6 +143,9 @@ impl Subscriptions {
                 }
             }
         }
+        if own_changed {
+            self.regrant();
+        }
         SubscribeOutcome {
             packet: Packet::SubAck(
                 SubAck {
@@ -97,7 +156,8 @@ impl Subscriptions {
             ),
             watch,
             presence,
-            refused,
+            refused: refused + over_quota,
+            over_quota,
         }
     }
 
@@ -109,10 +169,10 @@ impl Subscriptions {
     ) -> UnsubscribeOutcome {
         let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
         let mut unwatch = Vec::new();
+        let mut own_changed = false;
         for filter in unsubscribe.filters {
-            let before = self.own.len();
-            self.own.retain(|(f, _)| f != &filter);
-            let mut existed = self.own.len() != before;
+            let mut existed = self.own.remove(&filter).is_some();
+            own_changed |= existed;
             if self.presence.remove(&filter).is_some() {
                 existed = true;
                 if let Some(user) = filter.strip_prefix("presence/") {
@@ -124,6 +184,9 @@ impl Subscriptions {
             } else {
                 UnsubAckReason::NoSubscriptionExisted
             });
+        }
+        if own_changed {
+            self.regrant();
         }
         if version == Version::V4 {
             reasons.clear();
@@ -142,6 +205,14 @@ impl Subscriptions {
 
     /// The QoS at which the session receives `topic` (one of its own), if it is subscribed.
     pub fn granted(&self, topic: &str) -> Option<u8> {
+        match self.delivered.iter().find(|(t, _)| t == topic) {
+            Some((_, qos)) => *qos,
+            None => self.scan(topic),
+        }
+    }
+
+    /// The highest QoS any filter grants `topic`.
+    fn scan(&self, topic: &str) -> Option<u8> {
         self.own
             .iter()
             .filter(|(f, _)| acl::topic_matches(topic, f))
@@ -149,13 +220,21 @@ impl Subscriptions {
             .max()
     }
 
+    /// Works out again what the filters grant each delivered topic (after they changed: once
+    /// per SUBSCRIBE or UNSUBSCRIBE, not per filter).
+    fn regrant(&mut self) {
+        for i in 0..self.delivered.len() {
+            self.delivered[i].1 = self.scan(&self.delivered[i].0);
+        }
+    }
+
     /// Which topics fed from the user's queue the session receives: bit 0 inbox, bit 1
     /// receipts (0 = none).
     pub fn queue_coverage(&self) -> u8 {
-        self.queued_topics
+        self.delivered[..2]
             .iter()
             .enumerate()
-            .filter(|(_, t)| self.granted(t).is_some())
+            .filter(|(_, (_, qos))| qos.is_some())
             .fold(0, |bits, (i, _)| bits | (1 << i))
     }
 
@@ -201,6 +280,39 @@ mod tests {
     use super::*;
     use rumqttd::protocol::Filter;
 
+    const QUOTA: Quota = Quota {
+        per_packet: 64,
+        filters: 256,
+        watches: 1024,
+    };
+
+    fn subscribe_all(subs: &mut Subscriptions, topics: &[&str], version: Version) -> Vec<u8> {
+        let filters = topics
+            .iter()
+            .map(|topic| Filter {
+                path: topic.to_string(),
+                qos: QoS::AtLeastOnce,
+                nolocal: false,
+                preserve_retain: false,
+                retain_forward_rule: rumqttd::protocol::RetainForwardRule::OnEverySubscribe,
+            })
+            .collect();
+        let outcome = subs.subscribe(Subscribe { pkid: 1, filters }, version);
+        match outcome.packet {
+            Packet::SubAck(ack, _) => ack
+                .return_codes
+                .iter()
+                .map(|code| match code {
+                    SubscribeReasonCode::Success(qos) => *qos as u8,
+                    SubscribeReasonCode::QuotaExceeded => 0x97,
+                    SubscribeReasonCode::Failure => 0x80,
+                    _ => 0x87,
+                })
+                .collect(),
+            _ => unreachable!("SUBSCRIBE is answered by SUBACK"),
+        }
+    }
+
     fn subscribe(subs: &mut Subscriptions, topic: &str) -> SubscribeOutcome {
         let filter = Filter {
             path: topic.to_string(),
@@ -219,8 +331,64 @@ mod tests {
     }
 
     #[test]
+    fn limits_refuse_the_excess_and_keep_what_is_held() {
+        let quota = Quota {
+            per_packet: 3,
+            filters: 4,
+            watches: 2,
+        };
+        let mut subs = Subscriptions::new("carol", quota);
+        let codes = subscribe_all(
+            &mut subs,
+            &[
+                "user/carol/a",
+                "user/carol/b",
+                "user/carol/c",
+                "user/carol/d",
+            ],
+            Version::V5,
+        );
+        assert_eq!(codes, vec![1, 1, 1, 0x97]);
+        let codes = subscribe_all(
+            &mut subs,
+            &["user/carol/a", "user/carol/inbox", "user/carol/e"],
+            Version::V4,
+        );
+        assert_eq!(codes, vec![1, 1, 0x80]);
+        assert_eq!(subs.granted("user/carol/inbox"), Some(1));
+        assert_eq!(subs.queue_coverage(), 1);
+        let codes = subscribe_all(
+            &mut subs,
+            &["presence/a", "presence/b", "presence/c"],
+            Version::V5,
+        );
+        assert_eq!(codes, vec![1, 1, 0x97]);
+        let codes = subscribe_all(&mut subs, &["presence/a"], Version::V5);
+        assert_eq!(codes, vec![1]);
+    }
+
+    #[test]
+    fn grants_follow_subscribe_and_unsubscribe() {
+        let mut subs = Subscriptions::new("carol", QUOTA);
+        assert_eq!(subs.granted("user/carol/rpc"), None);
+        subscribe_all(&mut subs, &["user/carol/#"], Version::V5);
+        assert_eq!(subs.granted("user/carol/rpc"), Some(1));
+        assert_eq!(subs.granted("user/carol/other"), Some(1));
+        assert_eq!(subs.queue_coverage(), 3);
+        subs.unsubscribe(
+            Unsubscribe {
+                pkid: 2,
+                filters: vec!["user/carol/#".to_string()],
+            },
+            Version::V5,
+        );
+        assert_eq!(subs.granted("user/carol/rpc"), None);
+        assert_eq!(subs.queue_coverage(), 0);
+    }
+
+    #[test]
     fn presence_changes_older_than_what_the_client_has_are_skipped() {
-        let mut subs = Subscriptions::new("carol");
+        let mut subs = Subscriptions::new("carol", QUOTA);
         let first = subscribe(&mut subs, "presence/bob");
         assert_eq!(first.watch, vec!["bob".to_string()]);
         // The state written on SUBSCRIBE was as of change 7.
