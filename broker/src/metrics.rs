@@ -30,6 +30,10 @@ pub struct Metrics {
     pub handshakes_refused_total: AtomicU64,
     /// Sessions closed because their client read nothing for `limits.write_timeout_secs`.
     pub write_timeouts_total: AtomicU64,
+    /// Sends, receipts and requests refused `rate_limited` by the per-user write rates.
+    pub writes_rate_limited_total: AtomicU64,
+    /// CONNECTs refused because the user had `limits.max_sessions_per_user` connections.
+    pub sessions_quota_refused_total: AtomicU64,
 }
 
 impl Metrics {
@@ -118,6 +122,18 @@ impl Metrics {
             "counter",
             "Sessions closed because the client read nothing for limits.write_timeout_secs.",
             get(&self.write_timeouts_total),
+        );
+        line(
+            "chatd_writes_rate_limited_total",
+            "counter",
+            "Sends, receipts and requests refused by limits.sends_per_sec / requests_per_sec.",
+            get(&self.writes_rate_limited_total),
+        );
+        line(
+            "chatd_sessions_quota_refused_total",
+            "counter",
+            "CONNECTs refused because the user had limits.max_sessions_per_user connections.",
+            get(&self.sessions_quota_refused_total),
         );
         line(
             "chatd_messages_stored_total",
