@@ -141,7 +141,9 @@ async fn collect(r: &mut Raw, topic: &str, n: usize) -> Vec<Value> {
 /// Asserts `v` is exactly `{<id_key>: …, "error": {"code": "rate_limited", "message": …}}` plus
 /// `extra` keys.
 fn assert_rate_limited(v: &Value, id_key: &str, extra: &[&str]) {
-    let obj = v.as_object().unwrap_or_else(|| panic!("not an object: {v}"));
+    let obj = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"));
     let mut want: BTreeSet<&str> = [id_key, "error"].into_iter().collect();
     want.extend(extra);
     let keys: BTreeSet<&str> = obj.keys().map(String::as_str).collect();
@@ -163,14 +165,21 @@ async fn sends_over_the_user_rate_get_rate_limited_acks_on_every_connection() {
     let mut a = Raw::login(srv.mqtt, V::V4, &format!("{me}:a"), &me, "pw").await;
     subscribe_all(&mut a, &me).await;
     let mut b = Raw::login(srv.mqtt, V::V5, &format!("{me}:b"), &me, "pw").await;
-    let send = |cid: &str| json!({"cid": cid, "to": peer, "type": "text", "text": "hi"}).to_string();
+    let send =
+        |cid: &str| json!({"cid": cid, "to": peer, "type": "text", "text": "hi"}).to_string();
 
     // 12 sends as fast as the socket takes them on connection a.
     let started = Instant::now();
     for i in 0..12u16 {
         let cid = format!("a-{i}");
-        a.send(&raw::publish(V::V4, &send_topic, send(&cid).as_bytes(), 1, i + 10))
-            .await;
+        a.send(&raw::publish(
+            V::V4,
+            &send_topic,
+            send(&cid).as_bytes(),
+            1,
+            i + 10,
+        ))
+        .await;
     }
     let acks = collect(&mut a, &ack_topic, 12).await;
     let burst_secs = started.elapsed().as_secs_f64();
@@ -191,8 +200,14 @@ async fn sends_over_the_user_rate_get_rate_limited_acks_on_every_connection() {
     let b_started = Instant::now();
     for i in 0..6u16 {
         let cid = format!("b-{i}");
-        b.send(&raw::publish(V::V5, &send_topic, send(&cid).as_bytes(), 1, i + 10))
-            .await;
+        b.send(&raw::publish(
+            V::V5,
+            &send_topic,
+            send(&cid).as_bytes(),
+            1,
+            i + 10,
+        ))
+        .await;
     }
     // a sees b's acks too (replies go to every connection of the user subscribed to them).
     let b_acks = collect(&mut a, &ack_topic, 6).await;
@@ -203,11 +218,17 @@ async fn sends_over_the_user_rate_get_rate_limited_acks_on_every_connection() {
         "{b_sent} of b's sends accepted {:.1}s after a used the budget: {b_acks:?}",
         b_started.duration_since(started).as_secs_f64()
     );
-    assert!(b_acks.iter().any(|v| v.get("error").is_some()), "{b_acks:?}");
+    assert!(
+        b_acks.iter().any(|v| v.get("error").is_some()),
+        "{b_acks:?}"
+    );
     let limited = srv
         .metric("chatd_writes_rate_limited_total")
         .expect("metric");
-    assert!(limited >= 1.0, "chatd_writes_rate_limited_total = {limited}");
+    assert!(
+        limited >= 1.0,
+        "chatd_writes_rate_limited_total = {limited}"
+    );
 
     // A refused send stored nothing: the same cid is accepted once the budget refilled.
     let retry_cid = refused[0]["cid"].as_str().expect("cid").to_string();
@@ -215,8 +236,14 @@ async fn sends_over_the_user_rate_get_rate_limited_acks_on_every_connection() {
     let mut pkid = 100;
     loop {
         pkid += 1;
-        a.send(&raw::publish(V::V4, &send_topic, send(&retry_cid).as_bytes(), 1, pkid))
-            .await;
+        a.send(&raw::publish(
+            V::V4,
+            &send_topic,
+            send(&retry_cid).as_bytes(),
+            1,
+            pkid,
+        ))
+        .await;
         let ack = a.next_json_on(&ack_topic).await;
         assert_eq!(ack["cid"], retry_cid.as_str(), "{ack}");
         if ack["status"] == "sent" {
@@ -316,7 +343,12 @@ async fn a_users_connections_are_capped_but_takeovers_are_not() {
             Err(e) => panic!("device {i}: no CONNACK: {e:?}"),
         }
     }
-    assert_eq!(held.len(), 3, "devices in: {:?}", held.iter().map(|h| h.0).collect::<Vec<_>>());
+    assert_eq!(
+        held.len(),
+        3,
+        "devices in: {:?}",
+        held.iter().map(|h| h.0).collect::<Vec<_>>()
+    );
     assert_eq!(refused, 21);
     // MQTT 5 gets 0x97 quota exceeded.
     let connect = Connect::new(V::V5, &format!("{me}:v5"), &me, "pw");
@@ -329,7 +361,10 @@ async fn a_users_connections_are_capped_but_takeovers_are_not() {
     assert!(taken_over.ping().await);
     // Still 3 places in use: a new device is refused.
     let connect = Connect::new(V::V4, &format!("{me}:new"), &me, "pw");
-    assert_eq!(Raw::connect_with(srv.mqtt, &connect).await.1, Ok(V4_UNAVAILABLE));
+    assert_eq!(
+        Raw::connect_with(srv.mqtt, &connect).await.1,
+        Ok(V4_UNAVAILABLE)
+    );
     // Other users are not affected.
     assert_eq!(
         Raw::connect_with(srv.mqtt, &Connect::new(V::V4, &other, &other, "pw"))
@@ -353,7 +388,10 @@ async fn a_users_connections_are_capped_but_takeovers_are_not() {
     let quota = srv
         .metric("chatd_sessions_quota_refused_total")
         .expect("metric");
-    assert!(quota >= 23.0, "chatd_sessions_quota_refused_total = {quota}");
+    assert!(
+        quota >= 23.0,
+        "chatd_sessions_quota_refused_total = {quota}"
+    );
     drop(held);
     still_serves(&mut srv).await;
 }

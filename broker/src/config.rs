@@ -979,7 +979,10 @@ mod tests {
                 "[limits]\nsends_per_sec = 50\nsends_burst = 10\n",
                 "limits.sends_burst",
             ),
-            ("[limits]\nrequests_per_sec = 0\n", "limits.requests_per_sec"),
+            (
+                "[limits]\nrequests_per_sec = 0\n",
+                "limits.requests_per_sec",
+            ),
             ("[limits]\nrequests_burst = 0\n", "limits.requests_burst"),
             (
                 "[limits]\nmax_sessions_per_user = 0\n",

@@ -255,7 +255,12 @@ impl Hub {
     /// user already has `max` distinct client ids connected or logging in. A client id that is
     /// already among them takes that place over and is never refused, nor counted twice.
     /// Checked and taken under the hub's lock, so concurrent logins cannot overrun `max`.
-    pub fn claim(self: &Arc<Self>, user: &str, client_id: &str, max: usize) -> Option<SessionClaim> {
+    pub fn claim(
+        self: &Arc<Self>,
+        user: &str,
+        client_id: &str,
+        max: usize,
+    ) -> Option<SessionClaim> {
         let mut inner = self.lock();
         let sessions = inner.by_user.get(user).map(Vec::as_slice).unwrap_or(&[]);
         let claims = inner.claims.get(user).map(Vec::as_slice).unwrap_or(&[]);
@@ -472,8 +477,13 @@ mod tests {
         let a = hub.claim("dora", "dora:a", 2).expect("first");
         let _ra = hub.register("dora", "dora:a", hub.ticket(), 0);
         drop(a);
-        let b = hub.claim("dora", "dora:b", 2).expect("second, still logging in");
-        assert!(hub.claim("dora", "dora:c", 2).is_none(), "a third client id");
+        let b = hub
+            .claim("dora", "dora:b", 2)
+            .expect("second, still logging in");
+        assert!(
+            hub.claim("dora", "dora:c", 2).is_none(),
+            "a third client id"
+        );
         // The same client ids again: takeovers, never refused.
         assert!(hub.claim("dora", "dora:a", 2).is_some());
         assert!(hub.claim("dora", "dora:b", 2).is_some());

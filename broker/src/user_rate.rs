@@ -65,21 +65,28 @@ impl UserRate {
         {
             inner.last_sweep = now;
             let (per_sec, burst) = (self.per_sec, self.burst);
-            inner.buckets.retain(|_, b| level(b, now, per_sec, burst) < burst);
+            inner
+                .buckets
+                .retain(|_, b| level(b, now, per_sec, burst) < burst);
         }
-        let (per_sec, burst) = (self.per_sec, self.burst);
-        let bucket = inner.buckets.entry(user.to_string()).or_insert(Bucket {
-            tokens: burst,
+        let Some(bucket) = inner.buckets.get_mut(user) else {
+            // A user's first write in a while: a full bucket, less this write.
+            inner.buckets.insert(
+                user.to_string(),
+                Bucket {
+                    tokens: self.burst - 1.0,
+                    at: now,
+                },
+            );
+            return true;
+        };
+        let tokens = level(bucket, now, self.per_sec, self.burst);
+        let allowed = tokens >= 1.0;
+        *bucket = Bucket {
+            tokens: if allowed { tokens - 1.0 } else { tokens },
             at: now,
-        });
-        let tokens = level(bucket, now, per_sec, burst);
-        *bucket = Bucket { tokens, at: now };
-        if tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        };
+        allowed
     }
 }
 

@@ -313,7 +313,11 @@ async fn check(
     // how many it has. Held until the session is registered.
     let claim = shared
         .hub
-        .claim(&user, &connect.client_id, shared.limits.max_sessions_per_user)
+        .claim(
+            &user,
+            &connect.client_id,
+            shared.limits.max_sessions_per_user,
+        )
         .ok_or(Refusal::Quota)?;
     // Take a connection slot atomically (check-then-add would let concurrent logins through
     // the limit); the session gives it back when it ends.
