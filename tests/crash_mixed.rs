@@ -15,6 +15,8 @@ use support::*;
 
 /// Messages each sender tries per round.
 const PER_ROUND: usize = 150;
+/// Per-user write rates far above what the clients can reach.
+const NO_USER_RATES: &str = "[limits]\nsends_per_sec = 100000\nsends_burst = 1000000\nrequests_per_sec = 100000\nrequests_burst = 1000000\n";
 const ROUNDS: usize = 3;
 /// Sends in flight per sender.
 const WINDOW: usize = 16;
@@ -213,7 +215,8 @@ fn check_history(what: &str, history: &[Value], acked: &[(String, String)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_receipts_and_direct_messages_survive_kill_9() {
     let started = Instant::now();
-    let mut s = Server::start();
+    // Each client writes as fast as it can: the per-user rates are not under test.
+    let mut s = Server::start_with(NO_USER_RATES);
     for u in ["gsender", "dsender", "reader", "offline"] {
         s.add_user(u, "pw");
     }

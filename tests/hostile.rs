@@ -1,7 +1,7 @@
-//! Hostile clients against the real binary: a login brute force (limited per user and per source
-//! address, refused without checking the password, recovering after the window), floods of
-//! CONNECTs without credentials and of silent sockets (cheap to refuse, bounded per address,
-//! memory flat), and a few hundred random or mutated MQTT packets over raw TCP. After each, a
+//! Hostile clients against the real binary: a login brute force (limited per user and source
+//! address and per source address, refused without checking the password, recovering after the
+//! window), floods of CONNECTs without credentials and of silent sockets (cheap to refuse,
+//! bounded per address, memory flat), and a few hundred random or mutated MQTT packets over raw TCP. After each, a
 //! fresh pair of users must still log in and exchange a message.
 //!
 //! Several source addresses are simulated with local addresses of 127.0.0.0/8, which Linux
@@ -79,7 +79,7 @@ async fn brute_force_on_one_user_is_refused_without_checking_and_recovers() {
         assert_eq!(code, V4_BAD_PASSWORD, "guess {i}");
     }
     // Over the limit: refused with the rate-limit codes, whatever the password — even the right
-    // one, and from another address (the budget is the user's).
+    // one — from this address (the budget is the user's from this address).
     assert_eq!(
         login_code(&srv, V::V4, None, &victim, "guess-x").await,
         V4_RATE_LIMITED
@@ -92,15 +92,17 @@ async fn brute_force_on_one_user_is_refused_without_checking_and_recovers() {
         login_code(&srv, V::V4, None, &victim, "right-pw").await,
         V4_RATE_LIMITED
     );
+    // From another address the user gets in: failures never lock a user out everywhere
+    // (issue 12; this assertion used to expect the refusal).
     assert_eq!(
         login_code(&srv, V::V4, Some(other_source()), &victim, "right-pw").await,
-        V4_RATE_LIMITED
+        0
     );
     let limited = srv
         .metric("chatd_logins_rate_limited_total")
         .expect("metric");
     assert!(
-        limited >= 4.0,
+        limited >= 3.0,
         "chatd_logins_rate_limited_total = {limited}"
     );
 

@@ -14,9 +14,10 @@ use rumqttc::QoS;
 use serde_json::{json, Value};
 use support::*;
 
-/// A server with alice, bob and carol (password `{user}-pw`).
+/// A server with alice, bob and carol (password `{user}-pw`), and a send rate that bulk sends
+/// (105 pipelined messages) never reach.
 fn server_abc() -> Server {
-    let s = Server::start();
+    let s = Server::start_with("[limits]\nsends_per_sec = 100000\nsends_burst = 1000000\n");
     for u in ["alice", "bob", "carol"] {
         s.add_user(u, &format!("{u}-pw"));
     }

@@ -185,6 +185,20 @@ pub struct LimitsConfig {
     pub max_subscriptions: usize,
     /// `presence/{user}` subscriptions one session may hold; new ones past it are refused.
     pub max_presence_watches: usize,
+    /// `chat/{me}/send` publishes per second per user, over all of the user's connections;
+    /// more are answered `rate_limited`.
+    pub sends_per_sec: u32,
+    /// Sends a user may make at once after a quiet spell (the bucket's size).
+    pub sends_burst: u32,
+    /// `chat/{me}/receipt` and `chat/{me}/rpc` publishes per second per user, together;
+    /// more are answered `rate_limited`.
+    pub requests_per_sec: u32,
+    /// Receipts and requests a user may make at once after a quiet spell.
+    pub requests_burst: u32,
+    /// Connections of one user at once (distinct client ids); more CONNECTs are refused
+    /// (3.1.1 code 3, 5.0 0x97 quota exceeded). A CONNECT that takes over a client id already
+    /// connected is not refused.
+    pub max_sessions_per_user: usize,
 }
 
 impl Default for LimitsConfig {
@@ -206,6 +220,11 @@ impl Default for LimitsConfig {
             max_filters_per_subscribe: 64,
             max_subscriptions: 256,
             max_presence_watches: 1024,
+            sends_per_sec: 20,
+            sends_burst: 60,
+            requests_per_sec: 50,
+            requests_burst: 200,
+            max_sessions_per_user: 16,
         }
     }
 }
@@ -610,7 +629,8 @@ impl Config {
                 });
             }
         }
-        self.validate_subscription_limits()
+        self.validate_subscription_limits()?;
+        self.validate_user_rates()
     }
 
     /// The per-session subscription limits (a session's filters and watches cost memory and
@@ -635,6 +655,48 @@ impl Config {
                 return Err(ConfigError::Invalid {
                     key,
                     why: format!("must be between 1 and {max}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the per-user write rates and the per-user connection cap.
+    fn validate_user_rates(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let checks: [(&'static str, bool, &str); 5] = [
+            (
+                "limits.sends_per_sec",
+                (1..=100_000).contains(&l.sends_per_sec),
+                "must be between 1 and 100000",
+            ),
+            (
+                "limits.sends_burst",
+                (1..=1_000_000).contains(&l.sends_burst) && l.sends_burst >= l.sends_per_sec,
+                "must be between 1 and 1000000 and at least limits.sends_per_sec",
+            ),
+            (
+                "limits.requests_per_sec",
+                (1..=100_000).contains(&l.requests_per_sec),
+                "must be between 1 and 100000",
+            ),
+            (
+                "limits.requests_burst",
+                (1..=1_000_000).contains(&l.requests_burst)
+                    && l.requests_burst >= l.requests_per_sec,
+                "must be between 1 and 1000000 and at least limits.requests_per_sec",
+            ),
+            (
+                "limits.max_sessions_per_user",
+                (1..=100_000).contains(&l.max_sessions_per_user),
+                "must be between 1 and 100000",
+            ),
+        ];
+        for (key, ok, why) in checks {
+            if !ok {
+                return Err(ConfigError::Invalid {
+                    key,
+                    why: why.to_string(),
                 });
             }
         }
@@ -950,6 +1012,20 @@ mod tests {
             (
                 "[limits]\nwrite_timeout_secs = 0\n",
                 "limits.write_timeout_secs",
+            ),
+            ("[limits]\nsends_per_sec = 0\n", "limits.sends_per_sec"),
+            (
+                "[limits]\nsends_per_sec = 50\nsends_burst = 10\n",
+                "limits.sends_burst",
+            ),
+            (
+                "[limits]\nrequests_per_sec = 0\n",
+                "limits.requests_per_sec",
+            ),
+            ("[limits]\nrequests_burst = 0\n", "limits.requests_burst"),
+            (
+                "[limits]\nmax_sessions_per_user = 0\n",
+                "limits.max_sessions_per_user",
             ),
         ] {
             let err = Config::parse(text, "t.toml")

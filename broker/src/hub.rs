@@ -124,6 +124,26 @@ impl SessionEntry {
     }
 }
 
+/// A login's place among its user's sessions (see [`Hub::claim`]), held from the credentials
+/// check until the session is registered; dropping it gives the place back.
+pub struct SessionClaim {
+    hub: Arc<Hub>,
+    user: String,
+    id: u64,
+}
+
+impl Drop for SessionClaim {
+    fn drop(&mut self) {
+        let mut inner = self.hub.lock();
+        if let Some(list) = inner.claims.get_mut(&self.user) {
+            list.retain(|(id, _)| *id != self.id);
+            if list.is_empty() {
+                inner.claims.remove(&self.user);
+            }
+        }
+    }
+}
+
 /// A registered session: its entry, shared with the hub, which also holds its deliveries.
 pub struct Registration {
     /// Shared with the hub.
@@ -136,6 +156,8 @@ struct Inner {
     by_client: HashMap<String, Arc<SessionEntry>>,
     /// How often each user's credentials were revoked (account removed, password changed).
     revocations: HashMap<String, u64>,
+    /// Places among their user's sessions taken by logins not yet registered: (claim, client id).
+    claims: HashMap<String, Vec<(u64, String)>>,
 }
 
 /// Called with the user when a message is queued for a user with no session on this node.
@@ -146,6 +168,7 @@ pub type OfflineHook = Box<dyn Fn(&str) + Send + Sync>;
 pub struct Hub {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
+    next_claim: AtomicU64,
     /// Told about inbox deliveries that found no session (wakes the push bridge).
     offline: OnceLock<OfflineHook>,
 }
@@ -226,6 +249,42 @@ impl Hub {
             old.stop_with(StopReason::TakenOver);
         }
         Registration { entry }
+    }
+
+    /// Takes a place among `user`'s sessions for a login with `client_id`, or `None` when the
+    /// user already has `max` distinct client ids connected or logging in. A client id that is
+    /// already among them takes that place over and is never refused, nor counted twice.
+    /// Checked and taken under the hub's lock, so concurrent logins cannot overrun `max`.
+    pub fn claim(
+        self: &Arc<Self>,
+        user: &str,
+        client_id: &str,
+        max: usize,
+    ) -> Option<SessionClaim> {
+        let mut inner = self.lock();
+        let sessions = inner.by_user.get(user).map(Vec::as_slice).unwrap_or(&[]);
+        let claims = inner.claims.get(user).map(Vec::as_slice).unwrap_or(&[]);
+        let mut ids: Vec<&str> = sessions
+            .iter()
+            .map(|s| s.client_id.as_str())
+            .chain(claims.iter().map(|(_, c)| c.as_str()))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if !ids.contains(&client_id) && ids.len() >= max {
+            return None;
+        }
+        let id = self.next_claim.fetch_add(1, Ordering::Relaxed);
+        inner
+            .claims
+            .entry(user.to_string())
+            .or_default()
+            .push((id, client_id.to_string()));
+        Some(SessionClaim {
+            hub: self.clone(),
+            user: user.to_string(),
+            id,
+        })
     }
 
     /// Removes a session (only if it is still the registered one for its client id).
@@ -410,6 +469,28 @@ mod tests {
         let _reg = hub.register("bob", "bob", hub.ticket(), 0);
         hub.deliver(item("bob", "2"));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn claims_cap_distinct_client_ids_but_not_takeovers() {
+        let hub = Arc::new(Hub::new());
+        let a = hub.claim("dora", "dora:a", 2).expect("first");
+        let _ra = hub.register("dora", "dora:a", hub.ticket(), 0);
+        drop(a);
+        let b = hub
+            .claim("dora", "dora:b", 2)
+            .expect("second, still logging in");
+        assert!(
+            hub.claim("dora", "dora:c", 2).is_none(),
+            "a third client id"
+        );
+        // The same client ids again: takeovers, never refused.
+        assert!(hub.claim("dora", "dora:a", 2).is_some());
+        assert!(hub.claim("dora", "dora:b", 2).is_some());
+        // A failed login gives its place back.
+        drop(b);
+        assert!(hub.claim("dora", "dora:c", 2).is_some());
+        assert!(hub.claim("other", "other", 2).is_some());
     }
 
     #[test]

@@ -1,13 +1,24 @@
-//! Login brute-force protection: failed logins are counted per user and per source address, and
-//! a CONNECT whose user or address has used up its budget is refused before any password is
-//! hashed, so guessing costs the attacker a round trip and the server a map lookup.
+//! Login brute-force protection without a lockout switch: failed logins are counted per user
+//! *and source address*, per source address, and per user across all addresses, and a CONNECT
+//! that is over budget is refused before any password is hashed, so guessing costs the attacker
+//! a round trip and the server a map lookup.
 //!
-//! Each user and each address has a token bucket holding `limit` tokens that refills at `limit`
-//! per `window`. Every login attempt takes one token from both buckets *before* its credentials
-//! are checked (so a thousand parallel guesses cannot all slip past the check), and a successful
-//! one gives them back: only failures consume the budget. An empty bucket refuses the CONNECT;
-//! one token comes back every `window / limit`, so a user who mistyped is let in again within a
-//! window, without any reset.
+//! * **Per user and source address** (`per_user`): the budget that stops one address guessing
+//!   one user's password. It is the address's, so failures from an attacker's address never
+//!   refuse the user's logins from any other address.
+//! * **Per source address** (`per_source`): stops one address spraying guesses over many users.
+//! * **Per user, all addresses** (twice `per_user`): when it is used up the user is being
+//!   guessed at from several addresses. This never refuses an address by itself: it only slows down
+//!   those that failed for the user within the last `window` — each of them gets one guess per
+//!   window instead of `per_user` — so a botnet gets one guess per address and window, while an
+//!   address that did not fail (the user's own phone, a new network) is let in as usual.
+//!
+//! Each budget is a token bucket holding `limit` tokens that refills at `limit` per `window`.
+//! Every login attempt takes one token from each bucket *before* its credentials are checked
+//! (so a thousand parallel guesses cannot all slip past the check), and a successful one gives
+//! them back and clears its address's failures for the user: only failures consume the budget.
+//! An empty bucket refuses the CONNECT; one token comes back every `window / limit`, so a user
+//! who mistyped is let in again within a window, without any reset.
 //!
 //! Memory is bounded: a bucket that is full again is forgotten, and each table holds at most
 //! [`MAX_ENTRIES`] keys. When a table is full of buckets that are not full (a distributed attack
@@ -25,6 +36,10 @@ use crate::source_addr::SourceKey;
 /// Most keys one table tracks (about 100 bytes each).
 pub const MAX_ENTRIES: usize = 100_000;
 
+/// The user-wide budget is this many times the per-address one, so that one address alone
+/// (an attacker, or the user mistyping) never slows down the user's other addresses.
+const USER_WIDE_FACTOR: u32 = 2;
+
 /// Least time between two sweeps of a full table, so a flood of new keys cannot make every
 /// attempt pay for a sweep.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -32,7 +47,8 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Settings of the login limits (from `[limits]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginLimitConfig {
-    /// Failed logins allowed per user within `window` (0: no per-user limit).
+    /// Failed logins allowed per user from one source address within `window`, and per user
+    /// from all addresses before those that failed are slowed down (0: no per-user limit).
     pub per_user: u32,
     /// Failed logins allowed per source address within `window` (0: no per-address limit).
     pub per_source: u32,
@@ -43,31 +59,58 @@ pub struct LoginLimitConfig {
 /// Which budget refused a login.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limited {
-    /// The user had too many failed logins.
+    /// The user had too many failed logins from this source address.
     User,
+    /// The user had too many failed logins from all addresses, and this one failed for it
+    /// within the window.
+    Spread,
     /// The source address had too many failed logins.
     Source,
 }
 
+/// A user's failures from one source address.
+type PairKey = (String, SourceKey);
+
 /// The failed-login budgets of every user and source address (clones share them).
 #[derive(Clone)]
 pub struct LoginLimiter {
+    pairs: Option<Arc<Table<PairKey>>>,
     users: Option<Arc<Table<String>>>,
     sources: Option<Arc<Table<SourceKey>>>,
+    window: Duration,
 }
 
 /// One admitted login attempt: its tokens are taken; [`Admission::succeeded`] gives them back.
 /// Dropping it without that leaves them taken (the attempt failed).
 #[must_use = "call succeeded() when the credentials were right"]
 pub struct Admission {
+    pair: Option<(Arc<Table<PairKey>>, PairKey)>,
     user: Option<(Arc<Table<String>>, String)>,
     source: Option<(Arc<Table<SourceKey>>, SourceKey)>,
 }
 
 impl Admission {
     /// The credentials were right (or the attempt ended for a reason that is not the client's
-    /// fault): the attempt costs nothing.
+    /// fault): the attempt costs nothing, and the address's earlier failures for the user are
+    /// forgotten (it proved that it knows the password).
     pub fn succeeded(self) {
+        if let Some((table, key)) = &self.pair {
+            table.forget(key);
+        }
+        if let Some((table, key)) = &self.user {
+            table.refund(key);
+        }
+        if let Some((table, key)) = &self.source {
+            table.refund(key);
+        }
+    }
+
+    /// The attempt ended for a reason that is not the client's fault (the server could not
+    /// check): every token goes back, nothing is forgotten.
+    pub fn not_counted(self) {
+        if let Some((table, key)) = &self.pair {
+            table.refund(key);
+        }
         if let Some((table, key)) = &self.user {
             table.refund(key);
         }
@@ -81,13 +124,18 @@ impl LoginLimiter {
     /// Limits as configured; a limit of 0 turns that table off.
     pub fn new(cfg: LoginLimitConfig) -> LoginLimiter {
         LoginLimiter {
-            users: (cfg.per_user > 0).then(|| Arc::new(Table::new(cfg.per_user, cfg.window))),
+            pairs: (cfg.per_user > 0).then(|| Arc::new(Table::new(cfg.per_user, cfg.window))),
+            users: (cfg.per_user > 0).then(|| {
+                let limit = cfg.per_user.saturating_mul(USER_WIDE_FACTOR);
+                Arc::new(Table::new(limit, cfg.window))
+            }),
             sources: (cfg.per_source > 0).then(|| Arc::new(Table::new(cfg.per_source, cfg.window))),
+            window: cfg.window,
         }
     }
 
-    /// Takes one token from `user`'s and `source`'s buckets for a login attempt, or says which
-    /// budget is used up (then nothing is taken).
+    /// Takes one token from `source`'s, `user`'s from `source` and `user`'s buckets for a
+    /// login attempt, or says which budget is used up (then nothing is taken).
     pub fn admit(&self, user: &str, source: SourceKey) -> Result<Admission, Limited> {
         let now = Instant::now();
         let source_taken = match &self.sources {
@@ -99,27 +147,44 @@ impl LoginLimiter {
             }
             None => None,
         };
-        let user_taken = match &self.users {
-            Some(table) => {
-                let key = user.to_string();
-                if !table.take(&key, now) {
-                    if let Some((table, key)) = &source_taken {
-                        table.refund(key);
-                    }
-                    return Err(Limited::User);
-                }
-                Some((table.clone(), key))
+        let give_back = |taken: &Option<(Arc<Table<SourceKey>>, SourceKey)>| {
+            if let Some((table, key)) = taken {
+                table.refund(key);
             }
-            None => None,
         };
+        let (Some(pairs), Some(users)) = (&self.pairs, &self.users) else {
+            return Ok(Admission {
+                pair: None,
+                user: None,
+                source: source_taken,
+            });
+        };
+        let pair = (user.to_string(), source);
+        let user = user.to_string();
+        if pairs.is_empty(&pair, now) {
+            give_back(&source_taken);
+            return Err(Limited::User);
+        }
+        if users.is_empty(&user, now) && pairs.failed_within(&pair, now, self.window) {
+            give_back(&source_taken);
+            return Err(Limited::Spread);
+        }
+        if !pairs.take(&pair, now) {
+            give_back(&source_taken);
+            return Err(Limited::User);
+        }
+        // The user-wide budget never refuses by itself (see the module docs): when it is empty
+        // no token is taken, and none is given back.
+        let user_taken = users.take(&user, now).then(|| (users.clone(), user));
         Ok(Admission {
+            pair: Some((pairs.clone(), pair)),
             user: user_taken,
             source: source_taken,
         })
     }
 
-    /// Which budget, if any, is used up for `user` or `source` right now; takes nothing. Lets
-    /// a CONNECT be refused before it waits for a password-hashing slot.
+    /// Which budget, if any, is used up for `user` from `source` right now; takes nothing.
+    /// Lets a CONNECT be refused before it waits for a password-hashing slot.
     pub fn exhausted(&self, user: &str, source: SourceKey) -> Option<Limited> {
         let now = Instant::now();
         if let Some(table) = &self.sources {
@@ -127,18 +192,25 @@ impl LoginLimiter {
                 return Some(Limited::Source);
             }
         }
-        if let Some(table) = &self.users {
-            if table.is_empty(&user.to_string(), now) {
+        if let (Some(pairs), Some(users)) = (&self.pairs, &self.users) {
+            let pair = (user.to_string(), source);
+            if pairs.is_empty(&pair, now) {
                 return Some(Limited::User);
+            }
+            if users.is_empty(&user.to_string(), now)
+                && pairs.failed_within(&pair, now, self.window)
+            {
+                return Some(Limited::Spread);
             }
         }
         None
     }
 
-    /// Keys tracked (users, sources), for tests and diagnostics.
+    /// Keys tracked (user and address pairs, users, sources), for tests and diagnostics.
     #[cfg(test)]
-    fn tracked(&self) -> (usize, usize) {
+    fn tracked(&self) -> (usize, usize, usize) {
         (
+            self.pairs.as_ref().map_or(0, |t| t.lock().buckets.len()),
             self.users.as_ref().map_or(0, |t| t.lock().buckets.len()),
             self.sources.as_ref().map_or(0, |t| t.lock().buckets.len()),
         )
@@ -195,6 +267,20 @@ impl<K: Hash + Eq + Clone> Table<K> {
             .buckets
             .get(key)
             .is_some_and(|b| self.level(b, now) < 1.0)
+    }
+
+    /// Whether `key`'s bucket lost a token (a failure) that has not come back, taken within
+    /// `within` of `now`.
+    fn failed_within(&self, key: &K, now: Instant, within: Duration) -> bool {
+        let inner = self.lock();
+        inner.buckets.get(key).is_some_and(|b| {
+            self.level(b, now) < self.capacity && now.saturating_duration_since(b.at) < within
+        })
+    }
+
+    /// Drops `key`'s bucket: it starts full again.
+    fn forget(&self, key: &K) {
+        self.lock().buckets.remove(key);
     }
 
     /// Takes a token for `key`; false when its bucket is empty.
@@ -314,7 +400,62 @@ mod tests {
         // Another user from the same address is not affected.
         l.admit("bob", ip).unwrap().succeeded();
         // A refusal takes nothing from the address either.
-        assert_eq!(l.tracked(), (1, 1));
+        assert_eq!(l.tracked(), (1, 1, 1));
+    }
+
+    #[test]
+    fn failures_from_one_address_never_refuse_the_user_elsewhere() {
+        let l = limiter(3, 100, 60_000);
+        let attacker = source("10.0.1.1");
+        for _ in 0..3 {
+            drop(l.admit("alice", attacker).unwrap());
+        }
+        assert_eq!(l.admit("alice", attacker).err(), Some(Limited::User));
+        assert_eq!(l.exhausted("alice", attacker), Some(Limited::User));
+        // The user's own address: no failure there, so neither budget refuses it.
+        let home = source("10.0.1.2");
+        assert_eq!(l.exhausted("alice", home), None);
+        l.admit("alice", home).unwrap().succeeded();
+        l.admit("alice", home).unwrap().succeeded();
+    }
+
+    #[test]
+    fn spread_guessing_gets_one_guess_per_address_and_window() {
+        let l = limiter(3, 100, 60_000);
+        // Six addresses use up the user-wide budget (twice the per-address one), one failure
+        // each.
+        for i in 0..6 {
+            drop(l.admit("alice", source(&format!("10.0.2.{i}"))).unwrap());
+        }
+        // Those addresses are slowed down: no second guess within the window…
+        for i in 0..6 {
+            let ip = source(&format!("10.0.2.{i}"));
+            assert_eq!(l.exhausted("alice", ip), Some(Limited::Spread));
+            assert_eq!(l.admit("alice", ip).err(), Some(Limited::Spread));
+        }
+        // …while a fresh address gets its guess (and is then slowed down too),
+        let fresh = source("10.0.2.9");
+        drop(l.admit("alice", fresh).unwrap());
+        assert_eq!(l.admit("alice", fresh).err(), Some(Limited::Spread));
+        // and a right password from a new address always gets in.
+        l.admit("alice", source("10.0.2.10")).unwrap().succeeded();
+        // Other users are not affected.
+        drop(l.admit("bob", source("10.0.2.0")).unwrap());
+    }
+
+    #[test]
+    fn a_success_clears_the_address_failures_for_the_user() {
+        let l = limiter(3, 100, 60_000);
+        let ip = source("10.0.3.1");
+        drop(l.admit("alice", ip).unwrap());
+        drop(l.admit("alice", ip).unwrap());
+        l.admit("alice", ip).unwrap().succeeded();
+        // The pair is forgotten (full again): three more failures before a refusal.
+        assert_eq!(l.tracked().0, 0);
+        for _ in 0..3 {
+            drop(l.admit("alice", ip).unwrap());
+        }
+        assert_eq!(l.admit("alice", ip).err(), Some(Limited::User));
     }
 
     #[test]
@@ -348,7 +489,7 @@ mod tests {
         for _ in 0..1000 {
             drop(l.admit("dave", source("10.0.0.5")).unwrap());
         }
-        assert_eq!(l.tracked(), (0, 0));
+        assert_eq!(l.tracked(), (0, 0, 0));
     }
 
     #[test]
@@ -370,7 +511,8 @@ mod tests {
         for i in 0..MAX_ENTRIES + 1000 {
             drop(l.admit(&format!("user{i}"), ip).unwrap());
         }
-        let (users, _) = l.tracked();
+        let (pairs, users, _) = l.tracked();
+        assert!(pairs <= MAX_ENTRIES, "{pairs} entries");
         assert!(users <= MAX_ENTRIES, "{users} entries");
         // Exhausted buckets survive the sweep.
         for _ in 0..5 {

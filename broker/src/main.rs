@@ -27,6 +27,7 @@ mod state;
 mod tls;
 mod transport;
 mod typing;
+mod user_rate;
 mod wire;
 
 use std::path::PathBuf;

@@ -37,6 +37,10 @@ pub struct Metrics {
     /// Replies and acks written at QoS 0 because the client's receive window and the session's
     /// queue of waiting replies were both full.
     pub replies_qos0_total: AtomicU64,
+    /// Sends, receipts and requests refused `rate_limited` by the per-user write rates.
+    pub writes_rate_limited_total: AtomicU64,
+    /// CONNECTs refused because the user had `limits.max_sessions_per_user` connections.
+    pub sessions_quota_refused_total: AtomicU64,
 }
 
 impl Metrics {
@@ -143,6 +147,18 @@ impl Metrics {
             "counter",
             "Replies written at QoS 0 because the client's receive maximum and the wait queue were full.",
             get(&self.replies_qos0_total),
+        );
+        line(
+            "chatd_writes_rate_limited_total",
+            "counter",
+            "Sends, receipts and requests refused by limits.sends_per_sec / requests_per_sec.",
+            get(&self.writes_rate_limited_total),
+        );
+        line(
+            "chatd_sessions_quota_refused_total",
+            "counter",
+            "CONNECTs refused because the user had limits.max_sessions_per_user connections.",
+            get(&self.sessions_quota_refused_total),
         );
         line(
             "chatd_messages_stored_total",

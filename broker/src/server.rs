@@ -34,6 +34,7 @@ use crate::router::Router;
 use crate::state::Shared;
 use crate::tls;
 use crate::typing::TypingLimiter;
+use crate::user_rate::UserRate;
 
 /// How long sessions get to end after the shutdown signal.
 const SESSION_GRACE: Duration = Duration::from_secs(10);
@@ -133,6 +134,8 @@ pub async fn run(config: Config) -> Result<()> {
             window: Duration::from_secs(config.limits.login_failure_window_secs),
         }),
         handshakes: HandshakeGate::new(config.limits.max_handshakes_per_ip),
+        sends: UserRate::new(config.limits.sends_per_sec, config.limits.sends_burst),
+        requests: UserRate::new(config.limits.requests_per_sec, config.limits.requests_burst),
     });
 
     let stop = CancellationToken::new();

@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::presence_relay::PresenceRelay;
 use crate::typing::TypingLimiter;
+use crate::user_rate::UserRate;
 
 /// The server's shared parts, built once at start.
 pub struct Shared {
@@ -54,6 +55,11 @@ pub struct Shared {
     pub login_limits: LoginLimiter,
     /// Pending handshakes per source address (CONNECT floods).
     pub handshakes: HandshakeGate,
+    /// Per-user rate of `chat/{me}/send` (`limits.sends_per_sec`, `limits.sends_burst`).
+    pub sends: UserRate,
+    /// Per-user rate of `chat/{me}/receipt` and `chat/{me}/rpc` together
+    /// (`limits.requests_per_sec`, `limits.requests_burst`).
+    pub requests: UserRate,
 }
 
 impl Shared {

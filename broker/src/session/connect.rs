@@ -12,6 +12,7 @@ use rumqttd::protocol::{
 };
 use tracing::{debug, info};
 
+use crate::hub::SessionClaim;
 use crate::login_limit::Limited;
 use crate::metrics::Metrics;
 use crate::source_addr::SourceKey;
@@ -43,6 +44,8 @@ pub struct Accepted {
     pub leftover: BytesMut,
     /// The user's revocation count before its credentials were checked.
     pub revocation: u64,
+    /// The session's place among its user's sessions until it is registered.
+    pub claim: Option<SessionClaim>,
 }
 
 /// Why a CONNECT was refused, mapped to each version's return code.
@@ -52,6 +55,8 @@ enum Refusal {
     Credentials,
     NotAuthorized,
     Busy,
+    /// The user has `limits.max_sessions_per_user` connections already.
+    Quota,
     /// Too many failed logins for the user or the source address; credentials not checked.
     RateLimited(Limited),
 }
@@ -64,6 +69,9 @@ impl Refusal {
             (Refusal::NotAuthorized, _) => ConnectReturnCode::NotAuthorized,
             (Refusal::Busy, Version::V4) => ConnectReturnCode::ServiceUnavailable,
             (Refusal::Busy, Version::V5) => ConnectReturnCode::ServerBusy,
+            // 3.1.1 has no quota code: 3 says "not now" without blaming the credentials.
+            (Refusal::Quota, Version::V4) => ConnectReturnCode::ServiceUnavailable,
+            (Refusal::Quota, Version::V5) => ConnectReturnCode::QuotaExceeded,
             // 3.1.1 has no "try later" code: 5 says that this login is not allowed now, whatever
             // the password, and differs from 4 (wrong password) so an app can tell the user.
             (Refusal::RateLimited(_), Version::V4) => ConnectReturnCode::NotAuthorized,
@@ -161,7 +169,7 @@ async fn accept<T: Transport>(
         return None;
     };
     match check(shared, &connect, &will, login, source).await {
-        Ok((user, revocation)) => {
+        Ok((user, revocation, claim)) => {
             let receive_maximum = client_receive_maximum(&props, shared.limits.max_inflight);
             // MQTT 5 Maximum Packet Size: nothing larger may be written to this client, CONNACK
             // included (0 is not a size a client may declare; it is taken as no limit).
@@ -202,6 +210,7 @@ async fn accept<T: Transport>(
                 receive_maximum,
                 leftover,
                 revocation,
+                claim: Some(claim),
             })
         }
         Err(refusal) => {
@@ -210,6 +219,10 @@ async fn accept<T: Transport>(
                 // Counted, not logged one by one: a brute force must not become a log flood.
                 Metrics::inc(&shared.metrics.logins_rate_limited_total);
                 debug!(client_id = %connect.client_id, %source, ?budget, "CONNECT refused: too many failed logins");
+            } else if let Refusal::Quota = refusal {
+                // Counted, not logged one by one: a reconnect loop must not flood the log.
+                Metrics::inc(&shared.metrics.sessions_quota_refused_total);
+                debug!(client_id = %connect.client_id, "CONNECT refused: too many sessions of the user");
             } else {
                 info!(client_id = %connect.client_id, %source, ?refusal, "CONNECT refused");
             }
@@ -231,15 +244,15 @@ async fn accept<T: Transport>(
 }
 
 /// The checks of the contract's "Connecting" section, in the order that leaks the least. The
-/// failed-login limits are consulted before any credential is looked at, so a refused guess
-/// costs no hashing.
+/// failed-login limits are consulted before a password is looked at, so a refused guess costs
+/// no hashing; a JWT is checked first (cheap, unguessable), so a valid one is never refused.
 async fn check(
     shared: &Shared,
     connect: &Connect,
     will: &Option<LastWill>,
     login: Option<Login>,
     source: SourceKey,
-) -> Result<(String, u64), Refusal> {
+) -> Result<(String, u64, SessionClaim), Refusal> {
     let client = chatd_auth::parse_client_id(&connect.client_id).map_err(|_| Refusal::ClientId)?;
     let login = login.ok_or(Refusal::Credentials)?;
     if login.username != client.user {
@@ -251,23 +264,24 @@ async fn check(
     }
     let user = client.user;
     let revocation = shared.hub.revocation(&user);
-    // A used-up budget refuses at once, without waiting for a hashing slot.
-    if let Some(limited) = shared.login_limits.exhausted(&user, source) {
-        return Err(Refusal::RateLimited(limited));
-    }
     if shared.jwt.is_enabled() && chatd_auth::looks_like_jwt(&login.password) {
-        // Dropping `admission` on the `?` counts a failed login.
-        let admission = shared
-            .login_limits
-            .admit(&user, source)
-            .map_err(Refusal::RateLimited)?;
-        shared
-            .jwt
-            .verify(&login.password, &user)
-            .map_err(|_| Refusal::Credentials)?;
-        admission.succeeded();
+        // A valid token is never refused by the failed-login budgets: it cannot be guessed,
+        // and checking it costs no hashing, so password failures (anyone's) must not lock its
+        // holder out. A bad token counts as a failure, and over budget it gets the rate-limit
+        // refusal like a password.
+        if shared.jwt.verify(&login.password, &user).is_err() {
+            return Err(match shared.login_limits.admit(&user, source) {
+                // Dropping the admission counts the failure.
+                Ok(_failed) => Refusal::Credentials,
+                Err(limited) => Refusal::RateLimited(limited),
+            });
+        }
         ensure_account(shared, &user).await?;
     } else {
+        // A used-up budget refuses at once, without waiting for a hashing slot.
+        if let Some(limited) = shared.login_limits.exhausted(&user, source) {
+            return Err(Refusal::RateLimited(limited));
+        }
         // The tokens are taken only once the hash is about to run: logins queued for a
         // hashing slot (a reconnect storm from behind one NAT address) are not counted
         // against the address, and at most one guess per slot can overrun a budget.
@@ -287,7 +301,7 @@ async fn check(
                     Err(e) => {
                         // The server could not check: not the client's fault.
                         tracing::warn!("cannot check a password: {e}");
-                        admission.succeeded();
+                        admission.not_counted();
                         Err(Refusal::Busy)
                     }
                 }
@@ -302,6 +316,16 @@ async fn check(
             return Err(Refusal::NotAuthorized);
         }
     }
+    // The user's place among its sessions, after the credentials: only the user can learn
+    // how many it has. Held until the session is registered.
+    let claim = shared
+        .hub
+        .claim(
+            &user,
+            &connect.client_id,
+            shared.limits.max_sessions_per_user,
+        )
+        .ok_or(Refusal::Quota)?;
     // Take a connection slot atomically (check-then-add would let concurrent logins through
     // the limit); the session gives it back when it ends.
     let taken = shared.metrics.connections.fetch_add(1, Ordering::Relaxed) as usize;
@@ -309,7 +333,7 @@ async fn check(
         shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
         return Err(Refusal::Busy);
     }
-    Ok((user, revocation))
+    Ok((user, revocation, claim))
 }
 
 /// A user who proves itself with a JWT may have no account yet; give it one with an unusable

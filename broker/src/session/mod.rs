@@ -39,6 +39,7 @@ use crate::metrics::Metrics;
 use crate::state::Shared;
 use crate::transport::Transport;
 use crate::typing::TypingOutcome;
+use crate::user_rate::{self, Refused};
 use crate::wire::{Codec, Incoming, PublishMeta, Version, WireError};
 
 use self::connect::Accepted;
@@ -150,7 +151,7 @@ struct Session {
 
 impl Session {
     /// Registers an accepted connection with the hub, the connection cache and presence.
-    fn start(accepted: Accepted, ticket: u64, shared: &Arc<Shared>) -> Box<Session> {
+    fn start(mut accepted: Accepted, ticket: u64, shared: &Arc<Shared>) -> Box<Session> {
         // The handshake took this session's connection slot (`metrics.connections`).
         let registration = shared.hub.register(
             &accepted.user,
@@ -158,6 +159,9 @@ impl Session {
             ticket,
             accepted.revocation,
         );
+        // Registered (or born stopped): the place held for it during the handshake is not
+        // needed any more.
+        drop(accepted.claim.take());
         shared
             .conn_cache
             .connected(&accepted.user, &accepted.client_id);
@@ -432,6 +436,20 @@ impl Session {
         let shared = self.shared.clone();
         let user = self.user.clone();
         let device = self.client_id.clone();
+        // Per-user write rates, shared by all of the user's connections: a refused publish is
+        // answered at once and reaches no plugin.
+        let over = match kind {
+            ChatTopic::Send => (!shared.sends.allow(&user)).then_some(("ack", Refused::Send)),
+            ChatTopic::Receipt => {
+                (!shared.requests.allow(&user)).then_some(("ack", Refused::Receipt))
+            }
+            ChatTopic::Rpc => (!shared.requests.allow(&user)).then_some(("rpc", Refused::Rpc)),
+            ChatTopic::Typing => None,
+        };
+        if let Some((topic, refused)) = over {
+            Metrics::inc(&shared.metrics.writes_rate_limited_total);
+            return ready(Some((topic, user_rate::refusal(refused, &payload))), ack);
+        }
         match kind {
             ChatTopic::Send => async move {
                 let answer = chat.send_as(&user, Some(&device), &payload).await;
