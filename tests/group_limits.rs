@@ -1,7 +1,8 @@
 //! Hostile group use end to end (issue 12, item 7): one user putting a victim into thousands of
 //! groups. `conversations` comes in pages (limit, `before`, `more` / `next`) whose replies stay
 //! within the packet size limit, a user can be in at most `limits.max_groups_per_user` groups
-//! (also after a restart), and `limits.groups_created_per_hour` bounds creations per user.
+//! (also after a restart, and counting memberships stored before the per-user index existed), and
+//! `limits.groups_created_per_hour` bounds creations per user.
 
 mod support;
 
@@ -382,6 +383,65 @@ async fn group_creation_is_rate_limited_per_user() {
         &mut carol,
         "carol",
         json!({"op": "group.add", "group": g, "users": ["alice"]}),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memberships_from_before_the_index_count_after_an_upgrade() {
+    use chatd_plugins::store::{KvStore, Op, SledStore};
+
+    let mut s = server_with(&["alice", "bob"], "max_groups_per_user = 2");
+    let mut alice = online(&s, "alice", "alice").await;
+    let g1 = create(&mut alice, "alice", &["bob"]).await;
+    let g2 = create(&mut alice, "alice", &[]).await;
+    alice.disconnect().await;
+
+    // Make the store look like one written before the per-user index existed.
+    s.stop();
+    let store = SledStore::open(&s.data_dir().join("store")).expect("open the store");
+    let index: Vec<Vec<u8>> = store
+        .scan(b"i/", b"i0", false, usize::MAX)
+        .expect("scan the index")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(index.len(), 3, "alice in 2 groups, bob in 1");
+    let mut ops: Vec<Op> = index.into_iter().map(Op::Delete).collect();
+    ops.push(Op::Delete(b"x/membership_index".to_vec()));
+    store.apply(ops).expect("drop the index");
+    store.flush().expect("flush");
+    drop(store);
+    s.restart();
+
+    // The index is rebuilt at start-up: alice is in 2 groups, bob in 1.
+    let mut alice = online(&s, "alice", "alice").await;
+    refused(
+        &mut alice,
+        "alice",
+        json!({"op": "group.create", "name": "third", "members": []}),
+        "too_large",
+        &["you are already in 2 groups"],
+    )
+    .await;
+    ok(
+        &mut alice,
+        "alice",
+        json!({"op": "group.add", "group": g2, "users": ["bob"]}),
+    )
+    .await;
+    ok(
+        &mut alice,
+        "alice",
+        json!({"op": "group.leave", "group": g1}),
+    )
+    .await;
+    refused(
+        &mut alice,
+        "alice",
+        json!({"op": "group.create", "name": "third", "members": ["bob"]}),
+        "too_large",
+        &["bob is already in 2 groups"],
     )
     .await;
 }
