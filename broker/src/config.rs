@@ -164,6 +164,12 @@ pub struct LimitsConfig {
     /// Group recipients queued per store batch; the rest of a big group follows in later
     /// batches, so 1:1 messages never wait for a whole group.
     pub fanout_slice: usize,
+    /// Most groups one user may belong to at once; creating or adding with a user already in
+    /// this many is refused `too_large`.
+    pub max_groups_per_user: usize,
+    /// Groups one user may create per hour (also the burst); more are refused `rate_limited`
+    /// (0: no limit).
+    pub groups_created_per_hour: u32,
     /// Failed logins (password or JWT) per user within `login_failure_window_secs`; past it the
     /// user's CONNECTs are refused without checking the password (0: no per-user limit).
     pub login_failures_per_user: u32,
@@ -212,6 +218,8 @@ impl Default for LimitsConfig {
             typing_per_sec: 5,
             max_group_members: 1024,
             fanout_slice: 64,
+            max_groups_per_user: 512,
+            groups_created_per_hour: 60,
             login_failures_per_user: 10,
             login_failures_per_ip: 30,
             login_failure_window_secs: 60,
@@ -569,7 +577,7 @@ impl Config {
         }
         self.validate_media()?;
         let l = &self.limits;
-        let checks: [(&'static str, bool, &str); 10] = [
+        let checks: [(&'static str, bool, &str); 12] = [
             (
                 "limits.typing_per_sec",
                 (1..=1000).contains(&l.typing_per_sec),
@@ -609,6 +617,16 @@ impl Config {
                 "limits.fanout_slice",
                 (1..=100_000).contains(&l.fanout_slice),
                 "must be between 1 and 100000",
+            ),
+            (
+                "limits.max_groups_per_user",
+                (1..=100_000).contains(&l.max_groups_per_user),
+                "must be between 1 and 100000",
+            ),
+            (
+                "limits.groups_created_per_hour",
+                l.groups_created_per_hour <= 1_000_000,
+                "must be between 0 (no limit) and 1000000",
             ),
             (
                 "limits.login_failure_window_secs",
@@ -994,6 +1012,29 @@ mod tests {
     fn tls_listener_needs_tls_section() {
         let cfg = Config::parse("[listen]\nmqtts = \"127.0.0.1:0\"\n", "t.toml").unwrap();
         assert!(cfg.validate().unwrap_err().to_string().contains("tls"));
+    }
+
+    #[test]
+    fn group_limits_are_checked() {
+        let cfg = Config::parse("[limits]\ngroups_created_per_hour = 0\n", "t.toml").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.limits.max_groups_per_user, 512);
+        for (text, key) in [
+            (
+                "[limits]\nmax_groups_per_user = 0\n",
+                "limits.max_groups_per_user",
+            ),
+            (
+                "[limits]\ngroups_created_per_hour = 2000000\n",
+                "limits.groups_created_per_hour",
+            ),
+        ] {
+            let err = Config::parse(text, "t.toml")
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            assert!(err.to_string().contains(key), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -89,6 +89,25 @@ pub fn member_prefix(group: &str) -> String {
     format!("r/{group}/")
 }
 
+/// `i/{user}/{group}`: present exactly while `user` is a current member of `group` (empty
+/// value), so the groups a user belongs to are one prefix scan of that user's keys — counting
+/// them for `limits.max_groups_per_user` never scans the groups themselves.
+pub fn membership_index(user: &str, group: &str) -> Vec<u8> {
+    format!("i/{user}/{group}").into_bytes()
+}
+
+/// `i/{user}/`: the groups `user` currently belongs to; entries are `…/{group}`.
+pub fn membership_index_prefix(user: &str) -> String {
+    format!("i/{user}/")
+}
+
+/// The prefix under which all membership records live (`r/{group}/{user}`).
+pub const MEMBERS_PREFIX: &str = "r/";
+
+/// `x/membership_index`: set once the `i/` index holds every current membership (written by
+/// the start-up pass that builds it for stores from before the index existed).
+pub const MEMBERSHIP_INDEX_BUILT: &[u8] = b"x/membership_index";
+
 /// The conversation key of a group: `g:{group}` (history index, summaries, push jobs).
 pub fn group_conversation(group: &str) -> String {
     format!("g:{group}")

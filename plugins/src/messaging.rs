@@ -12,6 +12,8 @@
 
 mod acked;
 mod committer;
+mod conversation_list;
+mod create_limit;
 mod fanout;
 mod group_commit;
 mod group_ops;
@@ -19,6 +21,7 @@ mod group_read;
 mod group_records;
 mod history;
 pub mod json;
+mod member_index;
 mod receipts;
 mod records;
 pub mod reply;
@@ -69,6 +72,15 @@ pub struct ChatConfig {
     /// Most recipients pending fan-outs may still have to reach before new group messages
     /// are refused with `rate_limited`.
     pub max_fanout_backlog: usize,
+    /// Most groups one user may belong to at once; adding a user to more is refused
+    /// `too_large`.
+    pub max_groups_per_user: usize,
+    /// Groups one user may create per hour (also the burst); more are refused
+    /// `rate_limited`. 0: no limit.
+    pub groups_created_per_hour: u32,
+    /// Most bytes of one request reply that lists things (`conversations`): a page stops
+    /// before it would grow past this, so a reply stays well under the packet size limit.
+    pub max_reply_bytes: usize,
 }
 
 impl Default for ChatConfig {
@@ -81,6 +93,9 @@ impl Default for ChatConfig {
             push_jobs: false,
             fanout_slice: 64,
             max_fanout_backlog: 256 * 1024,
+            max_groups_per_user: 512,
+            groups_created_per_hour: 60,
+            max_reply_bytes: 512 * 1024,
         }
     }
 }
@@ -118,6 +133,8 @@ pub struct Chat {
     fanout_backlog: Arc<fanout::Backlog>,
     /// Acknowledged queue entries the committer has not deleted yet.
     acked: Arc<acked::AckedKeys>,
+    /// Group creations left per user.
+    create_limit: create_limit::CreateLimit,
 }
 
 impl Chat {
@@ -145,6 +162,12 @@ impl Chat {
                 "max_text_bytes must be at least 1".into(),
             ));
         }
+        if cfg.max_groups_per_user == 0 {
+            return Err(ChatError::Config(
+                "max_groups_per_user must be at least 1".into(),
+            ));
+        }
+        member_index::build_if_missing(store.as_ref())?;
         let newest = newest_id(store.as_ref())?;
         let mut ids = IdGen::new(cfg.node_id);
         if let Some(id) = &newest {
@@ -166,6 +189,7 @@ impl Chat {
             applied: newest.unwrap_or_default(),
             push_jobs: cfg.push_jobs,
             max_members: cfg.max_group_members,
+            max_groups_per_user: cfg.max_groups_per_user,
             groups: Default::default(),
             fanouts,
             fanout_slice: cfg.fanout_slice,
@@ -181,7 +205,6 @@ impl Chat {
             .map_err(ChatError::Spawn)?;
         Ok(Arc::new(Chat {
             store,
-            cfg,
             tx: RwLock::new(Some(tx)),
             worker: Mutex::new(Some(worker)),
             watermark,
@@ -189,6 +212,8 @@ impl Chat {
             media: RwLock::new(None),
             fanout_backlog,
             acked,
+            create_limit: create_limit::CreateLimit::new(cfg.groups_created_per_hour),
+            cfg,
         }))
     }
 
@@ -325,6 +350,20 @@ impl Chat {
         };
         match group_ops::parse(&request.op, &request.obj, me, self.cfg.max_group_members) {
             Ok(Some(op)) => {
+                let creates = matches!(op, group_ops::GroupOp::Create { .. });
+                if creates {
+                    if let Err(wait) = self.create_limit.take(me) {
+                        let failure = Failure::new(
+                            ErrorCode::RateLimited,
+                            format!(
+                                "you may create at most {} groups per hour; retry in {} s",
+                                self.cfg.groups_created_per_hour,
+                                wait.as_secs().max(1)
+                            ),
+                        );
+                        return reply::rpc_err(Some(&request.rid), &failure);
+                    }
+                }
                 let (reply_tx, reply_rx) = oneshot::channel();
                 let job = Job::Group(GroupJob {
                     by: me.to_string(),
@@ -337,12 +376,22 @@ impl Chat {
                     }),
                     Err(failure) => Err(failure),
                 };
+                if creates && result.is_err() {
+                    // Nothing was created: the attempt does not count.
+                    self.create_limit.give_back(me);
+                }
                 match result {
                     Ok(value) => reply::rpc_ok(&request.rid, value),
                     Err(failure) => reply::rpc_err(Some(&request.rid), &failure),
                 }
             }
-            Ok(None) => rpc::answer(self.store.as_ref(), &self.watermark.get(), me, &request),
+            Ok(None) => rpc::answer(
+                self.store.as_ref(),
+                &self.watermark.get(),
+                me,
+                &request,
+                self.cfg.max_reply_bytes,
+            ),
             Err(failure) => reply::rpc_err(Some(&request.rid), &failure),
         }
     }

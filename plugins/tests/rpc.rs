@@ -232,9 +232,17 @@ async fn conversations_with_unread() {
         .await;
     assert_eq!(r["result"]["conversations"], json!([]));
     let r = env
-        .rpc("alice", json!({"rid":"r","op":"conversations","limit":5}))
+        .rpc("alice", json!({"rid":"r","op":"conversations","limit":2}))
         .await;
-    assert_eq!(r["error"]["message"], "unknown field `limit`");
+    assert_eq!(
+        r["result"]["conversations"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(r["result"]["more"], true);
+    let r = env
+        .rpc("alice", json!({"rid":"r","op":"conversations","after":"x"}))
+        .await;
+    assert_eq!(r["error"]["message"], "unknown field `after`");
 }
 
 #[tokio::test]

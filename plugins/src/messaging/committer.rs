@@ -106,6 +106,8 @@ pub struct Committer {
     pub push_jobs: bool,
     /// Most members of one group.
     pub max_members: usize,
+    /// Most groups one user may belong to at once.
+    pub max_groups_per_user: usize,
     /// Groups read or changed lately, so a group message does not rescan its members; any
     /// failed batch empties it (the store is the truth).
     pub groups: HashMap<String, Group>,
@@ -156,6 +158,8 @@ pub(super) struct Batch {
     pub(super) new_fanouts: Vec<Fanout>,
     /// How far this batch takes each fan-out it writes a slice of.
     pub(super) progress: Vec<Progress>,
+    /// Groups joined and left per user by this batch (not yet visible in the store).
+    pub(super) group_counts: super::member_index::StagedCounts,
 }
 
 impl Committer {

@@ -15,6 +15,7 @@ use super::committer::{store_failure, Batch, Committer, Staged};
 use super::fanout::FanoutRecord;
 use super::group_ops::{too_many, GroupOp};
 use super::group_records::{self, Group, GroupIndex, GroupRecord, MemberRecord, Role};
+use super::member_index;
 use super::records::Message;
 use super::reply::{self, ErrorCode, Failure};
 use super::validate::Draft;
@@ -179,6 +180,9 @@ impl Committer {
             return Err(too_many(members.len() + 1, self.max_members));
         }
         self.require_accounts(&members)?;
+        let mut everyone = vec![by.to_string()];
+        everyone.extend(members.iter().cloned());
+        self.require_room(batch, by, &everyone)?;
         let (eid, ts) = self.ids.next();
         let group_id = format!("g_{}", eid.replace('-', ""));
         let mut group = Group {
@@ -195,8 +199,7 @@ impl Committer {
         for user in &members {
             join(&mut group, user, Role::Member, &eid);
         }
-        let mut everyone = vec![by.to_string()];
-        everyone.extend(members.iter().cloned());
+        Committer::staged_joins(batch, &everyone);
         self.write_group(batch, &group, &everyone, true);
         self.join_summaries(batch, &group_id, &everyone, &eid)?;
         let mut event = Message::new(eid.clone(), "event", ts);
@@ -250,10 +253,12 @@ impl Committer {
                     return Err(too_many(size, self.max_members));
                 }
                 self.require_accounts(&new)?;
+                self.require_room(batch, by, &new)?;
                 let (eid, ts) = self.ids.next();
                 for user in &new {
                     join(group, user, Role::Member, &eid);
                 }
+                Committer::staged_joins(batch, &new);
                 self.write_group(batch, group, &new, false);
                 self.join_summaries(batch, &group.id, &new, &eid)?;
                 self.emit_event(batch, group, (eid, ts), "member_added", by, new, &[]);
@@ -266,6 +271,7 @@ impl Committer {
                 for user in &users {
                     leave(group, user, &eid);
                 }
+                Committer::staged_leaves(batch, &users);
                 self.write_group(batch, group, &users, false);
                 let gone = users.clone();
                 self.emit_event(batch, group, (eid, ts), "member_removed", by, users, &gone);
@@ -276,6 +282,7 @@ impl Committer {
                 let (eid, ts) = self.ids.next();
                 leave(group, by, &eid);
                 let me = vec![by.to_string()];
+                Committer::staged_leaves(batch, &me);
                 self.write_group(batch, group, &me, false);
                 self.emit_event(batch, group, (eid, ts), "member_left", by, me.clone(), &me);
                 self.after_departure(batch, group, by);
@@ -368,7 +375,8 @@ impl Committer {
         }
     }
 
-    /// Writes the group record (when `record`) and the membership records of `users`.
+    /// Writes the group record (when `record`) and the membership records of `users`, each with
+    /// its entry in the per-user index.
     fn write_group(&self, batch: &mut Batch, group: &Group, users: &[String], record: bool) {
         if record {
             match serde_json::to_vec(&group.record) {
@@ -381,7 +389,12 @@ impl Committer {
                 continue;
             };
             match serde_json::to_vec(member) {
-                Ok(v) => batch.ops.push(Op::Put(keys::member(&group.id, user), v)),
+                Ok(v) => {
+                    batch.ops.push(Op::Put(keys::member(&group.id, user), v));
+                    batch
+                        .ops
+                        .push(member_index::index_op(&group.id, user, member));
+                }
                 Err(e) => tracing::error!("membership record not encoded: {e}"),
             }
         }

@@ -336,6 +336,46 @@ pub fn conversation(
     Ok(Some((last, unread, name)))
 }
 
+/// The id of the newest message of `group` that `me` may see (the sort key of the group in
+/// `me`'s conversation list), without loading it; `None` when there is none.
+pub fn newest_visible(
+    store: &dyn KvStore,
+    committed: &str,
+    me: &str,
+    group: &str,
+) -> Result<Option<String>, StoreError> {
+    let Some(mine) = group_records::membership(store, group, me)? else {
+        return Ok(None);
+    };
+    let Some((first, last)) = mine.bounds() else {
+        return Ok(None);
+    };
+    if committed.is_empty() {
+        return Ok(None);
+    }
+    let prefix = keys::history_prefix(&keys::group_conversation(group));
+    let at = |id: &str| format!("{prefix}{id}").into_bytes();
+    let top = last.map_or(committed, |last| last.min(committed));
+    let low = at(first);
+    let mut high = keys::successor(&at(top));
+    // Newest first; ids in a gap between two membership windows are skipped.
+    while low < high {
+        let chunk = store.scan(&low, &high, true, SCAN_CHUNK)?;
+        let n = chunk.len();
+        for (key, _) in chunk {
+            let id = String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default());
+            if mine.saw(&id) {
+                return Ok(Some(id.into_owned()));
+            }
+            high = key;
+        }
+        if n < SCAN_CHUNK {
+            break;
+        }
+    }
+    Ok(None)
+}
+
 /// The current members of a group; `None` for no such group or a closed one.
 pub fn members(store: &dyn KvStore, group: &str) -> Result<Option<Vec<String>>, StoreError> {
     Ok(group_records::load(store, group)?

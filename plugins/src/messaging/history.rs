@@ -1,9 +1,9 @@
-//! Reading the past: one conversation's messages page by page (`history`) and a user's
-//! conversation list (`conversations`). Only committed messages are shown.
+//! Reading the past: one conversation's messages page by page (`history`; the conversation
+//! list is `conversation_list.rs`). Only committed messages are shown.
 
 use serde::Serialize;
 
-use super::records::{Message, Status, StatusRecord, Summary};
+use super::records::{Message, Status, StatusRecord};
 use crate::keys;
 use crate::store::{KvStore, StoreError};
 
@@ -25,31 +25,6 @@ pub struct Page {
     pub messages: Vec<Message>,
     /// Whether further messages exist beyond this page in the paging direction.
     pub more: bool,
-}
-
-/// One entry of the conversation list: a 1:1 chat (`with`) or a group (`group`, `name`).
-#[derive(Debug, Serialize)]
-pub struct Conversation {
-    /// The other participant of a 1:1 chat.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub with: Option<String>,
-    /// The group id of a group conversation.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
-    /// The group's name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// The newest message, with its status.
-    pub last: Message,
-    /// Messages received and not yet read.
-    pub unread: u64,
-}
-
-/// The conversation list.
-#[derive(Debug, Serialize)]
-pub struct Conversations {
-    /// Newest last message first.
-    pub conversations: Vec<Conversation>,
 }
 
 /// A page of the 1:1 conversation between `me` and `with`, up to the `committed` watermark.
@@ -98,62 +73,8 @@ pub fn page(
     Ok(Page { messages, more })
 }
 
-/// All conversations of `me`, newest last message first.
-pub fn conversations(
-    store: &dyn KvStore,
-    committed: &str,
-    me: &str,
-) -> Result<Conversations, StoreError> {
-    let prefix = keys::summary_prefix(me);
-    let rows = store.scan(
-        prefix.as_bytes(),
-        &keys::prefix_end(&prefix),
-        false,
-        usize::MAX,
-    )?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (_, value) in rows {
-        let summary = match Summary::decode(&value) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("skipping a conversation summary of {me}: {e}");
-                continue;
-            }
-        };
-        if summary.group {
-            if let Some((last, unread, name)) = super::group_read::conversation(
-                store,
-                committed,
-                me,
-                &summary.peer,
-                &summary.read_upto,
-            )? {
-                out.push(Conversation {
-                    with: None,
-                    group: Some(summary.peer),
-                    name: Some(name),
-                    last,
-                    unread,
-                });
-            }
-            continue;
-        }
-        if let Some(last) = load(store, &summary.last_id)? {
-            out.push(Conversation {
-                with: Some(summary.peer),
-                group: None,
-                name: None,
-                last,
-                unread: summary.unread,
-            });
-        }
-    }
-    out.sort_by(|a, b| b.last.id.cmp(&a.last.id));
-    Ok(Conversations { conversations: out })
-}
-
 /// A stored message with its status; a dangling index entry is skipped, not an error.
-fn load(store: &dyn KvStore, id: &str) -> Result<Option<Message>, StoreError> {
+pub(super) fn load(store: &dyn KvStore, id: &str) -> Result<Option<Message>, StoreError> {
     let Some(bytes) = store.get(&keys::message(id))? else {
         tracing::warn!("index points at missing message {id}");
         return Ok(None);

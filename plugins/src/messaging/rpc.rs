@@ -7,7 +7,7 @@ use super::history::{self, Window};
 use super::json::{self, Object};
 use super::reply::{self, Failure};
 use super::validate::Target;
-use super::{group_ops, group_read};
+use super::{conversation_list, group_ops, group_read};
 use crate::ids::valid_message_id;
 use crate::store::{KvStore, StoreError};
 
@@ -53,9 +53,16 @@ pub fn parse(payload: &[u8]) -> Result<Request, Bytes> {
     Ok(Request { rid, op, obj })
 }
 
-/// Answers one read-only request of `me`, given the committed watermark.
-pub fn answer(store: &dyn KvStore, committed: &str, me: &str, request: &Request) -> Bytes {
-    match dispatch(store, committed, me, request) {
+/// Answers one read-only request of `me`, given the committed watermark; lists stop before
+/// their reply passes `reply_budget` bytes.
+pub fn answer(
+    store: &dyn KvStore,
+    committed: &str,
+    me: &str,
+    request: &Request,
+    reply_budget: usize,
+) -> Bytes {
+    match dispatch(store, committed, me, request, reply_budget) {
         Ok(bytes) => bytes,
         Err(f) => reply::rpc_err(Some(&request.rid), &f),
     }
@@ -66,6 +73,7 @@ fn dispatch(
     committed: &str,
     me: &str,
     request: &Request,
+    reply_budget: usize,
 ) -> Result<Bytes, Failure> {
     let (rid, obj) = (request.rid.as_str(), &request.obj);
     match request.op.as_str() {
@@ -88,8 +96,9 @@ fn dispatch(
             }
         }
         "conversations" => {
-            json::only_fields(obj, &["rid", "op"])?;
-            let list = history::conversations(store, committed, me).map_err(read_failure)?;
+            let query = conversation_list::parse(obj)?;
+            let list = conversation_list::page(store, committed, me, &query, reply_budget)
+                .map_err(read_failure)?;
             Ok(reply::rpc_ok(rid, list))
         }
         "group.info" => {
