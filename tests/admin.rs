@@ -365,8 +365,19 @@ async fn admin_api_users() {
         ack["error"]["code"], "not_found",
         "send to a removed user: {ack}"
     );
-    // The id can be used again.
-    srv.add_user(&alice, "pw-3");
+    // The id stays reserved until an administrator gives it out again explicitly.
+    let (status, body) = srv.admin(
+        "POST",
+        "/admin/users",
+        Some(&json!({"user": alice, "password": "pw-3"}).to_string()),
+    );
+    assert_eq!(status, 409, "add of a removed id: {body}");
+    let (status, body) = srv.admin(
+        "POST",
+        "/admin/users",
+        Some(&json!({"user": alice, "password": "pw-3", "reclaim": true}).to_string()),
+    );
+    assert_eq!(status, 201, "reclaim: {body}");
     assert_eq!(login_code(&srv, &alice, "pw-3").await, 0);
 }
 

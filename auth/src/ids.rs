@@ -105,9 +105,54 @@ pub fn parse_client_id(s: &str) -> Result<ClientId, IdError> {
     })
 }
 
+/// The look-alike form of a user id: two ids with the same skeleton could be mistaken for each
+/// other, so only one of them may be created (the login itself stays exact and case-sensitive).
+///
+/// The rule, applied in this order: ASCII letters are lowercased; `0` reads as `o`, `1` and `i`
+/// as `l`, `5` as `s`; the separators `_` `.` `-` all read as `.`; then `rn` reads as `m` and
+/// `vv` as `w`. So `ALICE`, `a1ice` and `alIce` share a skeleton with `alice`, and `john_doe`
+/// with `john.doe`. Ids are ASCII-only, so no Unicode confusables exist beyond these.
+pub fn skeleton(user: &str) -> String {
+    let mapped: String = user
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            '0' => 'o',
+            '1' | 'i' => 'l',
+            '5' => 's',
+            '_' | '.' | '-' => '.',
+            c => c,
+        })
+        .collect();
+    mapped.replace("rn", "m").replace("vv", "w")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookalikes_share_a_skeleton() {
+        for (a, b) in [
+            ("alice", "ALICE"),
+            ("alice", "a1ice"),
+            ("alice", "alIce"),
+            ("bob0", "BOBO"),
+            ("modern", "modem"),
+            ("swan", "svvan"),
+            ("john_doe", "john.doe"),
+            ("john-doe", "JOHN_DOE"),
+            ("sam5", "SAMS"),
+        ] {
+            assert_eq!(skeleton(a), skeleton(b), "{a} / {b}");
+        }
+        for (a, b) in [
+            ("alice", "alicia"),
+            ("bob", "bobb"),
+            ("johndoe", "john.doe"),
+        ] {
+            assert_ne!(skeleton(a), skeleton(b), "{a} / {b}");
+        }
+    }
 
     #[test]
     fn user_ids_accepted() {

@@ -3,8 +3,12 @@
 //! its admin HTTP API with the admin token.
 
 use anyhow::{anyhow, bail, Context, Result};
+use std::sync::Arc;
+
 use chatd_plugins::accounts::Accounts;
-use chatd_plugins::store::StoreError;
+use chatd_plugins::messaging::{Chat, ChatConfig};
+use chatd_plugins::outbox::{Deliver, Outgoing};
+use chatd_plugins::store::{SledStore, StoreError};
 use clap::Subcommand;
 use serde_json::json;
 
@@ -22,6 +26,9 @@ pub enum UserCommand {
         /// The password.
         #[arg(long)]
         password: String,
+        /// Give out again an id that was removed (refused without this flag).
+        #[arg(long)]
+        reclaim: bool,
     },
     /// Change an account's password (its sessions are closed).
     Passwd {
@@ -43,7 +50,7 @@ pub enum UserCommand {
 /// Runs one account command and prints its result.
 pub fn run(config: &Config, command: UserCommand) -> Result<()> {
     match open_store(config) {
-        Ok(store) => offline(Accounts::new(store), command),
+        Ok(store) => offline(config, store, command),
         Err(StoreError::Locked) => online(config, command),
         Err(e) => Err(anyhow!(e).context(format!(
             "cannot open the store in {}",
@@ -52,10 +59,15 @@ pub fn run(config: &Config, command: UserCommand) -> Result<()> {
     }
 }
 
-fn offline(accounts: Accounts, command: UserCommand) -> Result<()> {
+fn offline(config: &Config, store: Arc<SledStore>, command: UserCommand) -> Result<()> {
+    let accounts = Accounts::new(store.clone());
     match command {
-        UserCommand::Add { id, password } => {
-            accounts.add(&id, &password)?;
+        UserCommand::Add {
+            id,
+            password,
+            reclaim,
+        } => {
+            accounts.add_reclaiming(&id, &password, reclaim)?;
             println!("added {id}");
         }
         UserCommand::Passwd { id, password } => {
@@ -64,6 +76,18 @@ fn offline(accounts: Accounts, command: UserCommand) -> Result<()> {
         }
         UserCommand::Remove { id } => {
             accounts.remove(&id)?;
+            // Starting messaging finishes every pending clean-up, this one included.
+            let chat = Chat::open(
+                store,
+                accounts,
+                ChatConfig {
+                    node_id: config.node.id,
+                    ..ChatConfig::default()
+                },
+                Arc::new(NoDelivery),
+            )
+            .context("the user was removed, but its data could not be cleaned up")?;
+            chat.close();
             println!("removed {id}");
         }
         UserCommand::List => {
@@ -84,10 +108,14 @@ fn online(config: &Config, command: UserCommand) -> Result<()> {
         .timeout(std::time::Duration::from_secs(30))
         .build()?;
     let (request, done) = match &command {
-        UserCommand::Add { id, password } => (
+        UserCommand::Add {
+            id,
+            password,
+            reclaim,
+        } => (
             client
                 .post(&base)
-                .json(&json!({"user": id, "password": password})),
+                .json(&json!({"user": id, "password": password, "reclaim": reclaim})),
             format!("added {id}"),
         ),
         UserCommand::Passwd { id, password } => (
@@ -128,4 +156,15 @@ fn online(config: &Config, command: UserCommand) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// Where the offline commands' messaging hands deliveries: nobody is connected.
+struct NoDelivery;
+
+impl Deliver for NoDelivery {
+    fn deliver(&self, _item: Outgoing) {}
+
+    fn is_online(&self, _user: &str) -> bool {
+        false
+    }
 }

@@ -92,6 +92,9 @@ fn authorized(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
 fn account_error(e: AccountError) -> Response {
     match e {
         AccountError::Exists => error(StatusCode::CONFLICT, "user already exists"),
+        AccountError::TooSimilar(_) | AccountError::Removed | AccountError::RemovalPending => {
+            error(StatusCode::CONFLICT, e.to_string())
+        }
         AccountError::NotFound => error(StatusCode::NOT_FOUND, "no such user"),
         AccountError::InvalidId(_) | AccountError::InvalidPassword(_) => {
             error(StatusCode::BAD_REQUEST, e.to_string())
@@ -128,6 +131,9 @@ async fn list_users(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Re
 struct NewUser {
     user: String,
     password: String,
+    /// Gives a removed id out again (refused without it).
+    #[serde(default)]
+    reclaim: bool,
 }
 
 /// Body of `PUT /admin/users/{id}/password`.
@@ -156,7 +162,8 @@ async fn add_user(
     };
     let accounts = shared.accounts.clone();
     let user = new.user.clone();
-    match blocking(&shared, move || accounts.add(&new.user, &new.password)).await {
+    let added = move || accounts.add_reclaiming(&new.user, &new.password, new.reclaim);
+    match blocking(&shared, added).await {
         Ok(()) => (StatusCode::CREATED, Json(json!({"user": user}))).into_response(),
         Err(r) => r,
     }
@@ -187,6 +194,9 @@ async fn set_password(
     }
 }
 
+/// How long a removal waits for the user's sessions to end before cleaning up anyway.
+const SESSIONS_END: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn remove_user(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
@@ -197,12 +207,24 @@ async fn remove_user(
     }
     let accounts = shared.accounts.clone();
     let user = id.clone();
-    match blocking(&shared, move || accounts.remove(&user)).await {
-        Ok(()) => {
-            shared.hub.kick_user(&id);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(r) => r,
+    if let Err(r) = blocking(&shared, move || accounts.remove(&user)).await {
+        return r;
+    }
+    shared.hub.kick_user(&id);
+    // Whatever the sessions handed to messaging is stored before the clean-up runs, so
+    // nothing of theirs is written after it.
+    if !shared.hub.wait_gone(&id, SESSIONS_END).await {
+        tracing::warn!(user = %id, "sessions of a removed user did not end in time");
+    }
+    let chat = shared.chat.clone();
+    let user = id.clone();
+    match tokio::task::spawn_blocking(move || chat.purge_account(&user)).await {
+        Ok(Ok(_)) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("user removed, but {e}; the clean-up is retried at the next start"),
+        ),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "task failed"),
     }
 }
 

@@ -312,6 +312,21 @@ impl Hub {
         }
     }
 
+    /// Waits (polling, at most `limit`) until `user` has no registered session; true if so.
+    /// After [`Hub::kick_user`], this is when nothing more of theirs can be stored.
+    pub async fn wait_gone(&self, user: &str, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if !self.lock().by_user.contains_key(user) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Stops every session (server shutdown).
     pub fn stop_all(&self) {
         let sessions: Vec<_> = self.lock().by_client.values().cloned().collect();

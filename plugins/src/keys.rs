@@ -11,6 +11,43 @@ pub fn account(user: &str) -> Vec<u8> {
 /// The prefix under which all account records live.
 pub const ACCOUNTS_PREFIX: &str = "u/";
 
+/// `l/{skeleton}`: the user id that holds this look-alike skeleton (see
+/// `chatd_auth::skeleton`), so that an id too similar to an existing one is refused at creation.
+pub fn skeleton(skeleton: &str) -> Vec<u8> {
+    format!("l/{skeleton}").into_bytes()
+}
+
+/// `x/skeletons`: present once every account has its `l/` entry (built once, on the first
+/// `add` after an upgrade).
+pub const SKELETONS_BUILT: &[u8] = b"x/skeletons";
+
+/// `x/purge/{user}`: the account was removed and its data is still being cleaned up (written
+/// with the tombstone, deleted when the clean-up is done; a start finishes what a crash left).
+pub fn purge_marker(user: &str) -> Vec<u8> {
+    format!("x/purge/{user}").into_bytes()
+}
+
+/// The prefix under which pending account clean-ups are marked.
+pub const PURGE_PREFIX: &str = "x/purge/";
+
+/// `k/{user}/`: all remembered acks of one user's client message ids.
+pub fn cid_prefix(user: &str) -> String {
+    format!("k/{user}/")
+}
+
+/// `j/{user}/`: all push jobs of one user.
+pub fn push_jobs_prefix(user: &str) -> String {
+    format!("j/{user}/")
+}
+
+/// `p/{user}`: when the user was last seen.
+pub fn last_seen(user: &str) -> Vec<u8> {
+    format!("p/{user}").into_bytes()
+}
+
+/// The prefix under which all media download rights live (`a/{media}/{user}`).
+pub const MEDIA_ACCESS_PREFIX: &str = "a/";
+
 /// `m/{id}`: a message as delivered.
 pub fn message(id: &str) -> Vec<u8> {
     format!("m/{id}").into_bytes()

@@ -22,6 +22,7 @@ mod group_records;
 mod history;
 pub mod json;
 mod member_index;
+mod purge;
 mod receipts;
 mod records;
 pub mod reply;
@@ -109,6 +110,9 @@ pub enum ChatError {
     /// The configuration cannot work.
     #[error("invalid messaging configuration: {0}")]
     Config(String),
+    /// The clean-up after an account removal failed (it is retried at the next start).
+    #[error("the removed account's data could not be cleaned up: {0}")]
+    Purge(String),
     /// The committer thread could not be started.
     #[error("cannot start the committer thread: {0}")]
     Spawn(#[source] std::io::Error),
@@ -178,7 +182,7 @@ impl Chat {
         let fanouts = fanout::load(store.as_ref())?;
         let fanout_backlog = Arc::new(fanout::Backlog::default());
         let acked = Arc::new(acked::AckedKeys::default());
-        let committer = Committer {
+        let mut committer = Committer {
             store: store.clone(),
             accounts,
             deliver,
@@ -198,6 +202,7 @@ impl Chat {
             last_flush: std::time::Instant::now(),
         };
         committer.count_fanouts();
+        purge::resume(&mut committer)?;
         let (tx, rx) = mpsc::sync_channel(cfg.max_batch.saturating_mul(QUEUE_BATCHES));
         let worker = thread::Builder::new()
             .name("chatd-committer".into())

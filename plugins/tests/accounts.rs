@@ -68,3 +68,60 @@ fn account_lifecycle() {
     assert_eq!(accounts.list().expect("list"), vec!["bob"]);
     assert!(accounts.verify("bob", "new-pw").expect("verify"));
 }
+
+#[test]
+fn removal_leaves_a_tombstone_until_reclaimed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, accounts) = open(dir.path());
+    accounts.add("bob", "pw-bob").expect("add bob");
+    accounts.remove("bob").expect("remove");
+    assert!(!accounts.exists("bob").expect("exists"));
+    assert!(!accounts.verify("bob", "pw-bob").expect("verify"));
+    assert!(accounts.list().expect("list").is_empty());
+    assert!(matches!(
+        accounts.add("bob", "pw"),
+        Err(AccountError::Removed)
+    ));
+    assert!(matches!(
+        accounts.set_password("bob", "pw"),
+        Err(AccountError::NotFound)
+    ));
+    // The clean-up has not run: no reclaim yet.
+    assert!(store.get(b"x/purge/bob").expect("get").is_some());
+    assert!(matches!(
+        accounts.add_reclaiming("bob", "pw", true),
+        Err(AccountError::RemovalPending)
+    ));
+    store
+        .apply(vec![chatd_plugins::store::Op::Delete(
+            b"x/purge/bob".to_vec(),
+        )])
+        .expect("clean-up done");
+    accounts
+        .add_reclaiming("bob", "pw-new", true)
+        .expect("reclaim");
+    assert!(accounts.verify("bob", "pw-new").expect("verify"));
+}
+
+#[test]
+fn lookalikes_are_refused_at_creation_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, accounts) = open(dir.path());
+    // An account from before the look-alike index: indexed on the first add.
+    store
+        .apply(vec![chatd_plugins::store::Op::Put(
+            b"u/Carol".to_vec(),
+            br#"{"hash":"$argon2id$unusable","created":0}"#.to_vec(),
+        )])
+        .expect("old account");
+    accounts.add("alice", "pw").expect("add alice");
+    for (lookalike, holder) in [("ALICE", "alice"), ("a1ice", "alice"), ("caro1", "Carol")] {
+        match accounts.add(lookalike, "pw") {
+            Err(AccountError::TooSimilar(h)) => assert_eq!(h, holder, "{lookalike}"),
+            other => panic!("{lookalike}: {other:?}"),
+        }
+    }
+    accounts.add("alicia", "pw").expect("add alicia");
+    assert!(accounts.verify("alice", "pw").expect("verify"));
+    assert!(!accounts.verify("ALICE", "pw").expect("verify"));
+}

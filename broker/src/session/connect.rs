@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use chatd_auth::acl;
+use chatd_plugins::accounts::AccountError;
 use futures_util::future::BoxFuture;
 use rumqttd::protocol::{
     ConnAck, ConnAckProperties, Connect, ConnectProperties, ConnectReturnCode, LastWill, Login,
@@ -359,13 +360,20 @@ async fn ensure_account(shared: &Shared, user: &str) -> Result<(), Refusal> {
                     .collect()
             };
             match accounts.add(&user, &random) {
-                Ok(()) | Err(chatd_plugins::accounts::AccountError::Exists) => Ok(()),
+                Ok(()) | Err(AccountError::Exists) => Ok(()),
                 Err(e) => Err(e),
             }
         })
         .await
         .ok_or(Refusal::Busy)?
-        .map_err(|_| Refusal::Busy)
+        .map_err(|e| match e {
+            // A removed id stays removed until an administrator reclaims it, and a token may
+            // not create a look-alike of an existing id: the token is valid, the login is not.
+            AccountError::Removed | AccountError::RemovalPending | AccountError::TooSimilar(_) => {
+                Refusal::NotAuthorized
+            }
+            _ => Refusal::Busy,
+        })
 }
 
 fn client_receive_maximum(props: &Option<ConnectProperties>, configured: u16) -> u16 {

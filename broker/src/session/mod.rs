@@ -836,7 +836,9 @@ impl Session {
         }
         let fire_will = match end {
             End::Disconnected { will } => will,
-            End::Stopped(StopReason::Shutdown) => false,
+            // A revoked login (account removed, password changed) speaks no more: its will
+            // is discarded with it.
+            End::Stopped(StopReason::Shutdown | StopReason::Administrative) => false,
             _ => true,
         };
         if fire_will {

@@ -34,7 +34,7 @@ use super::reply::{self, ErrorCode, Failure};
 use super::stats::Counters;
 use super::validate::{Draft, Target};
 use super::watermark::Watermark;
-use crate::accounts::Accounts;
+use crate::accounts::{AccountStatus, Accounts};
 use crate::ids::IdGen;
 use crate::keys;
 use crate::outbox::{Deliver, Outgoing};
@@ -50,6 +50,8 @@ pub enum Job {
     Group(GroupJob),
     /// Nothing to store: acknowledged queue entries wait to be deleted.
     Wake,
+    /// The clean-up after an account removal; always committed in a batch of its own.
+    Purge(super::purge::PurgeJob),
 }
 
 /// One checked group change waiting for the committer.
@@ -189,20 +191,36 @@ impl Committer {
                     Err(_) => break,
                 }
             }
-            // A bug must not stop messaging for everyone: the batch's reply channels are
-            // dropped by the unwind, so its senders (and receipts) get `internal`, and the next
-            // batch runs.
-            if panic::catch_unwind(AssertUnwindSafe(|| self.commit(jobs))).is_err() {
-                tracing::error!("committer batch panicked; its jobs were answered `internal`");
-                // What the failed batch did to the fan-outs is unknown: start again from the store.
-                self.reload_fanouts();
+            // A clean-up reads the user's keys from the store, so what the jobs before it
+            // write must be applied first, and what it deletes must not be written again by
+            // jobs after it in the same batch: it gets a batch of its own.
+            while let Some(at) = jobs.iter().position(|j| matches!(j, Job::Purge(_))) {
+                let rest = jobs.split_off(at + 1);
+                let purge = jobs.pop().into_iter().collect();
+                if !jobs.is_empty() {
+                    self.commit_guarded(jobs);
+                }
+                self.commit_guarded(purge);
+                jobs = rest;
             }
+            self.commit_guarded(jobs);
         }
         // Deletes acknowledged after the last batch.
         if panic::catch_unwind(AssertUnwindSafe(|| self.commit(Vec::new()))).is_err() {
             tracing::error!("committer's last batch panicked");
         }
         tracing::debug!("committer stopped");
+    }
+
+    /// Commits one batch. A bug must not stop messaging for everyone: the batch's reply
+    /// channels are dropped by the unwind, so its senders (and receipts) get `internal`, and
+    /// the next batch runs.
+    fn commit_guarded(&mut self, jobs: Vec<Job>) {
+        if panic::catch_unwind(AssertUnwindSafe(|| self.commit(jobs))).is_err() {
+            tracing::error!("committer batch panicked; its jobs were answered `internal`");
+            // What the failed batch did to the fan-outs is unknown: start again from the store.
+            self.reload_fanouts();
+        }
     }
 
     fn reload_fanouts(&mut self) {
@@ -213,7 +231,7 @@ impl Committer {
         self.count_fanouts();
     }
 
-    fn commit(&mut self, jobs: Vec<Job>) {
+    pub(super) fn commit(&mut self, jobs: Vec<Job>) {
         let mut batch = Batch::default();
         // Only stores that answer someone need the flush; deletes of acked entries and fan-out
         // slices do not (see `FANOUT_FLUSH_INTERVAL`).
@@ -221,6 +239,7 @@ impl Committer {
         let mut sends = Vec::with_capacity(jobs.len());
         let mut receipts = Vec::new();
         let mut group_jobs = Vec::new();
+        let mut purges = Vec::new();
         for job in jobs {
             match job {
                 Job::Send(job) => {
@@ -235,6 +254,10 @@ impl Committer {
                 Job::Group(job) => {
                     let result = self.stage_group(&mut batch, &job.by, job.op);
                     group_jobs.push((job.reply, result));
+                }
+                Job::Purge(job) => {
+                    let result = self.stage_purge(&mut batch, &job.user);
+                    purges.push((job.reply, result));
                 }
                 Job::Wake => continue,
             }
@@ -276,6 +299,13 @@ impl Committer {
             // fan-out backlog its message added.
             self.acked.done(&acked);
             self.fanouts_written(&mut batch);
+        }
+        for (reply, result) in purges {
+            let answer = match &durable {
+                Ok(()) => result,
+                Err(_) => Err(Failure::internal("the clean-up could not be stored; retry")),
+            };
+            let _ = reply.send(answer);
         }
         for (reply, result) in group_jobs {
             let answer = match &durable {
@@ -503,7 +533,7 @@ impl Committer {
             // Events are information, not messages: a receipt for one changes nothing.
             Some(_) if message.kind == "event" => return Ok(()),
             Some(group) => message.from != by && self.member_saw(group, by, id)?,
-            None => message.to.as_deref() == Some(by),
+            None => message.to.as_deref() == Some(by) && self.owns(by, id)?,
         };
         if !received {
             return Err(Failure::new(
@@ -561,14 +591,18 @@ impl Committer {
         .map_err(|e| Failure::internal(format!("receipt not encoded: {e}")))?;
 
         batch.ops.push(Op::Put(status_key.clone(), record));
-        batch.ops.push(Op::Put(
-            format!("{}{qid}", keys::queue_prefix(author)).into_bytes(),
-            event.clone(),
-        ));
         batch.statuses.insert(status_key, status);
         if let Some((key, summary)) = unread {
             batch.summaries.insert(key, summary);
         }
+        // The status is kept, but a removed author (or a later owner of the id) is not told.
+        if !self.owns(author, id)? {
+            return Ok(());
+        }
+        batch.ops.push(Op::Put(
+            format!("{}{qid}", keys::queue_prefix(author)).into_bytes(),
+            event.clone(),
+        ));
         batch.fresh.push(Outgoing {
             user: author.to_string(),
             topic: format!("user/{author}/receipt"),
@@ -578,6 +612,21 @@ impl Committer {
         });
         batch.receipts += 1;
         Ok(())
+    }
+
+    /// Whether message `id` belongs to the current account `user`: the account is live and
+    /// the message is newer than its history floor (a reclaimed id owns nothing older).
+    fn owns(&self, user: &str, id: &str) -> Result<bool, Failure> {
+        match self.accounts.status(user) {
+            Ok(AccountStatus::Live { floor }) => Ok(floor.is_none_or(|f| id > f.as_str())),
+            Ok(_) => Ok(false),
+            Err(e) => {
+                tracing::error!("account lookup failed: {e}");
+                Err(Failure::internal(
+                    "the account could not be looked up; retry",
+                ))
+            }
+        }
     }
 
     /// The current summary under `key`: this batch's version, else the stored one, else new.

@@ -47,10 +47,14 @@ pub fn page(
     }
     let prefix = keys::history_prefix(&keys::direct_conversation(me, with));
     let ceiling = keys::successor(format!("{prefix}{committed}").as_bytes());
-    let low = match &window.after {
+    let mut low = match &window.after {
         Some(after) => keys::successor(format!("{prefix}{after}").as_bytes()),
         None => prefix.as_bytes().to_vec(),
     };
+    // A reclaimed id sees nothing its previous owner exchanged.
+    if let Some(floor) = crate::accounts::history_floor(store, me)? {
+        low = low.max(keys::successor(format!("{prefix}{floor}").as_bytes()));
+    }
     let high = match &window.before {
         Some(before) => ceiling.min(format!("{prefix}{before}").into_bytes()),
         None => ceiling,
