@@ -99,7 +99,10 @@ async fn a_hash_alone_gets_nothing(kind: Kind) {
     carol.next_where("user/carol/inbox", "id", &json!(id)).await;
     let (url, _) = download_url(&mut carol, "carol", &bobs).await;
     let (status, _, body) = get(&url).await;
-    assert!(status == 200 && body == secret, "carol's download: {status}");
+    assert!(
+        status == 200 && body == secret,
+        "carol's download: {status}"
+    );
 
     // dave with the real bytes is a legitimate uploader: his own id, and still one stored copy.
     let daves_again = upload_verified(&f, &mut dave, "dave", "image/png", &secret).await;

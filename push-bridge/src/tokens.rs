@@ -388,8 +388,7 @@ mod tests {
     fn a_removed_account_or_a_dead_token_frees_it() {
         let (_dir, t) = tokens();
         t.register("bob", None, Platform::Fcm, "t1").unwrap();
-        t.register("bob", Some("tab"), Platform::Fcm, "t2")
-            .unwrap();
+        t.register("bob", Some("tab"), Platform::Fcm, "t2").unwrap();
         // The push service said t1 is dead: the next user may register it.
         let dead = t
             .list("bob")
@@ -405,9 +404,10 @@ mod tests {
             t.register("carol", Some("x"), Platform::Fcm, "t2"),
             Err(TokenError::HeldByOther)
         ));
-        t.store.apply(vec![Op::Delete(keys::account("bob"))]).unwrap();
-        t.register("carol", Some("x"), Platform::Fcm, "t2")
+        t.store
+            .apply(vec![Op::Delete(keys::account("bob"))])
             .unwrap();
+        t.register("carol", Some("x"), Platform::Fcm, "t2").unwrap();
         assert_eq!(t.owner("t2").unwrap().as_deref(), Some("carol"));
         assert!(t.list("bob").unwrap().is_empty());
     }

@@ -275,7 +275,12 @@ pub async fn ask_upload(c: &mut Client, me: &str, mime: &str, bytes: &[u8]) -> V
 }
 
 /// A successful `media.upload` that needs an upload: `(media, upload_url, expires)`.
-pub async fn upload_grant(c: &mut Client, me: &str, mime: &str, bytes: &[u8]) -> (String, String, i64) {
+pub async fn upload_grant(
+    c: &mut Client,
+    me: &str,
+    mime: &str,
+    bytes: &[u8],
+) -> (String, String, i64) {
     let reply = ask_upload(c, me, mime, bytes).await;
     let r = result(&reply);
     assert_eq!(r["exists"], false, "{reply}");

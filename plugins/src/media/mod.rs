@@ -251,8 +251,7 @@ impl MediaService {
         }
         let granted = self.granted(user, sha256)?;
         let now = now_ms();
-        let mut record =
-            own.unwrap_or_else(|| MediaRecord::pending(user, sha256, size, mime, now));
+        let mut record = own.unwrap_or_else(|| MediaRecord::pending(user, sha256, size, mime, now));
         // A pending declaration may be corrected by asking again.
         record.size = size;
         record.mime = mime.to_string();
@@ -311,11 +310,7 @@ impl MediaService {
             if !record::valid_media_id(&id) {
                 continue;
             }
-            if self
-                .store
-                .get(&keys::media_access(&id, user))?
-                .is_none()
-            {
+            if self.store.get(&keys::media_access(&id, user))?.is_none() {
                 continue;
             }
             if let Some(r) = record::load_media(self.store.as_ref(), &id)? {

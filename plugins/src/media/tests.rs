@@ -242,7 +242,10 @@ async fn a_message_grants_the_content_to_its_recipients() {
         "6 bytes",
     );
     // Carol got no message: she uploads.
-    let carols = media.upload("carol", "video/mp4", 6, &digest).await.unwrap();
+    let carols = media
+        .upload("carol", "video/mp4", 6, &digest)
+        .await
+        .unwrap();
     assert!(!carols.exists);
     assert_eq!(backend.stored.lock().unwrap().len(), 1);
 }
