@@ -3,111 +3,23 @@
 //! (`push.register` on `chat/{me}/rpc`); a message to a user with no device online wakes
 //! each of its devices once, without the text; nothing is pushed while a device is online;
 //! a burst becomes one push; a job pending at shutdown is pushed after the restart; a token
-//! moves to the user who registered it last; bad requests are refused.
+//! moves to another user once its holder logged out (what a token's holder keeps is in
+//! `tests/push_tokens.rs`); bad requests are refused.
 
 mod support;
 
 #[path = "../push-bridge/tests/fake/mod.rs"]
 mod fake;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+#[path = "support/push_kit.rs"]
+mod push_kit;
 
-use fake::{FakeApns, FakeFcm, KEY_ID, TEAM_ID, TOPIC};
+use std::time::Duration;
+
+use fake::{FakeApns, FakeFcm};
+use push_kit::*;
 use serde_json::{json, Value};
 use support::*;
-
-/// `[push]` with both services pointing at the fakes; the credential files are written into
-/// the server's directory.
-fn push_config(dir: &Path, fcm: &FakeFcm, apns: &FakeApns, push_extra: &str) -> String {
-    let sa = dir.join("service-account.json");
-    std::fs::write(&sa, fcm.service_account_json()).unwrap();
-    let p8 = dir.join("AuthKey.p8");
-    std::fs::write(&p8, &apns.key_pem).unwrap();
-    format!(
-        "{}\n[push]\nretry_base_ms = 100\nscan_interval_ms = 200\n{push_extra}\n\
-         [push.fcm]\nservice_account = {}\nendpoint = {}\n\n\
-         [push.apns]\nkey_file = {}\nkey_id = \"{KEY_ID}\"\nteam_id = \"{TEAM_ID}\"\n\
-         topic = \"{TOPIC}\"\nenvironment = \"sandbox\"\nendpoint = {}\n",
-        base_config(dir, ""),
-        toml_string(&sa.to_string_lossy()),
-        toml_string(&fcm.uri()),
-        toml_string(&p8.to_string_lossy()),
-        toml_string(&apns.uri()),
-    )
-}
-
-fn start(fcm: &FakeFcm, apns: &FakeApns, push_extra: &str) -> Server {
-    let s = Server::try_start_custom(|dir| push_config(dir, fcm, apns, push_extra))
-        .unwrap_or_else(|e| panic!("chatd did not start: {e}"));
-    for user in ["alice", "bob", "carol"] {
-        s.add_user(user, &format!("{user}-pw"));
-    }
-    s
-}
-
-/// Registers `token` for `platform` from `client_id` of `user` and expects success.
-async fn register(s: &Server, user: &str, client_id: &str, platform: &str, token: &str) {
-    let mut c = online(s, client_id, user).await;
-    let rid = unique("r");
-    let reply = c
-        .rpc(
-            user,
-            json!({"rid": rid, "op": "push.register", "platform": platform, "token": token}),
-        )
-        .await;
-    assert_eq!(reply, json!({"rid": rid, "ok": true, "result": {}}));
-    c.disconnect().await;
-    wait_offline(s, user);
-}
-
-/// Waits up to [`WAIT`] until no device of `user` is connected (the server has finished the
-/// sessions, so messages to `user` now write push jobs).
-fn wait_offline(s: &Server, user: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (status, body) = s.admin("GET", &format!("/admin/users/{user}/devices"), None);
-        assert_eq!(status, 200, "devices of {user}: {body}");
-        let v: Value = serde_json::from_str(&body).unwrap();
-        if v["devices"].as_array().is_some_and(|d| d.is_empty()) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{user} still online: {body}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Alice sends `text` to `to` and waits for the ack.
-async fn send(alice: &mut Client, to: &str, text: &str) -> String {
-    let ack = alice.send("alice", to, &unique("c"), text).await;
-    assert_eq!(ack["status"], "sent", "{ack}");
-    ack["id"].as_str().unwrap().to_string()
-}
-
-async fn alice(s: &Server) -> Client {
-    let c = connect(s.mqtt, "alice", "alice", "alice-pw").await;
-    c.subscribe("user/alice/ack", rumqttc::QoS::AtLeastOnce)
-        .await;
-    c
-}
-
-fn metric(s: &Server, name: &str) -> u64 {
-    let (status, body) = http_get(s.http, "/metrics");
-    assert_eq!(status, 200);
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{body}"))
-}
-
-/// Waits up to [`WAIT`] for a metric to reach `want`.
-fn wait_metric(s: &Server, name: &str, want: u64) {
-    let deadline = Instant::now() + WAIT;
-    while metric(s, name) < want {
-        assert!(Instant::now() < deadline, "{name} stayed below {want}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_user_is_woken_on_every_device_without_text_and_online_user_is_not() {
@@ -194,12 +106,23 @@ async fn a_job_pending_at_shutdown_is_pushed_after_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_token_moves_to_the_user_who_registers_it() {
+async fn a_token_moves_after_its_holder_logs_out() {
     let fcm = FakeFcm::start().await;
     let apns = FakeApns::start().await;
     let s = start(&fcm, &apns, "collapse_window_ms = 200");
     register(&s, "bob", "bob:tablet", "fcm", "fcm-shared-tablet").await;
-    // The tablet changes hands: carol logs in on it and registers the same token.
+    // The tablet changes hands: bob logs out (the app unregisters its token), carol logs in
+    // on it and registers the same token.
+    let mut bob = online(&s, "bob:tablet", "bob").await;
+    let reply = bob
+        .rpc(
+            "bob",
+            json!({"rid": "u0", "op": "push.unregister", "token": "fcm-shared-tablet"}),
+        )
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    bob.disconnect().await;
+    wait_offline(&s, "bob");
     register(&s, "carol", "carol:tablet", "fcm", "fcm-shared-tablet").await;
     let mut alice = alice(&s).await;
     send(&mut alice, "bob", "for bob").await;

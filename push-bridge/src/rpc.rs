@@ -67,6 +67,7 @@ fn failure(e: TokenError) -> Failure {
         TokenError::Invalid(m) => Failure::bad(m),
         TokenError::TooLong(m) => Failure::new(ErrorCode::TooLarge, m),
         e @ TokenError::NotConfigured(_) => Failure::bad(e.to_string()),
+        e @ TokenError::HeldByOther => Failure::new(ErrorCode::Forbidden, e.to_string()),
         TokenError::Store(e) => {
             tracing::error!("push token store failed: {e}");
             Failure::internal("the token could not be stored; retry")

@@ -2,7 +2,11 @@
 //! `o/{token}` = user.
 //!
 //! Rules: one token per user and device (a device that registers a new token replaces its old
-//! one); one owner per token (registering a token another user holds moves it); at most
+//! one); one owner per token, and a token stays with its owner: another user's registration of
+//! it is refused until the owner lets it go — the owner unregisters it (the app does at logout),
+//! replaces or evicts it, the owner's account is removed, or the push service reports it dead.
+//! Nobody can redirect another user's notifications by registering their token. The same user
+//! may register it from another device (it moves within the user). At most
 //! [`MAX_TOKENS_PER_USER`] tokens per user (the oldest goes). Every change is one atomic batch,
 //! flushed before the client is answered, and changes are serialised by one lock so that the
 //! owner index never disagrees with the token records.
@@ -85,6 +89,12 @@ pub enum TokenError {
     /// This server has no adapter for the platform.
     #[error("`{0}` push is not configured on this server")]
     NotConfigured(&'static str),
+    /// Another user holds the token; it moves only once they let it go.
+    #[error(
+        "this token is registered to another account; it can be registered here only after \
+         that account unregisters it (push.unregister, e.g. at logout)"
+    )]
+    HeldByOther,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -146,9 +156,10 @@ impl Tokens {
         }
     }
 
-    /// Registers `token` for `user`'s `device`: replaces the device's previous token, takes the
-    /// token away from any other user, and evicts the user's oldest tokens past
-    /// [`MAX_TOKENS_PER_USER`]. Durable when it returns.
+    /// Registers `token` for `user`'s `device`: replaces the device's previous token and evicts
+    /// the user's oldest tokens past [`MAX_TOKENS_PER_USER`]. Refused with
+    /// [`TokenError::HeldByOther`] while another user holds the token (see [`Tokens::holder`]).
+    /// Durable when it returns.
     pub fn register(
         &self,
         user: &str,
@@ -164,6 +175,10 @@ impl Tokens {
         let mut ops = Vec::new();
         if let Some(owner) = self.owner(token)? {
             if owner != user {
+                if self.holder(&owner, token)? {
+                    return Err(TokenError::HeldByOther);
+                }
+                // A leftover of a removed account: the token is free.
                 ops.push(Op::Delete(keys::push_token(&owner, token)));
             }
         }
@@ -264,6 +279,13 @@ impl Tokens {
         Ok(out)
     }
 
+    /// True when `owner` (the owner index's user for `token`) still holds it: the token record
+    /// is there and the account exists. A removed account's tokens are free for others.
+    pub fn holder(&self, owner: &str, token: &str) -> Result<bool, StoreError> {
+        Ok(self.store.get(&keys::push_token(owner, token))?.is_some()
+            && self.store.get(&keys::account(owner))?.is_some())
+    }
+
     /// The user `token` belongs to, if any.
     pub fn owner(&self, token: &str) -> Result<Option<String>, StoreError> {
         Ok(self
@@ -285,6 +307,12 @@ mod tests {
     fn tokens() -> (tempfile::TempDir, Tokens) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SledStore::open(&dir.path().join("s")).unwrap());
+        // Token ownership needs the accounts to exist (their records' content does not matter).
+        for user in ["bob", "carol"] {
+            store
+                .apply(vec![Op::Put(keys::account(user), b"{}".to_vec())])
+                .unwrap();
+        }
         (dir, Tokens::new(store, vec![Platform::Fcm, Platform::Apns]))
     }
 
@@ -322,7 +350,23 @@ mod tests {
         names.sort();
         assert_eq!(names, ["t2", "t3"]);
         assert_eq!(t.owner("t1").unwrap(), None);
-        // Carol registers bob's tablet token: it moves.
+        // Carol registers bob's tablet token: refused, it stays bob's.
+        assert!(matches!(
+            t.register("carol", None, Platform::Fcm, "t2"),
+            Err(TokenError::HeldByOther)
+        ));
+        assert_eq!(t.owner("t2").unwrap().as_deref(), Some("bob"));
+        assert!(t.list("carol").unwrap().is_empty());
+        // Bob registers it from another device: it moves within bob.
+        t.register("bob", Some("laptop"), Platform::Fcm, "t2")
+            .unwrap();
+        let laptop = t.list("bob").unwrap();
+        assert_eq!(laptop.len(), 2);
+        assert!(laptop
+            .iter()
+            .any(|d| d.token == "t2" && d.record.device.as_deref() == Some("laptop")));
+        // Bob logs out on the tablet (unregisters): now carol may take it.
+        assert!(t.unregister("bob", "t2").unwrap());
         t.register("carol", None, Platform::Fcm, "t2").unwrap();
         assert_eq!(t.owner("t2").unwrap().as_deref(), Some("carol"));
         let names: Vec<_> = t
@@ -338,6 +382,34 @@ mod tests {
         assert!(t.unregister("carol", "t2").unwrap());
         assert!(t.list("carol").unwrap().is_empty());
         assert_eq!(t.owner("t2").unwrap(), None);
+    }
+
+    #[test]
+    fn a_removed_account_or_a_dead_token_frees_it() {
+        let (_dir, t) = tokens();
+        t.register("bob", None, Platform::Fcm, "t1").unwrap();
+        t.register("bob", Some("tab"), Platform::Fcm, "t2").unwrap();
+        // The push service said t1 is dead: the next user may register it.
+        let dead = t
+            .list("bob")
+            .unwrap()
+            .into_iter()
+            .find(|d| d.token == "t1")
+            .unwrap();
+        assert!(t.remove_invalid("bob", &dead).unwrap());
+        t.register("carol", None, Platform::Fcm, "t1").unwrap();
+        assert_eq!(t.owner("t1").unwrap().as_deref(), Some("carol"));
+        // Bob's account is removed: his tokens are free.
+        assert!(matches!(
+            t.register("carol", Some("x"), Platform::Fcm, "t2"),
+            Err(TokenError::HeldByOther)
+        ));
+        t.store
+            .apply(vec![Op::Delete(keys::account("bob"))])
+            .unwrap();
+        t.register("carol", Some("x"), Platform::Fcm, "t2").unwrap();
+        assert_eq!(t.owner("t2").unwrap().as_deref(), Some("carol"));
+        assert!(t.list("bob").unwrap().is_empty());
     }
 
     #[test]

@@ -72,9 +72,14 @@ pub trait Backend: Send + Sync + 'static {
     ) -> BackendFuture<'a, String>;
 
     /// Checks bytes uploaded for pending `record` against its declared size and SHA-256; on
-    /// success they become the stored content (one copy per SHA-256), on a mismatch they are
-    /// removed.
-    fn verify<'a>(&'a self, record: &'a MediaRecord) -> BackendFuture<'a, Verification>;
+    /// success they become the stored content (one copy per SHA-256) — or, when `stored` (the
+    /// content is already kept, uploaded by someone else), they are only removed —, on a
+    /// mismatch they are removed.
+    fn verify<'a>(
+        &'a self,
+        record: &'a MediaRecord,
+        stored: bool,
+    ) -> BackendFuture<'a, Verification>;
 
     /// The local-disk back end, whose uploads arrive through chatd's HTTP listener.
     fn as_fs(&self) -> Option<&super::fs::FsBackend> {

@@ -140,7 +140,11 @@ impl Backend for FsBackend {
 
     /// Uploads are checked as they arrive (see `MediaService::begin_upload`), so a pending
     /// record has no bytes here to check.
-    fn verify<'a>(&'a self, _record: &'a MediaRecord) -> BackendFuture<'a, Verification> {
+    fn verify<'a>(
+        &'a self,
+        _record: &'a MediaRecord,
+        _stored: bool,
+    ) -> BackendFuture<'a, Verification> {
         Box::pin(async { Ok(Verification::NotUploaded) })
     }
 

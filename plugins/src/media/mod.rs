@@ -3,8 +3,11 @@
 //! references the media, and the recipients fetch it with a download URL (`media.download`)
 //! that nobody else can get.
 //!
-//! * Content is addressed by SHA-256 and stored once: asking to upload content that is already
-//!   verified answers `exists: true` with a media id of the asker's own.
+//! * Content is addressed by SHA-256 and stored once. De-duplication never grants access:
+//!   `media.upload` answers `exists: true` only for content that is already the asker's (they
+//!   uploaded it, or a message gave them a media id of it); anyone else must send the bytes,
+//!   which are checked and then dropped in favour of the stored copy. Refusals depend only on
+//!   the declaration and the limits, never on what is stored.
 //! * Bytes are verified (size and SHA-256) before any message may reference them: at upload
 //!   time by the `fs` back end, on first reference by the `s3` back end.
 //! * Metadata lives in the store (`f/`, `c/`; see [`record`]), the bytes in a [`Backend`]
@@ -48,8 +51,10 @@ use record::{ContentRecord, MediaRecord};
 /// Longest URL lifetime: S3 presigned URLs cannot last longer than 7 days.
 pub const MAX_URL_TTL_SECS: u64 = 7 * 24 * 3600;
 
-/// Pending uploads of the same content looked at when someone asks to upload it again.
-const MAX_PENDING_CHECKS: usize = 8;
+/// Media ids of one content looked at when deciding whether a message gave the asker access
+/// to it. Past this many, the asker is treated as not having access and uploads the bytes
+/// (which they hold): never a wrong `exists`, at worst an unneeded upload.
+const MAX_ACCESS_CHECKS: usize = 256;
 
 /// Settings of the service that do not depend on the back end.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,18 +146,21 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Refuses a declaration that contradicts the stored content with the same hash.
-fn same_declaration(content: &ContentRecord, size: u64, mime: &str) -> Result<(), MediaError> {
-    if content.size != size {
+/// Refuses a declaration that contradicts the asker's own verified record of the same content
+/// (they hold it, so telling them its size and MIME type reveals nothing).
+fn same_declaration(own: &MediaRecord, size: u64, mime: &str) -> Result<(), MediaError> {
+    if own.size != size {
         return Err(MediaError::BadRequest(format!(
-            "content with this sha256 is stored with {} bytes, not {size}: check `size` and `sha256`",
-            content.size
+            "you already have this content as media `{}` with {} bytes, not {size}: check `size` \
+             and `sha256`",
+            own.id, own.size
         )));
     }
-    if content.mime != mime {
+    if own.mime != mime {
         return Err(MediaError::BadRequest(format!(
-            "this content is already stored as `{}`; ask again with that MIME type",
-            content.mime
+            "you already have this content as media `{}` of type `{}`; ask again with that MIME \
+             type",
+            own.id, own.mime
         )));
     }
     Ok(())
@@ -208,8 +216,11 @@ impl MediaService {
 
     /// `media.upload`: `user` wants to share `size` bytes of `mime` (lowercase) with this
     /// SHA-256 (lowercase hex). Checks the limits, then answers with the user's media id for
-    /// that content and either `exists: true` (already stored and verified: no upload) or an
-    /// upload URL. Asking again for content still pending gives the same id and a fresh URL.
+    /// that content and either `exists: true` — only when the content is already the user's:
+    /// their own verified upload, or a message gave them a media id of it — or an upload URL.
+    /// Content stored by others but not the user's is treated exactly like new content, so
+    /// the answer (and any refusal) never tells whether it is stored. Asking again for content
+    /// still pending gives the same id and a fresh URL.
     pub async fn upload(
         &self,
         user: &str,
@@ -223,35 +234,40 @@ impl MediaService {
             ));
         }
         self.settings.limits.check_upload(mime, size)?;
-        let mut content = record::load_content(self.store.as_ref(), sha256)?;
-        if content.is_none() {
-            // An upload of it may have arrived without being verified yet (s3).
-            content = self.settle_others(sha256).await?;
-        }
-        if let Some(c) = &content {
-            same_declaration(c, size, mime)?;
-        }
 
         let guard = self.meta.lock().await;
-        let content = record::load_content(self.store.as_ref(), sha256)?;
-        if let Some(c) = &content {
-            same_declaration(c, size, mime)?;
-        }
-        let existing = match record::owner_media(self.store.as_ref(), sha256, user)? {
+        let own = match record::owner_media(self.store.as_ref(), sha256, user)? {
             Some(id) => record::load_media(self.store.as_ref(), &id)?,
             None => None,
         };
+        if let Some(own) = own.as_ref().filter(|r| r.is_verified()) {
+            same_declaration(own, size, mime)?;
+            return Ok(UploadGrant {
+                media: own.id.clone(),
+                exists: true,
+                upload_url: None,
+                expires: None,
+            });
+        }
+        let granted = self.granted(user, sha256)?;
         let now = now_ms();
-        let mut record =
-            existing.unwrap_or_else(|| MediaRecord::pending(user, sha256, size, mime, now));
-        // A pending declaration may be corrected by asking again; a verified one equals
-        // the content's, checked above.
+        let mut record = own.unwrap_or_else(|| MediaRecord::pending(user, sha256, size, mime, now));
+        // A pending declaration may be corrected by asking again.
         record.size = size;
         record.mime = mime.to_string();
         record.rejected = None;
-        match &content {
-            Some(_) if !record.is_verified() => record.mark_verified(now),
-            Some(_) => {}
+        match &granted {
+            Some(received) => {
+                // The user holds this content through a message: they may be told its size.
+                if received.size != size {
+                    return Err(MediaError::BadRequest(format!(
+                        "media `{}` you received has this sha256 and {} bytes, not {size}: \
+                         check `size` and `sha256`",
+                        received.id, received.size
+                    )));
+                }
+                record.mark_verified(now);
+            }
             None => {
                 record.state = record::MediaState::Pending;
                 record.verified = None;
@@ -266,7 +282,7 @@ impl MediaService {
         ])?;
         drop(guard);
 
-        if content.is_some() {
+        if granted.is_some() {
             return Ok(UploadGrant {
                 media: record.id,
                 exists: true,
@@ -282,6 +298,28 @@ impl MediaService {
             upload_url: Some(url),
             expires: Some(window.expires().saturating_mul(1000)),
         })
+    }
+
+    /// A verified media record of this content that a message gave `user` the right to
+    /// download (`a/{media}/{user}`), looking at up to [`MAX_ACCESS_CHECKS`] media ids of it.
+    fn granted(&self, user: &str, sha256: &str) -> Result<Option<MediaRecord>, MediaError> {
+        if record::load_content(self.store.as_ref(), sha256)?.is_none() {
+            return Ok(None);
+        }
+        for id in record::owners(self.store.as_ref(), sha256, MAX_ACCESS_CHECKS)? {
+            if !record::valid_media_id(&id) {
+                continue;
+            }
+            if self.store.get(&keys::media_access(&id, user))?.is_none() {
+                continue;
+            }
+            if let Some(r) = record::load_media(self.store.as_ref(), &id)? {
+                if r.is_verified() && r.sha256 == sha256 {
+                    return Ok(Some(r));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// `media.download`: a URL for the bytes of `media`, only for a user who sent or received
@@ -364,16 +402,15 @@ impl MediaService {
         Ok(record)
     }
 
-    /// Brings `record` up to date: verified when its content is stored (by anyone), or when
-    /// the back end finds its uploaded bytes correct; else why not.
+    /// Brings `record` up to date: verified when the back end finds the bytes uploaded for it
+    /// correct; else why not. The content being stored already (by someone else) verifies
+    /// nothing: only the uploader's own bytes do.
     async fn settle(&self, record: MediaRecord) -> Result<Settled, MediaError> {
         if record.is_verified() {
             return Ok(Settled::Verified(record));
         }
-        if record::load_content(self.store.as_ref(), &record.sha256)?.is_some() {
-            return self.commit(record).await.map(Settled::Verified);
-        }
-        match self.backend.verify(&record).await? {
+        let stored = record::load_content(self.store.as_ref(), &record.sha256)?.is_some();
+        match self.backend.verify(&record, stored).await? {
             Verification::Verified => self.commit(record).await.map(Settled::Verified),
             Verification::NotUploaded => Ok(Settled::Pending(match &record.rejected {
                 Some(why) => {
@@ -391,39 +428,18 @@ impl MediaService {
         }
     }
 
-    /// Looks for a pending upload of `sha256` (by anyone) whose bytes arrived, and verifies it:
-    /// the content record when one did.
-    async fn settle_others(&self, sha256: &str) -> Result<Option<ContentRecord>, MediaError> {
-        for id in record::owners(self.store.as_ref(), sha256, MAX_PENDING_CHECKS)? {
-            let Some(record) = record::load_media(self.store.as_ref(), &id)? else {
-                continue;
-            };
-            match self.settle(record).await {
-                Ok(Settled::Verified(_)) => {
-                    return record::load_content(self.store.as_ref(), sha256);
-                }
-                Ok(Settled::Pending(_)) => {}
-                // Another user's record that does not fit the content: not this request's
-                // problem.
-                Err(MediaError::BadRequest(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(None)
-    }
-
     /// Records that the bytes of `record` are verified: the content (once per hash) and the
-    /// record, durably. Refused when the content is stored with another declaration.
+    /// record, durably. Each record keeps its own declared MIME type; the size is the
+    /// content's, since the bytes were checked against both.
     async fn commit(&self, mut record: MediaRecord) -> Result<MediaRecord, MediaError> {
         let guard = self.meta.lock().await;
         let now = now_ms();
         let mut ops = Vec::with_capacity(2);
-        match record::load_content(self.store.as_ref(), &record.sha256)? {
-            Some(content) => same_declaration(&content, record.size, &record.mime)?,
-            None => ops.push(Op::Put(
+        if record::load_content(self.store.as_ref(), &record.sha256)?.is_none() {
+            ops.push(Op::Put(
                 keys::media_content(&record.sha256),
                 record::encode(&ContentRecord::from_media(&record, now)),
-            )),
+            ));
         }
         record.mark_verified(now);
         ops.push(Op::Put(

@@ -82,7 +82,7 @@ pub struct ContentRecord {
     pub sha256: String,
     /// Size in bytes.
     pub size: u64,
-    /// MIME type it was stored with; later uploads of the same bytes must declare the same.
+    /// MIME type its first uploader declared (each media record keeps its own).
     pub mime: String,
     /// The uploader whose bytes were stored.
     pub uploader: String,

@@ -5,8 +5,10 @@
 //! only ever write there); once verified it is copied to the content key `{sha256}` — the
 //! single stored copy of that content — and the staging object is deleted. So bytes that were
 //! verified can never be overwritten through an upload URL that is still valid. Verification
-//! is lazy: it runs when a message first references the media (or when someone asks to upload
-//! the same content), streaming the object through SHA-256.
+//! is lazy: it runs when a message first references the media, streaming the object through
+//! SHA-256. When the content is already stored (someone else uploaded the same bytes) a
+//! verified upload is only deleted: storage stays one copy per content, but nobody gets a media
+//! id of it without sending the bytes.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -221,7 +223,11 @@ impl Backend for S3Backend {
         })
     }
 
-    fn verify<'a>(&'a self, record: &'a MediaRecord) -> BackendFuture<'a, Verification> {
+    fn verify<'a>(
+        &'a self,
+        record: &'a MediaRecord,
+        stored: bool,
+    ) -> BackendFuture<'a, Verification> {
         Box::pin(async move {
             let staged = staging_key(&record.id);
             let Some((size, sha256)) = self.hash_staged(record).await? else {
@@ -244,6 +250,11 @@ impl Backend for S3Backend {
             if let Some(why) = mismatch {
                 self.delete(&staged).await?;
                 return Ok(Verification::Mismatch(why));
+            }
+            if stored {
+                // The content key already holds these bytes: the checked copy is not needed.
+                self.delete(&staged).await?;
+                return Ok(Verification::Verified);
             }
             let source = format!("{}/{}", self.bucket, staged);
             self.client

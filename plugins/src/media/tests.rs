@@ -23,6 +23,8 @@ const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 struct LazyBackend {
     staged: Mutex<HashMap<String, Vec<u8>>>,
     stored: Mutex<HashMap<String, Vec<u8>>>,
+    /// Verified uploads dropped because their content was already stored.
+    discarded: Mutex<usize>,
 }
 
 impl Backend for Arc<LazyBackend> {
@@ -40,13 +42,17 @@ impl Backend for Arc<LazyBackend> {
         Box::pin(async move { Ok(url) })
     }
 
-    fn verify<'a>(&'a self, r: &'a MediaRecord) -> BackendFuture<'a, Verification> {
+    fn verify<'a>(&'a self, r: &'a MediaRecord, stored: bool) -> BackendFuture<'a, Verification> {
         Box::pin(async move {
             let Some(bytes) = self.staged.lock().unwrap().remove(&r.id) else {
                 return Ok(Verification::NotUploaded);
             };
             if bytes.len() as u64 != r.size || sha(&bytes) != r.sha256 {
                 return Ok(Verification::Mismatch("other bytes".into()));
+            }
+            if stored {
+                *self.discarded.lock().unwrap() += 1;
+                return Ok(Verification::Verified);
             }
             self.stored.lock().unwrap().insert(r.sha256.clone(), bytes);
             Ok(Verification::Verified)
@@ -120,25 +126,47 @@ async fn lazy_verification_and_dedup() {
         .lock()
         .unwrap()
         .insert(id.clone(), photo.clone());
-    // Bob asks for the same content: alice's upload is verified on the way, bob needs none.
-    let bobs = media.upload("bob", "image/png", 7, &digest).await.unwrap();
-    assert!(bobs.exists && bobs.upload_url.is_none() && bobs.expires.is_none());
-    assert_ne!(bobs.media, id);
-    assert_eq!(backend.stored.lock().unwrap().len(), 1);
-    let content = record::load_content(media.store.as_ref(), &digest)
-        .unwrap()
-        .unwrap();
-    assert_eq!((content.size, content.uploader.as_str()), (7, "alice"));
-
     let checked = media
         .check_media("alice", &id, Some("image"))
         .await
         .unwrap();
     assert!(checked.is_verified());
+    assert_eq!(backend.stored.lock().unwrap().len(), 1);
+    let content = record::load_content(media.store.as_ref(), &digest)
+        .unwrap()
+        .unwrap();
+    assert_eq!((content.size, content.uploader.as_str()), (7, "alice"));
+    // Alice asking again: her id, nothing to upload.
+    let again = media
+        .upload("alice", "image/png", 7, &digest)
+        .await
+        .unwrap();
+    assert!(again.exists && again.media == id && again.upload_url.is_none());
+
+    // Bob knows only the hash: he must upload like anyone with new content, and his id is
+    // not usable before his own bytes are verified.
+    let bobs = media.upload("bob", "image/png", 7, &digest).await.unwrap();
+    assert!(!bobs.exists && bobs.upload_url.is_some() && bobs.expires.is_some());
+    assert_ne!(bobs.media, id);
+    bad(
+        media
+            .check_media("bob", &bobs.media, Some("image"))
+            .await
+            .unwrap_err(),
+        "not been uploaded",
+    );
+    backend
+        .staged
+        .lock()
+        .unwrap()
+        .insert(bobs.media.clone(), photo.clone());
     media
         .check_media("bob", &bobs.media, Some("image"))
         .await
         .unwrap();
+    // His checked copy was dropped: still one stored copy.
+    assert_eq!(backend.stored.lock().unwrap().len(), 1);
+    assert_eq!(*backend.discarded.lock().unwrap(), 1);
     bad(
         media.check_media("carol", &id, None).await.unwrap_err(),
         "another user",
@@ -155,21 +183,71 @@ async fn lazy_verification_and_dedup() {
         "not a media id",
     );
 
-    // Other declarations of the same content are refused.
+    // Carol, without the content: other declarations of it are not refused (a refusal would
+    // tell her what is stored); they simply need an upload.
+    for (mime, size) in [("image/png", 8), ("image/gif", 7)] {
+        let g = media.upload("carol", mime, size, &digest).await.unwrap();
+        assert!(!g.exists && g.upload_url.is_some(), "{g:?}");
+    }
+    // Alice, who has it, is told what she has.
     bad(
         media
-            .upload("carol", "image/png", 8, &digest)
+            .upload("alice", "image/png", 8, &digest)
             .await
             .unwrap_err(),
-        "stored with 7 bytes",
+        "with 7 bytes",
     );
     bad(
         media
-            .upload("carol", "image/gif", 7, &digest)
+            .upload("alice", "image/gif", 7, &digest)
             .await
             .unwrap_err(),
-        "stored as `image/png`",
+        "of type `image/png`",
     );
+}
+
+#[tokio::test]
+async fn a_message_grants_the_content_to_its_recipients() {
+    let dir = tempfile::tempdir().unwrap();
+    let (media, backend) = lazy_service(&dir);
+    let clip = b"a clip".to_vec();
+    let digest = sha(&clip);
+    let id = media
+        .upload("alice", "video/mp4", 6, &digest)
+        .await
+        .unwrap()
+        .media;
+    backend.staged.lock().unwrap().insert(id.clone(), clip);
+    media.check_media("alice", &id, None).await.unwrap();
+    // What the committer writes for a message from alice to bob.
+    for user in ["alice", "bob"] {
+        media
+            .store
+            .apply(vec![Op::Put(keys::media_access(&id, user), Vec::new())])
+            .unwrap();
+    }
+    // Bob forwards it: an id of his own, verified, no upload.
+    let bobs = media.upload("bob", "video/mp4", 6, &digest).await.unwrap();
+    assert!(bobs.exists && bobs.upload_url.is_none(), "{bobs:?}");
+    assert_ne!(bobs.media, id);
+    media
+        .check_media("bob", &bobs.media, Some("video"))
+        .await
+        .unwrap();
+    bad(
+        media
+            .upload("bob", "video/mp4", 7, &digest)
+            .await
+            .unwrap_err(),
+        "6 bytes",
+    );
+    // Carol got no message: she uploads.
+    let carols = media
+        .upload("carol", "video/mp4", 6, &digest)
+        .await
+        .unwrap();
+    assert!(!carols.exists);
+    assert_eq!(backend.stored.lock().unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -400,14 +478,32 @@ async fn fs_uploads_are_checked_as_they_arrive() {
         .check_media("alice", &id, Some("image"))
         .await
         .unwrap();
-    // Again: already stored, nothing received.
+    // Again: already verified, nothing received.
     assert!(put(&media, &id, &url, &[b"ignored"]).await.unwrap().exists);
-    // Bob's upload of the same content needs none.
+    // Bob declares the same content: he must send it, and only the right bytes verify his id;
+    // the stored copy stays the only one.
     let bobs = media
         .upload("bob", "image/jpeg", 10, &sha(&bytes))
         .await
         .unwrap();
-    assert!(bobs.exists);
+    assert!(!bobs.exists);
+    let bob_url = bobs.upload_url.unwrap();
+    let e = put(&media, &bobs.media, &bob_url, &[b"ignored"])
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 422);
+    bad(
+        media
+            .check_media("bob", &bobs.media, None)
+            .await
+            .unwrap_err(),
+        "rejected",
+    );
+    let done = put(&media, &bobs.media, &bob_url, &[b"0123456789"])
+        .await
+        .unwrap();
+    assert!(!done.exists);
+    media.check_media("bob", &bobs.media, None).await.unwrap();
     assert_eq!(files(&root), 1);
 
     // Download URLs.

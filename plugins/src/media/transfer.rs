@@ -33,7 +33,7 @@ pub enum TransferError {
     /// Size or SHA-256 differ from the declaration (422); nothing is kept.
     #[error("the upload does not match its declaration: {0}; nothing was kept")]
     Mismatch(String),
-    /// The same content is stored with another declaration (409).
+    /// The media's metadata does not allow this upload (409).
     #[error("{0}")]
     Conflict(String),
     /// The server failed (500); details are in the log.
@@ -84,13 +84,13 @@ pub struct UploadDone {
     pub size: u64,
     /// Their SHA-256.
     pub sha256: String,
-    /// True when the content was already stored, so the sent bytes were not needed.
+    /// True when the media was already verified, so the sent bytes were not needed.
     pub exists: bool,
 }
 
 /// What [`MediaService::begin_upload`] found.
 pub enum UploadStart<'a> {
-    /// The content is already stored and verified: nothing to receive.
+    /// The media is already verified: nothing to receive.
     Stored(UploadDone),
     /// Feed the request body to this upload.
     Receiving(Box<FsUpload<'a>>),
@@ -125,7 +125,10 @@ impl MediaService {
 
     /// Starts a `PUT /media/{media}?expires=…&sig=…` with the query values as received and
     /// the request's `Content-Length`, if any. Checks the signature and expiry first (403),
-    /// then the record (404), then whether the content is already stored, then the length.
+    /// then the record (404), then whether the media is already verified, then the length.
+    /// Content stored for someone else does not spare the upload: the bytes are received and
+    /// checked (then dropped in favour of the stored copy), so a media id is only ever
+    /// verified by its uploader's own bytes.
     pub async fn begin_upload(
         &self,
         media: &str,
@@ -138,12 +141,7 @@ impl MediaService {
         let Some(record) = record::load_media(self.store.as_ref(), media)? else {
             return Err(TransferError::NotFound);
         };
-        if record::load_content(self.store.as_ref(), &record.sha256)?.is_some() {
-            let record = if record.is_verified() {
-                record
-            } else {
-                self.commit(record).await?
-            };
+        if record.is_verified() {
             return Ok(UploadStart::Stored(UploadDone {
                 media: record.id,
                 size: record.size,
