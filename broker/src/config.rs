@@ -178,6 +178,17 @@ pub struct LimitsConfig {
     /// Seconds a session's writes may make no progress (the client reads nothing) before the
     /// connection is closed; what it had not acknowledged stays queued.
     pub write_timeout_secs: u64,
+    /// Connections the HTTP listener holds at once; more are answered 503 and closed. Its own
+    /// share of the file descriptors, so HTTP clients can never use up those of MQTT.
+    pub http_max_connections: usize,
+    /// HTTP connections one source address may hold at once (0: no limit).
+    pub http_connections_per_ip: usize,
+    /// Seconds an HTTP connection has to send a whole request head, counted from its opening
+    /// or from the end of the previous response (so it also ends idle keep-alive connections).
+    pub http_header_timeout_secs: u64,
+    /// Seconds an HTTP request may move no byte either way (a stalled upload body, a download
+    /// nobody reads) while the server is not working on it; then the connection is closed.
+    pub http_idle_timeout_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -196,6 +207,10 @@ impl Default for LimitsConfig {
             login_failure_window_secs: 60,
             max_handshakes_per_ip: 512,
             write_timeout_secs: 30,
+            http_max_connections: 4096,
+            http_connections_per_ip: 128,
+            http_header_timeout_secs: 10,
+            http_idle_timeout_secs: 30,
         }
     }
 }
@@ -540,7 +555,7 @@ impl Config {
         }
         self.validate_media()?;
         let l = &self.limits;
-        let checks: [(&'static str, bool, &str); 10] = [
+        let checks: [(&'static str, bool, &str); 13] = [
             (
                 "limits.typing_per_sec",
                 (1..=1000).contains(&l.typing_per_sec),
@@ -589,6 +604,21 @@ impl Config {
             (
                 "limits.write_timeout_secs",
                 (1..=3600).contains(&l.write_timeout_secs),
+                "must be between 1 and 3600",
+            ),
+            (
+                "limits.http_max_connections",
+                (1..=1_000_000).contains(&l.http_max_connections),
+                "must be between 1 and 1000000",
+            ),
+            (
+                "limits.http_header_timeout_secs",
+                (1..=3600).contains(&l.http_header_timeout_secs),
+                "must be between 1 and 3600",
+            ),
+            (
+                "limits.http_idle_timeout_secs",
+                (1..=3600).contains(&l.http_idle_timeout_secs),
                 "must be between 1 and 3600",
             ),
         ];
@@ -912,6 +942,32 @@ mod tests {
             (
                 "[limits]\nwrite_timeout_secs = 0\n",
                 "limits.write_timeout_secs",
+            ),
+        ] {
+            let err = Config::parse(text, "t.toml")
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            assert!(err.to_string().contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn http_listener_limits_are_checked() {
+        let cfg = Config::parse("[limits]\nhttp_connections_per_ip = 0\n", "t.toml").unwrap();
+        cfg.validate().unwrap();
+        for (text, key) in [
+            (
+                "[limits]\nhttp_max_connections = 0\n",
+                "limits.http_max_connections",
+            ),
+            (
+                "[limits]\nhttp_header_timeout_secs = 0\n",
+                "limits.http_header_timeout_secs",
+            ),
+            (
+                "[limits]\nhttp_idle_timeout_secs = 3601\n",
+                "limits.http_idle_timeout_secs",
             ),
         ] {
             let err = Config::parse(text, "t.toml")

@@ -10,6 +10,7 @@ mod fd_limit;
 mod fuzz;
 mod handshake_gate;
 mod http;
+mod http_serve;
 mod hub;
 mod listeners;
 mod login_limit;
@@ -27,6 +28,7 @@ mod state;
 mod tls;
 mod transport;
 mod typing;
+mod untrusted;
 mod wire;
 
 use std::path::PathBuf;

@@ -32,6 +32,7 @@ use crate::hub::{Delivery, SessionEntry, StopReason};
 use crate::metrics::Metrics;
 use crate::state::Shared;
 use crate::transport::Transport;
+use crate::untrusted::Untrusted;
 use crate::typing::TypingOutcome;
 use crate::wire::{Codec, Incoming, PublishMeta, Version, WireError};
 
@@ -362,7 +363,7 @@ impl Session {
             .map_err(|_| End::ProtocolError(DisconnectReasonCode::TopicNameInvalid))?;
         let ack = (meta.qos > 0).then_some((meta, true));
         let Some(kind) = acl::can_publish(&self.user, topic) else {
-            debug!(user = %self.user, topic, "publish refused");
+            debug!(user = %self.user, topic = %Untrusted(topic), "publish refused");
             Metrics::inc(&self.shared.metrics.protocol_errors_total);
             if self.codec.version() == Version::V4 {
                 return Err(End::Forbidden);
