@@ -70,7 +70,11 @@ async fn ws_upgrade<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) {
             .await
             .expect("upgrade answer timed out")
             .expect("read upgrade answer");
-        assert!(n == 1, "closed during the upgrade: {:?}", String::from_utf8_lossy(&head));
+        assert!(
+            n == 1,
+            "closed during the upgrade: {:?}",
+            String::from_utf8_lossy(&head)
+        );
         head.push(byte[0]);
     }
     let head = String::from_utf8_lossy(&head);
@@ -187,7 +191,9 @@ fn take_mqtt_packet(buf: &mut Vec<u8>) -> Option<Vec<u8>> {
 /// Logs in over an upgraded WebSocket; panics unless CONNACK says success.
 async fn ws_login<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, reader: &mut WsReader, user: &str) {
     let connect = Connect::new(V::V4, user, user, &format!("{user}-pw")).keep_alive(0);
-    s.write_all(&ws_binary(&connect.encode())).await.expect("send CONNECT");
+    s.write_all(&ws_binary(&connect.encode()))
+        .await
+        .expect("send CONNECT");
     let connack = reader.packet(s).await;
     assert_eq!(connack, [0x20, 0x02, 0x00, 0x00], "CONNACK of {user}");
 }
@@ -276,8 +282,12 @@ async fn websocket_messages_larger_than_a_packet_are_refused_as_they_grow() {
     // A 60 KiB QoS 1 publish in two fragments is fine: the server answers it.
     let publish = raw::publish(V::V4, &format!("chat/{user}/rpc"), &[b'x'; 60 * 1024], 1, 7);
     let (a, b) = publish.split_at(publish.len() / 2);
-    s.write_all(&ws_frame(false, OP_BINARY, a.len() as u64, a)).await.expect("send");
-    s.write_all(&ws_frame(true, OP_CONTINUATION, b.len() as u64, b)).await.expect("send");
+    s.write_all(&ws_frame(false, OP_BINARY, a.len() as u64, a))
+        .await
+        .expect("send");
+    s.write_all(&ws_frame(true, OP_CONTINUATION, b.len() as u64, b))
+        .await
+        .expect("send");
     loop {
         let packet = reader.packet(&mut s).await;
         if packet[0] >> 4 == 4 {
@@ -330,7 +340,8 @@ async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> Option<(u16, String)>
                 .lines()
                 .find_map(|l| {
                     let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
                 })
                 .unwrap_or(0);
             if data.len() >= end + 4 + length {
@@ -371,7 +382,10 @@ async fn http_connections_that_send_no_whole_request_are_closed() {
             break;
         }
     }
-    assert!(closed, "a request head trickling in for {WAIT:?} kept its connection");
+    assert!(
+        closed,
+        "a request head trickling in for {WAIT:?} kept its connection"
+    );
 
     // Kept alive after a response, then silent.
     let mut idle = TcpStream::connect(srv.http).await.expect("connect");
@@ -413,7 +427,11 @@ async fn http_connections_are_capped_per_address_and_in_total() {
     );
     for _ in 0..2 {
         let mut s = tcp_from(srv.http, local(2)).await;
-        assert_eq!(healthz(&mut s).await, Some(200), "another address is not limited");
+        assert_eq!(
+            healthz(&mut s).await,
+            Some(200),
+            "another address is not limited"
+        );
         held.push(s);
     }
     let mut sixth = tcp_from(srv.http, local(3)).await;
@@ -435,17 +453,25 @@ async fn http_connections_are_capped_per_address_and_in_total() {
         if healthz(&mut s).await == Some(200) {
             break;
         }
-        assert!(Instant::now() < deadline, "a freed HTTP slot was never reused");
+        assert!(
+            Instant::now() < deadline,
+            "a freed HTTP slot was never reused"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(held);
     // The server notices the close when it reads the socket: wait until 127.0.0.1 is served.
     let deadline = Instant::now() + WAIT;
     while healthz(&mut tcp_from(srv.http, local(1)).await).await != Some(200) {
-        assert!(Instant::now() < deadline, "a freed HTTP slot was never reused");
+        assert!(
+            Instant::now() < deadline,
+            "a freed HTTP slot was never reused"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let refused = srv.metric("chatd_http_connections_refused_total").unwrap_or(0.0);
+    let refused = srv
+        .metric("chatd_http_connections_refused_total")
+        .unwrap_or(0.0);
     assert!(refused >= 2.0, "refusals counted: {refused}");
 }
 
@@ -485,7 +511,10 @@ async fn stalled_uploads_are_closed_and_leave_nothing() {
         json!({"mime": "application/octet-stream", "size": bytes.len(), "sha256": sha256_hex(&bytes)}),
     )
     .await;
-    let url = grant["upload_url"].as_str().expect("upload_url").to_string();
+    let url = grant["upload_url"]
+        .as_str()
+        .expect("upload_url")
+        .to_string();
     let head = format!(
         "PUT {} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
         path_of(&url),
@@ -494,7 +523,10 @@ async fn stalled_uploads_are_closed_and_leave_nothing() {
 
     let mut stalled = TcpStream::connect(srv.http).await.expect("connect");
     stalled.write_all(head.as_bytes()).await.expect("send head");
-    stalled.write_all(&bytes[..1000]).await.expect("send a part");
+    stalled
+        .write_all(&bytes[..1000])
+        .await
+        .expect("send a part");
     assert!(
         closed_within(&mut stalled, WAIT).await,
         "an upload that stopped sending kept its connection"
@@ -513,7 +545,9 @@ async fn stalled_uploads_are_closed_and_leave_nothing() {
     slow.write_all(head.as_bytes()).await.expect("send head");
     for piece in bytes.chunks(1000) {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        slow.write_all(piece).await.expect("the slow upload was cut off");
+        slow.write_all(piece)
+            .await
+            .expect("the slow upload was cut off");
     }
     let answer = read_response(&mut slow).await;
     assert_eq!(answer.map(|(status, _)| status), Some(201), "slow upload");
@@ -559,7 +593,10 @@ async fn refused_client_ids_are_logged_escaped() {
 
 /// The headers of a `GET` of `url` that must answer 200, names lowercase.
 async fn get_headers(url: &str) -> reqwest::header::HeaderMap {
-    let client = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+    let client = reqwest::Client::builder()
+        .timeout(WAIT)
+        .build()
+        .expect("client");
     let r = client
         .get(url)
         .send()
@@ -582,14 +619,22 @@ async fn shared_media_url(
     kind: &str,
     bytes: &[u8],
 ) -> String {
-    let client = reqwest::Client::builder().timeout(WAIT).build().expect("client");
+    let client = reqwest::Client::builder()
+        .timeout(WAIT)
+        .build()
+        .expect("client");
     let deadline = Instant::now() + WAIT;
     let media = loop {
         let args = json!({"mime": mime, "size": bytes.len(), "sha256": sha256_hex(bytes)});
         let grant = rpc(alice, "alice", "media.upload", args).await;
         let media = grant["media"].as_str().expect("media").to_string();
         let url = grant["upload_url"].as_str().expect("upload_url");
-        let r = client.put(url).body(bytes.to_vec()).send().await.expect("PUT");
+        let r = client
+            .put(url)
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .expect("PUT");
         if r.status().is_success() {
             break media;
         }
@@ -611,9 +656,24 @@ async fn media_is_served_safely(srv: &Server, own_origin: bool) {
     let mut alice = support::online(srv, "alice", "alice").await;
     let mut bob = support::online(srv, "bob", "bob").await;
     let cases: [(&str, &str, &[u8], &str); 3] = [
-        ("text/html", "file", b"<html><script>fetch('/admin/users')</script></html>", "attachment"),
-        ("image/svg+xml", "file", b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>", "attachment"),
-        ("image/png", "image", b"\x89PNG\r\n\x1a\n not really a picture", "inline"),
+        (
+            "text/html",
+            "file",
+            b"<html><script>fetch('/admin/users')</script></html>",
+            "attachment",
+        ),
+        (
+            "image/svg+xml",
+            "file",
+            b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>",
+            "attachment",
+        ),
+        (
+            "image/png",
+            "image",
+            b"\x89PNG\r\n\x1a\n not really a picture",
+            "inline",
+        ),
     ];
     for (mime, kind, bytes, disposition) in cases {
         let url = shared_media_url(&mut alice, &mut bob, mime, kind, bytes).await;
@@ -669,7 +729,12 @@ impl S3Server {
         std::fs::create_dir(root.path().join("media")).expect("create the bucket");
         let child = Command::new("s3s-fs")
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", "edge-access", "--secret-key", "edge-secret-key-0123456789"])
+            .args([
+                "--access-key",
+                "edge-access",
+                "--secret-key",
+                "edge-secret-key-0123456789",
+            ])
             .arg(root.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

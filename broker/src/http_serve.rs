@@ -252,8 +252,8 @@ impl Activity {
     fn is_idle(&self, idle: Duration) -> bool {
         let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
         let silent = self.start.elapsed().saturating_sub(last) >= idle;
-        let computing = self.handlers.load(Ordering::Relaxed) > 0
-            && !self.body_waiting.load(Ordering::Relaxed);
+        let computing =
+            self.handlers.load(Ordering::Relaxed) > 0 && !self.body_waiting.load(Ordering::Relaxed);
         silent && !computing
     }
 }

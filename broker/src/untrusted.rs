@@ -77,6 +77,9 @@ mod tests {
         let long = "é".repeat(MAX_CHARS + 10);
         let shown = Untrusted(&long).to_string();
         assert!(shown.ends_with("\"…(+20 bytes)"), "{shown}");
-        assert_eq!(Untrusted(&long[..2 * MAX_CHARS]).to_string().len(), 2 * MAX_CHARS + 2);
+        assert_eq!(
+            Untrusted(&long[..2 * MAX_CHARS]).to_string().len(),
+            2 * MAX_CHARS + 2
+        );
     }
 }

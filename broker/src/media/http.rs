@@ -104,7 +104,10 @@ async fn download(
         .header(header::CONTENT_TYPE, found.mime)
         .header(header::CONTENT_LENGTH, found.size)
         .header(header::CONTENT_DISPOSITION, disposition)
-        .header(header::CONTENT_SECURITY_POLICY, serving::CONTENT_SECURITY_POLICY)
+        .header(
+            header::CONTENT_SECURITY_POLICY,
+            serving::CONTENT_SECURITY_POLICY,
+        )
         .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
         .header(header::CACHE_CONTROL, "private, no-transform")
         .body(body);

@@ -32,8 +32,8 @@ use crate::hub::{Delivery, SessionEntry, StopReason};
 use crate::metrics::Metrics;
 use crate::state::Shared;
 use crate::transport::Transport;
-use crate::untrusted::Untrusted;
 use crate::typing::TypingOutcome;
+use crate::untrusted::Untrusted;
 use crate::wire::{Codec, Incoming, PublishMeta, Version, WireError};
 
 use self::connect::Accepted;
