@@ -41,7 +41,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What a connection over a cap is told before it is closed.
 const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-content-type: application/json\r\ncontent-length: 46\r\nretry-after: 1\r\n\
+content-type: application/json\r\ncontent-length: 47\r\nretry-after: 1\r\n\
 connection: close\r\n\r\n{\"error\":\"too many connections; retry shortly\"}";
 
 /// The HTTP listener's caps and timeouts.
@@ -359,6 +359,15 @@ impl HttpBody for WatchedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_busy_answer_is_well_formed() {
+        let text = std::str::from_utf8(BUSY_RESPONSE).unwrap_or_default();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or_default();
+        assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+        let length = format!("content-length: {}", body.len());
+        assert!(head.lines().any(|l| l == length), "{head} / {body}");
+    }
 
     #[test]
     fn silence_counts_only_while_the_server_is_not_working() {
