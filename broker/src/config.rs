@@ -205,6 +205,17 @@ pub struct LimitsConfig {
     /// (3.1.1 code 3, 5.0 0x97 quota exceeded). A CONNECT that takes over a client id already
     /// connected is not refused.
     pub max_sessions_per_user: usize,
+    /// Connections the HTTP listener holds at once; more are answered 503 and closed. Its own
+    /// share of the file descriptors, so HTTP clients can never use up those of MQTT.
+    pub http_max_connections: usize,
+    /// HTTP connections one source address may hold at once (0: no limit).
+    pub http_connections_per_ip: usize,
+    /// Seconds an HTTP connection has to send a whole request head, counted from its opening
+    /// or from the end of the previous response (so it also ends idle keep-alive connections).
+    pub http_header_timeout_secs: u64,
+    /// Seconds an HTTP request may move no byte either way (a stalled upload body, a download
+    /// nobody reads) while the server is not working on it; then the connection is closed.
+    pub http_idle_timeout_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -233,6 +244,10 @@ impl Default for LimitsConfig {
             requests_per_sec: 50,
             requests_burst: 200,
             max_sessions_per_user: 16,
+            http_max_connections: 4096,
+            http_connections_per_ip: 128,
+            http_header_timeout_secs: 10,
+            http_idle_timeout_secs: 30,
         }
     }
 }
@@ -577,7 +592,7 @@ impl Config {
         }
         self.validate_media()?;
         let l = &self.limits;
-        let checks: [(&'static str, bool, &str); 12] = [
+        let checks: [(&'static str, bool, &str); 15] = [
             (
                 "limits.typing_per_sec",
                 (1..=1000).contains(&l.typing_per_sec),
@@ -636,6 +651,21 @@ impl Config {
             (
                 "limits.write_timeout_secs",
                 (1..=3600).contains(&l.write_timeout_secs),
+                "must be between 1 and 3600",
+            ),
+            (
+                "limits.http_max_connections",
+                (1..=1_000_000).contains(&l.http_max_connections),
+                "must be between 1 and 1000000",
+            ),
+            (
+                "limits.http_header_timeout_secs",
+                (1..=3600).contains(&l.http_header_timeout_secs),
+                "must be between 1 and 3600",
+            ),
+            (
+                "limits.http_idle_timeout_secs",
+                (1..=3600).contains(&l.http_idle_timeout_secs),
                 "must be between 1 and 3600",
             ),
         ];
@@ -1094,6 +1124,32 @@ mod tests {
                 .validate()
                 .unwrap_err();
             assert!(err.to_string().contains(&format!("limits.{key}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn http_listener_limits_are_checked() {
+        let cfg = Config::parse("[limits]\nhttp_connections_per_ip = 0\n", "t.toml").unwrap();
+        cfg.validate().unwrap();
+        for (text, key) in [
+            (
+                "[limits]\nhttp_max_connections = 0\n",
+                "limits.http_max_connections",
+            ),
+            (
+                "[limits]\nhttp_header_timeout_secs = 0\n",
+                "limits.http_header_timeout_secs",
+            ),
+            (
+                "[limits]\nhttp_idle_timeout_secs = 3601\n",
+                "limits.http_idle_timeout_secs",
+            ),
+        ] {
+            let err = Config::parse(text, "t.toml")
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            assert!(err.to_string().contains(key), "{text}: {err}");
         }
     }
 

@@ -1,6 +1,8 @@
-//! The open-files limit against `limits.max_connections`: every connection holds a descriptor,
-//! and past the limit accepting fails. At start chatd raises its soft limit to the hard one and
-//! warns once when `max_connections` still exceeds what the limit leaves room for.
+//! The open-files limit against `limits.max_connections` and `limits.http_max_connections`:
+//! every connection holds a descriptor, and past the limit accepting fails. At start chatd
+//! raises its soft limit to the hard one and warns once when the two caps together still exceed
+//! what the limit leaves room for. The HTTP listener never holds more than its own cap, so HTTP
+//! clients cannot take the descriptors MQTT needs.
 
 use std::io;
 
@@ -18,14 +20,17 @@ pub fn connections_allowed(limit: Rlim) -> Rlim {
     limit.saturating_sub(RESERVED_FDS)
 }
 
-/// The warning for a `max_connections` above what the open-files limit `limit` allows, if it is.
-pub fn shortfall(max_connections: usize, limit: Rlim) -> Option<String> {
+/// The warning for `max_connections` MQTT plus `http_connections` HTTP connections above what
+/// the open-files limit `limit` allows, if they are.
+pub fn shortfall(max_connections: usize, http_connections: usize, limit: Rlim) -> Option<String> {
     let allowed = connections_allowed(limit);
-    (max_connections as Rlim > allowed).then(|| {
+    let wanted = (max_connections as Rlim).saturating_add(http_connections as Rlim);
+    (wanted > allowed).then(|| {
         format!(
-            "limits.max_connections is {max_connections} but the open-files limit (RLIMIT_NOFILE) \
-             is {limit}, which leaves room for about {allowed} connections: clients past that \
-             are refused. Raise the limit (`ulimit -n`, systemd `LimitNOFILE=`) or lower \
+            "limits.max_connections is {max_connections} and limits.http_max_connections is \
+             {http_connections}, but the open-files limit (RLIMIT_NOFILE) is {limit}, which \
+             leaves room for about {allowed} connections: MQTT clients past that are refused. \
+             Raise the limit (`ulimit -n`, systemd `LimitNOFILE=`) or lower \
              limits.max_connections"
         )
     })
@@ -43,11 +48,11 @@ fn wanted(soft: Rlim, hard: Rlim, nr_open: Option<Rlim>) -> Rlim {
 }
 
 /// Raises the soft open-files limit as far as allowed and warns once when `max_connections`
-/// exceeds what the limit then allows.
-pub fn check(max_connections: usize) {
+/// MQTT plus `http_connections` HTTP connections exceed what the limit then allows.
+pub fn check(max_connections: usize, http_connections: usize) {
     match raise() {
         Ok(limit) => {
-            if let Some(warning) = shortfall(max_connections, limit) {
+            if let Some(warning) = shortfall(max_connections, http_connections, limit) {
                 warn!("{warning}");
             }
         }
@@ -96,20 +101,23 @@ mod tests {
 
     #[test]
     fn no_warning_when_the_limit_leaves_room() {
-        assert_eq!(shortfall(1_000, 20_000), None);
-        assert_eq!(shortfall(19_936, 20_000), None);
-        assert!(shortfall(19_937, 20_000).is_some());
-        assert_eq!(shortfall(1_000, libc::RLIM_INFINITY), None);
+        assert_eq!(shortfall(1_000, 0, 20_000), None);
+        assert_eq!(shortfall(19_936, 0, 20_000), None);
+        assert!(shortfall(19_937, 0, 20_000).is_some());
+        assert_eq!(shortfall(15_936, 4_000, 20_000), None);
+        assert!(shortfall(15_937, 4_000, 20_000).is_some());
+        assert_eq!(shortfall(1_000, 4_096, libc::RLIM_INFINITY), None);
     }
 
     #[test]
     fn the_warning_names_both_numbers() {
-        let warning = shortfall(100_000, 20_000).unwrap_or_default();
+        let warning = shortfall(100_000, 4_096, 20_000).unwrap_or_default();
         assert!(warning.contains("100000"), "{warning}");
+        assert!(warning.contains("4096"), "{warning}");
         assert!(warning.contains("20000"), "{warning}");
         assert!(warning.contains("19936"), "{warning}");
         assert!(
-            shortfall(10, 64).is_some(),
+            shortfall(10, 0, 64).is_some(),
             "a limit below the reserve allows nothing"
         );
     }

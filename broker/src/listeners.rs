@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
@@ -119,12 +120,31 @@ fn connection(
     }
 }
 
+/// Room for the MQTT fixed header and a few small packets (acks, pings) carried in the same
+/// WebSocket message as one packet of the largest size.
+const WS_FRAMING_SLACK: usize = 4 * 1024;
+
+/// The WebSocket limits for MQTT packets of at most `max_packet_size` bytes: tungstenite's
+/// defaults (64 MiB messages, 16 MiB frames) would buffer a whole oversized message before the
+/// MQTT codec could refuse it. A frame is refused from its header, a fragmented message as soon
+/// as its fragments add up to more.
+fn ws_config(max_packet_size: usize) -> WebSocketConfig {
+    let most = max_packet_size.saturating_add(WS_FRAMING_SLACK);
+    WebSocketConfig {
+        max_message_size: Some(most),
+        max_frame_size: Some(most),
+        ..WebSocketConfig::default()
+    }
+}
+
 /// Upgrades to WebSocket, then runs the session.
 async fn websocket<S>(stream: S, shared: Arc<Shared>, timeout: Duration, arrival: Arrival)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let upgrade = tokio_tungstenite::accept_hdr_async(stream, check_upgrade);
+    let config = ws_config(shared.limits.max_packet_size);
+    let upgrade =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, check_upgrade, Some(config));
     match tokio::time::timeout(timeout, upgrade).await {
         // Boxed: the upgrade's state is not kept for the session's life.
         Ok(Ok(ws)) => session::run(WsStream(ws), shared, arrival).boxed().await,

@@ -10,6 +10,7 @@ mod fd_limit;
 mod fuzz;
 mod handshake_gate;
 mod http;
+mod http_serve;
 mod hub;
 mod listeners;
 mod login_limit;
@@ -28,6 +29,7 @@ mod tls;
 mod transport;
 mod typing;
 mod user_rate;
+mod untrusted;
 mod wire;
 
 use std::path::PathBuf;

@@ -41,6 +41,10 @@ pub struct Metrics {
     pub writes_rate_limited_total: AtomicU64,
     /// CONNECTs refused because the user had `limits.max_sessions_per_user` connections.
     pub sessions_quota_refused_total: AtomicU64,
+    /// HTTP connections closed at once because the listener or their source address was full.
+    pub http_refused_total: AtomicU64,
+    /// HTTP connections closed by the header or idle timeout.
+    pub http_timeouts_total: AtomicU64,
 }
 
 impl Metrics {
@@ -159,6 +163,18 @@ impl Metrics {
             "counter",
             "CONNECTs refused because the user had limits.max_sessions_per_user connections.",
             get(&self.sessions_quota_refused_total),
+        );
+        line(
+            "chatd_http_connections_refused_total",
+            "counter",
+            "HTTP connections closed unread: limits.http_max_connections or http_connections_per_ip reached.",
+            get(&self.http_refused_total),
+        );
+        line(
+            "chatd_http_timeouts_total",
+            "counter",
+            "HTTP connections closed by limits.http_header_timeout_secs or http_idle_timeout_secs.",
+            get(&self.http_timeouts_total),
         );
         line(
             "chatd_messages_stored_total",

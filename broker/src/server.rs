@@ -22,6 +22,7 @@ use crate::conncache;
 use crate::datadir;
 use crate::handshake_gate::HandshakeGate;
 use crate::http;
+use crate::http_serve::{self, HttpLimits};
 use crate::hub::Hub;
 use crate::listeners::{accept_loop, Framing};
 use crate::login_limit::{LoginLimitConfig, LoginLimiter};
@@ -54,7 +55,11 @@ pub async fn run(config: Config) -> Result<()> {
     // as listen.json appears gets a graceful shutdown, not the default kill.
     let signals = Signals::install()?;
     // Every connection holds a descriptor: raise the limit and say so when it is too low.
-    crate::fd_limit::check(config.limits.max_connections);
+    let http_connections = match config.listen.http.as_str() {
+        "" => 0,
+        _ => config.limits.http_max_connections,
+    };
+    crate::fd_limit::check(config.limits.max_connections, http_connections);
     let dir = config.storage.path.clone();
     let store = match open_store(&config) {
         Ok(store) => store,
@@ -173,15 +178,13 @@ pub async fn run(config: Config) -> Result<()> {
     if let Some(listener) = http_listener {
         bound.insert("http", listener.local_addr()?);
         let app = http::routes(shared.clone());
-        let stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                warn!("HTTP listener failed: {e}");
-            }
-        }));
+        tasks.push(tokio::spawn(http_serve::serve(
+            listener,
+            app,
+            HttpLimits::from_config(&config.limits),
+            shared.clone(),
+            stop.clone(),
+        )));
     }
     datadir::write_listen_file(&dir, &bound)?;
     for (name, addr) in &bound {

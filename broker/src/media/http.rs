@@ -1,7 +1,9 @@
 //! `PUT /media/{media}` and `GET /media/{media}` on chatd's HTTP listener: the `fs` back end's
 //! signed upload and download URLs (`?expires=…&sig=…`). Refusals are `{"error":"…"}` with
 //! 403 (forged, changed or expired URL), 404, 409, 413 (more bytes than declared) or 422 (size
-//! or SHA-256 not as declared); nothing of a refused upload is kept.
+//! or SHA-256 not as declared); nothing of a refused upload is kept. Downloads carry
+//! `nosniff`, a CSP that lets nothing run, and `Content-Disposition: attachment` unless their
+//! type is safe to show inline (see `chatd_plugins::media::serving`).
 
 use std::sync::Arc;
 
@@ -11,7 +13,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::put;
 use axum::{Json, Router};
-use chatd_plugins::media::{TransferError, UploadStart};
+use chatd_plugins::media::{serving, TransferError, UploadStart};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
@@ -94,10 +96,18 @@ async fn download(
         Err(e) => return refusal(&e),
     };
     let body = Body::from_stream(ReaderStream::new(found.file));
+    // Uploaders choose the type: whatever is not safe to show inline is saved, not opened, and
+    // nothing in it may run in this origin.
+    let disposition = serving::content_disposition(&found.mime);
     let response = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, found.mime)
         .header(header::CONTENT_LENGTH, found.size)
+        .header(header::CONTENT_DISPOSITION, disposition)
+        .header(
+            header::CONTENT_SECURITY_POLICY,
+            serving::CONTENT_SECURITY_POLICY,
+        )
         .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
         .header(header::CACHE_CONTROL, "private, no-transform")
         .body(body);

@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::source_addr::SourceKey;
 use crate::state::Shared;
 use crate::transport::Transport;
+use crate::untrusted::Untrusted;
 use crate::wire::{detect_version, Codec, Version, WireError};
 
 /// How many QoS 1 publishes a client may have in flight to us (MQTT 5 receive maximum).
@@ -219,13 +220,17 @@ async fn accept<T: Transport>(
             if let Refusal::RateLimited(budget) = refusal {
                 // Counted, not logged one by one: a brute force must not become a log flood.
                 Metrics::inc(&shared.metrics.logins_rate_limited_total);
-                debug!(client_id = %connect.client_id, %source, ?budget, "CONNECT refused: too many failed logins");
+                let client_id = Untrusted(&connect.client_id);
+                debug!(%client_id, %source, ?budget, "CONNECT refused: too many failed logins");
             } else if let Refusal::Quota = refusal {
                 // Counted, not logged one by one: a reconnect loop must not flood the log.
                 Metrics::inc(&shared.metrics.sessions_quota_refused_total);
-                debug!(client_id = %connect.client_id, "CONNECT refused: too many sessions of the user");
+                let client_id = Untrusted(&connect.client_id);
+                debug!(%client_id, "CONNECT refused: too many sessions of the user");
             } else {
-                info!(client_id = %connect.client_id, %source, ?refusal, "CONNECT refused");
+                // The client id is the client's word, not yet checked: escaped.
+                let client_id = Untrusted(&connect.client_id);
+                info!(%client_id, %source, ?refusal, "CONNECT refused");
             }
             let mut out = BytesMut::new();
             let connack = Packet::ConnAck(

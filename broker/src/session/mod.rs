@@ -40,6 +40,7 @@ use crate::state::Shared;
 use crate::transport::Transport;
 use crate::typing::TypingOutcome;
 use crate::user_rate::{self, Refused};
+use crate::untrusted::Untrusted;
 use crate::wire::{Codec, Incoming, PublishMeta, Version, WireError};
 
 use self::connect::Accepted;
@@ -411,7 +412,7 @@ impl Session {
             .map_err(|_| End::ProtocolError(DisconnectReasonCode::TopicNameInvalid))?;
         let ack = (meta.qos > 0).then_some((meta, true));
         let Some(kind) = acl::can_publish(&self.user, topic) else {
-            debug!(user = %self.user, topic, "publish refused");
+            debug!(user = %self.user, topic = %Untrusted(topic), "publish refused");
             Metrics::inc(&self.shared.metrics.protocol_errors_total);
             if self.codec.version() == Version::V4 {
                 return Err(End::Forbidden);

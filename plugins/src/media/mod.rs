@@ -26,6 +26,7 @@ pub mod limits;
 pub mod record;
 mod rpc;
 pub mod s3;
+pub mod serving;
 pub mod sign;
 mod transfer;
 

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::backend::{Backend, BackendError, BackendFuture, UrlWindow, Verification};
 use super::record::MediaRecord;
+use super::serving;
 
 /// Where and how to reach the bucket.
 #[derive(Clone, PartialEq, Eq)]
@@ -216,6 +217,8 @@ impl Backend for S3Backend {
                 .bucket(&self.bucket)
                 .key(content_key(&record.sha256))
                 .response_content_type(&record.mime)
+                // The object store cannot add a CSP: what is not safe inline is an attachment.
+                .response_content_disposition(serving::content_disposition(&record.mime))
                 .presigned(Self::presigning(window)?)
                 .await
                 .map_err(|e| s3_error("presigning a download", e))?;
