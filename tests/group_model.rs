@@ -28,8 +28,10 @@ const NO_GROUP: &str = "g_missing";
 const NO_MESSAGE: &str = "0000000000001-00001-00000";
 /// `limits.max_group_members` of the server under test.
 const LIMIT: usize = 4;
-/// Most groups created (the rest of the run works on them).
-const MAX_GROUPS: usize = 8;
+/// Most groups open at once; once groups close (their last member left) new ones are created.
+const MAX_OPEN_GROUPS: usize = 6;
+/// Most groups created in one run (bounds the cost of a full check).
+const MAX_GROUPS: usize = 24;
 /// Operations between two full comparisons.
 const CHECK_EVERY: usize = 25;
 /// Default seed and operation count (CI).
@@ -318,13 +320,18 @@ impl Run {
         list
     }
 
-    /// A group index, or `None` for the missing group.
+    /// A group index (mostly an open group), or `None` for the missing group.
     fn some_group(&mut self) -> Option<usize> {
         if self.model.groups.is_empty() || self.rng.chance(4) {
-            None
-        } else {
-            Some(self.rng.below(self.model.groups.len()))
+            return None;
         }
+        let open: Vec<usize> = (0..self.model.groups.len())
+            .filter(|g| !self.model.groups[*g].closed)
+            .collect();
+        if !open.is_empty() && self.rng.chance(85) {
+            return Some(*self.rng.pick(&open));
+        }
+        Some(self.rng.below(self.model.groups.len()))
     }
 
     /// A user: often an active admin of `g`, else anyone.
@@ -389,7 +396,8 @@ impl Run {
     }
 
     async fn create(&mut self) {
-        if self.model.groups.len() >= MAX_GROUPS {
+        let open = self.model.groups.iter().filter(|g| !g.closed).count();
+        if open >= MAX_OPEN_GROUPS || self.model.groups.len() >= MAX_GROUPS {
             return self.send().await;
         }
         self.count("group.create");
