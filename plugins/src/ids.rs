@@ -49,6 +49,12 @@ impl IdGen {
         (format!("{ms:013}-{:05}-{seq:05}", self.node), ms)
     }
 
+    /// The last id issued or observed; `None` before the first one.
+    pub fn last_issued(&self) -> Option<String> {
+        self.last
+            .map(|(ms, seq)| format!("{ms:013}-{:05}-{seq:05}", self.node))
+    }
+
     /// Makes every later id sort after `id` (an id found in the store at start-up), so a clock
     /// that is behind after a restart cannot produce ids older than existing ones. Ids of
     /// another format are ignored.

@@ -158,7 +158,9 @@ pub fn media_access(media: &str, user: &str) -> Vec<u8> {
 
 /// `j/{user}/{conversation}/{id}`: a push job, written by the committer in the same batch as
 /// message `id` when `user` had no device connected; the push bridge collapses the jobs of one
-/// user and conversation into one notification and deletes exactly the jobs it handled.
+/// user and conversation into one notification and deletes exactly the jobs it handled. The
+/// value is the message's queue id when it differs from `id` (a group message, queued under
+/// a slice's id), else empty.
 pub fn push_job(user: &str, conversation: &str, id: &str) -> Vec<u8> {
     format!("j/{user}/{conversation}/{id}").into_bytes()
 }

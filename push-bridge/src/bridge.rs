@@ -6,7 +6,7 @@
 //!   is woken ([`PushBridge::wake`], called by the broker when a message is queued for a user
 //!   with no session), at the next due time, and every `scan_interval` as a safety net.
 //! * **Whether.** A user who is online when the group is due, or who received every message of
-//!   it meanwhile (no longer in the queue `q/{user}/{id}`), gets nothing; a user without tokens
+//!   it meanwhile (no longer in the queue under the id its job names), gets nothing; a user without tokens
 //!   gets nothing. Either way the jobs are deleted.
 //! * **How.** One notification per token of the user; at most `concurrency` requests in flight
 //!   (a semaphore held only for the request, not while waiting to retry); retries with
@@ -327,8 +327,12 @@ impl Inner {
         }
         let queue = keys::queue_prefix(user);
         let mut pending = Vec::with_capacity(group.ids.len());
-        for id in &group.ids {
-            if self.store.get(format!("{queue}{id}").as_bytes())?.is_some() {
+        for (id, queued) in group.ids.iter().zip(&group.queued) {
+            if self
+                .store
+                .get(format!("{queue}{queued}").as_bytes())?
+                .is_some()
+            {
                 pending.push(id.clone());
             }
         }

@@ -1,5 +1,7 @@
-//! Push jobs: `j/{user}/{conversation}/{id}` (empty value), written by the messaging committer
-//! in the same flushed batch as message `id` when `user` had no device online.
+//! Push jobs: `j/{user}/{conversation}/{id}`, written by the messaging committer in the same
+//! flushed batch as message `id` (or, for a group message, as the fan-out slice that queued it
+//! for `user`) when `user` had no device online. The value is the message's queue id when it
+//! is not `id` (group fan-out queues under a slice's id), else empty.
 //!
 //! Ownership is split so that nothing needs a read-modify-write: the committer only inserts
 //! job keys, the bridge only deletes keys it has read and handled. A job that arrives while its
@@ -22,6 +24,9 @@ pub struct JobGroup {
     pub conversation: String,
     /// Message ids, oldest first.
     pub ids: Vec<String>,
+    /// Where each message of `ids` waits in the user's queue (`q/{user}/{queued}`), in the
+    /// same order: its own id for a 1:1 message, the fan-out slice's id for a group message.
+    pub queued: Vec<String>,
     /// The exact keys read, for deletion once handled.
     pub keys: Vec<Vec<u8>>,
 }
@@ -71,7 +76,7 @@ pub fn scan(
     while seen < limit {
         let rows = store.scan(&start, &end, false, PAGE.min(limit - seen))?;
         let n = rows.len();
-        for (key, _) in rows {
+        for (key, value) in rows {
             seen += 1;
             start = keys::successor(&key);
             let Some((user, conversation, id)) = parse_key(&key) else {
@@ -84,9 +89,14 @@ pub fn scan(
                     user: user.to_string(),
                     conversation: conversation.to_string(),
                     ids: Vec::new(),
+                    queued: Vec::new(),
                     keys: Vec::new(),
                 });
             group.ids.push(id.to_string());
+            group.queued.push(match std::str::from_utf8(&value) {
+                Ok(qid) if !qid.is_empty() => qid.to_string(),
+                _ => id.to_string(),
+            });
             group.keys.push(key);
         }
         if n < PAGE {
@@ -137,17 +147,26 @@ mod tests {
         ]
         .iter()
         .map(|(u, c, i)| Op::Put(keys::push_job(u, c, i), Vec::new()))
-        .chain([Op::Put(b"j/broken".to_vec(), Vec::new())])
+        .chain([
+            Op::Put(
+                keys::push_job("carol", "g:g1", "1000000000005-00001-00000"),
+                b"1000000000006-00001-00000".to_vec(),
+            ),
+            Op::Put(b"j/broken".to_vec(), Vec::new()),
+        ])
         .collect();
         store.apply(ops).unwrap();
         let (groups, malformed) = scan(&store, 100).unwrap();
         assert_eq!(malformed, vec![b"j/broken".to_vec()]);
-        assert_eq!(groups.len(), 3);
+        assert_eq!(groups.len(), 4);
         assert_eq!(groups[0].ids.len(), 2);
+        assert_eq!(groups[0].queued, groups[0].ids);
+        assert_eq!(groups[3].ids, vec!["1000000000005-00001-00000"]);
+        assert_eq!(groups[3].queued, vec!["1000000000006-00001-00000"]);
         assert_eq!(groups[0].oldest_ms(), 1_000_000_000_001);
         delete(&store, &groups[0].keys).unwrap();
         let (groups, _) = scan(&store, 100).unwrap();
-        assert_eq!(groups.len(), 2);
+        assert_eq!(groups.len(), 3);
         let (limited, _) = scan(&store, 1).unwrap();
         assert_eq!(limited.len(), 1);
     }

@@ -233,6 +233,8 @@ impl Committer {
 
     pub(super) fn commit(&mut self, jobs: Vec<Job>) {
         let mut batch = Batch::default();
+        // Whatever this batch stores carries an id issued from here on.
+        let before = self.ids.last_issued();
         // Only stores that answer someone need the flush; deletes of acked entries and fan-out
         // slices do not (see `FANOUT_FLUSH_INTERVAL`).
         let mut must_flush = false;
@@ -270,9 +272,15 @@ impl Committer {
             must_flush = true;
         }
         let acked = self.acked.take();
-        // The highest id issued by this batch (items without a queue id, like the sender's
-        // own copy of a group message, issue none).
-        let newest = batch.fresh.iter().filter_map(|o| o.queue_id.clone()).max();
+        // The highest id issued by this batch, whatever it named: a message, a group event, a
+        // queue entry or a receipt. The watermark must cover all of them, or a message whose
+        // batch queued nothing (a group with no other member) would be acknowledged but not
+        // readable. An id issued for a change that was refused names nothing; covering it is
+        // harmless.
+        let newest = self
+            .ids
+            .last_issued()
+            .filter(|last| Some(last) != before.as_ref());
         let mut ops = std::mem::take(&mut batch.ops);
         for (key, summary) in &batch.summaries {
             match serde_json::to_vec(summary) {

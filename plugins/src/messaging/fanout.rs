@@ -169,9 +169,12 @@ impl Committer {
                         .push(Op::Put(keys::media_access(media, user), Vec::new()));
                 }
                 if record.push && self.push_jobs && !self.deliver.is_online(user) {
+                    // The job names where the message waits in the queue (a slice's queue id,
+                    // not the message id), so the push bridge can tell whether it was
+                    // delivered meanwhile.
                     batch.ops.push(Op::Put(
                         keys::push_job(user, &record.conversation, &fanout.id),
-                        Vec::new(),
+                        qid.clone().into_bytes(),
                     ));
                 }
                 batch.fresh.push(Outgoing {

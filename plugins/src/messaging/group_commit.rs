@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::committer::{store_failure, Batch, Committer, Staged};
 use super::fanout::FanoutRecord;
-use super::group_ops::{too_many, GroupOp};
+use super::group_ops::{too_many, too_many_named, GroupOp};
 use super::group_records::{self, Group, GroupIndex, GroupRecord, MemberRecord, Role};
 use super::member_index;
 use super::records::Message;
@@ -266,6 +266,7 @@ impl Committer {
             }
             GroupOp::Remove { users, .. } => {
                 admin_only("remove members")?;
+                self.at_most_members(&users)?;
                 require_members(group, &users)?;
                 let (eid, ts) = self.ids.next();
                 for user in &users {
@@ -290,6 +291,7 @@ impl Committer {
             }
             GroupOp::Promote { users, .. } => {
                 admin_only("promote members")?;
+                self.at_most_members(&users)?;
                 require_members(group, &users)?;
                 let changed = set_role(group, &users, Role::Admin);
                 if !changed.is_empty() {
@@ -301,6 +303,7 @@ impl Committer {
             }
             GroupOp::Demote { users, .. } => {
                 admin_only("demote admins")?;
+                self.at_most_members(&users)?;
                 require_members(group, &users)?;
                 let admins_left = group
                     .active()
@@ -353,6 +356,14 @@ impl Committer {
         }
     }
 
+    /// Refuses a list (without repeats) naming more users than a group can have.
+    fn at_most_members(&self, users: &[String]) -> Result<(), Failure> {
+        if users.len() > self.max_members {
+            return Err(too_many_named(users.len(), self.max_members));
+        }
+        Ok(())
+    }
+
     /// Refuses the request unless every user has an account.
     fn require_accounts(&self, users: &[String]) -> Result<(), Failure> {
         let mut unknown = Vec::new();
@@ -400,7 +411,9 @@ impl Committer {
         }
     }
 
-    /// Gives new members their summary of the group (everything before joining counts as read).
+    /// Gives new members their summary of the group (everything before joining counts as
+    /// read). Someone added back keeps the summary of their earlier membership: what they
+    /// received then and never marked read stays unread.
     fn join_summaries(
         &self,
         batch: &mut Batch,
@@ -413,7 +426,7 @@ impl Committer {
             let key = keys::summary(user, &conversation);
             let mut summary = self.summary(batch, &key, group)?;
             summary.group = true;
-            if summary.read_upto.as_str() < joined {
+            if summary.read_upto.is_empty() {
                 summary.read_upto = joined.to_string();
             }
             batch.summaries.insert(key, summary);

@@ -2,6 +2,8 @@
 //! `.promote`, `.demote`, `.leave`, `.rename`) into [`GroupOp`]s, checking everything that
 //! needs no store access; the committer then applies them in order with the sends.
 
+use std::collections::HashSet;
+
 use serde_json::Value;
 
 use super::json::{self, Object};
@@ -70,7 +72,9 @@ pub fn parse(
     me: &str,
     max_members: usize,
 ) -> Result<Option<GroupOp>, Failure> {
-    let users = |obj: &Object| user_list(obj, "users", max_members);
+    // How many users a list may name is judged later, on the list without repeats and only
+    // after the caller's rights and the group's existence (on the committer).
+    let users = |obj: &Object| user_list(obj, "users");
     let parsed = match op {
         "group.create" => {
             json::only_fields(obj, &["rid", "op", "name", "members"])?;
@@ -78,7 +82,7 @@ pub fn parse(
             let mut members = match obj.get("members") {
                 None | Some(Value::Null) => Vec::new(),
                 Some(Value::Array(items)) if items.is_empty() => Vec::new(),
-                Some(_) => user_list(obj, "members", max_members)?,
+                Some(_) => user_list(obj, "members")?,
             };
             members.retain(|u| u != me);
             if members.len() + 1 > max_members {
@@ -144,8 +148,9 @@ fn name(obj: &Object) -> Result<String, Failure> {
     Ok(name.to_string())
 }
 
-/// A list of 1..=`max` user ids, repeats dropped (first occurrence kept).
-fn user_list(obj: &Object, field: &str, max: usize) -> Result<Vec<String>, Failure> {
+/// A non-empty list of user ids, repeats dropped (first occurrence kept). Its length is
+/// bounded by the request size; the member limit is the caller's to check, on this list.
+fn user_list(obj: &Object, field: &str) -> Result<Vec<String>, Failure> {
     let items = match obj.get(field) {
         None | Some(Value::Null) => return Err(Failure::bad(format!("`{field}` is required"))),
         Some(Value::Array(items)) => items,
@@ -161,9 +166,7 @@ fn user_list(obj: &Object, field: &str, max: usize) -> Result<Vec<String>, Failu
             "`{field}` must name at least one user"
         )));
     }
-    if items.len() > max {
-        return Err(too_many(items.len(), max));
-    }
+    let mut seen = HashSet::with_capacity(items.len());
     let mut users: Vec<String> = Vec::with_capacity(items.len());
     for item in items {
         let Value::String(user) = item else {
@@ -174,11 +177,20 @@ fn user_list(obj: &Object, field: &str, max: usize) -> Result<Vec<String>, Failu
         };
         chatd_auth::validate_user_id(user)
             .map_err(|e| Failure::bad(format!("`{field}` holds an invalid user id: {e}")))?;
-        if !users.contains(user) {
+        if seen.insert(user.as_str()) {
             users.push(user.clone());
         }
     }
     Ok(users)
+}
+
+/// The refusal for a list naming more users than a group can have (checked after the
+/// caller's rights, on the list without repeats).
+pub fn too_many_named(n: usize, max: usize) -> Failure {
+    Failure::new(
+        ErrorCode::TooLarge,
+        format!("`users` names {n} users; a group has at most {max} members"),
+    )
 }
 
 /// The refusal for a membership over the limit.
@@ -282,6 +294,22 @@ mod tests {
             let f = refused(v.clone());
             assert!(f.message.contains(needle), "{v}: {f:?}");
         }
+    }
+
+    #[test]
+    fn repeats_do_not_count_against_the_limit() {
+        let op = parse_ok(serde_json::json!({"rid":"r","op":"group.add","group":"g",
+            "users":["bob","bob","bob","bob","bob","bob"]}));
+        assert_eq!(
+            op,
+            GroupOp::Add {
+                group: "g".into(),
+                users: vec!["bob".into()]
+            }
+        );
+        let op = parse_ok(serde_json::json!({"rid":"r","op":"group.create","name":"x",
+            "members":["bob","carol","bob","carol","dave","dave"]}));
+        assert!(matches!(op, GroupOp::Create { members, .. } if members.len() == 3));
     }
 
     #[test]

@@ -31,9 +31,15 @@ pub struct Info {
     pub created: u64,
     /// Current members, user id order.
     pub members: Vec<MemberInfo>,
-    /// Receipt state of the message named in the request, if one was.
+    /// The message named in the request, if one was.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<MessageReceipts>,
+    pub message: Option<String>,
+    /// That message's overall status, as in its history entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+    /// That message's per-member receipts, as in its history entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipts: Option<GroupReceipts>,
 }
 
 /// One member in `group.info`.
@@ -45,16 +51,6 @@ pub struct MemberInfo {
     pub role: &'static str,
     /// The id of the event that (last) added them.
     pub since: String,
-}
-
-/// Per-member receipt state of one group message.
-#[derive(Debug, Serialize)]
-pub struct MessageReceipts {
-    /// The message.
-    pub id: String,
-    /// Totals and who.
-    #[serde(flatten)]
-    pub receipts: GroupReceipts,
 }
 
 /// The caller's membership record, or the refusal: `not_found` for no such group,
@@ -111,7 +107,7 @@ pub fn info(
             since: m.since().unwrap_or_default().to_string(),
         })
         .collect();
-    let message = match message {
+    let receipts = match message {
         None => None,
         Some(id) => Some(message_receipts(store, committed, group, &mine, id)?),
     };
@@ -121,7 +117,9 @@ pub fn info(
         creator: g.record.creator.clone(),
         created: g.record.created,
         members,
-        message,
+        message: message.map(str::to_string),
+        status: receipts.as_ref().map(|r| overall(r).as_str()),
+        receipts,
     })
 }
 
@@ -131,7 +129,7 @@ fn message_receipts(
     group: &str,
     mine: &MemberRecord,
     id: &str,
-) -> Result<MessageReceipts, Failure> {
+) -> Result<GroupReceipts, Failure> {
     let not_found = || {
         Failure::new(
             ErrorCode::NotFound,
@@ -153,11 +151,7 @@ fn message_receipts(
     if index.from.is_empty() {
         return Err(Failure::bad("group events have no receipts"));
     }
-    let receipts = receipts(store, id, index.recipients).map_err(read_failure)?;
-    Ok(MessageReceipts {
-        id: id.to_string(),
-        receipts,
-    })
+    receipts(store, id, index.recipients).map_err(read_failure)
 }
 
 /// The per-member receipt state of group message `id` sent to `members` members.
@@ -319,20 +313,34 @@ pub fn conversation(
         .map(|r| r.name)
         .unwrap_or_default();
     let prefix = keys::history_prefix(&keys::group_conversation(group));
-    let start = keys::successor(format!("{prefix}{read_upto}").as_bytes());
-    let end = keys::successor(format!("{prefix}{}", last.id).as_bytes());
-    let rows = store.scan(&start, &end, false, MAX_UNREAD_COUNTED * 2)?;
+    let at = |id: &str| format!("{prefix}{id}").into_bytes();
+    let read = keys::successor(&at(read_upto));
     let mut unread = 0u64;
-    for (key, value) in rows {
-        let id = String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default());
-        let index = GroupIndex::decode(&value);
-        if !index.from.is_empty() && index.from != me && mine.saw(&id) {
-            unread += 1;
-            if unread >= MAX_UNREAD_COUNTED as u64 {
-                break;
+    let mut budget = MAX_UNREAD_COUNTED * 2;
+    // Window by window, so the rows of a gap between memberships (someone removed and added
+    // back, whose earlier unread messages still count) use up none of the scan budget.
+    for (from, to) in &mine.windows {
+        let start = read.clone().max(at(from));
+        let top = to
+            .as_deref()
+            .map_or(last.id.as_str(), |to| to.min(&last.id));
+        let end = keys::successor(&at(top));
+        if start >= end {
+            continue;
+        }
+        let rows = store.scan(&start, &end, false, budget)?;
+        budget -= rows.len();
+        for (_, value) in rows {
+            let index = GroupIndex::decode(&value);
+            if !index.from.is_empty() && index.from != me {
+                unread += 1;
             }
         }
+        if budget == 0 || unread >= MAX_UNREAD_COUNTED as u64 {
+            break;
+        }
     }
+    let unread = unread.min(MAX_UNREAD_COUNTED as u64);
     Ok(Some((last, unread, name)))
 }
 
