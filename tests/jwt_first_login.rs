@@ -61,7 +61,11 @@ async fn a_token_account_has_no_password_until_an_administrator_sets_one() {
     let ack = alice.send("alice", &tok, &unique("c"), "hello").await;
     assert_eq!(ack["status"], "sent", "{ack}");
     // No password opens it: not the empty one, not a guessed one.
-    for guess in ["", "password", "0123456789abcdef0123456789abcdef0123456789abcdef"] {
+    for guess in [
+        "",
+        "password",
+        "0123456789abcdef0123456789abcdef0123456789abcdef",
+    ] {
         assert_eq!(
             login_code(&s, &tok, guess).await,
             4,
@@ -90,7 +94,11 @@ async fn a_token_account_has_no_password_until_an_administrator_sets_one() {
     let out = s.cli(&["user", "passwd", &tok, "--password", "tok-pw-123"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(login_code(&s, &tok, "tok-pw-123").await, 0, "password set");
-    assert_eq!(login_code(&s, &tok, "wrong-pw-1").await, 4, "wrong password");
+    assert_eq!(
+        login_code(&s, &tok, "wrong-pw-1").await,
+        4,
+        "wrong password"
+    );
     assert_eq!(login_code(&s, &tok, &jwt(&tok)).await, 0, "JWT still works");
 }
 

@@ -359,14 +359,14 @@ async fn ensure_account(shared: &Shared, user: &str) -> Result<(), Refusal> {
     })
     .await
     .map_err(|_| Refusal::Busy)?
-        .map_err(|e| match e {
-            // A removed id stays removed until an administrator reclaims it, and a token may
-            // not create a look-alike of an existing id: the token is valid, the login is not.
-            AccountError::Removed | AccountError::RemovalPending | AccountError::TooSimilar(_) => {
-                Refusal::NotAuthorized
-            }
-            _ => Refusal::Busy,
-        })
+    .map_err(|e| match e {
+        // A removed id stays removed until an administrator reclaims it, and a token may
+        // not create a look-alike of an existing id: the token is valid, the login is not.
+        AccountError::Removed | AccountError::RemovalPending | AccountError::TooSimilar(_) => {
+            Refusal::NotAuthorized
+        }
+        _ => Refusal::Busy,
+    })
 }
 
 fn client_receive_maximum(props: &Option<ConnectProperties>, configured: u16) -> u16 {
