@@ -40,11 +40,12 @@ pub enum AccountError {
     Store(#[from] StoreError),
 }
 
-/// The stored form of an account (`u/{user}`): a live account (`hash`), or the tombstone a
-/// removal leaves (`removed`), which keeps the id from being claimed again by accident.
+/// The stored form of an account (`u/{user}`): a live account, or the tombstone a removal
+/// leaves (`removed`), which keeps the id from being claimed again by accident.
 #[derive(Serialize, Deserialize, Default)]
 struct Record {
-    /// argon2id PHC string; absent in a tombstone.
+    /// argon2id PHC string; absent in a tombstone and in an account created by a token login
+    /// (it has no password until an administrator sets one, and password logins fail).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     hash: Option<String>,
     /// Creation time, ms since the epoch.
@@ -61,7 +62,7 @@ struct Record {
 
 impl Record {
     fn live(&self) -> bool {
-        self.removed.is_none() && self.hash.is_some()
+        self.removed.is_none()
     }
 }
 
@@ -121,15 +122,30 @@ impl Accounts {
     ) -> Result<(), AccountError> {
         chatd_auth::validate_user_id(user)?;
         chatd_auth::validate_password(password)?;
-        // Refusals that need no hash are answered before hashing (a JWT login for a removed
-        // id must not cost an argon2 run each time); they are checked again under the lock.
+        // Refusals that need no hash are answered before hashing; they are checked again
+        // under the lock.
         self.creatable(user, reclaim)?;
         let hash = chatd_auth::hash_password(password)?;
+        self.create(user, Some(hash), reclaim)
+    }
+
+    /// Creates an account without a password, for a user who proved itself with a token:
+    /// password logins fail until [`Accounts::set_password`] gives it one. Refused like
+    /// [`Accounts::add`] (no reclaim); durable when it returns. No argon2 work: a first token
+    /// login costs a store write, not a hash (and its memory).
+    pub fn add_without_password(&self, user: &str) -> Result<(), AccountError> {
+        chatd_auth::validate_user_id(user)?;
+        self.create(user, None, false)
+    }
+
+    /// Writes a new live account record with `hash` (and its look-alike skeleton), after the
+    /// refusals of [`Accounts::creatable`], under the write lock.
+    fn create(&self, user: &str, hash: Option<String>, reclaim: bool) -> Result<(), AccountError> {
         let _guard = self.lock();
         self.ensure_skeletons()?;
         let floor = self.creatable(user, reclaim)?;
         let record = Record {
-            hash: Some(hash),
+            hash,
             created: now_ms(),
             removed: None,
             floor,
@@ -199,7 +215,8 @@ impl Accounts {
         Ok(())
     }
 
-    /// Replaces the password of an existing account; durable when it returns.
+    /// Sets or replaces the password of an existing account (one created by a token login
+    /// included); durable when it returns.
     pub fn set_password(&self, user: &str, password: &str) -> Result<(), AccountError> {
         chatd_auth::validate_user_id(user)?;
         chatd_auth::validate_password(password)?;
@@ -296,8 +313,8 @@ impl Accounts {
     }
 
     /// True when `password` is the password of `user`; false for unknown users too (after
-    /// the same amount of hashing work, so timing does not tell which users exist). A
-    /// password verified for this user within the last hour is recognised without argon2.
+    /// the same amount of hashing work, so timing does not tell which users exist) and for
+    /// accounts without a password (created by a token login). A password verified for this user within the last hour is recognised without argon2.
     pub fn verify(&self, user: &str, password: &str) -> Result<bool, AccountError> {
         let record = match chatd_auth::validate_user_id(user) {
             Ok(()) => self.read(user)?.filter(Record::live),

@@ -26,6 +26,7 @@ mod purge;
 mod receipts;
 mod records;
 pub mod reply;
+mod reply_budget;
 mod rpc;
 mod stats;
 mod validate;

@@ -342,43 +342,31 @@ async fn check(
     Ok((user, revocation, claim))
 }
 
-/// A user who proves itself with a JWT may have no account yet; give it one with an unusable
-/// random password so that others can message it.
+/// A user who proves itself with a JWT may have no account yet; give it one without a password
+/// so that others can message it. No argon2 hash: a first token login costs a store write, not
+/// a hashing slot (68-102 such logins/s on 2 cores with a hash of a random password).
 async fn ensure_account(shared: &Shared, user: &str) -> Result<(), Refusal> {
-    // The usual case, an existing account, is one store read: it must not queue behind
-    // password hashes for a hashing slot (a reconnect storm of token logins would).
+    // The usual case, an existing account, is one store read on this thread.
     if let Ok(true) = shared.accounts.exists(user) {
         return Ok(());
     }
     let accounts = shared.accounts.clone();
     let user = user.to_string();
-    shared
-        .hashing(move || {
-            if accounts.exists(&user)? {
-                return Ok(());
-            }
-            let random: String = {
-                use rand::Rng;
-                let mut rng = rand::thread_rng();
-                (0..48)
-                    .map(|_| char::from(rng.sample(rand::distributions::Alphanumeric)))
-                    .collect()
-            };
-            match accounts.add(&user, &random) {
-                Ok(()) | Err(AccountError::Exists) => Ok(()),
-                Err(e) => Err(e),
-            }
-        })
-        .await
-        .ok_or(Refusal::Busy)?
-        .map_err(|e| match e {
-            // A removed id stays removed until an administrator reclaims it, and a token may
-            // not create a look-alike of an existing id: the token is valid, the login is not.
-            AccountError::Removed | AccountError::RemovalPending | AccountError::TooSimilar(_) => {
-                Refusal::NotAuthorized
-            }
-            _ => Refusal::Busy,
-        })
+    // Off the async threads: the record is flushed before the login is accepted.
+    tokio::task::spawn_blocking(move || match accounts.add_without_password(&user) {
+        Ok(()) | Err(AccountError::Exists) => Ok(()),
+        Err(e) => Err(e),
+    })
+    .await
+    .map_err(|_| Refusal::Busy)?
+    .map_err(|e| match e {
+        // A removed id stays removed until an administrator reclaims it, and a token may
+        // not create a look-alike of an existing id: the token is valid, the login is not.
+        AccountError::Removed | AccountError::RemovalPending | AccountError::TooSimilar(_) => {
+            Refusal::NotAuthorized
+        }
+        _ => Refusal::Busy,
+    })
 }
 
 fn client_receive_maximum(props: &Option<ConnectProperties>, configured: u16) -> u16 {

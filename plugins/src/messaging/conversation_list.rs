@@ -18,6 +18,7 @@ use super::history;
 use super::json::{self, Object};
 use super::records::{Message, Summary};
 use super::reply::Failure;
+use super::reply_budget::{Room, Trimmable};
 use crate::ids::valid_message_id;
 use crate::keys;
 use crate::store::{KvStore, StoreError};
@@ -27,10 +28,6 @@ pub const DEFAULT_LIMIT: usize = 50;
 
 /// Largest page.
 pub const MAX_LIMIT: usize = 200;
-
-/// Room kept in the reply budget for what surrounds the entries: `rid` (at most 128
-/// characters, up to six bytes each once escaped), `ok`, `more`, `next`.
-const ENVELOPE_BYTES: usize = 1024;
 
 /// Which page to read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,8 +112,7 @@ pub fn page(
         keyed.retain(|(key, _)| key < before);
     }
     keyed.sort_by(|a, b| b.0.cmp(&a.0));
-    let room = budget.saturating_sub(ENVELOPE_BYTES);
-    let mut used = 0usize;
+    let mut room = Room::new(budget);
     let mut out = Vec::new();
     let mut next = None;
     let mut more = false;
@@ -128,15 +124,10 @@ pub fn page(
         let Some(mut conversation) = entry(store, committed, me, summary)? else {
             continue;
         };
-        let mut size = encoded_len(&conversation) + 1;
-        if used + size > room {
-            if !out.is_empty() {
-                more = true;
-                break;
-            }
-            size = shorten(&mut conversation, room);
+        if !room.take(&mut conversation) {
+            more = true;
+            break;
         }
-        used += size;
         out.push(conversation);
         next = Some(key);
     }
@@ -213,28 +204,14 @@ fn entry(
     )
 }
 
-fn encoded_len(conversation: &Conversation) -> usize {
-    serde_json::to_vec(conversation).map_or(0, |v| v.len())
-}
+impl Trimmable for Conversation {
+    fn message(&mut self) -> &mut Message {
+        &mut self.last
+    }
 
-/// Shortens a conversation that alone exceeds `room`: first the lists of its last message
-/// (event users, receipt names; the counts stay), then its text. Returns its size after.
-fn shorten(conversation: &mut Conversation, room: usize) -> usize {
-    conversation.trimmed = true;
-    let last = &mut conversation.last;
-    if let Some(users) = last.users.as_mut() {
-        users.clear();
+    fn mark_trimmed(&mut self) {
+        self.trimmed = true;
     }
-    if let Some(receipts) = last.receipts.as_mut() {
-        receipts.delivered_by.clear();
-        receipts.read_by.clear();
-    }
-    let size = encoded_len(conversation) + 1;
-    if size <= room {
-        return size;
-    }
-    conversation.last.text = None;
-    encoded_len(conversation) + 1
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@
 use serde::Serialize;
 
 use super::group_records::{self, GroupIndex, MemberRecord};
-use super::history::{Page, Window};
+use super::history::{self, Page, Window};
 use super::records::{GroupReceipts, Message, Status, StatusRecord};
 use super::reply::{ErrorCode, Failure};
+use super::reply_budget::{encoded_len, Room, ENVELOPE_BYTES};
 use super::rpc::read_failure;
 use crate::keys;
 use crate::store::{KvStore, StoreError};
@@ -29,8 +30,15 @@ pub struct Info {
     pub creator: String,
     /// When, ms since the epoch.
     pub created: u64,
-    /// Current members, user id order.
+    /// Current members, user id order (those after the request's `after`, as many as fit).
     pub members: Vec<MemberInfo>,
+    /// Whether more members follow (the reply reached its byte budget): ask again with
+    /// `after` set to `next`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub more: bool,
+    /// With `more`: the last member listed, the `after` of the next request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
     /// The message named in the request, if one was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -40,6 +48,9 @@ pub struct Info {
     /// That message's per-member receipts, as in its history entry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receipts: Option<GroupReceipts>,
+    /// Set when the receipts' name lists were emptied (counts kept) to fit the reply budget.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub trimmed: bool,
 }
 
 /// One member in `group.info`.
@@ -76,14 +87,19 @@ fn caller_membership(store: &dyn KvStore, group: &str, me: &str) -> Result<Membe
     ))
 }
 
-/// `group.info`: name and current members with roles, for current members only; with
-/// `message`, that message's per-member receipt state.
+/// `group.info`: name and current members with roles (those after `after`), for current
+/// members only; with `message`, that message's per-member receipt state. The reply stays
+/// within `budget` bytes: past it the receipts' name lists are emptied first (`trimmed`), then
+/// the member list is cut (`more`, `next`). At the defaults (1024 members, a 512 KiB budget)
+/// neither happens.
 pub fn info(
     store: &dyn KvStore,
     committed: &str,
     me: &str,
     group: &str,
     message: Option<&str>,
+    after: Option<&str>,
+    budget: usize,
 ) -> Result<Info, Failure> {
     let mine = caller_membership(store, group, me)?;
     let loaded = group_records::load(store, group).map_err(read_failure)?;
@@ -99,8 +115,9 @@ pub fn info(
             format!("you are no longer a member of group `{group}`"),
         ));
     }
-    let members = g
+    let members: Vec<MemberInfo> = g
         .active()
+        .filter(|(user, _)| after.is_none_or(|after| user.as_str() > after))
         .map(|(user, m)| MemberInfo {
             user: user.clone(),
             role: m.role.as_str(),
@@ -111,16 +128,48 @@ pub fn info(
         None => None,
         Some(id) => Some(message_receipts(store, committed, group, &mine, id)?),
     };
-    Ok(Info {
+    let mut info = Info {
         group: g.id.clone(),
         name: g.record.name.clone(),
         creator: g.record.creator.clone(),
         created: g.record.created,
-        members,
+        members: Vec::new(),
+        more: false,
+        next: None,
         message: message.map(str::to_string),
         status: receipts.as_ref().map(|r| overall(r).as_str()),
         receipts,
-    })
+        trimmed: false,
+    };
+    fit_members(&mut info, members, budget);
+    Ok(info)
+}
+
+/// Puts `members` into `info` as far as `budget` allows (see [`info`]); at least one member
+/// when there is one, so that paging always moves on.
+fn fit_members(info: &mut Info, members: Vec<MemberInfo>, budget: usize) {
+    let sizes: Vec<usize> = members.iter().map(|m| encoded_len(m) + 1).collect();
+    let whole = encoded_len(info) + sizes.iter().sum::<usize>();
+    if whole > budget.saturating_sub(ENVELOPE_BYTES) {
+        if let Some(receipts) = info.receipts.as_mut() {
+            receipts.empty_names();
+            info.trimmed = true;
+        }
+    }
+    let mut room = Room::new(budget);
+    // What surrounds the list (`more` and `next` included: the envelope's room covers them).
+    room.fits(encoded_len(info));
+    let total = members.len();
+    for (member, size) in members.into_iter().zip(sizes) {
+        if !room.fits(size) && !info.members.is_empty() {
+            break;
+        }
+        info.members.push(member);
+    }
+    if info.members.len() < total {
+        info.more = true;
+        info.next = info.members.last().map(|m| m.user.clone());
+    }
 }
 
 fn message_receipts(
@@ -198,16 +247,18 @@ fn overall(r: &GroupReceipts) -> Status {
 }
 
 /// A page of a group's history as `me` may see it: only messages inside their membership
-/// windows (a late joiner sees nothing from before, a removed member nothing after).
+/// windows (a late joiner sees nothing from before, a removed member nothing after); its JSON
+/// stays within `budget` bytes (see [`history::take_within`]).
 pub fn page(
     store: &dyn KvStore,
     committed: &str,
     me: &str,
     group: &str,
     window: &Window,
+    budget: usize,
 ) -> Result<Page, Failure> {
     let mine = caller_membership(store, group, me)?;
-    page_for(store, committed, group, &mine, window).map_err(read_failure)
+    page_for(store, committed, group, &mine, window, budget).map_err(read_failure)
 }
 
 fn page_for(
@@ -216,6 +267,7 @@ fn page_for(
     group: &str,
     mine: &MemberRecord,
     window: &Window,
+    budget: usize,
 ) -> Result<Page, StoreError> {
     let empty = Page {
         messages: Vec::new(),
@@ -264,24 +316,27 @@ fn page_for(
     }
     let more = rows.len() > window.limit;
     rows.truncate(window.limit);
-    if newest_first {
-        rows.reverse();
+    // Loaded (receipts included) only as far as the budget goes.
+    let loaded = rows
+        .into_iter()
+        .filter_map(|(id, index)| load(store, &id, &index).transpose());
+    history::take_within(loaded, more, newest_first, budget)
+}
+
+/// Group message `id` with its overall status and receipts; `None` when the index points at a
+/// missing message.
+fn load(store: &dyn KvStore, id: &str, index: &GroupIndex) -> Result<Option<Message>, StoreError> {
+    let Some(bytes) = store.get(&keys::message(id))? else {
+        tracing::warn!("group index points at missing message {id}");
+        return Ok(None);
+    };
+    let mut message = Message::decode(&bytes)?;
+    if !index.from.is_empty() {
+        let r = receipts(store, id, index.recipients)?;
+        message.status = Some(overall(&r).as_str().to_string());
+        message.receipts = Some(r);
     }
-    let mut messages = Vec::with_capacity(rows.len());
-    for (id, index) in rows {
-        let Some(bytes) = store.get(&keys::message(&id))? else {
-            tracing::warn!("group index points at missing message {id}");
-            continue;
-        };
-        let mut message = Message::decode(&bytes)?;
-        if !index.from.is_empty() {
-            let r = receipts(store, &id, index.recipients)?;
-            message.status = Some(overall(&r).as_str().to_string());
-            message.receipts = Some(r);
-        }
-        messages.push(message);
-    }
-    Ok(Page { messages, more })
+    Ok(Some(message))
 }
 
 /// A group's entry in `me`'s conversation list: its newest message `me` may see and how many
@@ -301,7 +356,8 @@ pub fn conversation(
         after: None,
         limit: 1,
     };
-    let Some(last) = page_for(store, committed, group, &mine, &newest)?
+    // Unbudgeted: the conversation list measures (and shortens) the entry itself.
+    let Some(last) = page_for(store, committed, group, &mine, &newest, usize::MAX)?
         .messages
         .pop()
     else {

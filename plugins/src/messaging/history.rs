@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::records::{Message, Status, StatusRecord};
+use super::reply_budget::Room;
 use crate::keys;
 use crate::store::{KvStore, StoreError};
 
@@ -23,11 +24,13 @@ pub struct Window {
 pub struct Page {
     /// Oldest first, each with its status.
     pub messages: Vec<Message>,
-    /// Whether further messages exist beyond this page in the paging direction.
+    /// Whether further messages exist beyond this page in the paging direction (also when
+    /// the page stopped early at the reply budget).
     pub more: bool,
 }
 
-/// A page of the 1:1 conversation between `me` and `with`, up to the `committed` watermark.
+/// A page of the 1:1 conversation between `me` and `with`, up to the `committed` watermark,
+/// whose JSON stays within `budget` bytes (see [`take_within`]).
 ///
 /// The conversation key is derived from `me`, so a caller can only ever read a conversation
 /// it takes part in.
@@ -37,6 +40,7 @@ pub fn page(
     me: &str,
     with: &str,
     window: &Window,
+    budget: usize,
 ) -> Result<Page, StoreError> {
     let empty = Page {
         messages: Vec::new(),
@@ -64,17 +68,40 @@ pub fn page(
     let mut rows = store.scan(&low, &high, newest_first, window.limit.saturating_add(1))?;
     let more = rows.len() > window.limit;
     rows.truncate(window.limit);
-    if newest_first {
-        rows.reverse();
-    }
-    let mut messages = Vec::with_capacity(rows.len());
-    for (key, _) in rows {
+    let loaded = rows.into_iter().filter_map(|(key, _)| {
         let id = String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default());
-        if let Some(m) = load(store, &id)? {
-            messages.push(m);
+        load(store, &id).transpose()
+    });
+    take_within(loaded, more, newest_first, budget)
+}
+
+/// The page of `messages` (in paging order: newest first when `newest_first`) that fits in
+/// `budget` bytes: messages are loaded one by one until the next would pass the budget, which
+/// ends the page with `more` (the client reads on from its edge with `before`/`after` as
+/// usual). The first message is always taken, trimmed if it alone is too big. Oldest first.
+pub(super) fn take_within<E>(
+    messages: impl Iterator<Item = Result<Message, E>>,
+    mut more: bool,
+    newest_first: bool,
+    budget: usize,
+) -> Result<Page, E> {
+    let mut room = Room::new(budget);
+    let mut out = Vec::new();
+    for message in messages {
+        let mut message = message?;
+        if !room.take(&mut message) {
+            more = true;
+            break;
         }
+        out.push(message);
     }
-    Ok(Page { messages, more })
+    if newest_first {
+        out.reverse();
+    }
+    Ok(Page {
+        messages: out,
+        more,
+    })
 }
 
 /// A stored message with its status; a dangling index entry is skipped, not an error.

@@ -51,6 +51,10 @@ pub struct Message {
     /// Per-member receipt totals of a group message; only in history results, never stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipts: Option<GroupReceipts>,
+    /// Set in a reply when the message alone did not fit in it and was shortened (its name
+    /// lists emptied, then its text dropped); never stored.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trimmed: bool,
 }
 
 impl Message {
@@ -72,6 +76,7 @@ impl Message {
             ts,
             status: None,
             receipts: None,
+            trimmed: false,
         }
     }
 }
@@ -89,6 +94,14 @@ pub struct GroupReceipts {
     pub delivered_by: Vec<String>,
     /// Who has read it, in user id order.
     pub read_by: Vec<String>,
+}
+
+impl GroupReceipts {
+    /// Empties the name lists and keeps the counts, for a reply that must shrink.
+    pub fn empty_names(&mut self) {
+        self.delivered_by.clear();
+        self.read_by.clear();
+    }
 }
 
 impl Message {

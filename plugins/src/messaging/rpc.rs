@@ -85,12 +85,13 @@ fn dispatch(
             let (target, window) = history_args(obj)?;
             match target {
                 Target::User(with) => {
-                    let page = history::page(store, committed, me, &with, &window)
+                    let page = history::page(store, committed, me, &with, &window, reply_budget)
                         .map_err(read_failure)?;
                     Ok(reply::rpc_ok(rid, page))
                 }
                 Target::Group(group) => {
-                    let page = group_read::page(store, committed, me, &group, &window)?;
+                    let page =
+                        group_read::page(store, committed, me, &group, &window, reply_budget)?;
                     Ok(reply::rpc_ok(rid, page))
                 }
             }
@@ -102,10 +103,23 @@ fn dispatch(
             Ok(reply::rpc_ok(rid, list))
         }
         "group.info" => {
-            json::only_fields(obj, &["rid", "op", "group", "message"])?;
+            json::only_fields(obj, &["rid", "op", "group", "message", "after"])?;
             let group = group_ops::group_id(obj)?;
             let message = message_id_arg(obj, "message")?;
-            let info = group_read::info(store, committed, me, &group, message.as_deref())?;
+            let after = json::optional_str(obj, "after")?;
+            if let Some(after) = after {
+                chatd_auth::validate_user_id(after)
+                    .map_err(|e| Failure::bad(format!("`after` is not a valid user id: {e}")))?;
+            }
+            let info = group_read::info(
+                store,
+                committed,
+                me,
+                &group,
+                message.as_deref(),
+                after,
+                reply_budget,
+            )?;
             Ok(reply::rpc_ok(rid, info))
         }
         op if ELSEWHERE_OPS.contains(&op) => Err(Failure::bad(format!(
