@@ -28,8 +28,8 @@ mod state;
 mod tls;
 mod transport;
 mod typing;
-mod untrusted;
 mod user_rate;
+mod untrusted;
 mod wire;
 
 use std::path::PathBuf;
