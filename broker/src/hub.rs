@@ -125,11 +125,11 @@ impl SessionEntry {
         self.deliveries.bytes() + self.inflight_bytes.load(Ordering::Relaxed)
     }
 
-    /// Queues a delivery within the mailbox's limits, or hands it back.
-    fn offer(&self, delivery: Delivery) -> Result<(), Delivery> {
+    /// Queues a delivery within the mailbox's limits; false when it was dropped instead.
+    fn offer(&self, delivery: Delivery) -> bool {
         let weight = delivery.weight();
         let inflight = self.inflight_bytes.load(Ordering::Relaxed);
-        self.deliveries.try_push(delivery, weight, inflight)
+        self.deliveries.try_push(delivery, weight, inflight).is_ok()
     }
 
     /// The number that identifies this session (its connection ticket).
@@ -141,7 +141,7 @@ impl SessionEntry {
     /// dropped and the session is told to send the current state of every user it watches
     /// instead: presence is a state, so the newest one replaces whatever was missed.
     pub fn push_presence(&self, change: PresenceChange) {
-        if self.offer(Delivery::Presence(change)).is_err() {
+        if !self.offer(Delivery::Presence(change)) {
             self.presence_stale.store(true, Ordering::Release);
         }
     }
@@ -469,7 +469,7 @@ impl Hub {
             if item.queue_id.is_some() && s.lagged.load(Ordering::Acquire) {
                 continue;
             }
-            if s.offer(Delivery::Item(item.clone())).is_err() && item.queue_id.is_some() {
+            if !s.offer(Delivery::Item(item.clone())) && item.queue_id.is_some() {
                 s.lagged.store(true, Ordering::Release);
             }
         }
