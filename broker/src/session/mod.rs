@@ -225,6 +225,14 @@ impl Session {
         self.window.saturating_sub(self.inflight.len())
     }
 
+    /// Whether more of the queue may be read from the store and written now: as [`Self::room`],
+    /// and the deliveries still waiting in the mailbox count against the byte budget too (while
+    /// replaying they are dropped unwritten when taken, but hold their bytes until then; they
+    /// are taken whenever the window has room, so this never waits for long).
+    fn replay_room(&self) -> bool {
+        self.room() > 0 && self.entry.buffered_bytes() < self.shared.limits.max_session_buffer_bytes
+    }
+
     /// When the oldest PUBLISH in flight has waited `limits.ack_timeout_secs` for its PUBACK.
     fn ack_deadline(&self) -> Option<Instant> {
         let timeout = Duration::from_secs(self.shared.limits.ack_timeout_secs);
@@ -631,7 +639,7 @@ impl Session {
     /// device that does.
     fn replay(&mut self) {
         let mut pages = 0;
-        while self.inbox.is_replaying() && self.room() > 0 && pages < 8 {
+        while self.inbox.is_replaying() && self.replay_room() && pages < 8 {
             pages += 1;
             let room = self.room();
             match self
@@ -645,7 +653,7 @@ impl Session {
                     for item in items {
                         // The byte budget may run out before the window does: the rest of the
                         // page is read again once there is room.
-                        if self.room() == 0 {
+                        if !self.replay_room() {
                             full = true;
                             break;
                         }
