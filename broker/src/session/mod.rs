@@ -46,8 +46,8 @@ use crate::metrics::Metrics;
 use crate::state::Shared;
 use crate::transport::Transport;
 use crate::typing::TypingOutcome;
-use crate::untrusted::Untrusted;
 use crate::user_rate::{self, Refused};
+use crate::untrusted::Untrusted;
 use crate::wire::{Codec, Incoming, PublishMeta, Version, WireError};
 
 use self::connect::Accepted;
