@@ -28,8 +28,11 @@ fn text(i: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_that_reads_nothing_is_closed_and_loses_nothing() {
     let mut srv = Server::start_with(
-        // The sender floods on purpose: its per-user send rate is not under test.
-        "[limits]\nwrite_timeout_secs = 3\nmax_text_bytes = 65536\nmax_inflight = 100\nsends_per_sec = 100000\nsends_burst = 1000000\n",
+        // The sender floods on purpose: its per-user send rate is not under test. The session's
+        // byte budget is raised so that the window of 60 KB messages outgrows the socket
+        // buffers and the writes stall: the write timeout is under test here (the byte budget
+        // and the ack timeout in tests/stuck_sessions.rs).
+        "[limits]\nwrite_timeout_secs = 3\nmax_text_bytes = 65536\nmax_inflight = 100\nmax_session_buffer_bytes = 16777216\nsends_per_sec = 100000\nsends_burst = 1000000\n",
     );
     let (stuck, sender, a, b) = (
         unique("stuck"),

@@ -184,6 +184,14 @@ pub struct LimitsConfig {
     /// Seconds a session's writes may make no progress (the client reads nothing) before the
     /// connection is closed; what it had not acknowledged stays queued.
     pub write_timeout_secs: u64,
+    /// Bytes one session may hold for its client: deliveries waiting in its mailbox plus QoS 1
+    /// PUBLISHes written and not yet acknowledged. Past it the session takes no more deliveries
+    /// (queued ones are re-read from the store when there is room).
+    pub max_session_buffer_bytes: usize,
+    /// Seconds a QoS 1 PUBLISH may go unacknowledged before the session is closed; what it
+    /// had not acknowledged stays queued. Sessions with nothing in flight are never closed
+    /// by it.
+    pub ack_timeout_secs: u64,
     /// Filters one SUBSCRIBE may add; the rest of that packet's filters are refused (SUBACK
     /// 0x97 quota exceeded, 3.1.1 0x80).
     pub max_filters_per_subscribe: usize,
@@ -236,6 +244,8 @@ impl Default for LimitsConfig {
             login_failure_window_secs: 60,
             max_handshakes_per_ip: 512,
             write_timeout_secs: 30,
+            max_session_buffer_bytes: 1024 * 1024,
+            ack_timeout_secs: 60,
             max_filters_per_subscribe: 64,
             max_subscriptions: 256,
             max_presence_watches: 1024,
@@ -678,7 +688,34 @@ impl Config {
             }
         }
         self.validate_subscription_limits()?;
+        self.validate_session_buffers()?;
         self.validate_user_rates()
+    }
+
+    /// What a session may hold for a client that stops reading or acknowledging.
+    fn validate_session_buffers(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let checks: [(&'static str, bool, &str); 2] = [
+            (
+                "limits.max_session_buffer_bytes",
+                (4096..=1024 * 1024 * 1024).contains(&l.max_session_buffer_bytes),
+                "must be between 4096 and 1073741824",
+            ),
+            (
+                "limits.ack_timeout_secs",
+                (1..=3600).contains(&l.ack_timeout_secs),
+                "must be between 1 and 3600",
+            ),
+        ];
+        for (key, ok, why) in checks {
+            if !ok {
+                return Err(ConfigError::Invalid {
+                    key,
+                    why: why.to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The per-session subscription limits (a session's filters and watches cost memory and
@@ -1042,6 +1079,33 @@ mod tests {
     fn tls_listener_needs_tls_section() {
         let cfg = Config::parse("[listen]\nmqtts = \"127.0.0.1:0\"\n", "t.toml").unwrap();
         assert!(cfg.validate().unwrap_err().to_string().contains("tls"));
+    }
+
+    #[test]
+    fn session_buffer_limits_are_checked() {
+        let cfg = Config::parse("", "t.toml").unwrap();
+        assert_eq!(cfg.limits.max_session_buffer_bytes, 1024 * 1024);
+        assert_eq!(cfg.limits.ack_timeout_secs, 60);
+        for (text, key) in [
+            (
+                "[limits]\nmax_session_buffer_bytes = 100\n",
+                "limits.max_session_buffer_bytes",
+            ),
+            (
+                "[limits]\nack_timeout_secs = 0\n",
+                "limits.ack_timeout_secs",
+            ),
+            (
+                "[limits]\nack_timeout_secs = 86400\n",
+                "limits.ack_timeout_secs",
+            ),
+        ] {
+            let err = Config::parse(text, "t.toml")
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            assert!(err.to_string().contains(key), "{text}: {err}");
+        }
     }
 
     #[test]

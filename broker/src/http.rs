@@ -59,6 +59,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let push = shared.push.as_ref().map(|p| p.stats()).unwrap_or_default();
     body.push_str(&crate::push::render_metrics(&push));
     body.push_str(&shared.presence_relay.render_metrics());
+    body.push_str(&shared.hub.render_metrics());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -5,10 +5,14 @@
 //! mailbox (allocated only while something waits in it), and a session whose mailbox is full is
 //! marked *lagged* instead. A lagged session stops
 //! receiving queued messages from the hub and re-reads its queue from the store, so a slow device
-//! costs bounded memory and loses nothing.
+//! costs bounded memory and loses nothing. The mailbox is full at [`SESSION_CHANNEL`] deliveries
+//! or when its bytes plus those of the session's messages in flight reach
+//! `limits.max_session_buffer_bytes`: a count alone would let a session that stops reading hold
+//! hundreds of the largest messages.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
@@ -41,6 +45,23 @@ pub enum Delivery {
     Presence(PresenceChange),
 }
 
+impl Delivery {
+    /// What this delivery keeps in memory while it waits, roughly: its bytes and its record.
+    fn weight(&self) -> usize {
+        let bytes = match self {
+            Delivery::Item(item) => {
+                item.user.len()
+                    + item.topic.len()
+                    + item.payload.len()
+                    + item.queue_id.as_ref().map_or(0, String::len)
+                    + item.skip_client.as_ref().map_or(0, String::len)
+            }
+            Delivery::Presence(change) => change.payload.len(),
+        };
+        bytes + std::mem::size_of::<Delivery>()
+    }
+}
+
 /// A relayed presence change.
 pub struct PresenceChange {
     /// `presence/{user}`, shared by every watcher's copy of the change.
@@ -57,6 +78,9 @@ pub struct SessionEntry {
     user: String,
     client_id: String,
     deliveries: Mailbox<Delivery>,
+    /// Bytes of the session's QoS 1 PUBLISHes not yet acknowledged (kept by the session),
+    /// which count against the mailbox's byte budget.
+    inflight_bytes: AtomicUsize,
     lagged: AtomicBool,
     /// A presence change was dropped because the mailbox was full.
     presence_stale: AtomicBool,
@@ -90,6 +114,24 @@ impl SessionEntry {
         self.lagged.swap(false, Ordering::AcqRel)
     }
 
+    /// Records the bytes of the session's QoS 1 PUBLISHes not yet acknowledged: the mailbox
+    /// takes new deliveries only while they and its own bytes stay within the budget.
+    pub fn set_inflight_bytes(&self, bytes: usize) {
+        self.inflight_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes this session holds for its client: deliveries waiting plus messages in flight.
+    pub fn buffered_bytes(&self) -> usize {
+        self.deliveries.bytes() + self.inflight_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Queues a delivery within the mailbox's limits; false when it was dropped instead.
+    fn offer(&self, delivery: Delivery) -> bool {
+        let weight = delivery.weight();
+        let inflight = self.inflight_bytes.load(Ordering::Relaxed);
+        self.deliveries.try_push(delivery, weight, inflight).is_ok()
+    }
+
     /// The number that identifies this session (its connection ticket).
     pub fn id(&self) -> u64 {
         self.id
@@ -99,11 +141,7 @@ impl SessionEntry {
     /// dropped and the session is told to send the current state of every user it watches
     /// instead: presence is a state, so the newest one replaces whatever was missed.
     pub fn push_presence(&self, change: PresenceChange) {
-        if self
-            .deliveries
-            .try_push(Delivery::Presence(change))
-            .is_err()
-        {
+        if !self.offer(Delivery::Presence(change)) {
             self.presence_stale.store(true, Ordering::Release);
         }
     }
@@ -164,9 +202,10 @@ struct Inner {
 pub type OfflineHook = Box<dyn Fn(&str) + Send + Sync>;
 
 /// The registry of connected sessions.
-#[derive(Default)]
 pub struct Hub {
     inner: Mutex<Inner>,
+    /// Bytes each session may hold for its client (`limits.max_session_buffer_bytes`).
+    session_buffer: usize,
     next_id: AtomicU64,
     next_claim: AtomicU64,
     /// Told about inbox deliveries that found no session (wakes the push bridge).
@@ -174,9 +213,22 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// An empty hub.
+    /// An empty hub whose sessions hold at most 1 MiB each (the default budget).
+    #[cfg(test)]
     pub fn new() -> Hub {
-        Hub::default()
+        Hub::with_session_buffer(1024 * 1024)
+    }
+
+    /// An empty hub whose sessions each hold at most `bytes` of deliveries waiting in their
+    /// mailbox plus messages in flight (`limits.max_session_buffer_bytes`).
+    pub fn with_session_buffer(bytes: usize) -> Hub {
+        Hub {
+            inner: Mutex::default(),
+            session_buffer: bytes,
+            next_id: AtomicU64::default(),
+            next_claim: AtomicU64::default(),
+            offline: OnceLock::new(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -212,7 +264,8 @@ impl Hub {
             id: ticket,
             user: user.to_string(),
             client_id: client_id.to_string(),
-            deliveries: Mailbox::new(SESSION_CHANNEL),
+            deliveries: Mailbox::new(SESSION_CHANNEL, self.session_buffer),
+            inflight_bytes: AtomicUsize::new(0),
             lagged: AtomicBool::new(false),
             presence_stale: AtomicBool::new(false),
             stop: CancellationToken::new(),
@@ -340,6 +393,36 @@ impl Hub {
         self.lock().by_client.len()
     }
 
+    /// Prometheus text of what sessions hold for their clients: the bytes of all of them and
+    /// the most one holds (bounded by `limits.max_session_buffer_bytes`).
+    pub fn render_metrics(&self) -> String {
+        let sessions: Vec<_> = self.lock().by_client.values().cloned().collect();
+        let (mut total, mut most) = (0usize, 0usize);
+        for s in &sessions {
+            let held = s.buffered_bytes();
+            total += held;
+            most = most.max(held);
+        }
+        let mut out = String::new();
+        for (name, help, value) in [
+            (
+                "chatd_session_buffered_bytes",
+                "Bytes of deliveries waiting in sessions' mailboxes plus messages in flight, all sessions.",
+                total,
+            ),
+            (
+                "chatd_session_buffered_bytes_max",
+                "The most bytes one session holds (waiting plus in flight); at most limits.max_session_buffer_bytes plus one message.",
+                most,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "{name} {value}");
+        }
+        out
+    }
+
     /// Installs the hook told about every queued inbox item for a user with no session (the
     /// push bridge's wake-up). Only the first call counts; the hook must not block.
     pub fn on_offline_delivery(&self, hook: OfflineHook) {
@@ -386,9 +469,7 @@ impl Hub {
             if item.queue_id.is_some() && s.lagged.load(Ordering::Acquire) {
                 continue;
             }
-            if s.deliveries.try_push(Delivery::Item(item.clone())).is_err()
-                && item.queue_id.is_some()
-            {
+            if !s.offer(Delivery::Item(item.clone())) && item.queue_id.is_some() {
                 s.lagged.store(true, Ordering::Release);
             }
         }
@@ -468,6 +549,37 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, SESSION_CHANNEL);
+    }
+
+    #[test]
+    fn the_byte_budget_counts_messages_in_flight_and_marks_lagged() {
+        let hub = Hub::with_session_buffer(64 * 1024);
+        let reg = hub.register("bob", "bob", hub.ticket(), 0);
+        let big = |id: &str| Outgoing {
+            payload: bytes::Bytes::from(vec![b'x'; 16 * 1024]),
+            ..item("bob", id)
+        };
+        for i in 0..10 {
+            hub.deliver(big(&format!("{i:05}")));
+        }
+        assert!(reg.entry.take_lagged());
+        assert_eq!(
+            reg.entry.deliveries.waiting(),
+            3,
+            "three of 16 KiB and more fit in 64 KiB"
+        );
+        assert!(reg.entry.buffered_bytes() <= 64 * 1024);
+        while reg.entry.deliveries.try_pop().is_some() {}
+        // With 40 KiB in flight only one more fits.
+        reg.entry.set_inflight_bytes(40 * 1024);
+        hub.deliver(big("00100"));
+        hub.deliver(big("00101"));
+        assert_eq!(reg.entry.deliveries.waiting(), 1);
+        assert!(reg.entry.take_lagged());
+        assert!(reg.entry.buffered_bytes() <= 64 * 1024);
+        assert!(hub
+            .render_metrics()
+            .contains("chatd_session_buffered_bytes_max "));
     }
 
     #[test]

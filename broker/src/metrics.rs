@@ -30,6 +30,8 @@ pub struct Metrics {
     pub handshakes_refused_total: AtomicU64,
     /// Sessions closed because their client read nothing for `limits.write_timeout_secs`.
     pub write_timeouts_total: AtomicU64,
+    /// Sessions closed because a QoS 1 PUBLISH went unacknowledged for `limits.ack_timeout_secs`.
+    pub ack_timeouts_total: AtomicU64,
     /// SUBSCRIBE filters refused because a per-packet or per-session limit was reached.
     pub subscriptions_over_quota_total: AtomicU64,
     /// Messages not written because they were larger than the client's Maximum Packet Size.
@@ -133,6 +135,12 @@ impl Metrics {
             "counter",
             "Sessions closed because the client read nothing for limits.write_timeout_secs.",
             get(&self.write_timeouts_total),
+        );
+        line(
+            "chatd_ack_timeouts_total",
+            "counter",
+            "Sessions closed because a QoS 1 PUBLISH went unacknowledged for limits.ack_timeout_secs.",
+            get(&self.ack_timeouts_total),
         );
         line(
             "chatd_subscriptions_over_quota_total",

@@ -79,7 +79,9 @@ pub async fn run(config: Config) -> Result<()> {
 
     let store: Arc<dyn KvStore> = store;
     let accounts = Accounts::new(store.clone());
-    let hub = Arc::new(Hub::new());
+    let hub = Arc::new(Hub::with_session_buffer(
+        config.limits.max_session_buffer_bytes,
+    ));
     // Before messaging starts, so that a bad push credential stops the server at once and no
     // push job is written unless the bridge runs.
     let push = match &config.push {

@@ -319,6 +319,7 @@ fn disconnect_code(reason: DisconnectReasonCode) -> u8 {
         R::TopicNameInvalid => 0x90,
         R::TopicAliasInvalid => 0x94,
         R::PacketTooLarge => 0x95,
+        R::QuotaExceeded => 0x97,
         R::AdministrativeAction => 0x98,
         _ => 0x80,
     }

@@ -8,15 +8,22 @@
 //! yet acknowledged; replies and presence that find the window full wait in [`waiting`]) and
 //! Maximum Packet Size (the size of every packet is known before it is written; see
 //! [`Session::publish`]).
+//!
+//! A client that stops reading or acknowledging costs bounded memory and time: what the session
+//! holds for it — deliveries waiting in its mailbox plus PUBLISHes in flight — is bounded in
+//! bytes (`limits.max_session_buffer_bytes`; past it the session stops taking deliveries and
+//! later re-reads its queue from the store), and a PUBLISH left unacknowledged for
+//! `limits.ack_timeout_secs` ends the session (see [`inflight`]).
 
 pub mod connect;
 mod inbox;
+mod inflight;
 mod oversize;
 mod replies;
 mod subscriptions;
 mod waiting;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +52,7 @@ use crate::wire::{Codec, Incoming, PublishMeta, Version, WireError};
 
 use self::connect::Accepted;
 use self::inbox::Inbox;
+use self::inflight::InFlight;
 use self::replies::Replies;
 use self::subscriptions::{Quota, Subscriptions};
 use self::waiting::{Waited, Waiting};
@@ -100,6 +108,8 @@ enum End {
     KeepAlive,
     /// The client read nothing for `limits.write_timeout_secs` while output waited.
     Stalled,
+    /// The client left a QoS 1 PUBLISH unacknowledged for `limits.ack_timeout_secs`.
+    AckTimeout,
     /// The client broke the protocol.
     ProtocolError(DisconnectReasonCode),
     /// The client published where it may not (MQTT 3.1.1 has no other answer).
@@ -122,6 +132,7 @@ enum Event {
     Read(std::io::Result<usize>),
     Delivery(Delivery),
     KeepAlive,
+    AckTimeout,
     Continue,
 }
 
@@ -136,7 +147,7 @@ struct Session {
     input: BytesMut,
     out: BytesMut,
     subs: Subscriptions,
-    inflight: HashMap<u16, Option<String>>,
+    inflight: InFlight,
     next_pkid: u16,
     window: usize,
     /// Replies and presence states waiting for room in the client's receive window.
@@ -193,7 +204,7 @@ impl Session {
             entry,
             input: accepted.leftover,
             out: BytesMut::new(),
-            inflight: HashMap::new(),
+            inflight: InFlight::default(),
             next_pkid: 0,
             inbox: Inbox::default(),
             pending: Replies::new(),
@@ -203,8 +214,29 @@ impl Session {
         }
     }
 
+    /// QoS 1 PUBLISHes that may be written now: the client's window, unless the bytes in
+    /// flight or waiting to be written reached the session's byte budget (a PUBLISH larger than
+    /// the budget still goes out when nothing else is in flight or waiting).
     fn room(&self) -> usize {
+        let budget = self.shared.limits.max_session_buffer_bytes;
+        if self.inflight.bytes() >= budget || self.out.len() >= budget {
+            return 0;
+        }
         self.window.saturating_sub(self.inflight.len())
+    }
+
+    /// Whether more of the queue may be read from the store and written now: as [`Self::room`],
+    /// and the deliveries still waiting in the mailbox count against the byte budget too (while
+    /// replaying they are dropped unwritten when taken, but hold their bytes until then; they
+    /// are taken whenever the window has room, so this never waits for long).
+    fn replay_room(&self) -> bool {
+        self.room() > 0 && self.entry.buffered_bytes() < self.shared.limits.max_session_buffer_bytes
+    }
+
+    /// When the oldest PUBLISH in flight has waited `limits.ack_timeout_secs` for its PUBACK.
+    fn ack_deadline(&self) -> Option<Instant> {
+        let timeout = Duration::from_secs(self.shared.limits.ack_timeout_secs);
+        self.inflight.oldest().map(|sent| sent + timeout)
     }
 
     /// Whether a QoS 1 PUBLISH may be written now: the window has room and nothing written
@@ -240,6 +272,12 @@ impl Session {
                 }
             }
             self.release_idle_input();
+            // Checked here as well as in the select: a client that keeps sending keeps the
+            // branches before it ready.
+            let ack_deadline = self.ack_deadline();
+            if ack_deadline.is_some_and(|d| d <= Instant::now()) {
+                return self.ack_timeout();
+            }
             let deadline = self.keep_alive.map(|ka| self.last_heard + ka);
             let event = tokio::select! {
                 biased;
@@ -248,6 +286,7 @@ impl Session {
                 r = t.read_into(&mut self.input), if self.pending.len() < MAX_PENDING => Event::Read(r),
                 item = self.entry.next_delivery(), if self.room() > 0 => Event::Delivery(item),
                 _ = sleep_until(deadline).boxed(), if deadline.is_some() => Event::KeepAlive,
+                _ = sleep_until(ack_deadline).boxed(), if ack_deadline.is_some() => Event::AckTimeout,
                 _ = std::future::ready(()), if self.inbox.is_replaying() && self.room() > 0 => Event::Continue,
             };
             match event {
@@ -262,9 +301,19 @@ impl Session {
                 }
                 Event::Delivery(item) => self.on_delivery(item),
                 Event::KeepAlive => return End::KeepAlive,
+                Event::AckTimeout => return self.ack_timeout(),
                 Event::Continue => {}
             }
         }
+    }
+
+    /// A QoS 1 PUBLISH waited `limits.ack_timeout_secs` for its PUBACK: the client stopped
+    /// reading or acknowledging (its socket buffers may still take the whole window, so writes
+    /// need not stall). Its messages stay queued for its next connection.
+    fn ack_timeout(&self) -> End {
+        Metrics::inc(&self.shared.metrics.ack_timeouts_total);
+        debug!(client_id = %self.client_id, in_flight = self.inflight.len(), "client acknowledges nothing; closing");
+        End::AckTimeout
     }
 
     /// Writes the pending output. The output buffer is bounded by the QoS 1 window and by what
@@ -333,7 +382,9 @@ impl Session {
                 self.on_publish(publish, meta)
             }
             Packet::PubAck(ack, _) => {
-                if let Some(Some(id)) = self.inflight.remove(&ack.pkid) {
+                let acked = self.inflight.remove(ack.pkid);
+                self.entry.set_inflight_bytes(self.inflight.bytes());
+                if let Some(Some(id)) = acked {
                     if let Err(e) = self.shared.chat.acked(&self.user, &id) {
                         warn!(user = %self.user, "cannot remove {id} from the queue: {e}");
                     }
@@ -588,7 +639,7 @@ impl Session {
     /// device that does.
     fn replay(&mut self) {
         let mut pages = 0;
-        while self.inbox.is_replaying() && self.room() > 0 && pages < 8 {
+        while self.inbox.is_replaying() && self.replay_room() && pages < 8 {
             pages += 1;
             let room = self.room();
             match self
@@ -598,7 +649,14 @@ impl Session {
             {
                 Ok(items) => {
                     let n = items.len();
+                    let mut full = false;
                     for item in items {
+                        // The byte budget may run out before the window does: the rest of the
+                        // page is read again once there is room.
+                        if !self.replay_room() {
+                            full = true;
+                            break;
+                        }
                         match (self.subs.granted(&item.topic), item.queue_id) {
                             (Some(qos), queue_id) => {
                                 self.publish(&item.topic, &item.payload, qos, false, queue_id)
@@ -607,7 +665,7 @@ impl Session {
                             (None, None) => {}
                         }
                     }
-                    if n < room {
+                    if !full && n < room {
                         self.inbox.caught_up();
                     }
                 }
@@ -725,7 +783,8 @@ impl Session {
             return;
         }
         let pkid = self.alloc_pkid();
-        self.inflight.insert(pkid, queue_id);
+        self.inflight.insert(pkid, queue_id, size, Instant::now());
+        self.entry.set_inflight_bytes(self.inflight.bytes());
         self.codec
             .write_publish(topic, payload, 1, pkid, retain, &mut self.out);
     }
@@ -767,7 +826,7 @@ impl Session {
     fn alloc_pkid(&mut self) -> u16 {
         loop {
             self.next_pkid = self.next_pkid.wrapping_add(1);
-            if self.next_pkid != 0 && !self.inflight.contains_key(&self.next_pkid) {
+            if self.next_pkid != 0 && !self.inflight.contains(self.next_pkid) {
                 return self.next_pkid;
             }
         }
@@ -803,6 +862,8 @@ impl Session {
         if self.codec.version() == Version::V5 {
             let reason = match end {
                 End::KeepAlive => Some(DisconnectReasonCode::KeepAliveTimeout),
+                // An implementation-imposed limit: the time allowed for acknowledgements.
+                End::AckTimeout => Some(DisconnectReasonCode::QuotaExceeded),
                 End::ProtocolError(code) => Some(code),
                 End::Forbidden => Some(DisconnectReasonCode::NotAuthorized),
                 End::Stopped(StopReason::TakenOver) => Some(DisconnectReasonCode::SessionTakenOver),
