@@ -187,6 +187,10 @@ async fn accept<T: Transport>(
                 },
                 connack_properties(codec.version(), shared),
             );
+            // Online before the client hears CONNACK: whoever it tells next ("I am connected")
+            // and then watches its presence must never see it offline. The session's end (or
+            // the failed write below) makes it offline again.
+            shared.presence.connected(&user);
             let mut out = BytesMut::new();
             let written = match codec.write(connack, &mut out) {
                 Ok(_) => t.write_all_flush(&out).await.is_ok(),
@@ -195,6 +199,7 @@ async fn accept<T: Transport>(
             if !written {
                 // The slot taken by `check` is given back: there will be no session.
                 shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+                shared.presence.disconnected(&user);
                 return None;
             }
             let will = will.map(|w| {

@@ -162,7 +162,8 @@ struct Session {
 }
 
 impl Session {
-    /// Registers an accepted connection with the hub, the connection cache and presence.
+    /// Registers an accepted connection with the hub and the connection cache (presence counted
+    /// it online before CONNACK, see `connect::accept`).
     fn start(mut accepted: Accepted, ticket: u64, shared: &Arc<Shared>) -> Box<Session> {
         // The handshake took this session's connection slot (`metrics.connections`).
         let registration = shared.hub.register(
@@ -177,7 +178,6 @@ impl Session {
         shared
             .conn_cache
             .connected(&accepted.user, &accepted.client_id);
-        shared.presence.connected(&accepted.user);
         debug!(client_id = %accepted.client_id, "session started");
         // Boxed: the connection task then holds a pointer, not copies of the session.
         Box::new(Session::new(accepted, registration.entry, shared.clone()))
