@@ -5,9 +5,8 @@
 
 mod support;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use support::raw::{Connect, Raw, V};
@@ -17,19 +16,12 @@ const SECRET: &str = "accounts-test-secret-0123456789";
 
 /// A server with the given users (password `{user}-pw`).
 fn server_with(users: &[&str], extra_toml: &str) -> Server {
-    let s = Server::start_with(extra_toml);
-    for u in users {
-        s.add_user(u, &format!("{u}-pw"));
-    }
-    s
+    server_with_users(users, extra_toml)
 }
 
 /// A request that must succeed; returns its result.
-async fn ok(c: &mut Client, me: &str, mut req: Value) -> Value {
-    req["rid"] = json!(unique("r"));
-    let r = c.rpc(me, req.clone()).await;
-    assert_eq!(r["ok"], true, "{req} -> {r}");
-    r["result"].clone()
+async fn ok(c: &mut Client, me: &str, req: Value) -> Value {
+    rpc_ok(c, me, req).await
 }
 
 /// A request that must be refused; returns the error code.
@@ -55,16 +47,7 @@ fn add(s: &Server, user: &str, password: &str, reclaim: Option<bool>) -> (u16, S
 }
 
 fn jwt(sub: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &json!({"sub": sub, "exp": now + 3600, "iat": now}),
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("sign")
+    hs256_jwt(SECRET, sub)
 }
 
 /// CONNACK code of a 3.1.1 login (0 = accepted, 4 = bad credentials, 5 = not authorized).

@@ -15,19 +15,12 @@ use support::*;
 
 /// A server with the given users (password `{user}-pw`).
 fn server_with(users: &[&str], extra_toml: &str) -> Server {
-    let s = Server::start_with(extra_toml);
-    for u in users {
-        s.add_user(u, &format!("{u}-pw"));
-    }
-    s
+    server_with_users(users, extra_toml)
 }
 
 /// A request that must succeed; returns its result.
-async fn ok(c: &mut Client, me: &str, mut req: Value) -> Value {
-    req["rid"] = json!(unique("r"));
-    let r = c.rpc(me, req.clone()).await;
-    assert_eq!(r["ok"], true, "{req} -> {r}");
-    r["result"].clone()
+async fn ok(c: &mut Client, me: &str, req: Value) -> Value {
+    rpc_ok(c, me, req).await
 }
 
 /// A request that must be refused with `code`, the message containing `needle`.

@@ -4,27 +4,17 @@
 
 mod support;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use chatd_plugins::store::{KvStore, SledStore};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::{json, Value};
+use serde_json::Value;
 use support::raw::{Connect, Raw, V};
 use support::*;
 
 const SECRET: &str = "jwt-first-login-secret-0123456789";
 
 fn jwt(sub: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &json!({"sub": sub, "exp": now + 3600, "iat": now}),
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("sign")
+    hs256_jwt(SECRET, sub)
 }
 
 fn jwt_server() -> Server {

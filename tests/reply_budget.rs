@@ -6,9 +6,8 @@
 
 mod support;
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use support::*;
 
@@ -23,16 +22,7 @@ const BUDGET: usize = MAX_PACKET / 2;
 const MEMBERS: usize = 30;
 
 fn jwt(sub: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &json!({"sub": sub, "exp": now + 3600, "iat": now}),
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("sign")
+    hs256_jwt(SECRET, sub)
 }
 
 /// A user logged in by token and subscribed to its own topics.

@@ -11,12 +11,11 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use support::raw::{self, Connect, Raw, V};
-use support::{still_serves, unique, Server};
+use support::{hs256_jwt, still_serves, unique, Server};
 
 const V4_RATE_LIMITED: u8 = 5;
 const V4_BAD_PASSWORD: u8 = 4;
@@ -30,16 +29,7 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn jwt(user: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &json!({"sub": user, "iat": now, "exp": now + 3600}),
-        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .expect("token")
+    hs256_jwt(JWT_SECRET, user)
 }
 
 /// CONNACK code of a 3.1.1 login of `user` from `source` with a fresh device id.

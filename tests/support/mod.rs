@@ -54,6 +54,37 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// An HS256 JWT for user `sub`, valid for an hour, signed with `secret`.
+pub fn hs256_jwt(secret: &str, sub: &str) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": sub, "exp": now + 3600, "iat": now}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign a JWT")
+}
+
+/// A server started with `extra_toml`, with the given users (password `{user}-pw`).
+pub fn server_with_users(users: &[&str], extra_toml: &str) -> Server {
+    let s = Server::start_with(extra_toml);
+    for u in users {
+        s.add_user(u, &format!("{u}-pw"));
+    }
+    s
+}
+
+/// An rpc request (a fresh `rid` is set) that must succeed; returns its result.
+pub async fn rpc_ok(c: &mut Client, me: &str, mut req: Value) -> Value {
+    req["rid"] = json!(unique("r"));
+    let r = c.rpc(me, req.clone()).await;
+    assert_eq!(r["ok"], true, "{req} -> {r}");
+    r["result"].clone()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Server
 // ---------------------------------------------------------------------------------------------
