@@ -679,14 +679,7 @@ impl Config {
                 "must be between 1 and 3600",
             ),
         ];
-        for (key, ok, why) in checks {
-            if !ok {
-                return Err(ConfigError::Invalid {
-                    key,
-                    why: why.to_string(),
-                });
-            }
-        }
+        first_invalid(&checks)?;
         self.validate_subscription_limits()?;
         self.validate_session_buffers()?;
         self.validate_user_rates()
@@ -707,43 +700,31 @@ impl Config {
                 "must be between 1 and 3600",
             ),
         ];
-        for (key, ok, why) in checks {
-            if !ok {
-                return Err(ConfigError::Invalid {
-                    key,
-                    why: why.to_string(),
-                });
-            }
-        }
-        Ok(())
+        first_invalid(&checks)
     }
 
     /// The per-session subscription limits (a session's filters and watches cost memory and
     /// work on every SUBSCRIBE; they must allow at least one).
     fn validate_subscription_limits(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
-        let checks: [(&'static str, usize, usize); 3] = [
+        let checks: [(&'static str, bool, &str); 3] = [
             (
                 "limits.max_filters_per_subscribe",
-                l.max_filters_per_subscribe,
-                65_535,
+                (1..=65_535).contains(&l.max_filters_per_subscribe),
+                "must be between 1 and 65535",
             ),
-            ("limits.max_subscriptions", l.max_subscriptions, 100_000),
+            (
+                "limits.max_subscriptions",
+                (1..=100_000).contains(&l.max_subscriptions),
+                "must be between 1 and 100000",
+            ),
             (
                 "limits.max_presence_watches",
-                l.max_presence_watches,
-                1_000_000,
+                (1..=1_000_000).contains(&l.max_presence_watches),
+                "must be between 1 and 1000000",
             ),
         ];
-        for (key, value, max) in checks {
-            if !(1..=max).contains(&value) {
-                return Err(ConfigError::Invalid {
-                    key,
-                    why: format!("must be between 1 and {max}"),
-                });
-            }
-        }
-        Ok(())
+        first_invalid(&checks)
     }
 
     /// Checks the per-user write rates and the per-user connection cap.
@@ -777,15 +758,7 @@ impl Config {
                 "must be between 1 and 100000",
             ),
         ];
-        for (key, ok, why) in checks {
-            if !ok {
-                return Err(ConfigError::Invalid {
-                    key,
-                    why: why.to_string(),
-                });
-            }
-        }
-        Ok(())
+        first_invalid(&checks)
     }
 
     fn validate_media(&self) -> Result<(), ConfigError> {
@@ -1040,6 +1013,17 @@ impl PushConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// The first failed check of a list of `(key, holds, why)`, as the error naming its key.
+fn first_invalid(checks: &[(&'static str, bool, &str)]) -> Result<(), ConfigError> {
+    match checks.iter().find(|(_, ok, _)| !ok) {
+        Some((key, _, why)) => Err(ConfigError::Invalid {
+            key,
+            why: why.to_string(),
+        }),
+        None => Ok(()),
     }
 }
 
