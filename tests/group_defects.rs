@@ -9,10 +9,12 @@ mod support;
 #[path = "../push-bridge/tests/fake/mod.rs"]
 mod fake;
 
-use std::path::Path;
+#[path = "support/push_kit.rs"]
+mod push_kit;
+
 use std::time::{Duration, Instant};
 
-use fake::{FakeApns, FakeFcm, KEY_ID, TEAM_ID, TOPIC};
+use fake::{FakeApns, FakeFcm};
 use serde_json::{json, Value};
 use support::*;
 
@@ -284,49 +286,11 @@ async fn user_lists_are_judged_without_repeats_after_rights_and_existence() {
     .await;
 }
 
-/// `[push]` with both services pointing at the fakes (as in `tests/push.rs`).
-fn push_config(dir: &Path, fcm: &FakeFcm, apns: &FakeApns) -> String {
-    let sa = dir.join("service-account.json");
-    std::fs::write(&sa, fcm.service_account_json()).unwrap();
-    let p8 = dir.join("AuthKey.p8");
-    std::fs::write(&p8, &apns.key_pem).unwrap();
-    format!(
-        "{}\n[push]\nretry_base_ms = 100\nscan_interval_ms = 200\ncollapse_window_ms = 300\n\
-         [push.fcm]\nservice_account = {}\nendpoint = {}\n\n\
-         [push.apns]\nkey_file = {}\nkey_id = \"{KEY_ID}\"\nteam_id = \"{TEAM_ID}\"\n\
-         topic = \"{TOPIC}\"\nenvironment = \"sandbox\"\nendpoint = {}\n",
-        base_config(dir, ""),
-        toml_string(&sa.to_string_lossy()),
-        toml_string(&fcm.uri()),
-        toml_string(&p8.to_string_lossy()),
-        toml_string(&apns.uri()),
-    )
-}
-
-/// Waits until no device of `user` is connected.
-fn wait_offline(s: &Server, user: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (status, body) = s.admin("GET", &format!("/admin/users/{user}/devices"), None);
-        assert_eq!(status, 200, "devices of {user}: {body}");
-        let v: Value = serde_json::from_str(&body).unwrap();
-        if v["devices"].as_array().is_some_and(|d| d.is_empty()) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{user} still online: {body}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_message_wakes_an_offline_member() {
     let fcm = FakeFcm::start().await;
     let apns = FakeApns::start().await;
-    let s = Server::try_start_custom(|dir| push_config(dir, &fcm, &apns))
-        .unwrap_or_else(|e| panic!("chatd did not start: {e}"));
-    for user in ["alice", "bob", "carol"] {
-        s.add_user(user, &format!("{user}-pw"));
-    }
+    let s = push_kit::start(&fcm, &apns, "collapse_window_ms = 300");
     let mut bob = online(&s, "bob:android", "bob").await;
     let rid = unique("r");
     let reply = bob
@@ -337,7 +301,7 @@ async fn a_group_message_wakes_an_offline_member() {
         .await;
     assert_eq!(reply["ok"], true, "{reply}");
     bob.disconnect().await;
-    wait_offline(&s, "bob");
+    push_kit::wait_offline(&s, "bob");
 
     let mut alice = online(&s, "alice", "alice").await;
     let mut carol = online(&s, "carol", "carol").await;
