@@ -248,9 +248,9 @@ async fn a_removal_interrupted_by_a_crash_is_finished_at_the_next_start() {
     // The tombstone is written, then the server dies before cleaning up.
     {
         let store = std::sync::Arc::new(
-            chatd_plugins::store::SledStore::open(&s.data_dir().join("store")).expect("store"),
+            chatd_kv::SledStore::open(&s.data_dir().join("store")).expect("store"),
         );
-        chatd_plugins::accounts::Accounts::new(store)
+        chatd_core::accounts::Accounts::new(store)
             .remove("bob")
             .expect("remove");
     }

@@ -389,7 +389,7 @@ async fn group_creation_is_rate_limited_per_user() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memberships_from_before_the_index_count_after_an_upgrade() {
-    use chatd_plugins::store::{KvStore, Op, SledStore};
+    use chatd_kv::{KvStore, Op, SledStore};
 
     let mut s = server_with(&["alice", "bob"], "max_groups_per_user = 2");
     let mut alice = online(&s, "alice", "alice").await;

@@ -9,7 +9,7 @@ use support::online;
 
 use std::time::Duration;
 
-use chatd_plugins::store::{KvStore, Op, SledStore};
+use chatd_kv::{KvStore, Op, SledStore};
 use serde_json::{json, Value};
 use support::*;
 

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use chatd_plugins::store::{KvStore, SledStore};
+use chatd_kv::{KvStore, SledStore};
 use serde_json::Value;
 use support::raw::{Connect, Raw, V};
 use support::*;

@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use chatd_plugins::store::{KvStore, Op, SledStore};
+use chatd_kv::{KvStore, Op, SledStore};
 
 /// Same allocator as chatd.
 #[global_allocator]

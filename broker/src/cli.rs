@@ -5,10 +5,10 @@
 use anyhow::{anyhow, bail, Context, Result};
 use std::sync::Arc;
 
-use chatd_plugins::accounts::Accounts;
-use chatd_plugins::messaging::{Chat, ChatConfig};
-use chatd_plugins::outbox::{Deliver, Outgoing};
-use chatd_plugins::store::{SledStore, StoreError};
+use chatd_core::accounts::Accounts;
+use chatd_core::messaging::{Chat, ChatConfig};
+use chatd_core::outbox::{Deliver, Outgoing};
+use chatd_kv::{SledStore, StoreError};
 use clap::Subcommand;
 use serde_json::json;
 

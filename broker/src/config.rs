@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use chatd_plugins::media::{Limits, MediaKind, TypeLimit, MAX_URL_TTL_SECS};
+use chatd_media::{Limits, MediaKind, TypeLimit, MAX_URL_TTL_SECS};
 use serde::Deserialize;
 
 /// Why a configuration could not be used.

@@ -10,10 +10,10 @@
 use std::sync::{Arc, OnceLock};
 
 use bytes::{BufMut, BytesMut};
-use chatd_plugins::accounts::Accounts;
-use chatd_plugins::messaging::{Chat, ChatConfig};
-use chatd_plugins::outbox::{Deliver, Outgoing};
-use chatd_plugins::store::{KvStore, Op, SledStore};
+use chatd_core::accounts::Accounts;
+use chatd_core::messaging::{Chat, ChatConfig};
+use chatd_core::outbox::{Deliver, Outgoing};
+use chatd_kv::{KvStore, Op, SledStore};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed};
 use serde_json::Value;

@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
-use chatd_plugins::accounts::AccountError;
+use chatd_core::accounts::AccountError;
 use serde::Deserialize;
 use serde_json::json;
 

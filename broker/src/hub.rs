@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
-use chatd_plugins::outbox::{Deliver, Outgoing};
+use chatd_core::outbox::{Deliver, Outgoing};
 use tokio_util::sync::CancellationToken;
 
 use crate::mailbox::Mailbox;

@@ -1,36 +1,5 @@
-//! `chatd`: a chat backend that speaks MQTT. One binary, one TOML file.
-
-mod accept_trouble;
-mod cli;
-mod config;
-mod conncache;
-mod datadir;
-mod fd_limit;
-#[cfg(test)]
-mod fuzz;
-mod handshake_gate;
-mod http;
-mod http_serve;
-mod hub;
-mod listeners;
-mod login_limit;
-mod mailbox;
-mod media;
-mod metrics;
-mod presence;
-mod presence_relay;
-mod push;
-mod router;
-mod server;
-mod session;
-mod source_addr;
-mod state;
-mod tls;
-mod transport;
-mod typing;
-mod untrusted;
-mod user_rate;
-mod wire;
+//! `chatd`: a chat backend that speaks MQTT. One binary, one TOML file. This is the thin command
+//! line around the `chatd` library (`lib.rs`): parse arguments, load the configuration, run.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,7 +7,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::Config;
+use chatd::cli;
+use chatd::config::Config;
+use chatd::signals::Signals;
 
 /// mimalloc instead of glibc's malloc, for two measured reasons (docs/benchmarks.md): the store's
 /// committer thread spent a fifth of its time in glibc's malloc and free (sled copies nodes on
@@ -99,5 +70,10 @@ fn serve(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(server::run(config))
+    runtime.block_on(async {
+        // Watched before anything is announced, so a supervisor that sends SIGTERM as soon as
+        // listen.json appears gets a graceful shutdown, not the default kill.
+        let signals = Signals::install()?;
+        chatd::run(config, signals.wait()).await
+    })
 }

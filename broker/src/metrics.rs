@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use chatd_plugins::messaging::ChatStats;
+use chatd_core::messaging::ChatStats;
 
 use crate::conncache::CacheHealth;
 

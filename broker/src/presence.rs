@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
-use chatd_plugins::ids::now_ms;
-use chatd_plugins::presence::LastSeen;
+use chatd_core::presence::LastSeen;
+use chatd_wire::ids::now_ms;
 use rumqttd::local::{LinkRx, LinkTx};
 use serde_json::{json, Value};
 use tracing::warn;

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use chatd_plugins::messaging::reply::{rpc_err, Failure};
-use chatd_plugins::outbox::Deliver;
-use chatd_plugins::store::KvStore;
+use chatd_core::outbox::Deliver;
+use chatd_kv::KvStore;
 use chatd_push_bridge::apns::ApnsAdapter;
 use chatd_push_bridge::config::{ServiceAccount, FCM_ENDPOINT};
 use chatd_push_bridge::fcm::FcmAdapter;
@@ -18,6 +17,7 @@ use chatd_push_bridge::{
     Adapters, ApnsEnvironment, ApnsSettings, BridgeSettings, FcmSettings, OnlineCheck, PushAdapter,
     PushBridge, PushStats,
 };
+use chatd_wire::reply::{rpc_err, Failure};
 use serde_json::Value;
 
 use crate::config::{ApnsEnvironmentConfig, PushConfig};

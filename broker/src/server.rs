@@ -2,16 +2,17 @@
 //! accepting, end sessions (letting their in-flight stores finish), drain the store, exit 0.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use chatd_auth::JwtVerifier;
-use chatd_plugins::accounts::Accounts;
-use chatd_plugins::messaging::{Chat, ChatConfig};
-use chatd_plugins::presence::LastSeen;
-use chatd_plugins::store::{KvStore, SledStore, StoreError};
+use chatd_core::accounts::Accounts;
+use chatd_core::messaging::{Chat, ChatConfig};
+use chatd_core::presence::LastSeen;
+use chatd_kv::{KvStore, SledStore, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -49,11 +50,9 @@ pub fn open_store(config: &Config) -> Result<Arc<SledStore>, StoreError> {
     SledStore::open(&dir.join("store")).map(Arc::new)
 }
 
-/// Runs the server until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> Result<()> {
-    // Watch the signals before anything is announced, so a supervisor that sends SIGTERM as soon
-    // as listen.json appears gets a graceful shutdown, not the default kill.
-    let signals = Signals::install()?;
+/// Runs the server until `shutdown` completes (the binary passes SIGINT or SIGTERM), then shuts
+/// down gracefully.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
     // Every connection holds a descriptor: raise the limit and say so when it is too low.
     let http_connections = match config.listen.http.as_str() {
         "" => 0,
@@ -194,7 +193,7 @@ pub async fn run(config: Config) -> Result<()> {
     }
     info!(data = %dir.display(), "chatd ready");
 
-    signals.wait().await;
+    shutdown.await;
     info!("shutting down: no new connections, finishing in-flight stores");
     stop.cancel();
     for task in tasks {
@@ -241,27 +240,4 @@ fn jwt_verifier(config: &Config) -> Result<JwtVerifier> {
     };
     JwtVerifier::new(secret, public_key.as_deref())
         .map_err(|e| anyhow!("auth.jwt_rs256_public_key_file: {e}"))
-}
-
-/// SIGINT and SIGTERM, watched from the start of `run`.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn install() -> Result<Signals> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(Signals {
-            term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
-            int: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
-        })
-    }
-
-    async fn wait(mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {},
-            _ = self.int.recv() => {},
-        }
-    }
 }

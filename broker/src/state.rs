@@ -5,9 +5,9 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use chatd_auth::JwtVerifier;
-use chatd_plugins::accounts::Accounts;
-use chatd_plugins::media::MediaService;
-use chatd_plugins::messaging::Chat;
+use chatd_core::accounts::Accounts;
+use chatd_core::messaging::Chat;
+use chatd_media::MediaService;
 use chatd_push_bridge::PushBridge;
 
 use crate::config::LimitsConfig;

@@ -7,9 +7,9 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use bytes::Bytes;
-use chatd_plugins::accounts::Accounts;
-use chatd_plugins::messaging::Chat;
-use chatd_plugins::outbox::Outgoing;
+use chatd_core::accounts::Accounts;
+use chatd_core::messaging::Chat;
+use chatd_core::outbox::Outgoing;
 use serde_json::{json, Value};
 
 /// What to do with one typing indicator.

@@ -13,8 +13,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chatd_plugins::messaging::json::{correlation_id, parse_object};
-use chatd_plugins::messaging::reply::{self, ErrorCode, Failure};
+use chatd_wire::json::{correlation_id, parse_object};
+use chatd_wire::reply::{self, ErrorCode, Failure};
 use serde_json::Value;
 
 /// Buckets kept before full ones are swept out.

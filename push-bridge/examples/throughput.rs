@@ -15,8 +15,8 @@ mod fake;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chatd_plugins::keys;
-use chatd_plugins::store::{KvStore, Op, SledStore};
+use chatd_core::keys;
+use chatd_kv::{KvStore, Op, SledStore};
 use chatd_push_bridge::apns::ApnsAdapter;
 use chatd_push_bridge::config::ServiceAccount;
 use chatd_push_bridge::fcm::FcmAdapter;
@@ -70,7 +70,7 @@ fn args() -> anyhow::Result<Args> {
 /// Writes what the committer and `push.register` leave for `n` offline users: a message, its
 /// queue entry and push job (accepted a minute ago, so due at once), and one token each.
 fn seed(store: &dyn KvStore, n: usize, platform: Option<Platform>) -> anyhow::Result<()> {
-    let ms = chatd_plugins::ids::now_ms() - 60_000;
+    let ms = chatd_wire::ids::now_ms() - 60_000;
     let mut ops = Vec::new();
     for i in 0..n {
         let user = format!("user{i}");

@@ -18,9 +18,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use chatd_plugins::ids::now_ms;
-use chatd_plugins::keys;
-use chatd_plugins::store::{KvStore, StoreError};
+use chatd_core::keys;
+use chatd_kv::{KvStore, StoreError};
+use chatd_wire::ids::now_ms;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{sleep_until, Duration, Instant};

@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use chatd_plugins::keys;
-use chatd_plugins::store::{KvStore, Op, StoreError};
+use chatd_core::keys;
+use chatd_kv::{KvStore, Op, StoreError};
 
 /// Job keys read per scan page.
 const PAGE: usize = 4096;
@@ -118,7 +118,7 @@ pub fn delete(store: &dyn KvStore, keys: &[Vec<u8>]) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatd_plugins::store::SledStore;
+    use chatd_kv::SledStore;
 
     #[test]
     fn keys_parse() {

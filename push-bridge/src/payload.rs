@@ -4,8 +4,8 @@
 //! start of its text. Built from the stored message (`m/{id}`) and the
 //! recipient's conversation summary (`v/{user}/{conversation}`).
 
-use chatd_plugins::keys;
-use chatd_plugins::store::{KvStore, StoreError};
+use chatd_core::keys;
+use chatd_kv::{KvStore, StoreError};
 use serde_json::Value;
 
 /// Longest preview, in characters; longer texts are cut and end with `…`.
@@ -125,7 +125,7 @@ pub fn preview(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatd_plugins::store::{Op, SledStore};
+    use chatd_kv::{Op, SledStore};
 
     #[test]
     fn collapse_ids_are_short_and_stable() {

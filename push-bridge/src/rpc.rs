@@ -3,8 +3,8 @@
 //! payloads that are not JSON at all, so its error for those stays the one clients know.
 
 use bytes::Bytes;
-use chatd_plugins::messaging::json;
-use chatd_plugins::messaging::reply::{rpc_err, rpc_ok, ErrorCode, Failure};
+use chatd_wire::json;
+use chatd_wire::reply::{rpc_err, rpc_ok, ErrorCode, Failure};
 use serde_json::json as json_value;
 
 use crate::tokens::{Platform, TokenError, Tokens};
@@ -78,7 +78,7 @@ fn failure(e: TokenError) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatd_plugins::store::SledStore;
+    use chatd_kv::SledStore;
     use serde_json::Value;
     use std::sync::Arc;
 

@@ -13,9 +13,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use chatd_plugins::ids::now_ms;
-use chatd_plugins::keys;
-use chatd_plugins::store::{KvStore, Op, StoreError};
+use chatd_core::keys;
+use chatd_kv::{KvStore, Op, StoreError};
+use chatd_wire::ids::now_ms;
 use serde::{Deserialize, Serialize};
 
 /// Most tokens one user keeps; registering another removes the oldest.
@@ -302,7 +302,7 @@ fn decode(bytes: &[u8]) -> Option<TokenRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatd_plugins::store::SledStore;
+    use chatd_kv::SledStore;
 
     fn tokens() -> (tempfile::TempDir, Tokens) {
         let dir = tempfile::tempdir().unwrap();

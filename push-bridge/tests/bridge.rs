@@ -9,8 +9,8 @@ mod fake;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chatd_plugins::keys;
-use chatd_plugins::store::Op;
+use chatd_core::keys;
+use chatd_kv::Op;
 use chatd_push_bridge::{Adapters, BridgeSettings, Platform};
 use common::*;
 use fake::{FakeApns, FakeFcm, Reply};

@@ -3,7 +3,7 @@
 //! 403 (forged, changed or expired URL), 404, 409, 413 (more bytes than declared) or 422 (size
 //! or SHA-256 not as declared); nothing of a refused upload is kept. Downloads carry
 //! `nosniff`, a CSP that lets nothing run, and `Content-Disposition: attachment` unless their
-//! type is safe to show inline (see `chatd_plugins::media::serving`).
+//! type is safe to show inline (see `chatd_media::serving`).
 
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::put;
 use axum::{Json, Router};
-use chatd_plugins::media::{serving, TransferError, UploadStart};
+use chatd_media::{serving, TransferError, UploadStart};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;

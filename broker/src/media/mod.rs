@@ -8,10 +8,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
-use chatd_plugins::media::fs::FsBackend;
-use chatd_plugins::media::s3::{S3Backend, S3Settings};
-use chatd_plugins::media::{Backend, MediaService, MediaSettings};
-use chatd_plugins::store::KvStore;
+use chatd_kv::KvStore;
+use chatd_media::fs::FsBackend;
+use chatd_media::s3::{S3Backend, S3Settings};
+use chatd_media::{Backend, MediaService, MediaSettings};
 use tracing::{info, warn};
 
 use crate::config::{Config, MediaBackend, S3MediaConfig};

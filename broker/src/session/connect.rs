@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use chatd_auth::acl;
-use chatd_plugins::accounts::AccountError;
+use chatd_core::accounts::AccountError;
 use futures_util::future::BoxFuture;
 use rumqttd::protocol::{
     ConnAck, ConnAckProperties, Connect, ConnectProperties, ConnectReturnCode, LastWill, Login,

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use chatd_auth::acl::{self, ChatTopic};
-use chatd_plugins::outbox::{Deliver, Outgoing};
+use chatd_core::outbox::{Deliver, Outgoing};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use rumqttd::protocol::{

@@ -3,7 +3,7 @@
 //! match by `rid` and act on (ask for fewer history messages, say), instead of silence.
 
 use bytes::Bytes;
-use chatd_plugins::messaging::reply::{rpc_err, ErrorCode, Failure};
+use chatd_wire::reply::{rpc_err, ErrorCode, Failure};
 use serde::Deserialize;
 
 /// The part of a reply that names its request.

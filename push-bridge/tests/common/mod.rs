@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use chatd_plugins::keys;
-use chatd_plugins::store::{KvStore, Op, SledStore};
+use chatd_core::keys;
+use chatd_kv::{KvStore, Op, SledStore};
 use chatd_push_bridge::apns::ApnsAdapter;
 use chatd_push_bridge::config::ServiceAccount;
 use chatd_push_bridge::fcm::FcmAdapter;

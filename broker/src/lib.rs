@@ -1,0 +1,39 @@
+//! The chatd server as a library: terminates MQTT (TCP, WebSocket, TLS), authenticates and checks
+//! every packet, and hands chat traffic to the plugins. `main.rs` is a thin command line around
+//! [`run`]; tests and tools can embed the server the same way.
+
+mod accept_trouble;
+pub mod cli;
+pub mod config;
+mod conncache;
+mod datadir;
+mod fd_limit;
+#[cfg(test)]
+mod fuzz;
+mod handshake_gate;
+mod http;
+mod http_serve;
+mod hub;
+mod listeners;
+mod login_limit;
+mod mailbox;
+mod media;
+mod metrics;
+mod presence;
+mod presence_relay;
+mod push;
+mod router;
+pub mod server;
+mod session;
+pub mod signals;
+mod source_addr;
+mod state;
+mod tls;
+mod transport;
+mod typing;
+mod untrusted;
+mod user_rate;
+mod wire;
+
+pub use config::Config;
+pub use server::run;

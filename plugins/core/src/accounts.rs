@@ -1,0 +1,381 @@
+//! User accounts: who may log in with a password, and who exists as a message recipient.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use chatd_auth::{AuthError, IdError};
+use serde::{Deserialize, Serialize};
+
+use crate::keys;
+use crate::verified::VerifiedLogins;
+use chatd_kv::{KvStore, Op, StoreError};
+use chatd_wire::ids::now_ms;
+
+/// Why an account operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// The user id breaks the id rules.
+    #[error("invalid user id: {0}")]
+    InvalidId(#[from] IdError),
+    /// The password breaks the password rules (or could not be hashed).
+    #[error("invalid password: {0}")]
+    InvalidPassword(#[from] AuthError),
+    /// `add` for a user that already has an account.
+    #[error("user already exists")]
+    Exists,
+    /// An operation on a user that has no account.
+    #[error("no such user")]
+    NotFound,
+    /// `add` for an id whose look-alike skeleton another id holds (`ALICE` beside `alice`).
+    #[error("user id is too similar to an existing id `{0}`")]
+    TooSimilar(String),
+    /// `add` for a removed id without `reclaim`: a removed id stays reserved until an
+    /// administrator gives it out again explicitly.
+    #[error("user id was removed; add it with reclaim to give it out again")]
+    Removed,
+    /// `add` with `reclaim` while the removed account's data is still being cleaned up.
+    #[error("the removal of this user id is still being completed; retry shortly")]
+    RemovalPending,
+    /// The store failed, or holds a record that cannot be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The stored form of an account (`u/{user}`): a live account, or the tombstone a removal
+/// leaves (`removed`), which keeps the id from being claimed again by accident.
+#[derive(Serialize, Deserialize, Default)]
+struct Record {
+    /// argon2id PHC string; absent in a tombstone and in an account created by a token login
+    /// (it has no password until an administrator sets one, and password logins fail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hash: Option<String>,
+    /// Creation time, ms since the epoch.
+    #[serde(default)]
+    created: u64,
+    /// When the account was removed, ms since the epoch: this record is a tombstone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    removed: Option<u64>,
+    /// The id below which this account sees no 1:1 history: set when a removed id is given
+    /// out again, so that the new owner never sees what the old one exchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    floor: Option<String>,
+}
+
+impl Record {
+    fn live(&self) -> bool {
+        self.removed.is_none()
+    }
+}
+
+/// What the store says about one user id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountStatus {
+    /// Never created (or not a valid id).
+    Missing,
+    /// A live account; `floor` is set when the id was reclaimed after a removal.
+    Live {
+        /// No 1:1 message with an id at or below this belongs to this account.
+        floor: Option<String>,
+    },
+    /// Removed: a tombstone holds the id.
+    Removed,
+}
+
+/// Account management over a [`KvStore`]; cheap to clone and share between tasks.
+///
+/// Calls are blocking (argon2 hashing is deliberately slow): async callers run them on a
+/// blocking thread.
+#[derive(Clone)]
+pub struct Accounts {
+    store: Arc<dyn KvStore>,
+    /// Serialises read-modify-write of account records within this process (the store's lock
+    /// keeps other processes out), so two concurrent `add`s cannot both succeed.
+    write: Arc<Mutex<()>>,
+    /// Recent successful password logins (see [`VerifiedLogins`]).
+    verified: Arc<VerifiedLogins>,
+}
+
+impl Accounts {
+    /// Accounts kept in `store`.
+    pub fn new(store: Arc<dyn KvStore>) -> Accounts {
+        Accounts {
+            store,
+            write: Arc::new(Mutex::new(())),
+            verified: Arc::new(VerifiedLogins::default()),
+        }
+    }
+
+    /// Creates an account; durable when it returns. Refused for an id that exists, was removed
+    /// (see [`Accounts::add_reclaiming`]) or looks like an existing one (same
+    /// [`chatd_auth::skeleton`]).
+    pub fn add(&self, user: &str, password: &str) -> Result<(), AccountError> {
+        self.add_reclaiming(user, password, false)
+    }
+
+    /// [`Accounts::add`]; with `reclaim`, a removed id is given out again (its look-alike check
+    /// is skipped: the id itself held the skeleton). The new account sees nothing of the old
+    /// one's 1:1 history (its `floor` is the removal's).
+    pub fn add_reclaiming(
+        &self,
+        user: &str,
+        password: &str,
+        reclaim: bool,
+    ) -> Result<(), AccountError> {
+        chatd_auth::validate_user_id(user)?;
+        chatd_auth::validate_password(password)?;
+        // Refusals that need no hash are answered before hashing; they are checked again
+        // under the lock.
+        self.creatable(user, reclaim)?;
+        let hash = chatd_auth::hash_password(password)?;
+        self.create(user, Some(hash), reclaim)
+    }
+
+    /// Creates an account without a password, for a user who proved itself with a token:
+    /// password logins fail until [`Accounts::set_password`] gives it one. Refused like
+    /// [`Accounts::add`] (no reclaim); durable when it returns. No argon2 work: a first token
+    /// login costs a store write, not a hash (and its memory).
+    pub fn add_without_password(&self, user: &str) -> Result<(), AccountError> {
+        chatd_auth::validate_user_id(user)?;
+        self.create(user, None, false)
+    }
+
+    /// Writes a new live account record with `hash` (and its look-alike skeleton), after the
+    /// refusals of [`Accounts::creatable`], under the write lock.
+    fn create(&self, user: &str, hash: Option<String>, reclaim: bool) -> Result<(), AccountError> {
+        let _guard = self.lock();
+        self.ensure_skeletons()?;
+        let floor = self.creatable(user, reclaim)?;
+        let record = Record {
+            hash,
+            created: now_ms(),
+            removed: None,
+            floor,
+        };
+        let value = serde_json::to_vec(&record).map_err(|e| StoreError::Other(e.to_string()))?;
+        let mut ops = vec![Op::Put(keys::account(user), value)];
+        let skeleton = keys::skeleton(&chatd_auth::skeleton(user));
+        if self.store.get(&skeleton)?.is_none() {
+            ops.push(Op::Put(skeleton, user.as_bytes().to_vec()));
+        }
+        self.store.apply(ops)?;
+        self.store.flush()?;
+        Ok(())
+    }
+
+    /// Whether `user` may be created now; for a reclaimed id, the floor its history starts at.
+    fn creatable(&self, user: &str, reclaim: bool) -> Result<Option<String>, AccountError> {
+        match self.read(user)? {
+            Some(r) if r.live() => Err(AccountError::Exists),
+            Some(_) if !reclaim => Err(AccountError::Removed),
+            Some(tombstone) => {
+                // The marker is read before the tombstone's floor: the clean-up writes the
+                // floor before it deletes the marker.
+                if self.store.get(&keys::purge_marker(user))?.is_some() {
+                    return Err(AccountError::RemovalPending);
+                }
+                let tombstone = self.read(user)?.unwrap_or(tombstone);
+                Ok(tombstone.floor)
+            }
+            None => {
+                let skeleton = keys::skeleton(&chatd_auth::skeleton(user));
+                match self.store.get(&skeleton)? {
+                    Some(holder) if holder != user.as_bytes() => Err(AccountError::TooSimilar(
+                        String::from_utf8_lossy(&holder).into_owned(),
+                    )),
+                    _ => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// Builds the look-alike index for accounts created before it existed (once per store;
+    /// the first of two existing look-alikes holds the skeleton, both keep working).
+    fn ensure_skeletons(&self) -> Result<(), AccountError> {
+        if self.store.get(keys::SKELETONS_BUILT)?.is_some() {
+            return Ok(());
+        }
+        let start = keys::ACCOUNTS_PREFIX.as_bytes();
+        let end = keys::prefix_end(keys::ACCOUNTS_PREFIX);
+        let mut taken = std::collections::HashSet::new();
+        let mut ops = Vec::new();
+        for (key, _) in self.store.scan(start, &end, false, usize::MAX)? {
+            let Some(user) = key
+                .get(start.len()..)
+                .and_then(|u| std::str::from_utf8(u).ok())
+            else {
+                continue;
+            };
+            let skeleton = keys::skeleton(&chatd_auth::skeleton(user));
+            if taken.insert(skeleton.clone()) && self.store.get(&skeleton)?.is_none() {
+                ops.push(Op::Put(skeleton, user.as_bytes().to_vec()));
+            }
+        }
+        ops.push(Op::Put(keys::SKELETONS_BUILT.to_vec(), b"1".to_vec()));
+        self.store.apply(ops)?;
+        self.store.flush()?;
+        Ok(())
+    }
+
+    /// Sets or replaces the password of an existing account (one created by a token login
+    /// included); durable when it returns.
+    pub fn set_password(&self, user: &str, password: &str) -> Result<(), AccountError> {
+        chatd_auth::validate_user_id(user)?;
+        chatd_auth::validate_password(password)?;
+        let hash = chatd_auth::hash_password(password)?;
+        let _guard = self.lock();
+        let record = self
+            .read(user)?
+            .filter(Record::live)
+            .ok_or(AccountError::NotFound)?;
+        self.verified.forget(user);
+        self.write_record(
+            user,
+            Record {
+                hash: Some(hash),
+                ..record
+            },
+        )
+    }
+
+    /// Removes an account; durable when it returns. The record becomes a tombstone (the id
+    /// stays reserved: logins, JWT logins, sends and `add` without reclaim are refused) and the
+    /// clean-up of the user's data is marked as pending (`x/purge/{user}`); the messaging
+    /// service does it (`Chat::purge_account`, or at the next start). Stored messages stay
+    /// (the peers keep their history).
+    pub fn remove(&self, user: &str) -> Result<(), AccountError> {
+        chatd_auth::validate_user_id(user)?;
+        let _guard = self.lock();
+        let record = self
+            .read(user)?
+            .filter(Record::live)
+            .ok_or(AccountError::NotFound)?;
+        self.verified.forget(user);
+        let tombstone = Record {
+            hash: None,
+            created: record.created,
+            removed: Some(now_ms()),
+            floor: None,
+        };
+        let value = serde_json::to_vec(&tombstone).map_err(|e| StoreError::Other(e.to_string()))?;
+        self.store.apply(vec![
+            Op::Put(keys::account(user), value),
+            Op::Put(keys::purge_marker(user), Vec::new()),
+        ])?;
+        self.store.flush()?;
+        Ok(())
+    }
+
+    /// The tombstone of `user` with the clean-up's `floor` recorded (the id below which a
+    /// later owner of the id sees no 1:1 history); `None` unless `user` is removed. For the
+    /// committer's clean-up batch.
+    pub fn purged_tombstone(&self, user: &str, floor: &str) -> Result<Option<Op>, AccountError> {
+        let Some(record) = self.read(user)?.filter(|r| r.removed.is_some()) else {
+            return Ok(None);
+        };
+        let value = serde_json::to_vec(&Record {
+            floor: Some(floor.to_string()),
+            ..record
+        })
+        .map_err(|e| StoreError::Other(e.to_string()))?;
+        Ok(Some(Op::Put(keys::account(user), value)))
+    }
+
+    /// Whether `user` has a live account, a tombstone, or nothing.
+    pub fn status(&self, user: &str) -> Result<AccountStatus, AccountError> {
+        if chatd_auth::validate_user_id(user).is_err() {
+            return Ok(AccountStatus::Missing);
+        }
+        Ok(match self.read(user)? {
+            None => AccountStatus::Missing,
+            Some(r) if r.live() => AccountStatus::Live { floor: r.floor },
+            Some(_) => AccountStatus::Removed,
+        })
+    }
+
+    /// All user ids, sorted.
+    pub fn list(&self) -> Result<Vec<String>, AccountError> {
+        let start = keys::ACCOUNTS_PREFIX.as_bytes();
+        let end = keys::prefix_end(keys::ACCOUNTS_PREFIX);
+        let pairs = self.store.scan(start, &end, false, usize::MAX)?;
+        Ok(pairs
+            .into_iter()
+            .filter(|(_, v)| serde_json::from_slice::<Record>(v).is_ok_and(|r| r.live()))
+            .filter_map(|(k, _)| {
+                let user = k.get(start.len()..)?;
+                String::from_utf8(user.to_vec()).ok()
+            })
+            .collect())
+    }
+
+    /// True when `user` has a live account; false for removed ids and for ids that could
+    /// never have one.
+    pub fn exists(&self, user: &str) -> Result<bool, AccountError> {
+        Ok(matches!(self.status(user)?, AccountStatus::Live { .. }))
+    }
+
+    /// True when `password` is the password of `user`; false for unknown users too (after
+    /// the same amount of hashing work, so timing does not tell which users exist) and for
+    /// accounts without a password (created by a token login). A password verified for this user within the last hour is recognised without argon2.
+    pub fn verify(&self, user: &str, password: &str) -> Result<bool, AccountError> {
+        let record = match chatd_auth::validate_user_id(user) {
+            Ok(()) => self.read(user)?.filter(Record::live),
+            Err(_) => None,
+        };
+        match record.and_then(|r| r.hash) {
+            Some(hash) => {
+                if self.verified.matches(user, &hash, password) {
+                    return Ok(true);
+                }
+                let ok = chatd_auth::verify_password(password, &hash);
+                if ok {
+                    self.verified.remember(user, &hash, password);
+                }
+                Ok(ok)
+            }
+            None => {
+                let _ = chatd_auth::verify_password(password, dummy_hash());
+                Ok(false)
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // The guarded data is `()`, so a poisoned lock holds nothing broken.
+        self.write.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self, user: &str) -> Result<Option<Record>, AccountError> {
+        match self.store.get(&keys::account(user))? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                AccountError::Store(StoreError::Other(format!(
+                    "account record of {user} is unreadable: {e}"
+                )))
+            }),
+        }
+    }
+
+    fn write_record(&self, user: &str, record: Record) -> Result<(), AccountError> {
+        let value = serde_json::to_vec(&record).map_err(|e| StoreError::Other(e.to_string()))?;
+        self.store
+            .apply(vec![Op::Put(keys::account(user), value)])?;
+        self.store.flush()?;
+        Ok(())
+    }
+}
+
+/// The history floor of `user` (see [`AccountStatus::Live`]): no 1:1 message with an id at or
+/// below it belongs to this account. `None` for an account that was never reclaimed.
+pub fn history_floor(store: &dyn KvStore, user: &str) -> Result<Option<String>, StoreError> {
+    let Some(bytes) = store.get(&keys::account(user))? else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_slice::<Record>(&bytes)
+        .ok()
+        .and_then(|r| r.floor))
+}
+
+/// A hash of a fixed password, computed once, to spend the same time on unknown users.
+fn dummy_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| chatd_auth::hash_password("not a real password").unwrap_or_default())
+}

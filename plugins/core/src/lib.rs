@@ -1,0 +1,12 @@
+//! The chat core of chatd, kept apart from the MQTT layer so it can be tested without a network:
+//! accounts, 1:1 and group messaging with group commit, receipts, the per-recipient queue,
+//! history and conversations, last-seen times, and what the core asks of the broker (delivery)
+//! and of the media service (may this sender reference this media?).
+
+pub mod accounts;
+pub mod keys;
+pub mod media_gate;
+pub mod messaging;
+pub mod outbox;
+pub mod presence;
+pub mod verified;

@@ -1,0 +1,563 @@
+//! 1:1 messaging: the [`Chat`] service behind `chat/{me}/send`, `chat/{me}/receipt` and
+//! `chat/{me}/rpc`, the per-user queue the broker delivers from, history and conversations.
+//!
+//! Sends and receipts are checked on the caller's task, then stored by one committer thread
+//! in group commits (see `committer`); requests read the store directly.
+//!
+//! Receipt data layout: `s/{id}/{user}` = `{"status":"delivered"|"read","ts":ms}` is the
+//! status of message `id` for its recipient `user` (absent = `sent`); a status change queued
+//! for the author is `q/{author}/{qid}` whose value is the `user/{author}/receipt` payload
+//! (`{"id","by","status","ts"}`), while a queued message is `q/{user}/{id}` with an empty
+//! value. `x/last_id` holds the highest id or qid written.
+
+mod acked;
+mod committer;
+mod conversation_list;
+mod create_limit;
+mod fanout;
+mod group_commit;
+mod group_ops;
+mod group_read;
+mod group_records;
+mod history;
+mod member_index;
+mod purge;
+mod receipts;
+mod records;
+mod reply_budget;
+mod rpc;
+mod stats;
+mod validate;
+mod watermark;
+
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::{self, JoinHandle};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+pub use chatd_wire::reply::ErrorCode;
+pub use stats::ChatStats;
+
+use chatd_wire::reply::{self, Failure};
+use committer::{Committer, GroupJob, Job, ReceiptJob, SendJob};
+use stats::Counters;
+use watermark::Watermark;
+
+use crate::accounts::Accounts;
+use crate::keys;
+use crate::media_gate::MediaGate;
+use crate::outbox::{Deliver, Outgoing};
+use chatd_kv::{KvStore, Op, StoreError};
+use chatd_wire::ids::{valid_message_id, IdGen};
+
+/// Settings of the messaging service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatConfig {
+    /// This server's node number, part of every message id so ids are unique across nodes.
+    pub node_id: u16,
+    /// Longest `text` in bytes; longer ones are refused with `too_large`.
+    pub max_text_bytes: usize,
+    /// Most sends written by one batch (one apply + one flush).
+    pub max_batch: usize,
+    /// Most members of one group (the creator included).
+    pub max_group_members: usize,
+    /// Write a push job (`j/…`) for every message queued for a user with no device online,
+    /// for the push bridge to pick up; off when no push service is configured.
+    pub push_jobs: bool,
+    /// Most group recipients one batch queues a message for; the rest follow in later
+    /// batches, so 1:1 traffic never waits for a whole big group.
+    pub fanout_slice: usize,
+    /// Most recipients pending fan-outs may still have to reach before new group messages
+    /// are refused with `rate_limited`.
+    pub max_fanout_backlog: usize,
+    /// Most groups one user may belong to at once; adding a user to more is refused
+    /// `too_large`.
+    pub max_groups_per_user: usize,
+    /// Groups one user may create per hour (also the burst); more are refused
+    /// `rate_limited`. 0: no limit.
+    pub groups_created_per_hour: u32,
+    /// Most bytes of one request reply that lists things (`conversations`): a page stops
+    /// before it would grow past this, so a reply stays well under the packet size limit.
+    pub max_reply_bytes: usize,
+}
+
+impl Default for ChatConfig {
+    fn default() -> ChatConfig {
+        ChatConfig {
+            node_id: 1,
+            max_text_bytes: 16 * 1024,
+            max_batch: 512,
+            max_group_members: 1024,
+            push_jobs: false,
+            fanout_slice: 64,
+            max_fanout_backlog: 256 * 1024,
+            max_groups_per_user: 512,
+            groups_created_per_hour: 60,
+            max_reply_bytes: 512 * 1024,
+        }
+    }
+}
+
+/// Why the messaging service could not start or a broker-side call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The configuration cannot work.
+    #[error("invalid messaging configuration: {0}")]
+    Config(String),
+    /// The clean-up after an account removal failed (it is retried at the next start).
+    #[error("the removed account's data could not be cleaned up: {0}")]
+    Purge(String),
+    /// The committer thread could not be started.
+    #[error("cannot start the committer thread: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// How many sends may wait for the committer per batch slot before new ones are refused
+/// with `rate_limited` (the queue then holds this many full batches).
+const QUEUE_BATCHES: usize = 64;
+
+/// The messaging service. Shared as `Arc<Chat>` between all sessions.
+pub struct Chat {
+    store: Arc<dyn KvStore>,
+    cfg: ChatConfig,
+    /// The committer's channel; `None` once closing has begun.
+    tx: RwLock<Option<SyncSender<Job>>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    watermark: Arc<Watermark>,
+    counters: Arc<Counters>,
+    /// Checks media references of sends; without one, media messages are refused.
+    media: RwLock<Option<Arc<dyn MediaGate>>>,
+    /// Recipients that pending group fan-outs still have to reach.
+    fanout_backlog: Arc<fanout::Backlog>,
+    /// Acknowledged queue entries the committer has not deleted yet.
+    acked: Arc<acked::AckedKeys>,
+    /// Group creations left per user.
+    create_limit: create_limit::CreateLimit,
+}
+
+impl Chat {
+    /// Starts the service on `store`: finds the newest stored message (ids continue after
+    /// it and the watermark starts there) and starts the committer thread.
+    pub fn open(
+        store: Arc<dyn KvStore>,
+        accounts: Accounts,
+        cfg: ChatConfig,
+        deliver: Arc<dyn Deliver>,
+    ) -> Result<Arc<Chat>, ChatError> {
+        if cfg.max_batch == 0 {
+            return Err(ChatError::Config("max_batch must be at least 1".into()));
+        }
+        if cfg.max_group_members < 2 {
+            return Err(ChatError::Config(
+                "max_group_members must be at least 2".into(),
+            ));
+        }
+        if cfg.fanout_slice == 0 {
+            return Err(ChatError::Config("fanout_slice must be at least 1".into()));
+        }
+        if cfg.max_text_bytes == 0 {
+            return Err(ChatError::Config(
+                "max_text_bytes must be at least 1".into(),
+            ));
+        }
+        if cfg.max_groups_per_user == 0 {
+            return Err(ChatError::Config(
+                "max_groups_per_user must be at least 1".into(),
+            ));
+        }
+        member_index::build_if_missing(store.as_ref())?;
+        let newest = newest_id(store.as_ref())?;
+        let mut ids = IdGen::new(cfg.node_id);
+        if let Some(id) = &newest {
+            ids.observe(id);
+        }
+        let watermark = Arc::new(Watermark::new(newest.clone().unwrap_or_default()));
+        let counters = Arc::new(Counters::default());
+        let fanouts = fanout::load(store.as_ref())?;
+        let fanout_backlog = Arc::new(fanout::Backlog::default());
+        let acked = Arc::new(acked::AckedKeys::default());
+        let mut committer = Committer {
+            store: store.clone(),
+            accounts,
+            deliver,
+            ids,
+            watermark: watermark.clone(),
+            counters: counters.clone(),
+            max_batch: cfg.max_batch,
+            applied: newest.unwrap_or_default(),
+            push_jobs: cfg.push_jobs,
+            max_members: cfg.max_group_members,
+            max_groups_per_user: cfg.max_groups_per_user,
+            groups: Default::default(),
+            fanouts,
+            fanout_slice: cfg.fanout_slice,
+            fanout_backlog: fanout_backlog.clone(),
+            acked: acked.clone(),
+            last_flush: std::time::Instant::now(),
+        };
+        committer.count_fanouts();
+        purge::resume(&mut committer)?;
+        let (tx, rx) = mpsc::sync_channel(cfg.max_batch.saturating_mul(QUEUE_BATCHES));
+        let worker = thread::Builder::new()
+            .name("chatd-committer".into())
+            .spawn(move || committer.run(rx))
+            .map_err(ChatError::Spawn)?;
+        Ok(Arc::new(Chat {
+            store,
+            tx: RwLock::new(Some(tx)),
+            worker: Mutex::new(Some(worker)),
+            watermark,
+            counters,
+            media: RwLock::new(None),
+            fanout_backlog,
+            acked,
+            create_limit: create_limit::CreateLimit::new(cfg.groups_created_per_hour),
+            cfg,
+        }))
+    }
+
+    /// Handles one publish on `chat/{from}/send` and returns the JSON for `user/{from}/ack`.
+    ///
+    /// A success is returned only after the message is durably stored; a repeated `cid`
+    /// returns the first ack unchanged and stores nothing.
+    pub async fn send(&self, from: &str, payload: &[u8]) -> Bytes {
+        self.send_as(from, None, payload).await
+    }
+
+    /// [`Chat::send`] from a known device (client id): the sender's other devices get a
+    /// copy of a group message, this one does not.
+    pub async fn send_as(&self, from: &str, device: Option<&str>, payload: &[u8]) -> Bytes {
+        let draft = match validate::parse_send(payload, self.cfg.max_text_bytes) {
+            Ok(draft) => draft,
+            Err(rejected) => {
+                Counters::add(&self.counters.rejected, 1);
+                return reply::ack_err(rejected.cid.as_deref(), &rejected.failure);
+            }
+        };
+        let cid = draft.cid.clone();
+        if matches!(draft.target, validate::Target::Group(_))
+            && self.fanout_backlog.get() > self.cfg.max_fanout_backlog
+        {
+            Counters::add(&self.counters.rejected, 1);
+            return reply::ack_err(
+                Some(&cid),
+                &Failure::new(
+                    ErrorCode::RateLimited,
+                    "group messages are still being delivered; retry shortly",
+                ),
+            );
+        }
+        if let Some(media) = &draft.media {
+            let gate = self.media.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let checked = match gate {
+                Some(gate) => gate.check_message(from, media, &draft.kind).await,
+                None => Err(Failure::bad(
+                    "media messages are not accepted: this server has no media service",
+                )),
+            };
+            if let Err(failure) = checked {
+                Counters::add(&self.counters.rejected, 1);
+                return reply::ack_err(Some(&cid), &failure);
+            }
+        }
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let job = Job::Send(SendJob {
+            from: from.to_string(),
+            device: device.map(str::to_string),
+            draft,
+            reply: reply_tx,
+        });
+        let answer = match self.enqueue(job) {
+            Ok(()) => reply_rx
+                .await
+                .map_err(|_| Failure::internal("the message could not be stored; retry")),
+            Err(failure) => Err(failure),
+        };
+        answer.unwrap_or_else(|failure| {
+            Counters::add(&self.counters.rejected, 1);
+            reply::ack_err(Some(&cid), &failure)
+        })
+    }
+
+    /// Installs the media service's check for media messages (see [`MediaGate`]).
+    pub fn set_media_gate(&self, gate: Arc<dyn MediaGate>) {
+        *self.media.write().unwrap_or_else(|p| p.into_inner()) = Some(gate);
+    }
+
+    /// Handles one publish on `chat/{me}/receipt`
+    /// (`{"ids":["…",…],"status":"delivered"|"read"}`, 1 to 100 ids).
+    ///
+    /// Returns `None` when every id was accepted, else the JSON to publish on `user/{me}/ack`:
+    /// `{"receipt":["…",…],"error":{"code":…,"message":…}}` naming only the refused ids
+    /// (`bad_request` refuses the whole publish; `not_found` for unknown ids, `forbidden` for
+    /// messages `me` did not receive; with several reasons the code is the first refused id's
+    /// and the message names each id's reason). The accepted ids are stored as one committer
+    /// job, durably, before their status changes are handed to [`Deliver`] as
+    /// `user/{author}/receipt` items with a queue id. A status that does not move forward
+    /// (sent → delivered → read) is accepted and changes and forwards nothing.
+    pub async fn receipt(&self, me: &str, payload: &[u8]) -> Option<Bytes> {
+        let draft = match receipts::parse_receipt(payload) {
+            Ok(draft) => draft,
+            Err(bad) => {
+                Counters::add(&self.counters.receipts_refused, bad.ids.len().max(1) as u64);
+                return Some(reply::receipt_err(&bad.ids, &bad.failure));
+            }
+        };
+        let ids = draft.ids.clone();
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let job = Job::Receipt(ReceiptJob {
+            by: me.to_string(),
+            draft,
+            reply: reply_tx,
+        });
+        let refused = match self.enqueue(job) {
+            Ok(()) => reply_rx
+                .await
+                .map_err(|_| Failure::internal("the receipt could not be stored; retry")),
+            Err(failure) => Err(failure),
+        };
+        let refused = refused
+            .unwrap_or_else(|failure| ids.into_iter().map(|id| (id, failure.clone())).collect());
+        if refused.is_empty() {
+            return None;
+        }
+        Counters::add(&self.counters.receipts_refused, refused.len() as u64);
+        Some(reply::receipt_refusal(&refused))
+    }
+
+    /// Hands a job to the committer without waiting: refused with `rate_limited` when its
+    /// channel is full, and `internal` once closing has begun.
+    fn enqueue(&self, job: Job) -> Result<(), Failure> {
+        let guard = self.tx.read().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            None => Err(shutting_down()),
+            Some(tx) => tx.try_send(job).map_err(|e| match e {
+                TrySendError::Full(_) => Failure::new(
+                    ErrorCode::RateLimited,
+                    "the server is busy storing messages; retry shortly",
+                ),
+                TrySendError::Disconnected(_) => shutting_down(),
+            }),
+        }
+    }
+
+    /// Handles one publish on `chat/{me}/rpc` and returns the JSON for `user/{me}/rpc`.
+    pub async fn rpc(&self, me: &str, payload: &[u8]) -> Bytes {
+        let request = match rpc::parse(payload) {
+            Ok(request) => request,
+            Err(reply) => return reply,
+        };
+        match group_ops::parse(&request.op, &request.obj, me, self.cfg.max_group_members) {
+            Ok(Some(op)) => {
+                let creates = matches!(op, group_ops::GroupOp::Create { .. });
+                if creates {
+                    if let Err(wait) = self.create_limit.take(me) {
+                        let failure = Failure::new(
+                            ErrorCode::RateLimited,
+                            format!(
+                                "you may create at most {} groups per hour; retry in {} s",
+                                self.cfg.groups_created_per_hour,
+                                wait.as_secs().max(1)
+                            ),
+                        );
+                        return reply::rpc_err(Some(&request.rid), &failure);
+                    }
+                }
+                let (reply_tx, reply_rx) = oneshot::channel();
+                let job = Job::Group(GroupJob {
+                    by: me.to_string(),
+                    op,
+                    reply: reply_tx,
+                });
+                let result = match self.enqueue(job) {
+                    Ok(()) => reply_rx.await.unwrap_or_else(|_| {
+                        Err(Failure::internal("the change could not be stored; retry"))
+                    }),
+                    Err(failure) => Err(failure),
+                };
+                if creates && result.is_err() {
+                    // Nothing was created: the attempt does not count.
+                    self.create_limit.give_back(me);
+                }
+                match result {
+                    Ok(value) => reply::rpc_ok(&request.rid, value),
+                    Err(failure) => reply::rpc_err(Some(&request.rid), &failure),
+                }
+            }
+            Ok(None) => rpc::answer(
+                self.store.as_ref(),
+                &self.watermark.get(),
+                me,
+                &request,
+                self.cfg.max_reply_bytes,
+            ),
+            Err(failure) => reply::rpc_err(Some(&request.rid), &failure),
+        }
+    }
+
+    /// The current members of `group`, or `None` when it does not exist or is closed (for
+    /// group typing indicators).
+    pub fn group_members(&self, group: &str) -> Result<Option<Vec<String>>, ChatError> {
+        Ok(group_read::members(self.store.as_ref(), group)?)
+    }
+
+    /// Up to `limit` queued items of `user` with queue id > `after`, in queue id order, only
+    /// committed ones: what a device gets when it subscribes. Two kinds are interleaved:
+    /// messages (topic `user/{user}/inbox`, queue id = message id) and receipt events for
+    /// messages `user` sent (topic `user/{user}/receipt`, queue id = a fresh id from the same
+    /// generator). Both leave the queue through [`Chat::acked`].
+    pub fn backlog(
+        &self,
+        user: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Outgoing>, ChatError> {
+        let committed = self.watermark.get();
+        if committed.is_empty() || limit == 0 || chatd_auth::validate_user_id(user).is_err() {
+            return Ok(Vec::new());
+        }
+        let prefix = keys::queue_prefix(user);
+        let start = match after {
+            Some(after) => keys::successor(format!("{prefix}{after}").as_bytes()),
+            None => prefix.as_bytes().to_vec(),
+        };
+        let end = keys::successor(format!("{prefix}{committed}").as_bytes());
+        let mut rows = Vec::with_capacity(limit.min(1024));
+        let mut from = start;
+        // Entries acknowledged but not yet deleted are skipped; a page is short only when the
+        // queue has no more.
+        let acked = self.acked.hold();
+        while rows.len() < limit {
+            let page = self.store.scan(&from, &end, false, limit - rows.len())?;
+            let full = page.len() == limit - rows.len();
+            let Some((last, _)) = page.last() else { break };
+            from = keys::successor(last);
+            rows.extend(page.into_iter().filter(|(key, _)| !acked.contains(key)));
+            if !full {
+                break;
+            }
+        }
+        drop(acked);
+        let mut out = Vec::with_capacity(rows.len());
+        for (key, value) in rows {
+            let id = String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default());
+            let message = match value.split_first() {
+                None => Some(id.to_string()),
+                Some((&fanout::POINTER, target)) => {
+                    Some(String::from_utf8_lossy(target).into_owned())
+                }
+                Some(_) => None,
+            };
+            let Some(message) = message else {
+                // A receipt event: the value is the payload itself.
+                out.push(Outgoing {
+                    user: user.to_string(),
+                    topic: format!("user/{user}/receipt"),
+                    payload: Bytes::from(value),
+                    queue_id: Some(id.into_owned()),
+                    skip_client: None,
+                });
+                continue;
+            };
+            match self.store.get(&keys::message(&message))? {
+                Some(payload) => out.push(Outgoing {
+                    user: user.to_string(),
+                    topic: format!("user/{user}/inbox"),
+                    payload: Bytes::from(payload),
+                    queue_id: Some(id.into_owned()),
+                    skip_client: None,
+                }),
+                None => tracing::warn!("queue of {user} points at missing message {message}"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// A device of `user` acknowledged queue item `id` (a message or a receipt event): it
+    /// leaves the queue. The committer deletes it with its next batch, and queue reads skip it
+    /// until then (the caller never waits for the store). Not flushed: losing this in a crash
+    /// only causes a redelivery, which clients de-duplicate.
+    pub fn acked(&self, user: &str, id: &str) -> Result<(), ChatError> {
+        if chatd_auth::validate_user_id(user).is_err() || !valid_message_id(id) {
+            return Ok(());
+        }
+        let key = format!("{}{id}", keys::queue_prefix(user)).into_bytes();
+        let first = self.acked.add(key.clone());
+        let handed_over = {
+            let guard = self.tx.read().unwrap_or_else(|p| p.into_inner());
+            match guard.as_ref() {
+                // Full: the committer is busy and takes the deletes with its next batch;
+                // not first: it has been woken already.
+                Some(tx) if first => {
+                    !matches!(tx.try_send(Job::Wake), Err(TrySendError::Disconnected(_)))
+                }
+                Some(_) => true,
+                None => false,
+            }
+        };
+        if !handed_over {
+            // Closing: no committer to hand it to.
+            self.store.apply(vec![Op::Delete(key.clone())])?;
+            self.acked.done(&[key]);
+        }
+        Ok(())
+    }
+
+    /// Stops taking sends and receipts (later ones are answered `internal` "server is
+    /// shutting down"), lets the committer finish every job already accepted, and flushes the store.
+    /// Blocks until done; calling it again does nothing more.
+    pub fn close(&self) {
+        drop(self.tx.write().unwrap_or_else(|p| p.into_inner()).take());
+        let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(worker) = worker {
+            if worker.thread().id() == thread::current().id() {
+                // Dropped from inside a delivery: the thread ends by itself once it returns.
+                return;
+            }
+            if worker.join().is_err() {
+                tracing::error!("committer thread ended with a panic");
+            }
+            if let Err(e) = self.store.flush() {
+                tracing::error!("final flush failed: {e}");
+            }
+        }
+    }
+
+    /// The counters for `/metrics`.
+    pub fn stats(&self) -> ChatStats {
+        self.counters.snapshot()
+    }
+}
+
+impl Drop for Chat {
+    /// Dropping the service finishes accepted sends too, and releases the committer's hold
+    /// on the store so it can be reopened.
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn shutting_down() -> Failure {
+    Failure::internal("server is shutting down")
+}
+
+/// The highest id ever written: the newest stored message id or the highest receipt queue id
+/// (recorded under `x/last_id`), whichever is higher.
+fn newest_id(store: &dyn KvStore) -> Result<Option<String>, StoreError> {
+    let prefix = keys::MESSAGES_PREFIX;
+    let rows = store.scan(prefix.as_bytes(), &keys::prefix_end(prefix), true, 1)?;
+    let message = rows.into_iter().next().and_then(|(key, _)| {
+        let id = String::from_utf8(key.get(prefix.len()..)?.to_vec()).ok()?;
+        valid_message_id(&id).then_some(id)
+    });
+    let last = store
+        .get(keys::LAST_ID)?
+        .and_then(|v| String::from_utf8(v).ok())
+        .filter(|id| valid_message_id(id));
+    Ok(message.max(last))
+}

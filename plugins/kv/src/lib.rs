@@ -1,0 +1,64 @@
+//! The storage interface every other part is written against, so that the engine can be swapped
+//! (or wrapped in tests) without touching the messaging logic.
+
+use std::io;
+
+mod sled_store;
+
+pub use sled_store::SledStore;
+
+/// One change inside an atomic batch given to [`KvStore::apply`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Sets `key` to `value`, replacing any earlier value.
+    Put(Vec<u8>, Vec<u8>),
+    /// Removes `key`; removing a missing key is not an error.
+    Delete(Vec<u8>),
+}
+
+/// One key and its value, as returned by [`KvStore::scan`].
+pub type KvPair = (Vec<u8>, Vec<u8>);
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process (normally a running server) holds the store's lock; the CLI uses this
+    /// to switch to talking to that server instead.
+    #[error("the store is locked by another process")]
+    Locked,
+    /// A file-system error outside the engine, e.g. creating the data directory.
+    #[error("store I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// The sled engine reported an error.
+    #[error("store error: {0}")]
+    Sled(#[from] sled::Error),
+    /// Any other failure, e.g. from a wrapping or test store.
+    #[error("store error: {0}")]
+    Other(String),
+}
+
+/// An ordered key-value store with atomic batches and an explicit durability point.
+///
+/// Messaging relies on exactly these four operations: point reads, ordered range scans (queues,
+/// history, conversation lists are key ranges), all-or-nothing batches (a message and its
+/// indexes appear together or not at all) and a flush that makes acknowledgements honest.
+pub trait KvStore: Send + Sync + 'static {
+    /// The value stored under `key`, if any.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Keys in `[start, end)`, ascending or (`reverse` = true) descending, at most `limit`
+    /// pairs. An empty or inverted range gives an empty result.
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StoreError>;
+
+    /// Applies all `ops` atomically: after a crash either all of them are there or none.
+    fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError>;
+
+    /// Returns once everything applied before the call is on disk.
+    fn flush(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,155 @@
+//! The sled engine behind [`KvStore`]: one database, one (default) tree, key prefixes for the
+//! different kinds of records (see [`crate::keys`]).
+
+use std::io;
+use std::path::Path;
+
+use crate::{KvPair, KvStore, Op, StoreError};
+
+/// A [`KvStore`] on a sled database in one directory.
+///
+/// Only one process can open the directory at a time; a second one gets
+/// [`StoreError::Locked`], which tells the CLI that a server is running.
+pub struct SledStore {
+    db: sled::Db,
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the sled database in `path`.
+    pub fn open(path: &Path) -> Result<SledStore, StoreError> {
+        match sled::Config::new().path(path).open() {
+            Ok(db) => Ok(SledStore { db }),
+            Err(e) if is_lock_error(&e) => Err(StoreError::Locked),
+            Err(e) => Err(StoreError::Sled(e)),
+        }
+    }
+}
+
+/// Sled reports a held lock as a plain I/O error whose text names the lock (and, depending on
+/// the platform, a `WouldBlock` kind); both forms are recognised.
+fn is_lock_error(e: &sled::Error) -> bool {
+    match e {
+        sled::Error::Io(io) => {
+            io.kind() == io::ErrorKind::WouldBlock
+                || io.to_string().contains("could not acquire lock")
+        }
+        _ => false,
+    }
+}
+
+impl KvStore for SledStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StoreError> {
+        // sled panics on an inverted range; an empty one needs no lookup either.
+        if start >= end || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let range = self.db.range(start..end);
+        let mut out = Vec::new();
+        let mut push = |item: sled::Result<(sled::IVec, sled::IVec)>| -> Result<bool, StoreError> {
+            let (k, v) = item?;
+            out.push((k.to_vec(), v.to_vec()));
+            Ok(out.len() < limit)
+        };
+        if reverse {
+            for item in range.rev() {
+                if !push(item)? {
+                    break;
+                }
+            }
+        } else {
+            for item in range {
+                if !push(item)? {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for op in ops {
+            match op {
+                Op::Put(k, v) => batch.insert(k, v),
+                Op::Delete(k) => batch.remove(k),
+            }
+        }
+        self.db.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(pairs: &[KvPair]) -> Vec<&[u8]> {
+        pairs.iter().map(|(k, _)| k.as_slice()).collect()
+    }
+
+    #[test]
+    fn put_get_scan_delete() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir()?;
+        let s = SledStore::open(dir.path())?;
+        s.apply(vec![
+            Op::Put(b"a/1".to_vec(), b"x".to_vec()),
+            Op::Put(b"a/2".to_vec(), b"y".to_vec()),
+            Op::Put(b"a/3".to_vec(), b"z".to_vec()),
+            Op::Put(b"b/1".to_vec(), b"w".to_vec()),
+        ])?;
+        assert_eq!(s.get(b"a/2")?, Some(b"y".to_vec()));
+        assert_eq!(s.get(b"a/9")?, None);
+        let fwd = s.scan(b"a/", b"a0", false, 10)?;
+        assert_eq!(keys(&fwd), vec![&b"a/1"[..], b"a/2", b"a/3"]);
+        let rev = s.scan(b"a/", b"a0", true, 2)?;
+        assert_eq!(keys(&rev), vec![&b"a/3"[..], b"a/2"]);
+        assert!(s.scan(b"b", b"a", false, 10)?.is_empty());
+        assert!(s.scan(b"a/", b"a0", false, 0)?.is_empty());
+        s.apply(vec![
+            Op::Delete(b"a/2".to_vec()),
+            Op::Delete(b"nope".to_vec()),
+        ])?;
+        assert_eq!(s.get(b"a/2")?, None);
+        s.flush()?;
+        Ok(())
+    }
+
+    #[test]
+    fn second_open_is_locked() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir()?;
+        let _first = SledStore::open(dir.path())?;
+        match SledStore::open(dir.path()) {
+            Err(StoreError::Locked) => Ok(()),
+            Err(e) => panic!("expected Locked, got {e}"),
+            Ok(_) => panic!("second open succeeded"),
+        }
+    }
+
+    #[test]
+    fn reopen_after_drop_keeps_data() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir()?;
+        {
+            let s = SledStore::open(dir.path())?;
+            s.apply(vec![Op::Put(b"k".to_vec(), b"v".to_vec())])?;
+            s.flush()?;
+        }
+        let s = SledStore::open(dir.path())?;
+        assert_eq!(s.get(b"k")?, Some(b"v".to_vec()));
+        Ok(())
+    }
+}
