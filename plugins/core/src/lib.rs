@@ -8,5 +8,6 @@ pub mod keys;
 pub mod media_gate;
 pub mod messaging;
 pub mod outbox;
+pub mod ports;
 pub mod presence;
 pub mod verified;
