@@ -3,7 +3,7 @@
 //! it back), and a reclaimed id starts empty; a revoked session's will is discarded; ids that
 //! look like an existing one cannot be created.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! `chatd user …` commands with the server stopped and running, the admin token file,
 //! configuration errors, and graceful shutdown.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! (HS256, RS256), client id rules, wills, and which topics a client may subscribe and publish to.
 //! See PROTOCOL.md "Connecting" and docs/protocol.md "Authorization".
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::Path;

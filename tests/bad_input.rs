@@ -3,7 +3,7 @@
 //! close what the contract says it closes, answer bad requests with the right error code, and go
 //! on serving everyone else (checked at the end of every test).
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

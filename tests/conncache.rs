@@ -3,7 +3,7 @@
 //! disconnect, expiry after a node is killed, and a Redis outage that degrades health while the
 //! node keeps serving.
 
-mod support;
+use crate::support;
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};

@@ -2,7 +2,7 @@
 //! every acknowledged message is in history exactly once and is delivered to its recipient, and
 //! nothing (acknowledged or not) exists twice.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 //! exactly once and reaches a member who was offline throughout, and every receipt the server
 //! acknowledged (PUBACK) shows in the group history's per-member state.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

@@ -4,13 +4,11 @@
 //! `status` like a history entry; user lists are judged on rights and existence first, then on
 //! their size without repeats.
 
-mod support;
+use crate::support;
 
-#[path = "../push-bridge/tests/fake/mod.rs"]
-mod fake;
+use crate::fake;
 
-#[path = "support/push_kit.rs"]
-mod push_kit;
+use crate::support::push_kit;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! (also after a restart, and counting memberships stored before the per-user index existed), and
 //! `limits.groups_created_per_hour` bounds creations per user.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 

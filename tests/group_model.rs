@@ -8,9 +8,9 @@
 //!
 //! The operations are applied one at a time (each waits for its reply), so the server's order
 //! is the model's order. CI runs a fixed seed; run by hand with many:
-//! `CHATD_MODEL_SEED=7 CHATD_MODEL_OPS=5000 cargo test -p chatd --test group_model -- --nocapture`.
+//! `CHATD_MODEL_SEED=7 CHATD_MODEL_OPS=5000 cargo test -p chatd --test e2e group_model:: -- --nocapture`.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! removed member, history windows for late joiners and removed members, per-member receipts,
 //! the member limit, group typing, and a 1024-member group.
 
-mod support;
+use crate::support;
 
 use support::online;
 

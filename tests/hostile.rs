@@ -7,7 +7,7 @@
 //! Several source addresses are simulated with local addresses of 127.0.0.0/8, which Linux
 //! routes to the loopback interface.
 
-mod support;
+use crate::support;
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

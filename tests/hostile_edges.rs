@@ -7,7 +7,7 @@
 //! The `s3` test needs `s3s-fs` on the PATH (`cargo install s3s-fs@0.14.1 --locked --features
 //! binary`, which `.ci/run` does); without it it fails saying so.
 
-mod support;
+use crate::support;
 
 use std::net::{IpAddr, SocketAddr, TcpListener as StdListener};
 use std::process::{Child, Command, Stdio};

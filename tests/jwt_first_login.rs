@@ -2,7 +2,7 @@
 //! argon2 run for it, password logins to it fail until an administrator sets a password, and
 //! removed ids and look-alikes stay refused.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
@@ -112,7 +112,7 @@ async fn a_removed_token_account_stays_removed() {
 }
 
 /// Not a check: prints how many first JWT logins of new users the server accepts per second
-/// (`cargo test -p chatd --test jwt_first_login -- --ignored --nocapture`).
+/// (`cargo test -p chatd --test e2e jwt_first_login:: -- --ignored --nocapture`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn measure_first_token_logins_per_second() {

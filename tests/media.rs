@@ -10,10 +10,9 @@
 //! The `s3` tests need `s3s-fs` on the PATH (`cargo install s3s-fs@0.14.1 --locked --features
 //! binary`, which `.ci/run` does); without it they fail saying so.
 
-mod support;
+use crate::support;
 
-#[path = "support/media_kit.rs"]
-mod media_kit;
+use crate::support::media_kit;
 
 use std::time::{Duration, Instant};
 

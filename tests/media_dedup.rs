@@ -8,10 +8,9 @@
 //!
 //! The `s3` test needs `s3s-fs` on the PATH (see `tests/media.rs`).
 
-mod support;
+use crate::support;
 
-#[path = "support/media_kit.rs"]
-mod media_kit;
+use crate::support::media_kit;
 
 use media_kit::*;
 use serde_json::{json, Value};

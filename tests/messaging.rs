@@ -1,7 +1,7 @@
 //! 1:1 messaging end to end: acks, delivery to every device, cid retries, the authenticated
 //! sender, validation errors, history and conversations, ids, session take-over.
 
-mod support;
+use crate::support;
 
 use support::{now_ms, online};
 

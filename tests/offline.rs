@@ -2,7 +2,7 @@
 //! order when a device subscribes to its inbox, stay queued until a device PUBACKs them, and
 //! survive a graceful restart and a `kill -9`.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

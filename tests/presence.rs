@@ -2,7 +2,7 @@
 //! first device connects, offline when the last one goes away however it went), `last_seen`
 //! across restarts and crashes, `presence.get`, and the subscribe rules for presence topics.
 
-mod support;
+use crate::support;
 
 use support::{now_ms, online};
 

@@ -3,7 +3,7 @@
 //! with the true state of every user it watches — also one whose session fell behind and had
 //! changes dropped — and watches must go away with their sessions.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::sync::Arc;

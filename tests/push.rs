@@ -6,13 +6,11 @@
 //! moves to another user once its holder logged out (what a token's holder keeps is in
 //! `tests/push_tokens.rs`); bad requests are refused.
 
-mod support;
+use crate::support;
 
-#[path = "../push-bridge/tests/fake/mod.rs"]
-mod fake;
+use crate::fake;
 
-#[path = "support/push_kit.rs"]
-mod push_kit;
+use crate::support::push_kit;
 
 use std::time::Duration;
 

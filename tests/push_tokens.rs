@@ -4,13 +4,11 @@
 //! at logout), the holder's account is removed, or the push service reports it dead. The same
 //! user may register it from another device.
 
-mod support;
+use crate::support;
 
-#[path = "../push-bridge/tests/fake/mod.rs"]
-mod fake;
+use crate::fake;
 
-#[path = "support/push_kit.rs"]
-mod push_kit;
+use crate::support::push_kit;
 
 use std::time::Duration;
 

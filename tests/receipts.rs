@@ -3,7 +3,7 @@
 //! receipts queued for an offline author (also across a restart), and the status in `history` and
 //! the unread counts of `conversations`.
 
-mod support;
+use crate::support;
 
 use support::{now_ms, online};
 

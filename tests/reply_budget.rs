@@ -4,7 +4,7 @@
 //! emptied, counts kept), and `group.info` cuts its member list with `more`/`next`, read on
 //! with `after`.
 
-mod support;
+use crate::support;
 
 use std::time::Instant;
 

@@ -4,7 +4,7 @@
 //! not acknowledged: replies, acks and presence count too) and Maximum Packet Size (nothing
 //! larger is written; what happens instead is in docs/protocol.md).
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::time::Duration;

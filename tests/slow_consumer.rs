@@ -4,7 +4,7 @@
 //! progress for `limits.write_timeout_secs`, and every message must still reach the device when
 //! it comes back.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -6,7 +6,7 @@
 //! PUBLISH is `limits.ack_timeout_secs` old — without losing anything, and without closing
 //! sessions that are merely idle.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! WebSocket over TLS, keep-alive expiry, and session takeover by a second CONNECT with the same
 //! client id.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! devices on `user/bob/typing` as `{"from":"alice"}` at QoS 0, is never stored or queued, is
 //! refused on `user/{me}/ack` for bad input, unknown users and too many per second.
 
-mod support;
+use crate::support;
 
 use support::online;
 

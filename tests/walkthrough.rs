@@ -7,7 +7,7 @@
 //! part runs `stat`, `sha256sum`, `curl` and `cmp` as the README does, with the upload and
 //! download URLs taken from the replies.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};

@@ -1,6 +1,6 @@
-//! Shared by the media end-to-end tests (`tests/media.rs`, `tests/media_dedup.rs`, included
-//! with `#[path]`): an `s3s-fs` server, a chatd with either media back end, and client helpers
-//! for `media.upload` / `media.download`, uploads and downloads.
+//! Shared by the media end-to-end tests (`tests/media.rs`, `tests/media_dedup.rs`): an `s3s-fs`
+//! server, a chatd with either media back end, and client helpers for `media.upload` /
+//! `media.download`, uploads and downloads.
 
 #![allow(dead_code)]
 

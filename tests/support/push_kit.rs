@@ -1,6 +1,7 @@
-//! Shared by the push end-to-end tests (`tests/push.rs`, `tests/push_tokens.rs`, included with
-//! `#[path]`, next to `mod fake`): chatd with `[push]` pointing at the fake FCM and APNs
-//! servers, token registration over MQTT, and waits on devices and metrics.
+//! Shared by the push end-to-end tests (`tests/push.rs`, `tests/push_tokens.rs`,
+//! `tests/group_defects.rs`; the fake servers are the root's `mod fake`): chatd with `[push]`
+//! pointing at the fake FCM and APNs servers, token registration over MQTT, and waits on devices
+//! and metrics.
 
 #![allow(dead_code)]
 

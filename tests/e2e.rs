@@ -1,0 +1,44 @@
+//! The end-to-end suite: every test runs the real `chatd` binary (built by Cargo, found through
+//! `CARGO_BIN_EXE_chatd`) as a child process over real sockets. One test binary holds all of
+//! them, so Cargo builds and links the harness and its dependencies once; each former test file
+//! is a module here, named after its file (run one with
+//! `cargo test -p chatd --test e2e messaging::`).
+
+/// The server harness and client helpers shared by every module.
+mod support;
+
+/// Fake FCM and APNs servers, shared with the push bridge's own tests.
+#[path = "../push-bridge/tests/fake/mod.rs"]
+mod fake;
+
+mod accounts;
+mod admin;
+mod auth_acl;
+mod bad_input;
+mod conncache;
+mod crash;
+mod crash_mixed;
+mod group_defects;
+mod group_limits;
+mod group_model;
+mod groups;
+mod hostile;
+mod hostile_edges;
+mod jwt_first_login;
+mod media;
+mod media_dedup;
+mod messaging;
+mod offline;
+mod presence;
+mod presence_fanout;
+mod push;
+mod push_tokens;
+mod receipts;
+mod reply_budget;
+mod session_limits;
+mod slow_consumer;
+mod stuck_sessions;
+mod transports;
+mod typing;
+mod user_limits;
+mod walkthrough;
