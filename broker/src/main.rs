@@ -6,8 +6,6 @@ mod config;
 mod conncache;
 mod datadir;
 mod fd_limit;
-#[cfg(test)]
-mod fuzz;
 mod handshake_gate;
 mod http;
 mod http_serve;
@@ -19,6 +17,8 @@ mod media;
 mod metrics;
 mod presence;
 mod presence_relay;
+#[cfg(test)]
+mod proptest_support;
 mod push;
 mod router;
 mod server;
