@@ -4,6 +4,7 @@
 
 use anyhow::{anyhow, bail, Result};
 use bytes::BytesMut;
+use chatd_wire::mqtt::frame::read_header;
 use rumqttc::mqttbytes::{v4, QoS};
 
 /// Fixed-header type of CONNACK.
@@ -68,33 +69,16 @@ pub struct Frame<'a> {
 
 /// The first complete packet of `buf`, or `None` when more bytes are needed.
 pub fn frame(buf: &[u8]) -> Result<Option<Frame<'_>>> {
-    let Some(&kind) = buf.first() else {
+    let Some(header) = read_header(buf).map_err(|_| anyhow!("malformed remaining length"))? else {
         return Ok(None);
     };
-    let mut remaining = 0usize;
-    let mut shift = 0;
-    let mut at = 1;
-    loop {
-        let Some(&byte) = buf.get(at) else {
-            return Ok(None);
-        };
-        remaining |= ((byte & 0x7f) as usize) << shift;
-        at += 1;
-        if byte & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-        if shift > 21 {
-            bail!("malformed remaining length");
-        }
-    }
-    let len = at + remaining;
+    let len = header.packet_len();
     if buf.len() < len {
         return Ok(None);
     }
     Ok(Some(Frame {
-        kind,
-        body: &buf[at..len],
+        kind: header.first_byte,
+        body: &buf[header.header_len..len],
         len,
     }))
 }

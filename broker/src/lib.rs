@@ -8,8 +8,6 @@ pub mod config;
 mod conncache;
 mod datadir;
 mod fd_limit;
-#[cfg(test)]
-mod fuzz;
 mod handshake_gate;
 mod http;
 mod http_serve;
@@ -21,6 +19,8 @@ mod media;
 mod metrics;
 mod presence;
 mod presence_relay;
+#[cfg(test)]
+mod proptest_support;
 mod push;
 mod router;
 pub mod server;

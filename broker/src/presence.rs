@@ -247,6 +247,9 @@ fn state(user: &str, status: &'static str, last_seen: Option<u64>) -> Value {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

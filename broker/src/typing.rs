@@ -137,6 +137,9 @@ impl TypingLimiter {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -8,6 +8,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use bytes::{BufMut, BytesMut};
+use chatd_wire::mqtt::frame::{self, FixedHeader};
+use chatd_wire::mqtt::varint;
 use rumqttd::protocol::{self, v4::V4, v5::V5, DisconnectReasonCode, Packet, Protocol};
 
 /// The MQTT protocol version a session speaks.
@@ -54,38 +56,22 @@ pub struct Incoming {
     pub publish: Option<PublishMeta>,
 }
 
-/// Reads a fixed header: (first byte, remaining length, header length), or None if incomplete.
-fn fixed_header(buf: &[u8]) -> Result<Option<(u8, usize, usize)>, WireError> {
-    if buf.len() < 2 {
-        return Ok(None);
-    }
-    let mut len: usize = 0;
-    let mut shift = 0;
-    for (i, byte) in buf[1..].iter().enumerate() {
-        len += ((byte & 0x7f) as usize) << shift;
-        if byte & 0x80 == 0 {
-            return Ok(Some((buf[0], len, i + 2)));
-        }
-        shift += 7;
-        if i == 3 {
-            return Err(WireError::Malformed(
-                "remaining length longer than 4 bytes".into(),
-            ));
-        }
-    }
-    Ok(None)
+/// Reads a fixed header with the shared codec, or None if incomplete.
+fn fixed_header(buf: &[u8]) -> Result<Option<FixedHeader>, WireError> {
+    frame::read_header(buf)
+        .map_err(|_| WireError::Malformed("remaining length longer than 4 bytes".into()))
 }
 
 /// Looks at the first packet of a connection and says which protocol version it speaks.
 /// Returns `Ok(None)` until enough bytes have arrived.
 pub fn detect_version(buf: &[u8]) -> Result<Option<Version>, WireError> {
-    let Some((byte1, _, header_len)) = fixed_header(buf)? else {
+    let Some(header) = fixed_header(buf)? else {
         return Ok(None);
     };
-    if byte1 >> 4 != 1 {
+    if header.packet_type() != 1 {
         return Err(WireError::NotConnect);
     }
-    let rest = &buf[header_len..];
+    let rest = &buf[header.header_len..];
     if rest.len() < 2 {
         return Ok(None);
     }
@@ -105,17 +91,17 @@ pub fn detect_version(buf: &[u8]) -> Result<Option<Version>, WireError> {
 
 /// Reads the QoS and packet id of a complete PUBLISH frame at the start of `buf`.
 fn publish_meta(buf: &[u8]) -> Result<Option<PublishMeta>, WireError> {
-    let Some((byte1, remaining, header_len)) = fixed_header(buf)? else {
+    let Some(header) = fixed_header(buf)? else {
         return Ok(None);
     };
-    if byte1 >> 4 != 3 {
+    if header.packet_type() != 3 {
         return Ok(None);
     }
-    if buf.len() < header_len + remaining {
+    if buf.len() < header.packet_len() {
         return Ok(None);
     }
-    let qos = (byte1 >> 1) & 0b11;
-    let body = &buf[header_len..header_len + remaining];
+    let qos = (header.first_byte >> 1) & 0b11;
+    let body = &buf[header.header_len..header.packet_len()];
     if qos == 0 {
         return Ok(Some(PublishMeta { qos, pkid: 0 }));
     }
@@ -145,7 +131,8 @@ pub const CODEC_PANICKED: &str = "packet the codec cannot decode";
 pub struct Codec {
     version: Version,
     max_packet_size: usize,
-    /// The largest packet the client accepts (MQTT 5 Maximum Packet Size; unlimited otherwise).
+    /// The largest packet the client accepts (MQTT 5 Maximum Packet Size; otherwise the largest
+    /// packet MQTT can express).
     client_max_packet: usize,
 }
 
@@ -155,14 +142,17 @@ impl Codec {
         Codec {
             version,
             max_packet_size,
-            client_max_packet: usize::MAX,
+            client_max_packet: frame::MAX_PACKET_LEN,
         }
     }
 
     /// Packets for this client must not be larger than `bytes` (its MQTT 5 Maximum Packet
-    /// Size, which counts the whole packet, fixed header included).
+    /// Size, which counts the whole packet, fixed header included). A limit above what MQTT can
+    /// express changes nothing.
     pub fn limit_output(&mut self, bytes: u32) {
-        self.client_max_packet = usize::try_from(bytes).unwrap_or(usize::MAX);
+        self.client_max_packet = usize::try_from(bytes)
+            .unwrap_or(usize::MAX)
+            .min(frame::MAX_PACKET_LEN);
     }
 
     /// The largest packet the client accepts.
@@ -172,9 +162,12 @@ impl Codec {
 
     /// Whole encoded size of a PUBLISH of `payload_len` bytes on `topic` at `qos` (as
     /// [`Codec::write_publish`] writes it), so that its size is known before it is written.
+    /// One whose remaining length MQTT cannot express comes out larger than
+    /// [`frame::MAX_PACKET_LEN`], so that no client accepts it.
     pub fn publish_size(&self, topic: &str, payload_len: usize, qos: u8) -> usize {
         let remaining = self.publish_remaining(topic, payload_len, qos);
-        1 + varint_len(remaining) + remaining
+        let length_bytes = varint::encoded_len(remaining).unwrap_or(varint::MAX_LEN);
+        1 + length_bytes + remaining
     }
 
     fn publish_remaining(&self, topic: &str, payload_len: usize, qos: u8) -> usize {
@@ -193,17 +186,17 @@ impl Codec {
         if buf.is_empty() {
             return Ok(None);
         }
-        if let Some((byte1, remaining, _)) = fixed_header(buf)? {
-            if remaining > self.max_packet_size {
-                return Err(WireError::TooLarge(remaining));
+        if let Some(header) = fixed_header(buf)? {
+            if header.remaining_length > self.max_packet_size {
+                return Err(WireError::TooLarge(header.remaining_length));
             }
             // Only what a client may send reaches the codec: rumqttd's v5 decoder reaches
             // `unreachable!()` on CONNACK, UNSUBACK and AUTH (no enhanced authentication here),
             // and type 0 is reserved.
-            if !CLIENT_PACKET_TYPES.contains(&(byte1 >> 4)) {
+            if !CLIENT_PACKET_TYPES.contains(&header.packet_type()) {
                 return Err(WireError::Malformed(format!(
                     "packet type {} is not one a client sends",
-                    byte1 >> 4
+                    header.packet_type()
                 )));
             }
         }
@@ -255,7 +248,9 @@ impl Codec {
         }
     }
 
-    /// Appends a PUBLISH to `out`: `pkid` is used only when `qos` is 1.
+    /// Appends a PUBLISH to `out`: `pkid` is used only when `qos` is 1. Callers check
+    /// [`Codec::publish_size`] against [`Codec::client_max_packet`] first: a PUBLISH larger than
+    /// MQTT can express is never written.
     pub fn write_publish(
         &self,
         topic: &str,
@@ -267,21 +262,13 @@ impl Codec {
     ) {
         let props = matches!(self.version, Version::V5) as usize;
         let remaining = self.publish_remaining(topic, payload.len(), qos);
+        let Ok(length) = varint::encode(remaining) else {
+            return;
+        };
         let byte1 = 0x30 | (qos << 1) | retain as u8;
         out.reserve(remaining + 5);
         out.put_u8(byte1);
-        let mut len = remaining;
-        loop {
-            let mut byte = (len % 128) as u8;
-            len /= 128;
-            if len > 0 {
-                byte |= 0x80;
-            }
-            out.put_u8(byte);
-            if len == 0 {
-                break;
-            }
-        }
+        out.put_slice(length.as_bytes());
         out.put_u16(topic.len() as u16);
         out.put_slice(topic.as_bytes());
         if qos > 0 {
@@ -291,16 +278,6 @@ impl Codec {
             out.put_u8(0);
         }
         out.put_slice(payload);
-    }
-}
-
-/// Bytes of a variable byte integer (remaining length) of value `n`.
-fn varint_len(n: usize) -> usize {
-    match n {
-        0..=127 => 1,
-        128..=16_383 => 2,
-        16_384..=2_097_151 => 3,
-        _ => 4,
     }
 }
 
@@ -324,6 +301,9 @@ fn disconnect_code(reason: DisconnectReasonCode) -> u8 {
         _ => 0x80,
     }
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {
@@ -385,6 +365,19 @@ mod tests {
             Err(WireError::TooLarge(_))
         ));
         assert_eq!(out.len(), written, "the refused packet is taken back out");
+    }
+
+    #[test]
+    fn a_publish_mqtt_cannot_express_is_larger_than_any_client_takes() {
+        for version in [Version::V4, Version::V5] {
+            let mut codec = Codec::new(version, 1 << 20);
+            let most = varint::MAX - codec.publish_remaining("t", 0, 1);
+            assert_eq!(codec.publish_size("t", most, 1), frame::MAX_PACKET_LEN);
+            assert!(codec.publish_size("t", most, 1) <= codec.client_max_packet());
+            assert!(codec.publish_size("t", most + 1, 1) > codec.client_max_packet());
+            codec.limit_output(u32::MAX);
+            assert!(codec.publish_size("t", most + 1, 1) > codec.client_max_packet());
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use chatd_wire::mqtt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -50,25 +51,18 @@ impl V {
 // ---------------------------------------------------------------------------------------------
 
 /// MQTT variable byte integer (remaining length, property length).
-pub fn varint(mut n: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let mut byte = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if n == 0 {
-            return out;
-        }
-    }
+pub fn varint(n: usize) -> Vec<u8> {
+    mqtt::varint::encode(n)
+        .unwrap_or_else(|e| panic!("test built an unencodable length: {e}"))
+        .as_bytes()
+        .to_vec()
 }
 
 /// A length-prefixed byte string.
 pub fn bin(data: &[u8]) -> Vec<u8> {
-    let mut out = (data.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(data);
+    let mut out = Vec::with_capacity(2 + data.len());
+    mqtt::field::encode_field(data, &mut out)
+        .unwrap_or_else(|e| panic!("test built an unencodable field: {e}"));
     out
 }
 
@@ -79,10 +73,8 @@ pub fn string(s: &str) -> Vec<u8> {
 
 /// Fixed header + body.
 pub fn frame(first_byte: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first_byte];
-    out.extend(varint(body.len()));
-    out.extend_from_slice(body);
-    out
+    mqtt::frame::encode_frame(first_byte, body)
+        .unwrap_or_else(|e| panic!("test built an unencodable packet: {e}"))
 }
 
 /// A CONNECT packet, built field by field.
@@ -289,15 +281,11 @@ impl Pub {
     }
 }
 
+/// A variable byte integer at the front of `data`: (value, bytes it took), or None when it is
+/// incomplete or malformed.
 fn read_varint(data: &[u8]) -> Option<(usize, usize)> {
-    let mut n = 0usize;
-    for (i, b) in data.iter().enumerate().take(4) {
-        n |= ((b & 0x7f) as usize) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((n, i + 1));
-        }
-    }
-    None
+    let decoded = mqtt::varint::decode(data).ok().flatten()?;
+    Some((decoded.value, decoded.len))
 }
 
 impl Packet {
@@ -516,22 +504,19 @@ impl Raw {
     }
 
     fn take_packet(&mut self) -> Result<Option<Packet>, ReadError> {
-        if self.buf.len() < 2 {
-            return Ok(None);
-        }
-        let Some((len, n)) = read_varint(&self.buf[1..]) else {
-            if self.buf.len() >= 5 {
-                return Err(ReadError::Garbage(format!("{:02x?}", &self.buf[..5])));
-            }
-            return Ok(None);
+        let header = match mqtt::frame::read_header(&self.buf) {
+            Ok(Some(header)) => header,
+            Ok(None) => return Ok(None),
+            // The first byte and four length bytes, each announcing another.
+            Err(_) => return Err(ReadError::Garbage(format!("{:02x?}", &self.buf[..5]))),
         };
-        let total = 1 + n + len;
+        let total = header.packet_len();
         if self.buf.len() < total {
             return Ok(None);
         }
         let packet = Packet {
-            first: self.buf[0],
-            body: self.buf[1 + n..total].to_vec(),
+            first: header.first_byte,
+            body: self.buf[header.header_len..total].to_vec(),
         };
         self.buf.drain(..total);
         Ok(Some(packet))

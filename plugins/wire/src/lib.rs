@@ -4,4 +4,5 @@
 
 pub mod ids;
 pub mod json;
+pub mod mqtt;
 pub mod reply;
