@@ -1,12 +1,25 @@
 //! The one TOML file an operator writes. Every section has defaults, so no file at all serves a
 //! single node with its data in `./data`; unknown keys and bad values stop the server at start
 //! with a message that names the key.
+//!
+//! Each plugin's section lives with the plugin, types, defaults and checks: `[media]` in
+//! `chatd_media::config`, `[push]` in `chatd_push_bridge::config`, and the messaging limits of
+//! `[limits]` are checked by `chatd_core::config`. This module assembles them with the broker's
+//! own sections (`[limits]` in `config/limits.rs`), parses the file and runs every check at start,
+//! including those that span sections.
+
+mod limits;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use chatd_media::{Limits, MediaKind, TypeLimit, MAX_URL_TTL_SECS};
+use chatd_core::config::InvalidSetting;
+use chatd_core::messaging::ChatConfig;
+use chatd_media::config::{MediaBackend, MediaConfig};
+use chatd_push_bridge::config::PushConfig;
 use serde::Deserialize;
+
+pub use limits::LimitsConfig;
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +48,15 @@ pub enum ConfigError {
         /// What is wrong with it.
         why: String,
     },
+}
+
+impl From<InvalidSetting> for ConfigError {
+    fn from(e: InvalidSetting) -> ConfigError {
+        ConfigError::Invalid {
+            key: e.key,
+            why: e.why,
+        }
+    }
 }
 
 /// The whole configuration.
@@ -143,125 +165,6 @@ pub struct AuthConfig {
     pub admin_token: Option<String>,
 }
 
-/// `[limits]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    /// Connections held at once; more are refused (CONNACK "server unavailable").
-    pub max_connections: usize,
-    /// Largest MQTT packet accepted from a client, in bytes.
-    pub max_packet_size: usize,
-    /// Seconds a new socket has to send its CONNECT.
-    pub connect_timeout_secs: u64,
-    /// QoS 1 messages in flight from the server to one session.
-    pub max_inflight: u16,
-    /// Largest message text, in bytes.
-    pub max_text_bytes: usize,
-    /// Typing indicators per second per user (also the burst); more are refused.
-    pub typing_per_sec: u32,
-    /// Most members of one group, the creator included; adding more is refused `too_large`.
-    pub max_group_members: usize,
-    /// Group recipients queued per store batch; the rest of a big group follows in later
-    /// batches, so 1:1 messages never wait for a whole group.
-    pub fanout_slice: usize,
-    /// Most groups one user may belong to at once; creating or adding with a user already in
-    /// this many is refused `too_large`.
-    pub max_groups_per_user: usize,
-    /// Groups one user may create per hour (also the burst); more are refused `rate_limited`
-    /// (0: no limit).
-    pub groups_created_per_hour: u32,
-    /// Failed logins (password or JWT) per user within `login_failure_window_secs`; past it the
-    /// user's CONNECTs are refused without checking the password (0: no per-user limit).
-    pub login_failures_per_user: u32,
-    /// Failed logins per source address (IPv4 address, IPv6 /64) within the window; past it
-    /// that address's CONNECTs are refused without checking the password (0: no limit).
-    pub login_failures_per_ip: u32,
-    /// The window over which the login failure budgets refill, in seconds.
-    pub login_failure_window_secs: u64,
-    /// Sockets one source address may hold open before their CONNECT is answered; more are
-    /// closed at once (0: no limit).
-    pub max_handshakes_per_ip: usize,
-    /// Seconds a session's writes may make no progress (the client reads nothing) before the
-    /// connection is closed; what it had not acknowledged stays queued.
-    pub write_timeout_secs: u64,
-    /// Bytes one session may hold for its client: deliveries waiting in its mailbox plus QoS 1
-    /// PUBLISHes written and not yet acknowledged. Past it the session takes no more deliveries
-    /// (queued ones are re-read from the store when there is room).
-    pub max_session_buffer_bytes: usize,
-    /// Seconds a QoS 1 PUBLISH may go unacknowledged before the session is closed; what it
-    /// had not acknowledged stays queued. Sessions with nothing in flight are never closed
-    /// by it.
-    pub ack_timeout_secs: u64,
-    /// Filters one SUBSCRIBE may add; the rest of that packet's filters are refused (SUBACK
-    /// 0x97 quota exceeded, 3.1.1 0x80).
-    pub max_filters_per_subscribe: usize,
-    /// `user/{me}/…` filters one session may hold; new ones past it are refused the same way.
-    pub max_subscriptions: usize,
-    /// `presence/{user}` subscriptions one session may hold; new ones past it are refused.
-    pub max_presence_watches: usize,
-    /// `chat/{me}/send` publishes per second per user, over all of the user's connections;
-    /// more are answered `rate_limited`.
-    pub sends_per_sec: u32,
-    /// Sends a user may make at once after a quiet spell (the bucket's size).
-    pub sends_burst: u32,
-    /// `chat/{me}/receipt` and `chat/{me}/rpc` publishes per second per user, together;
-    /// more are answered `rate_limited`.
-    pub requests_per_sec: u32,
-    /// Receipts and requests a user may make at once after a quiet spell.
-    pub requests_burst: u32,
-    /// Connections of one user at once (distinct client ids); more CONNECTs are refused
-    /// (3.1.1 code 3, 5.0 0x97 quota exceeded). A CONNECT that takes over a client id already
-    /// connected is not refused.
-    pub max_sessions_per_user: usize,
-    /// Connections the HTTP listener holds at once; more are answered 503 and closed. Its own
-    /// share of the file descriptors, so HTTP clients can never use up those of MQTT.
-    pub http_max_connections: usize,
-    /// HTTP connections one source address may hold at once (0: no limit).
-    pub http_connections_per_ip: usize,
-    /// Seconds an HTTP connection has to send a whole request head, counted from its opening
-    /// or from the end of the previous response (so it also ends idle keep-alive connections).
-    pub http_header_timeout_secs: u64,
-    /// Seconds an HTTP request may move no byte either way (a stalled upload body, a download
-    /// nobody reads) while the server is not working on it; then the connection is closed.
-    pub http_idle_timeout_secs: u64,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        LimitsConfig {
-            max_connections: 100_000,
-            max_packet_size: 1024 * 1024,
-            connect_timeout_secs: 10,
-            max_inflight: 100,
-            max_text_bytes: 16 * 1024,
-            typing_per_sec: 5,
-            max_group_members: 1024,
-            fanout_slice: 64,
-            max_groups_per_user: 512,
-            groups_created_per_hour: 60,
-            login_failures_per_user: 10,
-            login_failures_per_ip: 30,
-            login_failure_window_secs: 60,
-            max_handshakes_per_ip: 512,
-            write_timeout_secs: 30,
-            max_session_buffer_bytes: 1024 * 1024,
-            ack_timeout_secs: 60,
-            max_filters_per_subscribe: 64,
-            max_subscriptions: 256,
-            max_presence_watches: 1024,
-            sends_per_sec: 20,
-            sends_burst: 60,
-            requests_per_sec: 50,
-            requests_burst: 200,
-            max_sessions_per_user: 16,
-            http_max_connections: 4096,
-            http_connections_per_ip: 128,
-            http_header_timeout_secs: 10,
-            http_idle_timeout_secs: 30,
-        }
-    }
-}
-
 /// `[redis]`: where the connection cache lives; without `url` it stays in the process.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -280,230 +183,6 @@ impl Default for RedisConfig {
             url: None,
             key_prefix: "chatd".into(),
             ttl_secs: 30,
-        }
-    }
-}
-
-/// `[push]`: push notifications for users with no device online. At least one of
-/// `[push.fcm]` and `[push.apns]` is required.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PushConfig {
-    /// Messages to one user in one conversation within this many ms become one notification.
-    pub collapse_window_ms: u64,
-    /// Put the start of the message text in notifications (off: sender and count only).
-    pub previews: bool,
-    /// Most push requests in flight at once.
-    pub concurrency: usize,
-    /// Retries of one notification (429, 5xx, network errors) before it is dropped.
-    pub max_retries: u32,
-    /// First retry delay in ms, doubled for each further retry (`Retry-After` wins if longer).
-    pub retry_base_ms: u64,
-    /// Longest wait before one retry, in ms.
-    pub retry_max_ms: u64,
-    /// Safety-net scan for pending jobs, in ms.
-    pub scan_interval_ms: u64,
-    /// How long a notification stays worth delivering, in seconds (APNs `apns-expiration`,
-    /// FCM `android.ttl`).
-    pub ttl_secs: u64,
-    /// Limit for one HTTP request to a push service, in ms.
-    pub timeout_ms: u64,
-    /// Firebase Cloud Messaging.
-    pub fcm: Option<FcmConfig>,
-    /// Apple Push Notification service.
-    pub apns: Option<ApnsConfig>,
-}
-
-impl Default for PushConfig {
-    fn default() -> Self {
-        PushConfig {
-            collapse_window_ms: 2000,
-            previews: false,
-            concurrency: 32,
-            max_retries: 5,
-            retry_base_ms: 500,
-            retry_max_ms: 60_000,
-            scan_interval_ms: 1000,
-            ttl_secs: 86_400,
-            timeout_ms: 10_000,
-            fcm: None,
-            apns: None,
-        }
-    }
-}
-
-/// `[media]`: where media bytes live and what may be uploaded. No section at all: the `fs`
-/// back end under `{storage.path}/media`, served by chatd's own HTTP listener.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MediaConfig {
-    /// `fs` (local disk, the default) or `s3`.
-    pub backend: MediaBackend,
-    /// Lifetime of upload and download URLs, in seconds.
-    pub url_ttl_secs: u64,
-    /// `[media.limits.image]`, `…video`, `…audio`, `…file`.
-    pub limits: MediaLimitsConfig,
-    /// `[media.fs]`: settings of the `fs` back end.
-    pub fs: FsMediaConfig,
-    /// `[media.s3]`: settings of the `s3` back end (required with `backend = "s3"`).
-    pub s3: Option<S3MediaConfig>,
-}
-
-impl Default for MediaConfig {
-    fn default() -> Self {
-        MediaConfig {
-            backend: MediaBackend::Fs,
-            url_ttl_secs: 900,
-            limits: MediaLimitsConfig::default(),
-            fs: FsMediaConfig::default(),
-            s3: None,
-        }
-    }
-}
-
-/// `[push.fcm]`: FCM HTTP v1 with a service account.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FcmConfig {
-    /// The service account key file (JSON) downloaded from the Firebase console.
-    pub service_account: PathBuf,
-    /// Base URL of the FCM API; default `https://fcm.googleapis.com`.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// Overrides the service account's `token_uri` (OAuth token endpoint).
-    #[serde(default)]
-    pub token_uri: Option<String>,
-}
-
-/// `[push.apns]`: APNs with a token-based (`.p8`) key.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApnsConfig {
-    /// The `.p8` key file from the Apple developer account.
-    pub key_file: PathBuf,
-    /// The key's id (10 characters).
-    pub key_id: String,
-    /// The developer team id (10 characters).
-    pub team_id: String,
-    /// The app's bundle id (`apns-topic`).
-    pub topic: String,
-    /// `production` (default) or `sandbox`: which Apple endpoint the app's tokens belong to.
-    #[serde(default)]
-    pub environment: ApnsEnvironmentConfig,
-    /// Overrides the environment's endpoint (a relay or a test server).
-    #[serde(default)]
-    pub endpoint: Option<String>,
-}
-
-/// `push.apns.environment`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ApnsEnvironmentConfig {
-    /// `https://api.push.apple.com`.
-    #[default]
-    Production,
-    /// `https://api.sandbox.push.apple.com`.
-    Sandbox,
-}
-
-/// `media.backend`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MediaBackend {
-    /// Local disk under the data directory, served by chatd's HTTP listener.
-    Fs,
-    /// An S3-compatible object store with presigned URLs.
-    S3,
-}
-
-/// `[media.limits]`: one optional table per kind; a missing table or key keeps the default.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MediaLimitsConfig {
-    /// `[media.limits.image]`
-    pub image: Option<TypeLimitConfig>,
-    /// `[media.limits.video]`
-    pub video: Option<TypeLimitConfig>,
-    /// `[media.limits.audio]`
-    pub audio: Option<TypeLimitConfig>,
-    /// `[media.limits.file]`
-    pub file: Option<TypeLimitConfig>,
-}
-
-/// `[media.limits.{kind}]`
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TypeLimitConfig {
-    /// Largest upload of this kind, in bytes.
-    pub max_bytes: Option<u64>,
-    /// Accepted MIME types (`image/png`, `image/*`, `*/*`).
-    pub mime: Option<Vec<String>>,
-}
-
-/// `[media.fs]`
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FsMediaConfig {
-    /// Where the bytes live; default `{storage.path}/media`.
-    pub path: Option<PathBuf>,
-    /// Base of the upload/download URLs handed to clients (how clients reach chatd's HTTP
-    /// listener, e.g. `https://chat.example.com`); default `http://` + the listener's address.
-    pub public_url: Option<String>,
-    /// HMAC key for the URLs (at least 32 characters); default generated into
-    /// `{storage.path}/media.key` (mode 0600).
-    pub signing_key: Option<String>,
-}
-
-/// `[media.s3]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct S3MediaConfig {
-    /// Service URL (MinIO, other S3-compatible stores); absent: AWS's endpoint for `region`.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// Region used for signing.
-    #[serde(default = "default_s3_region")]
-    pub region: String,
-    /// The bucket (it must exist).
-    pub bucket: String,
-    /// Access key id; absent: `AWS_ACCESS_KEY_ID` from the environment.
-    #[serde(default)]
-    pub access_key_id: Option<String>,
-    /// Secret key; absent: `AWS_SECRET_ACCESS_KEY` from the environment.
-    #[serde(default)]
-    pub secret_access_key: Option<String>,
-    /// Path-style URLs (`endpoint/bucket/key`), needed by MinIO and most self-hosted stores.
-    #[serde(default)]
-    pub force_path_style: bool,
-}
-
-fn default_s3_region() -> String {
-    "us-east-1".into()
-}
-
-/// Largest object one S3 `PUT` may carry (5 GiB).
-const S3_MAX_PUT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
-
-impl MediaLimitsConfig {
-    /// The effective limits: each kind's defaults overridden by what the file sets.
-    pub fn resolve(&self) -> Limits {
-        let one = |kind: MediaKind, set: &Option<TypeLimitConfig>| {
-            let mut limit: TypeLimit = Limits::default_for(kind);
-            if let Some(set) = set {
-                if let Some(max) = set.max_bytes {
-                    limit.max_bytes = max;
-                }
-                if let Some(mime) = &set.mime {
-                    limit.mime = mime.clone();
-                }
-            }
-            limit
-        };
-        Limits {
-            image: one(MediaKind::Image, &self.image),
-            video: one(MediaKind::Video, &self.video),
-            audio: one(MediaKind::Audio, &self.audio),
-            file: one(MediaKind::File, &self.file),
         }
     }
 }
@@ -596,276 +275,45 @@ impl Config {
                 });
             }
         }
-        self.validate_redis()?;
+        self.redis.validate()?;
         if let Some(push) = &self.push {
             push.validate()?;
         }
         self.validate_media()?;
-        let l = &self.limits;
-        let checks: [(&'static str, bool, &str); 15] = [
-            (
-                "limits.typing_per_sec",
-                (1..=1000).contains(&l.typing_per_sec),
-                "must be between 1 and 1000",
-            ),
-            (
-                "limits.max_connections",
-                l.max_connections >= 1,
-                "must be at least 1",
-            ),
-            (
-                "limits.max_packet_size",
-                (1024..=256 * 1024 * 1024).contains(&l.max_packet_size),
-                "must be between 1024 and 268435456",
-            ),
-            (
-                "limits.connect_timeout_secs",
-                (1..=3600).contains(&l.connect_timeout_secs),
-                "must be between 1 and 3600",
-            ),
-            (
-                "limits.max_inflight",
-                l.max_inflight >= 1,
-                "must be at least 1",
-            ),
-            (
-                "limits.max_text_bytes",
-                l.max_text_bytes >= 1 && l.max_text_bytes < l.max_packet_size,
-                "must be at least 1 and below limits.max_packet_size",
-            ),
-            (
-                "limits.max_group_members",
-                (2..=100_000).contains(&l.max_group_members),
-                "must be between 2 and 100000",
-            ),
-            (
-                "limits.fanout_slice",
-                (1..=100_000).contains(&l.fanout_slice),
-                "must be between 1 and 100000",
-            ),
-            (
-                "limits.max_groups_per_user",
-                (1..=100_000).contains(&l.max_groups_per_user),
-                "must be between 1 and 100000",
-            ),
-            (
-                "limits.groups_created_per_hour",
-                l.groups_created_per_hour <= 1_000_000,
-                "must be between 0 (no limit) and 1000000",
-            ),
-            (
-                "limits.login_failure_window_secs",
-                (1..=86_400).contains(&l.login_failure_window_secs),
-                "must be between 1 and 86400",
-            ),
-            (
-                "limits.write_timeout_secs",
-                (1..=3600).contains(&l.write_timeout_secs),
-                "must be between 1 and 3600",
-            ),
-            (
-                "limits.http_max_connections",
-                (1..=1_000_000).contains(&l.http_max_connections),
-                "must be between 1 and 1000000",
-            ),
-            (
-                "limits.http_header_timeout_secs",
-                (1..=3600).contains(&l.http_header_timeout_secs),
-                "must be between 1 and 3600",
-            ),
-            (
-                "limits.http_idle_timeout_secs",
-                (1..=3600).contains(&l.http_idle_timeout_secs),
-                "must be between 1 and 3600",
-            ),
-        ];
-        first_invalid(&checks)?;
-        self.validate_subscription_limits()?;
-        self.validate_session_buffers()?;
-        self.validate_user_rates()
-    }
-
-    /// What a session may hold for a client that stops reading or acknowledging.
-    fn validate_session_buffers(&self) -> Result<(), ConfigError> {
-        let l = &self.limits;
-        let checks: [(&'static str, bool, &str); 2] = [
-            (
-                "limits.max_session_buffer_bytes",
-                (4096..=1024 * 1024 * 1024).contains(&l.max_session_buffer_bytes),
-                "must be between 4096 and 1073741824",
-            ),
-            (
-                "limits.ack_timeout_secs",
-                (1..=3600).contains(&l.ack_timeout_secs),
-                "must be between 1 and 3600",
-            ),
-        ];
-        first_invalid(&checks)
-    }
-
-    /// The per-session subscription limits (a session's filters and watches cost memory and
-    /// work on every SUBSCRIBE; they must allow at least one).
-    fn validate_subscription_limits(&self) -> Result<(), ConfigError> {
-        let l = &self.limits;
-        let checks: [(&'static str, bool, &str); 3] = [
-            (
-                "limits.max_filters_per_subscribe",
-                (1..=65_535).contains(&l.max_filters_per_subscribe),
-                "must be between 1 and 65535",
-            ),
-            (
-                "limits.max_subscriptions",
-                (1..=100_000).contains(&l.max_subscriptions),
-                "must be between 1 and 100000",
-            ),
-            (
-                "limits.max_presence_watches",
-                (1..=1_000_000).contains(&l.max_presence_watches),
-                "must be between 1 and 1000000",
-            ),
-        ];
-        first_invalid(&checks)
-    }
-
-    /// Checks the per-user write rates and the per-user connection cap.
-    fn validate_user_rates(&self) -> Result<(), ConfigError> {
-        let l = &self.limits;
-        let checks: [(&'static str, bool, &str); 5] = [
-            (
-                "limits.sends_per_sec",
-                (1..=100_000).contains(&l.sends_per_sec),
-                "must be between 1 and 100000",
-            ),
-            (
-                "limits.sends_burst",
-                (1..=1_000_000).contains(&l.sends_burst) && l.sends_burst >= l.sends_per_sec,
-                "must be between 1 and 1000000 and at least limits.sends_per_sec",
-            ),
-            (
-                "limits.requests_per_sec",
-                (1..=100_000).contains(&l.requests_per_sec),
-                "must be between 1 and 100000",
-            ),
-            (
-                "limits.requests_burst",
-                (1..=1_000_000).contains(&l.requests_burst)
-                    && l.requests_burst >= l.requests_per_sec,
-                "must be between 1 and 1000000 and at least limits.requests_per_sec",
-            ),
-            (
-                "limits.max_sessions_per_user",
-                (1..=100_000).contains(&l.max_sessions_per_user),
-                "must be between 1 and 100000",
-            ),
-        ];
-        first_invalid(&checks)
-    }
-
-    fn validate_media(&self) -> Result<(), ConfigError> {
-        let m = &self.media;
-        let invalid = |key: &'static str, why: String| Err(ConfigError::Invalid { key, why });
-        if !(1..=MAX_URL_TTL_SECS).contains(&m.url_ttl_secs) {
-            return invalid(
-                "media.url_ttl_secs",
-                format!("must be between 1 and {MAX_URL_TTL_SECS} (7 days)"),
-            );
-        }
-        let limits = m.limits.resolve();
-        if let Err(e) = limits.validate() {
-            // The message names the exact key (media.limits.{kind}.…).
-            return invalid("media.limits", e.to_string());
-        }
-        match m.backend {
-            MediaBackend::Fs => {
-                if self.listen.http.is_empty() {
-                    return invalid(
-                        "media.backend",
-                        "\"fs\" serves media through chatd's HTTP listener, so listen.http must be set"
-                            .into(),
-                    );
-                }
-                if let Some(url) = &m.fs.public_url {
-                    if !(url.starts_with("http://") || url.starts_with("https://")) {
-                        return invalid(
-                            "media.fs.public_url",
-                            format!("must start with http:// or https://, not {url:?}"),
-                        );
-                    }
-                }
-                if let Some(key) = &m.fs.signing_key {
-                    if key.len() < 32 {
-                        return invalid(
-                            "media.fs.signing_key",
-                            "must be at least 32 characters".into(),
-                        );
-                    }
-                }
-                if m.fs.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
-                    return invalid("media.fs.path", "must not be empty".into());
-                }
-            }
-            MediaBackend::S3 => {
-                let Some(s3) = &m.s3 else {
-                    return invalid(
-                        "media.s3",
-                        "backend = \"s3\" needs a [media.s3] section (bucket, region, credentials)"
-                            .into(),
-                    );
-                };
-                let bucket_ok = (3..=63).contains(&s3.bucket.len())
-                    && s3.bucket.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'
-                    });
-                if !bucket_ok {
-                    return invalid(
-                        "media.s3.bucket",
-                        format!(
-                            "{:?} is not a bucket name (3 to 63 of a-z 0-9 . -)",
-                            s3.bucket
-                        ),
-                    );
-                }
-                if s3.region.is_empty() || s3.region.chars().any(char::is_whitespace) {
-                    return invalid(
-                        "media.s3.region",
-                        "must be a region name like eu-west-1".into(),
-                    );
-                }
-                if let Some(endpoint) = &s3.endpoint {
-                    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-                        return invalid(
-                            "media.s3.endpoint",
-                            format!("must start with http:// or https://, not {endpoint:?}"),
-                        );
-                    }
-                }
-                if s3.access_key_id.is_some() != s3.secret_access_key.is_some() {
-                    return invalid(
-                        "media.s3.secret_access_key",
-                        "set access_key_id and secret_access_key together (or neither, to use \
-                         AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the environment)"
-                            .into(),
-                    );
-                }
-                if let Some(kind) = MediaKind::ALL
-                    .into_iter()
-                    .find(|k| limits.get(*k).max_bytes > S3_MAX_PUT_BYTES)
-                {
-                    return invalid(
-                        "media.limits",
-                        format!(
-                            "media.limits.{kind}.max_bytes is over 5 GiB, more than one S3 PUT can carry"
-                        ),
-                    );
-                }
-            }
-        }
+        self.limits.validate()?;
         Ok(())
     }
 
-    fn validate_redis(&self) -> Result<(), ConfigError> {
-        let r = &self.redis;
-        if let Some(url) = &r.url {
+    /// Messaging's settings from `[node]` and `[limits]`; what depends on other plugins
+    /// (push jobs) is the caller's to set.
+    pub fn chat(&self) -> ChatConfig {
+        ChatConfig {
+            node_id: self.node.id,
+            ..self.limits.chat()
+        }
+    }
+
+    /// `[media]`'s own checks, with the one that involves `[listen]` where it has always been
+    /// met: after the URL lifetime and limits, before the back end's settings.
+    fn validate_media(&self) -> Result<(), ConfigError> {
+        self.media.validate_service()?;
+        if self.media.backend == MediaBackend::Fs && self.listen.http.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "media.backend",
+                why:
+                    "\"fs\" serves media through chatd's HTTP listener, so listen.http must be set"
+                        .into(),
+            });
+        }
+        self.media.validate_backend()?;
+        Ok(())
+    }
+}
+
+impl RedisConfig {
+    /// Checks `[redis]`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.url {
             if !url.starts_with("redis://") {
                 return Err(ConfigError::Invalid {
                     key: "redis.url",
@@ -879,13 +327,13 @@ impl Config {
                 });
             }
         }
-        if r.key_prefix.is_empty() || r.key_prefix.chars().any(|c| c.is_whitespace()) {
+        if self.key_prefix.is_empty() || self.key_prefix.chars().any(|c| c.is_whitespace()) {
             return Err(ConfigError::Invalid {
                 key: "redis.key_prefix",
                 why: "must be non-empty, without spaces".into(),
             });
         }
-        if !(5..=3600).contains(&r.ttl_secs) {
+        if !(5..=3600).contains(&self.ttl_secs) {
             return Err(ConfigError::Invalid {
                 key: "redis.ttl_secs",
                 why: "must be between 5 and 3600".into(),
@@ -895,141 +343,11 @@ impl Config {
     }
 }
 
-impl PushConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &'static str, why: &str| ConfigError::Invalid {
-            key,
-            why: why.to_string(),
-        };
-        if self.fcm.is_none() && self.apns.is_none() {
-            return Err(invalid(
-                "push",
-                "configure [push.fcm] or [push.apns] (or remove [push] to turn push off)",
-            ));
-        }
-        let checks: [(&'static str, bool, &str); 8] = [
-            (
-                "push.collapse_window_ms",
-                self.collapse_window_ms <= 600_000,
-                "must be at most 600000 (10 minutes)",
-            ),
-            (
-                "push.concurrency",
-                (1..=1024).contains(&self.concurrency),
-                "must be between 1 and 1024",
-            ),
-            (
-                "push.max_retries",
-                self.max_retries <= 20,
-                "must be at most 20",
-            ),
-            (
-                "push.retry_base_ms",
-                (10..=60_000).contains(&self.retry_base_ms),
-                "must be between 10 and 60000",
-            ),
-            (
-                "push.retry_max_ms",
-                self.retry_max_ms >= self.retry_base_ms && self.retry_max_ms <= 3_600_000,
-                "must be at least push.retry_base_ms and at most 3600000",
-            ),
-            (
-                "push.scan_interval_ms",
-                (50..=60_000).contains(&self.scan_interval_ms),
-                "must be between 50 and 60000",
-            ),
-            (
-                "push.ttl_secs",
-                self.ttl_secs <= 2_419_200,
-                "must be at most 2419200 (28 days)",
-            ),
-            (
-                "push.timeout_ms",
-                (100..=120_000).contains(&self.timeout_ms),
-                "must be between 100 and 120000",
-            ),
-        ];
-        for (key, ok, why) in checks {
-            if !ok {
-                return Err(invalid(key, why));
-            }
-        }
-        let url_ok = |u: &Option<String>| {
-            u.as_deref()
-                .is_none_or(|u| u.starts_with("http://") || u.starts_with("https://"))
-        };
-        if let Some(fcm) = &self.fcm {
-            if fcm.service_account.as_os_str().is_empty() {
-                return Err(invalid("push.fcm.service_account", "must not be empty"));
-            }
-            if !url_ok(&fcm.endpoint) {
-                return Err(invalid(
-                    "push.fcm.endpoint",
-                    "must start with http:// or https://",
-                ));
-            }
-            if !url_ok(&fcm.token_uri) {
-                return Err(invalid(
-                    "push.fcm.token_uri",
-                    "must start with http:// or https://",
-                ));
-            }
-        }
-        if let Some(apns) = &self.apns {
-            if apns.key_file.as_os_str().is_empty() {
-                return Err(invalid("push.apns.key_file", "must not be empty"));
-            }
-            let id_ok = |s: &str| {
-                !s.is_empty() && s.len() <= 32 && s.chars().all(|c| c.is_ascii_alphanumeric())
-            };
-            if !id_ok(&apns.key_id) {
-                return Err(invalid(
-                    "push.apns.key_id",
-                    "must be the key's id: letters and digits (10 characters)",
-                ));
-            }
-            if !id_ok(&apns.team_id) {
-                return Err(invalid(
-                    "push.apns.team_id",
-                    "must be the team id: letters and digits (10 characters)",
-                ));
-            }
-            if apns.topic.is_empty()
-                || apns
-                    .topic
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control())
-            {
-                return Err(invalid(
-                    "push.apns.topic",
-                    "must be the app's bundle id, without spaces",
-                ));
-            }
-            if !url_ok(&apns.endpoint) {
-                return Err(invalid(
-                    "push.apns.endpoint",
-                    "must start with http:// or https://",
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The first failed check of a list of `(key, holds, why)`, as the error naming its key.
-fn first_invalid(checks: &[(&'static str, bool, &str)]) -> Result<(), ConfigError> {
-    match checks.iter().find(|(_, ok, _)| !ok) {
-        Some((key, _, why)) => Err(ConfigError::Invalid {
-            key,
-            why: why.to_string(),
-        }),
-        None => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chatd_media::Limits;
+    use chatd_push_bridge::ApnsEnvironment;
 
     #[test]
     fn defaults_are_valid() {
@@ -1238,7 +556,7 @@ mod tests {
         cfg.validate().unwrap();
         assert_eq!(
             cfg.push.unwrap().apns.unwrap().environment,
-            ApnsEnvironmentConfig::Sandbox
+            ApnsEnvironment::Sandbox
         );
         for (text, key) in [
             ("[push]\nprevies = true\n", "previes"),

@@ -11,36 +11,20 @@ use bytes::Bytes;
 use chatd_core::outbox::Deliver;
 use chatd_kv::KvStore;
 use chatd_push_bridge::apns::ApnsAdapter;
-use chatd_push_bridge::config::{ServiceAccount, FCM_ENDPOINT};
+use chatd_push_bridge::config::{PushConfig, ServiceAccount, FCM_ENDPOINT};
 use chatd_push_bridge::fcm::FcmAdapter;
 use chatd_push_bridge::{
-    Adapters, ApnsEnvironment, ApnsSettings, BridgeSettings, FcmSettings, OnlineCheck, PushAdapter,
-    PushBridge, PushStats,
+    Adapters, ApnsSettings, BridgeSettings, FcmSettings, OnlineCheck, PushAdapter, PushBridge,
+    PushStats,
 };
 use chatd_wire::reply::{rpc_err, Failure};
 use serde_json::Value;
 
-use crate::config::{ApnsEnvironmentConfig, PushConfig};
 use crate::hub::Hub;
 
 impl OnlineCheck for Hub {
     fn is_online(&self, user: &str) -> bool {
         Deliver::is_online(self, user)
-    }
-}
-
-/// The bridge's settings from `[push]`.
-fn settings(cfg: &PushConfig) -> BridgeSettings {
-    BridgeSettings {
-        collapse_window: Duration::from_millis(cfg.collapse_window_ms),
-        previews: cfg.previews,
-        concurrency: cfg.concurrency,
-        max_retries: cfg.max_retries,
-        retry_base: Duration::from_millis(cfg.retry_base_ms),
-        retry_max: Duration::from_millis(cfg.retry_max_ms),
-        scan_interval: Duration::from_millis(cfg.scan_interval_ms),
-        ttl: Duration::from_secs(cfg.ttl_secs),
-        ..BridgeSettings::default()
     }
 }
 
@@ -72,10 +56,6 @@ fn adapters(cfg: &PushConfig, s: &BridgeSettings) -> Result<Adapters> {
         let path = &apns.key_file;
         let key_pem = std::fs::read(path)
             .with_context(|| format!("push.apns.key_file: cannot read {}", path.display()))?;
-        let environment = match apns.environment {
-            ApnsEnvironmentConfig::Production => ApnsEnvironment::Production,
-            ApnsEnvironmentConfig::Sandbox => ApnsEnvironment::Sandbox,
-        };
         let settings = ApnsSettings {
             key_pem,
             key_id: apns.key_id.clone(),
@@ -84,7 +64,7 @@ fn adapters(cfg: &PushConfig, s: &BridgeSettings) -> Result<Adapters> {
             endpoint: apns
                 .endpoint
                 .clone()
-                .unwrap_or_else(|| environment.endpoint().to_string()),
+                .unwrap_or_else(|| apns.environment.endpoint().to_string()),
             timeout,
         };
         let adapter = ApnsAdapter::new(&settings, s.ttl)
@@ -97,7 +77,7 @@ fn adapters(cfg: &PushConfig, s: &BridgeSettings) -> Result<Adapters> {
 /// Starts the bridge for `[push]` and has the hub wake it whenever a message is queued for a
 /// user with no session.
 pub fn start(cfg: &PushConfig, store: Arc<dyn KvStore>, hub: &Arc<Hub>) -> Result<Arc<PushBridge>> {
-    let s = settings(cfg);
+    let s = cfg.bridge_settings();
     let adapters = adapters(cfg, &s)?;
     let bridge = PushBridge::start(store, s, adapters, hub.clone());
     // A weak handle: the bridge holds the hub (its online check), so the hub must not keep the

@@ -91,17 +91,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         store.clone(),
         accounts.clone(),
         ChatConfig {
-            node_id: config.node.id,
-            max_text_bytes: config.limits.max_text_bytes,
-            max_group_members: config.limits.max_group_members,
-            fanout_slice: config.limits.fanout_slice,
-            max_groups_per_user: config.limits.max_groups_per_user,
-            groups_created_per_hour: config.limits.groups_created_per_hour,
-            // Half the packet limit: the topic, the reply envelope and any client with a
-            // slightly smaller limit still have room.
-            max_reply_bytes: config.limits.max_packet_size / 2,
             push_jobs: push.is_some(),
-            ..ChatConfig::default()
+            ..config.chat()
         },
         hub.clone(),
     )

@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use chatd_kv::KvStore;
+use chatd_media::config::{MediaBackend, S3MediaConfig};
 use chatd_media::fs::FsBackend;
 use chatd_media::s3::{S3Backend, S3Settings};
-use chatd_media::{Backend, MediaService, MediaSettings};
+use chatd_media::{Backend, MediaService};
 use tracing::{info, warn};
 
-use crate::config::{Config, MediaBackend, S3MediaConfig};
+use crate::config::Config;
 use crate::datadir;
 
 /// Builds the media service from `config`. `http` is the bound address of chatd's HTTP
@@ -58,15 +59,7 @@ pub async fn open(
             Box::new(backend)
         }
     };
-    let service = MediaService::new(
-        store,
-        backend,
-        MediaSettings {
-            url_ttl_secs: m.url_ttl_secs,
-            limits: m.limits.resolve(),
-        },
-    )
-    .context("media")?;
+    let service = MediaService::new(store, backend, m.settings()).context("media")?;
     Ok(Arc::new(service))
 }
 

@@ -4,6 +4,7 @@
 //! and of the media service (may this sender reference this media?).
 
 pub mod accounts;
+pub mod config;
 pub mod keys;
 pub mod media_gate;
 pub mod messaging;

@@ -20,6 +20,7 @@
 //! [`MediaService::begin_upload`] and [`MediaService::open_download`].
 
 mod backend;
+pub mod config;
 mod error;
 pub mod fs;
 pub mod limits;
