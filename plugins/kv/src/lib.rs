@@ -1,10 +1,23 @@
 //! The storage interface every other part is written against, so that the engine can be swapped
 //! (or wrapped in tests) without touching the messaging logic.
+//!
+//! Stores are opened in one place, [`open`], from an [`EngineConfig`]. Adding an engine means:
+//! a module implementing [`KvStore`] (reporting a held directory as [`StoreError::Locked`]), an
+//! [`Engine`] variant with its name and its directory inside the data directory, a branch in
+//! [`open`], and a test module that runs `conformance_tests!` on it; the engine is ready when
+//! that suite passes.
 
 use std::io;
 
+mod engine;
 mod sled_store;
 
+/// The engine conformance suite (built for this crate's tests, and for other crates with the
+/// `conformance` feature).
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use engine::{open, Engine, EngineConfig, UnknownEngine};
 pub use sled_store::SledStore;
 
 /// One change inside an atomic batch given to [`KvStore::apply`].
