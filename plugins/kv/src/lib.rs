@@ -8,6 +8,7 @@
 //! that suite passes.
 
 use std::io;
+use std::sync::Arc;
 
 mod engine;
 mod sled_store;
@@ -74,4 +75,30 @@ pub trait KvStore: Send + Sync + 'static {
 
     /// Returns once everything applied before the call is on disk.
     fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// A shared store is a store: what [`open`] returns can be passed wherever a `&dyn KvStore` or a
+/// `KvStore` value is expected, and wrappers can hold it.
+impl<S: KvStore + ?Sized> KvStore for Arc<S> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get(key)
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StoreError> {
+        (**self).scan(start, end, reverse, limit)
+    }
+
+    fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        (**self).apply(ops)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        (**self).flush()
+    }
 }
