@@ -116,7 +116,10 @@ async fn main() -> anyhow::Result<()> {
     let fcm = FakeFcm::start().await;
     let apns = FakeApns::start().await;
     let dir = tempfile::tempdir()?;
-    let store: Arc<dyn KvStore> = chatd_kv::open(&EngineConfig::new(Engine::default(), dir.path().join("store")))?;
+    let store: Arc<dyn KvStore> = chatd_kv::open(&EngineConfig::new(
+        Engine::default(),
+        dir.path().join("store"),
+    ))?;
     seed(store.as_ref(), args.pushes, args.platform)?;
 
     let settings = BridgeSettings {

@@ -89,7 +89,8 @@ mod tests {
     #[test]
     fn answers_only_push_ops() {
         let dir = tempfile::tempdir().unwrap();
-        let store = chatd_kv::open(&EngineConfig::new(Engine::default(), dir.path().join("s"))).unwrap();
+        let store =
+            chatd_kv::open(&EngineConfig::new(Engine::default(), dir.path().join("s"))).unwrap();
         let t = Tokens::new(store, vec![Platform::Fcm]);
         assert!(ask(&t, r#"{"rid":"1","op":"history","with":"a"}"#).is_none());
         assert!(ask(&t, "not json").is_none());

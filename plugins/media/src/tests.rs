@@ -65,7 +65,11 @@ fn sha(bytes: &[u8]) -> String {
 }
 
 fn store(dir: &tempfile::TempDir) -> Arc<dyn KvStore> {
-    chatd_kv::open(&EngineConfig::new(Engine::default(), dir.path().join("store"))).unwrap()
+    chatd_kv::open(&EngineConfig::new(
+        Engine::default(),
+        dir.path().join("store"),
+    ))
+    .unwrap()
 }
 
 fn lazy_service(dir: &tempfile::TempDir) -> (MediaService, Arc<LazyBackend>) {

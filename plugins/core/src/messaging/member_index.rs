@@ -168,7 +168,8 @@ mod tests {
     #[test]
     fn the_index_is_built_once_from_current_memberships() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = chatd_kv::open(&EngineConfig::new(Engine::default(), dir.path())).expect("store");
+        let store =
+            chatd_kv::open(&EngineConfig::new(Engine::default(), dir.path())).expect("store");
         let record = |open: bool| {
             let to = if open { "null" } else { "\"2\"" };
             format!(r#"{{"role":"member","windows":[["1",{to}]]}}"#).into_bytes()

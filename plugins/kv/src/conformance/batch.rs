@@ -37,7 +37,11 @@ pub fn batch_applies_in_order(open: Opener) -> Result<(), StoreError> {
         "deleted keys must not show up in scans either"
     );
     store.apply(Vec::new())?;
-    assert_eq!(store.scan(b"", b"\xff", false, 100)?.len(), 2, "an empty batch changes nothing");
+    assert_eq!(
+        store.scan(b"", b"\xff", false, 100)?.len(),
+        2,
+        "an empty batch changes nothing"
+    );
     Ok(())
 }
 
@@ -54,7 +58,11 @@ fn pair(i: u32) -> [Vec<u8>; 2] {
 
 /// Checks one scan of `p/`: every batch it shows, it shows whole.
 fn assert_whole(pairs: &[(Vec<u8>, Vec<u8>)]) {
-    assert!(pairs.len() % 2 == 0, "a scan saw half a batch: {} keys", pairs.len());
+    assert!(
+        pairs.len() % 2 == 0,
+        "a scan saw half a batch: {} keys",
+        pairs.len()
+    );
     for (n, two) in pairs.chunks(2).enumerate() {
         let expected = pair(n as u32);
         assert_eq!(

@@ -17,7 +17,11 @@ pub fn flush_drop_reopen_keeps_everything(open: Opener) -> Result<(), StoreError
     }
     let store = reopen(open, &path)?;
     assert_eq!(store.get(b"a")?.as_deref(), Some(&b"1"[..]));
-    assert_eq!(store.get(b"b")?.as_deref(), Some(&b"two"[..]), "the overwrite");
+    assert_eq!(
+        store.get(b"b")?.as_deref(),
+        Some(&b"two"[..]),
+        "the overwrite"
+    );
     assert_eq!(store.get(b"c")?, None, "the delete");
     assert_eq!(store.get(b"empty")?, Some(Vec::new()), "the empty value");
     assert_eq!(store.scan(b"", b"\xff", false, 100)?.len(), 3);
@@ -68,10 +72,16 @@ pub fn many_keys_scan_in_order_after_reopen(open: Opener) -> Result<(), StoreErr
     let store = reopen(open, &path)?;
     let ascending = store.scan(b"n/", b"n0", false, usize::MAX)?;
     assert_eq!(ascending.len(), MANY as usize, "every key is back");
-    assert!(ascending == expected, "keys in byte order, each with its value");
+    assert!(
+        ascending == expected,
+        "keys in byte order, each with its value"
+    );
     let mut descending = store.scan(b"n/", b"n0", true, usize::MAX)?;
     descending.reverse();
-    assert!(descending == expected, "the descending scan is the mirror image");
+    assert!(
+        descending == expected,
+        "the descending scan is the mirror image"
+    );
     // Paging: each page starts just after the last key of the previous one.
     let mut paged = Vec::new();
     let mut start = b"n/".to_vec();
@@ -82,7 +92,10 @@ pub fn many_keys_scan_in_order_after_reopen(open: Opener) -> Result<(), StoreErr
         start.push(0);
         paged.extend(page);
     }
-    assert!(paged == expected, "paging with a limit loses nothing and repeats nothing");
+    assert!(
+        paged == expected,
+        "paging with a limit loses nothing and repeats nothing"
+    );
     Ok(())
 }
 

@@ -122,7 +122,9 @@ pub fn run_all(open: Opener) -> Result<(), StoreError> {
 
 /// A fresh scratch directory, removed when dropped.
 pub fn scratch() -> Result<tempfile::TempDir, StoreError> {
-    Ok(tempfile::Builder::new().prefix("chatd-kv-suite").tempdir()?)
+    Ok(tempfile::Builder::new()
+        .prefix("chatd-kv-suite")
+        .tempdir()?)
 }
 
 /// Opens `path` again after the caller dropped its last handle to the store there.

@@ -7,12 +7,20 @@ use crate::{Op, StoreError};
 pub fn get_missing_and_present(open: Opener) -> Result<(), StoreError> {
     let dir = scratch()?;
     let store = open(dir.path())?;
-    assert_eq!(store.get(b"k/1")?, None, "a never-written key must be missing");
+    assert_eq!(
+        store.get(b"k/1")?,
+        None,
+        "a never-written key must be missing"
+    );
     store.apply(vec![put(b"k/1", b"one"), put(b"k/2", b"two")])?;
     assert_eq!(store.get(b"k/1")?.as_deref(), Some(&b"one"[..]));
     assert_eq!(store.get(b"k/2")?.as_deref(), Some(&b"two"[..]));
     assert_eq!(store.get(b"k/")?, None, "a prefix of a key is another key");
-    assert_eq!(store.get(b"k/10")?, None, "an extension of a key is another key");
+    assert_eq!(
+        store.get(b"k/10")?,
+        None,
+        "an extension of a key is another key"
+    );
     Ok(())
 }
 
@@ -22,7 +30,10 @@ pub fn put_overwrites(open: Opener) -> Result<(), StoreError> {
     let store = open(dir.path())?;
     store.apply(vec![put(b"k", b"first")])?;
     store.apply(vec![put(b"k", b"second, and longer")])?;
-    assert_eq!(store.get(b"k")?.as_deref(), Some(&b"second, and longer"[..]));
+    assert_eq!(
+        store.get(b"k")?.as_deref(),
+        Some(&b"second, and longer"[..])
+    );
     store.apply(vec![put(b"k", b"3")])?;
     assert_eq!(
         store.get(b"k")?.as_deref(),
@@ -30,7 +41,11 @@ pub fn put_overwrites(open: Opener) -> Result<(), StoreError> {
         "a shorter value must not keep the tail of the longer one"
     );
     let all = store.scan(b"", b"\xff", false, 10)?;
-    assert_eq!(all, vec![(b"k".to_vec(), b"3".to_vec())], "one key, one value");
+    assert_eq!(
+        all,
+        vec![(b"k".to_vec(), b"3".to_vec())],
+        "one key, one value"
+    );
     Ok(())
 }
 
@@ -57,7 +72,10 @@ pub fn delete_of_a_missing_key_is_fine(open: Opener) -> Result<(), StoreError> {
     let store = open(dir.path())?;
     store.apply(vec![Op::Delete(b"never".to_vec())])?;
     store.apply(vec![put(b"a", b"1"), put(b"b", b"2")])?;
-    store.apply(vec![Op::Delete(b"a".to_vec()), Op::Delete(b"nope".to_vec())])?;
+    store.apply(vec![
+        Op::Delete(b"a".to_vec()),
+        Op::Delete(b"nope".to_vec()),
+    ])?;
     assert_eq!(store.get(b"a")?, None);
     assert_eq!(store.get(b"b")?.as_deref(), Some(&b"2"[..]));
     assert_eq!(store.get(b"nope")?, None);

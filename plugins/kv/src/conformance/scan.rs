@@ -18,7 +18,10 @@ pub fn scan_ascending_and_descending(open: Opener) -> Result<(), StoreError> {
     fill(&*store, &[b"q/2", b"q/4"])?;
     let up = store.scan(b"q/", b"q0", false, 100)?;
     assert_eq!(keys(&up), owned(&[b"q/1", b"q/2", b"q/3", b"q/4"]));
-    assert!(up.iter().all(|(k, v)| k == v), "every key with its own value");
+    assert!(
+        up.iter().all(|(k, v)| k == v),
+        "every key with its own value"
+    );
     let down = store.scan(b"q/", b"q0", true, 100)?;
     assert_eq!(keys(&down), owned(&[b"q/4", b"q/3", b"q/2", b"q/1"]));
     Ok(())
@@ -49,13 +52,16 @@ pub fn scan_bounds_are_half_open(open: Opener) -> Result<(), StoreError> {
         owned(&[b"c", b"b"])
     );
     // A one-key range, and the successor of a key as an exclusive end.
-    assert_eq!(keys(&store.scan(b"c", b"c\x00", false, 100)?), owned(&[b"c"]));
-    assert_eq!(keys(&store.scan(b"c", b"c\x00", true, 100)?), owned(&[b"c"]));
-    // From the very first possible key, and up to past the last one.
     assert_eq!(
-        keys(&store.scan(b"", b"b", false, 100)?),
-        owned(&[b"a"])
+        keys(&store.scan(b"c", b"c\x00", false, 100)?),
+        owned(&[b"c"])
     );
+    assert_eq!(
+        keys(&store.scan(b"c", b"c\x00", true, 100)?),
+        owned(&[b"c"])
+    );
+    // From the very first possible key, and up to past the last one.
+    assert_eq!(keys(&store.scan(b"", b"b", false, 100)?), owned(&[b"a"]));
     assert_eq!(
         keys(&store.scan(b"d", b"\xff", true, 100)?),
         owned(&[b"e", b"d"])
@@ -93,8 +99,14 @@ pub fn empty_and_inverted_ranges_give_nothing(open: Opener) -> Result<(), StoreE
     let store = open(dir.path())?;
     fill(&*store, &[b"a", b"b", b"c"])?;
     for reverse in [false, true] {
-        assert!(store.scan(b"b", b"b", reverse, 10)?.is_empty(), "empty range");
-        assert!(store.scan(b"c", b"a", reverse, 10)?.is_empty(), "inverted range");
+        assert!(
+            store.scan(b"b", b"b", reverse, 10)?.is_empty(),
+            "empty range"
+        );
+        assert!(
+            store.scan(b"c", b"a", reverse, 10)?.is_empty(),
+            "inverted range"
+        );
         assert!(store.scan(b"\xff", b"", reverse, 10)?.is_empty());
         assert!(
             store.scan(b"x", b"z", reverse, 10)?.is_empty(),
@@ -104,7 +116,10 @@ pub fn empty_and_inverted_ranges_give_nothing(open: Opener) -> Result<(), StoreE
     }
     let empty_dir = scratch()?;
     let empty = open(empty_dir.path())?;
-    assert!(empty.scan(b"", b"\xff\xff", false, 10)?.is_empty(), "empty store");
+    assert!(
+        empty.scan(b"", b"\xff\xff", false, 10)?.is_empty(),
+        "empty store"
+    );
     assert!(empty.scan(b"", b"\xff\xff", true, 10)?.is_empty());
     Ok(())
 }
@@ -187,11 +202,21 @@ pub fn prefix_scans_stay_inside_the_prefix(open: Opener) -> Result<(), StoreErro
         b"q/bob/2",
         b"q/bob/\xff\xff",
     ];
-    let outside: [&[u8]; 6] = [b"q/bob", b"q/bob-1/1", b"q/bob.", b"q/bob0", b"q/bob1/1", b"q/bo"];
+    let outside: [&[u8]; 6] = [
+        b"q/bob",
+        b"q/bob-1/1",
+        b"q/bob.",
+        b"q/bob0",
+        b"q/bob1/1",
+        b"q/bo",
+    ];
     fill(&*store, &inside)?;
     fill(&*store, &outside)?;
     let end = prefix_end(b"q/bob/");
-    assert_eq!(keys(&store.scan(b"q/bob/", &end, false, 100)?), owned(&inside));
+    assert_eq!(
+        keys(&store.scan(b"q/bob/", &end, false, 100)?),
+        owned(&inside)
+    );
     let mut descending = owned(&inside);
     descending.reverse();
     assert_eq!(keys(&store.scan(b"q/bob/", &end, true, 100)?), descending);
