@@ -13,8 +13,7 @@ use std::sync::Arc;
 mod engine;
 mod sled_store;
 
-/// The engine conformance suite (built for this crate's tests, and for other crates with the
-/// `conformance` feature).
+// Built for this crate's tests, and for other crates with the `conformance` feature.
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 

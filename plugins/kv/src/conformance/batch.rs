@@ -59,7 +59,7 @@ fn pair(i: u32) -> [Vec<u8>; 2] {
 /// Checks one scan of `p/`: every batch it shows, it shows whole.
 fn assert_whole(pairs: &[(Vec<u8>, Vec<u8>)]) {
     assert!(
-        pairs.len() % 2 == 0,
+        pairs.len().is_multiple_of(2),
         "a scan saw half a batch: {} keys",
         pairs.len()
     );

@@ -70,8 +70,8 @@ pub fn crash_child(open: Opener) -> Result<(), StoreError> {
 }
 
 /// Runs `child_test` (the libtest path of the `crash_child` test for this engine) in a child
-/// process, kills it with SIGKILL after it reported [`FLUSHED_BEFORE_KILL`] flushed batches,
-/// then checks that every reported batch is there and that no batch is there in part.
+/// process, kills it with SIGKILL after it reported 200 flushed batches, then checks that every
+/// reported batch is there and that no batch is there in part.
 pub fn flushed_batches_survive_sigkill(open: Opener, child_test: &str) -> Result<(), StoreError> {
     let dir = scratch()?;
     let path = dir.path().join("store");
