@@ -247,9 +247,7 @@ async fn a_removal_interrupted_by_a_crash_is_finished_at_the_next_start() {
     s.kill9();
     // The tombstone is written, then the server dies before cleaning up.
     {
-        let store = std::sync::Arc::new(
-            chatd_kv::SledStore::open(&s.data_dir().join("store")).expect("store"),
-        );
+        let store = s.open_store();
         chatd_core::accounts::Accounts::new(store)
             .remove("bob")
             .expect("remove");

@@ -389,7 +389,7 @@ async fn group_creation_is_rate_limited_per_user() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memberships_from_before_the_index_count_after_an_upgrade() {
-    use chatd_kv::{KvStore, Op, SledStore};
+    use chatd_kv::Op;
 
     let mut s = server_with(&["alice", "bob"], "max_groups_per_user = 2");
     let mut alice = online(&s, "alice", "alice").await;
@@ -399,7 +399,7 @@ async fn memberships_from_before_the_index_count_after_an_upgrade() {
 
     // Make the store look like one written before the per-user index existed.
     s.stop();
-    let store = SledStore::open(&s.data_dir().join("store")).expect("open the store");
+    let store = s.open_store();
     let index: Vec<Vec<u8>> = store
         .scan(b"i/", b"i0", false, usize::MAX)
         .expect("scan the index")

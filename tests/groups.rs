@@ -9,7 +9,7 @@ use support::online;
 
 use std::time::Duration;
 
-use chatd_kv::{KvStore, Op, SledStore};
+use chatd_kv::Op;
 use serde_json::{json, Value};
 use support::*;
 
@@ -683,7 +683,7 @@ async fn group_typing_goes_to_the_other_members_only() {
 /// admin API would take a minute, and these members never log in.
 fn seed_accounts(s: &mut Server, users: &[String]) {
     s.stop();
-    let store = SledStore::open(&s.data_dir().join("store")).expect("open the store");
+    let store = s.open_store();
     let ops = users
         .iter()
         .map(|u| {

@@ -6,7 +6,6 @@ use crate::support;
 
 use std::time::{Duration, Instant};
 
-use chatd_kv::{KvStore, SledStore};
 use serde_json::Value;
 use support::raw::{Connect, Raw, V};
 use support::*;
@@ -32,7 +31,7 @@ async fn login_code(s: &Server, user: &str, password: &str) -> u8 {
 
 /// The stored account record of `user` (the server must be stopped: the store is locked).
 fn account_record(s: &Server, user: &str) -> Value {
-    let store = SledStore::open(&s.data_dir().join("store")).expect("open the store");
+    let store = s.open_store();
     let bytes = store
         .get(format!("u/{user}").as_bytes())
         .expect("read")

@@ -3,16 +3,17 @@
 //! `m/{id}` (300 bytes), `h/{conversation}/{id}`, `q/{recipient}/{id}`, `k/{sender}/{cid}`
 //! (100 bytes) — after a `k/` lookup (the cid check, a miss); each batch also deletes the
 //! previous batch's `q/` keys (the PUBACKs), is applied atomically and made durable (fsync)
-//! before the next one. sled goes through chatd's own `SledStore`; fjall and redb are the
-//! candidates measured against it (docs/benchmarks.md, "Which engine").
+//! before the next one. sled goes through chatd's own store (`chatd_kv::open`); fjall and redb
+//! are the candidates measured against it (docs/benchmarks.md, "Which engine").
 //!
 //! `cargo run --release -p chatbench --features engines --example engines -- ENGINE MESSAGES BATCH`
 //! with ENGINE `sled`, `fjall` or `redb`; data goes to a temporary directory.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
-use chatd_kv::{KvStore, Op, SledStore};
+use chatd_kv::{EngineConfig, KvStore, Op};
 
 /// Same allocator as chatd.
 #[global_allocator]
@@ -28,7 +29,7 @@ trait Engine {
     fn get(&self, key: &[u8]);
 }
 
-struct Sled(SledStore);
+struct Sled(Arc<dyn KvStore>);
 
 impl Engine for Sled {
     fn commit(&mut self, puts: Vec<(Vec<u8>, Vec<u8>)>, deletes: Vec<Vec<u8>>) {
@@ -95,7 +96,9 @@ impl Engine for Redb {
 
 fn open(engine: &str, dir: &Path) -> Box<dyn Engine> {
     match engine {
-        "sled" => Box::new(Sled(SledStore::open(dir).expect("open sled"))),
+        "sled" => Box::new(Sled(
+            chatd_kv::open(&EngineConfig::new(chatd_kv::Engine::Sled, dir)).expect("open sled"),
+        )),
         "fjall" => {
             let keyspace = fjall::Config::new(dir).open().expect("open fjall");
             let part = keyspace

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use chatd_core::config::InvalidSetting;
 use chatd_core::messaging::ChatConfig;
+use chatd_kv::{Engine, EngineConfig};
 use chatd_media::config::{MediaBackend, MediaConfig};
 use chatd_push_bridge::config::PushConfig;
 use serde::Deserialize;
@@ -143,13 +144,30 @@ pub struct TlsConfig {
 pub struct StorageConfig {
     /// Data directory: the store, the admin token and `listen.json`.
     pub path: PathBuf,
+    /// The store's engine by name (`sled`, the only one so far).
+    pub engine: String,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             path: PathBuf::from("./data"),
+            engine: Engine::default().name().to_string(),
         }
+    }
+}
+
+impl StorageConfig {
+    /// The engine and its directory in the data directory (`{path}/store` for sled).
+    pub fn engine_config(&self) -> Result<EngineConfig, ConfigError> {
+        let engine = self
+            .engine
+            .parse::<Engine>()
+            .map_err(|e| ConfigError::Invalid {
+                key: "storage.engine",
+                why: e.to_string(),
+            })?;
+        Ok(EngineConfig::in_data_dir(&self.path, engine))
     }
 }
 
@@ -259,6 +277,7 @@ impl Config {
                 why: "must not be empty".into(),
             });
         }
+        self.storage.engine_config()?;
         if let Some(secret) = &self.auth.jwt_hs256_secret {
             if secret.len() < 16 {
                 return Err(ConfigError::Invalid {
@@ -707,5 +726,25 @@ mod tests {
             let err = Config::parse(text, "t.toml").unwrap_err();
             assert!(err.to_string().contains(key), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn storage_engine_is_sled_by_default() {
+        let cfg = Config::parse("[storage]\npath = \"/srv/chatd\"\n", "t.toml").unwrap();
+        let engine = cfg.storage.engine_config().unwrap();
+        assert_eq!(engine.engine, Engine::Sled);
+        assert_eq!(engine.path, Path::new("/srv/chatd/store"));
+        let cfg = Config::parse("[storage]\nengine = \"sled\"\n", "t.toml").unwrap();
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_storage_engine_is_named() {
+        let cfg = Config::parse("[storage]\nengine = \"fjall\"\n", "t.toml").unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "config key `storage.engine`: unknown storage engine `fjall` (known: sled)"
+        );
     }
 }

@@ -12,7 +12,7 @@ use chatd_auth::JwtVerifier;
 use chatd_core::accounts::Accounts;
 use chatd_core::messaging::{Chat, ChatConfig};
 use chatd_core::presence::LastSeen;
-use chatd_kv::{KvStore, SledStore, StoreError};
+use chatd_kv::{KvStore, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -41,13 +41,14 @@ use crate::user_rate::UserRate;
 /// How long sessions get to end after the shutdown signal.
 const SESSION_GRACE: Duration = Duration::from_secs(10);
 
-/// Opens the store in `config.storage.path`, creating the directory.
-pub fn open_store(config: &Config) -> Result<Arc<SledStore>, StoreError> {
-    let dir = &config.storage.path;
-    if let Err(e) = std::fs::create_dir_all(dir) {
-        return Err(StoreError::Io(e));
-    }
-    SledStore::open(&dir.join("store")).map(Arc::new)
+/// Opens the store of `config.storage` (engine and directory), creating the directory.
+pub fn open_store(config: &Config) -> Result<Arc<dyn KvStore>, StoreError> {
+    // `Config::load` has validated the engine name; a config built otherwise is told here.
+    let engine = config
+        .storage
+        .engine_config()
+        .map_err(|e| StoreError::Other(e.to_string()))?;
+    chatd_kv::open(&engine)
 }
 
 /// Runs the server until `shutdown` completes (the binary passes SIGINT or SIGTERM), then shuts
@@ -76,7 +77,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let admin_token = datadir::admin_token(&dir, config.auth.admin_token.as_deref())?;
     let jwt = jwt_verifier(&config)?;
 
-    let store: Arc<dyn KvStore> = store;
     let accounts = Accounts::new(store.clone());
     let hub = Arc::new(Hub::with_session_buffer(
         config.limits.max_session_buffer_bytes,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chatd_core::keys;
-use chatd_kv::{KvStore, Op, SledStore};
+use chatd_kv::{Engine, EngineConfig, KvStore, Op};
 use chatd_push_bridge::apns::ApnsAdapter;
 use chatd_push_bridge::config::ServiceAccount;
 use chatd_push_bridge::fcm::FcmAdapter;
@@ -116,7 +116,10 @@ async fn main() -> anyhow::Result<()> {
     let fcm = FakeFcm::start().await;
     let apns = FakeApns::start().await;
     let dir = tempfile::tempdir()?;
-    let store: Arc<dyn KvStore> = Arc::new(SledStore::open(&dir.path().join("store"))?);
+    let store: Arc<dyn KvStore> = chatd_kv::open(&EngineConfig::new(
+        Engine::default(),
+        dir.path().join("store"),
+    ))?;
     seed(store.as_ref(), args.pushes, args.platform)?;
 
     let settings = BridgeSettings {

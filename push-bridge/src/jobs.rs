@@ -118,7 +118,7 @@ pub fn delete(store: &dyn KvStore, keys: &[Vec<u8>]) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatd_kv::SledStore;
+    use chatd_kv::{Engine, EngineConfig};
 
     #[test]
     fn keys_parse() {
@@ -138,7 +138,8 @@ mod tests {
     #[test]
     fn scan_groups_by_user_and_conversation() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(&dir.path().join("s")).unwrap();
+        let store =
+            chatd_kv::open(&EngineConfig::new(Engine::default(), dir.path().join("s"))).unwrap();
         let ops = [
             ("bob", "d:alice:bob", "1000000000001-00001-00000"),
             ("bob", "d:alice:bob", "1000000000002-00001-00000"),

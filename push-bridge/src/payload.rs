@@ -125,7 +125,7 @@ pub fn preview(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatd_kv::{Op, SledStore};
+    use chatd_kv::{Engine, EngineConfig, Op};
 
     #[test]
     fn collapse_ids_are_short_and_stable() {
@@ -149,7 +149,8 @@ mod tests {
     #[test]
     fn load_reads_message_and_summary_and_hides_text() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(&dir.path().join("s")).unwrap();
+        let store =
+            chatd_kv::open(&EngineConfig::new(Engine::default(), dir.path().join("s"))).unwrap();
         let id = "1732790000123-00001-00000";
         store
             .apply(vec![

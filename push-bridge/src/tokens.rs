@@ -302,11 +302,12 @@ fn decode(bytes: &[u8]) -> Option<TokenRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatd_kv::SledStore;
+    use chatd_kv::{Engine, EngineConfig};
 
     fn tokens() -> (tempfile::TempDir, Tokens) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SledStore::open(&dir.path().join("s")).unwrap());
+        let store =
+            chatd_kv::open(&EngineConfig::new(Engine::default(), dir.path().join("s"))).unwrap();
         // Token ownership needs the accounts to exist (their records' content does not matter).
         for user in ["bob", "carol"] {
             store
@@ -434,7 +435,8 @@ mod tests {
     #[test]
     fn unconfigured_platform_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SledStore::open(&dir.path().join("s")).unwrap());
+        let store =
+            chatd_kv::open(&EngineConfig::new(Engine::default(), dir.path().join("s"))).unwrap();
         let t = Tokens::new(store, vec![Platform::Fcm]);
         assert!(matches!(
             t.register("bob", None, Platform::Apns, "abcd"),

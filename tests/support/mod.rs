@@ -201,6 +201,13 @@ impl Server {
         self.data.clone()
     }
 
+    /// The server's store, opened the way the server opens it (the server must be stopped: a
+    /// running one holds the store's lock).
+    pub fn open_store(&self) -> std::sync::Arc<dyn chatd_kv::KvStore> {
+        let engine = chatd_kv::EngineConfig::in_data_dir(&self.data, chatd_kv::Engine::default());
+        chatd_kv::open(&engine).expect("open the store")
+    }
+
     /// Whether the child process is still running.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use chatd_core::accounts::Accounts;
 use chatd_core::messaging::{Chat, ChatConfig};
 use chatd_core::outbox::{Deliver, Outgoing};
-use chatd_kv::{KvStore, Op, SledStore};
+use chatd_kv::{Engine, EngineConfig, KvStore, Op};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -33,7 +33,8 @@ fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
     WORLD.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn KvStore> = Arc::new(SledStore::open(dir.path()).expect("store"));
+        let store: Arc<dyn KvStore> =
+            chatd_kv::open(&EngineConfig::new(Engine::default(), dir.path())).expect("store");
         for user in ["alice", "bob"] {
             store
                 .apply(vec![Op::Put(

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use chatd_core::accounts::{AccountError, Accounts};
-use chatd_kv::{KvStore, SledStore};
+use chatd_kv::{Engine, EngineConfig, KvStore};
 
-fn open(dir: &std::path::Path) -> (Arc<SledStore>, Accounts) {
-    let store = Arc::new(SledStore::open(dir).expect("open"));
+fn open(dir: &std::path::Path) -> (Arc<dyn KvStore>, Accounts) {
+    let store = chatd_kv::open(&EngineConfig::new(Engine::default(), dir)).expect("open");
     (store.clone(), Accounts::new(store))
 }
 

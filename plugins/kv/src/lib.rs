@@ -1,10 +1,23 @@
 //! The storage interface every other part is written against, so that the engine can be swapped
 //! (or wrapped in tests) without touching the messaging logic.
+//!
+//! Stores are opened in one place, [`open`], from an [`EngineConfig`]. Adding an engine means:
+//! a module implementing [`KvStore`] (reporting a held directory as [`StoreError::Locked`]), an
+//! [`Engine`] variant with its name and its directory inside the data directory, a branch in
+//! [`open`], and a test module that runs `conformance_tests!` on it; the engine is ready when
+//! that suite passes.
 
 use std::io;
+use std::sync::Arc;
 
+mod engine;
 mod sled_store;
 
+// Built for this crate's tests, and for other crates with the `conformance` feature.
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use engine::{open, Engine, EngineConfig, UnknownEngine};
 pub use sled_store::SledStore;
 
 /// One change inside an atomic batch given to [`KvStore::apply`].
@@ -61,4 +74,30 @@ pub trait KvStore: Send + Sync + 'static {
 
     /// Returns once everything applied before the call is on disk.
     fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// A shared store is a store: what [`open`] returns can be passed wherever a `&dyn KvStore` or a
+/// `KvStore` value is expected, and wrappers can hold it.
+impl<S: KvStore + ?Sized> KvStore for Arc<S> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get(key)
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StoreError> {
+        (**self).scan(start, end, reverse, limit)
+    }
+
+    fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        (**self).apply(ops)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        (**self).flush()
+    }
 }

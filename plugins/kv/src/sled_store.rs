@@ -96,7 +96,20 @@ impl KvStore for SledStore {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::{open, Engine, EngineConfig};
+
+    /// The sled engine on `dir`, opened the way everything else opens it.
+    fn open_sled(dir: &Path) -> Result<Arc<dyn KvStore>, StoreError> {
+        open(&EngineConfig::new(Engine::Sled, dir))
+    }
+
+    /// The engine conformance suite, on sled.
+    mod conformance {
+        crate::conformance_tests!(super::open_sled);
+    }
 
     fn keys(pairs: &[KvPair]) -> Vec<&[u8]> {
         pairs.iter().map(|(k, _)| k.as_slice()).collect()
@@ -105,7 +118,7 @@ mod tests {
     #[test]
     fn put_get_scan_delete() -> Result<(), StoreError> {
         let dir = tempfile::tempdir()?;
-        let s = SledStore::open(dir.path())?;
+        let s = open_sled(dir.path())?;
         s.apply(vec![
             Op::Put(b"a/1".to_vec(), b"x".to_vec()),
             Op::Put(b"a/2".to_vec(), b"y".to_vec()),
@@ -132,8 +145,8 @@ mod tests {
     #[test]
     fn second_open_is_locked() -> Result<(), StoreError> {
         let dir = tempfile::tempdir()?;
-        let _first = SledStore::open(dir.path())?;
-        match SledStore::open(dir.path()) {
+        let _first = open_sled(dir.path())?;
+        match open_sled(dir.path()) {
             Err(StoreError::Locked) => Ok(()),
             Err(e) => panic!("expected Locked, got {e}"),
             Ok(_) => panic!("second open succeeded"),
@@ -144,11 +157,11 @@ mod tests {
     fn reopen_after_drop_keeps_data() -> Result<(), StoreError> {
         let dir = tempfile::tempdir()?;
         {
-            let s = SledStore::open(dir.path())?;
+            let s = open_sled(dir.path())?;
             s.apply(vec![Op::Put(b"k".to_vec(), b"v".to_vec())])?;
             s.flush()?;
         }
-        let s = SledStore::open(dir.path())?;
+        let s = open_sled(dir.path())?;
         assert_eq!(s.get(b"k")?, Some(b"v".to_vec()));
         Ok(())
     }

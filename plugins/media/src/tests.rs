@@ -13,7 +13,7 @@ use super::sign::Access;
 use super::*;
 use chatd_core::keys;
 use chatd_core::media_gate::MediaGate;
-use chatd_kv::{KvStore, Op, SledStore};
+use chatd_kv::{Engine, EngineConfig, KvStore, Op};
 use chatd_wire::reply::ErrorCode;
 
 const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -65,7 +65,11 @@ fn sha(bytes: &[u8]) -> String {
 }
 
 fn store(dir: &tempfile::TempDir) -> Arc<dyn KvStore> {
-    Arc::new(SledStore::open(&dir.path().join("store")).unwrap())
+    chatd_kv::open(&EngineConfig::new(
+        Engine::default(),
+        dir.path().join("store"),
+    ))
+    .unwrap()
 }
 
 fn lazy_service(dir: &tempfile::TempDir) -> (MediaService, Arc<LazyBackend>) {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chatd_core::keys;
-use chatd_kv::{KvStore, Op, SledStore};
+use chatd_kv::{Engine, EngineConfig, KvStore, Op};
 use chatd_push_bridge::apns::ApnsAdapter;
 use chatd_push_bridge::config::ServiceAccount;
 use chatd_push_bridge::fcm::FcmAdapter;
@@ -53,7 +53,8 @@ impl TestStore {
     /// A new empty store.
     pub fn new() -> TestStore {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn KvStore> = Arc::new(SledStore::open(&dir.path().join("s")).unwrap());
+        let store: Arc<dyn KvStore> =
+            chatd_kv::open(&EngineConfig::new(Engine::default(), dir.path().join("s"))).unwrap();
         TestStore { dir, store }
     }
 

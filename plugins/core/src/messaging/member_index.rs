@@ -163,12 +163,13 @@ fn split_member_key(key: &[u8]) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatd_kv::SledStore;
+    use chatd_kv::{Engine, EngineConfig};
 
     #[test]
     fn the_index_is_built_once_from_current_memberships() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = SledStore::open(dir.path()).expect("store");
+        let store =
+            chatd_kv::open(&EngineConfig::new(Engine::default(), dir.path())).expect("store");
         let record = |open: bool| {
             let to = if open { "null" } else { "\"2\"" };
             format!(r#"{{"role":"member","windows":[["1",{to}]]}}"#).into_bytes()

@@ -9,13 +9,13 @@ use std::time::Duration;
 use chatd_core::accounts::Accounts;
 use chatd_core::messaging::{Chat, ChatConfig};
 use chatd_core::outbox::{Deliver, Outgoing};
-use chatd_kv::{KvPair, KvStore, Op, SledStore, StoreError};
+use chatd_kv::{Engine, EngineConfig, KvPair, KvStore, Op, StoreError};
 use serde_json::Value;
 
 /// A [`KvStore`] around a sled store that counts flushes, can hold flushes until released
 /// and can be told to fail.
 pub struct TestStore {
-    inner: SledStore,
+    inner: Arc<dyn KvStore>,
     pub flushes: AtomicUsize,
     pub applies: AtomicUsize,
     pub fail_apply: AtomicBool,
@@ -26,10 +26,10 @@ pub struct TestStore {
 
 /// Opens sled, waiting out the moment in which a just-dropped handle in this same process still
 /// holds the directory lock (sled's background threads let go of it shortly after the drop).
-fn open_sled(path: &std::path::Path) -> SledStore {
+fn open_sled(path: &std::path::Path) -> Arc<dyn KvStore> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        match SledStore::open(path) {
+        match chatd_kv::open(&EngineConfig::new(Engine::default(), path)) {
             Ok(store) => return store,
             Err(chatd_kv::StoreError::Locked) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20))
