@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use chatd_core::accounts::{AccountError, Accounts};
+use chatd_embedded::accounts::EmbeddedAccounts;
 use chatd_kv::{KvStore, SledStore};
 
 fn open(dir: &std::path::Path) -> (Arc<SledStore>, Accounts) {
     let store = Arc::new(SledStore::open(dir).expect("open"));
-    (store.clone(), Accounts::new(store))
+    let accounts = Accounts::new(Arc::new(EmbeddedAccounts::new(store.clone())));
+    (store, accounts)
 }
 
 #[test]

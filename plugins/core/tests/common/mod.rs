@@ -7,6 +7,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use chatd_core::accounts::Accounts;
+use chatd_embedded::accounts::EmbeddedAccounts;
 use chatd_core::messaging::{Chat, ChatConfig};
 use chatd_core::outbox::{Deliver, Outgoing};
 use chatd_kv::{KvPair, KvStore, Op, SledStore, StoreError};
@@ -197,7 +198,7 @@ pub fn start(
     cfg: ChatConfig,
 ) -> (Arc<TestStore>, Accounts, Arc<Chat>, Arc<Recorder>) {
     let store = TestStore::open(path);
-    let accounts = Accounts::new(store.clone());
+    let accounts = Accounts::new(Arc::new(EmbeddedAccounts::new(store.clone())));
     let rec = Arc::new(Recorder::default());
     let chat = Chat::open(store.clone(), accounts.clone(), cfg, rec.clone()).expect("chat");
     (store, accounts, chat, rec)
