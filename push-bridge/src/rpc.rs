@@ -78,6 +78,7 @@ fn failure(e: TokenError) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chatd_embedded::push::EmbeddedPush;
     use chatd_kv::SledStore;
     use serde_json::Value;
     use std::sync::Arc;
@@ -91,7 +92,7 @@ mod tests {
     fn answers_only_push_ops() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SledStore::open(&dir.path().join("s")).unwrap());
-        let t = Tokens::new(store, vec![Platform::Fcm]);
+        let t = Tokens::new(Arc::new(EmbeddedPush::new(store)), vec![Platform::Fcm]);
         assert!(ask(&t, r#"{"rid":"1","op":"history","with":"a"}"#).is_none());
         assert!(ask(&t, "not json").is_none());
         let ok = ask(
