@@ -250,8 +250,10 @@ async fn a_removal_interrupted_by_a_crash_is_finished_at_the_next_start() {
         let store = std::sync::Arc::new(
             chatd_kv::SledStore::open(&s.data_dir().join("store")).expect("store"),
         );
-        chatd_core::accounts::Accounts::new(store)
-            .remove("bob")
+        chatd_core::accounts::Accounts::new(std::sync::Arc::new(
+            chatd_embedded::accounts::EmbeddedAccounts::new(store),
+        ))
+        .remove("bob")
             .expect("remove");
     }
     let out = s.cli(&["user", "add", "bob", "--password", "bob-pw"]);

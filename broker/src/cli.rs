@@ -6,6 +6,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::sync::Arc;
 
 use chatd_core::accounts::Accounts;
+use chatd_embedded::accounts::EmbeddedAccounts;
 use chatd_core::messaging::{Chat, ChatConfig};
 use chatd_core::outbox::{Deliver, Outgoing};
 use chatd_kv::{SledStore, StoreError};
@@ -60,7 +61,7 @@ pub fn run(config: &Config, command: UserCommand) -> Result<()> {
 }
 
 fn offline(config: &Config, store: Arc<SledStore>, command: UserCommand) -> Result<()> {
-    let accounts = Accounts::new(store.clone());
+    let accounts = Accounts::new(Arc::new(EmbeddedAccounts::new(store.clone())));
     match command {
         UserCommand::Add {
             id,
