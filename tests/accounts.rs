@@ -254,7 +254,7 @@ async fn a_removal_interrupted_by_a_crash_is_finished_at_the_next_start() {
             chatd_embedded::accounts::EmbeddedAccounts::new(store),
         ))
         .remove("bob")
-            .expect("remove");
+        .expect("remove");
     }
     let out = s.cli(&["user", "add", "bob", "--password", "bob-pw"]);
     assert!(!out.status.success(), "add without --reclaim succeeded");

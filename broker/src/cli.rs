@@ -6,9 +6,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::sync::Arc;
 
 use chatd_core::accounts::Accounts;
-use chatd_embedded::accounts::EmbeddedAccounts;
 use chatd_core::messaging::{Chat, ChatConfig};
 use chatd_core::outbox::{Deliver, Outgoing};
+use chatd_embedded::accounts::EmbeddedAccounts;
 use chatd_kv::{SledStore, StoreError};
 use clap::Subcommand;
 use serde_json::json;

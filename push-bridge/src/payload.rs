@@ -47,9 +47,7 @@ impl Notification {
     ) -> Result<Notification, RecordError> {
         let newest = ids.last().cloned().unwrap_or_default();
         let message = store.notice(&newest)?;
-        let unread = store
-            .unread(user, conversation)?
-            .max(ids.len() as u64);
+        let unread = store.unread(user, conversation)?.max(ids.len() as u64);
         let group = message
             .group
             .or_else(|| conversation.strip_prefix("g:").map(str::to_string));

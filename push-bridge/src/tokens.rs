@@ -362,9 +362,7 @@ mod tests {
             t.register("carol", Some("x"), Platform::Fcm, "t2"),
             Err(TokenError::HeldByOther)
         ));
-        store
-            .apply(vec![Op::Delete(keys::account("bob"))])
-            .unwrap();
+        store.apply(vec![Op::Delete(keys::account("bob"))]).unwrap();
         t.register("carol", Some("x"), Platform::Fcm, "t2").unwrap();
         assert_eq!(t.owner("t2").unwrap().as_deref(), Some("carol"));
         assert!(t.list("bob").unwrap().is_empty());

@@ -151,12 +151,10 @@ impl Accounts {
                 let tombstone = self.read(user)?.unwrap_or(tombstone);
                 Ok(tombstone.floor)
             }
-            None => {
-                match self.store.skeleton_holder(&chatd_auth::skeleton(user))? {
-                    Some(holder) if holder != user => Err(AccountError::TooSimilar(holder)),
-                    _ => Ok(None),
-                }
-            }
+            None => match self.store.skeleton_holder(&chatd_auth::skeleton(user))? {
+                Some(holder) if holder != user => Err(AccountError::TooSimilar(holder)),
+                _ => Ok(None),
+            },
         }
     }
 

@@ -65,12 +65,14 @@ impl AccountStore for EmbeddedAccounts {
     fn get(&self, user: &str) -> Result<Option<AccountRecord>, RecordError> {
         match self.store.get(&keys::account(user)).map_err(failed)? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                RecordError::Corrupt {
-                    key: String::from_utf8_lossy(&keys::account(user)).into_owned(),
-                    why: format!("account record of {user} is unreadable: {e}"),
-                }
-            }),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| RecordError::Corrupt {
+                        key: String::from_utf8_lossy(&keys::account(user)).into_owned(),
+                        why: format!("account record of {user} is unreadable: {e}"),
+                    })
+            }
         }
     }
 

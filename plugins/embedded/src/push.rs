@@ -415,7 +415,12 @@ mod tests {
     #[test]
     fn a_claimed_group_is_not_handed_out_again_until_its_lease_ends() {
         let (_dir, store, p) = push();
-        job(store.as_ref(), "bob", "d:alice:bob", "1000000000001-00001-00000");
+        job(
+            store.as_ref(),
+            "bob",
+            "d:alice:bob",
+            "1000000000001-00001-00000",
+        );
         let first = p.claim("a", LONG, Duration::ZERO, 10).unwrap();
         assert_eq!(first.groups.len(), 1);
         // Held: another claimer (or the same one) gets nothing.
@@ -423,7 +428,12 @@ mod tests {
         assert!(second.groups.is_empty());
         assert!(!second.deferred);
         // A new job of the held pair waits for the claim to end.
-        job(store.as_ref(), "bob", "d:alice:bob", "1000000000002-00001-00000");
+        job(
+            store.as_ref(),
+            "bob",
+            "d:alice:bob",
+            "1000000000002-00001-00000",
+        );
         let third = p.claim("b", LONG, Duration::ZERO, 10).unwrap();
         assert!(third.groups.is_empty());
         assert!(third.deferred, "new jobs of a held pair are deferred work");

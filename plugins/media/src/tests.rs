@@ -72,17 +72,11 @@ fn store(dir: &tempfile::TempDir) -> (Arc<dyn KvStore>, Arc<dyn MediaRecords>) {
     (kv.clone(), Arc::new(EmbeddedMedia::new(kv)))
 }
 
-fn lazy_service(
-    dir: &tempfile::TempDir,
-) -> (MediaService, Arc<LazyBackend>, Arc<dyn KvStore>) {
+fn lazy_service(dir: &tempfile::TempDir) -> (MediaService, Arc<LazyBackend>, Arc<dyn KvStore>) {
     let backend = Arc::new(LazyBackend::default());
     let (kv, records) = store(dir);
-    let service = MediaService::new(
-        records,
-        Box::new(backend.clone()),
-        MediaSettings::default(),
-    )
-    .unwrap();
+    let service =
+        MediaService::new(records, Box::new(backend.clone()), MediaSettings::default()).unwrap();
     (service, backend, kv)
 }
 
@@ -139,9 +133,7 @@ async fn lazy_verification_and_dedup() {
         .unwrap();
     assert!(checked.is_verified());
     assert_eq!(backend.stored.lock().unwrap().len(), 1);
-    let content = media.store.content(&digest)
-        .unwrap()
-        .unwrap();
+    let content = media.store.content(&digest).unwrap().unwrap();
     assert_eq!((content.size, content.uploader.as_str()), (7, "alice"));
     // Alice asking again: her id, nothing to upload.
     let again = media

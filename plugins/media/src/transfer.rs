@@ -10,11 +10,11 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWriteExt, BufWriter};
 
 use super::error::MediaError;
-use chatd_core::ports::accounts::RecordError;
 use super::fs::FsBackend;
 use super::record::MediaRecord;
 use super::sign::{Access, SignError};
 use super::MediaService;
+use chatd_core::ports::accounts::RecordError;
 
 /// Why an upload or download on chatd's HTTP listener is refused.
 #[derive(Debug, thiserror::Error)]

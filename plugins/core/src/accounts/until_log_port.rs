@@ -17,8 +17,7 @@ impl Accounts {
         let Some(record) = self.purged_record(user, floor)? else {
             return Ok(None);
         };
-        let value =
-            serde_json::to_vec(&record).map_err(|e| RecordError::Store(e.to_string()))?;
+        let value = serde_json::to_vec(&record).map_err(|e| RecordError::Store(e.to_string()))?;
         Ok(Some(Op::Put(keys::account(user), value)))
     }
 }

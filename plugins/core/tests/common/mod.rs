@@ -7,9 +7,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use chatd_core::accounts::Accounts;
-use chatd_embedded::accounts::EmbeddedAccounts;
 use chatd_core::messaging::{Chat, ChatConfig};
 use chatd_core::outbox::{Deliver, Outgoing};
+use chatd_embedded::accounts::EmbeddedAccounts;
 use chatd_kv::{KvPair, KvStore, Op, SledStore, StoreError};
 use serde_json::Value;
 
