@@ -65,7 +65,6 @@ impl EmbeddedPush {
 
     /// Reads up to `limit` jobs grouped by user and conversation (in key order), and the
     /// malformed keys found.
-    #[allow(clippy::type_complexity)]
     fn scan(&self, limit: usize) -> Result<(Vec<JobGroup>, Vec<Vec<u8>>), RecordError> {
         let end = keys::prefix_end(keys::PUSH_JOBS_PREFIX);
         let mut start = keys::PUSH_JOBS_PREFIX.as_bytes().to_vec();

@@ -91,7 +91,6 @@ pub trait AccountStore: Send + Sync + 'static {
 
     /// Up to `limit` user ids with a record, in id order, after `after` (from the start when
     /// `None`); each with its record, or `None` when the record cannot be read.
-    #[allow(clippy::type_complexity)]
     fn list(
         &self,
         after: Option<&str>,
