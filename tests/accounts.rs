@@ -248,9 +248,11 @@ async fn a_removal_interrupted_by_a_crash_is_finished_at_the_next_start() {
     // The tombstone is written, then the server dies before cleaning up.
     {
         let store = s.open_store();
-        chatd_core::accounts::Accounts::new(store)
-            .remove("bob")
-            .expect("remove");
+        chatd_core::accounts::Accounts::new(std::sync::Arc::new(
+            chatd_embedded::accounts::EmbeddedAccounts::new(store),
+        ))
+        .remove("bob")
+        .expect("remove");
     }
     let out = s.cli(&["user", "add", "bob", "--password", "bob-pw"]);
     assert!(!out.status.success(), "add without --reclaim succeeded");

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use chatd_core::accounts::Accounts;
 use chatd_core::messaging::{Chat, ChatConfig};
 use chatd_core::outbox::{Deliver, Outgoing};
+use chatd_embedded::accounts::EmbeddedAccounts;
 use chatd_kv::{KvStore, StoreError};
 use clap::Subcommand;
 use serde_json::json;
@@ -60,7 +61,7 @@ pub fn run(config: &Config, command: UserCommand) -> Result<()> {
 }
 
 fn offline(config: &Config, store: Arc<dyn KvStore>, command: UserCommand) -> Result<()> {
-    let accounts = Accounts::new(store.clone());
+    let accounts = Accounts::new(Arc::new(EmbeddedAccounts::new(store.clone())));
     match command {
         UserCommand::Add {
             id,

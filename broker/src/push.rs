@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use chatd_core::outbox::Deliver;
-use chatd_kv::KvStore;
+use chatd_core::ports::push::{PushJobs, PushTokens};
 use chatd_push_bridge::apns::ApnsAdapter;
 use chatd_push_bridge::config::{PushConfig, ServiceAccount, FCM_ENDPOINT};
 use chatd_push_bridge::fcm::FcmAdapter;
@@ -74,12 +74,17 @@ fn adapters(cfg: &PushConfig, s: &BridgeSettings) -> Result<Adapters> {
     Ok(adapters)
 }
 
-/// Starts the bridge for `[push]` and has the hub wake it whenever a message is queued for a
-/// user with no session.
-pub fn start(cfg: &PushConfig, store: Arc<dyn KvStore>, hub: &Arc<Hub>) -> Result<Arc<PushBridge>> {
+/// Starts the bridge for `[push]` on `jobs` and `tokens` and has the hub wake it whenever a
+/// message is queued for a user with no session.
+pub fn start(
+    cfg: &PushConfig,
+    jobs: Arc<dyn PushJobs>,
+    tokens: Arc<dyn PushTokens>,
+    hub: &Arc<Hub>,
+) -> Result<Arc<PushBridge>> {
     let s = cfg.bridge_settings();
     let adapters = adapters(cfg, &s)?;
-    let bridge = PushBridge::start(store, s, adapters, hub.clone());
+    let bridge = PushBridge::start(jobs, tokens, s, adapters, hub.clone());
     // A weak handle: the bridge holds the hub (its online check), so the hub must not keep the
     // bridge alive.
     let weak = Arc::downgrade(&bridge);

@@ -12,6 +12,10 @@ use chatd_auth::JwtVerifier;
 use chatd_core::accounts::Accounts;
 use chatd_core::messaging::{Chat, ChatConfig};
 use chatd_core::presence::LastSeen;
+use chatd_embedded::accounts::EmbeddedAccounts;
+use chatd_embedded::media::EmbeddedMedia;
+use chatd_embedded::presence::EmbeddedLastSeen;
+use chatd_embedded::push::EmbeddedPush;
 use chatd_kv::{KvStore, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -77,14 +81,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let admin_token = datadir::admin_token(&dir, config.auth.admin_token.as_deref())?;
     let jwt = jwt_verifier(&config)?;
 
-    let accounts = Accounts::new(store.clone());
+    let accounts = Accounts::new(Arc::new(EmbeddedAccounts::new(store.clone())));
     let hub = Arc::new(Hub::with_session_buffer(
         config.limits.max_session_buffer_bytes,
     ));
     // Before messaging starts, so that a bad push credential stops the server at once and no
     // push job is written unless the bridge runs.
     let push = match &config.push {
-        Some(cfg) => Some(push::start(cfg, store.clone(), &hub).context("cannot start push")?),
+        Some(cfg) => {
+            let store = Arc::new(EmbeddedPush::new(store.clone()));
+            Some(push::start(cfg, store.clone(), store, &hub).context("cannot start push")?)
+        }
         None => None,
     };
     let chat = Chat::open(
@@ -100,8 +107,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let router = Router::start();
     // The relay subscribes before anything is published.
     let presence_relay = PresenceRelay::start(&router).context("cannot start presence relay")?;
-    let presence =
-        Presence::new(router, LastSeen::new(store.clone())).context("cannot start presence")?;
+    let last_seen = LastSeen::new(Arc::new(EmbeddedLastSeen::new(store.clone())));
+    let presence = Presence::new(router, last_seen).context("cannot start presence")?;
     let conn_cache = conncache::from_config(&config).await;
     // The HTTP listener is bound first: the fs media back end's URLs are derived from its
     // address when media.fs.public_url is not set.
@@ -113,7 +120,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .as_ref()
         .map(TcpListener::local_addr)
         .transpose()?;
-    let media = media::open(&config, store.clone(), http_addr).await?;
+    let media = media::open(
+        &config,
+        Arc::new(EmbeddedMedia::new(store.clone())),
+        http_addr,
+    )
+    .await?;
     chat.set_media_gate(media.clone());
     let shared = Arc::new(Shared {
         limits: config.limits.clone(),

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chatd_core::keys;
+use chatd_embedded::push::EmbeddedPush;
 use chatd_kv::{Engine, EngineConfig, KvStore, Op};
 use chatd_push_bridge::apns::ApnsAdapter;
 use chatd_push_bridge::config::ServiceAccount;
@@ -153,7 +154,8 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let start = Instant::now();
-    let bridge = PushBridge::start(store, settings, adapters, Arc::new(Nobody));
+    let push = Arc::new(EmbeddedPush::new(store));
+    let bridge = PushBridge::start(push.clone(), push, settings, adapters, Arc::new(Nobody));
     let deadline = start + Duration::from_secs(600);
     loop {
         let s = bridge.stats();

@@ -2,9 +2,11 @@
 //! retries, and deletes the jobs it handled.
 //!
 //! * **When.** A (user, conversation) group is due once its oldest job is older than the
-//!   collapse window. The worker scans on start-up (jobs left by a previous run), whenever it
-//!   is woken ([`PushBridge::wake`], called by the broker when a message is queued for a user
-//!   with no session), at the next due time, and every `scan_interval` as a safety net.
+//!   collapse window. The worker claims due groups from the store ([`PushJobs::claim`], with a
+//!   lease, so that no other worker sharing the store sends them too) on start-up (jobs left by
+//!   a previous run), whenever it is woken ([`PushBridge::wake`], called by the broker when a
+//!   message is queued for a user with no session), at the next due time, and every
+//!   `scan_interval` as a safety net.
 //! * **Whether.** A user who is online when the group is due, or who received every message of
 //!   it meanwhile (no longer in the queue under the id its job names), gets nothing; a user without tokens
 //!   gets nothing. Either way the jobs are deleted.
@@ -12,14 +14,14 @@
 //!   (a semaphore held only for the request, not while waiting to retry); retries with
 //!   exponential backoff that honours `Retry-After`; invalid tokens deleted.
 //! * **Shutdown.** Waits up to `shutdown_grace` for requests in flight; groups interrupted while
-//!   waiting to retry keep their jobs, so the next start sends them.
+//!   waiting to retry keep their jobs (their claim is released), so the next start sends them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use chatd_core::keys;
-use chatd_kv::{KvStore, StoreError};
+use chatd_core::ports::accounts::RecordError;
+use chatd_core::ports::push::{PushJobs, PushTokens};
 use chatd_wire::ids::now_ms;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
@@ -29,15 +31,16 @@ use tracing::{debug, info, warn};
 
 use crate::adapter::{Outcome, PushAdapter};
 use crate::config::BridgeSettings;
-use crate::jobs::{self, JobGroup};
+use crate::jobs::JobGroup;
 use crate::payload::Notification;
 use crate::retry;
 use crate::rpc;
 use crate::stats::{Counters, PushStats};
 use crate::tokens::{DeviceToken, Platform, Tokens};
 
-/// Most job keys read by one scan.
-const MAX_SCAN: usize = 200_000;
+/// Added to the longest retry waits of a group to bound how long handling it can take: the
+/// claim's lease, after which another worker may take the group.
+const LEASE_SLACK: Duration = Duration::from_secs(600);
 
 /// Whether a user has a device connected right now; the broker answers from its session hub.
 pub trait OnlineCheck: Send + Sync + 'static {
@@ -73,7 +76,11 @@ impl Adapters {
 }
 
 struct Inner {
-    store: Arc<dyn KvStore>,
+    jobs: Arc<dyn PushJobs>,
+    /// Who this worker is to the store's claims.
+    owner: String,
+    /// How long a claim holds its group.
+    lease: Duration,
     settings: BridgeSettings,
     adapters: Adapters,
     online: Arc<dyn OnlineCheck>,
@@ -108,18 +115,21 @@ struct Pass {
 }
 
 impl PushBridge {
-    /// Starts the worker on the current Tokio runtime. Its first scan picks up the jobs a
-    /// previous run left.
+    /// Starts the worker on the current Tokio runtime, claiming `jobs` and sending to the
+    /// `tokens` users register. Its first claim picks up the jobs a previous run left.
     pub fn start(
-        store: Arc<dyn KvStore>,
+        jobs: Arc<dyn PushJobs>,
+        tokens: Arc<dyn PushTokens>,
         settings: BridgeSettings,
         adapters: Adapters,
         online: Arc<dyn OnlineCheck>,
     ) -> Arc<PushBridge> {
-        let tokens = Tokens::new(store.clone(), adapters.platforms());
+        let tokens = Tokens::new(tokens, adapters.platforms());
         let inner = Arc::new(Inner {
             permits: Semaphore::new(settings.concurrency.max(1)),
-            store,
+            jobs,
+            owner: format!("push-bridge-{}-{}", std::process::id(), now_ms()),
+            lease: lease(&settings),
             settings,
             adapters,
             online,
@@ -193,6 +203,16 @@ impl Drop for PushBridge {
     }
 }
 
+/// How long a claim holds its group: longer than handling it can take (every retry waiting
+/// the longest, plus slack for the requests themselves).
+fn lease(settings: &BridgeSettings) -> Duration {
+    settings
+        .retry_max
+        .saturating_mul(settings.max_retries.saturating_add(1))
+        .saturating_add(settings.shutdown_grace)
+        .saturating_add(LEASE_SLACK)
+}
+
 /// Most groups handled at once: enough to keep `concurrency` requests busy while others wait
 /// to retry, few enough to bound memory after a long outage.
 fn max_groups(concurrency: usize) -> usize {
@@ -200,9 +220,9 @@ fn max_groups(concurrency: usize) -> usize {
 }
 
 async fn run(inner: Arc<Inner>) {
-    // Groups in flight, with how many job keys each took: a scan that finds more keys for a
-    // busy group has found new jobs, to be picked up when the group is done.
-    let mut busy: HashMap<(String, String), usize> = HashMap::new();
+    // Groups in flight; new jobs of one of them wait in the store until it is done (the store
+    // does not hand out a group while its claim is held, and says so with `deferred`).
+    let mut busy: HashMap<(String, String), JobGroup> = HashMap::new();
     let mut tasks: JoinSet<((String, String), GroupEnd)> = JoinSet::new();
     let cap = max_groups(inner.settings.concurrency);
     let min_gap = (inner.settings.collapse_window / 4)
@@ -211,7 +231,7 @@ async fn run(inner: Arc<Inner>) {
         let pass = match inner.pass(&mut busy, &mut tasks, cap) {
             Ok(pass) => pass,
             Err(e) => {
-                warn!("cannot read push jobs: {e}");
+                warn!("cannot claim push jobs: {e}");
                 Pass {
                     next_due: None,
                     deferred: false,
@@ -253,44 +273,42 @@ async fn run(inner: Arc<Inner>) {
         );
         tasks.abort_all();
     }
+    // Claims of groups cut short here go back to the store (a finished group's claim is gone
+    // already, so releasing it again changes nothing).
+    for group in busy.values() {
+        inner.jobs.release(&inner.owner, group);
+    }
     debug!("push worker stopped");
 }
 
 impl Inner {
-    /// One scan: starts every due group that is not busy (up to `cap` in flight).
+    /// One claim: starts every due group the store hands out (up to `cap` in flight).
     fn pass(
         self: &Arc<Self>,
-        busy: &mut HashMap<(String, String), usize>,
+        busy: &mut HashMap<(String, String), JobGroup>,
         tasks: &mut JoinSet<((String, String), GroupEnd)>,
         cap: usize,
-    ) -> Result<Pass, StoreError> {
-        let (groups, malformed) = jobs::scan(self.store.as_ref(), MAX_SCAN)?;
-        if !malformed.is_empty() {
-            warn!("deleting {} malformed push job keys", malformed.len());
-            jobs::delete(self.store.as_ref(), &malformed)?;
-        }
-        let now = now_ms();
-        let window = self.settings.collapse_window.as_millis() as u64;
+    ) -> Result<Pass, RecordError> {
+        let limit = cap.saturating_sub(busy.len());
+        let claim = self.jobs.claim(
+            &self.owner,
+            self.lease,
+            self.settings.collapse_window,
+            limit,
+        )?;
         let mut pass = Pass {
-            next_due: None,
-            deferred: false,
+            next_due: claim.next_due,
+            deferred: claim.deferred,
         };
-        for group in groups {
+        for group in claim.groups {
             let key = group.key();
-            if let Some(taken) = busy.get(&key) {
-                pass.deferred |= group.keys.len() > *taken;
-                continue;
-            }
-            let due = group.oldest_ms().saturating_add(window);
-            if due > now {
-                pass.next_due = Some(pass.next_due.map_or(due, |d| d.min(due)));
-                continue;
-            }
-            if busy.len() >= cap {
+            if busy.contains_key(&key) {
+                // Its earlier claim ran out while it is still being handled: this claim ends
+                // with that one, and what is new waits for the next pass.
                 pass.deferred = true;
                 continue;
             }
-            busy.insert(key.clone(), group.keys.len());
+            busy.insert(key.clone(), group.clone());
             let inner = self.clone();
             tasks.spawn(async move {
                 let end = inner.handle(group).await;
@@ -300,39 +318,38 @@ impl Inner {
         Ok(pass)
     }
 
-    /// Pushes one group and deletes its jobs unless interrupted or the store failed (then the
-    /// next scan tries again).
+    /// Pushes one group and finishes its jobs (deleted) unless interrupted or the store failed
+    /// (then the claim is released and the next pass tries again).
     async fn handle(self: Arc<Self>, group: JobGroup) -> GroupEnd {
         match self.clone().push_group(&group).await {
             Ok(GroupEnd::Done) => {
-                if let Err(e) = jobs::delete(self.store.as_ref(), &group.keys) {
+                if let Err(e) = self.jobs.finish(&self.owner, &group) {
                     warn!(user = %group.user, "cannot delete push jobs: {e}");
                 }
                 GroupEnd::Done
             }
-            Ok(GroupEnd::Interrupted) => GroupEnd::Interrupted,
+            Ok(GroupEnd::Interrupted) => {
+                self.jobs.release(&self.owner, &group);
+                GroupEnd::Interrupted
+            }
             Err(e) => {
                 warn!(user = %group.user, "push jobs not handled, will retry: {e}");
+                self.jobs.release(&self.owner, &group);
                 GroupEnd::Interrupted
             }
         }
     }
 
-    async fn push_group(self: Arc<Self>, group: &JobGroup) -> Result<GroupEnd, StoreError> {
+    async fn push_group(self: Arc<Self>, group: &JobGroup) -> Result<GroupEnd, RecordError> {
         let user = group.user.as_str();
         if self.online.is_online(user) {
             debug!(user, "online: push skipped");
             Counters::inc(&self.counters.skipped);
             return Ok(GroupEnd::Done);
         }
-        let queue = keys::queue_prefix(user);
         let mut pending = Vec::with_capacity(group.ids.len());
         for (id, queued) in group.ids.iter().zip(&group.queued) {
-            if self
-                .store
-                .get(format!("{queue}{queued}").as_bytes())?
-                .is_some()
-            {
+            if self.jobs.still_queued(user, queued)? {
                 pending.push(id.clone());
             }
         }
@@ -346,7 +363,7 @@ impl Inner {
             return Ok(GroupEnd::Done);
         }
         let notification = Arc::new(Notification::load(
-            self.store.as_ref(),
+            self.jobs.as_ref(),
             user,
             &group.conversation,
             &pending,

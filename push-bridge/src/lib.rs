@@ -3,14 +3,16 @@
 //!
 //! How it fits together:
 //!
-//! * The messaging committer writes a push job `j/{user}/{conversation}/{id}` in the same
-//!   atomic batch as message `id` whenever `user` has no device connected ([`jobs`]).
+//! * The messaging committer writes a push job for message `id` and recipient `user` in the
+//!   same atomic batch as the message whenever `user` has no device connected ([`jobs`]).
 //! * Devices register their tokens with `push.register` / `push.unregister` on
 //!   `chat/{me}/rpc` ([`rpc`], stored by [`tokens`]).
-//! * The [`PushBridge`] worker scans the jobs, waits until the oldest job of a (user,
-//!   conversation) pair is older than the collapse window, then sends one notification per
-//!   token of the user — or nothing when the user came online meanwhile — and deletes exactly
-//!   the jobs it handled ([`bridge`]).
+//! * The [`PushBridge`] worker claims the jobs of a (user, conversation) pair, with a lease,
+//!   once the oldest is older than the collapse window, then sends one notification per token
+//!   of the user — or nothing when the user came online meanwhile — and finishes (deletes)
+//!   exactly the jobs it handled ([`bridge`]).
+//! * The store is reached only through the chat core's ports
+//!   (`chatd_core::ports::push::{PushJobs, PushTokens}`); the broker hands in its adapter.
 //! * What a notification says is built once ([`payload`]); FCM and APNs are two
 //!   [`adapter::PushAdapter`]s that turn it into their own request and classify the answer
 //!   ([`fcm`] with [`oauth`], [`apns`] with [`provider_token`]).

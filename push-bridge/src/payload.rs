@@ -1,12 +1,11 @@
 //! What one notification says, independent of the service that carries it: who wrote, in which
 //! conversation, how many messages are unread there (and the newest message's id, so the app
 //! can fetch it), and — only when previews are configured — the newest message's type and the
-//! start of its text. Built from the stored message (`m/{id}`) and the
-//! recipient's conversation summary (`v/{user}/{conversation}`).
+//! start of its text. Built from the stored message and the recipient's conversation summary,
+//! read through the [`PushJobs`] port.
 
-use chatd_core::keys;
-use chatd_kv::{KvStore, StoreError};
-use serde_json::Value;
+use chatd_core::ports::accounts::RecordError;
+use chatd_core::ports::push::PushJobs;
 
 /// Longest preview, in characters; longer texts are cut and end with `…`.
 pub const PREVIEW_CHARS: usize = 120;
@@ -40,41 +39,28 @@ impl Notification {
     /// Builds the notification for jobs `ids` (oldest first, at least one) of `user` in
     /// `conversation`.
     pub fn load(
-        store: &dyn KvStore,
+        store: &dyn PushJobs,
         user: &str,
         conversation: &str,
         ids: &[String],
         previews: bool,
-    ) -> Result<Notification, StoreError> {
+    ) -> Result<Notification, RecordError> {
         let newest = ids.last().cloned().unwrap_or_default();
-        let message = match store.get(&keys::message(&newest))? {
-            Some(bytes) => serde_json::from_slice::<Value>(&bytes).ok(),
-            None => None,
-        };
-        let field = |name: &str| {
-            message
-                .as_ref()
-                .and_then(|m| m.get(name))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
-        let unread = store
-            .get(&keys::summary(user, conversation))?
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .and_then(|v| v.get("unread").and_then(Value::as_u64))
-            .unwrap_or(0)
-            .max(ids.len() as u64);
-        let group = field("group").or_else(|| conversation.strip_prefix("g:").map(str::to_string));
+        let message = store.notice(&newest)?;
+        let unread = store.unread(user, conversation)?.max(ids.len() as u64);
+        let group = message
+            .group
+            .or_else(|| conversation.strip_prefix("g:").map(str::to_string));
         Ok(Notification {
             user: user.to_string(),
             conversation: conversation.to_string(),
-            from: field("from"),
+            from: message.from,
             group,
             message_id: newest,
-            kind: if previews { field("type") } else { None },
+            kind: if previews { message.kind } else { None },
             unread,
             preview: if previews {
-                field("text").map(|t| preview(&t))
+                message.text.map(|t| preview(&t))
             } else {
                 None
             },
@@ -125,7 +111,10 @@ pub fn preview(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatd_kv::{Engine, EngineConfig, Op};
+    use chatd_core::keys;
+    use chatd_embedded::push::EmbeddedPush;
+    use chatd_kv::{KvStore, Op};
+    use std::sync::Arc;
 
     #[test]
     fn collapse_ids_are_short_and_stable() {
@@ -149,8 +138,12 @@ mod tests {
     #[test]
     fn load_reads_message_and_summary_and_hides_text() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            chatd_kv::open(&EngineConfig::new(Engine::default(), dir.path().join("s"))).unwrap();
+        let store: Arc<dyn KvStore> = chatd_kv::open(&chatd_kv::EngineConfig::new(
+            chatd_kv::Engine::default(),
+            dir.path().join("s"),
+        ))
+        .unwrap();
+        let jobs = EmbeddedPush::new(store.clone());
         let id = "1732790000123-00001-00000";
         store
             .apply(vec![
@@ -166,19 +159,19 @@ mod tests {
             ])
             .unwrap();
         let ids = vec![id.to_string()];
-        let n = Notification::load(&store, "bob", "d:alice:bob", &ids, false).unwrap();
+        let n = Notification::load(&jobs, "bob", "d:alice:bob", &ids, false).unwrap();
         assert_eq!(n.from.as_deref(), Some("alice"));
         assert_eq!(n.unread, 4);
         assert_eq!(n.preview, None);
         assert_eq!(n.kind, None);
         assert_eq!(n.body(), "4 new messages");
         assert_eq!(n.title(), "alice");
-        let n = Notification::load(&store, "bob", "d:alice:bob", &ids, true).unwrap();
+        let n = Notification::load(&jobs, "bob", "d:alice:bob", &ids, true).unwrap();
         assert_eq!(n.preview.as_deref(), Some("secret"));
         assert_eq!(n.kind.as_deref(), Some("text"));
         // Missing records still give a notification, counting the jobs.
         let ids = vec!["a".to_string(), "b".to_string()];
-        let n = Notification::load(&store, "bob", "g:g1", &ids, true).unwrap();
+        let n = Notification::load(&jobs, "bob", "g:g1", &ids, true).unwrap();
         assert_eq!(
             (n.unread, n.group.as_deref(), n.from),
             (2, Some("g1"), None)

@@ -78,8 +78,9 @@ fn failure(e: TokenError) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatd_kv::{Engine, EngineConfig};
+    use chatd_embedded::push::EmbeddedPush;
     use serde_json::Value;
+    use std::sync::Arc;
 
     fn ask(t: &Tokens, payload: &str) -> Option<Value> {
         answer(t, "bob", Some("phone"), payload.as_bytes())
@@ -89,9 +90,12 @@ mod tests {
     #[test]
     fn answers_only_push_ops() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            chatd_kv::open(&EngineConfig::new(Engine::default(), dir.path().join("s"))).unwrap();
-        let t = Tokens::new(store, vec![Platform::Fcm]);
+        let store = chatd_kv::open(&chatd_kv::EngineConfig::new(
+            chatd_kv::Engine::default(),
+            dir.path().join("s"),
+        ))
+        .unwrap();
+        let t = Tokens::new(Arc::new(EmbeddedPush::new(store)), vec![Platform::Fcm]);
         assert!(ask(&t, r#"{"rid":"1","op":"history","with":"a"}"#).is_none());
         assert!(ask(&t, "not json").is_none());
         let ok = ask(

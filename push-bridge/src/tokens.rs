@@ -1,5 +1,6 @@
-//! Device push tokens: `t/{user}/{token}` = `{"platform","device","ts"}` and the owner index
-//! `o/{token}` = user.
+//! Device push tokens: each user's tokens (`{"platform","device","ts"}`) and the owner of each
+//! token, kept behind the [`PushTokens`] port (in the embedded store `t/{user}/{token}` and
+//! `o/{token}`).
 //!
 //! Rules: one token per user and device (a device that registers a new token replaces its old
 //! one); one owner per token, and a token stays with its owner: another user's registration of
@@ -13,10 +14,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use chatd_core::keys;
-use chatd_kv::{KvStore, Op, StoreError};
+use chatd_core::ports::accounts::RecordError;
+use chatd_core::ports::push::{PushTokens, TokenChange};
 use chatd_wire::ids::now_ms;
-use serde::{Deserialize, Serialize};
+
+pub use chatd_core::ports::push::{DeviceToken, Platform, TokenRecord};
 
 /// Most tokens one user keeps; registering another removes the oldest.
 pub const MAX_TOKENS_PER_USER: usize = 32;
@@ -27,55 +29,6 @@ pub const MAX_FCM_TOKEN: usize = 4096;
 /// Longest APNs device token accepted, in hex digits (Apple's are 64 today, up to 200 allowed
 /// for the future).
 pub const MAX_APNS_TOKEN: usize = 200;
-
-/// The push service a token belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Platform {
-    /// Firebase Cloud Messaging.
-    Fcm,
-    /// Apple Push Notification service.
-    Apns,
-}
-
-impl Platform {
-    /// Reads the contract's name (`fcm` or `apns`).
-    pub fn parse(name: &str) -> Option<Platform> {
-        match name {
-            "fcm" => Some(Platform::Fcm),
-            "apns" => Some(Platform::Apns),
-            _ => None,
-        }
-    }
-
-    /// The contract's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Platform::Fcm => "fcm",
-            Platform::Apns => "apns",
-        }
-    }
-}
-
-/// The stored value of one token.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenRecord {
-    /// Which service it is for.
-    pub platform: Platform,
-    /// The device part of the client id that registered it (`None` for a bare `{user}`).
-    pub device: Option<String>,
-    /// When it was registered, ms since the epoch; also tells a re-registration apart.
-    pub ts: u64,
-}
-
-/// One token of a user, as the bridge sends to it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeviceToken {
-    /// The token itself.
-    pub token: String,
-    /// Its stored record.
-    pub record: TokenRecord,
-}
 
 /// Why a token operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +50,7 @@ pub enum TokenError {
     HeldByOther,
     /// The store failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] RecordError),
 }
 
 /// Checks a token for `platform`: APNs tokens are hex digits; FCM tokens are letters, digits
@@ -140,7 +93,7 @@ pub fn validate_any(token: &str) -> Result<(), TokenError> {
 
 /// The token store.
 pub struct Tokens {
-    store: Arc<dyn KvStore>,
+    store: Arc<dyn PushTokens>,
     /// Serialises writers: each change reads the owner index and the user's tokens first.
     write: Mutex<()>,
     platforms: Vec<Platform>,
@@ -148,7 +101,7 @@ pub struct Tokens {
 
 impl Tokens {
     /// Tokens in `store`; registrations are accepted only for `platforms` (those with an adapter).
-    pub fn new(store: Arc<dyn KvStore>, platforms: Vec<Platform>) -> Tokens {
+    pub fn new(store: Arc<dyn PushTokens>, platforms: Vec<Platform>) -> Tokens {
         Tokens {
             store,
             write: Mutex::new(()),
@@ -172,14 +125,17 @@ impl Tokens {
         }
         validate(platform, token)?;
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        let mut ops = Vec::new();
+        let mut changes = Vec::new();
         if let Some(owner) = self.owner(token)? {
             if owner != user {
                 if self.holder(&owner, token)? {
                     return Err(TokenError::HeldByOther);
                 }
                 // A leftover of a removed account: the token is free.
-                ops.push(Op::Delete(keys::push_token(&owner, token)));
+                changes.push(TokenChange::Drop {
+                    user: owner,
+                    token: token.to_string(),
+                });
             }
         }
         let mut kept: Vec<DeviceToken> = Vec::new();
@@ -188,8 +144,7 @@ impl Tokens {
                 continue;
             }
             if other.record.device.as_deref() == device {
-                ops.push(Op::Delete(keys::push_token(user, &other.token)));
-                ops.push(Op::Delete(keys::push_token_owner(&other.token)));
+                changes.extend(forget(user, other.token));
             } else {
                 kept.push(other);
             }
@@ -197,24 +152,20 @@ impl Tokens {
         if kept.len() >= MAX_TOKENS_PER_USER {
             kept.sort_by_key(|t| t.record.ts);
             let excess = kept.len() + 1 - MAX_TOKENS_PER_USER;
-            for old in kept.iter().take(excess) {
-                ops.push(Op::Delete(keys::push_token(user, &old.token)));
-                ops.push(Op::Delete(keys::push_token_owner(&old.token)));
+            for old in kept.into_iter().take(excess) {
+                changes.extend(forget(user, old.token));
             }
         }
-        let record = TokenRecord {
-            platform,
-            device: device.map(str::to_string),
-            ts: now_ms(),
-        };
-        let value = serde_json::to_vec(&record)
-            .map_err(|e| StoreError::Other(format!("token record not encoded: {e}")))?;
-        ops.push(Op::Put(keys::push_token(user, token), value));
-        ops.push(Op::Put(
-            keys::push_token_owner(token),
-            user.as_bytes().to_vec(),
-        ));
-        self.store.apply(ops)?;
+        changes.push(TokenChange::Put {
+            user: user.to_string(),
+            token: token.to_string(),
+            record: TokenRecord {
+                platform,
+                device: device.map(str::to_string),
+                ts: now_ms(),
+            },
+        });
+        self.store.write(changes)?;
         self.store.flush()?;
         Ok(())
     }
@@ -225,15 +176,20 @@ impl Tokens {
         validate_any(token)?;
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let owned = self.owner(token)?.as_deref() == Some(user);
-        let stored = self.store.get(&keys::push_token(user, token))?.is_some();
+        let stored = self.store.has_token(user, token)?;
         if !owned && !stored {
             return Ok(false);
         }
-        let mut ops = vec![Op::Delete(keys::push_token(user, token))];
+        let mut changes = vec![TokenChange::Drop {
+            user: user.to_string(),
+            token: token.to_string(),
+        }];
         if owned {
-            ops.push(Op::Delete(keys::push_token_owner(token)));
+            changes.push(TokenChange::DropOwner {
+                token: token.to_string(),
+            });
         }
-        self.store.apply(ops)?;
+        self.store.write(changes)?;
         self.store.flush()?;
         Ok(true)
     }
@@ -241,80 +197,85 @@ impl Tokens {
     /// Removes a token a push service called invalid, unless it was registered again since it
     /// was read (`ts` differs): a fresh registration of the same token must survive. Not
     /// flushed: after a crash the service simply refuses it once more.
-    pub fn remove_invalid(&self, user: &str, token: &DeviceToken) -> Result<bool, StoreError> {
+    pub fn remove_invalid(&self, user: &str, token: &DeviceToken) -> Result<bool, RecordError> {
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        let key = keys::push_token(user, &token.token);
-        let current = self.store.get(&key)?.and_then(|v| decode(&v));
+        let current = self.store.token(user, &token.token)?;
         if current.as_ref() != Some(&token.record) {
             return Ok(false);
         }
-        let mut ops = vec![Op::Delete(key)];
+        let mut changes = vec![TokenChange::Drop {
+            user: user.to_string(),
+            token: token.token.clone(),
+        }];
         if self.owner(&token.token)?.as_deref() == Some(user) {
-            ops.push(Op::Delete(keys::push_token_owner(&token.token)));
+            changes.push(TokenChange::DropOwner {
+                token: token.token.clone(),
+            });
         }
-        self.store.apply(ops)?;
+        self.store.write(changes)?;
         Ok(true)
     }
 
     /// Every token of `user` (unreadable records are skipped).
-    pub fn list(&self, user: &str) -> Result<Vec<DeviceToken>, StoreError> {
-        let prefix = keys::push_tokens_prefix(user);
-        let rows = self.store.scan(
-            prefix.as_bytes(),
-            &keys::prefix_end(&prefix),
-            false,
-            MAX_TOKENS_PER_USER * 4,
-        )?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (key, value) in rows {
-            let token = String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default());
-            match decode(&value) {
-                Some(record) => out.push(DeviceToken {
-                    token: token.into_owned(),
-                    record,
-                }),
-                None => tracing::warn!(user, "skipping an unreadable push token record"),
-            }
-        }
-        Ok(out)
+    pub fn list(&self, user: &str) -> Result<Vec<DeviceToken>, RecordError> {
+        self.store.tokens(user, MAX_TOKENS_PER_USER * 4)
     }
 
     /// True when `owner` (the owner index's user for `token`) still holds it: the token record
     /// is there and the account exists. A removed account's tokens are free for others.
-    pub fn holder(&self, owner: &str, token: &str) -> Result<bool, StoreError> {
-        Ok(self.store.get(&keys::push_token(owner, token))?.is_some()
-            && self.store.get(&keys::account(owner))?.is_some())
+    pub fn holder(&self, owner: &str, token: &str) -> Result<bool, RecordError> {
+        self.store.holds(owner, token)
     }
 
     /// The user `token` belongs to, if any.
-    pub fn owner(&self, token: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .store
-            .get(&keys::push_token_owner(token))?
-            .and_then(|v| String::from_utf8(v).ok()))
+    pub fn owner(&self, token: &str) -> Result<Option<String>, RecordError> {
+        self.store.owner(token)
     }
 }
 
-fn decode(bytes: &[u8]) -> Option<TokenRecord> {
-    serde_json::from_slice(bytes).ok()
+/// The changes that take `token` from `user` entirely: their record and the owner index.
+fn forget(user: &str, token: String) -> [TokenChange; 2] {
+    [
+        TokenChange::Drop {
+            user: user.to_string(),
+            token: token.clone(),
+        },
+        TokenChange::DropOwner { token },
+    ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatd_kv::{Engine, EngineConfig};
+    use chatd_core::keys;
+    use chatd_embedded::push::EmbeddedPush;
+    use chatd_kv::{KvStore, Op};
 
-    fn tokens() -> (tempfile::TempDir, Tokens) {
+    /// Tokens on a sled store behind the embedded adapter, and the engine itself (to write
+    /// account records as the accounts service does).
+    fn tokens_and_store() -> (tempfile::TempDir, Tokens, Arc<dyn KvStore>) {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            chatd_kv::open(&EngineConfig::new(Engine::default(), dir.path().join("s"))).unwrap();
+        let store: Arc<dyn KvStore> = chatd_kv::open(&chatd_kv::EngineConfig::new(
+            chatd_kv::Engine::default(),
+            dir.path().join("s"),
+        ))
+        .unwrap();
         // Token ownership needs the accounts to exist (their records' content does not matter).
         for user in ["bob", "carol"] {
             store
                 .apply(vec![Op::Put(keys::account(user), b"{}".to_vec())])
                 .unwrap();
         }
-        (dir, Tokens::new(store, vec![Platform::Fcm, Platform::Apns]))
+        let tokens = Tokens::new(
+            Arc::new(EmbeddedPush::new(store.clone())),
+            vec![Platform::Fcm, Platform::Apns],
+        );
+        (dir, tokens, store)
+    }
+
+    fn tokens() -> (tempfile::TempDir, Tokens) {
+        let (dir, tokens, _) = tokens_and_store();
+        (dir, tokens)
     }
 
     #[test]
@@ -387,7 +348,7 @@ mod tests {
 
     #[test]
     fn a_removed_account_or_a_dead_token_frees_it() {
-        let (_dir, t) = tokens();
+        let (_dir, t, store) = tokens_and_store();
         t.register("bob", None, Platform::Fcm, "t1").unwrap();
         t.register("bob", Some("tab"), Platform::Fcm, "t2").unwrap();
         // The push service said t1 is dead: the next user may register it.
@@ -405,9 +366,7 @@ mod tests {
             t.register("carol", Some("x"), Platform::Fcm, "t2"),
             Err(TokenError::HeldByOther)
         ));
-        t.store
-            .apply(vec![Op::Delete(keys::account("bob"))])
-            .unwrap();
+        store.apply(vec![Op::Delete(keys::account("bob"))]).unwrap();
         t.register("carol", Some("x"), Platform::Fcm, "t2").unwrap();
         assert_eq!(t.owner("t2").unwrap().as_deref(), Some("carol"));
         assert!(t.list("bob").unwrap().is_empty());
@@ -435,9 +394,12 @@ mod tests {
     #[test]
     fn unconfigured_platform_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            chatd_kv::open(&EngineConfig::new(Engine::default(), dir.path().join("s"))).unwrap();
-        let t = Tokens::new(store, vec![Platform::Fcm]);
+        let store = chatd_kv::open(&chatd_kv::EngineConfig::new(
+            chatd_kv::Engine::default(),
+            dir.path().join("s"),
+        ))
+        .unwrap();
+        let t = Tokens::new(Arc::new(EmbeddedPush::new(store)), vec![Platform::Fcm]);
         assert!(matches!(
             t.register("bob", None, Platform::Apns, "abcd"),
             Err(TokenError::NotConfigured("apns"))

@@ -1,7 +1,8 @@
 //! The worker's rules, against both fakes: jobs pending before start are sent (restart), no
 //! push for a user who is online or already got the messages, jobs of users without tokens
-//! are deleted, every token of a user gets one notification, concurrency is bounded, and a
-//! shutdown while waiting to retry leaves the jobs for the next start.
+//! are deleted, every token of a user gets one notification, concurrency is bounded, a
+//! shutdown while waiting to retry leaves the jobs for the next start, and two workers sharing
+//! a store (through claims) push each group once.
 
 mod common;
 mod fake;
@@ -289,4 +290,41 @@ async fn group_messages_name_the_group() {
 #[test]
 fn adapters_report_their_platforms() {
     assert!(Adapters::default().platforms().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_sharing_a_store_push_each_group_once() {
+    let fcm = FakeFcm::start().await;
+    // Slow answers keep each group claimed while the other worker looks for work.
+    fcm.set_delay(Duration::from_millis(200));
+    let store = TestStore::new();
+    let s = settings();
+    let push = Arc::new(chatd_embedded::push::EmbeddedPush::new(store.store.clone()));
+    let start = || {
+        chatd_push_bridge::PushBridge::start(
+            push.clone(),
+            push.clone(),
+            s.clone(),
+            adapters(Some(&fcm), None, &s),
+            Arc::new(Online::default()),
+        )
+    };
+    let (a, b) = (start(), start());
+    for i in 0..6 {
+        let user = format!("u{i}");
+        a.tokens()
+            .register(&user, None, Platform::Fcm, &format!("tok-{i}"))
+            .unwrap();
+        store.message("alice", &user, "hi");
+    }
+    a.wake();
+    b.wake();
+    fcm.wait_pushes(6).await;
+    wait_no_jobs(&store).await;
+    fcm.no_more_than(6, Duration::from_millis(800)).await;
+    let sent = a.stats().sent + b.stats().sent;
+    assert_eq!(sent, 6, "{:?} {:?}", a.stats(), b.stats());
+    fcm.assert_clean();
+    a.shutdown().await;
+    b.shutdown().await;
 }

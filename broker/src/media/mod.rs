@@ -8,9 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
-use chatd_kv::KvStore;
 use chatd_media::config::{MediaBackend, S3MediaConfig};
 use chatd_media::fs::FsBackend;
+use chatd_media::record::MediaRecords;
 use chatd_media::s3::{S3Backend, S3Settings};
 use chatd_media::{Backend, MediaService};
 use tracing::{info, warn};
@@ -18,12 +18,12 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::datadir;
 
-/// Builds the media service from `config`. `http` is the bound address of chatd's HTTP
+/// Builds the media service from `config`, its metadata in `store`. `http` is the bound address of chatd's HTTP
 /// listener, from which the `fs` back end's URLs are derived when `media.fs.public_url` is
 /// not set.
 pub async fn open(
     config: &Config,
-    store: Arc<dyn KvStore>,
+    store: Arc<dyn MediaRecords>,
     http: Option<SocketAddr>,
 ) -> Result<Arc<MediaService>> {
     let m = &config.media;

@@ -43,7 +43,9 @@ fn world() -> &'static World {
                 )])
                 .expect("account");
         }
-        let accounts = Accounts::new(store.clone());
+        let accounts = Accounts::new(Arc::new(chatd_embedded::accounts::EmbeddedAccounts::new(
+            store.clone(),
+        )));
         let chat = Chat::open(
             store,
             accounts.clone(),

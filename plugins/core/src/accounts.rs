@@ -3,12 +3,17 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use chatd_auth::{AuthError, IdError};
-use serde::{Deserialize, Serialize};
 
-use crate::keys;
+use crate::ports::accounts::{AccountChange, AccountRecord, AccountStore, RecordError};
 use crate::verified::VerifiedLogins;
-use chatd_kv::{KvStore, Op, StoreError};
 use chatd_wire::ids::now_ms;
+
+mod until_log_port;
+
+pub use until_log_port::history_floor;
+
+/// Account records read per page while listing or indexing all accounts.
+const PAGE: usize = 4096;
 
 /// Why an account operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,33 +42,7 @@ pub enum AccountError {
     RemovalPending,
     /// The store failed, or holds a record that cannot be read.
     #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// The stored form of an account (`u/{user}`): a live account, or the tombstone a removal
-/// leaves (`removed`), which keeps the id from being claimed again by accident.
-#[derive(Serialize, Deserialize, Default)]
-struct Record {
-    /// argon2id PHC string; absent in a tombstone and in an account created by a token login
-    /// (it has no password until an administrator sets one, and password logins fail).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    hash: Option<String>,
-    /// Creation time, ms since the epoch.
-    #[serde(default)]
-    created: u64,
-    /// When the account was removed, ms since the epoch: this record is a tombstone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    removed: Option<u64>,
-    /// The id below which this account sees no 1:1 history: set when a removed id is given
-    /// out again, so that the new owner never sees what the old one exchanged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    floor: Option<String>,
-}
-
-impl Record {
-    fn live(&self) -> bool {
-        self.removed.is_none()
-    }
+    Store(#[from] RecordError),
 }
 
 /// What the store says about one user id.
@@ -80,13 +59,13 @@ pub enum AccountStatus {
     Removed,
 }
 
-/// Account management over a [`KvStore`]; cheap to clone and share between tasks.
+/// Account management over an [`AccountStore`]; cheap to clone and share between tasks.
 ///
 /// Calls are blocking (argon2 hashing is deliberately slow): async callers run them on a
 /// blocking thread.
 #[derive(Clone)]
 pub struct Accounts {
-    store: Arc<dyn KvStore>,
+    store: Arc<dyn AccountStore>,
     /// Serialises read-modify-write of account records within this process (the store's lock
     /// keeps other processes out), so two concurrent `add`s cannot both succeed.
     write: Arc<Mutex<()>>,
@@ -96,7 +75,7 @@ pub struct Accounts {
 
 impl Accounts {
     /// Accounts kept in `store`.
-    pub fn new(store: Arc<dyn KvStore>) -> Accounts {
+    pub fn new(store: Arc<dyn AccountStore>) -> Accounts {
         Accounts {
             store,
             write: Arc::new(Mutex::new(())),
@@ -144,20 +123,17 @@ impl Accounts {
         let _guard = self.lock();
         self.ensure_skeletons()?;
         let floor = self.creatable(user, reclaim)?;
-        let record = Record {
+        let record = AccountRecord {
             hash,
             created: now_ms(),
             removed: None,
             floor,
         };
-        let value = serde_json::to_vec(&record).map_err(|e| StoreError::Other(e.to_string()))?;
-        let mut ops = vec![Op::Put(keys::account(user), value)];
-        let skeleton = keys::skeleton(&chatd_auth::skeleton(user));
-        if self.store.get(&skeleton)?.is_none() {
-            ops.push(Op::Put(skeleton, user.as_bytes().to_vec()));
-        }
-        self.store.apply(ops)?;
-        self.store.flush()?;
+        self.store.write(AccountChange::Create {
+            user: user.to_string(),
+            record,
+            skeleton: chatd_auth::skeleton(user),
+        })?;
         Ok(())
     }
 
@@ -169,49 +145,43 @@ impl Accounts {
             Some(tombstone) => {
                 // The marker is read before the tombstone's floor: the clean-up writes the
                 // floor before it deletes the marker.
-                if self.store.get(&keys::purge_marker(user))?.is_some() {
+                if self.store.purge_pending(user)? {
                     return Err(AccountError::RemovalPending);
                 }
                 let tombstone = self.read(user)?.unwrap_or(tombstone);
                 Ok(tombstone.floor)
             }
-            None => {
-                let skeleton = keys::skeleton(&chatd_auth::skeleton(user));
-                match self.store.get(&skeleton)? {
-                    Some(holder) if holder != user.as_bytes() => Err(AccountError::TooSimilar(
-                        String::from_utf8_lossy(&holder).into_owned(),
-                    )),
-                    _ => Ok(None),
-                }
-            }
+            None => match self.store.skeleton_holder(&chatd_auth::skeleton(user))? {
+                Some(holder) if holder != user => Err(AccountError::TooSimilar(holder)),
+                _ => Ok(None),
+            },
         }
     }
 
     /// Builds the look-alike index for accounts created before it existed (once per store;
     /// the first of two existing look-alikes holds the skeleton, both keep working).
     fn ensure_skeletons(&self) -> Result<(), AccountError> {
-        if self.store.get(keys::SKELETONS_BUILT)?.is_some() {
+        if self.store.skeletons_indexed()? {
             return Ok(());
         }
-        let start = keys::ACCOUNTS_PREFIX.as_bytes();
-        let end = keys::prefix_end(keys::ACCOUNTS_PREFIX);
         let mut taken = std::collections::HashSet::new();
-        let mut ops = Vec::new();
-        for (key, _) in self.store.scan(start, &end, false, usize::MAX)? {
-            let Some(user) = key
-                .get(start.len()..)
-                .and_then(|u| std::str::from_utf8(u).ok())
-            else {
-                continue;
-            };
-            let skeleton = keys::skeleton(&chatd_auth::skeleton(user));
-            if taken.insert(skeleton.clone()) && self.store.get(&skeleton)?.is_none() {
-                ops.push(Op::Put(skeleton, user.as_bytes().to_vec()));
+        let mut entries = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.list(after.as_deref(), PAGE)?;
+            let full = page.len() >= PAGE;
+            for (user, _) in page {
+                let skeleton = chatd_auth::skeleton(&user);
+                if taken.insert(skeleton.clone()) {
+                    entries.push((skeleton, user.clone()));
+                }
+                after = Some(user);
+            }
+            if !full {
+                break;
             }
         }
-        ops.push(Op::Put(keys::SKELETONS_BUILT.to_vec(), b"1".to_vec()));
-        self.store.apply(ops)?;
-        self.store.flush()?;
+        self.store.write(AccountChange::IndexSkeletons(entries))?;
         Ok(())
     }
 
@@ -224,12 +194,12 @@ impl Accounts {
         let _guard = self.lock();
         let record = self
             .read(user)?
-            .filter(Record::live)
+            .filter(AccountRecord::live)
             .ok_or(AccountError::NotFound)?;
         self.verified.forget(user);
         self.write_record(
             user,
-            Record {
+            AccountRecord {
                 hash: Some(hash),
                 ..record
             },
@@ -246,37 +216,37 @@ impl Accounts {
         let _guard = self.lock();
         let record = self
             .read(user)?
-            .filter(Record::live)
+            .filter(AccountRecord::live)
             .ok_or(AccountError::NotFound)?;
         self.verified.forget(user);
-        let tombstone = Record {
+        let tombstone = AccountRecord {
             hash: None,
             created: record.created,
             removed: Some(now_ms()),
             floor: None,
         };
-        let value = serde_json::to_vec(&tombstone).map_err(|e| StoreError::Other(e.to_string()))?;
-        self.store.apply(vec![
-            Op::Put(keys::account(user), value),
-            Op::Put(keys::purge_marker(user), Vec::new()),
-        ])?;
-        self.store.flush()?;
+        self.store.write(AccountChange::Remove {
+            user: user.to_string(),
+            tombstone,
+        })?;
         Ok(())
     }
 
     /// The tombstone of `user` with the clean-up's `floor` recorded (the id below which a
     /// later owner of the id sees no 1:1 history); `None` unless `user` is removed. For the
-    /// committer's clean-up batch.
-    pub fn purged_tombstone(&self, user: &str, floor: &str) -> Result<Option<Op>, AccountError> {
+    /// committer's clean-up batch, which writes it together with the rest of the clean-up.
+    pub fn purged_record(
+        &self,
+        user: &str,
+        floor: &str,
+    ) -> Result<Option<AccountRecord>, AccountError> {
         let Some(record) = self.read(user)?.filter(|r| r.removed.is_some()) else {
             return Ok(None);
         };
-        let value = serde_json::to_vec(&Record {
+        Ok(Some(AccountRecord {
             floor: Some(floor.to_string()),
             ..record
-        })
-        .map_err(|e| StoreError::Other(e.to_string()))?;
-        Ok(Some(Op::Put(keys::account(user), value)))
+        }))
     }
 
     /// Whether `user` has a live account, a tombstone, or nothing.
@@ -293,17 +263,21 @@ impl Accounts {
 
     /// All user ids, sorted.
     pub fn list(&self) -> Result<Vec<String>, AccountError> {
-        let start = keys::ACCOUNTS_PREFIX.as_bytes();
-        let end = keys::prefix_end(keys::ACCOUNTS_PREFIX);
-        let pairs = self.store.scan(start, &end, false, usize::MAX)?;
-        Ok(pairs
-            .into_iter()
-            .filter(|(_, v)| serde_json::from_slice::<Record>(v).is_ok_and(|r| r.live()))
-            .filter_map(|(k, _)| {
-                let user = k.get(start.len()..)?;
-                String::from_utf8(user.to_vec()).ok()
-            })
-            .collect())
+        let mut users = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.list(after.as_deref(), PAGE)?;
+            let full = page.len() >= PAGE;
+            for (user, record) in page {
+                if record.is_some_and(|r| r.live()) {
+                    users.push(user.clone());
+                }
+                after = Some(user);
+            }
+            if !full {
+                return Ok(users);
+            }
+        }
     }
 
     /// True when `user` has a live account; false for removed ids and for ids that could
@@ -317,7 +291,7 @@ impl Accounts {
     /// accounts without a password (created by a token login). A password verified for this user within the last hour is recognised without argon2.
     pub fn verify(&self, user: &str, password: &str) -> Result<bool, AccountError> {
         let record = match chatd_auth::validate_user_id(user) {
-            Ok(()) => self.read(user)?.filter(Record::live),
+            Ok(()) => self.read(user)?.filter(AccountRecord::live),
             Err(_) => None,
         };
         match record.and_then(|r| r.hash) {
@@ -343,35 +317,17 @@ impl Accounts {
         self.write.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn read(&self, user: &str) -> Result<Option<Record>, AccountError> {
-        match self.store.get(&keys::account(user))? {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                AccountError::Store(StoreError::Other(format!(
-                    "account record of {user} is unreadable: {e}"
-                )))
-            }),
-        }
+    fn read(&self, user: &str) -> Result<Option<AccountRecord>, AccountError> {
+        Ok(self.store.get(user)?)
     }
 
-    fn write_record(&self, user: &str, record: Record) -> Result<(), AccountError> {
-        let value = serde_json::to_vec(&record).map_err(|e| StoreError::Other(e.to_string()))?;
-        self.store
-            .apply(vec![Op::Put(keys::account(user), value)])?;
-        self.store.flush()?;
+    fn write_record(&self, user: &str, record: AccountRecord) -> Result<(), AccountError> {
+        self.store.write(AccountChange::Update {
+            user: user.to_string(),
+            record,
+        })?;
         Ok(())
     }
-}
-
-/// The history floor of `user` (see [`AccountStatus::Live`]): no 1:1 message with an id at or
-/// below it belongs to this account. `None` for an account that was never reclaimed.
-pub fn history_floor(store: &dyn KvStore, user: &str) -> Result<Option<String>, StoreError> {
-    let Some(bytes) = store.get(&keys::account(user))? else {
-        return Ok(None);
-    };
-    Ok(serde_json::from_slice::<Record>(&bytes)
-        .ok()
-        .and_then(|r| r.floor))
 }
 
 /// A hash of a fixed password, computed once, to spend the same time on unknown users.

@@ -3,36 +3,29 @@
 
 use std::sync::Arc;
 
-use chatd_kv::{KvStore, Op, StoreError};
+use crate::ports::accounts::RecordError;
+use crate::ports::presence::LastSeenStore;
 
-/// `p/{user}` → milliseconds since the epoch, as decimal text.
+/// When each user was last seen, over a [`LastSeenStore`].
 pub struct LastSeen {
-    store: Arc<dyn KvStore>,
-}
-
-fn key(user: &str) -> Vec<u8> {
-    format!("p/{user}").into_bytes()
+    store: Arc<dyn LastSeenStore>,
 }
 
 impl LastSeen {
     /// Last-seen times in `store`.
-    pub fn new(store: Arc<dyn KvStore>) -> LastSeen {
+    pub fn new(store: Arc<dyn LastSeenStore>) -> LastSeen {
         LastSeen { store }
     }
 
     /// When `user` was last seen, if ever.
-    pub fn get(&self, user: &str) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .store
-            .get(&key(user))?
-            .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok()))
+    pub fn get(&self, user: &str) -> Result<Option<u64>, RecordError> {
+        self.store.last_seen(user)
     }
 
     /// Records that `user` was seen at `ms`. Not flushed here: the store's background flush and
     /// the flush at shutdown cover it, and losing the last fraction of a second of last-seen
     /// times in a crash loses no message.
-    pub fn set(&self, user: &str, ms: u64) -> Result<(), StoreError> {
-        self.store
-            .apply(vec![Op::Put(key(user), ms.to_string().into_bytes())])
+    pub fn set(&self, user: &str, ms: u64) -> Result<(), RecordError> {
+        self.store.set_last_seen(user, ms)
     }
 }

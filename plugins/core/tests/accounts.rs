@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use chatd_core::accounts::{AccountError, Accounts};
+use chatd_embedded::accounts::EmbeddedAccounts;
 use chatd_kv::{Engine, EngineConfig, KvStore};
 
 fn open(dir: &std::path::Path) -> (Arc<dyn KvStore>, Accounts) {
     let store = chatd_kv::open(&EngineConfig::new(Engine::default(), dir)).expect("open");
-    (store.clone(), Accounts::new(store))
+    let accounts = Accounts::new(Arc::new(EmbeddedAccounts::new(store.clone())));
+    (store, accounts)
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The media service's typed errors, and how each becomes the `error` a client sees.
 
-use chatd_kv::StoreError;
+use chatd_core::ports::accounts::RecordError;
 use chatd_wire::reply::{ErrorCode, Failure};
 
 use super::backend::BackendError;
@@ -23,7 +23,7 @@ pub enum MediaError {
     TooLarge(String),
     /// The store failed.
     #[error("media metadata store: {0}")]
-    Store(#[from] StoreError),
+    Store(RecordError),
     /// The back end (disk or S3) failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -38,6 +38,17 @@ pub enum MediaError {
         /// The decoding error.
         why: String,
     },
+}
+
+impl From<RecordError> for MediaError {
+    /// A record that cannot be read back is [`MediaError::Corrupt`]; any other failure is the
+    /// store's.
+    fn from(e: RecordError) -> MediaError {
+        match e {
+            RecordError::Corrupt { key, why } => MediaError::Corrupt { key, why },
+            other => MediaError::Store(other),
+        }
+    }
 }
 
 impl From<LimitError> for MediaError {

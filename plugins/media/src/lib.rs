@@ -10,10 +10,10 @@
 //!   the declaration and the limits, never on what is stored.
 //! * Bytes are verified (size and SHA-256) before any message may reference them: at upload
 //!   time by the `fs` back end, on first reference by the `s3` back end.
-//! * Metadata lives in the store (`f/`, `c/`; see [`record`]), the bytes in a [`Backend`]
-//!   chosen by config ([`fs::FsBackend`], [`s3::S3Backend`]).
-//! * Download rights are the `a/{media}/{user}` keys the messaging committer writes for the
-//!   sender and every recipient of a message that references the media.
+//! * Metadata lives behind the [`MediaRecords`] port (see [`record`]), the bytes in a
+//!   [`Backend`] chosen by config ([`fs::FsBackend`], [`s3::S3Backend`]).
+//! * Download rights are the grants the messaging committer writes for the sender and every
+//!   recipient of a message that references the media ([`MediaRecords::may_download`]).
 //!
 //! The broker answers `media.*` requests with [`MediaService::answer`], installs the service as
 //! messaging's [`MediaGate`], and serves the `fs` back end's URLs with
@@ -45,10 +45,9 @@ pub use error::MediaError;
 pub use limits::{LimitError, Limits, MediaKind, TypeLimit};
 pub use transfer::{Download, FsUpload, TransferError, UploadDone, UploadStart};
 
-use chatd_core::keys;
 use chatd_core::media_gate::{GateFuture, MediaGate};
-use chatd_kv::{KvStore, Op, StoreError};
-use record::{ContentRecord, MediaRecord};
+use chatd_core::ports::accounts::RecordError;
+use record::{ContentRecord, MediaChange, MediaRecord, MediaRecords};
 
 /// Longest URL lifetime: S3 presigned URLs cannot last longer than 7 days.
 pub const MAX_URL_TTL_SECS: u64 = 7 * 24 * 3600;
@@ -119,7 +118,7 @@ enum Settled {
 /// The media service, shared as `Arc<MediaService>` by sessions, the HTTP listener and
 /// messaging (as its [`MediaGate`]).
 pub struct MediaService {
-    store: Arc<dyn KvStore>,
+    store: Arc<dyn MediaRecords>,
     backend: Box<dyn Backend>,
     settings: MediaSettings,
     /// Serialises read-modify-write of media metadata (records, content index).
@@ -171,7 +170,7 @@ fn same_declaration(own: &MediaRecord, size: u64, mime: &str) -> Result<(), Medi
 impl MediaService {
     /// A service keeping metadata in `store` and bytes in `backend`.
     pub fn new(
-        store: Arc<dyn KvStore>,
+        store: Arc<dyn MediaRecords>,
         backend: Box<dyn Backend>,
         settings: MediaSettings,
     ) -> Result<MediaService, MediaError> {
@@ -238,8 +237,8 @@ impl MediaService {
         self.settings.limits.check_upload(mime, size)?;
 
         let guard = self.meta.lock().await;
-        let own = match record::owner_media(self.store.as_ref(), sha256, user)? {
-            Some(id) => record::load_media(self.store.as_ref(), &id)?,
+        let own = match self.store.owner_media(sha256, user)? {
+            Some(id) => self.store.media(&id)?,
             None => None,
         };
         if let Some(own) = own.as_ref().filter(|r| r.is_verified()) {
@@ -275,12 +274,13 @@ impl MediaService {
                 record.verified = None;
             }
         }
-        self.store.apply(vec![
-            Op::Put(keys::media_record(&record.id), record::encode(&record)),
-            Op::Put(
-                keys::media_owner(sha256, user),
-                record.id.clone().into_bytes(),
-            ),
+        self.store.write(vec![
+            MediaChange::Media(record.clone()),
+            MediaChange::Owner {
+                sha256: sha256.to_string(),
+                user: user.to_string(),
+                media: record.id.clone(),
+            },
         ])?;
         drop(guard);
 
@@ -303,19 +303,19 @@ impl MediaService {
     }
 
     /// A verified media record of this content that a message gave `user` the right to
-    /// download (`a/{media}/{user}`), looking at up to [`MAX_ACCESS_CHECKS`] media ids of it.
+    /// download, looking at up to [`MAX_ACCESS_CHECKS`] media ids of it.
     fn granted(&self, user: &str, sha256: &str) -> Result<Option<MediaRecord>, MediaError> {
-        if record::load_content(self.store.as_ref(), sha256)?.is_none() {
+        if self.store.content(sha256)?.is_none() {
             return Ok(None);
         }
-        for id in record::owners(self.store.as_ref(), sha256, MAX_ACCESS_CHECKS)? {
+        for id in self.store.owners(sha256, MAX_ACCESS_CHECKS)? {
             if !record::valid_media_id(&id) {
                 continue;
             }
-            if self.store.get(&keys::media_access(&id, user))?.is_none() {
+            if !self.store.may_download(&id, user)? {
                 continue;
             }
-            if let Some(r) = record::load_media(self.store.as_ref(), &id)? {
+            if let Some(r) = self.store.media(&id)? {
                 if r.is_verified() && r.sha256 == sha256 {
                     return Ok(Some(r));
                 }
@@ -325,7 +325,7 @@ impl MediaService {
     }
 
     /// `media.download`: a URL for the bytes of `media`, only for a user who sent or received
-    /// a message referencing it (`a/{media}/{user}`); anyone else gets `forbidden`, whether
+    /// a message referencing it; anyone else gets `forbidden`, whether
     /// or not the media exists.
     pub async fn download(&self, user: &str, media: &str) -> Result<DownloadGrant, MediaError> {
         if !record::valid_media_id(media) {
@@ -333,15 +333,15 @@ impl MediaService {
                 "`media` is not a media id: {media:?}"
             )));
         }
-        if self.store.get(&keys::media_access(media, user))?.is_none() {
+        if !self.store.may_download(media, user)? {
             return Err(MediaError::Forbidden(format!(
                 "only the sender and the recipients of a message with media `{media}` may download it"
             )));
         }
-        let Some(record) = record::load_media(self.store.as_ref(), media)? else {
+        let Some(record) = self.store.media(media)? else {
             return Err(MediaError::NotFound(format!("no media `{media}`")));
         };
-        if record::load_content(self.store.as_ref(), &record.sha256)?.is_none() {
+        if self.store.content(&record.sha256)?.is_none() {
             return Err(MediaError::NotFound(format!(
                 "media `{media}` has no stored bytes"
             )));
@@ -373,7 +373,7 @@ impl MediaService {
                 "`media` is not a media id: {media:?}"
             )));
         }
-        let Some(record) = record::load_media(self.store.as_ref(), media)? else {
+        let Some(record) = self.store.media(media)? else {
             return Err(MediaError::BadRequest(format!(
                 "unknown media `{media}`: use an id from media.upload"
             )));
@@ -411,7 +411,7 @@ impl MediaService {
         if record.is_verified() {
             return Ok(Settled::Verified(record));
         }
-        let stored = record::load_content(self.store.as_ref(), &record.sha256)?.is_some();
+        let stored = self.store.content(&record.sha256)?.is_some();
         match self.backend.verify(&record, stored).await? {
             Verification::Verified => self.commit(record).await.map(Settled::Verified),
             Verification::NotUploaded => Ok(Settled::Pending(match &record.rejected {
@@ -436,19 +436,12 @@ impl MediaService {
     async fn commit(&self, mut record: MediaRecord) -> Result<MediaRecord, MediaError> {
         let guard = self.meta.lock().await;
         let now = now_ms();
-        let mut ops = Vec::with_capacity(2);
-        if record::load_content(self.store.as_ref(), &record.sha256)?.is_none() {
-            ops.push(Op::Put(
-                keys::media_content(&record.sha256),
-                record::encode(&ContentRecord::from_media(&record, now)),
-            ));
-        }
+        let content = ContentRecord::from_media(&record, now);
         record.mark_verified(now);
-        ops.push(Op::Put(
-            keys::media_record(&record.id),
-            record::encode(&record),
-        ));
-        self.store.apply(ops)?;
+        self.store.write(vec![
+            MediaChange::ContentIfAbsent(content),
+            MediaChange::Media(record.clone()),
+        ])?;
         drop(guard);
         self.flush().await?;
         Ok(record)
@@ -457,13 +450,10 @@ impl MediaService {
     /// Notes why the last upload of pending `media` was rejected, for the sender's refusal.
     async fn reject(&self, media: &str, why: &str) -> Result<(), MediaError> {
         let _guard = self.meta.lock().await;
-        if let Some(mut record) = record::load_media(self.store.as_ref(), media)? {
+        if let Some(mut record) = self.store.media(media)? {
             if !record.is_verified() {
                 record.rejected = Some(why.to_string());
-                self.store.apply(vec![Op::Put(
-                    keys::media_record(media),
-                    record::encode(&record),
-                )])?;
+                self.store.write(vec![MediaChange::Media(record)])?;
             }
         }
         Ok(())
@@ -474,7 +464,7 @@ impl MediaService {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.flush())
             .await
-            .map_err(|e| StoreError::Other(format!("flush task failed: {e}")))??;
+            .map_err(|e| RecordError::Store(format!("store error: flush task failed: {e}")))??;
         Ok(())
     }
 }

@@ -1,114 +1,14 @@
-//! Media metadata as kept in the store, apart from the bytes: one record per media id
-//! (`f/{media}`), one per verified content (`c/{sha256}`), and each uploader's id for a content
-//! (`c/{sha256}/{user}`). See `docs/architecture.md`, "Data layout".
+//! Media metadata apart from the bytes: one record per media id, one per verified content, and
+//! each uploader's id for a content. The records and the port they are kept behind
+//! ([`MediaRecords`]) belong to the chat core (`chatd_core::ports::media`); the embedded store
+//! keeps them under `f/{media}`, `c/{sha256}` and `c/{sha256}/{user}` (see
+//! `docs/architecture.md`, "Data layout"). Here: the checks of ids and hashes.
 
-use rand::RngCore;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use chatd_core::keys;
-use chatd_kv::KvStore;
-
-use super::error::MediaError;
-
-/// Where a media id stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MediaState {
-    /// Granted an upload URL; no verified bytes yet.
-    Pending,
-    /// Its bytes are stored and have the declared size and SHA-256.
-    Verified,
-}
-
-/// One media id: what its uploader declared, and whether the bytes are verified.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MediaRecord {
-    /// The media id (`m_` + 32 hex digits).
-    pub id: String,
-    /// SHA-256 of the content, lowercase hex: the content's address.
-    pub sha256: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Declared MIME type (lowercase); the `Content-Type` of downloads.
-    pub mime: String,
-    /// The user who asked for it; the only one who may send it.
-    pub uploader: String,
-    /// When it was created, Unix milliseconds.
-    pub created: u64,
-    /// Pending or verified.
-    pub state: MediaState,
-    /// When its bytes were verified, Unix milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verified: Option<u64>,
-    /// Why the last upload was rejected, until a new upload is asked for or one verifies.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rejected: Option<String>,
-}
-
-impl MediaRecord {
-    /// A new pending record with a fresh id.
-    pub fn pending(uploader: &str, sha256: &str, size: u64, mime: &str, now_ms: u64) -> Self {
-        MediaRecord {
-            id: new_media_id(),
-            sha256: sha256.to_string(),
-            size,
-            mime: mime.to_string(),
-            uploader: uploader.to_string(),
-            created: now_ms,
-            state: MediaState::Pending,
-            verified: None,
-            rejected: None,
-        }
-    }
-
-    /// Marks the record verified at `now_ms`.
-    pub fn mark_verified(&mut self, now_ms: u64) {
-        self.state = MediaState::Verified;
-        self.verified = Some(now_ms);
-        self.rejected = None;
-    }
-
-    /// True once its bytes are verified.
-    pub fn is_verified(&self) -> bool {
-        self.state == MediaState::Verified
-    }
-}
-
-/// Verified content: stored once per SHA-256, whoever uploaded it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContentRecord {
-    /// SHA-256, lowercase hex.
-    pub sha256: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// MIME type its first uploader declared (each media record keeps its own).
-    pub mime: String,
-    /// The uploader whose bytes were stored.
-    pub uploader: String,
-    /// When the bytes were verified, Unix milliseconds.
-    pub created: u64,
-}
-
-impl ContentRecord {
-    /// The content record for the verified bytes of `record`.
-    pub fn from_media(record: &MediaRecord, now_ms: u64) -> ContentRecord {
-        ContentRecord {
-            sha256: record.sha256.clone(),
-            size: record.size,
-            mime: record.mime.clone(),
-            uploader: record.uploader.clone(),
-            created: now_ms,
-        }
-    }
-}
-
-/// A new media id: `m_` and 128 random bits in hex (passes `valid_object_id`).
-pub fn new_media_id() -> String {
-    let mut bytes = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    format!("m_{}", hex::encode(bytes))
-}
+pub use chatd_core::ports::media::{
+    new_media_id, ContentRecord, MediaChange, MediaRecord, MediaRecords, MediaState,
+};
 
 /// True for ids messaging accepts for media (its `valid_object_id`): 1–64 characters of
 /// `A-Z a-z 0-9 _ . -`, the user id alphabet, so they are safe inside store keys and URL paths.
@@ -123,56 +23,10 @@ pub fn valid_sha256(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Encodes a record for the store.
+/// Encodes a record as JSON (as the embedded store keeps it).
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Plain structs of strings and numbers always serialise.
     serde_json::to_vec(value).unwrap_or_default()
-}
-
-fn load<T: DeserializeOwned>(store: &dyn KvStore, key: &[u8]) -> Result<Option<T>, MediaError> {
-    match store.get(key)? {
-        None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| MediaError::Corrupt {
-                key: String::from_utf8_lossy(key).into_owned(),
-                why: e.to_string(),
-            }),
-    }
-}
-
-/// The record of `media`, if any.
-pub fn load_media(store: &dyn KvStore, media: &str) -> Result<Option<MediaRecord>, MediaError> {
-    load(store, &keys::media_record(media))
-}
-
-/// The verified content with this hash, if any.
-pub fn load_content(
-    store: &dyn KvStore,
-    sha256: &str,
-) -> Result<Option<ContentRecord>, MediaError> {
-    load(store, &keys::media_content(sha256))
-}
-
-/// The media id `user` got for this content, if any.
-pub fn owner_media(
-    store: &dyn KvStore,
-    sha256: &str,
-    user: &str,
-) -> Result<Option<String>, MediaError> {
-    Ok(store
-        .get(&keys::media_owner(sha256, user))?
-        .and_then(|v| String::from_utf8(v).ok()))
-}
-
-/// Up to `limit` media ids that users got for this content.
-pub fn owners(store: &dyn KvStore, sha256: &str, limit: usize) -> Result<Vec<String>, MediaError> {
-    let prefix = keys::media_owners_prefix(sha256);
-    let rows = store.scan(prefix.as_bytes(), &keys::prefix_end(&prefix), false, limit)?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(_, v)| String::from_utf8(v).ok())
-        .collect())
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Service-level tests: de-duplication, lazy verification, sender and kind rules, download
-//! rights and the `fs` upload path, on a temporary sled store.
+//! rights and the `fs` upload path, on a temporary sled store behind the embedded adapter.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,12 +8,13 @@ use sha2::{Digest, Sha256};
 
 use super::backend::{Backend, BackendFuture, UrlWindow, Verification};
 use super::fs::FsBackend;
-use super::record::{self, MediaRecord};
+use super::record::MediaRecord;
 use super::sign::Access;
 use super::*;
 use chatd_core::keys;
 use chatd_core::media_gate::MediaGate;
-use chatd_kv::{Engine, EngineConfig, KvStore, Op};
+use chatd_embedded::media::EmbeddedMedia;
+use chatd_kv::{KvStore, Op};
 use chatd_wire::reply::ErrorCode;
 
 const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -64,23 +65,23 @@ fn sha(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn store(dir: &tempfile::TempDir) -> Arc<dyn KvStore> {
-    chatd_kv::open(&EngineConfig::new(
-        Engine::default(),
+/// A sled store in `dir`: the engine (where the tests write what the messaging committer
+/// writes, download grants) and the media records over it.
+fn store(dir: &tempfile::TempDir) -> (Arc<dyn KvStore>, Arc<dyn MediaRecords>) {
+    let kv: Arc<dyn KvStore> = chatd_kv::open(&chatd_kv::EngineConfig::new(
+        chatd_kv::Engine::default(),
         dir.path().join("store"),
     ))
-    .unwrap()
+    .unwrap();
+    (kv.clone(), Arc::new(EmbeddedMedia::new(kv)))
 }
 
-fn lazy_service(dir: &tempfile::TempDir) -> (MediaService, Arc<LazyBackend>) {
+fn lazy_service(dir: &tempfile::TempDir) -> (MediaService, Arc<LazyBackend>, Arc<dyn KvStore>) {
     let backend = Arc::new(LazyBackend::default());
-    let service = MediaService::new(
-        store(dir),
-        Box::new(backend.clone()),
-        MediaSettings::default(),
-    )
-    .unwrap();
-    (service, backend)
+    let (kv, records) = store(dir);
+    let service =
+        MediaService::new(records, Box::new(backend.clone()), MediaSettings::default()).unwrap();
+    (service, backend, kv)
 }
 
 fn bad(e: MediaError, needle: &str) {
@@ -96,7 +97,7 @@ fn bad(e: MediaError, needle: &str) {
 #[tokio::test]
 async fn lazy_verification_and_dedup() {
     let dir = tempfile::tempdir().unwrap();
-    let (media, backend) = lazy_service(&dir);
+    let (media, backend, _kv) = lazy_service(&dir);
     let photo = b"a photo".to_vec();
     let digest = sha(&photo);
 
@@ -136,9 +137,7 @@ async fn lazy_verification_and_dedup() {
         .unwrap();
     assert!(checked.is_verified());
     assert_eq!(backend.stored.lock().unwrap().len(), 1);
-    let content = record::load_content(media.store.as_ref(), &digest)
-        .unwrap()
-        .unwrap();
+    let content = media.store.content(&digest).unwrap().unwrap();
     assert_eq!((content.size, content.uploader.as_str()), (7, "alice"));
     // Alice asking again: her id, nothing to upload.
     let again = media
@@ -213,7 +212,7 @@ async fn lazy_verification_and_dedup() {
 #[tokio::test]
 async fn a_message_grants_the_content_to_its_recipients() {
     let dir = tempfile::tempdir().unwrap();
-    let (media, backend) = lazy_service(&dir);
+    let (media, backend, kv) = lazy_service(&dir);
     let clip = b"a clip".to_vec();
     let digest = sha(&clip);
     let id = media
@@ -225,9 +224,7 @@ async fn a_message_grants_the_content_to_its_recipients() {
     media.check_media("alice", &id, None).await.unwrap();
     // What the committer writes for a message from alice to bob.
     for user in ["alice", "bob"] {
-        media
-            .store
-            .apply(vec![Op::Put(keys::media_access(&id, user), Vec::new())])
+        kv.apply(vec![Op::Put(keys::media_access(&id, user), Vec::new())])
             .unwrap();
     }
     // Bob forwards it: an id of his own, verified, no upload.
@@ -257,7 +254,7 @@ async fn a_message_grants_the_content_to_its_recipients() {
 #[tokio::test]
 async fn mismatched_uploads_are_rejected_and_remembered() {
     let dir = tempfile::tempdir().unwrap();
-    let (media, backend) = lazy_service(&dir);
+    let (media, backend, _kv) = lazy_service(&dir);
     let digest = sha(b"right");
     let id = media
         .upload("alice", "audio/ogg", 5, &digest)
@@ -300,7 +297,7 @@ async fn mismatched_uploads_are_rejected_and_remembered() {
 #[tokio::test]
 async fn message_type_must_fit_the_mime_type() {
     let dir = tempfile::tempdir().unwrap();
-    let (media, backend) = lazy_service(&dir);
+    let (media, backend, _kv) = lazy_service(&dir);
     let pdf = b"%PDF-1.7".to_vec();
     let id = media
         .upload("alice", "application/pdf", 8, &sha(&pdf))
@@ -327,7 +324,7 @@ async fn message_type_must_fit_the_mime_type() {
 #[tokio::test]
 async fn download_needs_a_message() {
     let dir = tempfile::tempdir().unwrap();
-    let (media, backend) = lazy_service(&dir);
+    let (media, backend, kv) = lazy_service(&dir);
     let digest = sha(b"clip");
     let id = media
         .upload("alice", "video/mp4", 4, &digest)
@@ -348,9 +345,7 @@ async fn download_needs_a_message() {
     assert_eq!(e.failure().code, ErrorCode::Forbidden);
     // What the committer writes for a message from alice to bob.
     for user in ["alice", "bob"] {
-        media
-            .store
-            .apply(vec![Op::Put(keys::media_access(&id, user), Vec::new())])
+        kv.apply(vec![Op::Put(keys::media_access(&id, user), Vec::new())])
             .unwrap();
     }
     let grant = media.download("bob", &id).await.unwrap();
@@ -363,9 +358,11 @@ async fn download_needs_a_message() {
     assert_eq!(e.failure().code, ErrorCode::BadRequest);
 }
 
-fn fs_service(dir: &tempfile::TempDir) -> MediaService {
+fn fs_service(dir: &tempfile::TempDir) -> (MediaService, Arc<dyn KvStore>) {
     let fs = FsBackend::open(&dir.path().join("media"), KEY, "http://h").unwrap();
-    MediaService::new(store(dir), Box::new(fs), MediaSettings::default()).unwrap()
+    let (kv, records) = store(dir);
+    let service = MediaService::new(records, Box::new(fs), MediaSettings::default()).unwrap();
+    (service, kv)
 }
 
 /// The `expires` and `sig` of an fs URL.
@@ -419,7 +416,7 @@ fn files(dir: &std::path::Path) -> usize {
 #[tokio::test]
 async fn fs_uploads_are_checked_as_they_arrive() {
     let dir = tempfile::tempdir().unwrap();
-    let media = fs_service(&dir);
+    let (media, kv) = fs_service(&dir);
     let root = dir.path().join("media");
     let bytes = b"0123456789".to_vec();
     let grant = media
@@ -511,9 +508,7 @@ async fn fs_uploads_are_checked_as_they_arrive() {
     assert_eq!(files(&root), 1);
 
     // Download URLs.
-    media
-        .store
-        .apply(vec![Op::Put(keys::media_access(&id, "bob"), Vec::new())])
+    kv.apply(vec![Op::Put(keys::media_access(&id, "bob"), Vec::new())])
         .unwrap();
     let url = media.download("bob", &id).await.unwrap().url;
     let (expires, sig) = query(&url);
@@ -540,7 +535,7 @@ async fn fs_uploads_are_checked_as_they_arrive() {
 #[tokio::test]
 async fn answer_takes_only_media_requests() {
     let dir = tempfile::tempdir().unwrap();
-    let media = fs_service(&dir);
+    let (media, _kv) = fs_service(&dir);
     for other in [
         &br#"{"rid":"r","op":"history","with":"bob"}"#[..],
         b"not json",
@@ -580,7 +575,7 @@ fn settings_are_checked() {
         url_ttl_secs: 0,
         ..MediaSettings::default()
     };
-    let e = MediaService::new(store(&dir), backend(), ttl).unwrap_err();
+    let e = MediaService::new(store(&dir).1, backend(), ttl).unwrap_err();
     assert!(e.to_string().contains("URL lifetime"), "{e}");
     assert_eq!(e.failure().code, ErrorCode::Internal);
 }

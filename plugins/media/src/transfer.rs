@@ -11,9 +11,10 @@ use tokio::io::{AsyncWriteExt, BufWriter};
 
 use super::error::MediaError;
 use super::fs::FsBackend;
-use super::record::{self, MediaRecord};
+use super::record::MediaRecord;
 use super::sign::{Access, SignError};
 use super::MediaService;
+use chatd_core::ports::accounts::RecordError;
 
 /// Why an upload or download on chatd's HTTP listener is refused.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,12 @@ impl TransferError {
             TransferError::Conflict(_) => 409,
             TransferError::Internal => 500,
         }
+    }
+}
+
+impl From<RecordError> for TransferError {
+    fn from(e: RecordError) -> TransferError {
+        MediaError::from(e).into()
     }
 }
 
@@ -138,7 +145,7 @@ impl MediaService {
     ) -> Result<UploadStart<'_>, TransferError> {
         let fs = self.fs()?;
         fs.check_url(Access::Upload, media, expires, sig)?;
-        let Some(record) = record::load_media(self.store.as_ref(), media)? else {
+        let Some(record) = self.store.media(media)? else {
             return Err(TransferError::NotFound);
         };
         if record.is_verified() {
@@ -186,10 +193,10 @@ impl MediaService {
     ) -> Result<Download, TransferError> {
         let fs = self.fs()?;
         fs.check_url(Access::Download, media, expires, sig)?;
-        let Some(record) = record::load_media(self.store.as_ref(), media)? else {
+        let Some(record) = self.store.media(media)? else {
             return Err(TransferError::NotFound);
         };
-        let Some(content) = record::load_content(self.store.as_ref(), &record.sha256)? else {
+        let Some(content) = self.store.content(&record.sha256)? else {
             return Err(TransferError::NotFound);
         };
         let file = match fs.open_object(&record.sha256).await {

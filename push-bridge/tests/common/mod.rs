@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chatd_core::keys;
+use chatd_embedded::push::EmbeddedPush;
 use chatd_kv::{Engine, EngineConfig, KvStore, Op};
 use chatd_push_bridge::apns::ApnsAdapter;
 use chatd_push_bridge::config::ServiceAccount;
@@ -185,14 +186,15 @@ pub fn adapters(fcm: Option<&FakeFcm>, apns: Option<&FakeApns>, s: &BridgeSettin
     }
 }
 
-/// Starts a bridge on `store`.
+/// Starts a bridge on `store` (through its own embedded adapter, as a new process would).
 pub fn bridge(
     store: &TestStore,
     s: BridgeSettings,
     adapters: Adapters,
     online: Arc<Online>,
 ) -> Arc<PushBridge> {
-    PushBridge::start(store.store.clone(), s, adapters, online)
+    let push = Arc::new(EmbeddedPush::new(store.store.clone()));
+    PushBridge::start(push.clone(), push, s, adapters, online)
 }
 
 /// Waits up to [`WAIT`] until `pred` holds for the bridge's counters; returns them.

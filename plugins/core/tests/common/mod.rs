@@ -9,6 +9,7 @@ use std::time::Duration;
 use chatd_core::accounts::Accounts;
 use chatd_core::messaging::{Chat, ChatConfig};
 use chatd_core::outbox::{Deliver, Outgoing};
+use chatd_embedded::accounts::EmbeddedAccounts;
 use chatd_kv::{Engine, EngineConfig, KvPair, KvStore, Op, StoreError};
 use serde_json::Value;
 
@@ -197,7 +198,7 @@ pub fn start(
     cfg: ChatConfig,
 ) -> (Arc<TestStore>, Accounts, Arc<Chat>, Arc<Recorder>) {
     let store = TestStore::open(path);
-    let accounts = Accounts::new(store.clone());
+    let accounts = Accounts::new(Arc::new(EmbeddedAccounts::new(store.clone())));
     let rec = Arc::new(Recorder::default());
     let chat = Chat::open(store.clone(), accounts.clone(), cfg, rec.clone()).expect("chat");
     (store, accounts, chat, rec)
