@@ -81,8 +81,7 @@ pub trait Backend: Send + Sync + 'static {
         stored: bool,
     ) -> BackendFuture<'a, Verification>;
 
-    /// The local-disk back end, whose uploads arrive through chatd's HTTP listener.
-    fn as_fs(&self) -> Option<&super::fs::FsBackend> {
-        None
-    }
+    /// The back end as `Any`, so that the transfer code can reach the local-disk back end
+    /// (whose uploads arrive through chatd's HTTP listener) without this trait naming it.
+    fn as_any(&self) -> &dyn std::any::Any;
 }

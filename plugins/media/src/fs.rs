@@ -148,8 +148,8 @@ impl Backend for FsBackend {
         Box::pin(async { Ok(Verification::NotUploaded) })
     }
 
-    fn as_fs(&self) -> Option<&FsBackend> {
-        Some(self)
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

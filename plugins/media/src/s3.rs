@@ -183,6 +183,10 @@ impl S3Backend {
 }
 
 impl Backend for S3Backend {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn name(&self) -> &'static str {
         "s3"
     }

@@ -29,6 +29,10 @@ struct LazyBackend {
 }
 
 impl Backend for Arc<LazyBackend> {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn name(&self) -> &'static str {
         "lazy"
     }
@@ -519,7 +523,7 @@ async fn fs_uploads_are_checked_as_they_arrive() {
         .await
         .unwrap();
     assert_eq!(got, bytes);
-    let fs = media.backend.as_fs().unwrap();
+    let fs = media.backend.as_any().downcast_ref::<FsBackend>().unwrap();
     let expired = fs.signed_url(Access::Download, &id, 1);
     let (expires, sig) = query(&expired);
     assert_eq!(

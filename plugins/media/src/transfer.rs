@@ -127,7 +127,10 @@ pub struct Download {
 
 impl MediaService {
     fn fs(&self) -> Result<&FsBackend, TransferError> {
-        self.backend.as_fs().ok_or(TransferError::NotFound)
+        self.backend
+            .as_any()
+            .downcast_ref::<FsBackend>()
+            .ok_or(TransferError::NotFound)
     }
 
     /// Starts a `PUT /media/{media}?expires=…&sig=…` with the query values as received and
