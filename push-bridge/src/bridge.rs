@@ -198,7 +198,9 @@ impl RpcHandler for PushBridge {
             .await
             .unwrap_or_else(|e| {
                 warn!("push rpc task failed: {e}");
-                Err(Failure::internal("the request could not be answered; retry"))
+                Err(Failure::internal(
+                    "the request could not be answered; retry",
+                ))
             })
         })
     }

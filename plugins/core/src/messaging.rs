@@ -41,9 +41,7 @@ pub use chatd_wire::reply::ErrorCode;
 pub use stats::ChatStats;
 
 use chatd_wire::reply::{self, Failure};
-use chatd_wire::request::{
-    Answer, AnswerFuture, Caller, Outcome, Request, RpcHandler, RpcRouter,
-};
+use chatd_wire::request::{Answer, AnswerFuture, Caller, Outcome, Request, RpcHandler, RpcRouter};
 use committer::{Committer, GroupJob, Job, ReceiptJob, SendJob};
 use stats::Counters;
 use watermark::Watermark;
@@ -366,8 +364,7 @@ impl Chat {
     /// Answers one request of `me` whose op is one of [`CHAT_OPS`]: group changes go through
     /// the committer, reads are answered from the committed store.
     pub async fn request(&self, me: &str, request: &Request) -> Outcome {
-        let Some(op) =
-            group_ops::parse(&request.op, &request.obj, me, self.cfg.max_group_members)?
+        let Some(op) = group_ops::parse(&request.op, &request.obj, me, self.cfg.max_group_members)?
         else {
             return rpc::answer(
                 self.store.as_ref(),

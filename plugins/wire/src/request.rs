@@ -188,8 +188,14 @@ mod tests {
         let no_op = parse(br#"{"rid":"r1"}"#).unwrap_err();
         assert_eq!(json(&no_op)["rid"], "r1");
         assert!(parse(b"[1]").is_err());
-        let big = format!(r#"{{"rid":"r","op":"x","pad":"{}"}}"#, "a".repeat(MAX_RPC_BYTES));
-        assert_eq!(json(&parse(big.as_bytes()).unwrap_err())["error"]["code"], "too_large");
+        let big = format!(
+            r#"{{"rid":"r","op":"x","pad":"{}"}}"#,
+            "a".repeat(MAX_RPC_BYTES)
+        );
+        assert_eq!(
+            json(&parse(big.as_bytes()).unwrap_err())["error"]["code"],
+            "too_large"
+        );
         let ok = parse(br#"{"rid":"r2","op":"history","with":"bob"}"#).unwrap();
         assert_eq!((ok.rid.as_str(), ok.op.as_str()), ("r2", "history"));
     }
