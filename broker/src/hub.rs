@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
-use chatd_core::outbox::{Deliver, Outgoing};
+use chatd_core::outbox::{Channel, Deliver, Outgoing};
 use tokio_util::sync::CancellationToken;
 
 use crate::mailbox::Mailbox;
@@ -51,7 +51,6 @@ impl Delivery {
         let bytes = match self {
             Delivery::Item(item) => {
                 item.user.len()
-                    + item.topic.len()
                     + item.payload.len()
                     + item.queue_id.as_ref().map_or(0, String::len)
                     + item.skip_client.as_ref().map_or(0, String::len)
@@ -452,7 +451,7 @@ impl Hub {
         let sessions: Vec<_> = match self.lock().by_user.get(&item.user) {
             Some(list) => list.clone(),
             None => {
-                if item.queue_id.is_some() && item.topic.ends_with("/inbox") {
+                if item.queue_id.is_some() && item.channel == Channel::Inbox {
                     if let Some(hook) = self.offline.get() {
                         hook(&item.user);
                     }
@@ -493,7 +492,7 @@ mod tests {
     fn item(user: &str, id: &str) -> Outgoing {
         Outgoing {
             user: user.into(),
-            topic: format!("user/{user}/inbox"),
+            channel: Channel::Inbox,
             payload: bytes::Bytes::from_static(b"{}"),
             queue_id: Some(id.into()),
             skip_client: None,

@@ -14,6 +14,9 @@ use std::sync::{Mutex, MutexGuard};
 use bytes::Bytes;
 use chatd_core::presence::LastSeen;
 use chatd_wire::ids::now_ms;
+use chatd_wire::json::{self, Object};
+use chatd_wire::reply::Failure;
+use chatd_wire::request::{Answer, AnswerFuture, Caller, Request, RpcHandler};
 use rumqttd::local::{LinkRx, LinkTx};
 use serde_json::{json, Value};
 use tracing::warn;
@@ -140,85 +143,43 @@ impl Presence {
         };
         (state, online.changes)
     }
+}
 
-    /// Answers a `presence.get` request; `None` when `payload` is another op.
-    pub fn answer_get(&self, payload: &[u8]) -> Option<Bytes> {
-        let reply = match parse_get(payload)? {
-            Ok(get) => {
-                let states: Vec<Value> = get.users.iter().map(|u| self.state(u)).collect();
-                json!({"rid": get.rid, "ok": true, "result": {"users": states}})
-            }
-            Err(refusal) => refusal,
-        };
-        Some(Bytes::from(reply.to_string()))
+/// `presence.get`, answered from the same state a watcher gets.
+impl RpcHandler for Presence {
+    fn ops(&self) -> &'static [&'static str] {
+        &["presence.get"]
+    }
+
+    fn answer<'a>(&'a self, _caller: Caller<'a>, request: &'a Request) -> AnswerFuture<'a> {
+        let outcome = parse_get(&request.obj).and_then(|users| {
+            let states: Vec<Value> = users.iter().map(|u| self.state(u)).collect();
+            Answer::of(&json!({ "users": states }))
+        });
+        Box::pin(std::future::ready(outcome))
     }
 }
 
-/// A `presence.get` request that passed its checks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PresenceGet {
-    /// The client's `rid`.
-    pub rid: String,
-    /// Valid user ids, 1 to [`MAX_USERS_PER_GET`].
-    pub users: Vec<String>,
-}
-
-/// Reads a payload on `chat/{me}/rpc`: `None` when it is not a `presence.get` (the messaging
-/// service answers it), else the request or the error reply to publish. Pure, so every hostile
-/// payload can be thrown at it in tests.
-pub fn parse_get(payload: &[u8]) -> Option<Result<PresenceGet, Value>> {
-    let Ok(Value::Object(req)) = serde_json::from_slice::<Value>(payload) else {
-        return None;
-    };
-    if req.get("op").and_then(Value::as_str) != Some("presence.get") {
-        return None;
-    }
-    let rid = req.get("rid").cloned().unwrap_or(Value::Null);
-    let fail = |message: String| {
-        // The rid is echoed only when it is a usable one, as for every other request.
-        let mut reply = serde_json::Map::new();
-        if let Some(r) = usable_rid(&rid) {
-            reply.insert("rid".into(), Value::from(r));
-        }
-        reply.insert("ok".into(), Value::Bool(false));
-        reply.insert(
-            "error".into(),
-            json!({"code": "bad_request", "message": message}),
-        );
-        Some(Err(Value::Object(reply)))
-    };
-    let Some(rid_text) = usable_rid(&rid) else {
-        return fail("`rid` must be a string of 1 to 128 characters".into());
-    };
-    if let Some(field) = req
-        .keys()
-        .find(|k| !["rid", "op", "users"].contains(&k.as_str()))
-    {
-        return fail(format!("unknown field `{field}`"));
-    }
-    let Some(users) = req.get("users").and_then(Value::as_array) else {
-        return fail("`users` (a list of user ids) is required".into());
+/// Reads the arguments of a `presence.get` whose envelope the router checked: 1 to
+/// [`MAX_USERS_PER_GET`] valid user ids. Pure, so every hostile request can be thrown at it in
+/// tests.
+pub fn parse_get(obj: &Object) -> Result<Vec<String>, Failure> {
+    json::only_fields(obj, &["rid", "op", "users"])?;
+    let Some(users) = obj.get("users").and_then(Value::as_array) else {
+        return Err(Failure::bad("`users` (a list of user ids) is required"));
     };
     if users.is_empty() || users.len() > MAX_USERS_PER_GET {
-        return fail(format!("`users` must name 1 to {MAX_USERS_PER_GET} users"));
+        return Err(Failure::bad(format!(
+            "`users` must name 1 to {MAX_USERS_PER_GET} users"
+        )));
     }
-    let mut valid = Vec::with_capacity(users.len());
-    for user in users {
-        match user.as_str() {
-            Some(u) if chatd_auth::validate_user_id(u).is_ok() => valid.push(u.to_string()),
-            _ => return fail(format!("{user} is not a valid user id")),
-        }
-    }
-    Some(Ok(PresenceGet {
-        rid: rid_text.to_string(),
-        users: valid,
-    }))
-}
-
-/// A `rid` that can be echoed: a string of 1 to 128 characters.
-fn usable_rid(rid: &Value) -> Option<&str> {
-    rid.as_str()
-        .filter(|r| (1..=128).contains(&r.chars().count()))
+    users
+        .iter()
+        .map(|user| match user.as_str() {
+            Some(u) if chatd_auth::validate_user_id(u).is_ok() => Ok(u.to_string()),
+            _ => Err(Failure::bad(format!("{user} is not a valid user id"))),
+        })
+        .collect()
 }
 
 /// One user's presence, in the contract's field order.

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use bytes::Bytes;
 use chatd_core::outbox::Deliver;
 use chatd_core::ports::push::{PushJobs, PushTokens};
 use chatd_push_bridge::apns::ApnsAdapter;
@@ -17,8 +16,6 @@ use chatd_push_bridge::{
     Adapters, ApnsSettings, BridgeSettings, FcmSettings, OnlineCheck, PushAdapter, PushBridge,
     PushStats,
 };
-use chatd_wire::reply::{rpc_err, Failure};
-use serde_json::Value;
 
 use crate::hub::Hub;
 
@@ -96,45 +93,6 @@ pub fn start(
     Ok(bridge)
 }
 
-/// Answers `push.register` / `push.unregister` of `user` connected as `client_id`; `None` for
-/// any other request. Without a bridge such requests are refused with `bad_request`.
-pub async fn answer_rpc(
-    bridge: Option<&Arc<PushBridge>>,
-    user: &str,
-    client_id: &str,
-    payload: &Bytes,
-) -> Option<Bytes> {
-    match bridge {
-        Some(bridge) => {
-            let device = client_id.split_once(':').map(|(_, device)| device);
-            bridge.answer_rpc(user, device, payload.clone()).await
-        }
-        None => not_configured(payload),
-    }
-}
-
-/// The refusal of a `push.*` request when `[push]` is not configured.
-fn not_configured(payload: &[u8]) -> Option<Bytes> {
-    if !payload.windows(5).any(|w| w == b"push.") {
-        return None;
-    }
-    let Ok(Value::Object(req)) = serde_json::from_slice::<Value>(payload) else {
-        return None;
-    };
-    let op = req.get("op").and_then(Value::as_str)?;
-    if !op.starts_with("push.") {
-        return None;
-    }
-    let rid = req
-        .get("rid")
-        .and_then(Value::as_str)
-        .filter(|r| !r.is_empty() && r.chars().count() <= 128);
-    Some(rpc_err(
-        rid,
-        &Failure::bad("push notifications are not configured on this server"),
-    ))
-}
-
 /// The bridge's counters as Prometheus text (zeros when push is off).
 pub fn render_metrics(stats: &PushStats) -> String {
     let mut out = String::new();
@@ -181,19 +139,6 @@ pub fn render_metrics(stats: &PushStats) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unconfigured_push_is_refused_clearly() {
-        let answer =
-            not_configured(br#"{"rid":"r1","op":"push.register","platform":"fcm","token":"t"}"#)
-                .unwrap();
-        let v: Value = serde_json::from_slice(&answer).unwrap();
-        assert_eq!(v["rid"], "r1");
-        assert_eq!(v["ok"], false);
-        assert_eq!(v["error"]["code"], "bad_request");
-        assert!(not_configured(br#"{"rid":"r1","op":"history","with":"push.x"}"#).is_none());
-        assert!(not_configured(b"push.").is_none());
-    }
 
     #[test]
     fn metrics_have_every_counter() {

@@ -17,6 +17,9 @@ use chatd_embedded::media::EmbeddedMedia;
 use chatd_embedded::presence::EmbeddedLastSeen;
 use chatd_embedded::push::EmbeddedPush;
 use chatd_kv::{KvStore, StoreError};
+use chatd_media::MediaService;
+use chatd_push_bridge::PushBridge;
+use chatd_wire::request::RpcRouter;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -108,7 +111,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // The relay subscribes before anything is published.
     let presence_relay = PresenceRelay::start(&router).context("cannot start presence relay")?;
     let last_seen = LastSeen::new(Arc::new(EmbeddedLastSeen::new(store.clone())));
-    let presence = Presence::new(router, last_seen).context("cannot start presence")?;
+    let presence = Arc::new(Presence::new(router, last_seen).context("cannot start presence")?);
     let conn_cache = conncache::from_config(&config).await;
     // The HTTP listener is bound first: the fs media back end's URLs are derived from its
     // address when media.fs.public_url is not set.
@@ -127,6 +130,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     )
     .await?;
     chat.set_media_gate(media.clone());
+    let rpc = rpc_router(&chat, &media, &presence, push.as_ref())?;
     let shared = Arc::new(Shared {
         limits: config.limits.clone(),
         chat: chat.clone(),
@@ -150,6 +154,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         handshakes: HandshakeGate::new(config.limits.max_handshakes_per_ip),
         sends: UserRate::new(config.limits.sends_per_sec, config.limits.sends_burst),
         requests: UserRate::new(config.limits.requests_per_sec, config.limits.requests_burst),
+        rpc,
     });
 
     let stop = CancellationToken::new();
@@ -219,6 +224,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     datadir::remove_listen_file(&dir);
     info!("stopped");
     Ok(())
+}
+
+/// The request router: every component that answers ops of `chat/{me}/rpc` registers here,
+/// once, at start (push only when `[push]` is configured; its ops are refused otherwise).
+fn rpc_router(
+    chat: &Arc<Chat>,
+    media: &Arc<MediaService>,
+    presence: &Arc<Presence>,
+    push: Option<&Arc<PushBridge>>,
+) -> Result<RpcRouter> {
+    let mut router = RpcRouter::new();
+    router.register(chat.clone())?;
+    router.register(media.clone())?;
+    router.register(presence.clone())?;
+    if let Some(push) = push {
+        router.register(push.clone())?;
+    }
+    Ok(router)
 }
 
 async fn bind(name: &str, addr: &str) -> Result<TcpListener> {

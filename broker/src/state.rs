@@ -9,6 +9,7 @@ use chatd_core::accounts::Accounts;
 use chatd_core::messaging::Chat;
 use chatd_media::MediaService;
 use chatd_push_bridge::PushBridge;
+use chatd_wire::request::RpcRouter;
 
 use crate::config::LimitsConfig;
 use crate::conncache::ConnectionCache;
@@ -38,7 +39,7 @@ pub struct Shared {
     /// Bearer token of the admin API.
     pub admin_token: String,
     /// Who is online; announces changes on `presence/{user}`.
-    pub presence: Presence,
+    pub presence: Arc<Presence>,
     /// Hands presence changes to the sessions that watch them.
     pub presence_relay: Arc<PresenceRelay>,
     /// Rate limits for typing indicators.
@@ -55,6 +56,8 @@ pub struct Shared {
     pub login_limits: LoginLimiter,
     /// Pending handshakes per source address (CONNECT floods).
     pub handshakes: HandshakeGate,
+    /// Answers `chat/{me}/rpc`: each op goes to the component registered for it at start.
+    pub rpc: RpcRouter,
     /// Per-user rate of `chat/{me}/send` (`limits.sends_per_sec`, `limits.sends_burst`).
     pub sends: UserRate,
     /// Per-user rate of `chat/{me}/receipt` and `chat/{me}/rpc` together

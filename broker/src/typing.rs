@@ -9,7 +9,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use chatd_core::accounts::Accounts;
 use chatd_core::messaging::Chat;
-use chatd_core::outbox::Outgoing;
+use chatd_core::outbox::{Channel, Outgoing};
 use serde_json::{json, Value};
 
 /// What to do with one typing indicator.
@@ -103,7 +103,7 @@ impl TypingLimiter {
         }
         let item = |user: &str, payload: Bytes| Outgoing {
             user: user.to_string(),
-            topic: format!("user/{user}/typing"),
+            channel: Channel::Typing,
             payload,
             queue_id: None,
             skip_client: None,

@@ -19,10 +19,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use chatd_core::ports::accounts::RecordError;
 use chatd_core::ports::push::{PushJobs, PushTokens};
 use chatd_wire::ids::now_ms;
+use chatd_wire::reply::Failure;
+use chatd_wire::request::{AnswerFuture, Caller, Request, RpcHandler};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{sleep_until, Duration, Instant};
@@ -160,30 +161,6 @@ impl PushBridge {
         &self.inner.tokens
     }
 
-    /// Answers `push.register` / `push.unregister` of `user` connected as `device`; `None` when
-    /// `payload` is another request. Store work runs on the blocking pool (it flushes).
-    pub async fn answer_rpc(
-        &self,
-        user: &str,
-        device: Option<&str>,
-        payload: Bytes,
-    ) -> Option<Bytes> {
-        if !payload.windows(5).any(|w| w == b"push.") {
-            return None;
-        }
-        let inner = self.inner.clone();
-        let user = user.to_string();
-        let device = device.map(str::to_string);
-        tokio::task::spawn_blocking(move || {
-            rpc::answer(&inner.tokens, &user, device.as_deref(), &payload)
-        })
-        .await
-        .unwrap_or_else(|e| {
-            warn!("push rpc task failed: {e}");
-            None
-        })
-    }
-
     /// Stops the worker: no new groups start; requests in flight get `shutdown_grace` to end;
     /// anything unfinished keeps its jobs for the next start.
     pub async fn shutdown(&self) {
@@ -194,6 +171,38 @@ impl PushBridge {
                 warn!("push worker ended abnormally: {e}");
             }
         }
+    }
+}
+
+/// `push.register` and `push.unregister` for the device the request came from.
+impl RpcHandler for PushBridge {
+    fn ops(&self) -> &'static [&'static str] {
+        rpc::PUSH_OPS
+    }
+
+    fn answer<'a>(&'a self, caller: Caller<'a>, request: &'a Request) -> AnswerFuture<'a> {
+        // A token belongs to the device named in the client id (`{user}:{device}`).
+        let device = caller
+            .client_id
+            .split_once(':')
+            .map(|(_, device)| device.to_string());
+        let user = caller.user.to_string();
+        let inner = self.inner.clone();
+        // The token store blocks (it flushes): the blocking pool gets its own copy of the
+        // request, which is small.
+        let request = request.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                rpc::answer(&inner.tokens, &user, device.as_deref(), &request)
+            })
+            .await
+            .unwrap_or_else(|e| {
+                warn!("push rpc task failed: {e}");
+                Err(Failure::internal(
+                    "the request could not be answered; retry",
+                ))
+            })
+        })
     }
 }
 

@@ -1,38 +1,25 @@
-//! `push.register` and `push.unregister` on `chat/{me}/rpc`, answered in the contract's reply
-//! shape. Every other payload is left to the messaging plugin (the answer is `None`), including
-//! payloads that are not JSON at all, so its error for those stays the one clients know.
+//! `push.register` and `push.unregister` on `chat/{me}/rpc`: their arguments and results (the
+//! broker's router checks the envelope and writes the reply).
 
-use bytes::Bytes;
 use chatd_wire::json;
-use chatd_wire::reply::{rpc_err, rpc_ok, ErrorCode, Failure};
+use chatd_wire::reply::{ErrorCode, Failure};
+use chatd_wire::request::{Answer, Outcome, Request};
 use serde_json::json as json_value;
 
 use crate::tokens::{Platform, TokenError, Tokens};
 
-/// Largest request payload looked at (the messaging plugin's request limit).
-pub const MAX_RPC_BYTES: usize = 16 * 1024;
+/// The ops push answers.
+pub const PUSH_OPS: &[&str] = &["push.register", "push.unregister"];
 
-/// Answers `payload` when it is a push request of `user` (connected as `device`); `None` for
-/// anything else.
-pub fn answer(tokens: &Tokens, user: &str, device: Option<&str>, payload: &[u8]) -> Option<Bytes> {
-    let obj = json::parse_object(payload, MAX_RPC_BYTES).ok()?;
-    let op = obj.get("op")?.as_str()?;
-    if op != "push.register" && op != "push.unregister" {
-        return None;
-    }
-    let rid = match json::correlation_id(&obj, "rid") {
-        Ok(rid) => rid,
-        Err(f) => return Some(rpc_err(None, &f)),
-    };
-    let done = if op == "push.register" {
-        register(tokens, user, device, &obj)
+/// Answers a push request of `user` (connected as `device`). Blocks on the token store.
+pub fn answer(tokens: &Tokens, user: &str, device: Option<&str>, request: &Request) -> Outcome {
+    let obj = &request.obj;
+    if request.op == "push.register" {
+        register(tokens, user, device, obj)?;
     } else {
-        unregister(tokens, user, &obj)
-    };
-    Some(match done {
-        Ok(()) => rpc_ok(rid, json_value!({})),
-        Err(f) => rpc_err(Some(rid), &f),
-    })
+        unregister(tokens, user, obj)?;
+    }
+    Answer::of(&json_value!({}))
 }
 
 fn register(
@@ -79,16 +66,21 @@ fn failure(e: TokenError) -> Failure {
 mod tests {
     use super::*;
     use chatd_embedded::push::EmbeddedPush;
+    use chatd_wire::request;
     use serde_json::Value;
     use std::sync::Arc;
 
+    /// The reply the router would write.
     fn ask(t: &Tokens, payload: &str) -> Option<Value> {
-        answer(t, "bob", Some("phone"), payload.as_bytes())
-            .map(|b| serde_json::from_slice(&b).unwrap())
+        let reply = match request::parse(payload.as_bytes()) {
+            Err(refusal) => refusal,
+            Ok(req) => request::reply(&req, &answer(t, "bob", Some("phone"), &req)),
+        };
+        Some(serde_json::from_slice(&reply).unwrap())
     }
 
     #[test]
-    fn answers_only_push_ops() {
+    fn answers_push_ops() {
         let dir = tempfile::tempdir().unwrap();
         let store = chatd_kv::open(&chatd_kv::EngineConfig::new(
             chatd_kv::Engine::default(),
@@ -96,8 +88,6 @@ mod tests {
         ))
         .unwrap();
         let t = Tokens::new(Arc::new(EmbeddedPush::new(store)), vec![Platform::Fcm]);
-        assert!(ask(&t, r#"{"rid":"1","op":"history","with":"a"}"#).is_none());
-        assert!(ask(&t, "not json").is_none());
         let ok = ask(
             &t,
             r#"{"rid":"1","op":"push.register","platform":"fcm","token":"t1"}"#,

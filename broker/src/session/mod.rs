@@ -30,7 +30,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use chatd_auth::acl::{self, ChatTopic};
-use chatd_core::outbox::{Deliver, Outgoing};
+use chatd_core::outbox::{Channel, Deliver, Outgoing};
+use chatd_wire::request::Caller;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use rumqttd::protocol::{
@@ -120,8 +121,8 @@ enum End {
 
 /// A publish's answer, in the order the publishes arrived (PUBACKs must keep that order).
 struct Reply {
-    /// JSON to publish on `user/{me}/{topic}`.
-    message: Option<(&'static str, Bytes)>,
+    /// JSON to publish on the user's channel (`user/{me}/ack` or `user/{me}/rpc`).
+    message: Option<(Channel, Bytes)>,
     /// QoS and packet id of the client's publish, and the reason to acknowledge it with.
     ack: Option<(PublishMeta, bool)>,
 }
@@ -491,22 +492,26 @@ impl Session {
         // Per-user write rates, shared by all of the user's connections: a refused publish is
         // answered at once and reaches no plugin.
         let over = match kind {
-            ChatTopic::Send => (!shared.sends.allow(&user)).then_some(("ack", Refused::Send)),
-            ChatTopic::Receipt => {
-                (!shared.requests.allow(&user)).then_some(("ack", Refused::Receipt))
+            ChatTopic::Send => {
+                (!shared.sends.allow(&user)).then_some((Channel::Ack, Refused::Send))
             }
-            ChatTopic::Rpc => (!shared.requests.allow(&user)).then_some(("rpc", Refused::Rpc)),
+            ChatTopic::Receipt => {
+                (!shared.requests.allow(&user)).then_some((Channel::Ack, Refused::Receipt))
+            }
+            ChatTopic::Rpc => {
+                (!shared.requests.allow(&user)).then_some((Channel::Rpc, Refused::Rpc))
+            }
             ChatTopic::Typing => None,
         };
-        if let Some((topic, refused)) = over {
+        if let Some((channel, refused)) = over {
             Metrics::inc(&shared.metrics.writes_rate_limited_total);
-            return ready(Some((topic, user_rate::refusal(refused, &payload))), ack);
+            return ready(Some((channel, user_rate::refusal(refused, &payload))), ack);
         }
         match kind {
             ChatTopic::Send => async move {
                 let answer = chat.send_as(&user, Some(&device), &payload).await;
                 Reply {
-                    message: Some(("ack", answer)),
+                    message: Some((Channel::Ack, answer)),
                     ack,
                 }
             }
@@ -514,23 +519,13 @@ impl Session {
             ChatTopic::Rpc => {
                 let client_id = self.client_id.clone();
                 async move {
-                    let answer = match shared.presence.answer_get(&payload) {
-                        Some(answer) => answer,
-                        None => match shared.media.answer(&user, &payload).await {
-                            Some(answer) => answer,
-                            None => {
-                                let push = shared.push.as_ref();
-                                match crate::push::answer_rpc(push, &user, &client_id, &payload)
-                                    .await
-                                {
-                                    Some(answer) => answer,
-                                    None => chat.rpc(&user, &payload).await,
-                                }
-                            }
-                        },
+                    let caller = Caller {
+                        user: &user,
+                        client_id: &client_id,
                     };
+                    let answer = shared.rpc.answer(caller, &payload).await;
                     Reply {
-                        message: Some(("rpc", answer)),
+                        message: Some((Channel::Rpc, answer)),
                         ack,
                     }
                 }
@@ -539,7 +534,7 @@ impl Session {
             ChatTopic::Receipt => async move {
                 let refusal = chat.receipt(&user, &payload).await;
                 Reply {
-                    message: refusal.map(|r| ("ack", r)),
+                    message: refusal.map(|r| (Channel::Ack, r)),
                     ack,
                 }
             }
@@ -555,23 +550,22 @@ impl Session {
                         }
                         ready(None, ack)
                     }
-                    TypingOutcome::Refuse(error) => ready(Some(("ack", error)), ack),
+                    TypingOutcome::Refuse(error) => ready(Some((Channel::Ack, error)), ack),
                 }
             }
         }
     }
 
     fn on_reply(&mut self, reply: Reply) {
-        if let Some((kind, payload)) = reply.message {
-            let topic = format!("user/{}/{}", self.user, kind);
-            if let Some(qos) = self.subs.granted(&topic) {
-                self.offer_reply(&topic, &payload, qos);
+        if let Some((channel, payload)) = reply.message {
+            if let (topic, Some(qos)) = self.subs.on(channel) {
+                self.offer_reply(channel, &topic, &payload, qos);
             }
             // The user's other devices subscribed to the same topic see it too (a phone sees
             // what the laptop sent; `mosquitto_sub` sees what `mosquitto_pub` sent).
             let item = Outgoing {
                 user: self.user.clone(),
-                topic,
+                channel,
                 payload,
                 queue_id: None,
                 skip_client: None,
@@ -617,11 +611,11 @@ impl Session {
                 return;
             }
         };
-        let Some(granted) = self.subs.granted(&item.topic) else {
+        let (topic, Some(granted)) = self.subs.on(item.channel) else {
             return;
         };
         // Typing indicators are fleeting: at most once, whatever the subscription asked for.
-        let qos = if item.topic.ends_with("/typing") {
+        let qos = if item.channel == Channel::Typing {
             0
         } else {
             granted
@@ -631,7 +625,7 @@ impl Session {
                 return;
             }
         }
-        self.publish(&item.topic, &item.payload, qos, false, item.queue_id);
+        self.publish(&topic, &item.payload, qos, false, item.queue_id);
     }
 
     /// Sends what waits in the user's queue (messages, receipts) from the store while replaying.
@@ -657,12 +651,12 @@ impl Session {
                             full = true;
                             break;
                         }
-                        match (self.subs.granted(&item.topic), item.queue_id) {
-                            (Some(qos), queue_id) => {
-                                self.publish(&item.topic, &item.payload, qos, false, queue_id)
+                        match (self.subs.on(item.channel), item.queue_id) {
+                            ((topic, Some(qos)), queue_id) => {
+                                self.publish(&topic, &item.payload, qos, false, queue_id)
                             }
-                            (None, Some(id)) => self.inbox.sent(&id),
-                            (None, None) => {}
+                            ((_, None), Some(id)) => self.inbox.sent(&id),
+                            ((_, None), None) => {}
                         }
                     }
                     if !full && n < room {
@@ -694,14 +688,14 @@ impl Session {
     /// window is full. Past [`waiting::MAX_WAITING_REPLIES`] it is written at QoS 0: Receive
     /// Maximum bounds only QoS 1, and the socket must still be read (the client's PUBACKs may
     /// be behind its requests), so a client that never acknowledges costs bounded memory.
-    fn offer_reply(&mut self, topic: &str, payload: &Bytes, qos: u8) {
+    fn offer_reply(&mut self, channel: Channel, topic: &str, payload: &Bytes, qos: u8) {
         if qos == 0 || self.has_room_now() {
             self.publish(topic, payload, qos, false, None);
             return;
         }
-        if let Err((topic, payload)) = self.waiting.push_reply(topic.to_string(), payload.clone()) {
+        if let Err((_, payload)) = self.waiting.push_reply(channel, payload.clone()) {
             Metrics::inc(&self.shared.metrics.replies_qos0_total);
-            self.publish(&topic, &payload, 0, false, None);
+            self.publish(topic, &payload, 0, false, None);
         }
     }
 
@@ -720,8 +714,8 @@ impl Session {
     fn send_waiting(&mut self) {
         while self.room() > 0 {
             match self.waiting.pop() {
-                Some(Waited::Reply(topic, payload)) => {
-                    if let Some(qos) = self.subs.granted(&topic) {
+                Some(Waited::Reply(channel, payload)) => {
+                    if let (topic, Some(qos)) = self.subs.on(channel) {
                         self.publish(&topic, &payload, qos, false, None);
                     }
                 }
@@ -924,7 +918,7 @@ impl Session {
 
 /// An answer that needs no waiting.
 fn ready(
-    message: Option<(&'static str, Bytes)>,
+    message: Option<(Channel, Bytes)>,
     ack: Option<(PublishMeta, bool)>,
 ) -> BoxFuture<'static, Reply> {
     std::future::ready(Reply { message, ack }).boxed()

@@ -8,8 +8,10 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chatd_auth::acl::{self, SubscribeRule};
+use chatd_wire::topics::Channel;
 use rumqttd::protocol::{
     Packet, QoS, SubAck, Subscribe, SubscribeReasonCode, UnsubAck, UnsubAckReason, Unsubscribe,
 };
@@ -41,10 +43,6 @@ pub struct Quota {
     pub watches: usize,
 }
 
-/// The topics the hub and the session write to a session: `user/{me}/{name}`. The first two
-/// are fed from the user's queue.
-const DELIVERED: [&str; 5] = ["inbox", "receipt", "ack", "rpc", "typing"];
-
 /// The result of an UNSUBSCRIBE.
 pub struct UnsubscribeOutcome {
     /// The UNSUBACK to write.
@@ -57,8 +55,9 @@ pub struct UnsubscribeOutcome {
 pub struct Subscriptions {
     me: String,
     quota: Quota,
-    /// Each of [`DELIVERED`] as a topic, with the QoS the filters grant it.
-    delivered: [(String, Option<u8>); 5],
+    /// The topic of each [`Channel`] (in [`Channel::ALL`] order: the queue-fed ones first),
+    /// with the QoS the filters grant it; shared by every publish on it.
+    delivered: [(Arc<str>, Option<u8>); 5],
     own: HashMap<String, u8>,
     /// `presence/{user}` topics with their granted QoS and the number of the newest change
     /// the client has (older relayed changes are skipped).
@@ -71,7 +70,7 @@ impl Subscriptions {
         Subscriptions {
             me: me.to_string(),
             quota,
-            delivered: DELIVERED.map(|name| (format!("user/{me}/{name}"), None)),
+            delivered: Channel::ALL.map(|channel| (Arc::from(channel.topic(me)), None)),
             own: HashMap::new(),
             presence: HashMap::new(),
         }
@@ -204,11 +203,19 @@ impl Subscriptions {
     }
 
     /// The QoS at which the session receives `topic` (one of its own), if it is subscribed.
+    #[cfg(test)]
     pub fn granted(&self, topic: &str) -> Option<u8> {
-        match self.delivered.iter().find(|(t, _)| t == topic) {
+        match self.delivered.iter().find(|(t, _)| &**t == topic) {
             Some((_, qos)) => *qos,
             None => self.scan(topic),
         }
+    }
+
+    /// The topic of `channel` for this user and the QoS the filters grant it (`None`: the
+    /// session does not receive it).
+    pub fn on(&self, channel: Channel) -> (Arc<str>, Option<u8>) {
+        let (topic, qos) = &self.delivered[channel.index()];
+        (topic.clone(), *qos)
     }
 
     /// The highest QoS any filter grants `topic`.

@@ -13,6 +13,7 @@
 use std::collections::{HashSet, VecDeque};
 
 use bytes::Bytes;
+use chatd_wire::topics::Channel;
 
 /// Replies that wait for the window at most; more are written at QoS 0.
 pub const MAX_WAITING_REPLIES: usize = 64;
@@ -20,8 +21,8 @@ pub const MAX_WAITING_REPLIES: usize = 64;
 /// One PUBLISH that waited for room.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Waited {
-    /// A reply: the topic and the payload it had when it was made.
-    Reply(String, Bytes),
+    /// A reply: its channel and the payload it had when it was made.
+    Reply(Channel, Bytes),
     /// The current state of a presence topic is due; `retain` when it answers a SUBSCRIBE.
     Presence { topic: String, retain: bool },
 }
@@ -29,7 +30,7 @@ pub enum Waited {
 /// The waiting PUBLISHes of one session.
 #[derive(Debug, Default)]
 pub struct Waiting {
-    replies: VecDeque<(String, Bytes)>,
+    replies: VecDeque<(Channel, Bytes)>,
     presence: VecDeque<String>,
     /// The topics in `presence` (each is there once).
     queued: HashSet<String>,
@@ -44,11 +45,11 @@ impl Waiting {
     }
 
     /// Queues a reply, or hands it back when [`MAX_WAITING_REPLIES`] already wait.
-    pub fn push_reply(&mut self, topic: String, payload: Bytes) -> Result<(), (String, Bytes)> {
+    pub fn push_reply(&mut self, channel: Channel, payload: Bytes) -> Result<(), (Channel, Bytes)> {
         if self.replies.len() >= MAX_WAITING_REPLIES {
-            return Err((topic, payload));
+            return Err((channel, payload));
         }
-        self.replies.push_back((topic, payload));
+        self.replies.push_back((channel, payload));
         Ok(())
     }
 
@@ -65,8 +66,8 @@ impl Waiting {
 
     /// The oldest waiting reply, else the oldest waiting presence topic.
     pub fn pop(&mut self) -> Option<Waited> {
-        let waited = if let Some((topic, payload)) = self.replies.pop_front() {
-            Some(Waited::Reply(topic, payload))
+        let waited = if let Some((channel, payload)) = self.replies.pop_front() {
+            Some(Waited::Reply(channel, payload))
         } else {
             self.presence.pop_front().map(|topic| {
                 self.queued.remove(&topic);
@@ -96,16 +97,16 @@ mod tests {
         waiting.push_presence("presence/b", false);
         for i in 0..MAX_WAITING_REPLIES {
             assert!(waiting
-                .push_reply(format!("r{i}"), Bytes::from_static(b"x"))
+                .push_reply(Channel::Rpc, Bytes::from(format!("r{i}")))
                 .is_ok());
         }
         assert!(waiting
-            .push_reply("over".into(), Bytes::from_static(b"y"))
+            .push_reply(Channel::Ack, Bytes::from_static(b"y"))
             .is_err());
         for i in 0..MAX_WAITING_REPLIES {
             assert_eq!(
                 waiting.pop(),
-                Some(Waited::Reply(format!("r{i}"), Bytes::from_static(b"x")))
+                Some(Waited::Reply(Channel::Rpc, Bytes::from(format!("r{i}"))))
             );
         }
         assert_eq!(

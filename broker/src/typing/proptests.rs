@@ -72,7 +72,7 @@ proptest! {
         match typing.handle(&w.accounts, &w.chat, "alice", &payload) {
             TypingOutcome::Forward(items) => {
                 for item in items {
-                    prop_assert!(item.topic.ends_with("/typing"));
+                    prop_assert!(item.channel.topic(&item.user).ends_with("/typing"));
                     prop_assert!(serde_json::from_slice::<Value>(&item.payload).is_ok());
                 }
             }

@@ -41,6 +41,7 @@ pub use chatd_wire::reply::ErrorCode;
 pub use stats::ChatStats;
 
 use chatd_wire::reply::{self, Failure};
+use chatd_wire::request::{Answer, AnswerFuture, Caller, Outcome, Request, RpcHandler, RpcRouter};
 use committer::{Committer, GroupJob, Job, ReceiptJob, SendJob};
 use stats::Counters;
 use watermark::Watermark;
@@ -48,7 +49,7 @@ use watermark::Watermark;
 use crate::accounts::Accounts;
 use crate::keys;
 use crate::media_gate::MediaGate;
-use crate::outbox::{Deliver, Outgoing};
+use crate::outbox::{Channel, Deliver, Outgoing};
 use chatd_kv::{KvStore, Op, StoreError};
 use chatd_wire::ids::{valid_message_id, IdGen};
 
@@ -346,58 +347,63 @@ impl Chat {
         }
     }
 
-    /// Handles one publish on `chat/{me}/rpc` and returns the JSON for `user/{me}/rpc`.
-    pub async fn rpc(&self, me: &str, payload: &[u8]) -> Bytes {
-        let request = match rpc::parse(payload) {
-            Ok(request) => request,
-            Err(reply) => return reply,
+    /// The reply to a payload on `chat/{me}/rpc` from a router that runs messaging alone (for
+    /// tests and tools; the broker routes every request through its own router).
+    pub async fn rpc(self: &Arc<Self>, me: &str, payload: &[u8]) -> Bytes {
+        let mut router = RpcRouter::new();
+        if let Err(e) = router.register(self.clone()) {
+            return reply::rpc_err(None, &Failure::internal(e.to_string()));
+        }
+        let caller = Caller {
+            user: me,
+            client_id: me,
         };
-        match group_ops::parse(&request.op, &request.obj, me, self.cfg.max_group_members) {
-            Ok(Some(op)) => {
-                let creates = matches!(op, group_ops::GroupOp::Create { .. });
-                if creates {
-                    if let Err(wait) = self.create_limit.take(me) {
-                        let failure = Failure::new(
-                            ErrorCode::RateLimited,
-                            format!(
-                                "you may create at most {} groups per hour; retry in {} s",
-                                self.cfg.groups_created_per_hour,
-                                wait.as_secs().max(1)
-                            ),
-                        );
-                        return reply::rpc_err(Some(&request.rid), &failure);
-                    }
-                }
-                let (reply_tx, reply_rx) = oneshot::channel();
-                let job = Job::Group(GroupJob {
-                    by: me.to_string(),
-                    op,
-                    reply: reply_tx,
-                });
-                let result = match self.enqueue(job) {
-                    Ok(()) => reply_rx.await.unwrap_or_else(|_| {
-                        Err(Failure::internal("the change could not be stored; retry"))
-                    }),
-                    Err(failure) => Err(failure),
-                };
-                if creates && result.is_err() {
-                    // Nothing was created: the attempt does not count.
-                    self.create_limit.give_back(me);
-                }
-                match result {
-                    Ok(value) => reply::rpc_ok(&request.rid, value),
-                    Err(failure) => reply::rpc_err(Some(&request.rid), &failure),
-                }
-            }
-            Ok(None) => rpc::answer(
+        router.answer(caller, payload).await
+    }
+
+    /// Answers one request of `me` whose op is one of [`CHAT_OPS`]: group changes go through
+    /// the committer, reads are answered from the committed store.
+    pub async fn request(&self, me: &str, request: &Request) -> Outcome {
+        let Some(op) = group_ops::parse(&request.op, &request.obj, me, self.cfg.max_group_members)?
+        else {
+            return rpc::answer(
                 self.store.as_ref(),
                 &self.watermark.get(),
                 me,
-                &request,
+                request,
                 self.cfg.max_reply_bytes,
-            ),
-            Err(failure) => reply::rpc_err(Some(&request.rid), &failure),
+            );
+        };
+        let creates = matches!(op, group_ops::GroupOp::Create { .. });
+        if creates {
+            if let Err(wait) = self.create_limit.take(me) {
+                return Err(Failure::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "you may create at most {} groups per hour; retry in {} s",
+                        self.cfg.groups_created_per_hour,
+                        wait.as_secs().max(1)
+                    ),
+                ));
+            }
         }
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let job = Job::Group(GroupJob {
+            by: me.to_string(),
+            op,
+            reply: reply_tx,
+        });
+        let result = match self.enqueue(job) {
+            Ok(()) => reply_rx.await.unwrap_or_else(|_| {
+                Err(Failure::internal("the change could not be stored; retry"))
+            }),
+            Err(failure) => Err(failure),
+        };
+        if creates && result.is_err() {
+            // Nothing was created: the attempt does not count.
+            self.create_limit.give_back(me);
+        }
+        Answer::of(&result?)
     }
 
     /// The current members of `group`, or `None` when it does not exist or is closed (for
@@ -457,7 +463,7 @@ impl Chat {
                 // A receipt event: the value is the payload itself.
                 out.push(Outgoing {
                     user: user.to_string(),
-                    topic: format!("user/{user}/receipt"),
+                    channel: Channel::Receipt,
                     payload: Bytes::from(value),
                     queue_id: Some(id.into_owned()),
                     skip_client: None,
@@ -467,7 +473,7 @@ impl Chat {
             match self.store.get(&keys::message(&message))? {
                 Some(payload) => out.push(Outgoing {
                     user: user.to_string(),
-                    topic: format!("user/{user}/inbox"),
+                    channel: Channel::Inbox,
                     payload: Bytes::from(payload),
                     queue_id: Some(id.into_owned()),
                     skip_client: None,
@@ -531,6 +537,30 @@ impl Chat {
     /// The counters for `/metrics`.
     pub fn stats(&self) -> ChatStats {
         self.counters.snapshot()
+    }
+}
+
+/// Every op of `chat/{me}/rpc` that messaging answers: the reads and the group changes.
+pub const CHAT_OPS: &[&str] = &[
+    "history",
+    "conversations",
+    "group.info",
+    "group.create",
+    "group.add",
+    "group.remove",
+    "group.promote",
+    "group.demote",
+    "group.leave",
+    "group.rename",
+];
+
+impl RpcHandler for Chat {
+    fn ops(&self) -> &'static [&'static str] {
+        CHAT_OPS
+    }
+
+    fn answer<'a>(&'a self, caller: Caller<'a>, request: &'a Request) -> AnswerFuture<'a> {
+        Box::pin(self.request(caller.user, request))
     }
 }
 

@@ -1,15 +1,17 @@
 //! What the plugins hand to the broker for delivery, so that messaging never needs to know
-//! about MQTT sessions.
+//! about MQTT sessions: typed values (what a delivery is, for whom), never topic strings.
 
 use bytes::Bytes;
+pub use chatd_wire::topics::Channel;
 
 /// One publish to make to every connected device of `user`.
 #[derive(Clone, Debug)]
 pub struct Outgoing {
     /// The user whose devices receive it.
     pub user: String,
-    /// The full topic, e.g. `user/bob/inbox`.
-    pub topic: String,
+    /// What it is (an inbox message, a receipt, a reply, a typing indicator); the broker
+    /// publishes it on that channel's topic, e.g. `user/bob/inbox`.
+    pub channel: Channel,
     /// The JSON payload, exactly as published.
     pub payload: Bytes,
     /// `Some(message id)` when the item sits in the user's undelivered queue: the broker then

@@ -24,7 +24,7 @@ async fn backlog_pages_in_id_order() {
     assert_eq!(got, ids[..3]);
     assert!(page1
         .iter()
-        .all(|o| o.user == "bob" && o.topic == "user/bob/inbox"));
+        .all(|o| o.user == "bob" && o.channel.topic(&o.user) == "user/bob/inbox"));
     // The backlog payload is the same bytes as the live delivery.
     assert_eq!(page1[0].payload, env.delivered(8)[0].payload);
 

@@ -27,7 +27,7 @@ fn receipts_of(env: &Env, user: &str) -> Vec<Outgoing> {
     env.rec
         .items()
         .into_iter()
-        .filter(|o| o.topic == format!("user/{user}/receipt"))
+        .filter(|o| o.channel.topic(&o.user) == format!("user/{user}/receipt"))
         .collect()
 }
 
@@ -269,7 +269,7 @@ async fn offline_author_gets_receipts_from_the_backlog() {
     let reply = env.text("bob", "alice", "c1", "answer").await;
     assert_eq!(receipt(&env, "bob", &[&m1], "read").await, None);
     let backlog = env.chat.backlog("alice", None, 10).expect("backlog");
-    let kinds: Vec<&str> = backlog.iter().map(|o| o.topic.as_str()).collect();
+    let kinds: Vec<String> = backlog.iter().map(|o| o.channel.topic(&o.user)).collect();
     assert_eq!(
         kinds,
         vec![
@@ -462,7 +462,9 @@ async fn statuses_and_queued_receipts_survive_a_restart() {
     let backlog = env.chat.backlog("alice", None, 10).expect("backlog");
     let again: Vec<String> = backlog.iter().filter_map(|o| o.queue_id.clone()).collect();
     assert_eq!(again, queued);
-    assert!(backlog.iter().all(|o| o.topic == "user/alice/receipt"));
+    assert!(backlog
+        .iter()
+        .all(|o| o.channel.topic(&o.user) == "user/alice/receipt"));
     let h = env
         .rpc("alice", json!({"rid":"r","op":"history","with":"bob"}))
         .await;

@@ -32,7 +32,7 @@ async fn send_ok_stores_and_delivers() {
     assert_eq!(items.len(), 1);
     let item = &items[0];
     assert_eq!(item.user, "bob");
-    assert_eq!(item.topic, "user/bob/inbox");
+    assert_eq!(item.channel.topic(&item.user), "user/bob/inbox");
     assert_eq!(item.queue_id.as_deref(), Some(id.as_str()));
     let msg = parse(&item.payload);
     assert_eq!(

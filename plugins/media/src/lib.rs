@@ -37,7 +37,6 @@ mod tests;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use serde::Serialize;
 
 pub use backend::{Backend, BackendError, BackendFuture, UrlWindow, Verification};
@@ -200,12 +199,6 @@ impl MediaService {
     /// The limits uploads are checked against.
     pub fn limits(&self) -> &Limits {
         &self.settings.limits
-    }
-
-    /// Answers a `media.upload` or `media.download` request on `chat/{user}/rpc` with the
-    /// JSON for `user/{user}/rpc`; `None` for any other payload (messaging answers those).
-    pub async fn answer(&self, user: &str, payload: &[u8]) -> Option<Bytes> {
-        rpc::answer(self, user, payload).await
     }
 
     fn window(&self) -> UrlWindow {

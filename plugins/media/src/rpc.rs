@@ -1,44 +1,34 @@
-//! `media.upload` and `media.download` on `chat/{me}/rpc`: parsing the request and shaping the
-//! reply exactly like messaging's requests (`{"rid","ok","result"|"error"}`).
+//! `media.upload` and `media.download` on `chat/{me}/rpc`: their arguments and results (the
+//! broker's router checks the envelope and writes the reply).
 
-use bytes::Bytes;
 use serde_json::Value;
 
 use chatd_wire::json::{self, Object};
-use chatd_wire::reply::{self, Failure};
+use chatd_wire::reply::Failure;
+use chatd_wire::request::{Answer, AnswerFuture, Caller, Outcome, Request, RpcHandler};
 
 use super::record;
 use super::MediaService;
 
-/// Largest request payload (the same bound as messaging's requests).
-const MAX_RPC_BYTES: usize = 16 * 1024;
+/// The ops media answers.
+pub const MEDIA_OPS: &[&str] = &["media.upload", "media.download"];
 
-/// Answers `payload` when it is a media request; `None` for anything else, including payloads
-/// that are not JSON objects (messaging answers those with its own error).
-pub(super) async fn answer(service: &MediaService, user: &str, payload: &[u8]) -> Option<Bytes> {
-    let obj = json::parse_object(payload, MAX_RPC_BYTES).ok()?;
-    let op = obj.get("op").and_then(Value::as_str)?;
-    if op != "media.upload" && op != "media.download" {
-        return None;
+impl RpcHandler for MediaService {
+    fn ops(&self) -> &'static [&'static str] {
+        MEDIA_OPS
     }
-    let rid = match json::correlation_id(&obj, "rid") {
-        Ok(rid) => rid,
-        Err(f) => return Some(reply::rpc_err(None, &f)),
-    };
-    let answer = if op == "media.upload" {
-        upload(service, user, rid, &obj).await
-    } else {
-        download(service, user, rid, &obj).await
-    };
-    Some(answer.unwrap_or_else(|f| reply::rpc_err(Some(rid), &f)))
+
+    fn answer<'a>(&'a self, caller: Caller<'a>, request: &'a Request) -> AnswerFuture<'a> {
+        Box::pin(async move {
+            match request.op.as_str() {
+                "media.upload" => upload(self, caller.user, &request.obj).await,
+                _ => download(self, caller.user, &request.obj).await,
+            }
+        })
+    }
 }
 
-async fn upload(
-    service: &MediaService,
-    user: &str,
-    rid: &str,
-    obj: &Object,
-) -> Result<Bytes, Failure> {
+async fn upload(service: &MediaService, user: &str, obj: &Object) -> Outcome {
     json::only_fields(obj, &["rid", "op", "mime", "size", "sha256"])?;
     let mime = json::required_str(obj, "mime")?.to_ascii_lowercase();
     let size = match obj.get("size") {
@@ -62,20 +52,15 @@ async fn upload(
         .upload(user, &mime, size, &sha256)
         .await
         .map_err(|e| e.failure())?;
-    Ok(reply::rpc_ok(rid, grant))
+    Answer::of(&grant)
 }
 
-async fn download(
-    service: &MediaService,
-    user: &str,
-    rid: &str,
-    obj: &Object,
-) -> Result<Bytes, Failure> {
+async fn download(service: &MediaService, user: &str, obj: &Object) -> Outcome {
     json::only_fields(obj, &["rid", "op", "media"])?;
     let media = json::required_str(obj, "media")?;
     let grant = service
         .download(user, media)
         .await
         .map_err(|e| e.failure())?;
-    Ok(reply::rpc_ok(rid, grant))
+    Answer::of(&grant)
 }

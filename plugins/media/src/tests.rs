@@ -537,38 +537,46 @@ async fn fs_uploads_are_checked_as_they_arrive() {
 }
 
 #[tokio::test]
-async fn answer_takes_only_media_requests() {
+async fn media_answers_its_ops_through_the_router() {
+    use chatd_wire::request::{Caller, RpcRouter};
     let dir = tempfile::tempdir().unwrap();
     let (media, _kv) = fs_service(&dir);
-    for other in [
-        &br#"{"rid":"r","op":"history","with":"bob"}"#[..],
-        b"not json",
-        b"[]",
-        br#"{"rid":"r"}"#,
-    ] {
-        assert!(media.answer("alice", other).await.is_none());
-    }
+    let mut router = RpcRouter::new();
+    router.register(Arc::new(media)).unwrap();
+    let caller = Caller {
+        user: "alice",
+        client_id: "alice:phone",
+    };
+    let ask = |payload: String| {
+        let router = &router;
+        async move {
+            let reply = router.answer(caller, payload.as_bytes()).await;
+            serde_json::from_slice::<serde_json::Value>(&reply).unwrap()
+        }
+    };
+    // Ops of other services are not media's: they reach no media code.
+    let other = ask(r#"{"rid":"r","op":"history","with":"bob"}"#.into()).await;
+    assert!(
+        other["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not configured"),
+        "{other}"
+    );
     let req = format!(
         r#"{{"rid":"r-9","op":"media.upload","mime":"image/png","size":3,"sha256":"{}"}}"#,
         sha(b"abc").to_uppercase()
     );
-    let reply: serde_json::Value =
-        serde_json::from_slice(&media.answer("alice", req.as_bytes()).await.unwrap()).unwrap();
+    let reply = ask(req).await;
     assert_eq!(reply["rid"], "r-9");
     assert_eq!(reply["ok"], true, "{reply}");
     assert_eq!(reply["result"]["exists"], false);
     assert!(reply["result"]["expires"].as_u64().unwrap() > 1_700_000_000_000);
-    let reply: serde_json::Value = serde_json::from_slice(
-        &media
-            .answer(
-                "alice",
-                br#"{"rid":"r-10","op":"media.download","media":"m_1"}"#,
-            )
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let reply = ask(r#"{"rid":"r-10","op":"media.download","media":"m_1"}"#.into()).await;
     assert_eq!(reply["error"]["code"], "forbidden", "{reply}");
+    let reply = ask(r#"{"rid":"r-11","op":"media.upload","mime":"image/png"}"#.into()).await;
+    assert_eq!(reply["rid"], "r-11");
+    assert_eq!(reply["error"]["code"], "bad_request", "{reply}");
 }
 
 #[test]

@@ -6,3 +6,5 @@ pub mod ids;
 pub mod json;
 pub mod mqtt;
 pub mod reply;
+pub mod request;
+pub mod topics;

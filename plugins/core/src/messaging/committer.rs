@@ -35,7 +35,7 @@ use super::validate::{Draft, Target};
 use super::watermark::Watermark;
 use crate::accounts::{AccountStatus, Accounts};
 use crate::keys;
-use crate::outbox::{Deliver, Outgoing};
+use crate::outbox::{Channel, Deliver, Outgoing};
 use chatd_kv::{KvStore, Op, StoreError};
 use chatd_wire::ids::IdGen;
 use chatd_wire::reply::{self, ErrorCode, Failure};
@@ -494,7 +494,7 @@ impl Committer {
         batch.acks.insert(cid_key, ack.clone());
         batch.fresh.push(Outgoing {
             user: to.to_string(),
-            topic: format!("user/{to}/inbox"),
+            channel: Channel::Inbox,
             payload: Bytes::from(payload),
             queue_id: Some(id),
             skip_client: None,
@@ -613,7 +613,7 @@ impl Committer {
         ));
         batch.fresh.push(Outgoing {
             user: author.to_string(),
-            topic: format!("user/{author}/receipt"),
+            channel: Channel::Receipt,
             payload: Bytes::from(event),
             queue_id: Some(qid),
             skip_client: None,

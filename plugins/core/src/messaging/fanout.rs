@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::committer::{Batch, Committer};
 use crate::keys;
-use crate::outbox::Outgoing;
+use crate::outbox::{Channel, Outgoing};
 use chatd_kv::{KvStore, Op, StoreError};
 
 /// The queue-entry value that points at a stored message (`@{message id}`).
@@ -179,7 +179,7 @@ impl Committer {
                 }
                 batch.fresh.push(Outgoing {
                     user: user.clone(),
-                    topic: format!("user/{user}/inbox"),
+                    channel: Channel::Inbox,
                     payload: fanout.payload.clone(),
                     queue_id: Some(qid.clone()),
                     skip_client: None,

@@ -19,7 +19,7 @@ use super::member_index;
 use super::records::Message;
 use super::validate::Draft;
 use crate::keys;
-use crate::outbox::Outgoing;
+use crate::outbox::{Channel, Outgoing};
 use chatd_kv::Op;
 use chatd_wire::reply::{self, ErrorCode, Failure};
 
@@ -124,7 +124,7 @@ impl Committer {
         // The sender's other devices see what this one sent; not queued (history has it).
         batch.fresh.push(Outgoing {
             user: from.to_string(),
-            topic: format!("user/{from}/inbox"),
+            channel: Channel::Inbox,
             payload: payload.clone(),
             queue_id: None,
             skip_client: device.map(str::to_string),

@@ -1,6 +1,7 @@
-//! Requests on `chat/{me}/rpc` (contract "Requests"): parsing, dispatch and replies.
+//! The read-only requests of `chat/{me}/rpc` that messaging answers from the store (history,
+//! conversations, group.info): their arguments and results. The envelope is parsed and the
+//! reply written by the broker's router.
 
-use bytes::Bytes;
 use serde_json::Value;
 
 use super::history::{self, Window};
@@ -9,49 +10,14 @@ use super::{conversation_list, group_ops, group_read};
 use chatd_kv::{KvStore, StoreError};
 use chatd_wire::ids::valid_message_id;
 use chatd_wire::json::{self, Object};
-use chatd_wire::reply::{self, Failure};
-
-/// Largest request payload; requests are small, so anything bigger is a mistake or abuse.
-pub const MAX_RPC_BYTES: usize = 16 * 1024;
+use chatd_wire::reply::Failure;
+use chatd_wire::request::{Answer, Outcome, Request};
 
 /// Page size of `history` when the request names none.
 pub const DEFAULT_HISTORY_LIMIT: usize = 50;
 
 /// Largest page of `history`.
 pub const MAX_HISTORY_LIMIT: usize = 100;
-
-/// Operations of the contract that other parts of the server answer before a request gets
-/// here (the broker's presence, media and push services); reaching this point means that part
-/// is not configured.
-const ELSEWHERE_OPS: &[&str] = &[
-    "media.upload",
-    "media.download",
-    "push.register",
-    "push.unregister",
-    "presence.get",
-];
-
-/// A request that parsed: its correlation id, op and all fields.
-pub struct Request {
-    /// The client's `rid`.
-    pub rid: String,
-    /// The `op`.
-    pub op: String,
-    /// Every field, for the op's own checks.
-    pub obj: Object,
-}
-
-/// Parses a request payload; a refusal is returned as the reply to publish.
-pub fn parse(payload: &[u8]) -> Result<Request, Bytes> {
-    let obj = json::parse_object(payload, MAX_RPC_BYTES).map_err(|f| reply::rpc_err(None, &f))?;
-    let rid = json::correlation_id(&obj, "rid")
-        .map_err(|f| reply::rpc_err(None, &f))?
-        .to_string();
-    let op = json::required_str(&obj, "op")
-        .map_err(|f| reply::rpc_err(Some(&rid), &f))?
-        .to_string();
-    Ok(Request { rid, op, obj })
-}
 
 /// Answers one read-only request of `me`, given the committed watermark; lists stop before
 /// their reply passes `reply_budget` bytes.
@@ -61,21 +27,8 @@ pub fn answer(
     me: &str,
     request: &Request,
     reply_budget: usize,
-) -> Bytes {
-    match dispatch(store, committed, me, request, reply_budget) {
-        Ok(bytes) => bytes,
-        Err(f) => reply::rpc_err(Some(&request.rid), &f),
-    }
-}
-
-fn dispatch(
-    store: &dyn KvStore,
-    committed: &str,
-    me: &str,
-    request: &Request,
-    reply_budget: usize,
-) -> Result<Bytes, Failure> {
-    let (rid, obj) = (request.rid.as_str(), &request.obj);
+) -> Outcome {
+    let obj = &request.obj;
     match request.op.as_str() {
         "history" => {
             json::only_fields(
@@ -87,12 +40,12 @@ fn dispatch(
                 Target::User(with) => {
                     let page = history::page(store, committed, me, &with, &window, reply_budget)
                         .map_err(read_failure)?;
-                    Ok(reply::rpc_ok(rid, page))
+                    Answer::of(&page)
                 }
                 Target::Group(group) => {
                     let page =
                         group_read::page(store, committed, me, &group, &window, reply_budget)?;
-                    Ok(reply::rpc_ok(rid, page))
+                    Answer::of(&page)
                 }
             }
         }
@@ -100,7 +53,7 @@ fn dispatch(
             let query = conversation_list::parse(obj)?;
             let list = conversation_list::page(store, committed, me, &query, reply_budget)
                 .map_err(read_failure)?;
-            Ok(reply::rpc_ok(rid, list))
+            Answer::of(&list)
         }
         "group.info" => {
             json::only_fields(obj, &["rid", "op", "group", "message", "after"])?;
@@ -120,11 +73,8 @@ fn dispatch(
                 after,
                 reply_budget,
             )?;
-            Ok(reply::rpc_ok(rid, info))
+            Answer::of(&info)
         }
-        op if ELSEWHERE_OPS.contains(&op) => Err(Failure::bad(format!(
-            "`{op}` is not available: that service is not configured on this server"
-        ))),
         op => Err(Failure::bad(format!("unknown op `{op}`"))),
     }
 }

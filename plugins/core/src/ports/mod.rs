@@ -8,8 +8,6 @@
 //! twice.
 
 pub mod accounts;
-pub mod groups;
-pub mod log;
 pub mod media;
 pub mod presence;
 pub mod push;

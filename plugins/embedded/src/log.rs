@@ -1,1 +1,0 @@
-//! (adapter: being written)
