@@ -15,13 +15,16 @@ mod committer;
 mod conversation_list;
 mod create_limit;
 mod fanout;
+mod fanout_commit;
 mod group_commit;
 mod group_ops;
 mod group_read;
 mod group_records;
 mod history;
 mod member_index;
+mod member_rooms;
 mod purge;
+mod purge_commit;
 mod receipts;
 mod records;
 mod reply_budget;
@@ -202,7 +205,7 @@ impl Chat {
             last_flush: std::time::Instant::now(),
         };
         committer.count_fanouts();
-        purge::resume(&mut committer)?;
+        purge_commit::resume(&mut committer)?;
         let (tx, rx) = mpsc::sync_channel(cfg.max_batch.saturating_mul(QUEUE_BATCHES));
         let worker = thread::Builder::new()
             .name("chatd-committer".into())

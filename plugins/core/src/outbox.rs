@@ -15,7 +15,7 @@ pub struct Outgoing {
     /// The JSON payload, exactly as published.
     pub payload: Bytes,
     /// `Some(message id)` when the item sits in the user's undelivered queue: the broker then
-    /// calls [`crate::messaging::Chat::acked`] once a device acknowledges it.
+    /// calls `Chat::acked` (messaging) once a device acknowledges it.
     pub queue_id: Option<String>,
     /// A client id of `user` that must not get this item: the device that sent a group
     /// message, whose other devices do get it.

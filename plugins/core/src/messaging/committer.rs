@@ -40,6 +40,14 @@ use chatd_kv::{KvStore, Op, StoreError};
 use chatd_wire::ids::IdGen;
 use chatd_wire::reply::{self, ErrorCode, Failure};
 
+/// A removed account whose data the committer must clean up.
+pub struct PurgeJob {
+    /// The removed user.
+    pub user: String,
+    /// Told once the batch is durable.
+    pub reply: oneshot::Sender<Result<(), Failure>>,
+}
+
 /// One piece of work for the committer.
 pub enum Job {
     /// A message to store.
@@ -51,7 +59,7 @@ pub enum Job {
     /// Nothing to store: acknowledged queue entries wait to be deleted.
     Wake,
     /// The clean-up after an account removal; always committed in a batch of its own.
-    Purge(super::purge::PurgeJob),
+    Purge(PurgeJob),
 }
 
 /// One checked group change waiting for the committer.
