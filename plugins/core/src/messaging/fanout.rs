@@ -23,8 +23,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::keys;
-use crate::outbox::{Channel, Outgoing};
-use chatd_kv::{KvStore, Op, StoreError};
+use chatd_kv::{KvStore, StoreError};
 
 /// The queue-entry value that points at a stored message (`@{message id}`).
 pub(crate) const POINTER: u8 = b'@';
@@ -69,7 +68,8 @@ impl Backlog {
         self.0.load(Ordering::Relaxed)
     }
 
-    fn set(&self, n: usize) {
+    /// Records how many recipients are still to be queued (the committer, after each batch).
+    pub(super) fn set(&self, n: usize) {
         self.0.store(n, Ordering::Relaxed);
     }
 }
@@ -77,8 +77,10 @@ impl Backlog {
 /// The slice of one fan-out a batch writes: fan-out `index` (counting the committer's pending
 /// ones first, then the batch's new ones) reaches `done`.
 pub(super) struct Progress {
-    index: usize,
-    done: usize,
+    /// Which fan-out.
+    pub(super) index: usize,
+    /// How many of its recipients are queued once the batch is written.
+    pub(super) done: usize,
 }
 
 /// Reads the fan-outs a previous run left unfinished, in acceptance order.

@@ -15,12 +15,9 @@
 use tokio::sync::oneshot;
 
 use super::committer::{Job, PurgeJob};
-use super::group_ops::GroupOp;
 use super::{Chat, ChatError};
-use crate::accounts::AccountStatus;
 use crate::keys;
 use chatd_kv::{KvStore, Op, StoreError};
-use chatd_wire::reply::Failure;
 
 /// Keys read per scan while looking for a user's media rights.
 const RIGHTS_PAGE: usize = 4096;
