@@ -77,6 +77,7 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
             .collect(),
         inflight,
         max_payload: payload + 1024,
+        nodelay: !load.nagle,
     };
 
     let setup = async {
@@ -347,6 +348,7 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
             rate: load.rate,
             payload_bytes: payload,
             inflight,
+            nagle: load.nagle,
         },
         elapsed_s: end_ns.saturating_sub(start_ns) as f64 / 1e9,
         end: end.as_str(),

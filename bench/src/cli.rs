@@ -331,4 +331,8 @@ pub struct LoadArgs {
     /// Print the table on stderr and one JSON object line with all figures on stdout
     #[arg(long)]
     pub json: bool,
+    /// Leave Nagle's algorithm on in the load's clients (no TCP_NODELAY), as many MQTT client
+    /// libraries do (paho-mqtt for Python, rumqttc by default, many embedded ones)
+    #[arg(long)]
+    pub nagle: bool,
 }

@@ -122,6 +122,7 @@ pub async fn run(args: &GroupArgs, deadline: Instant) -> Result<GroupReport> {
         subscribe: vec![format!("user/{user}/{topic}")],
         inflight,
         max_payload,
+        nodelay: !load.nagle,
     };
     eprintln!(
         "connecting {} members and {} pair clients to {endpoint}",
@@ -322,6 +323,7 @@ async fn prepare(
         subscribe: vec![format!("user/{creator}/rpc")],
         inflight: 8,
         max_payload: MAX_RPC_BYTES,
+        nodelay: true,
     };
     let group = create_group(
         &setup_client,

@@ -73,6 +73,8 @@ pub struct ClientSpec {
     pub inflight: usize,
     /// Largest payload the client sends or receives, in bytes.
     pub max_payload: usize,
+    /// Sets TCP_NODELAY; without it the client's small writes wait for Nagle's algorithm.
+    pub nodelay: bool,
 }
 
 /// A connected client: the handle to publish with and the event loop to drive.
@@ -108,9 +110,10 @@ fn options(spec: &ClientSpec) -> MqttOptions {
 /// Publishes arriving meanwhile (e.g. a backlog) are acknowledged and ignored.
 pub async fn connect(spec: &ClientSpec) -> Result<Connected> {
     let (client, mut eventloop) = AsyncClient::new(options(spec), spec.inflight * 2 + 64);
-    // Latency is measured per message, so no Nagle delay on the client side.
+    // Latency is measured per message, so no Nagle delay on the client side unless the run
+    // asks for one (`--nagle`, to see what clients that leave it on get).
     let mut net = NetworkOptions::new();
-    net.set_tcp_nodelay(true);
+    net.set_tcp_nodelay(spec.nodelay);
     net.set_connection_timeout(CONNECT_TIMEOUT.as_secs());
     eventloop.set_network_options(net);
     for topic in &spec.subscribe {

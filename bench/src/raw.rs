@@ -43,6 +43,7 @@ pub async fn run(args: &RawArgs, deadline: Instant) -> Result<Report> {
         subscribe,
         inflight,
         max_payload: payload.max(stamp::HEADER_LEN),
+        nodelay: !load.nagle,
     };
 
     eprintln!("connecting {} clients to {endpoint}", pairs * 2);
@@ -195,6 +196,7 @@ pub async fn run(args: &RawArgs, deadline: Instant) -> Result<Report> {
             rate: load.rate,
             payload_bytes: payload.max(stamp::HEADER_LEN),
             inflight,
+            nagle: load.nagle,
         },
         elapsed_s: end_ns.saturating_sub(start_ns) as f64 / 1e9,
         end: end.as_str(),

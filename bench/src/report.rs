@@ -27,6 +27,8 @@ pub struct Load {
     pub payload_bytes: usize,
     /// Un-acknowledged messages allowed per sender.
     pub inflight: usize,
+    /// Whether the clients left Nagle's algorithm on (`--nagle`).
+    pub nagle: bool,
 }
 
 /// Everything measured in one run. Rates are counts divided by the time from the start of the

@@ -22,6 +22,7 @@ mod presence_relay;
 #[cfg(test)]
 mod proptest_support;
 mod push;
+mod quick_ack;
 mod router;
 pub mod server;
 mod session;

@@ -24,6 +24,7 @@ use tracing::debug;
 use crate::accept_trouble::{AcceptTrouble, Next};
 use crate::handshake_gate::Arrival;
 use crate::metrics::Metrics;
+use crate::quick_ack::QuickAck;
 use crate::session;
 use crate::state::Shared;
 use crate::transport::{Stream, WsStream};
@@ -102,15 +103,26 @@ fn connection(
     arrival: Arrival,
 ) -> BoxFuture<'static, ()> {
     let timeout = Duration::from_secs(shared.limits.connect_timeout_secs);
+    let quick_ack = QuickAck::of(&stream);
     match (tls, framing) {
-        (None, Framing::Mqtt) => session::run(Stream(stream), shared, arrival).boxed(),
-        (None, Framing::WebSocket) => websocket(stream, shared, timeout, arrival).boxed(),
+        (None, Framing::Mqtt) => session::run(Stream(stream, quick_ack), shared, arrival).boxed(),
+        (None, Framing::WebSocket) => {
+            websocket(stream, quick_ack, shared, timeout, arrival).boxed()
+        }
         (Some(acceptor), framing) => async move {
             match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                 // Boxed again: the handshake's state is not kept for the session's life.
                 Ok(Ok(stream)) => match framing {
-                    Framing::Mqtt => session::run(Stream(stream), shared, arrival).boxed().await,
-                    Framing::WebSocket => websocket(stream, shared, timeout, arrival).boxed().await,
+                    Framing::Mqtt => {
+                        session::run(Stream(stream, quick_ack), shared, arrival)
+                            .boxed()
+                            .await
+                    }
+                    Framing::WebSocket => {
+                        websocket(stream, quick_ack, shared, timeout, arrival)
+                            .boxed()
+                            .await
+                    }
                 },
                 Ok(Err(e)) => debug!("TLS handshake failed: {e}"),
                 Err(_) => debug!("TLS handshake timed out"),
@@ -138,8 +150,13 @@ fn ws_config(max_packet_size: usize) -> WebSocketConfig {
 }
 
 /// Upgrades to WebSocket, then runs the session.
-async fn websocket<S>(stream: S, shared: Arc<Shared>, timeout: Duration, arrival: Arrival)
-where
+async fn websocket<S>(
+    stream: S,
+    quick_ack: QuickAck,
+    shared: Arc<Shared>,
+    timeout: Duration,
+    arrival: Arrival,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let config = ws_config(shared.limits.max_packet_size);
@@ -147,7 +164,11 @@ where
         tokio_tungstenite::accept_hdr_async_with_config(stream, check_upgrade, Some(config));
     match tokio::time::timeout(timeout, upgrade).await {
         // Boxed: the upgrade's state is not kept for the session's life.
-        Ok(Ok(ws)) => session::run(WsStream(ws), shared, arrival).boxed().await,
+        Ok(Ok(ws)) => {
+            session::run(WsStream(ws, quick_ack), shared, arrival)
+                .boxed()
+                .await
+        }
         Ok(Err(e)) => debug!("WebSocket upgrade failed: {e}"),
         Err(_) => debug!("WebSocket upgrade timed out"),
     }

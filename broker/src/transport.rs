@@ -16,6 +16,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use crate::quick_ack::QuickAck;
+
 /// A client connection as the session sees it.
 pub trait Transport: Send + 'static {
     /// Appends what arrives to `buf`, growing it only by what arrived; 0 means the peer
@@ -31,10 +33,12 @@ pub trait Transport: Send + 'static {
     ) -> impl Future<Output = io::Result<()>> + Send + 'a;
     /// Closes the connection politely (best effort).
     fn close(&mut self) -> impl Future<Output = ()> + Send + '_;
+    /// Has the kernel acknowledge what was read at once (see `quick_ack.rs`).
+    fn acknowledge_read(&self);
 }
 
-/// A plain byte stream: TCP or TLS over TCP.
-pub struct Stream<S>(pub S);
+/// A plain byte stream: TCP or TLS over TCP, and the TCP socket beneath it.
+pub struct Stream<S>(pub S, pub QuickAck);
 
 impl<S> Transport for Stream<S>
 where
@@ -54,6 +58,10 @@ where
 
     async fn close(&mut self) {
         let _ = self.0.shutdown().await;
+    }
+
+    fn acknowledge_read(&self) {
+        self.1.now();
     }
 }
 
@@ -100,8 +108,8 @@ fn poll_read_append<S: AsyncRead>(
     })
 }
 
-/// MQTT carried in WebSocket binary messages.
-pub struct WsStream<S>(pub WebSocketStream<S>);
+/// MQTT carried in WebSocket binary messages, and the TCP socket beneath them.
+pub struct WsStream<S>(pub WebSocketStream<S>, pub QuickAck);
 
 impl<S> Transport for WsStream<S>
 where
@@ -141,5 +149,9 @@ where
 
     async fn close(&mut self) {
         let _ = self.0.close(None).await;
+    }
+
+    fn acknowledge_read(&self) {
+        self.1.now();
     }
 }

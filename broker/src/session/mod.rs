@@ -295,6 +295,9 @@ impl Session {
                 Event::Reply(reply) => self.on_reply(reply),
                 Event::Read(Ok(0)) | Event::Read(Err(_)) => return End::Lost,
                 Event::Read(Ok(_)) => {
+                    // Before the bytes are handled: a client with Nagle's algorithm on may be
+                    // holding its next packet until this read is acknowledged.
+                    t.acknowledge_read();
                     self.last_heard = Instant::now();
                     if let Err(end) = self.on_bytes() {
                         return end;
