@@ -16,7 +16,7 @@ use chatd_core::presence::LastSeen;
 use chatd_wire::ids::now_ms;
 use chatd_wire::json::{self, Object};
 use chatd_wire::reply::Failure;
-use chatd_wire::request::{Answer, AnswerFuture, Caller, Request, RpcHandler};
+use chatd_wire::request::{ops, Answer, AnswerFuture, Caller, Request, RpcHandler};
 use rumqttd::local::{LinkRx, LinkTx};
 use serde_json::{json, Value};
 use tracing::warn;
@@ -148,7 +148,7 @@ impl Presence {
 /// `presence.get`, answered from the same state a watcher gets.
 impl RpcHandler for Presence {
     fn ops(&self) -> &'static [&'static str] {
-        &["presence.get"]
+        ops::PRESENCE
     }
 
     fn answer<'a>(&'a self, _caller: Caller<'a>, request: &'a Request) -> AnswerFuture<'a> {

@@ -23,7 +23,7 @@ use chatd_core::ports::accounts::RecordError;
 use chatd_core::ports::push::{PushJobs, PushTokens};
 use chatd_wire::ids::now_ms;
 use chatd_wire::reply::Failure;
-use chatd_wire::request::{AnswerFuture, Caller, Request, RpcHandler};
+use chatd_wire::request::{ops, AnswerFuture, Caller, Request, RpcHandler};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{sleep_until, Duration, Instant};
@@ -177,7 +177,7 @@ impl PushBridge {
 /// `push.register` and `push.unregister` for the device the request came from.
 impl RpcHandler for PushBridge {
     fn ops(&self) -> &'static [&'static str] {
-        rpc::PUSH_OPS
+        ops::PUSH
     }
 
     fn answer<'a>(&'a self, caller: Caller<'a>, request: &'a Request) -> AnswerFuture<'a> {

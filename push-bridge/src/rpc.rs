@@ -8,9 +8,6 @@ use serde_json::json as json_value;
 
 use crate::tokens::{Platform, TokenError, Tokens};
 
-/// The ops push answers.
-pub const PUSH_OPS: &[&str] = &["push.register", "push.unregister"];
-
 /// Answers a push request of `user` (connected as `device`). Blocks on the token store.
 pub fn answer(tokens: &Tokens, user: &str, device: Option<&str>, request: &Request) -> Outcome {
     let obj = &request.obj;

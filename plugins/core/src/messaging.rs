@@ -44,7 +44,9 @@ pub use chatd_wire::reply::ErrorCode;
 pub use stats::ChatStats;
 
 use chatd_wire::reply::{self, Failure};
-use chatd_wire::request::{Answer, AnswerFuture, Caller, Outcome, Request, RpcHandler, RpcRouter};
+use chatd_wire::request::{
+    ops, Answer, AnswerFuture, Caller, Outcome, Request, RpcHandler, RpcRouter,
+};
 use committer::{Committer, GroupJob, Job, ReceiptJob, SendJob};
 use stats::Counters;
 use watermark::Watermark;
@@ -364,7 +366,7 @@ impl Chat {
         router.answer(caller, payload).await
     }
 
-    /// Answers one request of `me` whose op is one of [`CHAT_OPS`]: group changes go through
+    /// Answers one request of `me` whose op is one of `ops::CHAT`: group changes go through
     /// the committer, reads are answered from the committed store.
     pub async fn request(&self, me: &str, request: &Request) -> Outcome {
         let Some(op) = group_ops::parse(&request.op, &request.obj, me, self.cfg.max_group_members)?
@@ -543,23 +545,9 @@ impl Chat {
     }
 }
 
-/// Every op of `chat/{me}/rpc` that messaging answers: the reads and the group changes.
-pub const CHAT_OPS: &[&str] = &[
-    "history",
-    "conversations",
-    "group.info",
-    "group.create",
-    "group.add",
-    "group.remove",
-    "group.promote",
-    "group.demote",
-    "group.leave",
-    "group.rename",
-];
-
 impl RpcHandler for Chat {
     fn ops(&self) -> &'static [&'static str] {
-        CHAT_OPS
+        ops::CHAT
     }
 
     fn answer<'a>(&'a self, caller: Caller<'a>, request: &'a Request) -> AnswerFuture<'a> {

@@ -5,17 +5,14 @@ use serde_json::Value;
 
 use chatd_wire::json::{self, Object};
 use chatd_wire::reply::Failure;
-use chatd_wire::request::{Answer, AnswerFuture, Caller, Outcome, Request, RpcHandler};
+use chatd_wire::request::{ops, Answer, AnswerFuture, Caller, Outcome, Request, RpcHandler};
 
 use super::record;
 use super::MediaService;
 
-/// The ops media answers.
-pub const MEDIA_OPS: &[&str] = &["media.upload", "media.download"];
-
 impl RpcHandler for MediaService {
     fn ops(&self) -> &'static [&'static str] {
-        MEDIA_OPS
+        ops::MEDIA
     }
 
     fn answer<'a>(&'a self, caller: Caller<'a>, request: &'a Request) -> AnswerFuture<'a> {

@@ -18,25 +18,40 @@ use crate::reply::{self, Failure};
 /// Largest request payload; requests are small, so anything bigger is a mistake or abuse.
 pub const MAX_RPC_BYTES: usize = 16 * 1024;
 
-/// Every op of the contract. An op here that no handler answers is refused as a service this
-/// server does not run; any other op as unknown.
-pub const OPS: &[&str] = &[
-    "history",
-    "conversations",
-    "group.info",
-    "group.create",
-    "group.add",
-    "group.remove",
-    "group.promote",
-    "group.demote",
-    "group.leave",
-    "group.rename",
-    "media.upload",
-    "media.download",
-    "push.register",
-    "push.unregister",
-    "presence.get",
-];
+/// The ops of the contract, grouped by the component that answers them. An op of the contract
+/// that no handler answers is refused as a service this server does not run; any other op as
+/// unknown.
+pub mod ops {
+    /// Messaging: reads from the store and group changes (chatd-core).
+    pub const CHAT: &[&str] = &[
+        "history",
+        "conversations",
+        "group.info",
+        "group.create",
+        "group.add",
+        "group.remove",
+        "group.promote",
+        "group.demote",
+        "group.leave",
+        "group.rename",
+    ];
+
+    /// Media uploads and downloads (chatd-media).
+    pub const MEDIA: &[&str] = &["media.upload", "media.download"];
+
+    /// Device tokens for push notifications (push-bridge).
+    pub const PUSH: &[&str] = &["push.register", "push.unregister"];
+
+    /// Presence of several users at once (the broker).
+    pub const PRESENCE: &[&str] = &["presence.get"];
+
+    /// Whether `op` is an op of the contract.
+    pub fn in_contract(op: &str) -> bool {
+        [CHAT, MEDIA, PUSH, PRESENCE]
+            .iter()
+            .any(|group| group.contains(&op))
+    }
+}
 
 /// A request whose envelope passed its checks: its correlation id, op and all fields.
 #[derive(Clone, Debug)]
@@ -120,7 +135,7 @@ pub enum RouterError {
     #[error("two handlers answer the op `{0}`")]
     Taken(&'static str),
     /// A handler claims an op the contract does not have.
-    #[error("the op `{0}` is not in the contract (chatd_wire::request::OPS)")]
+    #[error("the op `{0}` is not in the contract (chatd_wire::request::ops)")]
     NotInContract(&'static str),
 }
 
@@ -140,7 +155,7 @@ impl RpcRouter {
     /// Registers `handler` for every op it lists.
     pub fn register(&mut self, handler: Arc<dyn RpcHandler>) -> Result<(), RouterError> {
         for op in handler.ops() {
-            if !OPS.contains(op) {
+            if !ops::in_contract(op) {
                 return Err(RouterError::NotInContract(op));
             }
             if self.handlers.contains_key(op) {
@@ -161,7 +176,7 @@ impl RpcRouter {
         };
         let outcome = match self.handlers.get(request.op.as_str()) {
             Some(handler) => handler.answer(caller, &request).await,
-            None if OPS.contains(&request.op.as_str()) => Err(Failure::bad(format!(
+            None if ops::in_contract(&request.op) => Err(Failure::bad(format!(
                 "`{}` is not available: that service is not configured on this server",
                 request.op
             ))),
