@@ -238,11 +238,11 @@ impl Subscriptions {
     /// Which topics fed from the user's queue the session receives: bit 0 inbox, bit 1
     /// receipts (0 = none).
     pub fn queue_coverage(&self) -> u8 {
-        self.delivered[..2]
+        Channel::ALL
             .iter()
-            .enumerate()
-            .filter(|(_, (_, qos))| qos.is_some())
-            .fold(0, |bits, (i, _)| bits | (1 << i))
+            .filter(|channel| channel.is_queued())
+            .filter(|channel| self.delivered[channel.index()].1.is_some())
+            .fold(0, |bits, channel| bits | (1 << channel.index()))
     }
 
     /// The QoS at which the session receives presence topic `topic`.
