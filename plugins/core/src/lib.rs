@@ -11,4 +11,5 @@ pub mod messaging;
 pub mod outbox;
 pub mod ports;
 pub mod presence;
+pub mod records;
 pub mod verified;

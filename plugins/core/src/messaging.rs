@@ -26,7 +26,7 @@ mod member_rooms;
 mod purge;
 mod purge_commit;
 mod receipts;
-mod records;
+use crate::records::chat as records;
 mod reply_budget;
 mod rpc;
 mod stats;

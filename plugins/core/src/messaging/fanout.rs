@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+pub(crate) use crate::records::fanout::FanoutRecord;
 
 use crate::keys;
 use chatd_kv::{KvStore, StoreError};
@@ -38,23 +38,6 @@ pub(crate) struct Fanout {
     pub record: FanoutRecord,
     /// Whether the record is in the store yet (a fan-out finished by its first slice never is).
     pub stored: bool,
-}
-
-/// The durable part of a pending fan-out.
-#[derive(Serialize, Deserialize, Clone)]
-pub(crate) struct FanoutRecord {
-    /// The group conversation (push jobs and history name it).
-    pub conversation: String,
-    /// Media the message references: each recipient gets the right to download it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media: Option<String>,
-    /// Whether recipients with no device online get a push job (messages yes, events no).
-    #[serde(default)]
-    pub push: bool,
-    /// Everyone who gets the message, online members first.
-    pub recipients: Vec<String>,
-    /// How many of `recipients` are queued already.
-    pub done: usize,
 }
 
 /// How many recipients wait in pending fan-outs; shared with the service, which refuses new

@@ -330,7 +330,7 @@ fn load(store: &dyn KvStore, id: &str, index: &GroupIndex) -> Result<Option<Mess
         tracing::warn!("group index points at missing message {id}");
         return Ok(None);
     };
-    let mut message = Message::decode(&bytes)?;
+    let mut message = Message::decode(&bytes).map_err(|e| StoreError::Other(e.to_string()))?;
     if !index.from.is_empty() {
         let r = receipts(store, id, index.recipients)?;
         message.status = Some(overall(&r).as_str().to_string());

@@ -110,7 +110,7 @@ pub(super) fn load(store: &dyn KvStore, id: &str) -> Result<Option<Message>, Sto
         tracing::warn!("index points at missing message {id}");
         return Ok(None);
     };
-    let mut message = Message::decode(&bytes)?;
+    let mut message = Message::decode(&bytes).map_err(|e| StoreError::Other(e.to_string()))?;
     // The recipient's receipt status (`s/{id}/{to}`); none yet means `sent`.
     let Some(to) = message.to.clone() else {
         return Ok(Some(message));

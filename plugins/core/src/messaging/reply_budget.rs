@@ -109,7 +109,7 @@ fn shorten<T: Trimmable>(entry: &mut T, room: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::messaging::records::GroupReceipts;
+    use crate::records::chat::GroupReceipts;
 
     fn message(text: &str, names: usize) -> Message {
         let mut m = Message::new("1796326683029-00001-00000".into(), "text", 1);
