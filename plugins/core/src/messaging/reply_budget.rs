@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use super::records::Message;
+use crate::records::chat::Message;
 
 /// Room kept in a budget for what surrounds the entries: `rid` (at most 128 characters, up to
 /// six bytes each once escaped), `ok`, `more`, `next` and the like.

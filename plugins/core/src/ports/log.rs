@@ -14,6 +14,9 @@
 //! ensures that (a transaction's commit, or the embedded store's committed watermark) is its
 //! own business. Unfinished group fan-outs are claimed with a lease, so that two processes
 //! sharing a store never queue the same slice.
+//!
+//! Groups live in the log too: a membership change and the event that announces it commit in
+//! one unit, so the group reads (`group`, `membership`, `groups_of`) are part of this port.
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -286,10 +289,11 @@ pub trait MessageLog: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<QueueItem>, RecordError>;
 
-    /// Takes item `qid` out of `user`'s queue. Need not be durable (a lost dequeue is a
-    /// redelivery, which clients de-duplicate by id). Returns true when the adapter only
-    /// records it for its next [`MessageLog::commit`], which the caller should then make
-    /// soon (an empty batch will do).
+    /// Takes item `qid` out of `user`'s queue: [`MessageLog::queue`] no longer shows it.
+    /// Need not be durable (a lost dequeue is a redelivery, which clients de-duplicate by
+    /// id). An adapter may carry it out with its next [`MessageLog::commit`]; it then returns
+    /// true when nothing else was waiting so, and the caller should make a commit soon (an
+    /// empty batch will do). False: nothing more to do.
     fn dequeue(&self, user: &str, qid: &str) -> Result<bool, RecordError>;
 
     /// Up to `limit` committed history entries of `conversation` with ids between `low` and

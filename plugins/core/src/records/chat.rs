@@ -5,6 +5,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::ports::accounts::RecordError;
 
+/// The conversation key of a 1:1 chat, the same from both sides: `d:{a}:{b}` with `a < b`.
+pub fn direct_conversation(a: &str, b: &str) -> String {
+    if a <= b {
+        format!("d:{a}:{b}")
+    } else {
+        format!("d:{b}:{a}")
+    }
+}
+
+/// The conversation key of a group: `g:{group}` (history, summaries, push jobs).
+pub fn group_conversation(group: &str) -> String {
+    format!("g:{group}")
+}
+
 /// A message exactly as it is delivered on `user/{to}/inbox` and stored by the message log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
