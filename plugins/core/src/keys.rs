@@ -61,15 +61,33 @@ pub fn history_prefix(conversation: &str) -> String {
     format!("h/{conversation}/")
 }
 
+/// `h/{conversation}/{id}`: message `id` in the history index of a conversation (empty for a
+/// 1:1 message, the group index `{"f":sender,"n":recipients}` for a group message or event).
+pub fn history_entry(conversation: &str, id: &str) -> Vec<u8> {
+    format!("h/{conversation}/{id}").into_bytes()
+}
+
 /// `q/{user}/`: the undelivered queue of one user; entries are `…/{id}`.
 pub fn queue_prefix(user: &str) -> String {
     format!("q/{user}/")
+}
+
+/// `q/{user}/{qid}`: one entry of a user's queue. The value is empty for a 1:1 message (whose
+/// id is `qid`), `@{message id}` for a group message or event queued by a fan-out slice, and
+/// the receipt event payload itself for a receipt.
+pub fn queue_entry(user: &str, qid: &str) -> Vec<u8> {
+    format!("q/{user}/{qid}").into_bytes()
 }
 
 /// `s/{id}/{user}`: the receipt status of message `id` for recipient `user`
 /// (`{"status":"delivered"|"read","ts":ms}`); absent means `sent`.
 pub fn status(id: &str, user: &str) -> Vec<u8> {
     format!("s/{id}/{user}").into_bytes()
+}
+
+/// `s/{id}/`: the receipt statuses of message `id`, one per recipient; entries are `…/{user}`.
+pub fn status_prefix(id: &str) -> String {
+    format!("s/{id}/")
 }
 
 /// `n/{id}`: a group message or event not yet queued for all its recipients (who they are,
@@ -197,6 +215,10 @@ pub fn media_record(media: &str) -> Vec<u8> {
 pub fn media_content(sha256: &str) -> Vec<u8> {
     format!("c/{sha256}").into_bytes()
 }
+
+/// The prefix under which all verified contents (`c/{sha256}`) and their per-uploader entries
+/// (`c/{sha256}/{user}`) live.
+pub const MEDIA_CONTENT_PREFIX: &str = "c/";
 
 /// `c/{sha256}/`: the per-uploader entries of one content; entries are `…/{user}`.
 pub fn media_owners_prefix(sha256: &str) -> String {
