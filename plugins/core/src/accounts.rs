@@ -8,8 +8,6 @@ use crate::ports::accounts::{AccountChange, AccountRecord, AccountStore, RecordE
 use crate::verified::VerifiedLogins;
 use chatd_wire::ids::now_ms;
 
-
-
 /// Account records read per page while listing or indexing all accounts.
 const PAGE: usize = 4096;
 

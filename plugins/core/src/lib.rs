@@ -5,7 +5,6 @@
 
 pub mod accounts;
 pub mod config;
-pub mod keys;
 pub mod media_gate;
 pub mod messaging;
 pub mod outbox;

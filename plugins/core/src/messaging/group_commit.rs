@@ -16,12 +16,12 @@ use serde_json::{json, Value};
 use super::batch::Batch;
 use super::committer::{store_failure, Committer};
 use super::group_ops::{too_many, too_many_named, GroupOp};
+use super::validate::Draft;
 use crate::outbox::{Channel, Outgoing};
 use crate::ports::log::{Intent, SummaryChange};
 use crate::records::chat::{group_conversation, Message};
 use crate::records::fanout::FanoutRecord;
 use crate::records::group::{Group, GroupIndex, GroupRecord, MemberRecord, Role};
-use super::validate::Draft;
 use chatd_wire::reply::{self, ErrorCode, Failure};
 
 impl Committer {

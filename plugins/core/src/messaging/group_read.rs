@@ -68,11 +68,7 @@ pub struct MemberInfo {
 
 /// The caller's membership record, or the refusal: `not_found` for no such group,
 /// `forbidden` for a group the caller never belonged to.
-fn caller_membership(
-    log: &dyn MessageLog,
-    group: &str,
-    me: &str,
-) -> Result<MemberRecord, Failure> {
+fn caller_membership(log: &dyn MessageLog, group: &str, me: &str) -> Result<MemberRecord, Failure> {
     let membership = log.membership(group, me).map_err(read_failure)?;
     if let Some(m) = membership {
         return Ok(m);
@@ -337,14 +333,27 @@ fn page_for(
     }
     let low = max_low(
         Bound::Included(first),
-        window.after.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
+        window
+            .after
+            .as_deref()
+            .map_or(Bound::Unbounded, Bound::Excluded),
     );
     let high = min_high(
         last.map_or(Bound::Unbounded, Bound::Included),
-        window.before.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
+        window
+            .before
+            .as_deref()
+            .map_or(Bound::Unbounded, Bound::Excluded),
     );
     let newest_first = window.after.is_none();
-    let mut rows = visible(log, group, mine, (low, high), newest_first, window.limit + 1)?;
+    let mut rows = visible(
+        log,
+        group,
+        mine,
+        (low, high),
+        newest_first,
+        window.limit + 1,
+    )?;
     let more = rows.len() > window.limit;
     rows.truncate(window.limit);
     // Loaded (receipts included) only as far as the budget goes.

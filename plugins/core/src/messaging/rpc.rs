@@ -41,21 +41,21 @@ pub fn answer(
             match target {
                 Target::User(with) => {
                     let floor = history_floor(accounts, me)?;
-                    let page = history::page(log, floor.as_deref(), me, &with, &window, reply_budget)
-                        .map_err(read_failure)?;
+                    let page =
+                        history::page(log, floor.as_deref(), me, &with, &window, reply_budget)
+                            .map_err(read_failure)?;
                     Answer::of(&page)
                 }
                 Target::Group(group) => {
-                    let page =
-                        group_read::page(log, me, &group, &window, reply_budget)?;
+                    let page = group_read::page(log, me, &group, &window, reply_budget)?;
                     Answer::of(&page)
                 }
             }
         }
         "conversations" => {
             let query = conversation_list::parse(obj)?;
-            let list = conversation_list::page(log, me, &query, reply_budget)
-                .map_err(read_failure)?;
+            let list =
+                conversation_list::page(log, me, &query, reply_budget).map_err(read_failure)?;
             Answer::of(&list)
         }
         "group.info" => {
@@ -67,14 +67,7 @@ pub fn answer(
                 chatd_auth::validate_user_id(after)
                     .map_err(|e| Failure::bad(format!("`after` is not a valid user id: {e}")))?;
             }
-            let info = group_read::info(
-                log,
-                me,
-                &group,
-                message.as_deref(),
-                after,
-                reply_budget,
-            )?;
+            let info = group_read::info(log, me, &group, message.as_deref(), after, reply_budget)?;
             Answer::of(&info)
         }
         op => Err(Failure::bad(format!("unknown op `{op}`"))),
@@ -137,7 +130,9 @@ fn history_floor(accounts: &Accounts, me: &str) -> Result<Option<String>, Failur
         Ok(_) => Ok(None),
         Err(e) => {
             tracing::error!("account lookup failed: {e}");
-            Err(Failure::internal("the account could not be looked up; retry"))
+            Err(Failure::internal(
+                "the account could not be looked up; retry",
+            ))
         }
     }
 }

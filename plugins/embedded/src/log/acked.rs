@@ -20,9 +20,13 @@ pub(super) struct AckedKeys {
 }
 
 impl AckedKeys {
-    /// Records a dequeued key.
-    pub(super) fn add(&self, key: Vec<u8>) {
-        self.lock().insert(key);
+    /// Records a dequeued key; true when it is the only one waiting (the committer then
+    /// needs waking: with others waiting it has been woken already).
+    pub(super) fn add(&self, key: Vec<u8>) -> bool {
+        let mut keys = self.lock();
+        let first = keys.is_empty();
+        keys.insert(key);
+        first
     }
 
     /// Holds the keys still, so that [`AckedKeys::done`] waits: a queue read that scans the

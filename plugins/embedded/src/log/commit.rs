@@ -11,8 +11,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use crate::keys;
 use bytes::Bytes;
-use chatd_core::keys;
 use chatd_core::ports::accounts::RecordError;
 use chatd_core::ports::log::{Intent, LogBatch, Queued, SummaryChange, Unit, UnitOutcome};
 use chatd_core::records::chat::{Status, StatusRecord, Summary};

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::keys;
 use bytes::Bytes;
-use chatd_core::keys;
 use chatd_core::ports::accounts::RecordError;
 use chatd_core::ports::log::PendingFanout;
 use chatd_core::records::fanout::FanoutRecord;

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use chatd_core::keys;
+use crate::keys;
 use chatd_core::ports::accounts::RecordError;
 use chatd_core::records::group::{Group, GroupRecord, MemberRecord};
 use chatd_kv::{KvStore, Op};

@@ -1,5 +1,5 @@
 //! The message-log port (`chatd_core::ports::log`) over the key-value engine, with today's key
-//! layout (`chatd_core::keys`), so that data directories written by the chat core's own
+//! layout (`crate::keys`), so that data directories written by the chat core's own
 //! committer keep working.
 //!
 //! The engine's atomic batches make every [`LogBatch`] all or nothing; committed-only reads
@@ -21,8 +21,8 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::keys;
 use bytes::Bytes;
-use chatd_core::keys;
 use chatd_core::ports::accounts::RecordError;
 use chatd_core::ports::log::{
     HistoryEntry, LogBatch, MessageLog, PendingFanout, QueueItem, UnitOutcome,
@@ -122,8 +122,7 @@ impl MessageLog for EmbeddedLog {
     }
 
     fn dequeue(&self, user: &str, qid: &str) -> Result<bool, RecordError> {
-        self.acked.add(keys::queue_entry(user, qid));
-        Ok(true)
+        Ok(self.acked.add(keys::queue_entry(user, qid)))
     }
 
     fn history(

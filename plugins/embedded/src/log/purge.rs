@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use chatd_core::keys;
+use crate::keys;
 use chatd_core::ports::accounts::RecordError;
 use chatd_kv::{KvStore, Op};
 

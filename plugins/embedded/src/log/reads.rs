@@ -4,8 +4,8 @@
 
 use std::ops::Bound;
 
+use crate::keys;
 use bytes::Bytes;
-use chatd_core::keys;
 use chatd_core::ports::accounts::RecordError;
 use chatd_core::ports::log::{HistoryEntry, QueueItem, QueueItemKind};
 use chatd_core::records::chat::{Status, StatusRecord, Summary};

@@ -1,7 +1,10 @@
-//! The data layout: every key the plugins write, built in one place so the prefixes in
-//! `docs/architecture.md` ("Data layout") have a single source of truth.
+//! The data layout of the embedded store: every key its adapters write, built in one place so
+//! the prefixes in `docs/architecture.md` ("Data layout") have a single source of truth. Only
+//! this crate knows them; the chat core speaks to the store through its ports.
 //!
 //! User ids never contain `/` or `:`, so `{prefix}/{user}/` ranges never overlap between users.
+
+pub use chatd_core::records::chat::{direct_conversation, group_conversation};
 
 /// `u/{user}`: an account record.
 pub fn account(user: &str) -> Vec<u8> {
@@ -119,15 +122,6 @@ pub fn summary_prefix(user: &str) -> String {
     format!("v/{user}/")
 }
 
-/// The conversation key of a 1:1 chat, the same from both sides: `d:{a}:{b}` with `a < b`.
-pub fn direct_conversation(a: &str, b: &str) -> String {
-    if a <= b {
-        format!("d:{a}:{b}")
-    } else {
-        format!("d:{b}:{a}")
-    }
-}
-
 /// `g/{group}`: a group's record (name, creation, closed).
 pub fn group(group: &str) -> Vec<u8> {
     format!("g/{group}").into_bytes()
@@ -162,11 +156,6 @@ pub const MEMBERS_PREFIX: &str = "r/";
 /// `x/membership_index`: set once the `i/` index holds every current membership (written by
 /// the start-up pass that builds it for stores from before the index existed).
 pub const MEMBERSHIP_INDEX_BUILT: &[u8] = b"x/membership_index";
-
-/// The conversation key of a group: `g:{group}` (history index, summaries, push jobs).
-pub fn group_conversation(group: &str) -> String {
-    format!("g:{group}")
-}
 
 /// `a/{media}/{user}`: `user` may download `media` (written by the committer for the sender and
 /// every recipient of a message that references it, group members included, at send time).
