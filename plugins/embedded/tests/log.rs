@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use chatd_core::ports::accounts::{AccountChange, AccountRecord, AccountStore};
 use chatd_core::ports::log::{
-    CidClaim, HistoryEntry, Intent, LogBatch, MessageLog, QueueItem, QueueItemKind, Queued,
-    SummaryChange, Unit, UnitOutcome,
+    CidClaim, Claimant, HistoryEntry, Intent, LogBatch, MessageLog, QueueItem, QueueItemKind,
+    Queued, SummaryChange, Unit, UnitOutcome,
 };
 use chatd_core::ports::push::{Platform, PushTokens, TokenChange, TokenRecord};
 use chatd_core::records::chat::{Status, StatusRecord, Summary};
@@ -44,6 +44,7 @@ fn durable(units: Vec<Unit>, newest: Option<u32>) -> LogBatch {
         units,
         newest: newest.map(id),
         durable: true,
+        claimant: None,
     }
 }
 
@@ -327,6 +328,7 @@ fn a_batch_that_is_not_durable_is_invisible_until_a_durable_one_follows() {
         units: vec![unit(direct(1))],
         newest: Some(id(1)),
         durable: false,
+        claimant: None,
     })
     .expect("commit");
     assert!(log.queue("bob", None, 10).expect("queue").is_empty());
@@ -341,6 +343,7 @@ fn a_batch_that_is_not_durable_is_invisible_until_a_durable_one_follows() {
         units: vec![unit(direct(3))],
         newest: Some(id(3)),
         durable: false,
+        claimant: None,
     })
     .expect("commit");
     assert_eq!(
@@ -568,6 +571,7 @@ fn fanouts_are_claimed_with_leases() {
         units: vec![unit(vec![fanout(1, 1)])],
         newest: None,
         durable: false,
+        claimant: None,
     })
     .expect("commit");
     sleep(Duration::from_millis(1000));
@@ -923,4 +927,37 @@ fn a_store_written_by_the_old_committer_reads_the_same() {
         vec!["g_1", "g_2"]
     );
     assert!(log.groups_of("carol", 10).expect("groups").is_empty());
+}
+
+#[test]
+fn a_fanout_written_by_a_claimant_is_its_claim_from_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path());
+    let mut batch = durable(
+        vec![unit(vec![
+            Intent::Message {
+                id: id(1),
+                payload: payload(1),
+            },
+            fanout(1, 0),
+        ])],
+        Some(1),
+    );
+    batch.claimant = Some(Claimant {
+        owner: "a".into(),
+        lease: Duration::from_secs(60),
+    });
+    log.commit(batch).expect("commit");
+    // Another process finds nothing to take over while the writer's claim runs...
+    assert!(log
+        .claim_fanouts("b", Duration::from_secs(10))
+        .expect("claim")
+        .is_empty());
+    // ...and the writer itself may claim it (after a restart of its committer, say).
+    assert_eq!(
+        log.claim_fanouts("a", Duration::from_secs(10))
+            .expect("claim")
+            .len(),
+        1
+    );
 }

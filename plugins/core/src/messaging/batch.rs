@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::fanout::{Fanout, Progress};
 use super::member_index::StagedCounts;
 use crate::outbox::Outgoing;
-use crate::ports::log::{CidClaim, Intent, LogBatch, Unit, UnitOutcome};
+use crate::ports::log::{CidClaim, Claimant, Intent, LogBatch, Unit, UnitOutcome};
 use crate::records::chat::Status;
 use crate::records::group::Group;
 
@@ -106,12 +106,18 @@ impl Batch {
     }
 
     /// The log batch to commit (the units move out; the rest stays for the answers).
-    pub(super) fn take_log(&mut self, newest: Option<String>, durable: bool) -> LogBatch {
+    pub(super) fn take_log(
+        &mut self,
+        newest: Option<String>,
+        durable: bool,
+        claimant: Claimant,
+    ) -> LogBatch {
         self.seal(None);
         LogBatch {
             units: std::mem::take(&mut self.units),
             newest,
             durable,
+            claimant: Some(claimant),
         }
     }
 

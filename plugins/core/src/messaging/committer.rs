@@ -28,7 +28,7 @@ use super::validate::Draft;
 use crate::accounts::Accounts;
 use crate::outbox::Deliver;
 use crate::ports::accounts::RecordError;
-use crate::ports::log::{CidClaim, MessageLog, UnitOutcome};
+use crate::ports::log::{CidClaim, Claimant, MessageLog, UnitOutcome};
 use chatd_wire::ids::IdGen;
 use chatd_wire::reply::{self, Failure};
 
@@ -261,7 +261,11 @@ impl Committer {
             .ids
             .last_issued()
             .filter(|last| Some(last) != before.as_ref());
-        let log_batch = batch.take_log(newest, must_flush);
+        let claimant = Claimant {
+            owner: self.owner.clone(),
+            lease: FANOUT_LEASE,
+        };
+        let log_batch = batch.take_log(newest, must_flush, claimant);
         let outcomes = self.log.commit(log_batch);
         let durable = match &outcomes {
             Ok(_) => Ok(()),

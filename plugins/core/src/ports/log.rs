@@ -206,6 +206,15 @@ pub enum UnitOutcome {
     Duplicate(Bytes),
 }
 
+/// Who writes a batch, so that the fan-outs it starts are claimed by it from the start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claimant {
+    /// The owner, as in [`MessageLog::claim_fanouts`].
+    pub owner: String,
+    /// How long a claim lasts without renewal.
+    pub lease: Duration,
+}
+
 /// One group commit.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LogBatch {
@@ -218,6 +227,9 @@ pub struct LogBatch {
     /// that answers someone). A batch that is not (fan-out slices, dequeues) may be lost in
     /// a crash, and is not visible to reads until a later durable batch.
     pub durable: bool,
+    /// Who writes it: every unfinished fan-out the batch writes ([`Intent::Fanout`] with a
+    /// record) is claimed by it, or has its claim renewed. `None`: claims are left as they are.
+    pub claimant: Option<Claimant>,
 }
 
 /// One item of a user's queue, as a device gets it.
@@ -327,8 +339,8 @@ pub trait MessageLog: Send + Sync + 'static {
     fn groups_of(&self, user: &str, limit: usize) -> Result<Vec<String>, RecordError>;
 
     /// Claims for `owner`, for `lease`, every unfinished fan-out that no unexpired claim of
-    /// another owner holds, in acceptance order. Every [`Intent::Fanout`] the owner commits
-    /// renews its claim of that fan-out.
+    /// another owner holds, in acceptance order. A batch's [`LogBatch::claimant`] claims (or
+    /// renews) the fan-outs the batch writes.
     fn claim_fanouts(
         &self,
         owner: &str,

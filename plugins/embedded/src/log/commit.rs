@@ -320,7 +320,8 @@ impl EmbeddedLog {
             self.watermark.advance(&applied);
         }
         self.acked.done(&acked);
-        self.leases.written(&staging.fanouts);
+        self.leases
+            .written(&staging.fanouts, batch.claimant.as_ref());
         Ok(outcomes)
     }
 }

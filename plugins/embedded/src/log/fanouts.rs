@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::keys;
 use bytes::Bytes;
 use chatd_core::ports::accounts::RecordError;
-use chatd_core::ports::log::PendingFanout;
+use chatd_core::ports::log::{Claimant, PendingFanout};
 use chatd_core::records::fanout::FanoutRecord;
 use chatd_kv::KvStore;
 
@@ -97,21 +97,33 @@ impl Leases {
         Ok(out)
     }
 
-    /// After a successful commit: fan-outs that progressed (`true`) have their claim renewed,
-    /// finished ones (`false`) lose it.
-    pub(super) fn written(&self, fanouts: &[(String, bool)]) {
+    /// After a successful commit by `claimant`: fan-outs still unfinished (`true`) are
+    /// claimed by it, or have their claim renewed; finished ones (`false`) lose it. Without a
+    /// claimant, existing claims are renewed and none is taken.
+    pub(super) fn written(&self, fanouts: &[(String, bool)], claimant: Option<&Claimant>) {
         if fanouts.is_empty() {
             return;
         }
         let now = Instant::now();
         let mut leases = self.lock();
-        for (id, progressed) in fanouts {
-            if *progressed {
-                if let Some(lease) = leases.get_mut(id) {
-                    lease.until = now + lease.length;
-                }
-            } else {
+        for (id, unfinished) in fanouts {
+            if !*unfinished {
                 leases.remove(id);
+                continue;
+            }
+            match (leases.get_mut(id), claimant) {
+                (Some(lease), _) => lease.until = now + lease.length,
+                (None, Some(c)) => {
+                    leases.insert(
+                        id.clone(),
+                        Lease {
+                            owner: c.owner.clone(),
+                            until: now + c.lease,
+                            length: c.lease,
+                        },
+                    );
+                }
+                (None, None) => {}
             }
         }
     }
