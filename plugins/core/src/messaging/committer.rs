@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::batch::{Batch, Staged};
-use super::fanout::{Backlog, Fanout};
+use super::fanout::{Backlog, Fanout, FANOUT_LEASE};
 use super::group_ops::GroupOp;
 use super::receipts::ReceiptDraft;
 use super::stats::Counters;
@@ -124,9 +124,6 @@ pub struct Committer {
 /// same message id). But queue reads show only committed data, so an offline member who
 /// connects meanwhile sees slices only once one is durable; and the last slice of a run is.
 const FANOUT_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
-
-/// How long a claim of the pending fan-outs lasts; every slice written renews it.
-pub const FANOUT_LEASE: Duration = Duration::from_secs(60);
 
 impl Committer {
     /// Runs until every sender of the channel is gone and the channel is drained.

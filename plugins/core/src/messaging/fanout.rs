@@ -20,12 +20,16 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
-use super::committer::FANOUT_LEASE;
 use crate::ports::accounts::RecordError;
 use crate::ports::log::MessageLog;
 pub(crate) use crate::records::fanout::FanoutRecord;
+
+/// How long a claim of the pending fan-outs lasts; every slice written renews it.
+pub(crate) const FANOUT_LEASE: Duration = Duration::from_secs(60);
 
 /// A message stored but not yet queued for all of its recipients.
 pub(crate) struct Fanout {

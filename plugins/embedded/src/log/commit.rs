@@ -1,6 +1,6 @@
 //! Turning one [`LogBatch`] into one atomic write: the intents become key-value operations
-//! under today's layout (the same keys and values the chat core's committer wrote, so existing
-//! data directories keep working), and the read-modify-write ones (remembered cids, receipt
+//! under the embedded layout (the keys and values chatd has always written, so existing data
+//! directories keep working), and the read-modify-write ones (remembered cids, receipt
 //! statuses, summaries) read the store plus what earlier units of the same batch staged.
 //!
 //! Values: `m/{id}` = the payload; `h/{conversation}/{id}` = empty (1:1) or the group index;
@@ -19,7 +19,6 @@ use chatd_core::records::chat::{Status, StatusRecord, Summary};
 use chatd_kv::{KvStore, Op};
 
 use super::groups::index_op;
-use super::purge;
 use super::EmbeddedLog;
 use crate::accounts::{encode, failed};
 
@@ -177,7 +176,7 @@ impl<'a> Staging<'a> {
                     }
                 }
             }
-            Intent::ForgetUser { user } => purge::forget_user(self, &user)?,
+            Intent::ForgetUser { user } => self.forget_user(&user)?,
             Intent::Account { user, record } => {
                 self.ops
                     .push(Op::Put(keys::account(&user), encode(&record)?));

@@ -1,6 +1,6 @@
-//! The message-log port (`chatd_core::ports::log`) over the key-value engine, with today's key
-//! layout (`crate::keys`), so that data directories written by the chat core's own
-//! committer keep working.
+//! The message-log port (`chatd_core::ports::log`) over the key-value engine, with the key
+//! layout chatd has always used (`crate::keys`), so that existing data directories keep
+//! working.
 //!
 //! The engine's atomic batches make every [`LogBatch`] all or nothing; committed-only reads
 //! come from the committed watermark (`watermark.rs`): the highest id of a flushed batch,
@@ -12,6 +12,7 @@
 mod acked;
 mod commit;
 mod fanouts;
+mod forget;
 mod groups;
 mod purge;
 mod reads;
