@@ -78,8 +78,10 @@ fn offline(config: &Config, store: Arc<dyn KvStore>, command: UserCommand) -> Re
         UserCommand::Remove { id } => {
             accounts.remove(&id)?;
             // Starting messaging finishes every pending clean-up, this one included.
+            let log = chatd_embedded::log::EmbeddedLog::open(store)
+                .context("the user was removed, but the message log could not be opened")?;
             let chat = Chat::open(
-                store,
+                Arc::new(log),
                 accounts,
                 ChatConfig {
                     node_id: config.node.id,

@@ -13,6 +13,7 @@ use chatd_core::accounts::Accounts;
 use chatd_core::messaging::{Chat, ChatConfig};
 use chatd_core::presence::LastSeen;
 use chatd_embedded::accounts::EmbeddedAccounts;
+use chatd_embedded::log::EmbeddedLog;
 use chatd_embedded::media::EmbeddedMedia;
 use chatd_embedded::presence::EmbeddedLastSeen;
 use chatd_embedded::push::EmbeddedPush;
@@ -97,8 +98,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
         None => None,
     };
+    let log = EmbeddedLog::open(store.clone()).context("cannot open the message log")?;
     let chat = Chat::open(
-        store.clone(),
+        Arc::new(log),
         accounts.clone(),
         ChatConfig {
             push_jobs: push.is_some(),

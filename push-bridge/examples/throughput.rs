@@ -15,7 +15,7 @@ mod fake;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chatd_core::keys;
+use chatd_embedded::keys;
 use chatd_embedded::push::EmbeddedPush;
 use chatd_kv::{Engine, EngineConfig, KvStore, Op};
 use chatd_push_bridge::apns::ApnsAdapter;

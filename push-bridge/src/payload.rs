@@ -111,7 +111,7 @@ pub fn preview(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatd_core::keys;
+    use chatd_embedded::keys;
     use chatd_embedded::push::EmbeddedPush;
     use chatd_kv::{KvStore, Op};
     use std::sync::Arc;

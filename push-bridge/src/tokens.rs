@@ -247,7 +247,7 @@ fn forget(user: &str, token: String) -> [TokenChange; 2] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatd_core::keys;
+    use chatd_embedded::keys;
     use chatd_embedded::push::EmbeddedPush;
     use chatd_kv::{KvStore, Op};
 

@@ -10,7 +10,7 @@ mod fake;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chatd_core::keys;
+use chatd_embedded::keys;
 use chatd_kv::Op;
 use chatd_push_bridge::{Adapters, BridgeSettings, Platform};
 use common::*;

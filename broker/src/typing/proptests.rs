@@ -46,8 +46,9 @@ fn world() -> &'static World {
         let accounts = Accounts::new(Arc::new(chatd_embedded::accounts::EmbeddedAccounts::new(
             store.clone(),
         )));
+        let log = chatd_embedded::log::EmbeddedLog::open(store).expect("log");
         let chat = Chat::open(
-            store,
+            Arc::new(log),
             accounts.clone(),
             ChatConfig::default(),
             Arc::new(NoDelivery),

@@ -8,10 +8,6 @@ use crate::ports::accounts::{AccountChange, AccountRecord, AccountStore, RecordE
 use crate::verified::VerifiedLogins;
 use chatd_wire::ids::now_ms;
 
-mod until_log_port;
-
-pub use until_log_port::history_floor;
-
 /// Account records read per page while listing or indexing all accounts.
 const PAGE: usize = 4096;
 
@@ -247,6 +243,11 @@ impl Accounts {
             floor: Some(floor.to_string()),
             ..record
         }))
+    }
+
+    /// True while the clean-up after the removal of `user` is still pending.
+    pub fn purge_pending(&self, user: &str) -> Result<bool, AccountError> {
+        Ok(self.store.purge_pending(user)?)
     }
 
     /// Whether `user` has a live account, a tombstone, or nothing.

@@ -5,10 +5,10 @@
 
 pub mod accounts;
 pub mod config;
-pub mod keys;
 pub mod media_gate;
 pub mod messaging;
 pub mod outbox;
 pub mod ports;
 pub mod presence;
+pub mod records;
 pub mod verified;

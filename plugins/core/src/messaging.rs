@@ -2,36 +2,31 @@
 //! `chat/{me}/rpc`, the per-user queue the broker delivers from, history and conversations.
 //!
 //! Sends and receipts are checked on the caller's task, then stored by one committer thread
-//! in group commits (see `committer`); requests read the store directly.
-//!
-//! Receipt data layout: `s/{id}/{user}` = `{"status":"delivered"|"read","ts":ms}` is the
-//! status of message `id` for its recipient `user` (absent = `sent`); a status change queued
-//! for the author is `q/{author}/{qid}` whose value is the `user/{author}/receipt` payload
-//! (`{"id","by","status","ts"}`), while a queued message is `q/{user}/{id}` with an empty
-//! value. `x/last_id` holds the highest id or qid written.
+//! in group commits (see `committer`); requests read the message log directly. Everything is
+//! kept through the message-log port (`ports::log`): this module never sees how a store lays
+//! it out.
 
-mod acked;
+mod batch;
 mod committer;
 mod conversation_list;
 mod create_limit;
+mod direct_commit;
 mod fanout;
 mod fanout_commit;
 mod group_commit;
 mod group_ops;
 mod group_read;
-mod group_records;
 mod history;
 mod member_index;
 mod member_rooms;
 mod purge;
 mod purge_commit;
+mod receipt_commit;
 mod receipts;
-mod records;
 mod reply_budget;
 mod rpc;
 mod stats;
 mod validate;
-mod watermark;
 
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
@@ -49,13 +44,12 @@ use chatd_wire::request::{
 };
 use committer::{Committer, GroupJob, Job, ReceiptJob, SendJob};
 use stats::Counters;
-use watermark::Watermark;
 
 use crate::accounts::Accounts;
-use crate::keys;
 use crate::media_gate::MediaGate;
 use crate::outbox::{Channel, Deliver, Outgoing};
-use chatd_kv::{KvStore, Op, StoreError};
+use crate::ports::accounts::RecordError;
+use crate::ports::log::{MessageLog, QueueItemKind};
 use chatd_wire::ids::{valid_message_id, IdGen};
 
 /// Settings of the messaging service.
@@ -109,9 +103,9 @@ impl Default for ChatConfig {
 /// Why the messaging service could not start or a broker-side call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
-    /// The store failed.
+    /// The message log failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] RecordError),
     /// The configuration cannot work.
     #[error("invalid messaging configuration: {0}")]
     Config(String),
@@ -129,28 +123,28 @@ const QUEUE_BATCHES: usize = 64;
 
 /// The messaging service. Shared as `Arc<Chat>` between all sessions.
 pub struct Chat {
-    store: Arc<dyn KvStore>,
+    log: Arc<dyn MessageLog>,
+    /// Account states (a reclaimed id's history floor, pending clean-ups).
+    accounts: Accounts,
     cfg: ChatConfig,
     /// The committer's channel; `None` once closing has begun.
     tx: RwLock<Option<SyncSender<Job>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
-    watermark: Arc<Watermark>,
     counters: Arc<Counters>,
     /// Checks media references of sends; without one, media messages are refused.
     media: RwLock<Option<Arc<dyn MediaGate>>>,
     /// Recipients that pending group fan-outs still have to reach.
     fanout_backlog: Arc<fanout::Backlog>,
-    /// Acknowledged queue entries the committer has not deleted yet.
-    acked: Arc<acked::AckedKeys>,
     /// Group creations left per user.
     create_limit: create_limit::CreateLimit,
 }
 
 impl Chat {
-    /// Starts the service on `store`: finds the newest stored message (ids continue after
-    /// it and the watermark starts there) and starts the committer thread.
+    /// Starts the service on `log`: ids continue after the newest one the log holds, the
+    /// unfinished fan-outs are claimed, clean-ups a crash interrupted are finished, and the
+    /// committer thread starts.
     pub fn open(
-        store: Arc<dyn KvStore>,
+        log: Arc<dyn MessageLog>,
         accounts: Accounts,
         cfg: ChatConfig,
         deliver: Arc<dyn Deliver>,
@@ -176,34 +170,29 @@ impl Chat {
                 "max_groups_per_user must be at least 1".into(),
             ));
         }
-        member_index::build_if_missing(store.as_ref())?;
-        let newest = newest_id(store.as_ref())?;
         let mut ids = IdGen::new(cfg.node_id);
-        if let Some(id) = &newest {
-            ids.observe(id);
+        if let Some(id) = log.newest_id()? {
+            ids.observe(&id);
         }
-        let watermark = Arc::new(Watermark::new(newest.clone().unwrap_or_default()));
         let counters = Arc::new(Counters::default());
-        let fanouts = fanout::load(store.as_ref())?;
+        // Unique per process, so that claims of two processes on one store never mix.
+        let owner = format!("chatd-{}-{}", cfg.node_id, std::process::id());
+        let fanouts = fanout::claim(log.as_ref(), &owner)?;
         let fanout_backlog = Arc::new(fanout::Backlog::default());
-        let acked = Arc::new(acked::AckedKeys::default());
         let mut committer = Committer {
-            store: store.clone(),
-            accounts,
+            log: log.clone(),
+            accounts: accounts.clone(),
             deliver,
             ids,
-            watermark: watermark.clone(),
             counters: counters.clone(),
             max_batch: cfg.max_batch,
-            applied: newest.unwrap_or_default(),
             push_jobs: cfg.push_jobs,
             max_members: cfg.max_group_members,
             max_groups_per_user: cfg.max_groups_per_user,
-            groups: Default::default(),
+            owner,
             fanouts,
             fanout_slice: cfg.fanout_slice,
             fanout_backlog: fanout_backlog.clone(),
-            acked: acked.clone(),
             last_flush: std::time::Instant::now(),
         };
         committer.count_fanouts();
@@ -214,14 +203,13 @@ impl Chat {
             .spawn(move || committer.run(rx))
             .map_err(ChatError::Spawn)?;
         Ok(Arc::new(Chat {
-            store,
+            log,
+            accounts,
             tx: RwLock::new(Some(tx)),
             worker: Mutex::new(Some(worker)),
-            watermark,
             counters,
             media: RwLock::new(None),
             fanout_backlog,
-            acked,
             create_limit: create_limit::CreateLimit::new(cfg.groups_created_per_hour),
             cfg,
         }))
@@ -372,8 +360,8 @@ impl Chat {
         let Some(op) = group_ops::parse(&request.op, &request.obj, me, self.cfg.max_group_members)?
         else {
             return rpc::answer(
-                self.store.as_ref(),
-                &self.watermark.get(),
+                self.log.as_ref(),
+                &self.accounts,
                 me,
                 request,
                 self.cfg.max_reply_bytes,
@@ -414,7 +402,7 @@ impl Chat {
     /// The current members of `group`, or `None` when it does not exist or is closed (for
     /// group typing indicators).
     pub fn group_members(&self, group: &str) -> Result<Option<Vec<String>>, ChatError> {
-        Ok(group_read::members(self.store.as_ref(), group)?)
+        Ok(group_read::members(self.log.as_ref(), group)?)
     }
 
     /// Up to `limit` queued items of `user` with queue id > `after`, in queue id order, only
@@ -428,65 +416,26 @@ impl Chat {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Outgoing>, ChatError> {
-        let committed = self.watermark.get();
-        if committed.is_empty() || limit == 0 || chatd_auth::validate_user_id(user).is_err() {
+        if limit == 0 || chatd_auth::validate_user_id(user).is_err() {
             return Ok(Vec::new());
         }
-        let prefix = keys::queue_prefix(user);
-        let start = match after {
-            Some(after) => keys::successor(format!("{prefix}{after}").as_bytes()),
-            None => prefix.as_bytes().to_vec(),
-        };
-        let end = keys::successor(format!("{prefix}{committed}").as_bytes());
-        let mut rows = Vec::with_capacity(limit.min(1024));
-        let mut from = start;
-        // Entries acknowledged but not yet deleted are skipped; a page is short only when the
-        // queue has no more.
-        let acked = self.acked.hold();
-        while rows.len() < limit {
-            let page = self.store.scan(&from, &end, false, limit - rows.len())?;
-            let full = page.len() == limit - rows.len();
-            let Some((last, _)) = page.last() else { break };
-            from = keys::successor(last);
-            rows.extend(page.into_iter().filter(|(key, _)| !acked.contains(key)));
-            if !full {
-                break;
-            }
-        }
-        drop(acked);
-        let mut out = Vec::with_capacity(rows.len());
-        for (key, value) in rows {
-            let id = String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default());
-            let message = match value.split_first() {
-                None => Some(id.to_string()),
-                Some((&fanout::POINTER, target)) => {
-                    Some(String::from_utf8_lossy(target).into_owned())
+        let items = self.log.queue(user, after, limit)?;
+        Ok(items
+            .into_iter()
+            .map(|item| {
+                let (channel, payload) = match item.kind {
+                    QueueItemKind::Message(payload) => (Channel::Inbox, payload),
+                    QueueItemKind::Receipt(payload) => (Channel::Receipt, payload),
+                };
+                Outgoing {
+                    user: user.to_string(),
+                    channel,
+                    payload,
+                    queue_id: Some(item.qid),
+                    skip_client: None,
                 }
-                Some(_) => None,
-            };
-            let Some(message) = message else {
-                // A receipt event: the value is the payload itself.
-                out.push(Outgoing {
-                    user: user.to_string(),
-                    channel: Channel::Receipt,
-                    payload: Bytes::from(value),
-                    queue_id: Some(id.into_owned()),
-                    skip_client: None,
-                });
-                continue;
-            };
-            match self.store.get(&keys::message(&message))? {
-                Some(payload) => out.push(Outgoing {
-                    user: user.to_string(),
-                    channel: Channel::Inbox,
-                    payload: Bytes::from(payload),
-                    queue_id: Some(id.into_owned()),
-                    skip_client: None,
-                }),
-                None => tracing::warn!("queue of {user} points at missing message {message}"),
-            }
-        }
-        Ok(out)
+            })
+            .collect())
     }
 
     /// A device of `user` acknowledged queue item `id` (a message or a receipt event): it
@@ -497,24 +446,22 @@ impl Chat {
         if chatd_auth::validate_user_id(user).is_err() || !valid_message_id(id) {
             return Ok(());
         }
-        let key = format!("{}{id}", keys::queue_prefix(user)).into_bytes();
-        let first = self.acked.add(key.clone());
+        let wake = self.log.dequeue(user, id)?;
         let handed_over = {
             let guard = self.tx.read().unwrap_or_else(|p| p.into_inner());
             match guard.as_ref() {
-                // Full: the committer is busy and takes the deletes with its next batch;
-                // not first: it has been woken already.
-                Some(tx) if first => {
+                // Full: the committer is busy and takes the dequeue with its next batch.
+                Some(tx) if wake => {
                     !matches!(tx.try_send(Job::Wake), Err(TrySendError::Disconnected(_)))
                 }
+                // Not the first one waiting: the committer has been woken already.
                 Some(_) => true,
                 None => false,
             }
         };
         if !handed_over {
-            // Closing: no committer to hand it to.
-            self.store.apply(vec![Op::Delete(key.clone())])?;
-            self.acked.done(&[key]);
+            // Closing: no committer to hand it to; an empty batch carries it out.
+            self.log.commit(Default::default())?;
         }
         Ok(())
     }
@@ -533,7 +480,7 @@ impl Chat {
             if worker.join().is_err() {
                 tracing::error!("committer thread ended with a panic");
             }
-            if let Err(e) = self.store.flush() {
+            if let Err(e) = self.log.flush() {
                 tracing::error!("final flush failed: {e}");
             }
         }
@@ -565,20 +512,4 @@ impl Drop for Chat {
 
 fn shutting_down() -> Failure {
     Failure::internal("server is shutting down")
-}
-
-/// The highest id ever written: the newest stored message id or the highest receipt queue id
-/// (recorded under `x/last_id`), whichever is higher.
-fn newest_id(store: &dyn KvStore) -> Result<Option<String>, StoreError> {
-    let prefix = keys::MESSAGES_PREFIX;
-    let rows = store.scan(prefix.as_bytes(), &keys::prefix_end(prefix), true, 1)?;
-    let message = rows.into_iter().next().and_then(|(key, _)| {
-        let id = String::from_utf8(key.get(prefix.len()..)?.to_vec()).ok()?;
-        valid_message_id(&id).then_some(id)
-    });
-    let last = store
-        .get(keys::LAST_ID)?
-        .and_then(|v| String::from_utf8(v).ok())
-        .filter(|id| valid_message_id(id));
-    Ok(message.max(last))
 }

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use chatd_core::keys;
+use crate::keys;
 use chatd_core::ports::accounts::{AccountChange, AccountRecord, AccountStore, RecordError};
 use chatd_kv::{KvStore, Op, StoreError};
 

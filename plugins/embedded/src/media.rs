@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use chatd_core::keys;
+use crate::keys;
 use chatd_core::ports::accounts::RecordError;
 use chatd_core::ports::media::{ContentRecord, MediaChange, MediaRecord, MediaRecords};
 use chatd_kv::{KvStore, Op};

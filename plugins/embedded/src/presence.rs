@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chatd_core::keys;
+use crate::keys;
 use chatd_core::ports::accounts::RecordError;
 use chatd_core::ports::presence::LastSeenStore;
 use chatd_kv::{KvStore, Op};

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chatd_core::keys;
+use crate::keys;
 use chatd_core::ports::accounts::RecordError;
 use chatd_core::ports::push::{
     Claim, DeviceToken, JobGroup, MessageNotice, PushJobs, PushTokens, TokenChange, TokenRecord,

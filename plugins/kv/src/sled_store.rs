@@ -1,5 +1,5 @@
 //! The sled engine behind [`KvStore`]: one database, one (default) tree, key prefixes for the
-//! different kinds of records (the layout is `chatd_core::keys`).
+//! different kinds of records (the layout is `chatd_embedded::keys`).
 
 use std::io;
 use std::path::Path;

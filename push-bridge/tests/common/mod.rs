@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use chatd_core::keys;
+use chatd_embedded::keys;
 use chatd_embedded::push::EmbeddedPush;
 use chatd_kv::{Engine, EngineConfig, KvStore, Op};
 use chatd_push_bridge::apns::ApnsAdapter;

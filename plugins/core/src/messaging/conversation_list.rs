@@ -15,10 +15,10 @@ use serde_json::Value;
 
 use super::group_read;
 use super::history;
-use super::records::{Message, Summary};
 use super::reply_budget::{Room, Trimmable};
-use crate::keys;
-use chatd_kv::{KvStore, StoreError};
+use crate::ports::accounts::RecordError;
+use crate::ports::log::MessageLog;
+use crate::records::chat::{Message, Summary};
 use chatd_wire::ids::valid_message_id;
 use chatd_wire::json::{self, Object};
 use chatd_wire::reply::Failure;
@@ -101,13 +101,12 @@ pub fn parse(obj: &Object) -> Result<Query, Failure> {
 /// A page of `me`'s conversations whose JSON stays within `budget` bytes (a page always holds
 /// at least one conversation when there is one, shortened if it must be).
 pub fn page(
-    store: &dyn KvStore,
-    committed: &str,
+    log: &dyn MessageLog,
     me: &str,
     query: &Query,
     budget: usize,
-) -> Result<Conversations, StoreError> {
-    let mut keyed = sort_keys(store, committed, me)?;
+) -> Result<Conversations, RecordError> {
+    let mut keyed = sort_keys(log, me)?;
     if let Some(before) = &query.before {
         keyed.retain(|(key, _)| key < before);
     }
@@ -121,7 +120,7 @@ pub fn page(
             more = true;
             break;
         }
-        let Some(mut conversation) = entry(store, committed, me, summary)? else {
+        let Some(mut conversation) = entry(log, me, summary)? else {
             continue;
         };
         if !room.take(&mut conversation) {
@@ -140,29 +139,12 @@ pub fn page(
 
 /// Every conversation of `me` with its sort key (the newest message id `me` may see); groups
 /// without any such message are left out, as before paging.
-fn sort_keys(
-    store: &dyn KvStore,
-    committed: &str,
-    me: &str,
-) -> Result<Vec<(String, Summary)>, StoreError> {
-    let prefix = keys::summary_prefix(me);
-    let rows = store.scan(
-        prefix.as_bytes(),
-        &keys::prefix_end(&prefix),
-        false,
-        usize::MAX,
-    )?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (_, value) in rows {
-        let summary = match Summary::decode(&value) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("skipping a conversation summary of {me}: {e}");
-                continue;
-            }
-        };
+fn sort_keys(log: &dyn MessageLog, me: &str) -> Result<Vec<(String, Summary)>, RecordError> {
+    let summaries = log.summaries(me)?;
+    let mut out = Vec::with_capacity(summaries.len());
+    for (_, summary) in summaries {
         let key = if summary.group {
-            group_read::newest_visible(store, committed, me, &summary.peer)?
+            group_read::newest_visible(log, me, &summary.peer)?
         } else {
             Some(summary.last_id.clone()).filter(|id| !id.is_empty())
         };
@@ -175,14 +157,12 @@ fn sort_keys(
 
 /// The list entry of one conversation; `None` when its newest message cannot be read.
 fn entry(
-    store: &dyn KvStore,
-    committed: &str,
+    log: &dyn MessageLog,
     me: &str,
     summary: Summary,
-) -> Result<Option<Conversation>, StoreError> {
+) -> Result<Option<Conversation>, RecordError> {
     if summary.group {
-        let found =
-            group_read::conversation(store, committed, me, &summary.peer, &summary.read_upto)?;
+        let found = group_read::conversation(log, me, &summary.peer, &summary.read_upto)?;
         return Ok(found.map(|(last, unread, name)| Conversation {
             with: None,
             group: Some(summary.peer),
@@ -193,7 +173,7 @@ fn entry(
         }));
     }
     Ok(
-        history::load(store, &summary.last_id)?.map(|last| Conversation {
+        history::load(log, &summary.last_id)?.map(|last| Conversation {
             with: Some(summary.peer),
             group: None,
             name: None,

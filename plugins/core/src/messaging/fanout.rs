@@ -1,32 +1,35 @@
 //! Group fan-out in slices, so a big group never holds up anybody else's messages.
 //!
 //! Accepting a group message (or a membership event) stores it once and records who must get
-//! it under `n/{id}`; the committer then writes the members' queue entries a slice at a time,
+//! it (a fan-out record); the committer then writes the members' queue entries a slice at a time,
 //! at most `fanout_slice` recipients per batch, beside whatever else that batch carries. A 1:1
 //! message sent while a 1024-member group fans out therefore waits for one slice, not for the
 //! whole group. Online members come first in the list, so they get the message in the first
 //! slice.
 //!
-//! Every slice takes a fresh queue id from the message id generator, and its entries are
-//! `q/{user}/{qid}` = `@{message id}`: a recipient's queue and live deliveries stay in commit
+//! Every slice takes a fresh queue id from the message id generator, and its entries point at
+//! the message: a recipient's queue and live deliveries stay in commit
 //! order (what sessions rely on to skip what they already sent), while the message itself is
 //! stored once. Slices of one fan-out, and fan-outs among themselves, run in acceptance order,
-//! so each member gets one group's messages in order. The `n/{id}` record is rewritten with
-//! the progress by every slice and deleted by the last one, all in the slice's atomic batch:
-//! after a crash the committer picks up where the last durable slice ended. Batches that only
+//! so each member gets one group's messages in order. The record is rewritten with the progress
+//! by every slice and dropped by the last one, all in the slice's atomic batch: after a crash
+//! the committer picks up where the last durable slice ended. Unfinished fan-outs are claimed
+//! from the message log with a lease, so two processes sharing a store never both run one. Batches that only
 //! carry slices are not flushed each time (see `FANOUT_FLUSH_INTERVAL` in `committer.rs`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::time::Duration;
+
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
-use crate::keys;
-use chatd_kv::{KvStore, StoreError};
+use crate::ports::accounts::RecordError;
+use crate::ports::log::MessageLog;
+pub(crate) use crate::records::fanout::FanoutRecord;
 
-/// The queue-entry value that points at a stored message (`@{message id}`).
-pub(crate) const POINTER: u8 = b'@';
+/// How long a claim of the pending fan-outs lasts; every slice written renews it.
+pub(crate) const FANOUT_LEASE: Duration = Duration::from_secs(60);
 
 /// A message stored but not yet queued for all of its recipients.
 pub(crate) struct Fanout {
@@ -34,27 +37,10 @@ pub(crate) struct Fanout {
     pub id: String,
     /// The message as delivered.
     pub payload: Bytes,
-    /// What is stored under `n/{id}`.
+    /// Who gets it, and how many are queued.
     pub record: FanoutRecord,
     /// Whether the record is in the store yet (a fan-out finished by its first slice never is).
     pub stored: bool,
-}
-
-/// The durable part of a pending fan-out.
-#[derive(Serialize, Deserialize, Clone)]
-pub(crate) struct FanoutRecord {
-    /// The group conversation (push jobs and history name it).
-    pub conversation: String,
-    /// Media the message references: each recipient gets the right to download it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media: Option<String>,
-    /// Whether recipients with no device online get a push job (messages yes, events no).
-    #[serde(default)]
-    pub push: bool,
-    /// Everyone who gets the message, online members first.
-    pub recipients: Vec<String>,
-    /// How many of `recipients` are queued already.
-    pub done: usize,
 }
 
 /// How many recipients wait in pending fan-outs; shared with the service, which refuses new
@@ -83,34 +69,17 @@ pub(super) struct Progress {
     pub(super) done: usize,
 }
 
-/// Reads the fan-outs a previous run left unfinished, in acceptance order.
-pub(crate) fn load(store: &dyn KvStore) -> Result<VecDeque<Fanout>, StoreError> {
-    let prefix = keys::FANOUT_PREFIX;
-    let mut out = VecDeque::new();
-    for (key, value) in store.scan(
-        prefix.as_bytes(),
-        &keys::prefix_end(prefix),
-        false,
-        usize::MAX,
-    )? {
-        let id = String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default()).into_owned();
-        let record: FanoutRecord = match serde_json::from_slice(&value) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!("pending fan-out of {id} unreadable, dropped: {e}");
-                continue;
-            }
-        };
-        let Some(payload) = store.get(&keys::message(&id))? else {
-            tracing::error!("pending fan-out of {id} has no message, dropped");
-            continue;
-        };
-        out.push_back(Fanout {
-            id,
-            payload: Bytes::from(payload),
-            record,
+/// Claims, for `owner`, the fan-outs left unfinished (by a previous run, or by a process
+/// whose claim ran out), in acceptance order.
+pub(crate) fn claim(log: &dyn MessageLog, owner: &str) -> Result<VecDeque<Fanout>, RecordError> {
+    Ok(log
+        .claim_fanouts(owner, FANOUT_LEASE)?
+        .into_iter()
+        .map(|pending| Fanout {
+            id: pending.id,
+            payload: pending.payload,
+            record: pending.record,
             stored: true,
-        });
-    }
-    Ok(out)
+        })
+        .collect())
 }

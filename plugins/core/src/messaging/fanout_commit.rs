@@ -3,11 +3,11 @@
 
 use bytes::Bytes;
 
-use super::committer::{Batch, Committer};
-use super::fanout::{Fanout, FanoutRecord, Progress, POINTER};
-use crate::keys;
+use super::batch::{applied, Batch};
+use super::committer::Committer;
+use super::fanout::{Fanout, FanoutRecord, Progress};
 use crate::outbox::{Channel, Outgoing};
-use chatd_kv::Op;
+use crate::ports::log::{Intent, Queued, UnitOutcome};
 
 impl Committer {
     /// Starts fanning out message `id` to `recipients` (put online ones first here).
@@ -21,26 +21,37 @@ impl Committer {
         record
             .recipients
             .sort_by_key(|user| !self.deliver.is_online(user));
-        batch.new_fanouts.push(Fanout {
-            id: id.to_string(),
-            payload,
-            record,
-            stored: false,
-        });
+        let unit = batch.unit();
+        batch.new_fanouts.push((
+            unit,
+            Fanout {
+                id: id.to_string(),
+                payload,
+                record,
+                stored: false,
+            },
+        ));
     }
 
     /// Adds to the batch the next slice of the pending fan-outs, oldest first, at most
-    /// `fanout_slice` recipients in all.
+    /// `fanout_slice` recipients in all. Slices of pending fan-outs form a unit of their own;
+    /// the first slice of a fan-out this batch started goes into the unit of its message, so
+    /// that a message skipped as a duplicate queues nothing.
     pub(super) fn stage_fanouts(&mut self, batch: &mut Batch) {
         let mut budget = self.fanout_slice;
         let pending = self.fanouts.len();
+        // The unit that collects the slices of pending fan-outs.
+        let slices = batch.unit();
         for index in 0..pending + batch.new_fanouts.len() {
             if budget == 0 {
                 break;
             }
-            let fanout = match index.checked_sub(pending) {
-                None => &self.fanouts[index],
-                Some(i) => &batch.new_fanouts[i],
+            let (unit, fanout) = match index.checked_sub(pending) {
+                None => (slices, &self.fanouts[index]),
+                Some(i) => {
+                    let (unit, fanout) = &batch.new_fanouts[i];
+                    (*unit, fanout)
+                }
             };
             let record = &fanout.record;
             let start = record.done;
@@ -52,27 +63,32 @@ impl Committer {
                 continue;
             }
             let (qid, _) = self.ids.next();
-            let pointer = [&[POINTER], fanout.id.as_bytes()].concat();
+            let mut intents = Vec::new();
+            let mut items = Vec::new();
             for user in &record.recipients[start..end] {
-                batch.ops.push(Op::Put(
-                    format!("{}{qid}", keys::queue_prefix(user)).into_bytes(),
-                    pointer.clone(),
-                ));
+                intents.push(Intent::Enqueue {
+                    user: user.clone(),
+                    qid: qid.clone(),
+                    entry: Queued::Pointer(fanout.id.clone()),
+                });
                 if let Some(media) = &record.media {
-                    batch
-                        .ops
-                        .push(Op::Put(keys::media_access(media, user), Vec::new()));
+                    intents.push(Intent::MediaRight {
+                        media: media.clone(),
+                        user: user.clone(),
+                    });
                 }
                 if record.push && self.push_jobs && !self.deliver.is_online(user) {
                     // The job names where the message waits in the queue (a slice's queue id,
                     // not the message id), so the push bridge can tell whether it was
                     // delivered meanwhile.
-                    batch.ops.push(Op::Put(
-                        keys::push_job(user, &record.conversation, &fanout.id),
-                        qid.clone().into_bytes(),
-                    ));
+                    intents.push(Intent::PushJob {
+                        user: user.clone(),
+                        conversation: record.conversation.clone(),
+                        id: fanout.id.clone(),
+                        queued: Some(qid.clone()),
+                    });
                 }
-                batch.fresh.push(Outgoing {
+                items.push(Outgoing {
                     user: user.clone(),
                     channel: Channel::Inbox,
                     payload: fanout.payload.clone(),
@@ -80,36 +96,59 @@ impl Committer {
                     skip_client: None,
                 });
             }
-            let key = keys::fanout(&fanout.id);
             if end == record.recipients.len() {
                 if fanout.stored {
-                    batch.ops.push(Op::Delete(key));
+                    intents.push(Intent::Fanout {
+                        id: fanout.id.clone(),
+                        record: None,
+                    });
                 }
             } else {
                 let mut next = record.clone();
                 next.done = end;
-                match serde_json::to_vec(&next) {
-                    Ok(value) => batch.ops.push(Op::Put(key, value)),
-                    Err(e) => tracing::error!("fan-out record not encoded: {e}"),
-                }
+                intents.push(Intent::Fanout {
+                    id: fanout.id.clone(),
+                    record: Some(next),
+                });
+            }
+            for intent in intents {
+                batch.push_to(unit, intent);
+            }
+            for item in items {
+                batch.deliver_for(unit, item);
             }
             batch.progress.push(Progress { index, done: end });
         }
         // New fan-outs this batch did not reach must be durable with the message itself.
         let reached = batch.progress.iter().filter(|p| p.index >= pending).count();
-        for fanout in batch.new_fanouts.iter().skip(reached) {
-            match serde_json::to_vec(&fanout.record) {
-                Ok(value) => batch.ops.push(Op::Put(keys::fanout(&fanout.id), value)),
-                Err(e) => tracing::error!("fan-out record not encoded: {e}"),
-            }
+        let unreached: Vec<(usize, Intent)> = batch
+            .new_fanouts
+            .iter()
+            .skip(reached)
+            .map(|(unit, fanout)| {
+                let record = Intent::Fanout {
+                    id: fanout.id.clone(),
+                    record: Some(fanout.record.clone()),
+                };
+                (*unit, record)
+            })
+            .collect();
+        for (unit, intent) in unreached {
+            batch.push_to(unit, intent);
         }
     }
 
     /// After the batch is durable: records the slices' progress, takes on the batch's new
-    /// fan-outs and forgets finished ones.
-    pub(super) fn fanouts_written(&mut self, batch: &mut Batch) {
-        self.fanouts.extend(batch.new_fanouts.drain(..));
-        for p in batch.progress.drain(..) {
+    /// fan-outs (but not those of a message skipped as a duplicate) and forgets finished ones.
+    pub(super) fn fanouts_written(&mut self, batch: &mut Batch, outcomes: &[UnitOutcome]) {
+        let pending = self.fanouts.len();
+        let mut progress = std::mem::take(&mut batch.progress);
+        let mut kept = vec![true; batch.new_fanouts.len()];
+        for (i, (unit, fanout)) in batch.new_fanouts.drain(..).enumerate() {
+            kept[i] = applied(outcomes, unit);
+            self.fanouts.push_back(fanout);
+        }
+        for p in progress.drain(..) {
             if let Some(fanout) = self.fanouts.get_mut(p.index) {
                 fanout.record.done = p.done;
             }
@@ -118,6 +157,12 @@ impl Committer {
         for fanout in self.fanouts.iter_mut() {
             fanout.stored = true;
         }
+        let mut index = 0;
+        self.fanouts.retain(|_| {
+            let keep = index < pending || kept[index - pending];
+            index += 1;
+            keep
+        });
         while self
             .fanouts
             .front()
@@ -135,7 +180,7 @@ impl Committer {
             && batch.progress.iter().all(|p| {
                 let fanout = match p.index.checked_sub(self.fanouts.len()) {
                     None => &self.fanouts[p.index],
-                    Some(i) => &batch.new_fanouts[i],
+                    Some(i) => &batch.new_fanouts[i].1,
                 };
                 p.done >= fanout.record.recipients.len()
             })

@@ -2,68 +2,44 @@
 //!
 //! Both run on the committer thread, so a send and a removal are totally ordered: a message
 //! accepted before the removal reaches the removed member, one accepted after does not. A
-//! group message is stored once (`m/{id}` and the group's history index) and then only a
-//! queue key per recipient is written — no per-member copy and no per-member summary — which
-//! keeps a 1024-member fan-out to about one small write per member. Those queue keys are
+//! group message is stored once (the message and its history entry) and then only a queue
+//! entry per recipient is written — no per-member copy and no per-member summary — which
+//! keeps a 1024-member fan-out to about one small write per member. Those queue entries are
 //! written in slices by later batches too (see `fanout.rs`), so other traffic never waits for
 //! a whole group.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::committer::{store_failure, Batch, Committer, Staged};
-use super::fanout::FanoutRecord;
+use super::batch::Batch;
+use super::committer::{store_failure, Committer};
 use super::group_ops::{too_many, too_many_named, GroupOp};
-use super::group_records::{self, Group, GroupIndex, GroupRecord, MemberRecord, Role};
-use super::member_index;
-use super::records::Message;
 use super::validate::Draft;
-use crate::keys;
 use crate::outbox::{Channel, Outgoing};
-use chatd_kv::Op;
+use crate::ports::log::{Intent, SummaryChange};
+use crate::records::chat::{group_conversation, Message};
+use crate::records::fanout::FanoutRecord;
+use crate::records::group::{Group, GroupIndex, GroupRecord, MemberRecord, Role};
 use chatd_wire::reply::{self, ErrorCode, Failure};
 
-/// Groups kept in the committer's cache before it is emptied and refilled on demand.
-const MAX_CACHED_GROUPS: usize = 4096;
-
 impl Committer {
-    /// Takes a group out of the cache (loading it from the store if needed); hand it back
-    /// with [`Committer::put_group`]. Closed and unknown groups are `not_found`.
-    fn take_group(&mut self, id: &str) -> Result<Group, Failure> {
-        let group = match self.groups.remove(id) {
-            Some(g) => g,
-            None => group_records::load(self.store.as_ref(), id)
+    /// The group as this batch leaves it (read from the log the first time). Closed and
+    /// unknown groups are `not_found`.
+    fn group(&self, batch: &Batch, id: &str) -> Result<Arc<Group>, Failure> {
+        let group = match batch.groups.get(id) {
+            Some(g) => g.clone(),
+            None => self
+                .log
+                .group(id)
                 .map_err(store_failure)?
                 .ok_or_else(|| no_such_group(id))?,
         };
         if group.record.closed {
-            let id = group.id.clone();
-            self.put_group(group);
-            return Err(no_such_group(&id));
+            return Err(no_such_group(id));
         }
         Ok(group)
-    }
-
-    fn put_group(&mut self, group: Group) {
-        if self.groups.len() >= MAX_CACHED_GROUPS {
-            self.groups.clear();
-        }
-        self.groups.insert(group.id.clone(), group);
-    }
-
-    /// Whether `user` was a member of `group` when message `id` was accepted.
-    pub(super) fn member_saw(
-        &mut self,
-        group: &str,
-        user: &str,
-        id: &str,
-    ) -> Result<bool, Failure> {
-        if let Some(g) = self.groups.get(group) {
-            return Ok(g.members.get(user).is_some_and(|m| m.saw(id)));
-        }
-        let record =
-            group_records::membership(self.store.as_ref(), group, user).map_err(store_failure)?;
-        Ok(record.is_some_and(|m| m.saw(id)))
     }
 
     /// A group message: refused unless `from` is a member now; else stored once, queued for
@@ -75,11 +51,9 @@ impl Committer {
         device: Option<&str>,
         group_id: &str,
         draft: &Draft,
-        cid_key: Vec<u8>,
-    ) -> Result<Staged, Failure> {
-        let group = self.take_group(group_id)?;
+    ) -> Result<Bytes, Failure> {
+        let group = self.group(batch, group_id)?;
         if group.role_of(from).is_none() {
-            self.put_group(group);
             return Err(Failure::new(
                 ErrorCode::Forbidden,
                 format!("you are not a member of group `{group_id}`"),
@@ -102,27 +76,29 @@ impl Committer {
                 .map_err(|e| Failure::internal(format!("message not encoded: {e}")))?,
         );
         let ack = reply::ack_ok(&draft.cid, &id, ts);
-        let conversation = keys::group_conversation(group_id);
+        let conversation = group_conversation(group_id);
         let index = GroupIndex {
             from: from.to_string(),
             recipients: recipients.len() as u32,
         };
 
-        batch
-            .ops
-            .push(Op::Put(keys::message(&id), payload.to_vec()));
-        batch.ops.push(Op::Put(
-            format!("{}{id}", keys::history_prefix(&conversation)).into_bytes(),
-            serde_json::to_vec(&index).unwrap_or_default(),
-        ));
-        batch.ops.push(Op::Put(cid_key.clone(), ack.to_vec()));
+        batch.push(Intent::Message {
+            id: id.clone(),
+            payload: payload.clone(),
+        });
+        batch.push(Intent::History {
+            conversation: conversation.clone(),
+            id: id.clone(),
+            index: Some(index),
+        });
         if let Some(media) = &draft.media {
-            batch
-                .ops
-                .push(Op::Put(keys::media_access(media, from), Vec::new()));
+            batch.push(Intent::MediaRight {
+                media: media.clone(),
+                user: from.to_string(),
+            });
         }
         // The sender's other devices see what this one sent; not queued (history has it).
-        batch.fresh.push(Outgoing {
+        batch.deliver(Outgoing {
             user: from.to_string(),
             channel: Channel::Inbox,
             payload: payload.clone(),
@@ -138,10 +114,8 @@ impl Committer {
             done: 0,
         };
         self.start_fanout(batch, &id, payload, record);
-        batch.acks.insert(cid_key, ack.clone());
         batch.messages += 1;
-        self.put_group(group);
-        Ok(Staged::New(ack))
+        Ok(ack)
     }
 
     /// Applies one group change and returns the request's result.
@@ -163,10 +137,10 @@ impl Committer {
             | GroupOp::Rename { group, .. } => group.clone(),
             GroupOp::Create { .. } => return Err(Failure::internal("unreachable")),
         };
-        let mut group = self.take_group(&group_id)?;
-        let result = self.change_group(batch, by, &mut group, op);
-        self.put_group(group);
-        result.map(|()| json!({}))
+        let mut group = self.group(batch, &group_id)?;
+        self.change_group(batch, by, Arc::make_mut(&mut group), op)?;
+        batch.groups.insert(group_id, group);
+        Ok(json!({}))
     }
 
     fn create_group(
@@ -201,14 +175,14 @@ impl Committer {
         }
         Committer::staged_joins(batch, &everyone);
         self.write_group(batch, &group, &everyone, true);
-        self.join_summaries(batch, &group_id, &everyone, &eid)?;
+        self.join_summaries(batch, &group_id, &everyone, &eid);
         let mut event = Message::new(eid.clone(), "event", ts);
         event.event = Some("member_added".into());
         event.by = Some(by.to_string());
         event.users = Some(members);
         event.name = Some(name);
         self.emit(batch, &group, event, &[]);
-        self.put_group(group);
+        batch.groups.insert(group_id.clone(), Arc::new(group));
         Ok(json!({ "group": group_id }))
     }
 
@@ -260,7 +234,7 @@ impl Committer {
                 }
                 Committer::staged_joins(batch, &new);
                 self.write_group(batch, group, &new, false);
-                self.join_summaries(batch, &group.id, &new, &eid)?;
+                self.join_summaries(batch, &group.id, &new, &eid);
                 self.emit_event(batch, group, (eid, ts), "member_added", by, new, &[]);
                 Ok(())
             }
@@ -386,27 +360,21 @@ impl Committer {
         }
     }
 
-    /// Writes the group record (when `record`) and the membership records of `users`, each with
-    /// its entry in the per-user index.
+    /// Writes the group record (when `record`) and the membership records of `users`.
     fn write_group(&self, batch: &mut Batch, group: &Group, users: &[String], record: bool) {
         if record {
-            match serde_json::to_vec(&group.record) {
-                Ok(v) => batch.ops.push(Op::Put(keys::group(&group.id), v)),
-                Err(e) => tracing::error!("group record not encoded: {e}"),
-            }
+            batch.push(Intent::Group {
+                group: group.id.clone(),
+                record: group.record.clone(),
+            });
         }
         for user in users {
-            let Some(member) = group.members.get(user) else {
-                continue;
-            };
-            match serde_json::to_vec(member) {
-                Ok(v) => {
-                    batch.ops.push(Op::Put(keys::member(&group.id, user), v));
-                    batch
-                        .ops
-                        .push(member_index::index_op(&group.id, user, member));
-                }
-                Err(e) => tracing::error!("membership record not encoded: {e}"),
+            if let Some(member) = group.members.get(user) {
+                batch.push(Intent::Member {
+                    group: group.id.clone(),
+                    user: user.clone(),
+                    record: member.clone(),
+                });
             }
         }
     }
@@ -414,24 +382,16 @@ impl Committer {
     /// Gives new members their summary of the group (everything before joining counts as
     /// read). Someone added back keeps the summary of their earlier membership: what they
     /// received then and never marked read stays unread.
-    fn join_summaries(
-        &self,
-        batch: &mut Batch,
-        group: &str,
-        users: &[String],
-        joined: &str,
-    ) -> Result<(), Failure> {
-        let conversation = keys::group_conversation(group);
+    fn join_summaries(&self, batch: &mut Batch, group: &str, users: &[String], joined: &str) {
         for user in users {
-            let key = keys::summary(user, &conversation);
-            let mut summary = self.summary(batch, &key, group)?;
-            summary.group = true;
-            if summary.read_upto.is_empty() {
-                summary.read_upto = joined.to_string();
-            }
-            batch.summaries.insert(key, summary);
+            batch.push(Intent::Summary {
+                user: user.clone(),
+                conversation: group_conversation(group),
+                peer: group.to_string(),
+                group: true,
+                change: SummaryChange::Joined(joined.to_string()),
+            });
         }
-        Ok(())
     }
 
     /// A membership event about `users` with id `eid`, to every member and to `also`.
@@ -456,7 +416,8 @@ impl Committer {
     /// Stores a group event like a message (history and queues) and hands it out.
     fn emit(&mut self, batch: &mut Batch, group: &Group, mut event: Message, also: &[String]) {
         event.group = Some(group.id.clone());
-        let id = event.id.clone();
+        let event_id = event.id.clone();
+        let id = event_id.clone();
         let payload = match serde_json::to_vec(&event) {
             Ok(v) => Bytes::from(v),
             Err(e) => {
@@ -464,14 +425,16 @@ impl Committer {
                 return;
             }
         };
-        let conversation = keys::group_conversation(&group.id);
-        batch
-            .ops
-            .push(Op::Put(keys::message(&id), payload.to_vec()));
-        batch.ops.push(Op::Put(
-            format!("{}{id}", keys::history_prefix(&conversation)).into_bytes(),
-            serde_json::to_vec(&GroupIndex::default()).unwrap_or_default(),
-        ));
+        let conversation = group_conversation(&group.id);
+        batch.push(Intent::Message {
+            id: id.clone(),
+            payload: payload.clone(),
+        });
+        batch.push(Intent::History {
+            conversation: conversation.clone(),
+            id,
+            index: Some(GroupIndex::default()),
+        });
         let mut recipients: Vec<String> = group.active().map(|(u, _)| u.clone()).collect();
         recipients.extend(also.iter().filter(|u| group.role_of(u).is_none()).cloned());
         let record = FanoutRecord {
@@ -481,7 +444,7 @@ impl Committer {
             recipients,
             done: 0,
         };
-        self.start_fanout(batch, &id, payload, record);
+        self.start_fanout(batch, &event_id, payload, record);
         batch.messages += 1;
     }
 }

@@ -4,16 +4,18 @@
 
 use serde::Serialize;
 
-use super::group_records::{self, GroupIndex, MemberRecord};
+use std::ops::Bound;
+
 use super::history::{self, Page, Window};
-use super::records::{GroupReceipts, Message, Status, StatusRecord};
 use super::reply_budget::{encoded_len, Room, ENVELOPE_BYTES};
 use super::rpc::read_failure;
-use crate::keys;
-use chatd_kv::{KvStore, StoreError};
+use crate::ports::accounts::RecordError;
+use crate::ports::log::{HistoryEntry, MessageLog};
+use crate::records::chat::{group_conversation, GroupReceipts, Message, Status};
+use crate::records::group::{GroupIndex, MemberRecord};
 use chatd_wire::reply::{ErrorCode, Failure};
 
-/// Rows read per store scan while skipping messages outside the caller's windows.
+/// History entries read per log read while skipping messages outside the caller's windows.
 const SCAN_CHUNK: usize = 256;
 
 /// Most messages counted for an unread count; more shows as this number.
@@ -66,16 +68,12 @@ pub struct MemberInfo {
 
 /// The caller's membership record, or the refusal: `not_found` for no such group,
 /// `forbidden` for a group the caller never belonged to.
-fn caller_membership(store: &dyn KvStore, group: &str, me: &str) -> Result<MemberRecord, Failure> {
-    let membership = group_records::membership(store, group, me).map_err(read_failure)?;
+fn caller_membership(log: &dyn MessageLog, group: &str, me: &str) -> Result<MemberRecord, Failure> {
+    let membership = log.membership(group, me).map_err(read_failure)?;
     if let Some(m) = membership {
         return Ok(m);
     }
-    if store
-        .get(&keys::group(group))
-        .map_err(read_failure)?
-        .is_none()
-    {
+    if log.group(group).map_err(read_failure)?.is_none() {
         return Err(Failure::new(
             ErrorCode::NotFound,
             format!("no such group `{group}`"),
@@ -93,16 +91,15 @@ fn caller_membership(store: &dyn KvStore, group: &str, me: &str) -> Result<Membe
 /// the member list is cut (`more`, `next`). At the defaults (1024 members, a 512 KiB budget)
 /// neither happens.
 pub fn info(
-    store: &dyn KvStore,
-    committed: &str,
+    log: &dyn MessageLog,
     me: &str,
     group: &str,
     message: Option<&str>,
     after: Option<&str>,
     budget: usize,
 ) -> Result<Info, Failure> {
-    let mine = caller_membership(store, group, me)?;
-    let loaded = group_records::load(store, group).map_err(read_failure)?;
+    let mine = caller_membership(log, group, me)?;
+    let loaded = log.group(group).map_err(read_failure)?;
     let Some(g) = loaded.filter(|g| !g.record.closed) else {
         return Err(Failure::new(
             ErrorCode::NotFound,
@@ -126,7 +123,7 @@ pub fn info(
         .collect();
     let receipts = match message {
         None => None,
-        Some(id) => Some(message_receipts(store, committed, group, &mine, id)?),
+        Some(id) => Some(message_receipts(log, group, &mine, id)?),
     };
     let mut info = Info {
         group: g.id.clone(),
@@ -173,8 +170,7 @@ fn fit_members(info: &mut Info, members: Vec<MemberInfo>, budget: usize) {
 }
 
 fn message_receipts(
-    store: &dyn KvStore,
-    committed: &str,
+    log: &dyn MessageLog,
     group: &str,
     mine: &MemberRecord,
     id: &str,
@@ -185,47 +181,34 @@ fn message_receipts(
             format!("no message `{id}` in this group"),
         )
     };
-    if id > committed || !mine.saw(id) {
+    if !mine.saw(id) {
         return Err(not_found());
     }
-    let key = format!(
-        "{}{id}",
-        keys::history_prefix(&keys::group_conversation(group))
-    );
-    let index = store
-        .get(key.as_bytes())
+    let entry = log
+        .history_entry(&group_conversation(group), id)
         .map_err(read_failure)?
         .ok_or_else(not_found)?;
-    let index = GroupIndex::decode(&index);
-    if index.from.is_empty() {
+    if entry.index.from.is_empty() {
         return Err(Failure::bad("group events have no receipts"));
     }
-    receipts(store, id, index.recipients).map_err(read_failure)
+    receipts(log, id, entry.index.recipients).map_err(read_failure)
 }
 
 /// The per-member receipt state of group message `id` sent to `members` members.
-pub fn receipts(store: &dyn KvStore, id: &str, members: u32) -> Result<GroupReceipts, StoreError> {
-    let prefix = format!("s/{id}/");
-    let rows = store.scan(
-        prefix.as_bytes(),
-        &keys::prefix_end(&prefix),
-        false,
-        usize::MAX,
-    )?;
+pub fn receipts(
+    log: &dyn MessageLog,
+    id: &str,
+    members: u32,
+) -> Result<GroupReceipts, RecordError> {
     let mut out = GroupReceipts {
         members,
         ..GroupReceipts::default()
     };
-    for (key, value) in rows {
-        let user =
-            String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default()).into_owned();
-        let Ok(record) = StatusRecord::decode(&value) else {
-            continue;
-        };
-        if record.status >= Status::Delivered {
+    for (user, status) in log.statuses(id)? {
+        if status >= Status::Delivered {
             out.delivered_by.push(user.clone());
         }
-        if record.status == Status::Read {
+        if status == Status::Read {
             out.read_by.push(user);
         }
     }
@@ -250,25 +233,94 @@ fn overall(r: &GroupReceipts) -> Status {
 /// windows (a late joiner sees nothing from before, a removed member nothing after); its JSON
 /// stays within `budget` bytes (see [`history::take_within`]).
 pub fn page(
-    store: &dyn KvStore,
-    committed: &str,
+    log: &dyn MessageLog,
     me: &str,
     group: &str,
     window: &Window,
     budget: usize,
 ) -> Result<Page, Failure> {
-    let mine = caller_membership(store, group, me)?;
-    page_for(store, committed, group, &mine, window, budget).map_err(read_failure)
+    let mine = caller_membership(log, group, me)?;
+    page_for(log, group, &mine, window, budget).map_err(read_failure)
+}
+
+/// The larger of two lower bounds on ids.
+fn max_low<'a>(a: Bound<&'a str>, b: Bound<&'a str>) -> Bound<&'a str> {
+    match (a, b) {
+        (Bound::Unbounded, x) | (x, Bound::Unbounded) => x,
+        (Bound::Included(x), Bound::Included(y)) => Bound::Included(x.max(y)),
+        (Bound::Excluded(x), Bound::Excluded(y)) => Bound::Excluded(x.max(y)),
+        (Bound::Included(i), Bound::Excluded(e)) | (Bound::Excluded(e), Bound::Included(i)) => {
+            if i > e {
+                Bound::Included(i)
+            } else {
+                Bound::Excluded(e)
+            }
+        }
+    }
+}
+
+/// The smaller of two upper bounds on ids.
+fn min_high<'a>(a: Bound<&'a str>, b: Bound<&'a str>) -> Bound<&'a str> {
+    match (a, b) {
+        (Bound::Unbounded, x) | (x, Bound::Unbounded) => x,
+        (Bound::Included(x), Bound::Included(y)) => Bound::Included(x.min(y)),
+        (Bound::Excluded(x), Bound::Excluded(y)) => Bound::Excluded(x.min(y)),
+        (Bound::Included(i), Bound::Excluded(e)) | (Bound::Excluded(e), Bound::Included(i)) => {
+            if i < e {
+                Bound::Included(i)
+            } else {
+                Bound::Excluded(e)
+            }
+        }
+    }
+}
+
+/// The history entries of `group` between `low` and `high` that `mine` saw, in paging order,
+/// reading on in chunks until `want` are found or the range is exhausted.
+fn visible(
+    log: &dyn MessageLog,
+    group: &str,
+    mine: &MemberRecord,
+    (low, high): (Bound<&str>, Bound<&str>),
+    newest_first: bool,
+    want: usize,
+) -> Result<Vec<HistoryEntry>, RecordError> {
+    let conversation = group_conversation(group);
+    let mut rows = Vec::new();
+    // Where the next chunk starts: past the previous chunk's last entry.
+    let mut edge: Option<String> = None;
+    loop {
+        let (low, high) = match (&edge, newest_first) {
+            (None, _) => (low, high),
+            (Some(edge), true) => (low, Bound::Excluded(edge.as_str())),
+            (Some(edge), false) => (Bound::Excluded(edge.as_str()), high),
+        };
+        let chunk = log.history(&conversation, low, high, newest_first, SCAN_CHUNK)?;
+        let n = chunk.len();
+        let next = chunk.last().map(|entry| entry.id.clone());
+        for entry in chunk {
+            if mine.saw(&entry.id) {
+                rows.push(entry);
+                if rows.len() >= want {
+                    return Ok(rows);
+                }
+            }
+        }
+        if n < SCAN_CHUNK || next.is_none() {
+            break;
+        }
+        edge = next;
+    }
+    Ok(rows)
 }
 
 fn page_for(
-    store: &dyn KvStore,
-    committed: &str,
+    log: &dyn MessageLog,
     group: &str,
     mine: &MemberRecord,
     window: &Window,
     budget: usize,
-) -> Result<Page, StoreError> {
+) -> Result<Page, RecordError> {
     let empty = Page {
         messages: Vec::new(),
         more: false,
@@ -276,63 +328,55 @@ fn page_for(
     let Some((first, last)) = mine.bounds() else {
         return Ok(empty);
     };
-    if committed.is_empty() || window.limit == 0 {
+    if window.limit == 0 {
         return Ok(empty);
     }
-    let prefix = keys::history_prefix(&keys::group_conversation(group));
-    let at = |id: &str| format!("{prefix}{id}").into_bytes();
-    let top = last.map_or(committed, |last| last.min(committed));
-    let mut low = at(first);
-    if let Some(after) = &window.after {
-        low = low.max(keys::successor(&at(after)));
-    }
-    let mut high = keys::successor(&at(top));
-    if let Some(before) = &window.before {
-        high = high.min(at(before));
-    }
+    let low = max_low(
+        Bound::Included(first),
+        window
+            .after
+            .as_deref()
+            .map_or(Bound::Unbounded, Bound::Excluded),
+    );
+    let high = min_high(
+        last.map_or(Bound::Unbounded, Bound::Included),
+        window
+            .before
+            .as_deref()
+            .map_or(Bound::Unbounded, Bound::Excluded),
+    );
     let newest_first = window.after.is_none();
-    let mut rows = Vec::new();
-    while rows.len() <= window.limit && low < high {
-        let chunk = store.scan(&low, &high, newest_first, SCAN_CHUNK)?;
-        let n = chunk.len();
-        for (key, value) in chunk {
-            if newest_first {
-                high = key.clone();
-            } else {
-                low = keys::successor(&key);
-            }
-            let id =
-                String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default()).into_owned();
-            if mine.saw(&id) {
-                rows.push((id, GroupIndex::decode(&value)));
-                if rows.len() > window.limit {
-                    break;
-                }
-            }
-        }
-        if n < SCAN_CHUNK {
-            break;
-        }
-    }
+    let mut rows = visible(
+        log,
+        group,
+        mine,
+        (low, high),
+        newest_first,
+        window.limit + 1,
+    )?;
     let more = rows.len() > window.limit;
     rows.truncate(window.limit);
     // Loaded (receipts included) only as far as the budget goes.
     let loaded = rows
         .into_iter()
-        .filter_map(|(id, index)| load(store, &id, &index).transpose());
+        .filter_map(|entry| load(log, &entry.id, &entry.index).transpose());
     history::take_within(loaded, more, newest_first, budget)
 }
 
 /// Group message `id` with its overall status and receipts; `None` when the index points at a
 /// missing message.
-fn load(store: &dyn KvStore, id: &str, index: &GroupIndex) -> Result<Option<Message>, StoreError> {
-    let Some(bytes) = store.get(&keys::message(id))? else {
+fn load(
+    log: &dyn MessageLog,
+    id: &str,
+    index: &GroupIndex,
+) -> Result<Option<Message>, RecordError> {
+    let Some(bytes) = log.message(id)? else {
         tracing::warn!("group index points at missing message {id}");
         return Ok(None);
     };
     let mut message = Message::decode(&bytes)?;
     if !index.from.is_empty() {
-        let r = receipts(store, id, index.recipients)?;
+        let r = receipts(log, id, index.recipients)?;
         message.status = Some(overall(&r).as_str().to_string());
         message.receipts = Some(r);
     }
@@ -342,13 +386,12 @@ fn load(store: &dyn KvStore, id: &str, index: &GroupIndex) -> Result<Option<Mess
 /// A group's entry in `me`'s conversation list: its newest message `me` may see and how many
 /// messages from others came after what `me` has read.
 pub fn conversation(
-    store: &dyn KvStore,
-    committed: &str,
+    log: &dyn MessageLog,
     me: &str,
     group: &str,
     read_upto: &str,
-) -> Result<Option<(Message, u64, String)>, StoreError> {
-    let Some(mine) = group_records::membership(store, group, me)? else {
+) -> Result<Option<(Message, u64, String)>, RecordError> {
+    let Some(mine) = log.membership(group, me)? else {
         return Ok(None);
     };
     let newest = Window {
@@ -357,38 +400,38 @@ pub fn conversation(
         limit: 1,
     };
     // Unbudgeted: the conversation list measures (and shortens) the entry itself.
-    let Some(last) = page_for(store, committed, group, &mine, &newest, usize::MAX)?
+    let Some(last) = page_for(log, group, &mine, &newest, usize::MAX)?
         .messages
         .pop()
     else {
         return Ok(None);
     };
-    let name = store
-        .get(&keys::group(group))?
-        .and_then(|b| serde_json::from_slice::<group_records::GroupRecord>(&b).ok())
-        .map(|r| r.name)
+    let name = log
+        .group(group)?
+        .map(|g| g.record.name.clone())
         .unwrap_or_default();
-    let prefix = keys::history_prefix(&keys::group_conversation(group));
-    let at = |id: &str| format!("{prefix}{id}").into_bytes();
-    let read = keys::successor(&at(read_upto));
+    let conversation = group_conversation(group);
     let mut unread = 0u64;
     let mut budget = MAX_UNREAD_COUNTED * 2;
-    // Window by window, so the rows of a gap between memberships (someone removed and added
-    // back, whose earlier unread messages still count) use up none of the scan budget.
+    // Window by window, so the entries of a gap between memberships (someone removed and
+    // added back, whose earlier unread messages still count) use up none of the read budget.
     for (from, to) in &mine.windows {
-        let start = read.clone().max(at(from));
         let top = to
             .as_deref()
             .map_or(last.id.as_str(), |to| to.min(&last.id));
-        let end = keys::successor(&at(top));
-        if start >= end {
+        let low = max_low(Bound::Excluded(read_upto), Bound::Included(from));
+        let below_top = match low {
+            Bound::Included(l) => l <= top,
+            Bound::Excluded(l) => l < top,
+            Bound::Unbounded => true,
+        };
+        if !below_top {
             continue;
         }
-        let rows = store.scan(&start, &end, false, budget)?;
+        let rows = log.history(&conversation, low, Bound::Included(top), false, budget)?;
         budget -= rows.len();
-        for (_, value) in rows {
-            let index = GroupIndex::decode(&value);
-            if !index.from.is_empty() && index.from != me {
+        for entry in rows {
+            if !entry.index.from.is_empty() && entry.index.from != me {
                 unread += 1;
             }
         }
@@ -403,46 +446,26 @@ pub fn conversation(
 /// The id of the newest message of `group` that `me` may see (the sort key of the group in
 /// `me`'s conversation list), without loading it; `None` when there is none.
 pub fn newest_visible(
-    store: &dyn KvStore,
-    committed: &str,
+    log: &dyn MessageLog,
     me: &str,
     group: &str,
-) -> Result<Option<String>, StoreError> {
-    let Some(mine) = group_records::membership(store, group, me)? else {
+) -> Result<Option<String>, RecordError> {
+    let Some(mine) = log.membership(group, me)? else {
         return Ok(None);
     };
     let Some((first, last)) = mine.bounds() else {
         return Ok(None);
     };
-    if committed.is_empty() {
-        return Ok(None);
-    }
-    let prefix = keys::history_prefix(&keys::group_conversation(group));
-    let at = |id: &str| format!("{prefix}{id}").into_bytes();
-    let top = last.map_or(committed, |last| last.min(committed));
-    let low = at(first);
-    let mut high = keys::successor(&at(top));
+    let high = last.map_or(Bound::Unbounded, Bound::Included);
     // Newest first; ids in a gap between two membership windows are skipped.
-    while low < high {
-        let chunk = store.scan(&low, &high, true, SCAN_CHUNK)?;
-        let n = chunk.len();
-        for (key, _) in chunk {
-            let id = String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default());
-            if mine.saw(&id) {
-                return Ok(Some(id.into_owned()));
-            }
-            high = key;
-        }
-        if n < SCAN_CHUNK {
-            break;
-        }
-    }
-    Ok(None)
+    let found = visible(log, group, &mine, (Bound::Included(first), high), true, 1)?;
+    Ok(found.into_iter().next().map(|entry| entry.id))
 }
 
 /// The current members of a group; `None` for no such group or a closed one.
-pub fn members(store: &dyn KvStore, group: &str) -> Result<Option<Vec<String>>, StoreError> {
-    Ok(group_records::load(store, group)?
+pub fn members(log: &dyn MessageLog, group: &str) -> Result<Option<Vec<String>>, RecordError> {
+    Ok(log
+        .group(group)?
         .filter(|g| !g.record.closed)
         .map(|g| g.active().map(|(u, _)| u.clone()).collect()))
 }

@@ -3,10 +3,12 @@
 
 use serde::Serialize;
 
-use super::records::{Message, Status, StatusRecord};
+use std::ops::Bound;
+
 use super::reply_budget::Room;
-use crate::keys;
-use chatd_kv::{KvStore, StoreError};
+use crate::ports::accounts::RecordError;
+use crate::ports::log::MessageLog;
+use crate::records::chat::{direct_conversation, Message};
 
 /// Which page of a conversation to read (see the contract's `history` request).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -29,49 +31,50 @@ pub struct Page {
     pub more: bool,
 }
 
-/// A page of the 1:1 conversation between `me` and `with`, up to the `committed` watermark,
-/// whose JSON stays within `budget` bytes (see [`take_within`]).
+/// A page of the 1:1 conversation between `me` and `with`, only above `floor` (`me`'s
+/// history floor), whose JSON stays within `budget` bytes (see [`take_within`]).
 ///
 /// The conversation key is derived from `me`, so a caller can only ever read a conversation
 /// it takes part in.
 pub fn page(
-    store: &dyn KvStore,
-    committed: &str,
+    log: &dyn MessageLog,
+    floor: Option<&str>,
     me: &str,
     with: &str,
     window: &Window,
     budget: usize,
-) -> Result<Page, StoreError> {
-    let empty = Page {
-        messages: Vec::new(),
-        more: false,
-    };
-    if committed.is_empty() || window.limit == 0 {
-        return Ok(empty);
+) -> Result<Page, RecordError> {
+    if window.limit == 0 {
+        return Ok(Page {
+            messages: Vec::new(),
+            more: false,
+        });
     }
-    let prefix = keys::history_prefix(&keys::direct_conversation(me, with));
-    let ceiling = keys::successor(format!("{prefix}{committed}").as_bytes());
-    let mut low = match &window.after {
-        Some(after) => keys::successor(format!("{prefix}{after}").as_bytes()),
-        None => prefix.as_bytes().to_vec(),
-    };
     // A reclaimed id sees nothing its previous owner exchanged.
-    if let Some(floor) = crate::accounts::history_floor(store, me)? {
-        low = low.max(keys::successor(format!("{prefix}{floor}").as_bytes()));
-    }
+    let low = match (window.after.as_deref(), floor) {
+        (Some(after), Some(floor)) => Bound::Excluded(after.max(floor)),
+        (Some(id), None) | (None, Some(id)) => Bound::Excluded(id),
+        (None, None) => Bound::Unbounded,
+    };
     let high = match &window.before {
-        Some(before) => ceiling.min(format!("{prefix}{before}").into_bytes()),
-        None => ceiling,
+        Some(before) => Bound::Excluded(before.as_str()),
+        None => Bound::Unbounded,
     };
     // Without `after` the page is the newest messages, read backwards from the top.
     let newest_first = window.after.is_none();
-    let mut rows = store.scan(&low, &high, newest_first, window.limit.saturating_add(1))?;
+    let conversation = direct_conversation(me, with);
+    let mut rows = log.history(
+        &conversation,
+        low,
+        high,
+        newest_first,
+        window.limit.saturating_add(1),
+    )?;
     let more = rows.len() > window.limit;
     rows.truncate(window.limit);
-    let loaded = rows.into_iter().filter_map(|(key, _)| {
-        let id = String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default());
-        load(store, &id).transpose()
-    });
+    let loaded = rows
+        .into_iter()
+        .filter_map(|entry| load(log, &entry.id).transpose());
     take_within(loaded, more, newest_first, budget)
 }
 
@@ -105,26 +108,17 @@ pub(super) fn take_within<E>(
 }
 
 /// A stored message with its status; a dangling index entry is skipped, not an error.
-pub(super) fn load(store: &dyn KvStore, id: &str) -> Result<Option<Message>, StoreError> {
-    let Some(bytes) = store.get(&keys::message(id))? else {
+pub(super) fn load(log: &dyn MessageLog, id: &str) -> Result<Option<Message>, RecordError> {
+    let Some(bytes) = log.message(id)? else {
         tracing::warn!("index points at missing message {id}");
         return Ok(None);
     };
     let mut message = Message::decode(&bytes)?;
-    // The recipient's receipt status (`s/{id}/{to}`); none yet means `sent`.
+    // The recipient's receipt status; none yet means `sent`.
     let Some(to) = message.to.clone() else {
         return Ok(Some(message));
     };
-    let status = match store.get(&keys::status(id, &to))? {
-        None => Status::Sent,
-        Some(bytes) => StatusRecord::decode(&bytes).map_or_else(
-            |e| {
-                tracing::warn!("message {id}: {e}");
-                Status::Sent
-            },
-            |r| r.status,
-        ),
-    };
+    let status = log.status(id, &to)?;
     message.status = Some(status.as_str().to_string());
     Ok(Some(message))
 }

@@ -1,8 +1,8 @@
 //! The committer's check of `limits.max_groups_per_user`: how many groups a user is in, from
-//! the membership index (`member_index.rs`) plus what the batch being staged changes.
+//! the groups-of-user reads of the message log plus what the batch being staged changes.
 
-use super::committer::{store_failure, Batch, Committer};
-use crate::keys;
+use super::batch::Batch;
+use super::committer::{store_failure, Committer};
 use chatd_wire::reply::{ErrorCode, Failure};
 
 impl Committer {
@@ -19,12 +19,11 @@ impl Committer {
         let mut full = Vec::new();
         for user in users {
             let staged = batch.group_counts.get(user).copied().unwrap_or_default();
-            // Keys the batch deletes are still in the store: read that many more.
+            // Groups the batch leaves are still in the log: read that many more.
             let limit = max.saturating_add(staged.left);
-            let prefix = keys::membership_index_prefix(user);
             let stored = self
-                .store
-                .scan(prefix.as_bytes(), &keys::prefix_end(&prefix), false, limit)
+                .log
+                .groups_of(user, limit)
                 .map_err(store_failure)?
                 .len();
             if (stored + staged.joined).saturating_sub(staged.left) >= max {

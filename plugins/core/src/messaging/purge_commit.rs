@@ -5,13 +5,12 @@
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::committer::{store_failure, Batch, Committer, Job, PurgeJob};
+use super::batch::Batch;
+use super::committer::{store_failure, Committer, Job, PurgeJob};
 use super::group_ops::GroupOp;
-use super::purge::finish;
 use super::ChatError;
 use crate::accounts::AccountStatus;
-use crate::keys;
-use chatd_kv::Op;
+use crate::ports::log::Intent;
 use chatd_wire::reply::Failure;
 
 impl Committer {
@@ -25,53 +24,34 @@ impl Committer {
         if status != AccountStatus::Removed {
             return Ok(());
         }
-        // Taken before the departure events: everything of the old owner is at or below it.
+        // Taken before the departure events: everything of the old owner is at or below it
+        // (and, as an issued id, it is where ids continue after a restart).
         let (floor, _) = self.ids.next();
-        batch
-            .ops
-            .push(Op::Put(keys::LAST_ID.to_vec(), floor.clone().into_bytes()));
 
-        let summaries = keys::summary_prefix(user);
-        for key in self.keys_under(&summaries)? {
-            let conversation = String::from_utf8_lossy(&key[summaries.len()..]).into_owned();
+        let summaries = self.log.summaries(user).map_err(store_failure)?;
+        for (conversation, _) in &summaries {
             if let Some(group) = conversation.strip_prefix("g:") {
                 self.leave_for_good(batch, user, group);
             }
-            batch.ops.push(Op::Delete(key));
         }
-        batch
-            .summaries
-            .retain(|key, _| !key.starts_with(summaries.as_bytes()));
-        // The membership index names every current group, also one whose summary is missing;
-        // a group left above is refused again here and changes nothing.
-        let memberships = keys::membership_index_prefix(user);
-        for key in self.keys_under(&memberships)? {
-            let group = String::from_utf8_lossy(&key[memberships.len()..]).into_owned();
-            self.leave_for_good(batch, user, &group);
-            batch.ops.push(Op::Delete(key));
+        // The groups-of-user reads name every current group, also one whose summary is
+        // missing; a group left above is refused again here and changes nothing.
+        let groups = self
+            .log
+            .groups_of(user, usize::MAX)
+            .map_err(store_failure)?;
+        for group in &groups {
+            self.leave_for_good(batch, user, group);
         }
-        for prefix in [
-            keys::queue_prefix(user),
-            keys::cid_prefix(user),
-            keys::push_jobs_prefix(user),
-        ] {
-            for key in self.keys_under(&prefix)? {
-                batch.ops.push(Op::Delete(key));
-            }
-        }
-        let tokens = keys::push_tokens_prefix(user);
-        for key in self.keys_under(&tokens)? {
-            let token = String::from_utf8_lossy(&key[tokens.len()..]).into_owned();
-            let owner = keys::push_token_owner(&token);
-            if self.store.get(&owner).map_err(store_failure)?.as_deref() == Some(user.as_bytes()) {
-                batch.ops.push(Op::Delete(owner));
-            }
-            batch.ops.push(Op::Delete(key));
-        }
-        batch.ops.push(Op::Delete(keys::last_seen(user)));
+        batch.push(Intent::ForgetUser {
+            user: user.to_string(),
+        });
         self.stop_fanouts_to(batch, user);
-        match self.accounts.purged_tombstone(user, &floor) {
-            Ok(Some(op)) => batch.ops.push(op),
+        match self.accounts.purged_record(user, &floor) {
+            Ok(Some(record)) => batch.push(Intent::Account {
+                user: user.to_string(),
+                record,
+            }),
             Ok(None) => {}
             Err(e) => {
                 tracing::error!("tombstone of {user} not read: {e}");
@@ -89,13 +69,15 @@ impl Committer {
         };
         // Refused when the user had left already or the group is closed: nothing to announce.
         let _: Result<Value, Failure> = self.stage_group(batch, user, leave);
-        let member = keys::member(group, user);
-        batch
-            .ops
-            .retain(|op| !matches!(op, Op::Put(key, _) if *key == member));
-        batch.ops.push(Op::Delete(member));
-        if let Some(cached) = self.groups.get_mut(group) {
-            cached.members.remove(user);
+        batch.intents.retain(
+            |i| !matches!(i, Intent::Member { group: g, user: u, .. } if g == group && u == user),
+        );
+        batch.push(Intent::ForgetMember {
+            group: group.to_string(),
+            user: user.to_string(),
+        });
+        if let Some(staged) = batch.groups.get_mut(group) {
+            std::sync::Arc::make_mut(staged).members.remove(user);
         }
     }
 
@@ -112,47 +94,21 @@ impl Committer {
             if record.recipients.len() == before || !fanout.stored {
                 continue;
             }
-            let key = keys::fanout(&fanout.id);
-            if record.done >= record.recipients.len() {
-                batch.ops.push(Op::Delete(key));
-            } else {
-                match serde_json::to_vec(&*record) {
-                    Ok(value) => batch.ops.push(Op::Put(key, value)),
-                    Err(e) => tracing::error!("fan-out record not encoded: {e}"),
-                }
-            }
+            let left = (record.done < record.recipients.len()).then(|| record.clone());
+            batch.push(Intent::Fanout {
+                id: fanout.id.clone(),
+                record: left,
+            });
         }
-        for fanout in batch.new_fanouts.iter_mut() {
+        for (_, fanout) in batch.new_fanouts.iter_mut() {
             fanout.record.recipients.retain(|u| u != user);
         }
-    }
-
-    /// Every key that starts with `prefix`.
-    fn keys_under(&self, prefix: &str) -> Result<Vec<Vec<u8>>, Failure> {
-        let rows = self
-            .store
-            .scan(
-                prefix.as_bytes(),
-                &keys::prefix_end(prefix),
-                false,
-                usize::MAX,
-            )
-            .map_err(store_failure)?;
-        Ok(rows.into_iter().map(|(key, _)| key).collect())
     }
 }
 
 /// Finishes, before the committer thread starts, every clean-up a previous run left marked.
 pub(super) fn resume(committer: &mut Committer) -> Result<(), ChatError> {
-    let prefix = keys::PURGE_PREFIX;
-    let marked = committer.store.scan(
-        prefix.as_bytes(),
-        &keys::prefix_end(prefix),
-        false,
-        usize::MAX,
-    )?;
-    for (key, _) in marked {
-        let user = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+    for user in committer.log.pending_purges()? {
         let (reply, mut answer) = oneshot::channel();
         committer.commit(vec![Job::Purge(PurgeJob {
             user: user.clone(),
@@ -161,7 +117,7 @@ pub(super) fn resume(committer: &mut Committer) -> Result<(), ChatError> {
         // `commit` answers before it returns.
         match answer.try_recv() {
             Ok(Ok(())) => {
-                let rights = finish(committer.store.as_ref(), &user)?;
+                let rights = committer.log.finish_purge(&user)?;
                 tracing::info!(
                     "finished the clean-up of removed user {user} ({rights} media keys)"
                 );

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::records::Status;
+use crate::records::chat::Status;
 use chatd_wire::ids::valid_message_id;
 use chatd_wire::json;
 use chatd_wire::reply::Failure;

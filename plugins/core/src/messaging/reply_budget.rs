@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use super::records::Message;
+use crate::records::chat::Message;
 
 /// Room kept in a budget for what surrounds the entries: `rid` (at most 128 characters, up to
 /// six bytes each once escaped), `ok`, `more`, `next` and the like.
@@ -109,7 +109,7 @@ fn shorten<T: Trimmable>(entry: &mut T, room: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::messaging::records::GroupReceipts;
+    use crate::records::chat::GroupReceipts;
 
     fn message(text: &str, names: usize) -> Message {
         let mut m = Message::new("1796326683029-00001-00000".into(), "text", 1);

@@ -7,7 +7,9 @@ use serde_json::Value;
 use super::history::{self, Window};
 use super::validate::Target;
 use super::{conversation_list, group_ops, group_read};
-use chatd_kv::{KvStore, StoreError};
+use crate::accounts::{AccountStatus, Accounts};
+use crate::ports::accounts::RecordError;
+use crate::ports::log::MessageLog;
 use chatd_wire::ids::valid_message_id;
 use chatd_wire::json::{self, Object};
 use chatd_wire::reply::Failure;
@@ -19,11 +21,11 @@ pub const DEFAULT_HISTORY_LIMIT: usize = 50;
 /// Largest page of `history`.
 pub const MAX_HISTORY_LIMIT: usize = 100;
 
-/// Answers one read-only request of `me`, given the committed watermark; lists stop before
+/// Answers one read-only request of `me` from what the log has committed; lists stop before
 /// their reply passes `reply_budget` bytes.
 pub fn answer(
-    store: &dyn KvStore,
-    committed: &str,
+    log: &dyn MessageLog,
+    accounts: &Accounts,
     me: &str,
     request: &Request,
     reply_budget: usize,
@@ -38,21 +40,22 @@ pub fn answer(
             let (target, window) = history_args(obj)?;
             match target {
                 Target::User(with) => {
-                    let page = history::page(store, committed, me, &with, &window, reply_budget)
-                        .map_err(read_failure)?;
+                    let floor = history_floor(accounts, me)?;
+                    let page =
+                        history::page(log, floor.as_deref(), me, &with, &window, reply_budget)
+                            .map_err(read_failure)?;
                     Answer::of(&page)
                 }
                 Target::Group(group) => {
-                    let page =
-                        group_read::page(store, committed, me, &group, &window, reply_budget)?;
+                    let page = group_read::page(log, me, &group, &window, reply_budget)?;
                     Answer::of(&page)
                 }
             }
         }
         "conversations" => {
             let query = conversation_list::parse(obj)?;
-            let list = conversation_list::page(store, committed, me, &query, reply_budget)
-                .map_err(read_failure)?;
+            let list =
+                conversation_list::page(log, me, &query, reply_budget).map_err(read_failure)?;
             Answer::of(&list)
         }
         "group.info" => {
@@ -64,15 +67,7 @@ pub fn answer(
                 chatd_auth::validate_user_id(after)
                     .map_err(|e| Failure::bad(format!("`after` is not a valid user id: {e}")))?;
             }
-            let info = group_read::info(
-                store,
-                committed,
-                me,
-                &group,
-                message.as_deref(),
-                after,
-                reply_budget,
-            )?;
+            let info = group_read::info(log, me, &group, message.as_deref(), after, reply_budget)?;
             Answer::of(&info)
         }
         op => Err(Failure::bad(format!("unknown op `{op}`"))),
@@ -128,8 +123,22 @@ fn history_args(obj: &Object) -> Result<(Target, Window), Failure> {
     ))
 }
 
+/// The history floor of `me`: a reclaimed id sees no 1:1 message at or below it.
+fn history_floor(accounts: &Accounts, me: &str) -> Result<Option<String>, Failure> {
+    match accounts.status(me) {
+        Ok(AccountStatus::Live { floor }) => Ok(floor),
+        Ok(_) => Ok(None),
+        Err(e) => {
+            tracing::error!("account lookup failed: {e}");
+            Err(Failure::internal(
+                "the account could not be looked up; retry",
+            ))
+        }
+    }
+}
+
 /// A store failure while answering a request, as the client sees it.
-pub fn read_failure(e: StoreError) -> Failure {
+pub fn read_failure(e: RecordError) -> Failure {
     tracing::error!("store read failed: {e}");
     Failure::internal("the store could not be read; retry")
 }

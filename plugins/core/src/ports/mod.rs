@@ -8,6 +8,7 @@
 //! twice.
 
 pub mod accounts;
+pub mod log;
 pub mod media;
 pub mod presence;
 pub mod push;

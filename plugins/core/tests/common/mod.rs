@@ -200,7 +200,8 @@ pub fn start(
     let store = TestStore::open(path);
     let accounts = Accounts::new(Arc::new(EmbeddedAccounts::new(store.clone())));
     let rec = Arc::new(Recorder::default());
-    let chat = Chat::open(store.clone(), accounts.clone(), cfg, rec.clone()).expect("chat");
+    let log = chatd_embedded::log::EmbeddedLog::open(store.clone()).expect("log");
+    let chat = Chat::open(Arc::new(log), accounts.clone(), cfg, rec.clone()).expect("chat");
     (store, accounts, chat, rec)
 }
 

@@ -1,6 +1,5 @@
-//! What a group is in the store: its record (`g/{group}`) and one membership record per user
-//! who ever belonged to it (`r/{group}/{user}`), plus the in-memory form the committer
-//! keeps so a group message does not rescan 1024 members.
+//! What a group is: its record and one membership record per user who ever belonged to it,
+//! the in-memory form that holds both, and the value of a group history entry.
 //!
 //! Membership is a list of windows `[from, to]` of message ids: from the event that added
 //! the user (inclusive) to the event that removed them or recorded their leaving (inclusive,
@@ -11,9 +10,6 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-
-use crate::keys;
-use chatd_kv::{KvStore, StoreError};
 
 /// A group's own record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,53 +129,7 @@ impl Group {
     }
 }
 
-/// Reads a group and all its membership records; `None` when no such group exists.
-pub fn load(store: &dyn KvStore, group: &str) -> Result<Option<Group>, StoreError> {
-    let Some(bytes) = store.get(&keys::group(group))? else {
-        return Ok(None);
-    };
-    let record: GroupRecord = decode(&bytes, "group record")?;
-    let prefix = keys::member_prefix(group);
-    let rows = store.scan(
-        prefix.as_bytes(),
-        &keys::prefix_end(&prefix),
-        false,
-        usize::MAX,
-    )?;
-    let mut members = BTreeMap::new();
-    for (key, value) in rows {
-        let user = String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default());
-        match decode::<MemberRecord>(&value, "membership record") {
-            Ok(m) => {
-                members.insert(user.into_owned(), m);
-            }
-            Err(e) => tracing::warn!("group {group}: skipping member {user}: {e}"),
-        }
-    }
-    Ok(Some(Group {
-        id: group.to_string(),
-        record,
-        members,
-    }))
-}
-
-/// Reads one user's membership record of a group.
-pub fn membership(
-    store: &dyn KvStore,
-    group: &str,
-    user: &str,
-) -> Result<Option<MemberRecord>, StoreError> {
-    match store.get(&keys::member(group, user))? {
-        None => Ok(None),
-        Some(bytes) => decode(&bytes, "membership record").map(Some),
-    }
-}
-
-fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Other(format!("stored {what}: {e}")))
-}
-
-/// The value of a group history index entry `h/g:{group}/{id}`: who sent the message (empty
+/// The value of a group history index entry: who sent the message (empty
 /// for events) and how many members it went to, so unread counts and receipt totals need no
 /// message loads.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

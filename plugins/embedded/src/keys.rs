@@ -1,7 +1,10 @@
-//! The data layout: every key the plugins write, built in one place so the prefixes in
-//! `docs/architecture.md` ("Data layout") have a single source of truth.
+//! The data layout of the embedded store: every key its adapters write, built in one place so
+//! the prefixes in `docs/architecture.md` ("Data layout") have a single source of truth. Only
+//! this crate knows them; the chat core speaks to the store through its ports.
 //!
 //! User ids never contain `/` or `:`, so `{prefix}/{user}/` ranges never overlap between users.
+
+pub use chatd_core::records::chat::{direct_conversation, group_conversation};
 
 /// `u/{user}`: an account record.
 pub fn account(user: &str) -> Vec<u8> {
@@ -61,15 +64,33 @@ pub fn history_prefix(conversation: &str) -> String {
     format!("h/{conversation}/")
 }
 
+/// `h/{conversation}/{id}`: message `id` in the history index of a conversation (empty for a
+/// 1:1 message, the group index `{"f":sender,"n":recipients}` for a group message or event).
+pub fn history_entry(conversation: &str, id: &str) -> Vec<u8> {
+    format!("h/{conversation}/{id}").into_bytes()
+}
+
 /// `q/{user}/`: the undelivered queue of one user; entries are `…/{id}`.
 pub fn queue_prefix(user: &str) -> String {
     format!("q/{user}/")
+}
+
+/// `q/{user}/{qid}`: one entry of a user's queue. The value is empty for a 1:1 message (whose
+/// id is `qid`), `@{message id}` for a group message or event queued by a fan-out slice, and
+/// the receipt event payload itself for a receipt.
+pub fn queue_entry(user: &str, qid: &str) -> Vec<u8> {
+    format!("q/{user}/{qid}").into_bytes()
 }
 
 /// `s/{id}/{user}`: the receipt status of message `id` for recipient `user`
 /// (`{"status":"delivered"|"read","ts":ms}`); absent means `sent`.
 pub fn status(id: &str, user: &str) -> Vec<u8> {
     format!("s/{id}/{user}").into_bytes()
+}
+
+/// `s/{id}/`: the receipt statuses of message `id`, one per recipient; entries are `…/{user}`.
+pub fn status_prefix(id: &str) -> String {
+    format!("s/{id}/")
 }
 
 /// `n/{id}`: a group message or event not yet queued for all its recipients (who they are,
@@ -99,15 +120,6 @@ pub fn summary(user: &str, conversation: &str) -> Vec<u8> {
 /// `v/{user}/`: all conversation summaries of one user.
 pub fn summary_prefix(user: &str) -> String {
     format!("v/{user}/")
-}
-
-/// The conversation key of a 1:1 chat, the same from both sides: `d:{a}:{b}` with `a < b`.
-pub fn direct_conversation(a: &str, b: &str) -> String {
-    if a <= b {
-        format!("d:{a}:{b}")
-    } else {
-        format!("d:{b}:{a}")
-    }
 }
 
 /// `g/{group}`: a group's record (name, creation, closed).
@@ -144,11 +156,6 @@ pub const MEMBERS_PREFIX: &str = "r/";
 /// `x/membership_index`: set once the `i/` index holds every current membership (written by
 /// the start-up pass that builds it for stores from before the index existed).
 pub const MEMBERSHIP_INDEX_BUILT: &[u8] = b"x/membership_index";
-
-/// The conversation key of a group: `g:{group}` (history index, summaries, push jobs).
-pub fn group_conversation(group: &str) -> String {
-    format!("g:{group}")
-}
 
 /// `a/{media}/{user}`: `user` may download `media` (written by the committer for the sender and
 /// every recipient of a message that references it, group members included, at send time).
@@ -197,6 +204,10 @@ pub fn media_record(media: &str) -> Vec<u8> {
 pub fn media_content(sha256: &str) -> Vec<u8> {
     format!("c/{sha256}").into_bytes()
 }
+
+/// The prefix under which all verified contents (`c/{sha256}`) and their per-uploader entries
+/// (`c/{sha256}/{user}`) live.
+pub const MEDIA_CONTENT_PREFIX: &str = "c/";
 
 /// `c/{sha256}/`: the per-uploader entries of one content; entries are `…/{user}`.
 pub fn media_owners_prefix(sha256: &str) -> String {

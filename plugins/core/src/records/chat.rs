@@ -1,10 +1,25 @@
-//! The JSON records messaging stores: messages (as delivered) and conversation summaries.
+//! The records of 1:1 and group chat that the message log keeps: messages (exactly as
+//! delivered), conversation summaries, receipt statuses and receipt events.
 
 use serde::{Deserialize, Serialize};
 
-use chatd_kv::StoreError;
+use crate::ports::accounts::RecordError;
 
-/// A message exactly as it is delivered on `user/{to}/inbox` and stored under `m/{id}`.
+/// The conversation key of a 1:1 chat, the same from both sides: `d:{a}:{b}` with `a < b`.
+pub fn direct_conversation(a: &str, b: &str) -> String {
+    if a <= b {
+        format!("d:{a}:{b}")
+    } else {
+        format!("d:{b}:{a}")
+    }
+}
+
+/// The conversation key of a group: `g:{group}` (history, summaries, push jobs).
+pub fn group_conversation(group: &str) -> String {
+    format!("g:{group}")
+}
+
+/// A message exactly as it is delivered on `user/{to}/inbox` and stored by the message log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// Server-assigned id (see [`chatd_wire::ids`]).
@@ -106,13 +121,12 @@ impl GroupReceipts {
 
 impl Message {
     /// Reads a stored message.
-    pub fn decode(bytes: &[u8]) -> Result<Message, StoreError> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| StoreError::Other(format!("stored message is unreadable: {e}")))
+    pub fn decode(bytes: &[u8]) -> Result<Message, RecordError> {
+        decode(bytes, "message")
     }
 }
 
-/// One user's view of one conversation (`v/{user}/{conversation}`), so the conversation list
+/// One user's view of one conversation, so the conversation list
 /// needs no scan of the history. A group's summary is written when the user joins and only
 /// tracks what they have read: its last message and unread count come from the group's
 /// history index, so a group message does not rewrite one summary per member.
@@ -134,9 +148,8 @@ pub struct Summary {
 
 impl Summary {
     /// Reads a stored summary.
-    pub fn decode(bytes: &[u8]) -> Result<Summary, StoreError> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| StoreError::Other(format!("stored summary is unreadable: {e}")))
+    pub fn decode(bytes: &[u8]) -> Result<Summary, RecordError> {
+        decode(bytes, "conversation summary")
     }
 }
 
@@ -164,7 +177,7 @@ impl Status {
     }
 }
 
-/// The receipt status of one message for one recipient, stored under `s/{id}/{user}`.
+/// The receipt status of one message for one recipient.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusRecord {
     /// `delivered` or `read`.
@@ -175,14 +188,13 @@ pub struct StatusRecord {
 
 impl StatusRecord {
     /// Reads a stored status record.
-    pub fn decode(bytes: &[u8]) -> Result<StatusRecord, StoreError> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| StoreError::Other(format!("stored receipt status is unreadable: {e}")))
+    pub fn decode(bytes: &[u8]) -> Result<StatusRecord, RecordError> {
+        decode(bytes, "receipt status")
     }
 }
 
 /// A status change as the author gets it on `user/{author}/receipt`, and as it waits in the
-/// author's queue (`q/{author}/{qid}` holds exactly these bytes).
+/// author's queue (exactly these bytes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceiptEvent {
     /// The message whose status changed.
@@ -193,4 +205,12 @@ pub struct ReceiptEvent {
     pub status: Status,
     /// When the server stored the change, ms since the epoch.
     pub ts: u64,
+}
+
+/// Reads a stored JSON record; `what` names it in the error.
+pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, RecordError> {
+    serde_json::from_slice(bytes).map_err(|e| RecordError::Corrupt {
+        key: what.to_string(),
+        why: e.to_string(),
+    })
 }

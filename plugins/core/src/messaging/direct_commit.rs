@@ -1,0 +1,130 @@
+//! The committer's side of a send: a repeated cid gets its first ack back, a group message
+//! goes to `group_commit.rs`, and a 1:1 message is stored once, indexed in the conversation's
+//! history, queued for the recipient and counted unread in their summary.
+
+use bytes::Bytes;
+
+use super::batch::{Batch, Staged};
+use super::committer::{store_failure, Committer};
+use super::validate::{Draft, Target};
+use crate::outbox::{Channel, Outgoing};
+use crate::ports::log::{Intent, Queued, SummaryChange};
+use crate::records::chat::{direct_conversation, Message};
+use chatd_wire::reply::{self, ErrorCode, Failure};
+
+impl Committer {
+    /// Decides what one send does and adds its writes to the unit being staged.
+    pub(super) fn stage(
+        &mut self,
+        batch: &mut Batch,
+        from: &str,
+        device: Option<&str>,
+        draft: &Draft,
+    ) -> Result<Staged, Failure> {
+        let cid = (from.to_string(), draft.cid.clone());
+        if let Some(ack) = batch.acks.get(&cid) {
+            return Ok(Staged::Duplicate(ack.clone()));
+        }
+        if let Some(ack) = self
+            .log
+            .remembered_ack(from, &draft.cid)
+            .map_err(store_failure)?
+        {
+            batch.acks.insert(cid, ack.clone());
+            return Ok(Staged::Duplicate(ack));
+        }
+        let staged = match &draft.target {
+            Target::User(to) => self.stage_direct(batch, from, to, draft)?,
+            Target::Group(group) => self.stage_group_send(batch, from, device, group, draft)?,
+        };
+        batch.acks.insert(cid, staged.clone());
+        Ok(Staged::New {
+            unit: batch.unit(),
+            ack: staged,
+        })
+    }
+
+    /// A 1:1 message; returns its ack.
+    fn stage_direct(
+        &mut self,
+        batch: &mut Batch,
+        from: &str,
+        to: &str,
+        draft: &Draft,
+    ) -> Result<Bytes, Failure> {
+        if !self.accounts.exists(to).map_err(|e| {
+            tracing::error!("account lookup failed: {e}");
+            Failure::internal("the recipient could not be looked up; retry")
+        })? {
+            return Err(Failure::new(
+                ErrorCode::NotFound,
+                format!("no such user `{to}`"),
+            ));
+        }
+        let conversation = direct_conversation(from, to);
+        let (id, ts) = self.ids.next();
+        let mut message = Message::new(id.clone(), &draft.kind, ts);
+        message.from = from.to_string();
+        message.to = Some(to.to_string());
+        message.text = draft.text.clone();
+        message.media = draft.media.clone();
+        message.reply_to = draft.reply_to.clone();
+        let payload = Bytes::from(
+            serde_json::to_vec(&message)
+                .map_err(|e| Failure::internal(format!("message not encoded: {e}")))?,
+        );
+        let ack = reply::ack_ok(&draft.cid, &id, ts);
+
+        batch.push(Intent::Message {
+            id: id.clone(),
+            payload: payload.clone(),
+        });
+        batch.push(Intent::History {
+            conversation: conversation.clone(),
+            id: id.clone(),
+            index: None,
+        });
+        batch.push(Intent::Enqueue {
+            user: to.to_string(),
+            qid: id.clone(),
+            entry: Queued::Message,
+        });
+        if let Some(media) = &draft.media {
+            for user in [from, to] {
+                batch.push(Intent::MediaRight {
+                    media: media.clone(),
+                    user: user.to_string(),
+                });
+            }
+        }
+        if self.push_jobs && to != from && !self.deliver.is_online(to) {
+            batch.push(Intent::PushJob {
+                user: to.to_string(),
+                conversation: conversation.clone(),
+                id: id.clone(),
+                queued: None,
+            });
+        }
+        let summary = |user: &str, peer: &str, change: SummaryChange| Intent::Summary {
+            user: user.to_string(),
+            conversation: conversation.clone(),
+            peer: peer.to_string(),
+            group: false,
+            change,
+        };
+        batch.push(summary(from, to, SummaryChange::Last(id.clone())));
+        if to != from {
+            // A note to oneself has one summary, and nothing unread in it.
+            batch.push(summary(to, from, SummaryChange::Received(id.clone())));
+        }
+        batch.deliver(Outgoing {
+            user: to.to_string(),
+            channel: Channel::Inbox,
+            payload,
+            queue_id: Some(id),
+            skip_client: None,
+        });
+        batch.messages += 1;
+        Ok(ack)
+    }
+}
