@@ -13,7 +13,7 @@ use super::member_index::StagedCounts;
 use crate::outbox::Outgoing;
 use crate::ports::log::{CidClaim, Claimant, Intent, LogBatch, Unit, UnitOutcome};
 use crate::records::chat::Status;
-use crate::records::group::Group;
+use crate::records::group::{Group, GroupIndex};
 
 /// How one send of a batch came out before the batch is written.
 pub(super) enum Staged {
@@ -64,6 +64,26 @@ impl Batch {
     /// Adds an intent to the unit being staged.
     pub(super) fn push(&mut self, intent: Intent) {
         self.intents.push(intent);
+    }
+
+    /// Stores message `id` and adds it to the history of `conversation` (group messages and
+    /// events with their `index`).
+    pub(super) fn store_message(
+        &mut self,
+        id: &str,
+        payload: &Bytes,
+        conversation: &str,
+        index: Option<GroupIndex>,
+    ) {
+        self.push(Intent::Message {
+            id: id.to_string(),
+            payload: payload.clone(),
+        });
+        self.push(Intent::History {
+            conversation: conversation.to_string(),
+            id: id.to_string(),
+            index,
+        });
     }
 
     /// Adds an intent to an earlier unit (a new fan-out's first slice goes with its message).

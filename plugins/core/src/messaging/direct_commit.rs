@@ -12,7 +12,33 @@ use crate::ports::log::{Intent, Queued, SummaryChange};
 use crate::records::chat::{direct_conversation, Message};
 use chatd_wire::reply::{self, ErrorCode, Failure};
 
+/// A new message as stored and delivered: its id, its payload and the sender's ack.
+pub(super) type NewMessage = (String, Bytes, Bytes);
+
 impl Committer {
+    /// Takes the next id for a message of `from` made from `draft`; `address` sets where it
+    /// goes (`to` or `group`).
+    pub(super) fn new_message(
+        &mut self,
+        from: &str,
+        draft: &Draft,
+        address: impl FnOnce(&mut Message),
+    ) -> Result<NewMessage, Failure> {
+        let (id, ts) = self.ids.next();
+        let mut message = Message::new(id.clone(), &draft.kind, ts);
+        message.from = from.to_string();
+        address(&mut message);
+        message.text = draft.text.clone();
+        message.media = draft.media.clone();
+        message.reply_to = draft.reply_to.clone();
+        let payload = Bytes::from(
+            serde_json::to_vec(&message)
+                .map_err(|e| Failure::internal(format!("message not encoded: {e}")))?,
+        );
+        let ack = reply::ack_ok(&draft.cid, &id, ts);
+        Ok((id, payload, ack))
+    }
+
     /// Decides what one send does and adds its writes to the unit being staged.
     pub(super) fn stage(
         &mut self,
@@ -62,28 +88,9 @@ impl Committer {
             ));
         }
         let conversation = direct_conversation(from, to);
-        let (id, ts) = self.ids.next();
-        let mut message = Message::new(id.clone(), &draft.kind, ts);
-        message.from = from.to_string();
-        message.to = Some(to.to_string());
-        message.text = draft.text.clone();
-        message.media = draft.media.clone();
-        message.reply_to = draft.reply_to.clone();
-        let payload = Bytes::from(
-            serde_json::to_vec(&message)
-                .map_err(|e| Failure::internal(format!("message not encoded: {e}")))?,
-        );
-        let ack = reply::ack_ok(&draft.cid, &id, ts);
+        let (id, payload, ack) = self.new_message(from, draft, |m| m.to = Some(to.to_string()))?;
 
-        batch.push(Intent::Message {
-            id: id.clone(),
-            payload: payload.clone(),
-        });
-        batch.push(Intent::History {
-            conversation: conversation.clone(),
-            id: id.clone(),
-            index: None,
-        });
+        batch.store_message(&id, &payload, &conversation, None);
         batch.push(Intent::Enqueue {
             user: to.to_string(),
             qid: id.clone(),

@@ -22,7 +22,7 @@ use crate::ports::log::{Intent, SummaryChange};
 use crate::records::chat::{group_conversation, Message};
 use crate::records::fanout::FanoutRecord;
 use crate::records::group::{Group, GroupIndex, GroupRecord, MemberRecord, Role};
-use chatd_wire::reply::{self, ErrorCode, Failure};
+use chatd_wire::reply::{ErrorCode, Failure};
 
 impl Committer {
     /// The group as this batch leaves it (read from the log the first time). Closed and
@@ -64,33 +64,15 @@ impl Committer {
             .map(|(u, _)| u.clone())
             .filter(|u| u != from)
             .collect();
-        let (id, ts) = self.ids.next();
-        let mut message = Message::new(id.clone(), &draft.kind, ts);
-        message.from = from.to_string();
-        message.group = Some(group_id.to_string());
-        message.text = draft.text.clone();
-        message.media = draft.media.clone();
-        message.reply_to = draft.reply_to.clone();
-        let payload = Bytes::from(
-            serde_json::to_vec(&message)
-                .map_err(|e| Failure::internal(format!("message not encoded: {e}")))?,
-        );
-        let ack = reply::ack_ok(&draft.cid, &id, ts);
+        let (id, payload, ack) =
+            self.new_message(from, draft, |m| m.group = Some(group_id.to_string()))?;
         let conversation = group_conversation(group_id);
         let index = GroupIndex {
             from: from.to_string(),
             recipients: recipients.len() as u32,
         };
 
-        batch.push(Intent::Message {
-            id: id.clone(),
-            payload: payload.clone(),
-        });
-        batch.push(Intent::History {
-            conversation: conversation.clone(),
-            id: id.clone(),
-            index: Some(index),
-        });
+        batch.store_message(&id, &payload, &conversation, Some(index));
         if let Some(media) = &draft.media {
             batch.push(Intent::MediaRight {
                 media: media.clone(),
@@ -416,8 +398,7 @@ impl Committer {
     /// Stores a group event like a message (history and queues) and hands it out.
     fn emit(&mut self, batch: &mut Batch, group: &Group, mut event: Message, also: &[String]) {
         event.group = Some(group.id.clone());
-        let event_id = event.id.clone();
-        let id = event_id.clone();
+        let id = event.id.clone();
         let payload = match serde_json::to_vec(&event) {
             Ok(v) => Bytes::from(v),
             Err(e) => {
@@ -426,15 +407,7 @@ impl Committer {
             }
         };
         let conversation = group_conversation(&group.id);
-        batch.push(Intent::Message {
-            id: id.clone(),
-            payload: payload.clone(),
-        });
-        batch.push(Intent::History {
-            conversation: conversation.clone(),
-            id,
-            index: Some(GroupIndex::default()),
-        });
+        batch.store_message(&id, &payload, &conversation, Some(GroupIndex::default()));
         let mut recipients: Vec<String> = group.active().map(|(u, _)| u.clone()).collect();
         recipients.extend(also.iter().filter(|u| group.role_of(u).is_none()).cloned());
         let record = FanoutRecord {
@@ -444,7 +417,7 @@ impl Committer {
             recipients,
             done: 0,
         };
-        self.start_fanout(batch, &event_id, payload, record);
+        self.start_fanout(batch, &id, payload, record);
         batch.messages += 1;
     }
 }

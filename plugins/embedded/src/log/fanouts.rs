@@ -17,6 +17,7 @@ use chatd_core::ports::log::{Claimant, PendingFanout};
 use chatd_core::records::fanout::FanoutRecord;
 use chatd_kv::KvStore;
 
+use super::rows_under;
 use crate::accounts::failed;
 
 /// One held claim of a fan-out.
@@ -49,14 +50,7 @@ impl Leases {
         length: Duration,
     ) -> Result<Vec<PendingFanout>, RecordError> {
         let prefix = keys::FANOUT_PREFIX;
-        let rows = store
-            .scan(
-                prefix.as_bytes(),
-                &keys::prefix_end(prefix),
-                false,
-                usize::MAX,
-            )
-            .map_err(failed)?;
+        let rows = rows_under(store, prefix)?;
         let now = Instant::now();
         let mut leases = self.lock();
         let mut out = Vec::new();

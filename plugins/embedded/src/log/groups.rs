@@ -18,6 +18,7 @@ use chatd_core::ports::accounts::RecordError;
 use chatd_core::records::group::{Group, GroupRecord, MemberRecord};
 use chatd_kv::{KvStore, Op};
 
+use super::rows_under;
 use crate::accounts::{failed, load};
 
 /// Groups kept in the cache before it is emptied and refilled on demand.
@@ -94,14 +95,7 @@ fn load_group(store: &dyn KvStore, group: &str) -> Result<Option<Group>, RecordE
         return Ok(None);
     };
     let prefix = keys::member_prefix(group);
-    let rows = store
-        .scan(
-            prefix.as_bytes(),
-            &keys::prefix_end(&prefix),
-            false,
-            usize::MAX,
-        )
-        .map_err(failed)?;
+    let rows = rows_under(store, &prefix)?;
     let mut members = BTreeMap::new();
     for (key, value) in rows {
         let user = String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default());

@@ -30,13 +30,25 @@ use chatd_core::ports::log::{
 };
 use chatd_core::records::chat::{Status, Summary};
 use chatd_core::records::group::{Group, MemberRecord};
-use chatd_kv::KvStore;
+use chatd_kv::{KvPair, KvStore};
 
 use self::acked::AckedKeys;
 use self::fanouts::Leases;
 use self::groups::GroupCache;
 use self::watermark::Watermark;
 use crate::accounts::failed;
+
+/// Every row whose key starts with `prefix` (which ends in `/`), in key order.
+fn rows_under(store: &dyn KvStore, prefix: &str) -> Result<Vec<KvPair>, RecordError> {
+    store
+        .scan(
+            prefix.as_bytes(),
+            &keys::prefix_end(prefix),
+            false,
+            usize::MAX,
+        )
+        .map_err(failed)
+}
 
 /// The message log kept in an embedded key-value store.
 pub struct EmbeddedLog {

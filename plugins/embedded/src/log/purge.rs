@@ -13,6 +13,7 @@ use crate::keys;
 use chatd_core::ports::accounts::RecordError;
 use chatd_kv::{KvStore, Op};
 
+use super::rows_under;
 use crate::accounts::failed;
 
 /// Keys read per scan while looking for a user's media rights.
@@ -20,14 +21,7 @@ const RIGHTS_PAGE: usize = 4096;
 
 /// Every key that starts with `prefix`.
 pub(super) fn keys_under(store: &dyn KvStore, prefix: &str) -> Result<Vec<Vec<u8>>, RecordError> {
-    let rows = store
-        .scan(
-            prefix.as_bytes(),
-            &keys::prefix_end(prefix),
-            false,
-            usize::MAX,
-        )
-        .map_err(failed)?;
+    let rows = rows_under(store, prefix)?;
     Ok(rows.into_iter().map(|(key, _)| key).collect())
 }
 

@@ -15,6 +15,7 @@ use chatd_wire::ids::valid_message_id;
 
 use super::acked::AckedKeys;
 use super::commit::POINTER;
+use super::rows_under;
 use crate::accounts::failed;
 
 /// Up to `limit` items of `user`'s queue with a queue id above `after` and at most
@@ -152,14 +153,7 @@ pub(super) fn summaries(
     user: &str,
 ) -> Result<Vec<(String, Summary)>, RecordError> {
     let prefix = keys::summary_prefix(user);
-    let rows = store
-        .scan(
-            prefix.as_bytes(),
-            &keys::prefix_end(&prefix),
-            false,
-            usize::MAX,
-        )
-        .map_err(failed)?;
+    let rows = rows_under(store, &prefix)?;
     let mut out = Vec::with_capacity(rows.len());
     for (key, value) in rows {
         let conversation =
@@ -193,14 +187,7 @@ pub(super) fn statuses(
     id: &str,
 ) -> Result<Vec<(String, Status)>, RecordError> {
     let prefix = keys::status_prefix(id);
-    let rows = store
-        .scan(
-            prefix.as_bytes(),
-            &keys::prefix_end(&prefix),
-            false,
-            usize::MAX,
-        )
-        .map_err(failed)?;
+    let rows = rows_under(store, &prefix)?;
     Ok(rows
         .into_iter()
         .filter_map(|(key, value)| {
