@@ -364,3 +364,95 @@ async fn history_survives_kill_9() {
         ids.last().unwrap()
     );
 }
+
+/// A server started with `storage.engine = "fjall"` (and alice and bob).
+fn fjall_server_ab() -> Server {
+    let s = Server::try_start_custom(|dir| {
+        // `base_config` ends inside `[storage]`.
+        format!("{}engine = \"fjall\"\n", base_config(dir, ""))
+    })
+    .unwrap_or_else(|e| panic!("chatd did not start on fjall: {e}"));
+    s.add_user("alice", "alice-pw");
+    s.add_user("bob", "bob-pw");
+    s
+}
+
+/// Bob's 1:1 history with alice: the ids, oldest first.
+async fn history_ids(bob: &mut Client) -> Vec<String> {
+    let reply = bob
+        .rpc(
+            "bob",
+            json!({"rid": unique("r"), "op": "history", "with": "alice"}),
+        )
+        .await;
+    assert_eq!(reply["ok"], true, "history: {reply}");
+    let mut ids: Vec<String> = reply["result"]["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no messages array: {reply}"))
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fjall_store_keeps_queue_and_history_across_kill_9() {
+    let mut s = fjall_server_ab();
+    let data = s.data_dir();
+    assert!(data.join("fjall").is_dir(), "no fjall store in {data:?}");
+    assert!(!data.join("store").exists(), "a sled store next to fjall's");
+    let mut alice = sender(&s).await;
+    let ids = send_many(&mut alice, "fj-", 1).await;
+    drop(alice);
+    // The ack came after the flush: the message must survive a kill right now.
+    s.kill9();
+    s.restart();
+
+    let mut bob = online(&s, "bob:phone", "bob").await;
+    expect_in_order(&mut bob, &ids).await;
+    assert_eq!(history_ids(&mut bob).await, ids);
+    bob.disconnect().await;
+
+    // A configuration that names another engine (here the default, sled) does not move an
+    // existing data directory off fjall: the server warns and keeps using fjall.
+    assert!(s.stop().success());
+    let config = std::fs::read_to_string(s.config_path()).expect("read the config");
+    let sled_config = config.replace("engine = \"fjall\"\n", "");
+    assert_ne!(sled_config, config);
+    std::fs::write(s.config_path(), sled_config).expect("write the config");
+    s.restart();
+    assert!(
+        !data.join("store").exists(),
+        "sled was opened next to fjall"
+    );
+    let log = s.log();
+    assert!(
+        log.contains("storage.engine is `sled`") && log.contains("opening it with fjall"),
+        "no warning about the engine in the log:\n{log}"
+    );
+    let mut bob = online(&s, "bob:phone", "bob").await;
+    assert_eq!(history_ids(&mut bob).await, ids);
+    bob.disconnect().await;
+    assert!(s.stop().success());
+}
+
+#[test]
+fn a_data_dir_with_two_engines_is_refused() {
+    let err = match Server::try_start_custom(|dir| {
+        let data = dir.join("data");
+        for store in ["store", "fjall"] {
+            std::fs::create_dir_all(data.join(store)).expect("create a store directory");
+        }
+        base_config(dir, "")
+    }) {
+        Ok(_) => panic!("chatd started on a data directory with a sled and a fjall store"),
+        Err(e) => e,
+    };
+    assert!(
+        err.contains("more than one engine")
+            && err.contains("store (sled)")
+            && err.contains("fjall (fjall)"),
+        "the failure does not name both stores: {err}"
+    );
+}

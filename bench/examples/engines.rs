@@ -3,8 +3,9 @@
 //! `m/{id}` (300 bytes), `h/{conversation}/{id}`, `q/{recipient}/{id}`, `k/{sender}/{cid}`
 //! (100 bytes) — after a `k/` lookup (the cid check, a miss); each batch also deletes the
 //! previous batch's `q/` keys (the PUBACKs), is applied atomically and made durable (fsync)
-//! before the next one. sled goes through chatd's own store (`chatd_kv::open`); fjall and redb
-//! are the candidates measured against it (docs/benchmarks.md, "Which engine").
+//! before the next one. sled and fjall go through chatd's own stores (`chatd_kv::open`, fjall
+//! made durable with `SyncAll`); redb is a candidate measured against them (docs/benchmarks.md,
+//! "Which engine").
 //!
 //! `cargo run --release -p chatbench --features engines --example engines -- ENGINE MESSAGES BATCH`
 //! with ENGINE `sled`, `fjall` or `redb`; data goes to a temporary directory.
@@ -29,41 +30,18 @@ trait Engine {
     fn get(&self, key: &[u8]);
 }
 
-struct Sled(Arc<dyn KvStore>);
+/// One of chatd's own engines, through `KvStore`.
+struct Kv(Arc<dyn KvStore>);
 
-impl Engine for Sled {
+impl Engine for Kv {
     fn commit(&mut self, puts: Vec<(Vec<u8>, Vec<u8>)>, deletes: Vec<Vec<u8>>) {
         let mut ops: Vec<Op> = puts.into_iter().map(|(k, v)| Op::Put(k, v)).collect();
         ops.extend(deletes.into_iter().map(Op::Delete));
-        self.0.apply(ops).expect("sled apply");
-        self.0.flush().expect("sled flush");
+        self.0.apply(ops).expect("apply");
+        self.0.flush().expect("flush");
     }
     fn get(&self, key: &[u8]) {
-        self.0.get(key).expect("sled get");
-    }
-}
-
-struct Fjall {
-    keyspace: fjall::Keyspace,
-    part: fjall::PartitionHandle,
-}
-
-impl Engine for Fjall {
-    fn commit(&mut self, puts: Vec<(Vec<u8>, Vec<u8>)>, deletes: Vec<Vec<u8>>) {
-        let mut batch = self.keyspace.batch();
-        for (k, v) in puts {
-            batch.insert(&self.part, k, v);
-        }
-        for k in deletes {
-            batch.remove(&self.part, k);
-        }
-        batch.commit().expect("fjall commit");
-        self.keyspace
-            .persist(fjall::PersistMode::SyncData)
-            .expect("fjall persist");
-    }
-    fn get(&self, key: &[u8]) {
-        self.part.get(key).expect("fjall get");
+        self.0.get(key).expect("get");
     }
 }
 
@@ -96,15 +74,11 @@ impl Engine for Redb {
 
 fn open(engine: &str, dir: &Path) -> Box<dyn Engine> {
     match engine {
-        "sled" => Box::new(Sled(
-            chatd_kv::open(&EngineConfig::new(chatd_kv::Engine::Sled, dir)).expect("open sled"),
-        )),
-        "fjall" => {
-            let keyspace = fjall::Config::new(dir).open().expect("open fjall");
-            let part = keyspace
-                .open_partition("chat", fjall::PartitionCreateOptions::default())
-                .expect("fjall partition");
-            Box::new(Fjall { keyspace, part })
+        "sled" | "fjall" => {
+            let engine: chatd_kv::Engine = engine.parse().expect("a chatd engine");
+            Box::new(Kv(
+                chatd_kv::open(&EngineConfig::new(engine, dir)).expect("open the store")
+            ))
         }
         "redb" => {
             let db = redb::Database::create(dir.join("chat.redb")).expect("open redb");

@@ -144,7 +144,8 @@ pub struct TlsConfig {
 pub struct StorageConfig {
     /// Data directory: the store, the admin token and `listen.json`.
     pub path: PathBuf,
-    /// The store's engine by name (`sled`, the only one so far).
+    /// The store's engine by name (`sled` or `fjall`) for a new data directory; an existing
+    /// one is opened with the engine that created it.
     pub engine: String,
 }
 
@@ -158,7 +159,9 @@ impl Default for StorageConfig {
 }
 
 impl StorageConfig {
-    /// The engine and its directory in the data directory (`{path}/store` for sled).
+    /// The configured engine and its directory in the data directory (`{path}/store` for sled,
+    /// `{path}/fjall` for fjall); `server::open_store` opens an existing store with its own
+    /// engine instead.
     pub fn engine_config(&self) -> Result<EngineConfig, ConfigError> {
         let engine = self
             .engine
@@ -739,12 +742,25 @@ mod tests {
     }
 
     #[test]
+    fn storage_engine_fjall_is_accepted() {
+        let cfg = Config::parse(
+            "[storage]\npath = \"/srv/chatd\"\nengine = \"fjall\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let engine = cfg.storage.engine_config().unwrap();
+        assert_eq!(engine.engine, Engine::Fjall);
+        assert_eq!(engine.path, Path::new("/srv/chatd/fjall"));
+    }
+
+    #[test]
     fn unknown_storage_engine_is_named() {
-        let cfg = Config::parse("[storage]\nengine = \"fjall\"\n", "t.toml").unwrap();
+        let cfg = Config::parse("[storage]\nengine = \"rocksdb\"\n", "t.toml").unwrap();
         let err = cfg.validate().unwrap_err().to_string();
         assert_eq!(
             err,
-            "config key `storage.engine`: unknown storage engine `fjall` (known: sled)"
+            "config key `storage.engine`: unknown storage engine `rocksdb` (known: sled, fjall)"
         );
     }
 }

@@ -17,7 +17,7 @@ use chatd_embedded::log::EmbeddedLog;
 use chatd_embedded::media::EmbeddedMedia;
 use chatd_embedded::presence::EmbeddedLastSeen;
 use chatd_embedded::push::EmbeddedPush;
-use chatd_kv::{KvStore, StoreError};
+use chatd_kv::{EngineConfig, KvStore, StoreError};
 use chatd_media::MediaService;
 use chatd_push_bridge::PushBridge;
 use chatd_wire::request::RpcRouter;
@@ -49,14 +49,21 @@ use crate::user_rate::UserRate;
 /// How long sessions get to end after the shutdown signal.
 const SESSION_GRACE: Duration = Duration::from_secs(10);
 
-/// Opens the store of `config.storage` (engine and directory), creating the directory.
+/// Opens the store of `config.storage`, creating the directory: an existing data directory with
+/// the engine that created it (warning when `storage.engine` names another one), a new one with
+/// `storage.engine`.
 pub fn open_store(config: &Config) -> Result<Arc<dyn KvStore>, StoreError> {
     // `Config::load` has validated the engine name; a config built otherwise is told here.
-    let engine = config
+    let configured = config
         .storage
         .engine_config()
         .map_err(|e| StoreError::Other(e.to_string()))?;
-    chatd_kv::open(&engine)
+    let chosen = EngineConfig::for_data_dir(&config.storage.path, configured.engine)
+        .map_err(|e| StoreError::Other(e.to_string()))?;
+    if let Some(warning) = chosen.mismatch_warning() {
+        warn!("{warning}");
+    }
+    chatd_kv::open(&chosen.config)
 }
 
 /// Runs the server until `shutdown` completes (the binary passes SIGINT or SIGTERM), then shuts

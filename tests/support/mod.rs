@@ -201,11 +201,13 @@ impl Server {
         self.data.clone()
     }
 
-    /// The server's store, opened the way the server opens it (the server must be stopped: a
-    /// running one holds the store's lock).
+    /// The server's store, opened the way the server opens it: with the engine whose directory
+    /// the data directory holds (the server must be stopped: a running one holds the store's
+    /// lock).
     pub fn open_store(&self) -> std::sync::Arc<dyn chatd_kv::KvStore> {
-        let engine = chatd_kv::EngineConfig::in_data_dir(&self.data, chatd_kv::Engine::default());
-        chatd_kv::open(&engine).expect("open the store")
+        let chosen = chatd_kv::EngineConfig::for_data_dir(&self.data, chatd_kv::Engine::default())
+            .expect("choose the store's engine");
+        chatd_kv::open(&chosen.config).expect("open the store")
     }
 
     /// Whether the child process is still running.

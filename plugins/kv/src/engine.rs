@@ -3,11 +3,12 @@
 //! added by one more [`Engine`] variant.
 
 use std::fmt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::{KvStore, SledStore, StoreError};
+use crate::{FjallStore, KvStore, SledStore, StoreError};
 
 /// The key-value engines chatd can run on (`storage.engine` in the configuration).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -15,24 +16,28 @@ pub enum Engine {
     /// sled 0.34, the engine chatd has always used.
     #[default]
     Sled,
+    /// fjall 3, an LSM-tree engine.
+    Fjall,
 }
 
 impl Engine {
     /// Every engine, in the order error messages list them.
-    pub const ALL: &'static [Engine] = &[Engine::Sled];
+    pub const ALL: &'static [Engine] = &[Engine::Sled, Engine::Fjall];
 
     /// The name used in configuration files.
     pub fn name(self) -> &'static str {
         match self {
             Engine::Sled => "sled",
+            Engine::Fjall => "fjall",
         }
     }
 
-    /// The engine's directory inside a chatd data directory (`{storage.path}/store` for sled,
-    /// the layout every existing deployment has).
+    /// The engine's directory inside a chatd data directory: `{storage.path}/store` for sled
+    /// (the layout every existing deployment has), `{storage.path}/fjall` for fjall.
     fn dir_in_data_dir(self) -> &'static str {
         match self {
             Engine::Sled => "store",
+            Engine::Fjall => "fjall",
         }
     }
 }
@@ -96,6 +101,91 @@ impl EngineConfig {
     pub fn in_data_dir(data_dir: &Path, engine: Engine) -> EngineConfig {
         EngineConfig::new(engine, data_dir.join(engine.dir_in_data_dir()))
     }
+
+    /// The store to open in the chatd data directory `data_dir`, whose configuration asks for
+    /// `configured`: an existing store is opened with the engine that created it, whatever the
+    /// configuration says; only a data directory without one gets `configured`.
+    ///
+    /// A data directory holding the directories of two engines is refused: which one holds
+    /// the live data is for an operator to say.
+    pub fn for_data_dir(data_dir: &Path, configured: Engine) -> Result<DataDirStore, DataDirError> {
+        let mut found = Vec::new();
+        for &engine in Engine::ALL {
+            let config = EngineConfig::in_data_dir(data_dir, engine);
+            let exists = config
+                .path
+                .try_exists()
+                .map_err(|source| DataDirError::Io {
+                    path: config.path.clone(),
+                    source,
+                })?;
+            if exists {
+                found.push(config);
+            }
+        }
+        let config = match found.len() {
+            0 => EngineConfig::in_data_dir(data_dir, configured),
+            1 => found.remove(0),
+            _ => return Err(DataDirError::SeveralEngines(found)),
+        };
+        Ok(DataDirStore { config, configured })
+    }
+}
+
+/// The store a chatd data directory is opened with ([`EngineConfig::for_data_dir`]), and the
+/// engine the configuration asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataDirStore {
+    /// The engine and directory to open.
+    pub config: EngineConfig,
+    /// The engine the configuration names (`storage.engine`).
+    pub configured: Engine,
+}
+
+impl DataDirStore {
+    /// When the data directory already holds a store of another engine than the configured
+    /// one, what to warn about (naming both engines); `None` when they agree.
+    pub fn mismatch_warning(&self) -> Option<String> {
+        (self.config.engine != self.configured).then(|| {
+            format!(
+                "storage.engine is `{configured}`, but the data directory already holds a {found} \
+                 store ({path}): opening it with {found}; {configured} is only used for a new \
+                 data directory",
+                configured = self.configured,
+                found = self.config.engine,
+                path = self.config.path.display(),
+            )
+        })
+    }
+}
+
+/// Why the store of a data directory cannot be chosen.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    /// The data directory holds the directories of more than one engine.
+    #[error(
+        "the data directory holds the stores of more than one engine: {}; keep the one in \
+         use and move the others away",
+        list_stores(.0)
+    )]
+    SeveralEngines(Vec<EngineConfig>),
+    /// Looking for an engine's directory failed.
+    #[error("cannot look for a store at {}: {source}", path.display())]
+    Io {
+        /// The directory looked for.
+        path: PathBuf,
+        /// The file-system error.
+        source: io::Error,
+    },
+}
+
+/// `{path} ({engine}), …` for an error message.
+fn list_stores(stores: &[EngineConfig]) -> String {
+    stores
+        .iter()
+        .map(|store| format!("{} ({})", store.path.display(), store.engine))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Opens (creating the directory and the store if needed) the store `config` describes.
@@ -105,6 +195,7 @@ pub fn open(config: &EngineConfig) -> Result<Arc<dyn KvStore>, StoreError> {
     std::fs::create_dir_all(&config.path)?;
     match config.engine {
         Engine::Sled => Ok(Arc::new(SledStore::open(&config.path)?)),
+        Engine::Fjall => Ok(Arc::new(FjallStore::open(&config.path)?)),
     }
 }
 
@@ -123,11 +214,12 @@ mod tests {
 
     #[test]
     fn unknown_names_list_the_known_ones() {
-        let err = "fjall".parse::<Engine>().expect_err("not an engine yet");
+        let err = "rocksdb".parse::<Engine>().expect_err("not an engine");
         assert_eq!(
             err.to_string(),
-            "unknown storage engine `fjall` (known: sled)"
+            "unknown storage engine `rocksdb` (known: sled, fjall)"
         );
+        assert!("Fjall".parse::<Engine>().is_err(), "names are exact");
         assert!("Sled".parse::<Engine>().is_err(), "names are exact");
         assert!("".parse::<Engine>().is_err());
     }
@@ -137,6 +229,93 @@ mod tests {
         let config = EngineConfig::in_data_dir(Path::new("/var/lib/chatd"), Engine::Sled);
         assert_eq!(config.path, Path::new("/var/lib/chatd/store"));
         assert_eq!(config.engine, Engine::Sled);
+        let config = EngineConfig::in_data_dir(Path::new("/var/lib/chatd"), Engine::Fjall);
+        assert_eq!(config.path, Path::new("/var/lib/chatd/fjall"));
+        assert_eq!(config.engine, Engine::Fjall);
+    }
+
+    #[test]
+    fn a_new_data_dir_gets_the_configured_engine() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        // Also when the data directory itself does not exist yet.
+        for data_dir in [dir.path().to_path_buf(), dir.path().join("missing")] {
+            for &engine in Engine::ALL {
+                let chosen = EngineConfig::for_data_dir(&data_dir, engine)?;
+                assert_eq!(chosen.config, EngineConfig::in_data_dir(&data_dir, engine));
+                assert_eq!(chosen.configured, engine);
+                assert_eq!(chosen.mismatch_warning(), None);
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn an_existing_store_keeps_its_engine() -> Result<(), StoreError> {
+        for &existing in Engine::ALL {
+            let dir = tempfile::tempdir()?;
+            open(&EngineConfig::in_data_dir(dir.path(), existing))?.flush()?;
+            for &configured in Engine::ALL {
+                let chosen = EngineConfig::for_data_dir(dir.path(), configured)
+                    .map_err(|e| StoreError::Other(e.to_string()))?;
+                assert_eq!(
+                    chosen.config,
+                    EngineConfig::in_data_dir(dir.path(), existing)
+                );
+                assert_eq!(chosen.configured, configured);
+                match chosen.mismatch_warning() {
+                    None => assert_eq!(configured, existing),
+                    Some(warning) => {
+                        assert_ne!(configured, existing);
+                        assert!(warning.contains(&format!("`{configured}`")), "{warning}");
+                        assert!(
+                            warning.contains(&format!("opening it with {existing}")),
+                            "{warning}"
+                        );
+                        let path = dir.path().join(existing.dir_in_data_dir());
+                        assert!(warning.contains(&path.display().to_string()), "{warning}");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_message_names_both_engines() {
+        let chosen = DataDirStore {
+            config: EngineConfig::in_data_dir(Path::new("/srv/chatd"), Engine::Sled),
+            configured: Engine::Fjall,
+        };
+        assert_eq!(
+            chosen.mismatch_warning().as_deref(),
+            Some(
+                "storage.engine is `fjall`, but the data directory already holds a sled store \
+                 (/srv/chatd/store): opening it with sled; fjall is only used for a new data \
+                 directory"
+            )
+        );
+    }
+
+    #[test]
+    fn two_engines_in_one_data_dir_are_refused() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::create_dir(dir.path().join("store"))?;
+        std::fs::create_dir(dir.path().join("fjall"))?;
+        for &configured in Engine::ALL {
+            let err = EngineConfig::for_data_dir(dir.path(), configured)
+                .expect_err("two stores must be refused");
+            assert!(matches!(err, DataDirError::SeveralEngines(ref found) if found.len() == 2));
+            let text = err.to_string();
+            for name in ["store", "fjall"] {
+                let path = dir.path().join(name).display().to_string();
+                assert!(text.contains(&path), "{text} names {path}");
+            }
+            assert!(
+                text.contains("(sled)") && text.contains("(fjall)"),
+                "{text}"
+            );
+        }
+        Ok(())
     }
 
     #[test]

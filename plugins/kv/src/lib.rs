@@ -11,13 +11,15 @@ use std::io;
 use std::sync::Arc;
 
 mod engine;
+mod fjall_store;
 mod sled_store;
 
 // Built for this crate's tests, and for other crates with the `conformance` feature.
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
-pub use engine::{open, Engine, EngineConfig, UnknownEngine};
+pub use engine::{open, DataDirError, DataDirStore, Engine, EngineConfig, UnknownEngine};
+pub use fjall_store::FjallStore;
 pub use sled_store::SledStore;
 
 /// One change inside an atomic batch given to [`KvStore::apply`].
@@ -45,6 +47,10 @@ pub enum StoreError {
     /// The sled engine reported an error.
     #[error("store error: {0}")]
     Sled(#[from] sled::Error),
+    /// The fjall engine reported an error (other than its lock being held, which is
+    /// [`StoreError::Locked`]).
+    #[error("store error: {0}")]
+    Fjall(fjall::Error),
     /// Any other failure, e.g. from a wrapping or test store.
     #[error("store error: {0}")]
     Other(String),

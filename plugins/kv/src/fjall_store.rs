@@ -1,0 +1,172 @@
+//! The fjall engine behind [`KvStore`]: one fjall database in the engine's directory, with all
+//! of chatd's records in one keyspace (key prefixes tell them apart, as with sled; the layout is
+//! `chatd_embedded::keys`).
+
+use std::path::Path;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
+
+use crate::{KvPair, KvStore, Op, StoreError};
+
+/// The fjall keyspace that holds every record.
+const KEYSPACE: &str = "chatd";
+
+/// A [`KvStore`] on a fjall (LSM-tree) database in one directory.
+///
+/// Only one process can open the directory at a time: fjall locks a file in it
+/// (`std::fs::File::try_lock`), and a second open gets [`StoreError::Locked`], which tells the
+/// CLI that a server is running.
+pub struct FjallStore {
+    db: Database,
+    keyspace: Keyspace,
+}
+
+impl FjallStore {
+    /// Opens (creating if needed) the fjall database in `path`.
+    pub fn open(path: &Path) -> Result<FjallStore, StoreError> {
+        let db = Database::builder(path).open()?;
+        let keyspace = db.keyspace(KEYSPACE, KeyspaceCreateOptions::default)?;
+        Ok(FjallStore { db, keyspace })
+    }
+}
+
+impl From<fjall::Error> for StoreError {
+    fn from(e: fjall::Error) -> StoreError {
+        match e {
+            // fjall's own directory lock is held (by another process, or another open store).
+            fjall::Error::Locked => StoreError::Locked,
+            e => StoreError::Fjall(e),
+        }
+    }
+}
+
+impl KvStore for FjallStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        // Through a snapshot, like `scan`: a keyspace read at the newest sequence number could
+        // see a batch that is still being applied to the memtable in part.
+        let snapshot = self.db.snapshot();
+        Ok(snapshot.get(&self.keyspace, key)?.map(|v| v.to_vec()))
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StoreError> {
+        // An empty or inverted range needs no lookup (and fjall is not asked about one).
+        if start >= end || limit == 0 {
+            return Ok(Vec::new());
+        }
+        // A snapshot holds the sequence number of the last batch applied whole, so a scan never
+        // shows part of a batch.
+        let snapshot = self.db.snapshot();
+        let range = snapshot.range(&self.keyspace, start..end);
+        let mut out = Vec::new();
+        let mut push = |guard: fjall::Guard| -> Result<bool, StoreError> {
+            let (k, v) = guard.into_inner()?;
+            out.push((k.to_vec(), v.to_vec()));
+            Ok(out.len() < limit)
+        };
+        if reverse {
+            for guard in range.rev() {
+                if !push(guard)? {
+                    break;
+                }
+            }
+        } else {
+            for guard in range {
+                if !push(guard)? {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        // One write batch: one journal record, published to readers as a whole.
+        let mut batch = self.db.batch();
+        for op in ops {
+            match op {
+                Op::Put(k, v) => batch.insert(&self.keyspace, k, v),
+                Op::Delete(k) => batch.remove(&self.keyspace, k),
+            }
+        }
+        batch.commit()?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        // Every applied batch is in the journal (the write-ahead log); `SyncAll` flushes its
+        // buffer and calls `File::sync_all`, which is fsync(2), not fdatasync(2). fsync covers
+        // the data and the file's metadata (its size), which is what recovery reads, so it is
+        // enough: what the memtables hold is replayed from the journal on open, and fjall
+        // itself syncs the segment files it writes from them before it drops journal files.
+        // fdatasync would very likely do too (it syncs a size change), but this is the mode
+        // fjall documents as durable without conditions.
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{open, Engine, EngineConfig};
+
+    /// The fjall engine on `dir`, opened the way everything else opens it.
+    fn open_fjall(dir: &Path) -> Result<Arc<dyn KvStore>, StoreError> {
+        open(&EngineConfig::new(Engine::Fjall, dir))
+    }
+
+    /// The engine conformance suite, on fjall.
+    mod conformance {
+        crate::conformance_tests!(super::open_fjall);
+    }
+
+    #[test]
+    fn second_open_is_locked() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir()?;
+        let _first = open_fjall(dir.path())?;
+        match open_fjall(dir.path()) {
+            Err(StoreError::Locked) => Ok(()),
+            Err(e) => panic!("expected Locked, got {e}"),
+            Ok(_) => panic!("second open succeeded"),
+        }
+    }
+
+    #[test]
+    fn reopen_after_flush_keeps_data_and_takes_writes() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir()?;
+        {
+            let s = open_fjall(dir.path())?;
+            s.apply(vec![
+                Op::Put(b"q/bob/1".to_vec(), b"one".to_vec()),
+                Op::Put(b"q/bob/2".to_vec(), b"two".to_vec()),
+            ])?;
+            s.apply(vec![Op::Delete(b"q/bob/1".to_vec())])?;
+            s.flush()?;
+        }
+        // The lock is released with the last handle, so the reopen needs no wait.
+        let s = open_fjall(dir.path())?;
+        assert_eq!(s.get(b"q/bob/1")?, None);
+        assert_eq!(s.get(b"q/bob/2")?, Some(b"two".to_vec()));
+        s.apply(vec![Op::Put(b"q/bob/3".to_vec(), b"three".to_vec())])?;
+        s.flush()?;
+        drop(s);
+        let s = open_fjall(dir.path())?;
+        let all = s.scan(b"q/bob/", b"q/bob0", false, 10)?;
+        assert_eq!(
+            all,
+            vec![
+                (b"q/bob/2".to_vec(), b"two".to_vec()),
+                (b"q/bob/3".to_vec(), b"three".to_vec()),
+            ]
+        );
+        Ok(())
+    }
+}
