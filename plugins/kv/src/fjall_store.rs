@@ -6,7 +6,7 @@ use std::path::Path;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 
-use crate::{KvPair, KvStore, Op, StoreError};
+use crate::{first_pairs, KvPair, KvStore, Op, StoreError};
 
 /// The fjall keyspace that holds every record.
 const KEYSPACE: &str = "chatd";
@@ -63,26 +63,10 @@ impl KvStore for FjallStore {
         // shows part of a batch.
         let snapshot = self.db.snapshot();
         let range = snapshot.range(&self.keyspace, start..end);
-        let mut out = Vec::new();
-        let mut push = |guard: fjall::Guard| -> Result<bool, StoreError> {
+        first_pairs(range, reverse, limit, |guard: fjall::Guard| {
             let (k, v) = guard.into_inner()?;
-            out.push((k.to_vec(), v.to_vec()));
-            Ok(out.len() < limit)
-        };
-        if reverse {
-            for guard in range.rev() {
-                if !push(guard)? {
-                    break;
-                }
-            }
-        } else {
-            for guard in range {
-                if !push(guard)? {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+            Ok((k.to_vec(), v.to_vec()))
+        })
     }
 
     fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {

@@ -82,6 +82,21 @@ pub trait KvStore: Send + Sync + 'static {
     fn flush(&self) -> Result<(), StoreError>;
 }
 
+/// Up to `limit` items of `range` — from its end when `reverse` — each read into a pair by
+/// `pair`: the tail of every engine's [`KvStore::scan`]. Stops reading at `limit`.
+pub(crate) fn first_pairs<T>(
+    range: impl DoubleEndedIterator<Item = T>,
+    reverse: bool,
+    limit: usize,
+    pair: impl FnMut(T) -> Result<KvPair, StoreError>,
+) -> Result<Vec<KvPair>, StoreError> {
+    if reverse {
+        range.rev().take(limit).map(pair).collect()
+    } else {
+        range.take(limit).map(pair).collect()
+    }
+}
+
 /// A shared store is a store: what [`open`] returns can be passed wherever a `&dyn KvStore` or a
 /// `KvStore` value is expected, and wrappers can hold it.
 impl<S: KvStore + ?Sized> KvStore for Arc<S> {

@@ -4,7 +4,7 @@
 use std::io;
 use std::path::Path;
 
-use crate::{KvPair, KvStore, Op, StoreError};
+use crate::{first_pairs, KvPair, KvStore, Op, StoreError};
 
 /// A [`KvStore`] on a sled database in one directory.
 ///
@@ -54,26 +54,10 @@ impl KvStore for SledStore {
             return Ok(Vec::new());
         }
         let range = self.db.range(start..end);
-        let mut out = Vec::new();
-        let mut push = |item: sled::Result<(sled::IVec, sled::IVec)>| -> Result<bool, StoreError> {
+        first_pairs(range, reverse, limit, |item| {
             let (k, v) = item?;
-            out.push((k.to_vec(), v.to_vec()));
-            Ok(out.len() < limit)
-        };
-        if reverse {
-            for item in range.rev() {
-                if !push(item)? {
-                    break;
-                }
-            }
-        } else {
-            for item in range {
-                if !push(item)? {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+            Ok((k.to_vec(), v.to_vec()))
+        })
     }
 
     fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
