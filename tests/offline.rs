@@ -414,11 +414,11 @@ async fn fjall_store_keeps_queue_and_history_across_kill_9() {
     assert_eq!(history_ids(&mut bob).await, ids);
     bob.disconnect().await;
 
-    // A configuration that names another engine (here the default, sled) does not move an
-    // existing data directory off fjall: the server warns and keeps using fjall.
+    // A configuration that names another engine does not move an existing data directory off
+    // fjall: the server warns and keeps using fjall.
     assert!(s.stop().success());
     let config = std::fs::read_to_string(s.config_path()).expect("read the config");
-    let sled_config = config.replace("engine = \"fjall\"\n", "");
+    let sled_config = config.replace("engine = \"fjall\"\n", "engine = \"sled\"\n");
     assert_ne!(sled_config, config);
     std::fs::write(s.config_path(), sled_config).expect("write the config");
     s.restart();
