@@ -456,3 +456,83 @@ fn a_data_dir_with_two_engines_is_refused() {
         "the failure does not name both stores: {err}"
     );
 }
+
+/// `{stdout}{stderr}` of a CLI run, for assertions and failure messages.
+fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_migrate_moves_a_sled_data_dir_to_fjall() {
+    let mut s = server_ab();
+    let data = s.data_dir();
+    assert!(data.join("store").is_dir(), "no sled store in {data:?}");
+    let mut alice = sender(&s).await;
+    let ids = send_many(&mut alice, "mig-", 3).await;
+    drop(alice);
+
+    // Refused while the server holds the store.
+    let out = s.cli(&["store", "migrate", "--to", "fjall"]);
+    let text = output_text(&out);
+    assert!(
+        !out.status.success(),
+        "migrated under a running server: {text}"
+    );
+    assert!(text.contains("stop the server"), "{text}");
+    assert!(!data.join("fjall").exists() && !data.join("fjall.migrating").exists());
+
+    assert!(s.stop().success());
+    let out = s.cli(&["store", "migrate", "--to", "fjall"]);
+    let text = output_text(&out);
+    assert!(
+        out.status.success(),
+        "store migrate --to fjall failed: {text}"
+    );
+    assert!(
+        text.contains("from sled to fjall")
+            && text.contains("store.old")
+            && text.contains("--remove-old")
+            && text.contains("storage.engine"),
+        "{text}"
+    );
+    assert!(
+        data.join("fjall").is_dir(),
+        "no fjall store after migrating"
+    );
+    assert!(
+        data.join("store.old").is_dir(),
+        "the old store was not kept"
+    );
+    assert!(!data.join("store").exists(), "the sled store is still live");
+    assert!(!data.join("fjall.migrating").exists());
+    // Once is enough.
+    let out = s.cli(&["store", "migrate", "--to", "fjall"]);
+    assert!(!out.status.success());
+    assert!(
+        output_text(&out).contains("already is on fjall"),
+        "{}",
+        output_text(&out)
+    );
+
+    // The configuration still says sled (the default): the data directory's engine wins.
+    s.restart();
+    assert!(!data.join("store").exists(), "the server opened sled again");
+    let mut bob = online(&s, "bob:phone", "bob").await;
+    assert_eq!(history_ids(&mut bob).await, ids);
+    expect_in_order(&mut bob, &ids).await;
+    bob.disconnect().await;
+    assert!(s.stop().success());
+
+    let out = s.cli(&["store", "migrate", "--remove-old"]);
+    let text = output_text(&out);
+    assert!(out.status.success(), "--remove-old failed: {text}");
+    assert!(text.contains("store.old"), "{text}");
+    assert!(!data.join("store.old").exists(), "store.old is still there");
+    assert!(data.join("fjall").is_dir());
+    let out = s.cli(&["store", "migrate", "--remove-old"]);
+    assert!(!out.status.success(), "a second --remove-old succeeded");
+}

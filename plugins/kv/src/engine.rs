@@ -36,7 +36,7 @@ impl Engine {
 
     /// The engine's directory inside a chatd data directory: `{storage.path}/store` for sled
     /// (the layout every existing deployment has), `{storage.path}/fjall` for fjall.
-    fn dir_in_data_dir(self) -> &'static str {
+    pub(crate) fn dir_in_data_dir(self) -> &'static str {
         match self {
             Engine::Sled => "store",
             Engine::Fjall => "fjall",
