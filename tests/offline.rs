@@ -367,11 +367,16 @@ async fn history_survives_kill_9() {
 
 /// A server started with `storage.engine = "fjall"` (and alice and bob).
 fn fjall_server_ab() -> Server {
+    engine_server_ab("fjall")
+}
+
+/// A server on a new data directory with `storage.engine = engine`, alice and bob added.
+fn engine_server_ab(engine: &str) -> Server {
     let s = Server::try_start_custom(|dir| {
         // `base_config` ends inside `[storage]`.
-        format!("{}engine = \"fjall\"\n", base_config(dir, ""))
+        format!("{}engine = \"{engine}\"\n", base_config(dir, ""))
     })
-    .unwrap_or_else(|e| panic!("chatd did not start on fjall: {e}"));
+    .unwrap_or_else(|e| panic!("chatd did not start on {engine}: {e}"));
     s.add_user("alice", "alice-pw");
     s.add_user("bob", "bob-pw");
     s
@@ -468,7 +473,7 @@ fn output_text(out: &std::process::Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_migrate_moves_a_sled_data_dir_to_fjall() {
-    let mut s = server_ab();
+    let mut s = engine_server_ab("sled");
     let data = s.data_dir();
     assert!(data.join("store").is_dir(), "no sled store in {data:?}");
     let mut alice = sender(&s).await;
@@ -518,7 +523,7 @@ async fn store_migrate_moves_a_sled_data_dir_to_fjall() {
         output_text(&out)
     );
 
-    // The configuration still says sled (the default): the data directory's engine wins.
+    // The configuration still says sled: the data directory's engine wins.
     s.restart();
     assert!(!data.join("store").exists(), "the server opened sled again");
     let mut bob = online(&s, "bob:phone", "bob").await;

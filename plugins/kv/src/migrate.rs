@@ -304,6 +304,25 @@ fn stores_in(data_dir: &Path) -> Result<Vec<EngineConfig>, MigrateError> {
     Ok(found)
 }
 
+/// How long a reopen waits for the engine to let go of its directory lock: an engine's
+/// background threads may still hold it for a moment after the handle that wrote the store was
+/// dropped (sled does).
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens `config` again after this process dropped its last handle to it, waiting out a lock
+/// the dropped handle's threads still hold (see [`RELEASE_WAIT`]).
+fn open_when_released(config: &EngineConfig) -> Result<EngineStore, StoreError> {
+    let start = std::time::Instant::now();
+    loop {
+        match EngineStore::open(config) {
+            Err(StoreError::Locked) if start.elapsed() < RELEASE_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Converts the store of the chatd data directory `data_dir` to the engine `to`, offline (see
 /// the module documentation for the steps and what a crash leaves behind).
 pub fn migrate_data_dir(data_dir: &Path, to: Engine) -> Result<Migrated, MigrateError> {
@@ -397,7 +416,7 @@ fn migrate_with_page(
     };
 
     // Verified on a fresh open: what the next server start will see.
-    let written = EngineStore::open(&temp)
+    let written = open_when_released(&temp)
         .and_then(|reopened| reopened.summary(page_size))
         .map_err(store_err(format!(
             "cannot read back the new store {}",
@@ -532,7 +551,7 @@ mod tests {
     fn all_pairs(data_dir: &Path, engine: Engine) -> BTreeMap<Vec<u8>, Vec<u8>> {
         let chosen = EngineConfig::for_data_dir(data_dir, Engine::default()).expect("choose");
         assert_eq!(chosen.config.engine, engine);
-        let store = EngineStore::open(&chosen.config).expect("open");
+        let store = open_when_released(&chosen.config).expect("open");
         let mut out = BTreeMap::new();
         store
             .for_each_page(1000, |pairs| {
@@ -554,8 +573,34 @@ mod tests {
         out
     }
 
+    /// Opens a store this test process may have just dropped (see [`RELEASE_WAIT`]).
+    fn open_released(config: &EngineConfig) -> std::sync::Arc<dyn KvStore> {
+        let start = std::time::Instant::now();
+        loop {
+            match open(config) {
+                Err(StoreError::Locked) if start.elapsed() < RELEASE_WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                other => return other.expect("open"),
+            }
+        }
+    }
+
+    /// Runs a migration step, waiting out the lock of a store this process just dropped.
+    fn released<T>(mut step: impl FnMut() -> Result<T, MigrateError>) -> Result<T, MigrateError> {
+        let start = std::time::Instant::now();
+        loop {
+            match step() {
+                Err(MigrateError::Locked(_)) if start.elapsed() < RELEASE_WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                other => return other,
+            }
+        }
+    }
+
     fn fill(data_dir: &Path, engine: Engine, pairs: &BTreeMap<Vec<u8>, Vec<u8>>) {
-        let store = open(&EngineConfig::in_data_dir(data_dir, engine)).expect("open");
+        let store = open_released(&EngineConfig::in_data_dir(data_dir, engine));
         let ops: Vec<Op> = pairs
             .iter()
             .map(|(k, v)| Op::Put(k.clone(), v.clone()))
@@ -582,7 +627,7 @@ mod tests {
             } else {
                 Engine::Fjall
             };
-            let done = migrate_with_page(data, to, page).expect("migrate");
+            let done = released(|| migrate_with_page(data, to, page)).expect("migrate");
             assert_eq!((done.from, done.to), (from, to));
             assert_eq!(done.summary.keys, pairs.len() as u64);
             assert_eq!(done.summary.bytes, bytes);
@@ -618,7 +663,7 @@ mod tests {
             })
         ));
         {
-            let _server = open(&EngineConfig::in_data_dir(data, Engine::Sled)).expect("open");
+            let _server = open_released(&EngineConfig::in_data_dir(data, Engine::Sled));
             let err = migrate_data_dir(data, Engine::Fjall).expect_err("locked");
             assert!(matches!(err, MigrateError::Locked(_)), "{err}");
             assert!(err.to_string().contains("stop the server"), "{err}");
@@ -665,7 +710,7 @@ mod tests {
         // The server still opens the untouched source.
         let chosen = EngineConfig::for_data_dir(data, Engine::Fjall).expect("choose");
         assert_eq!(chosen.config.engine, Engine::Sled);
-        let done = migrate_data_dir(data, Engine::Fjall).expect("migrate");
+        let done = released(|| migrate_data_dir(data, Engine::Fjall)).expect("migrate");
         assert_eq!(done.removed_leftover, Some(temp.clone()));
         assert!(!temp.exists());
         assert_eq!(all_pairs(data, Engine::Fjall), pairs);
