@@ -367,11 +367,16 @@ async fn history_survives_kill_9() {
 
 /// A server started with `storage.engine = "fjall"` (and alice and bob).
 fn fjall_server_ab() -> Server {
+    engine_server_ab("fjall")
+}
+
+/// A server on a new data directory with `storage.engine = engine`, alice and bob added.
+fn engine_server_ab(engine: &str) -> Server {
     let s = Server::try_start_custom(|dir| {
         // `base_config` ends inside `[storage]`.
-        format!("{}engine = \"fjall\"\n", base_config(dir, ""))
+        format!("{}engine = \"{engine}\"\n", base_config(dir, ""))
     })
-    .unwrap_or_else(|e| panic!("chatd did not start on fjall: {e}"));
+    .unwrap_or_else(|e| panic!("chatd did not start on {engine}: {e}"));
     s.add_user("alice", "alice-pw");
     s.add_user("bob", "bob-pw");
     s
@@ -414,11 +419,11 @@ async fn fjall_store_keeps_queue_and_history_across_kill_9() {
     assert_eq!(history_ids(&mut bob).await, ids);
     bob.disconnect().await;
 
-    // A configuration that names another engine (here the default, sled) does not move an
-    // existing data directory off fjall: the server warns and keeps using fjall.
+    // A configuration that names another engine does not move an existing data directory off
+    // fjall: the server warns and keeps using fjall.
     assert!(s.stop().success());
     let config = std::fs::read_to_string(s.config_path()).expect("read the config");
-    let sled_config = config.replace("engine = \"fjall\"\n", "");
+    let sled_config = config.replace("engine = \"fjall\"\n", "engine = \"sled\"\n");
     assert_ne!(sled_config, config);
     std::fs::write(s.config_path(), sled_config).expect("write the config");
     s.restart();
@@ -455,4 +460,84 @@ fn a_data_dir_with_two_engines_is_refused() {
             && err.contains("fjall (fjall)"),
         "the failure does not name both stores: {err}"
     );
+}
+
+/// `{stdout}{stderr}` of a CLI run, for assertions and failure messages.
+fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_migrate_moves_a_sled_data_dir_to_fjall() {
+    let mut s = engine_server_ab("sled");
+    let data = s.data_dir();
+    assert!(data.join("store").is_dir(), "no sled store in {data:?}");
+    let mut alice = sender(&s).await;
+    let ids = send_many(&mut alice, "mig-", 3).await;
+    drop(alice);
+
+    // Refused while the server holds the store.
+    let out = s.cli(&["store", "migrate", "--to", "fjall"]);
+    let text = output_text(&out);
+    assert!(
+        !out.status.success(),
+        "migrated under a running server: {text}"
+    );
+    assert!(text.contains("stop the server"), "{text}");
+    assert!(!data.join("fjall").exists() && !data.join("fjall.migrating").exists());
+
+    assert!(s.stop().success());
+    let out = s.cli(&["store", "migrate", "--to", "fjall"]);
+    let text = output_text(&out);
+    assert!(
+        out.status.success(),
+        "store migrate --to fjall failed: {text}"
+    );
+    assert!(
+        text.contains("from sled to fjall")
+            && text.contains("store.old")
+            && text.contains("--remove-old")
+            && text.contains("storage.engine"),
+        "{text}"
+    );
+    assert!(
+        data.join("fjall").is_dir(),
+        "no fjall store after migrating"
+    );
+    assert!(
+        data.join("store.old").is_dir(),
+        "the old store was not kept"
+    );
+    assert!(!data.join("store").exists(), "the sled store is still live");
+    assert!(!data.join("fjall.migrating").exists());
+    // Once is enough.
+    let out = s.cli(&["store", "migrate", "--to", "fjall"]);
+    assert!(!out.status.success());
+    assert!(
+        output_text(&out).contains("already is on fjall"),
+        "{}",
+        output_text(&out)
+    );
+
+    // The configuration still says sled: the data directory's engine wins.
+    s.restart();
+    assert!(!data.join("store").exists(), "the server opened sled again");
+    let mut bob = online(&s, "bob:phone", "bob").await;
+    assert_eq!(history_ids(&mut bob).await, ids);
+    expect_in_order(&mut bob, &ids).await;
+    bob.disconnect().await;
+    assert!(s.stop().success());
+
+    let out = s.cli(&["store", "migrate", "--remove-old"]);
+    let text = output_text(&out);
+    assert!(out.status.success(), "--remove-old failed: {text}");
+    assert!(text.contains("store.old"), "{text}");
+    assert!(!data.join("store.old").exists(), "store.old is still there");
+    assert!(data.join("fjall").is_dir());
+    let out = s.cli(&["store", "migrate", "--remove-old"]);
+    assert!(!out.status.success(), "a second --remove-old succeeded");
 }

@@ -1,6 +1,9 @@
 //! `chatd user …`: account commands that work whether the server runs or not. With the server
 //! stopped they open the store directly; while it runs (the store is locked by it) they go through
 //! its admin HTTP API with the admin token.
+//!
+//! `chatd store migrate …`: converting the data directory's store to another engine, offline
+//! only (`chatd_kv::migrate`).
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::sync::Arc;
@@ -9,8 +12,9 @@ use chatd_core::accounts::Accounts;
 use chatd_core::messaging::{Chat, ChatConfig};
 use chatd_core::outbox::{Deliver, Outgoing};
 use chatd_embedded::accounts::EmbeddedAccounts;
-use chatd_kv::{KvStore, StoreError};
-use clap::Subcommand;
+use chatd_kv::migrate::{self, MigrateError};
+use chatd_kv::{Engine, KvStore, StoreError};
+use clap::{ArgGroup, Subcommand};
 use serde_json::json;
 
 use crate::config::Config;
@@ -159,6 +163,75 @@ fn online(config: &Config, command: UserCommand) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// Store commands (the server must be stopped).
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Convert the data directory's store to another engine (offline; the old store is kept
+    /// as `store.old` or `fjall.old` until `--remove-old`).
+    Migrate(MigrateArgs),
+}
+
+/// `chatd store migrate --to ENGINE | --remove-old`.
+#[derive(Debug, clap::Args)]
+#[command(group(ArgGroup::new("action").required(true).args(["to", "remove_old"])))]
+pub struct MigrateArgs {
+    /// The engine to convert the store to: sled or fjall.
+    #[arg(long, value_name = "ENGINE")]
+    pub to: Option<Engine>,
+    /// Delete the old copy (store.old / fjall.old) an earlier migration left, once the
+    /// data directory's store is on the other engine.
+    #[arg(long)]
+    pub remove_old: bool,
+}
+
+/// Runs one store command and prints what it did.
+pub fn run_store(config: &Config, command: StoreCommand) -> Result<()> {
+    let StoreCommand::Migrate(args) = command;
+    let dir = &config.storage.path;
+    match args.to {
+        Some(to) => {
+            let done = migrate::migrate_data_dir(dir, to).map_err(migrate_error)?;
+            if let Some(leftover) = &done.removed_leftover {
+                println!(
+                    "removed {} left by an interrupted migration, and started again",
+                    leftover.display()
+                );
+            }
+            let summary = &done.summary;
+            println!(
+                "migrated the store from {} to {}: {} keys, {} bytes in {:.2} s; verified (key \
+                 count and SHA-256 of every pair)",
+                done.from,
+                done.to,
+                summary.keys,
+                summary.bytes,
+                done.elapsed.as_secs_f64(),
+            );
+            println!("new store: {}", done.path.display());
+            println!(
+                "old store: moved to {}; once the server runs well on {}, remove it with \
+                 `chatd store migrate --remove-old`",
+                done.old_path.display(),
+                done.to,
+            );
+            println!(
+                "note: storage.engine in the configuration was not changed; it only matters \
+                 for a new data directory (an existing one is opened with its store's engine)"
+            );
+        }
+        None => {
+            for removed in migrate::remove_old(dir).map_err(migrate_error)? {
+                println!("removed {}", removed.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn migrate_error(e: MigrateError) -> anyhow::Error {
+    anyhow!(e).context("store migrate")
 }
 
 /// Where the offline commands' messaging hands deliveries: nobody is connected.

@@ -732,11 +732,11 @@ mod tests {
     }
 
     #[test]
-    fn storage_engine_is_sled_by_default() {
+    fn storage_engine_is_fjall_by_default() {
         let cfg = Config::parse("[storage]\npath = \"/srv/chatd\"\n", "t.toml").unwrap();
         let engine = cfg.storage.engine_config().unwrap();
-        assert_eq!(engine.engine, Engine::Sled);
-        assert_eq!(engine.path, Path::new("/srv/chatd/store"));
+        assert_eq!(engine.engine, Engine::Fjall);
+        assert_eq!(engine.path, Path::new("/srv/chatd/fjall"));
         let cfg = Config::parse("[storage]\nengine = \"sled\"\n", "t.toml").unwrap();
         cfg.validate().unwrap();
     }

@@ -37,6 +37,9 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(cli::UserCommand),
+    /// Manage the store (offline).
+    #[command(subcommand)]
+    Store(cli::StoreCommand),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
     };
     let result = match args.command {
         Some(Command::User(command)) => cli::run(&config, command),
+        Some(Command::Store(command)) => cli::run_store(&config, command),
         None | Some(Command::Serve) => serve(config),
     };
     match result {

@@ -863,14 +863,24 @@ impl Client {
         filter: &str,
         qos: rumqttc::QoS,
     ) -> Vec<rumqttc::SubscribeReasonCode> {
+        self.try_subscribe(filter, qos)
+            .await
+            .unwrap_or_else(|e| panic!("subscribe {filter}: {e}"))
+    }
+
+    /// [`Client::subscribe`] for a test in which the server may be killed meanwhile: why there
+    /// was no SUBACK instead of a panic.
+    pub async fn try_subscribe(
+        &self,
+        filter: &str,
+        qos: rumqttc::QoS,
+    ) -> Result<Vec<rumqttc::SubscribeReasonCode>, String> {
         self.inner
             .subscribe(filter, qos)
             .await
-            .unwrap_or_else(|e| panic!("subscribe {filter}: {e}"));
+            .map_err(|e| e.to_string())?;
         let mut core = self.core.lock().await;
-        core.suback()
-            .await
-            .unwrap_or_else(|e| panic!("subscribe {filter}: {e}"))
+        core.suback().await.map_err(|e| e.to_string())
     }
 
     /// Subscribes to several filters in one SUBSCRIBE and waits for the SUBACK.
@@ -1177,14 +1187,24 @@ impl Client5 {
         filter: &str,
         qos: rumqttc::v5::mqttbytes::QoS,
     ) -> Vec<m5::SubscribeReasonCode> {
+        self.try_subscribe(filter, qos)
+            .await
+            .unwrap_or_else(|e| panic!("subscribe {filter}: {e}"))
+    }
+
+    /// [`Client5::subscribe`] for a test in which the server may be killed meanwhile: why
+    /// there was no SUBACK instead of a panic.
+    pub async fn try_subscribe(
+        &self,
+        filter: &str,
+        qos: rumqttc::v5::mqttbytes::QoS,
+    ) -> Result<Vec<m5::SubscribeReasonCode>, String> {
         self.inner
             .subscribe(filter, qos)
             .await
-            .unwrap_or_else(|e| panic!("subscribe {filter}: {e}"));
+            .map_err(|e| e.to_string())?;
         let mut core = self.core.lock().await;
-        core.suback()
-            .await
-            .unwrap_or_else(|e| panic!("subscribe {filter}: {e}"))
+        core.suback().await.map_err(|e| e.to_string())
     }
 
     /// Subscribes to several filters in one SUBSCRIBE and waits for the SUBACK.

@@ -13,10 +13,12 @@ use crate::{FjallStore, KvStore, SledStore, StoreError};
 /// The key-value engines chatd can run on (`storage.engine` in the configuration).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Engine {
-    /// sled 0.34, the engine chatd has always used.
-    #[default]
+    /// sled 0.34, the engine of every data directory created before fjall became the default
+    /// (still opened as such).
     Sled,
-    /// fjall 3, an LSM-tree engine.
+    /// fjall 3, an LSM-tree engine: the default for new data directories (it writes chatd's
+    /// batches about 2.5 times faster than sled, into a smaller store).
+    #[default]
     Fjall,
 }
 
@@ -34,7 +36,7 @@ impl Engine {
 
     /// The engine's directory inside a chatd data directory: `{storage.path}/store` for sled
     /// (the layout every existing deployment has), `{storage.path}/fjall` for fjall.
-    fn dir_in_data_dir(self) -> &'static str {
+    pub(crate) fn dir_in_data_dir(self) -> &'static str {
         match self {
             Engine::Sled => "store",
             Engine::Fjall => "fjall",
@@ -209,7 +211,7 @@ mod tests {
             assert_eq!(engine.name().parse::<Engine>(), Ok(*engine));
             assert_eq!(engine.to_string(), engine.name());
         }
-        assert_eq!(Engine::default(), Engine::Sled);
+        assert_eq!(Engine::default(), Engine::Fjall);
     }
 
     #[test]

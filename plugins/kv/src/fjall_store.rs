@@ -30,6 +30,19 @@ impl FjallStore {
     }
 }
 
+impl FjallStore {
+    /// Up to `limit` pairs from `start` (inclusive) to the end of the key space, ascending:
+    /// the pages of a whole-store copy, which no bounded [`KvStore::scan`] range can cover.
+    pub(crate) fn pairs_from(&self, start: &[u8], limit: usize) -> Result<Vec<KvPair>, StoreError> {
+        let snapshot = self.db.snapshot();
+        let range = snapshot.range(&self.keyspace, start..);
+        first_pairs(range, false, limit, |guard: fjall::Guard| {
+            let (k, v) = guard.into_inner()?;
+            Ok((k.to_vec(), v.to_vec()))
+        })
+    }
+}
+
 impl From<fjall::Error> for StoreError {
     fn from(e: fjall::Error) -> StoreError {
         match e {

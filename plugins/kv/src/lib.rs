@@ -4,14 +4,15 @@
 //! Stores are opened in one place, [`open`], from an [`EngineConfig`]. Adding an engine means:
 //! a module implementing [`KvStore`] (reporting a held directory as [`StoreError::Locked`]), an
 //! [`Engine`] variant with its name and its directory inside the data directory, a branch in
-//! [`open`], and a test module that runs `conformance_tests!` on it; the engine is ready when
-//! that suite passes.
+//! [`open`] (and in [`migrate`]'s engine enum), and a test module that runs
+//! `conformance_tests!` on it; the engine is ready when that suite passes.
 
 use std::io;
 use std::sync::Arc;
 
 mod engine;
 mod fjall_store;
+pub mod migrate;
 mod sled_store;
 
 // Built for this crate's tests, and for other crates with the `conformance` feature.

@@ -27,6 +27,17 @@ impl SledStore {
 
 /// Sled reports a held lock as a plain I/O error whose text names the lock (and, depending on
 /// the platform, a `WouldBlock` kind); both forms are recognised.
+impl SledStore {
+    /// Up to `limit` pairs from `start` (inclusive) to the end of the key space, ascending:
+    /// the pages of a whole-store copy, which no bounded [`KvStore::scan`] range can cover.
+    pub(crate) fn pairs_from(&self, start: &[u8], limit: usize) -> Result<Vec<KvPair>, StoreError> {
+        first_pairs(self.db.range(start..), false, limit, |item| {
+            let (k, v) = item?;
+            Ok((k.to_vec(), v.to_vec()))
+        })
+    }
+}
+
 fn is_lock_error(e: &sled::Error) -> bool {
     match e {
         sled::Error::Io(io) => {
