@@ -17,6 +17,8 @@ use support::*;
 const PER_ROUND: usize = 150;
 /// Per-user write rates far above what the clients can reach.
 const NO_USER_RATES: &str = "[limits]\nsends_per_sec = 100000\nsends_burst = 1000000\nrequests_per_sec = 100000\nrequests_burst = 1000000\n";
+/// Kills per run, unless `CHATD_CRASH_ROUNDS` says otherwise (the benchmark's 20-round runs:
+/// docs/benchmarks.md).
 const ROUNDS: usize = 3;
 /// Sends in flight per sender.
 const WINDOW: usize = 16;
@@ -213,10 +215,31 @@ fn check_history(what: &str, history: &[Value], acked: &[(String, String)]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn groups_receipts_and_direct_messages_survive_kill_9() {
+async fn groups_receipts_and_direct_messages_survive_kill_9_on_fjall() {
+    survive_kill_9("fjall").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_receipts_and_direct_messages_survive_kill_9_on_sled() {
+    survive_kill_9("sled").await;
+}
+
+/// The number of kills: `CHATD_CRASH_ROUNDS`, else [`ROUNDS`].
+fn rounds() -> usize {
+    std::env::var("CHATD_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ROUNDS)
+}
+
+async fn survive_kill_9(engine: &str) {
     let started = Instant::now();
     // Each client writes as fast as it can: the per-user rates are not under test.
-    let mut s = Server::start_with(NO_USER_RATES);
+    let mut s = Server::start_on(engine, NO_USER_RATES);
+    assert!(
+        s.data_dir().join(engine_dir(engine)).is_dir(),
+        "not running on {engine}"
+    );
     for u in ["gsender", "dsender", "reader", "offline"] {
         s.add_user(u, "pw");
     }
@@ -242,7 +265,8 @@ async fn groups_receipts_and_direct_messages_survive_kill_9() {
         Arc::new(|cid, text| json!({"cid": cid, "to": "offline", "type": "text", "text": text}));
     let mut retries = [Vec::new(), Vec::new()];
     let mut kills_mid_load = 0;
-    for round in 0..ROUNDS {
+    let rounds = rounds();
+    for round in 0..rounds {
         let before = record.lock().unwrap().acked.len();
         let senders = [
             ("gsender", group_payload.clone()),
@@ -293,8 +317,8 @@ async fn groups_receipts_and_direct_messages_survive_kill_9() {
         s.restart();
     }
     assert!(
-        kills_mid_load >= 2,
-        "only {kills_mid_load} kills hit the load"
+        kills_mid_load >= rounds.min(2),
+        "only {kills_mid_load} of {rounds} kills hit the load"
     );
 
     let (acked, receipts, errors) = {
@@ -359,10 +383,19 @@ async fn groups_receipts_and_direct_messages_survive_kill_9() {
         }
     }
     eprintln!(
-        "mixed crash test: {} group + {} direct acked, {} receipts, {:?}",
+        "mixed crash test on {engine}, {rounds} kills ({kills_mid_load} mid-load): {} group + {} \
+         direct acked, 0 lost, 0 duplicated, {} receipts, {:?}",
         group_acked.len(),
         direct_acked.len(),
         receipts.len(),
         started.elapsed()
     );
+}
+
+/// The directory an engine keeps its store in, inside the data directory.
+fn engine_dir(engine: &str) -> &'static str {
+    match engine {
+        "sled" => "store",
+        _ => "fjall",
+    }
 }

@@ -147,6 +147,9 @@ pub struct StorageConfig {
     /// The store's engine by name (`sled` or `fjall`) for a new data directory; an existing
     /// one is opened with the engine that created it.
     pub engine: String,
+    /// The engine's block cache in MiB (1 to 65536); what the server's memory grows by as
+    /// the store is read, beyond which it re-reads (usually from the OS page cache).
+    pub cache_mb: u64,
 }
 
 impl Default for StorageConfig {
@@ -154,6 +157,7 @@ impl Default for StorageConfig {
         StorageConfig {
             path: PathBuf::from("./data"),
             engine: Engine::default().name().to_string(),
+            cache_mb: chatd_kv::DEFAULT_CACHE_BYTES / (1024 * 1024),
         }
     }
 }
@@ -170,7 +174,18 @@ impl StorageConfig {
                 key: "storage.engine",
                 why: e.to_string(),
             })?;
-        Ok(EngineConfig::in_data_dir(&self.path, engine))
+        if !(1..=65536).contains(&self.cache_mb) {
+            return Err(ConfigError::Invalid {
+                key: "storage.cache_mb",
+                why: format!("{} is not between 1 and 65536", self.cache_mb),
+            });
+        }
+        Ok(EngineConfig::in_data_dir(&self.path, engine).with_cache_bytes(self.cache_bytes()))
+    }
+
+    /// `cache_mb` in bytes.
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache_mb.saturating_mul(1024 * 1024)
     }
 }
 
@@ -762,5 +777,21 @@ mod tests {
             err,
             "config key `storage.engine`: unknown storage engine `rocksdb` (known: sled, fjall)"
         );
+    }
+
+    #[test]
+    fn storage_cache_is_32_mib_unless_configured_and_bounded() {
+        let cfg = Config::parse("[storage]\npath = \"/srv/chatd\"\n", "t.toml").unwrap();
+        assert_eq!(cfg.storage.engine_config().unwrap().cache_bytes, 32 << 20);
+        let cfg = Config::parse("[storage]\ncache_mb = 256\n", "t.toml").unwrap();
+        assert_eq!(cfg.storage.engine_config().unwrap().cache_bytes, 256 << 20);
+        for bad in ["0", "65537"] {
+            let text = format!("[storage]\ncache_mb = {bad}\n");
+            let err = Config::parse(&text, "t.toml")
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            assert!(err.to_string().contains("storage.cache_mb"), "{err}");
+        }
     }
 }

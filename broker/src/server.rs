@@ -63,7 +63,7 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn KvStore>, StoreError> {
     if let Some(warning) = chosen.mismatch_warning() {
         warn!("{warning}");
     }
-    chatd_kv::open(&chosen.config)
+    chatd_kv::open(&chosen.config.with_cache_bytes(configured.cache_bytes))
 }
 
 /// Runs the server until `shutdown` completes (the binary passes SIGINT or SIGTERM), then shuts

@@ -152,6 +152,17 @@ impl Server {
         Self::start_with_listen("", extra_toml)
     }
 
+    /// Like [`Server::start_with`], on the storage engine named `engine` (`storage.engine`).
+    pub fn start_on(engine: &str, extra_toml: &str) -> Server {
+        let storage = format!("engine = {}\n", toml_string(engine));
+        let extra = extra_toml.to_string();
+        Self::try_start_custom(move |dir| {
+            // `[storage]` ends the base configuration: the line belongs to it.
+            format!("{}{storage}\n{extra}\n", base_config(dir, ""))
+        })
+        .unwrap_or_else(|e| panic!("chatd did not start: {e}"))
+    }
+
     /// Like [`Server::start_with`], with extra lines for the `[listen]` table (e.g. TLS listeners:
     /// `mqtts = "127.0.0.1:0"` plus a `[tls]` section in `extra_toml`).
     pub fn start_with_listen(listen_extra: &str, extra_toml: &str) -> Server {

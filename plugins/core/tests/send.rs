@@ -185,6 +185,69 @@ async fn cid_retries_in_one_batch_make_one_message() {
     assert_eq!(env.chat.stats().duplicate_cids, 4);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeats_in_one_batch_of_a_cid_stored_before_get_the_first_ack() {
+    let env = Env::new(&["alice", "bob"]);
+    let repeat = br#"{"cid":"same","to":"bob","type":"text","text":"b"}"#;
+    let first = env.chat.send("alice", repeat).await;
+    assert_eq!(parse(&first)["status"], "sent");
+    env.store.close_gate();
+    let chat = env.chat.clone();
+    let blocker = tokio::spawn(async move {
+        chat.send(
+            "alice",
+            br#"{"cid":"x","to":"bob","type":"text","text":"a"}"#,
+        )
+        .await
+    });
+    assert!(wait_until(|| env.store.has(b"k/alice/x")));
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let chat = env.chat.clone();
+        tasks.push(tokio::spawn(
+            async move { chat.send("alice", repeat).await },
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    env.store.open_gate();
+    blocker.await.expect("join");
+    for t in tasks {
+        assert_eq!(t.await.expect("join"), first);
+    }
+    assert_eq!(env.delivered(2).len(), 2);
+    assert_eq!(env.chat.backlog("bob", None, 10).expect("backlog").len(), 2);
+    let stats = env.chat.stats();
+    assert_eq!((stats.messages_stored, stats.duplicate_cids), (2, 3));
+}
+
+#[tokio::test]
+async fn a_repeat_that_would_now_be_refused_gets_the_first_ack() {
+    let env = Env::new(&["alice", "bob"]);
+    let r = env
+        .rpc(
+            "alice",
+            json!({"rid": "r", "op": "group.create", "name": "G", "members": ["bob"]}),
+        )
+        .await;
+    let group = r["result"]["group"].as_str().expect("group id").to_string();
+    let send = json!({"cid": "g-1", "group": group, "type": "text", "text": "hi"}).to_string();
+    let first = env.send("alice", &send).await;
+    assert_eq!(first["status"], "sent", "{first}");
+    let r = env
+        .rpc(
+            "alice",
+            json!({"rid": "l", "op": "group.leave", "group": group}),
+        )
+        .await;
+    assert!(r.get("error").is_none(), "{r}");
+    // Not a member any more: a new message is refused, the retry of the stored one is not.
+    let again = env.send("alice", &send).await;
+    assert_eq!(again, first);
+    let other = json!({"cid": "g-2", "group": group, "type": "text", "text": "hi"}).to_string();
+    let refused = env.send("alice", &other).await;
+    assert!(refused.get("error").is_some(), "{refused}");
+}
+
 #[tokio::test]
 async fn unknown_recipient_is_not_found() {
     let env = Env::new(&["alice"]);

@@ -79,6 +79,13 @@ impl FromStr for Engine {
     }
 }
 
+/// The block cache an engine gets unless configured otherwise (`storage.cache_mb`): 32 MiB.
+///
+/// Small on purpose: the operating system's page cache keeps the store's hot files in memory
+/// anyway, and the server's resident memory should not grow with the store (sled's own
+/// default is 1 GiB, which it fills as the store grows).
+pub const DEFAULT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
 /// Which engine to open, and the directory it owns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineConfig {
@@ -86,6 +93,8 @@ pub struct EngineConfig {
     pub path: PathBuf,
     /// The engine.
     pub engine: Engine,
+    /// The engine's block (page) cache in bytes.
+    pub cache_bytes: u64,
 }
 
 impl EngineConfig {
@@ -95,7 +104,14 @@ impl EngineConfig {
         EngineConfig {
             path: path.into(),
             engine,
+            cache_bytes: DEFAULT_CACHE_BYTES,
         }
+    }
+
+    /// The same store with a block cache of `bytes`.
+    pub fn with_cache_bytes(mut self, bytes: u64) -> EngineConfig {
+        self.cache_bytes = bytes;
+        self
     }
 
     /// The store of the chatd data directory `data_dir` (`storage.path`), where the server
@@ -196,8 +212,11 @@ fn list_stores(stores: &[EngineConfig]) -> String {
 pub fn open(config: &EngineConfig) -> Result<Arc<dyn KvStore>, StoreError> {
     std::fs::create_dir_all(&config.path)?;
     match config.engine {
-        Engine::Sled => Ok(Arc::new(SledStore::open(&config.path)?)),
-        Engine::Fjall => Ok(Arc::new(FjallStore::open(&config.path)?)),
+        Engine::Sled => Ok(Arc::new(SledStore::open(&config.path, config.cache_bytes)?)),
+        Engine::Fjall => Ok(Arc::new(FjallStore::open(
+            &config.path,
+            config.cache_bytes,
+        )?)),
     }
 }
 

@@ -19,7 +19,9 @@ mod sled_store;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
-pub use engine::{open, DataDirError, DataDirStore, Engine, EngineConfig, UnknownEngine};
+pub use engine::{
+    open, DataDirError, DataDirStore, Engine, EngineConfig, UnknownEngine, DEFAULT_CACHE_BYTES,
+};
 pub use fjall_store::FjallStore;
 pub use sled_store::SledStore;
 

@@ -89,8 +89,10 @@ impl EngineStore {
     fn open(config: &EngineConfig) -> Result<EngineStore, StoreError> {
         fs::create_dir_all(&config.path)?;
         Ok(match config.engine {
-            Engine::Sled => EngineStore::Sled(SledStore::open(&config.path)?),
-            Engine::Fjall => EngineStore::Fjall(FjallStore::open(&config.path)?),
+            Engine::Sled => EngineStore::Sled(SledStore::open(&config.path, config.cache_bytes)?),
+            Engine::Fjall => {
+                EngineStore::Fjall(FjallStore::open(&config.path, config.cache_bytes)?)
+            }
         })
     }
 

@@ -15,9 +15,14 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    /// Opens (creating if needed) the sled database in `path`.
-    pub fn open(path: &Path) -> Result<SledStore, StoreError> {
-        match sled::Config::new().path(path).open() {
+    /// Opens (creating if needed) the sled database in `path`, with a page cache of
+    /// `cache_bytes`.
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
+        match sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .open()
+        {
             Ok(db) => Ok(SledStore { db }),
             Err(e) if is_lock_error(&e) => Err(StoreError::Locked),
             Err(e) => Err(StoreError::Sled(e)),

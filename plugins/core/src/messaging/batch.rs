@@ -24,7 +24,15 @@ pub(super) enum Staged {
         /// The ack.
         ack: Bytes,
     },
-    /// A cid seen before; the first ack, given unchanged.
+    /// The cid of a send staged earlier in this batch as unit `unit`: answered as that one
+    /// is (with the first ack when the log finds the cid remembered already).
+    Again {
+        /// The earlier send's unit.
+        unit: usize,
+        /// The earlier send's ack.
+        ack: Bytes,
+    },
+    /// A cid remembered before; the first ack, given unchanged.
     Duplicate(Bytes),
 }
 
@@ -37,8 +45,9 @@ pub(super) struct Batch {
     pub(super) intents: Vec<Intent>,
     /// Deliveries, in id order, each with the unit that makes it.
     fresh: Vec<(usize, Outgoing)>,
-    /// Acks by (user, cid) for cids first used in this batch (or already looked up).
-    pub(super) acks: HashMap<(String, String), Bytes>,
+    /// How each (user, cid) used in this batch was staged: [`Staged::New`] or
+    /// [`Staged::Duplicate`].
+    pub(super) acks: HashMap<(String, String), Staged>,
     /// Receipt statuses (message id, recipient) changed by this batch.
     pub(super) statuses: HashMap<(String, String), Status>,
     /// Groups read or changed by this batch, as they are after its changes.

@@ -300,16 +300,26 @@ impl Committer {
             let _ = reply.send(answer);
         }
         Counters::add(&self.counters.batches, 1);
+        let mut stored = batch.messages;
         for (reply, cid, staged) in sends {
             let answer = match (&durable, staged) {
                 (Ok(()), Ok(Staged::New { unit, ack })) => match outcomes.get(unit) {
-                    // Another writer remembered the cid first: its ack stands.
+                    // The cid was remembered already (by an earlier batch, or by another
+                    // writer): the first ack stands, and nothing of this unit was stored.
                     Some(UnitOutcome::Duplicate(first)) => {
                         Counters::add(&self.counters.duplicate_cids, 1);
+                        stored = stored.saturating_sub(1);
                         first.clone()
                     }
                     _ => ack,
                 },
+                (Ok(()), Ok(Staged::Again { unit, ack })) => {
+                    Counters::add(&self.counters.duplicate_cids, 1);
+                    match outcomes.get(unit) {
+                        Some(UnitOutcome::Duplicate(first)) => first.clone(),
+                        _ => ack,
+                    }
+                }
                 (Ok(()), Ok(Staged::Duplicate(ack))) => {
                     Counters::add(&self.counters.duplicate_cids, 1);
                     ack
@@ -350,7 +360,7 @@ impl Committer {
             let _ = reply.send(refused);
         }
         if durable.is_ok() {
-            Counters::add(&self.counters.messages_stored, batch.messages);
+            Counters::add(&self.counters.messages_stored, stored);
             Counters::add(&self.counters.receipts_stored, batch.receipts);
             for item in batch.delivered(&outcomes) {
                 self.deliver.deliver(item);

@@ -48,26 +48,51 @@ impl Committer {
         draft: &Draft,
     ) -> Result<Staged, Failure> {
         let cid = (from.to_string(), draft.cid.clone());
-        if let Some(ack) = batch.acks.get(&cid) {
-            return Ok(Staged::Duplicate(ack.clone()));
+        match batch.acks.get(&cid) {
+            Some(Staged::New { unit, ack } | Staged::Again { unit, ack }) => {
+                return Ok(Staged::Again {
+                    unit: *unit,
+                    ack: ack.clone(),
+                })
+            }
+            Some(Staged::Duplicate(ack)) => return Ok(Staged::Duplicate(ack.clone())),
+            None => {}
         }
-        if let Some(ack) = self
-            .log
-            .remembered_ack(from, &draft.cid)
-            .map_err(store_failure)?
-        {
-            batch.acks.insert(cid, ack.clone());
-            return Ok(Staged::Duplicate(ack));
-        }
+        // The cid is not looked up first: the unit claims it, and the log skips the whole
+        // unit when it is remembered already (`UnitOutcome::Duplicate`, answered with the
+        // first ack). A lookup here would be a second read of the store for every message,
+        // to save work only for the rare repeated send.
         let staged = match &draft.target {
-            Target::User(to) => self.stage_direct(batch, from, to, draft)?,
-            Target::Group(group) => self.stage_group_send(batch, from, device, group, draft)?,
+            Target::User(to) => self.stage_direct(batch, from, to, draft),
+            Target::Group(group) => self.stage_group_send(batch, from, device, group, draft),
         };
-        batch.acks.insert(cid, staged.clone());
-        Ok(Staged::New {
-            unit: batch.unit(),
-            ack: staged,
-        })
+        let staged = match staged {
+            Ok(staged) => staged,
+            Err(failure) => {
+                // A repeated send is answered as the first one was, even when it would be
+                // refused now (the recipient was removed, the sender left the group).
+                return match self
+                    .log
+                    .remembered_ack(from, &draft.cid)
+                    .map_err(store_failure)?
+                {
+                    Some(ack) => {
+                        batch.acks.insert(cid, Staged::Duplicate(ack.clone()));
+                        Ok(Staged::Duplicate(ack))
+                    }
+                    None => Err(failure),
+                };
+            }
+        };
+        let unit = batch.unit();
+        batch.acks.insert(
+            cid,
+            Staged::New {
+                unit,
+                ack: staged.clone(),
+            },
+        );
+        Ok(Staged::New { unit, ack: staged })
     }
 
     /// A 1:1 message; returns its ack.
