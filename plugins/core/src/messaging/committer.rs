@@ -231,7 +231,11 @@ impl Committer {
     /// goes back to work, the pending fan-outs read again from the store (what the failed
     /// batches did to them is unknown).
     fn probe(&mut self) {
-        match self.log.recover() {
+        // A panic in the adapter's recovery must not end the committer: it is a failed probe.
+        let log = self.log.clone();
+        let recovered = panic::catch_unwind(AssertUnwindSafe(|| log.recover()))
+            .unwrap_or_else(|_| Err(RecordError::Store("the recovery panicked".into())));
+        match recovered {
             Ok(()) => {
                 if let Some(since) = self.failing_since.take() {
                     tracing::info!(
