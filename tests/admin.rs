@@ -105,7 +105,7 @@ async fn healthz_and_metrics() {
     assert_eq!(status, 200, "/healthz: {body}");
     assert_eq!(
         body_json(status, &body),
-        json!({"status": "ok", "connection_cache": {"backend": "memory", "ok": true}})
+        json!({"status": "ok", "storage": {"ok": true}, "connection_cache": {"backend": "memory", "ok": true}})
     );
 
     let text = metrics(&srv);

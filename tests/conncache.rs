@@ -232,7 +232,7 @@ async fn in_process_cache_by_default() {
     let srv = Server::start();
     assert_eq!(
         healthz(&srv),
-        json!({"status": "ok", "connection_cache": {"backend": "memory", "ok": true}})
+        json!({"status": "ok", "storage": {"ok": true}, "connection_cache": {"backend": "memory", "ok": true}})
     );
     assert_eq!(metric(&srv, "chatd_connection_cache_up"), Some(1.0));
 
@@ -274,7 +274,7 @@ async fn redis_tracks_devices_nodes_and_expires_dead_nodes() {
     let node1 = start_node(1, &redis, &prefix);
     assert_eq!(
         healthz(&node1),
-        json!({"status": "ok", "connection_cache": {"backend": "redis", "ok": true}})
+        json!({"status": "ok", "storage": {"ok": true}, "connection_cache": {"backend": "redis", "ok": true}})
     );
     assert_eq!(metric(&node1, "chatd_connection_cache_up"), Some(1.0));
 
@@ -457,7 +457,7 @@ async fn redis_outage_degrades_and_recovers() {
     redis.restart();
     wait_for("/healthz ok again", support::WAIT, || {
         let h = healthz(&srv);
-        if h == json!({"status": "ok", "connection_cache": {"backend": "redis", "ok": true}}) {
+        if h == json!({"status": "ok", "storage": {"ok": true}, "connection_cache": {"backend": "redis", "ok": true}}) {
             Ok(())
         } else {
             Err(h.to_string())

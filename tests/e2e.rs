@@ -37,6 +37,7 @@ mod receipts;
 mod reply_budget;
 mod session_limits;
 mod slow_consumer;
+mod storage_failure;
 mod stuck_sessions;
 mod transports;
 mod typing;

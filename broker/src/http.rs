@@ -33,19 +33,33 @@ pub fn routes(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Always 200 while the node serves; `degraded` when the connection cache's backend is down.
-async fn healthz(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+/// 200 while the node serves: `ok`, or `degraded` when the connection cache's backend is
+/// down (the node still works). 503 `failing` while the store does not take durable writes:
+/// nothing is acknowledged then, so a load balancer should send clients elsewhere.
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     let cache = shared.conn_cache.health();
-    if cache.ok {
-        Json(json!({
-            "status": "ok",
-            "connection_cache": {"backend": cache.backend, "ok": true},
-        }))
+    let cache = if cache.ok {
+        json!({"backend": cache.backend, "ok": true})
     } else {
-        Json(json!({
-            "status": "degraded",
-            "connection_cache": {"backend": cache.backend, "ok": false, "detail": cache.detail},
+        json!({"backend": cache.backend, "ok": false, "detail": cache.detail})
+    };
+    let ok = cache["ok"] == true;
+    match shared.storage.detail() {
+        None => Json(json!({
+            "status": if ok { "ok" } else { "degraded" },
+            "storage": {"ok": true},
+            "connection_cache": cache,
         }))
+        .into_response(),
+        Some(detail) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "failing",
+                "storage": {"ok": false, "detail": detail},
+                "connection_cache": cache,
+            })),
+        )
+            .into_response(),
     }
 }
 
@@ -55,6 +69,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         shared.hub.session_count(),
         &shared.conn_cache.health(),
         shared.conn_cache.dropped(),
+        &shared.storage,
     );
     let push = shared.push.as_ref().map(|p| p.stats()).unwrap_or_default();
     body.push_str(&crate::push::render_metrics(&push));

@@ -4,6 +4,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use chatd_core::messaging::ChatStats;
+use chatd_kv::StoreHealth;
 
 use crate::conncache::CacheHealth;
 
@@ -62,6 +63,7 @@ impl Metrics {
         sessions: usize,
         cache: &CacheHealth,
         cache_dropped: u64,
+        storage: &StoreHealth,
     ) -> String {
         let mut out = String::new();
         let mut line = |name: &str, kind: &str, help: &str, value: i128| {
@@ -219,6 +221,24 @@ impl Metrics {
             "counter",
             "Receipt ids refused.",
             chat.receipts_refused as i128,
+        );
+        line(
+            "chatd_storage_healthy",
+            "gauge",
+            "1 while the store takes durable writes; 0 while it fails (nothing is acknowledged).",
+            storage.is_healthy() as i128,
+        );
+        line(
+            "chatd_storage_failures_total",
+            "counter",
+            "Times the store started failing (a write or flush error).",
+            storage.failures() as i128,
+        );
+        line(
+            "chatd_storage_recoveries_total",
+            "counter",
+            "Times a failing store recovered without a restart.",
+            storage.recoveries() as i128,
         );
         line(
             "chatd_connection_cache_up",

@@ -17,7 +17,7 @@ use chatd_embedded::log::EmbeddedLog;
 use chatd_embedded::media::EmbeddedMedia;
 use chatd_embedded::presence::EmbeddedLastSeen;
 use chatd_embedded::push::EmbeddedPush;
-use chatd_kv::{EngineConfig, KvStore, StoreError};
+use chatd_kv::{EngineConfig, GuardedStore, KvStore, StoreError};
 use chatd_media::MediaService;
 use chatd_push_bridge::PushBridge;
 use chatd_wire::request::RpcRouter;
@@ -53,6 +53,11 @@ const SESSION_GRACE: Duration = Duration::from_secs(10);
 /// the engine that created it (warning when `storage.engine` names another one), a new one with
 /// `storage.engine`.
 pub fn open_store(config: &Config) -> Result<Arc<dyn KvStore>, StoreError> {
+    chatd_kv::open(&store_config(config)?)
+}
+
+/// The engine and directory [`open_store`] opens.
+fn store_config(config: &Config) -> Result<EngineConfig, StoreError> {
     // `Config::load` has validated the engine name; a config built otherwise is told here.
     let configured = config
         .storage
@@ -63,7 +68,23 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn KvStore>, StoreError> {
     if let Some(warning) = chosen.mismatch_warning() {
         warn!("{warning}");
     }
-    chatd_kv::open(&chosen.config.with_cache_bytes(configured.cache_bytes))
+    Ok(chosen.config.with_cache_bytes(configured.cache_bytes))
+}
+
+/// The server's store: [`open_store`]'s, guarded so that an I/O error stops writes and
+/// acknowledgements until the store is reopened (`chatd_kv::GuardedStore`). The test hook
+/// `CHATD_TEST_FAULTS` (a control file that makes writes fail on demand) is honoured here
+/// and nowhere else.
+fn open_guarded_store(config: &Config) -> Result<Arc<GuardedStore>, StoreError> {
+    let faults = std::env::var_os(chatd_kv::FAULTS_ENV).map(std::path::PathBuf::from);
+    if let Some(control) = &faults {
+        warn!(
+            "{} is set: storage faults are injected from {} (a test hook)",
+            chatd_kv::FAULTS_ENV,
+            control.display()
+        );
+    }
+    Ok(Arc::new(GuardedStore::open(store_config(config)?, faults)?))
 }
 
 /// Runs the server until `shutdown` completes (the binary passes SIGINT or SIGTERM), then shuts
@@ -76,7 +97,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     crate::fd_limit::check(config.limits.max_connections, http_connections);
     let dir = config.storage.path.clone();
-    let store = match open_store(&config) {
+    let guarded = match open_guarded_store(&config) {
         Ok(store) => store,
         Err(StoreError::Locked) => {
             return Err(anyhow!(
@@ -88,6 +109,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             return Err(anyhow!(e).context(format!("cannot open the store in {}", dir.display())))
         }
     };
+    let storage = guarded.health();
+    let store: Arc<dyn KvStore> = guarded;
     datadir::remove_listen_file(&dir);
     let admin_token = datadir::admin_token(&dir, config.auth.admin_token.as_deref())?;
     let jwt = jwt_verifier(&config)?;
@@ -164,6 +187,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         sends: UserRate::new(config.limits.sends_per_sec, config.limits.sends_burst),
         requests: UserRate::new(config.limits.requests_per_sec, config.limits.requests_burst),
         rpc,
+        storage,
     });
 
     let stop = CancellationToken::new();

@@ -7,6 +7,7 @@ use tokio::sync::Semaphore;
 use chatd_auth::JwtVerifier;
 use chatd_core::accounts::Accounts;
 use chatd_core::messaging::Chat;
+use chatd_kv::StoreHealth;
 use chatd_media::MediaService;
 use chatd_push_bridge::PushBridge;
 use chatd_wire::request::RpcRouter;
@@ -63,6 +64,8 @@ pub struct Shared {
     /// Per-user rate of `chat/{me}/receipt` and `chat/{me}/rpc` together
     /// (`limits.requests_per_sec`, `limits.requests_burst`).
     pub requests: UserRate,
+    /// Whether the store takes durable writes (`/healthz`, `/metrics`).
+    pub storage: Arc<StoreHealth>,
 }
 
 impl Shared {

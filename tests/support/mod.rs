@@ -112,6 +112,8 @@ pub struct Server {
     pub token: String,
     config: PathBuf,
     data: PathBuf,
+    /// Extra environment variables of every run (test hooks such as `CHATD_TEST_FAULTS`).
+    env: Vec<(String, PathBuf)>,
     child: Option<Child>,
 }
 
@@ -178,6 +180,15 @@ impl Server {
     /// The configuration must put `storage.path` at `{dir}/data`. Returns the failure (exit
     /// status and log) instead of panicking when chatd exits or does not write `listen.json`.
     pub fn try_start_custom(make_config: impl FnOnce(&Path) -> String) -> Result<Server, String> {
+        Self::try_start_custom_env(make_config, |_| Vec::new())
+    }
+
+    /// [`Server::try_start_custom`] with environment variables for every run of the server,
+    /// built by `make_env` from the temporary directory (e.g. a test hook's control file).
+    pub fn try_start_custom_env(
+        make_config: impl FnOnce(&Path) -> String,
+        make_env: impl FnOnce(&Path) -> Vec<(String, PathBuf)>,
+    ) -> Result<Server, String> {
         let dir = tempfile::Builder::new()
             .prefix("chatd-test-")
             .tempdir()
@@ -186,6 +197,7 @@ impl Server {
         let text = make_config(dir.path());
         fs::write(&config, text).expect("write config");
         let data = dir.path().join("data");
+        let env = make_env(dir.path());
         let mut server = Server {
             mqtt: unspecified(),
             ws: unspecified(),
@@ -195,6 +207,7 @@ impl Server {
             token: String::new(),
             config,
             data,
+            env,
             child: None,
             dir,
         };
@@ -253,6 +266,7 @@ impl Server {
             .arg(&self.config)
             .current_dir(self.dir.path())
             .env_remove("CHATD_CONFIG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))

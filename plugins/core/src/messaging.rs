@@ -194,6 +194,8 @@ impl Chat {
             fanout_slice: cfg.fanout_slice,
             fanout_backlog: fanout_backlog.clone(),
             last_flush: std::time::Instant::now(),
+            failing_since: None,
+            next_probe: std::time::Instant::now(),
         };
         committer.count_fanouts();
         purge_commit::resume(&mut committer)?;

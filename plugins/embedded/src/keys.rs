@@ -107,6 +107,10 @@ pub const FANOUT_PREFIX: &str = "n/";
 /// `m/{id}`, tells where ids continue and where the committed watermark starts.
 pub const LAST_ID: &[u8] = b"x/last_id";
 
+/// `x/probe`: written (and flushed) by a recovery after a storage failure, to prove that the
+/// store takes durable writes again; its value means nothing.
+pub const STORAGE_PROBE: &[u8] = b"x/probe";
+
 /// `k/{user}/{cid}`: the first ack given for a client's message id, for retries.
 pub fn cid(user: &str, cid: &str) -> Vec<u8> {
     format!("k/{user}/{cid}").into_bytes()

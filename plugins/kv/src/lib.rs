@@ -11,7 +11,9 @@ use std::io;
 use std::sync::Arc;
 
 mod engine;
+mod faulty;
 mod fjall_store;
+mod guarded;
 pub mod migrate;
 mod sled_store;
 
@@ -22,7 +24,9 @@ pub mod conformance;
 pub use engine::{
     open, DataDirError, DataDirStore, Engine, EngineConfig, UnknownEngine, DEFAULT_CACHE_BYTES,
 };
+pub use faulty::{FaultyStore, FAULTS_ENV};
 pub use fjall_store::FjallStore;
+pub use guarded::{GuardedStore, StoreHealth};
 pub use sled_store::SledStore;
 
 /// One change inside an atomic batch given to [`KvStore::apply`].
@@ -57,6 +61,10 @@ pub enum StoreError {
     /// Any other failure, e.g. from a wrapping or test store.
     #[error("store error: {0}")]
     Other(String),
+    /// Writes are refused because an earlier write or flush failed and the store has not been
+    /// reopened since ([`GuardedStore`]): after an I/O error the engine's state is uncertain.
+    #[error("the store is failing: {0}")]
+    Failing(String),
 }
 
 /// An ordered key-value store with atomic batches and an explicit durability point.
@@ -83,6 +91,19 @@ pub trait KvStore: Send + Sync + 'static {
 
     /// Returns once everything applied before the call is on disk.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// After a failed write or flush: lets go of the engine and opens it again, so that it
+    /// holds exactly what is on disk and takes writes again (both engines refuse every write
+    /// after an I/O error until then). A store that cannot reopen itself has nothing to do.
+    fn reopen(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// True from a failed write or flush until a flush succeeds again: the store cannot be
+    /// relied on to keep what it is given. Stores that do not watch themselves say false.
+    fn failing(&self) -> bool {
+        false
+    }
 }
 
 /// Up to `limit` items of `range` — from its end when `reverse` — each read into a pair by
@@ -123,5 +144,13 @@ impl<S: KvStore + ?Sized> KvStore for Arc<S> {
 
     fn flush(&self) -> Result<(), StoreError> {
         (**self).flush()
+    }
+
+    fn reopen(&self) -> Result<(), StoreError> {
+        (**self).reopen()
+    }
+
+    fn failing(&self) -> bool {
+        (**self).failing()
     }
 }

@@ -20,6 +20,9 @@ pub enum ErrorCode {
     RateLimited,
     /// The server failed; retrying may help.
     Internal,
+    /// The server's storage is failing: nothing is stored or acknowledged until it recovers;
+    /// retry later (a send with the same `cid`).
+    Unavailable,
 }
 
 /// A refused request: what the client gets in `error`.
@@ -48,6 +51,11 @@ impl Failure {
     /// An `internal` failure.
     pub fn internal(message: impl Into<String>) -> Failure {
         Failure::new(ErrorCode::Internal, message)
+    }
+
+    /// An `unavailable` failure.
+    pub fn unavailable(message: impl Into<String>) -> Failure {
+        Failure::new(ErrorCode::Unavailable, message)
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -116,7 +116,16 @@ pub struct Committer {
     pub fanout_backlog: Arc<Backlog>,
     /// When a batch was last made durable.
     pub last_flush: Instant,
+    /// Since when the storage is failing (see [`Committer::storage_failed`]); `None` while
+    /// it works.
+    pub failing_since: Option<Instant>,
+    /// When to try the next recovery while the storage is failing.
+    pub next_probe: Instant,
 }
+
+/// How often a failing storage is tried again ([`MessageLog::recover`]), and how long an idle
+/// committer waits before it asks whether the storage failed under someone else's write.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Longest a fan-out runs without a durable batch. Its slices need none to be correct: the
 /// message and the fan-out record were durable with the send, and a slice lost in a crash is
@@ -133,10 +142,28 @@ impl Committer {
     /// unfinished fan-outs stay in the store for the next start.
     pub fn run(mut self, rx: Receiver<Job>) {
         loop {
-            let first = if self.fanouts.is_empty() {
-                match rx.recv() {
+            let first = if self.failing_since.is_some() {
+                if Instant::now() >= self.next_probe {
+                    self.probe();
+                    continue;
+                }
+                match rx.recv_timeout(self.next_probe.saturating_duration_since(Instant::now())) {
                     Ok(job) => Some(job),
-                    Err(_) => break,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else if self.fanouts.is_empty() {
+                match rx.recv_timeout(PROBE_INTERVAL) {
+                    Ok(job) => Some(job),
+                    Err(RecvTimeoutError::Timeout) => {
+                        // Another writer of the store (accounts, presence, media) may have
+                        // met the failure: recover without waiting for a send to fail.
+                        if self.log.failing() {
+                            self.storage_failed();
+                        }
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
             } else {
                 match rx.try_recv() {
@@ -166,8 +193,10 @@ impl Committer {
             }
             self.commit_guarded(jobs);
         }
-        // Deletes acknowledged after the last batch.
-        if panic::catch_unwind(AssertUnwindSafe(|| self.commit(Vec::new()))).is_err() {
+        // Deletes acknowledged after the last batch (a failing store takes none).
+        if self.failing_since.is_none()
+            && panic::catch_unwind(AssertUnwindSafe(|| self.commit(Vec::new()))).is_err()
+        {
             tracing::error!("committer's last batch panicked");
         }
         tracing::debug!("committer stopped");
@@ -177,10 +206,83 @@ impl Committer {
     /// channels are dropped by the unwind, so its senders (and receipts) get `internal`, and
     /// the next batch runs.
     fn commit_guarded(&mut self, jobs: Vec<Job>) {
+        if self.failing_since.is_some() {
+            self.refuse(jobs);
+            return;
+        }
         if panic::catch_unwind(AssertUnwindSafe(|| self.commit(jobs))).is_err() {
             tracing::error!("committer batch panicked; its jobs were answered `internal`");
             // What the failed batch did to the fan-outs is unknown: start again from the store.
             self.reload_fanouts();
+        }
+    }
+
+    /// The storage is failing: from now on every job is refused `unavailable` at once
+    /// ([`Committer::refuse`]) and the log is tried again every [`PROBE_INTERVAL`]. The store
+    /// logs the failure once and reports it to `/healthz`; the committer adds nothing per job.
+    fn storage_failed(&mut self) {
+        if self.failing_since.is_none() {
+            self.failing_since = Some(Instant::now());
+            self.next_probe = Instant::now() + PROBE_INTERVAL;
+        }
+    }
+
+    /// Tries to make the failing log take durable commits again; on success the committer
+    /// goes back to work, the pending fan-outs read again from the store (what the failed
+    /// batches did to them is unknown).
+    fn probe(&mut self) {
+        // A panic in the adapter's recovery must not end the committer: it is a failed probe.
+        let log = self.log.clone();
+        let recovered = panic::catch_unwind(AssertUnwindSafe(|| log.recover()))
+            .unwrap_or_else(|_| Err(RecordError::Store("the recovery panicked".into())));
+        match recovered {
+            Ok(()) => {
+                if let Some(since) = self.failing_since.take() {
+                    tracing::info!(
+                        "messaging resumes after {:.1} s of failing storage",
+                        since.elapsed().as_secs_f64()
+                    );
+                }
+                self.last_flush = Instant::now();
+                self.reload_fanouts();
+            }
+            Err(e) => {
+                tracing::debug!("storage still failing: {e}");
+                self.next_probe = Instant::now() + PROBE_INTERVAL;
+            }
+        }
+    }
+
+    /// Answers `jobs` without touching the store: it is failing, and nothing may be reported
+    /// as stored that was not flushed.
+    fn refuse(&mut self, jobs: Vec<Job>) {
+        let failure = storage_failing();
+        for job in jobs {
+            match job {
+                Job::Send(job) => {
+                    Counters::add(&self.counters.rejected, 1);
+                    let _ = job
+                        .reply
+                        .send(reply::ack_err(Some(&job.draft.cid), &failure));
+                }
+                Job::Receipt(job) => {
+                    let refused = job
+                        .draft
+                        .ids
+                        .into_iter()
+                        .map(|id| (id, failure.clone()))
+                        .collect();
+                    let _ = job.reply.send(refused);
+                }
+                Job::Group(job) => {
+                    let _ = job.reply.send(Err(failure.clone()));
+                }
+                Job::Purge(job) => {
+                    let _ = job.reply.send(Err(failure.clone()));
+                }
+                // The dequeues stay recorded for the first batch after the recovery.
+                Job::Wake => {}
+            }
         }
     }
 
@@ -264,8 +366,14 @@ impl Committer {
         };
         let log_batch = batch.take_log(newest, must_flush, claimant);
         let outcomes = self.log.commit(log_batch);
+        // Why the batch's jobs are refused when it failed: `unavailable` when the storage is
+        // failing (the store has logged it once), else `internal` with one line per batch.
         let durable = match &outcomes {
             Ok(_) => Ok(()),
+            Err(_) if self.log.failing() => {
+                self.storage_failed();
+                Err(Some(storage_failing()))
+            }
             Err(e) => {
                 tracing::error!(
                     "batch of {} sends, {} receipts and {} group changes not stored: {e}",
@@ -273,8 +381,13 @@ impl Committer {
                     receipts.len(),
                     group_jobs.len()
                 );
-                Err(())
+                Err(None)
             }
+        };
+        // The failure of a job of a batch that was not stored.
+        let lost = |what: &str| match &durable {
+            Err(Some(failing)) => failing.clone(),
+            _ => Failure::internal(format!("the {what} could not be stored; retry")),
         };
         let outcomes = outcomes.unwrap_or_default();
         if durable.is_ok() {
@@ -288,14 +401,14 @@ impl Committer {
         for (reply, result) in purges {
             let answer = match &durable {
                 Ok(()) => result,
-                Err(_) => Err(Failure::internal("the clean-up could not be stored; retry")),
+                Err(_) => Err(lost("clean-up")),
             };
             let _ = reply.send(answer);
         }
         for (reply, result) in group_jobs {
             let answer = match &durable {
                 Ok(()) => result,
-                Err(_) => Err(Failure::internal("the change could not be stored; retry")),
+                Err(_) => Err(lost("change")),
             };
             let _ = reply.send(answer);
         }
@@ -330,10 +443,7 @@ impl Committer {
                 }
                 (Err(_), Ok(_)) => {
                     Counters::add(&self.counters.rejected, 1);
-                    reply::ack_err(
-                        Some(&cid),
-                        &Failure::internal("the message could not be stored; retry"),
-                    )
+                    reply::ack_err(Some(&cid), &lost("message"))
                 }
             };
             // The sender may have gone away meanwhile; the message is stored regardless.
@@ -345,7 +455,7 @@ impl Committer {
                 Err(_) => {
                     // Nothing of this batch may be relied on: every id is refused, each
                     // with its own reason where it had one.
-                    let lost = Failure::internal("the receipt could not be stored; retry");
+                    let lost = lost("receipt");
                     ids.into_iter()
                         .map(|id| {
                             let why = refused
@@ -367,6 +477,11 @@ impl Committer {
             }
         }
     }
+}
+
+/// How a job is refused while the storage is failing.
+fn storage_failing() -> Failure {
+    Failure::unavailable("the server's storage is failing; retry later")
 }
 
 /// A store read failure, as the client sees it.

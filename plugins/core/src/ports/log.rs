@@ -357,4 +357,19 @@ pub trait MessageLog: Send + Sync + 'static {
 
     /// Makes everything committed so far durable (at shutdown).
     fn flush(&self) -> Result<(), RecordError>;
+
+    /// True while the storage under the log is failing (a write or flush failed, of a commit
+    /// or of anyone else sharing the store, and it has not recovered): commits cannot succeed
+    /// until [`MessageLog::recover`] does. Logs that do not watch their storage say false.
+    fn failing(&self) -> bool {
+        false
+    }
+
+    /// After a failure: makes the log take durable commits again if it can, proving it with a
+    /// durable write. Only what was durable before the failure is there afterwards (plus,
+    /// possibly, batches whose flush reported a failure but that reached the disk anyway).
+    /// The default flushes.
+    fn recover(&self) -> Result<(), RecordError> {
+        self.flush()
+    }
 }

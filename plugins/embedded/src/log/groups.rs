@@ -47,6 +47,13 @@ impl Cached {
         }
         self.generation += 1;
     }
+
+    /// Forgets every group: the store was reopened and may no longer hold what was loaded
+    /// (a batch applied before a failed flush is gone).
+    pub(super) fn clear(&mut self) {
+        self.groups.clear();
+        self.generation += 1;
+    }
 }
 
 /// The group cache.

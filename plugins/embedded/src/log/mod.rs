@@ -30,7 +30,7 @@ use chatd_core::ports::log::{
 };
 use chatd_core::records::chat::{Status, Summary};
 use chatd_core::records::group::{Group, MemberRecord};
-use chatd_kv::{KvPair, KvStore};
+use chatd_kv::{KvPair, KvStore, Op};
 
 use self::acked::AckedKeys;
 use self::fanouts::Leases;
@@ -202,4 +202,30 @@ impl MessageLog for EmbeddedLog {
     fn flush(&self) -> Result<(), RecordError> {
         self.store.flush().map_err(failed)
     }
+
+    fn failing(&self) -> bool {
+        self.store.failing()
+    }
+
+    fn recover(&self) -> Result<(), RecordError> {
+        // No commit runs meanwhile: they hold this lock too.
+        let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        self.store.reopen().map_err(failed)?;
+        // What was loaded may come from a batch that never reached the disk.
+        self.groups.lock().clear();
+        // Larger than a page, so that it needs fresh blocks on a disk that was full, not only
+        // the slack of a page the failed writes had started.
+        let probe = vec![0; PROBE_BYTES];
+        self.store
+            .apply(vec![Op::Put(keys::STORAGE_PROBE.to_vec(), probe)])
+            .map_err(failed)?;
+        self.store.flush().map_err(failed)?;
+        // Everything the reopened store holds is durable now, batches whose flush reported
+        // a failure but that reached the disk anyway included: readers may see all of it.
+        self.watermark.advance(&applied);
+        Ok(())
+    }
 }
+
+/// Bytes of the write that proves a recovered store takes durable writes.
+const PROBE_BYTES: usize = 16 * 1024;
