@@ -146,12 +146,11 @@ async fn cid_retry_returns_first_ack() {
     assert_ne!(ack["id"], parse(&first)["id"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cid_retries_in_one_batch_make_one_message() {
-    let env = Env::new(&["alice", "bob"]);
+/// Holds the committer in the flush of alice's send "x" to bob (the store's gate is closed),
+/// so that the sends made meanwhile are committed together in the next batch once the gate
+/// opens; returns that first send.
+fn hold_committer(env: &Env) -> tokio::task::JoinHandle<bytes::Bytes> {
     env.store.close_gate();
-    // The first send occupies the committer (its flush is held); the rest queue up and
-    // are committed together in the next batch.
     let chat = env.chat.clone();
     let blocker = tokio::spawn(async move {
         chat.send(
@@ -161,6 +160,15 @@ async fn cid_retries_in_one_batch_make_one_message() {
         .await
     });
     assert!(wait_until(|| env.store.has(b"k/alice/x")));
+    blocker
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cid_retries_in_one_batch_make_one_message() {
+    let env = Env::new(&["alice", "bob"]);
+    // The first send occupies the committer (its flush is held); the rest queue up and
+    // are committed together in the next batch.
+    let blocker = hold_committer(&env);
     let mut tasks = Vec::new();
     for _ in 0..5 {
         let chat = env.chat.clone();
@@ -191,16 +199,7 @@ async fn repeats_in_one_batch_of_a_cid_stored_before_get_the_first_ack() {
     let repeat = br#"{"cid":"same","to":"bob","type":"text","text":"b"}"#;
     let first = env.chat.send("alice", repeat).await;
     assert_eq!(parse(&first)["status"], "sent");
-    env.store.close_gate();
-    let chat = env.chat.clone();
-    let blocker = tokio::spawn(async move {
-        chat.send(
-            "alice",
-            br#"{"cid":"x","to":"bob","type":"text","text":"a"}"#,
-        )
-        .await
-    });
-    assert!(wait_until(|| env.store.has(b"k/alice/x")));
+    let blocker = hold_committer(&env);
     let mut tasks = Vec::new();
     for _ in 0..3 {
         let chat = env.chat.clone();
