@@ -212,9 +212,41 @@ pub struct ChatArgs {
     /// every 20 ms whatever is pending
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub receipt_batch: u16,
+    /// Sustained run: send for this many seconds at `--rate` (sets the messages per sender to
+    /// rate × duration / senders; `--messages` is ignored)
+    #[arg(long, value_name = "SECS", requires = "rate", value_parser = clap::value_parser!(u64).range(1..))]
+    pub duration: Option<u64>,
+    /// Seconds per window of the per-window latency lines and report (0: none)
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub window: u64,
+    /// chatd's process id: its resident memory is read at the end of every window
+    #[arg(long)]
+    pub pid: Option<u32>,
     /// Load parameters.
     #[command(flatten)]
     pub load: LoadArgs,
+}
+
+impl ChatArgs {
+    /// Messages each sender sends: `--messages`, or what `--duration` at `--rate` makes.
+    pub fn messages_per_sender(&self) -> u64 {
+        match self.duration {
+            Some(secs) => {
+                let senders = u64::from((self.users / 2).max(1));
+                (self.load.rate.saturating_mul(secs)).div_ceil(senders)
+            }
+            None => self.load.messages,
+        }
+    }
+
+    /// The hard stop: `--duration-limit`, raised to leave a sustained run a minute for its
+    /// setup and end.
+    pub fn duration_limit(&self) -> u64 {
+        let sustained = self
+            .duration
+            .map_or(0, |d| d.saturating_add(self.load.grace).saturating_add(60));
+        self.load.duration_limit.max(sustained)
+    }
 }
 
 /// How to reach and administer chatd (chat and group modes).
@@ -335,4 +367,39 @@ pub struct LoadArgs {
     /// libraries do (paho-mqtt for Python, rumqttc by default, many embedded ones)
     #[arg(long)]
     pub nagle: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sustained_run_sends_rate_times_duration() {
+        let cli = Cli::try_parse_from([
+            "chatbench",
+            "chat",
+            "--users",
+            "20",
+            "--rate",
+            "5000",
+            "--duration",
+            "300",
+        ])
+        .expect("parses");
+        let Mode::Chat(args) = cli.mode else {
+            panic!("not chat")
+        };
+        assert_eq!(args.messages_per_sender(), 150_000);
+        assert_eq!(args.duration_limit(), 300 + 5 + 60);
+        // --duration needs a rate.
+        assert!(Cli::try_parse_from(["chatbench", "chat", "--duration", "60"]).is_err());
+        let plain = Cli::try_parse_from(["chatbench", "chat", "--messages", "7"]).expect("parses");
+        let Mode::Chat(args) = plain.mode else {
+            panic!("not chat")
+        };
+        assert_eq!(
+            (args.messages_per_sender(), args.duration_limit()),
+            (7, 120)
+        );
+    }
 }

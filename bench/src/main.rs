@@ -31,6 +31,7 @@ mod sources;
 mod stamp;
 mod stats;
 mod token;
+mod windows;
 mod wire;
 
 use std::io::Write;
@@ -60,7 +61,7 @@ fn run(cli: Cli) -> Result<()> {
         .enable_all()
         .build()?;
     let (json, limit) = match &cli.mode {
-        Mode::Chat(a) => (a.load.json, a.load.duration_limit),
+        Mode::Chat(a) => (a.load.json, a.duration_limit()),
         Mode::Group(a) => (a.load.json, a.load.duration_limit),
         Mode::Raw(a) => (a.load.json, a.load.duration_limit),
         Mode::Connect(a) => (a.json, a.duration_limit),
