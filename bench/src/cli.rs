@@ -72,6 +72,12 @@ pub enum Mode {
     /// all of them as fast as `--concurrency` allows, retrying refused connections every
     /// `--retry-ms`, and reports the time from the first close seen to the last reconnection.
     Connect(ConnectArgs),
+    /// Fills a chatd data directory offline with a large store, through chatd's own storage
+    /// ports: `--users` accounts (`{prefix}{i}`, all with `--password`), each in `--peers` 1:1
+    /// conversations with its neighbours on a ring, and `--messages` messages in random
+    /// conversations, delivered (dequeued, as chatd does) except the last `--queued`, which
+    /// wait in `{prefix}0`'s queue. Run it with chatd stopped.
+    Generate(GenerateArgs),
 }
 
 /// How `chatbench connect` clients log in.
@@ -369,6 +375,59 @@ pub struct LoadArgs {
     pub nagle: bool,
 }
 
+/// Options of `chatbench generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// chatd data directory (`storage.path`) to fill; its store must hold no messages yet
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Engine of a new store (an existing store keeps its own)
+    #[arg(long, default_value = "fjall")]
+    pub engine: chatd_kv::Engine,
+    /// Messages in total, the queued ones included
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub messages: u64,
+    /// Accounts
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(2..=10_000_000))]
+    pub users: u32,
+    /// 1:1 conversation partners per user (even)
+    #[arg(long, default_value_t = 10, value_parser = parse_peers)]
+    pub peers: u32,
+    /// User ids are {prefix}0, {prefix}1, …
+    #[arg(long, default_value = "gen")]
+    pub prefix: String,
+    /// Password of every account
+    #[arg(long, default_value = "chatbench-pw")]
+    pub password: String,
+    /// Messages left undelivered in {prefix}0's queue (the last ones written)
+    #[arg(long, default_value_t = 10_000)]
+    pub queued: u64,
+    /// Text size in bytes
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=64_000))]
+    pub text: u32,
+    /// Messages per commit (one unit each)
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch: u64,
+    /// node.id in the message ids (as chatd's `node.id`)
+    #[arg(long, default_value_t = 1)]
+    pub node: u16,
+    /// Seed of the random choice of conversations and texts
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the table on stderr and one JSON object line with all figures on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--peers`: an even number from 2 on.
+fn parse_peers(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    if n < 2 || !n.is_multiple_of(2) {
+        return Err("an even number, at least 2".into());
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,5 +460,13 @@ mod tests {
             (args.messages_per_sender(), args.duration_limit()),
             (7, 120)
         );
+    }
+
+    #[test]
+    fn peers_must_be_even() {
+        assert_eq!(parse_peers("10"), Ok(10));
+        assert!(parse_peers("3").is_err());
+        assert!(parse_peers("0").is_err());
+        assert!(parse_peers("x").is_err());
     }
 }

@@ -3,8 +3,8 @@
 //! `chatbench chat …` loads chatd with 1:1 chat traffic; `chatbench group …` measures group
 //! fan-out and the 1:1 latency beside it; `chatbench raw …` runs the 1:1 shape of load as plain
 //! MQTT QoS 1 publish/subscribe against any broker; `chatbench connect …` measures idle
-//! connections held, memory per connection, connects/s and reconnect storms. See
-//! `chatbench --help`.
+//! connections held, memory per connection, connects/s and reconnect storms; `chatbench
+//! generate …` builds a large store offline. See `chatbench --help`.
 
 mod acks;
 mod admin;
@@ -15,12 +15,14 @@ mod connect;
 mod connect_report;
 mod control;
 mod fanout;
+mod generate;
 mod group;
 mod group_report;
 mod group_setup;
 mod mqtt;
 mod pace;
 mod pairs;
+mod population;
 mod procmem;
 mod publisher;
 mod raw;
@@ -55,6 +57,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// The deadline of modes without `--duration-limit` (a day: in effect none).
+const OFFLINE_LIMIT: u64 = 86_400;
+
 /// Runs the selected mode and prints its report.
 fn run(cli: Cli) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -65,6 +70,7 @@ fn run(cli: Cli) -> Result<()> {
         Mode::Group(a) => (a.load.json, a.load.duration_limit),
         Mode::Raw(a) => (a.load.json, a.load.duration_limit),
         Mode::Connect(a) => (a.json, a.duration_limit),
+        Mode::Generate(a) => (a.json, OFFLINE_LIMIT),
     };
     let limit = Duration::from_secs(limit);
     let report: Box<dyn Render> = runtime.block_on(async {
@@ -74,6 +80,8 @@ fn run(cli: Cli) -> Result<()> {
             Mode::Group(args) => Box::new(group::run(args, deadline).await?),
             Mode::Raw(args) => Box::new(raw::run(args, deadline).await?),
             Mode::Connect(args) => Box::new(connect::run(args, deadline).await?),
+            // Offline and blocking: nothing else runs on the runtime meanwhile.
+            Mode::Generate(args) => Box::new(generate::run(args)?),
         })
     })?;
     // Tasks that outlived the run (none normally) must not keep the process alive.
