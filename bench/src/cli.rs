@@ -78,6 +78,21 @@ pub enum Mode {
     /// conversations, delivered (dequeued, as chatd does) except the last `--queued`, which
     /// wait in `{prefix}0`'s queue. Run it with chatd stopped.
     Generate(GenerateArgs),
+    /// Start-up time of chatd on an existing data directory (e.g. one `generate` filled): runs
+    /// `--chatd --config FILE` `--runs` times, each until its `listen.json` appears (written
+    /// just before it logs `chatd ready`), then stops it with SIGTERM; then times opening the
+    /// store and the message log alone, in this process, the way chatd opens them.
+    Startup(StartupArgs),
+    /// History and conversation reads against chatd on a generated store: connects
+    /// `--clients` random users of it and sends `--requests` requests one at a time,
+    /// alternately `history` (with a random partner) and `conversations`, on
+    /// `chat/{me}/rpc`; reports the latency of each kind from publish to reply.
+    Reads(ReadsArgs),
+    /// The replay of a generated store's queued messages: connects `{prefix}0` (the user
+    /// `generate` left `--queued` messages for), subscribes to its inbox and times the
+    /// deliveries. The replay empties the queue: copy the data directory first to run it
+    /// again.
+    Replay(ReplayArgs),
 }
 
 /// How `chatbench connect` clients log in.
@@ -417,6 +432,104 @@ pub struct GenerateArgs {
     /// Print the table on stderr and one JSON object line with all figures on stdout
     #[arg(long)]
     pub json: bool,
+}
+
+/// Options of `chatbench startup`.
+#[derive(Debug, Args)]
+pub struct StartupArgs {
+    /// The chatd binary
+    #[arg(long, value_name = "FILE", default_value = "target/release/chatd")]
+    pub chatd: PathBuf,
+    /// chatd's configuration file
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The configuration's `storage.path`
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Start-ups to time
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+    /// Longest wait for one start-up, seconds
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub timeout: u64,
+    /// Print the table on stderr and one JSON object line with all figures on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A chatd serving a generated store, and the store's users (reads and replay modes).
+#[derive(Debug, Clone, Args)]
+pub struct GeneratedArgs {
+    /// chatd MQTT listener, host:port [default: from --chatd-data, else 127.0.0.1:1883]
+    #[arg(long)]
+    pub mqtt: Option<String>,
+    /// chatd storage.path: read the MQTT address from its listen.json when --mqtt is absent
+    #[arg(long, value_name = "DIR")]
+    pub chatd_data: Option<PathBuf>,
+    /// Users of the store (as given to `generate`)
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(2..=10_000_000))]
+    pub users: u32,
+    /// Conversation partners per user (as given to `generate`)
+    #[arg(long, default_value_t = 10, value_parser = parse_peers)]
+    pub peers: u32,
+    /// User id prefix (as given to `generate`)
+    #[arg(long, default_value = "gen")]
+    pub prefix: String,
+    /// Password of the users (as given to `generate`)
+    #[arg(long, default_value = "chatbench-pw")]
+    pub password: String,
+    /// Hard stop after this many seconds (whole run)
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub duration_limit: u64,
+    /// Print the table on stderr and one JSON object line with all figures on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl GeneratedArgs {
+    /// The users and conversations of the store.
+    pub fn population(&self) -> crate::population::Population {
+        crate::population::Population {
+            prefix: self.prefix.clone(),
+            users: self.users,
+            peers: self.peers,
+        }
+    }
+}
+
+/// Options of `chatbench reads`.
+#[derive(Debug, Args)]
+pub struct ReadsArgs {
+    /// The server and the store's users.
+    #[command(flatten)]
+    pub store: GeneratedArgs,
+    /// Requests in total (half `history`, half `conversations`)
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub requests: u32,
+    /// Distinct random users connected to send them (chatd allows each
+    /// `limits.requests_burst`, 200 by default, at once)
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub clients: u32,
+    /// `limit` of every request (history: 1–100, conversations: 1–200)
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub limit: u32,
+    /// Seed of the choice of users and partners
+    #[arg(long, default_value_t = 2)]
+    pub seed: u64,
+}
+
+/// Options of `chatbench replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The server and the store's users.
+    #[command(flatten)]
+    pub store: GeneratedArgs,
+    /// Messages expected (`generate --queued`): the run ends when that many have arrived
+    #[arg(long, default_value_t = 10_000)]
+    pub expect: u64,
+    /// Seconds without a delivery after which the run ends anyway
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub quiet: u64,
 }
 
 /// `--peers`: an even number from 2 on.

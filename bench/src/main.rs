@@ -4,7 +4,8 @@
 //! fan-out and the 1:1 latency beside it; `chatbench raw …` runs the 1:1 shape of load as plain
 //! MQTT QoS 1 publish/subscribe against any broker; `chatbench connect …` measures idle
 //! connections held, memory per connection, connects/s and reconnect storms; `chatbench
-//! generate …` builds a large store offline. See `chatbench --help`.
+//! generate …` builds a large store offline, and `startup`, `reads` and `replay` measure chatd
+//! on it. See `chatbench --help`.
 
 mod acks;
 mod admin;
@@ -27,10 +28,13 @@ mod procmem;
 mod publisher;
 mod raw;
 mod rawconn;
+mod reads;
 mod receipts;
+mod replay;
 mod report;
 mod sources;
 mod stamp;
+mod startup;
 mod stats;
 mod token;
 mod windows;
@@ -71,6 +75,9 @@ fn run(cli: Cli) -> Result<()> {
         Mode::Raw(a) => (a.load.json, a.load.duration_limit),
         Mode::Connect(a) => (a.json, a.duration_limit),
         Mode::Generate(a) => (a.json, OFFLINE_LIMIT),
+        Mode::Startup(a) => (a.json, OFFLINE_LIMIT),
+        Mode::Reads(a) => (a.store.json, a.store.duration_limit),
+        Mode::Replay(a) => (a.store.json, a.store.duration_limit),
     };
     let limit = Duration::from_secs(limit);
     let report: Box<dyn Render> = runtime.block_on(async {
@@ -80,8 +87,11 @@ fn run(cli: Cli) -> Result<()> {
             Mode::Group(args) => Box::new(group::run(args, deadline).await?),
             Mode::Raw(args) => Box::new(raw::run(args, deadline).await?),
             Mode::Connect(args) => Box::new(connect::run(args, deadline).await?),
-            // Offline and blocking: nothing else runs on the runtime meanwhile.
+            // Offline and blocking (generate, startup): nothing else runs on the runtime then.
             Mode::Generate(args) => Box::new(generate::run(args)?),
+            Mode::Startup(args) => Box::new(startup::run(args)?),
+            Mode::Reads(args) => Box::new(reads::run(args, deadline).await?),
+            Mode::Replay(args) => Box::new(replay::run(args, deadline).await?),
         })
     })?;
     // Tasks that outlived the run (none normally) must not keep the process alive.
