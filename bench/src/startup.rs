@@ -32,6 +32,10 @@ pub struct StartRun {
     /// chatd's resident memory when ready.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_bytes: Option<u64>,
+    /// Bytes chatd had read when ready (`rchar`: files and sockets, page-cache hits
+    /// included): far below the store's size when start-up does not scan it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_bytes: Option<u64>,
     /// Seconds from SIGTERM to its exit.
     pub stop_s: f64,
 }
@@ -65,10 +69,12 @@ impl Render for StartupReport {
             self.store_bytes as f64 / 1e6
         )?;
         for (i, r) in self.runs.iter().enumerate() {
-            let rss = r
-                .rss_bytes
-                .map(|b| format!(", rss {:.0} MB", b as f64 / 1e6))
-                .unwrap_or_default();
+            let mb = |label: &str, bytes: Option<u64>| {
+                bytes
+                    .map(|b| format!(", {label} {:.1} MB", b as f64 / 1e6))
+                    .unwrap_or_default()
+            };
+            let rss = mb("rss", r.rss_bytes) + &mb("read", r.read_bytes);
             writeln!(
                 out,
                 "  run {}: start -> ready {:.3} s{rss}, SIGTERM -> exit {:.3} s",
@@ -148,6 +154,7 @@ fn start_once(args: &StartupArgs, listen: &Path) -> Result<StartRun> {
         std::thread::sleep(POLL);
     };
     let rss_bytes = procmem::rss_bytes(child.id()).ok();
+    let read_bytes = procmem::read_chars(child.id()).ok();
     let stopping = Instant::now();
     // SIGTERM: chatd shuts down gracefully (and removes listen.json); no libc for one signal.
     let status = Command::new("kill")
@@ -163,6 +170,7 @@ fn start_once(args: &StartupArgs, listen: &Path) -> Result<StartRun> {
     Ok(StartRun {
         ready_s,
         rss_bytes,
+        read_bytes,
         stop_s,
     })
 }
