@@ -225,14 +225,20 @@ mod tests {
         w.ack(1_000_000);
         let _ = stop_tx.send(true);
         let out = task.await.expect("sampler ends");
-        // Two full windows at least (more if this machine is slow), then the short last one.
-        assert!(out.len() >= 3, "{}", out.len());
-        assert_eq!(out[0].latency_ms.count, 1);
-        assert!((out[0].secs - 0.1).abs() < 1e-6, "{}", out[0].secs);
-        let last = out.last().expect("windows");
-        assert_eq!(last.ack_latency_ms.count, 1);
-        assert!(last.secs <= 0.1 + 1e-6, "{}", last.secs);
-        let acks: u64 = out.iter().map(|w| w.ack_latency_ms.count).sum();
-        assert_eq!(acks, 1);
+        // How many windows closed depends on how this machine scheduled the two tasks; every
+        // sample is in exactly one of them, and every window but the last is a full period.
+        assert!(!out.is_empty());
+        assert_eq!(
+            out[0].latency_ms.count, 1,
+            "recorded before any window closed"
+        );
+        let (deliveries, acks): (u64, u64) = out.iter().fold((0, 0), |(d, a), w| {
+            (d + w.latency_ms.count, a + w.ack_latency_ms.count)
+        });
+        assert_eq!((deliveries, acks), (1, 1));
+        for w in &out[..out.len() - 1] {
+            assert!((w.secs - 0.1).abs() < 1e-6, "{}", w.secs);
+        }
+        assert!(out[out.len() - 1].secs <= 0.1 + 1e-6);
     }
 }
