@@ -43,6 +43,20 @@ impl FjallStore {
     }
 }
 
+impl Drop for FjallStore {
+    /// At a graceful close, writes the memtable out as a table, so that its journal goes and
+    /// the next open has nothing to replay. Without it every start replays up to a whole
+    /// memtable (64 MiB by default) from the journal: 0.8 to 3.6 s on two busy cores, whatever
+    /// the size of the store. Best effort: if it fails the journal stays, and the next open
+    /// replays it as after a crash.
+    fn drop(&mut self) {
+        // Hidden in fjall's docs ("used in tests") but public, and fjall is pinned exactly.
+        if let Err(e) = self.keyspace.rotate_memtable_and_wait() {
+            tracing::warn!("fjall: the memtable was not written out at close ({e}); the next open replays the journal");
+        }
+    }
+}
+
 impl From<fjall::Error> for StoreError {
     fn from(e: fjall::Error) -> StoreError {
         match e {
