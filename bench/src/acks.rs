@@ -55,6 +55,8 @@ pub struct AckTally {
     pub other: u64,
     /// Arrival time of the last `sent` ack ([`crate::clock::now_ns`]), 0 if none.
     pub last_ns: u64,
+    /// Send → ack latency of the last `sent` ack, ns (for the per-window figures).
+    pub last_latency_ns: u64,
 }
 
 impl AckTally {
@@ -69,6 +71,7 @@ impl AckTally {
             by_code: BTreeMap::new(),
             other: 0,
             last_ns: 0,
+            last_latency_ns: 0,
         }
     }
 
@@ -107,7 +110,8 @@ impl AckTally {
             AckState::Failed
         } else if ack.status.as_deref() == Some("sent") {
             self.acked += 1;
-            self.latency.record_ns(now_ns.saturating_sub(sent_ns));
+            self.last_latency_ns = now_ns.saturating_sub(sent_ns);
+            self.latency.record_ns(self.last_latency_ns);
             self.last_ns = now_ns;
             AckState::Sent
         } else {
@@ -133,6 +137,7 @@ mod tests {
         let mut t = AckTally::new(0xab, 3);
         let ok = br#"{"cid":"000000ab-1-1000000","id":"x","ts":1,"status":"sent"}"#;
         assert_eq!(t.record(ok, 3_000_000), Some(AckState::Sent));
+        assert_eq!(t.last_latency_ns, 2_000_000);
         assert_eq!(t.record(ok, 3_000_000), None);
         let err = br#"{"cid":"000000ab-2-1000000","error":{"code":"too_large","message":"m"}}"#;
         assert_eq!(t.record(err, 3_000_000), Some(AckState::Failed));

@@ -35,6 +35,7 @@ use crate::receipts::{self, Batcher, BatcherTally, Ledger, ReceiptTally, Refusal
 use crate::report::{per_second, Load, ReceiptReport, Report};
 use crate::stamp::{self, Encoder, Stamp};
 use crate::stats::{Arrival, DeliveryTally, Latency};
+use crate::windows::{self, Windows};
 
 /// A message on `user/{me}/inbox`.
 #[derive(Deserialize)]
@@ -53,6 +54,7 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
         bail!("--users must be at least 2");
     }
     let inflight = load.inflight as usize;
+    let messages = args.messages_per_sender();
     let payload = (load.payload as usize).max(stamp::HEADER_LEN);
     let senders: Vec<String> = (0..pairs).map(|i| format!("{}{i}", args.prefix)).collect();
     let receivers: Vec<String> = (pairs..2 * pairs)
@@ -101,21 +103,30 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
     let progress = Arc::new(Progress::default());
     let (stop_tx, stop_rx) = stop_signal();
     eprintln!(
-        "running: {pairs} senders x {} messages, receipts {}",
-        load.messages,
+        "running: {pairs} senders x {messages} messages, receipts {}",
         args.receipts.as_str()
     );
     let ledgers: Vec<Arc<Ledger>> = (0..pairs).map(|_| Arc::default()).collect();
     let start_ns = now_ns();
     let start = Instant::now();
+    let windows = Arc::new(Windows::default());
+    let sampler = (args.window > 0).then(|| {
+        tokio::spawn(windows::sample(
+            windows.clone(),
+            Duration::from_secs(args.window),
+            args.pid,
+            start,
+            stop_rx.clone(),
+        ))
+    });
 
     let mut rx_tasks = Vec::new();
     let mut batch_tasks = Vec::new();
     for (i, conn) in rx_conns.into_iter().enumerate() {
         let (stop, progress) = (stop_rx.clone(), progress.clone());
         let (me, peer) = (receivers[i].clone(), senders[i].clone());
-        let messages = load.messages;
         let ledger = ledgers[i].clone();
+        let windows = windows.clone();
         let ids_tx = if with_receipts {
             let (ids_tx, ids_rx) = mpsc::unbounded_channel();
             let batcher = Batcher {
@@ -152,6 +163,9 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
                 };
                 if tally.record(st, now) == Arrival::New {
                     Progress::bump(&progress.delivered);
+                    if let Some(st) = st {
+                        windows.delivery(now.saturating_sub(st.sent_ns));
+                    }
                     if let (Some(tx), Some(id)) = (&ids_tx, id) {
                         let _ = tx.send(id);
                     }
@@ -177,10 +191,10 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
             topic: format!("chat/{me}/send"),
             window: window.clone(),
             pacer: Pacer::new(load.rate, pairs, i, start),
-            messages: load.messages,
+            messages,
         };
         let (stop, progress2) = (stop_rx.clone(), progress.clone());
-        let messages = load.messages;
+        let windows = windows.clone();
         let me2 = me.clone();
         let ledger = ledgers[i].clone();
         let receipt_topic = format!("user/{me}/receipt");
@@ -198,6 +212,7 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
                 match tally.record(&p.payload, now_ns()) {
                     Some(AckState::Sent) => {
                         Progress::bump(&progress2.confirmed);
+                        windows.ack(tally.last_latency_ns);
                         window.add_permits(1);
                     }
                     Some(AckState::Failed) => {
@@ -264,6 +279,10 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
     let batches = join_all(batch_tasks, limit).await;
     let acks = join_all(ack_tasks, limit).await;
     let deliveries = join_all(rx_tasks, limit).await;
+    let windows = match sampler {
+        Some(task) => join_all(vec![task], limit).await.pop().flatten(),
+        None => None,
+    };
     let (acks, rcpts): (Vec<_>, Vec<_>) = acks
         .into_iter()
         .map(|a| match a {
@@ -344,7 +363,7 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
             http: Some(http),
             senders: pairs,
             receivers: pairs,
-            messages_per_sender: load.messages,
+            messages_per_sender: messages,
             rate: load.rate,
             payload_bytes: payload,
             inflight,
@@ -370,6 +389,7 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
         latency_ms: latency.summary(),
         ack_latency_ms: Some(ack_latency.summary()),
         receipts: receipt_report,
+        windows,
     })
 }
 

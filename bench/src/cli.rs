@@ -72,6 +72,27 @@ pub enum Mode {
     /// all of them as fast as `--concurrency` allows, retrying refused connections every
     /// `--retry-ms`, and reports the time from the first close seen to the last reconnection.
     Connect(ConnectArgs),
+    /// Fills a chatd data directory offline with a large store, through chatd's own storage
+    /// ports: `--users` accounts (`{prefix}{i}`, all with `--password`), each in `--peers` 1:1
+    /// conversations with its neighbours on a ring, and `--messages` messages in random
+    /// conversations, delivered (dequeued, as chatd does) except the last `--queued`, which
+    /// wait in `{prefix}0`'s queue. Run it with chatd stopped.
+    Generate(GenerateArgs),
+    /// Start-up time of chatd on an existing data directory (e.g. one `generate` filled): runs
+    /// `--chatd --config FILE` `--runs` times, each until its `listen.json` appears (written
+    /// just before it logs `chatd ready`), then stops it with SIGTERM; then times opening the
+    /// store and the message log alone, in this process, the way chatd opens them.
+    Startup(StartupArgs),
+    /// History and conversation reads against chatd on a generated store: connects
+    /// `--clients` random users of it and sends `--requests` requests one at a time,
+    /// alternately `history` (with a random partner) and `conversations`, on
+    /// `chat/{me}/rpc`; reports the latency of each kind from publish to reply.
+    Reads(ReadsArgs),
+    /// The replay of a generated store's queued messages: connects `{prefix}0` (the user
+    /// `generate` left `--queued` messages for), subscribes to its inbox and times the
+    /// deliveries. The replay empties the queue: copy the data directory first to run it
+    /// again.
+    Replay(ReplayArgs),
 }
 
 /// How `chatbench connect` clients log in.
@@ -212,9 +233,41 @@ pub struct ChatArgs {
     /// every 20 ms whatever is pending
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub receipt_batch: u16,
+    /// Sustained run: send for this many seconds at `--rate` (sets the messages per sender to
+    /// rate × duration / senders; `--messages` is ignored)
+    #[arg(long, value_name = "SECS", requires = "rate", value_parser = clap::value_parser!(u64).range(1..))]
+    pub duration: Option<u64>,
+    /// Seconds per window of the per-window latency lines and report (0: none)
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub window: u64,
+    /// chatd's process id: its resident memory is read at the end of every window
+    #[arg(long)]
+    pub pid: Option<u32>,
     /// Load parameters.
     #[command(flatten)]
     pub load: LoadArgs,
+}
+
+impl ChatArgs {
+    /// Messages each sender sends: `--messages`, or what `--duration` at `--rate` makes.
+    pub fn messages_per_sender(&self) -> u64 {
+        match self.duration {
+            Some(secs) => {
+                let senders = u64::from((self.users / 2).max(1));
+                (self.load.rate.saturating_mul(secs)).div_ceil(senders)
+            }
+            None => self.load.messages,
+        }
+    }
+
+    /// The hard stop: `--duration-limit`, raised to leave a sustained run a minute for its
+    /// setup and end.
+    pub fn duration_limit(&self) -> u64 {
+        let sustained = self
+            .duration
+            .map_or(0, |d| d.saturating_add(self.load.grace).saturating_add(60));
+        self.load.duration_limit.max(sustained)
+    }
 }
 
 /// How to reach and administer chatd (chat and group modes).
@@ -335,4 +388,198 @@ pub struct LoadArgs {
     /// libraries do (paho-mqtt for Python, rumqttc by default, many embedded ones)
     #[arg(long)]
     pub nagle: bool,
+}
+
+/// Options of `chatbench generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// chatd data directory (`storage.path`) to fill; its store must hold no messages yet
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Engine of a new store (an existing store keeps its own)
+    #[arg(long, default_value = "fjall")]
+    pub engine: chatd_kv::Engine,
+    /// Messages in total, the queued ones included
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub messages: u64,
+    /// Accounts
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(2..=10_000_000))]
+    pub users: u32,
+    /// 1:1 conversation partners per user (even)
+    #[arg(long, default_value_t = 10, value_parser = parse_peers)]
+    pub peers: u32,
+    /// User ids are {prefix}0, {prefix}1, …
+    #[arg(long, default_value = "gen")]
+    pub prefix: String,
+    /// Password of every account
+    #[arg(long, default_value = "chatbench-pw")]
+    pub password: String,
+    /// Messages left undelivered in {prefix}0's queue (the last ones written)
+    #[arg(long, default_value_t = 10_000)]
+    pub queued: u64,
+    /// Text size in bytes
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=64_000))]
+    pub text: u32,
+    /// Messages per commit (one unit each)
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch: u64,
+    /// node.id in the message ids (as chatd's `node.id`)
+    #[arg(long, default_value_t = 1)]
+    pub node: u16,
+    /// Seed of the random choice of conversations and texts
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the table on stderr and one JSON object line with all figures on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `chatbench startup`.
+#[derive(Debug, Args)]
+pub struct StartupArgs {
+    /// The chatd binary
+    #[arg(long, value_name = "FILE", default_value = "target/release/chatd")]
+    pub chatd: PathBuf,
+    /// chatd's configuration file
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The configuration's `storage.path`
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Start-ups to time
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+    /// Longest wait for one start-up, seconds
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub timeout: u64,
+    /// Print the table on stderr and one JSON object line with all figures on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A chatd serving a generated store, and the store's users (reads and replay modes).
+#[derive(Debug, Clone, Args)]
+pub struct GeneratedArgs {
+    /// chatd MQTT listener, host:port [default: from --chatd-data, else 127.0.0.1:1883]
+    #[arg(long)]
+    pub mqtt: Option<String>,
+    /// chatd storage.path: read the MQTT address from its listen.json when --mqtt is absent
+    #[arg(long, value_name = "DIR")]
+    pub chatd_data: Option<PathBuf>,
+    /// Users of the store (as given to `generate`)
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(2..=10_000_000))]
+    pub users: u32,
+    /// Conversation partners per user (as given to `generate`)
+    #[arg(long, default_value_t = 10, value_parser = parse_peers)]
+    pub peers: u32,
+    /// User id prefix (as given to `generate`)
+    #[arg(long, default_value = "gen")]
+    pub prefix: String,
+    /// Password of the users (as given to `generate`)
+    #[arg(long, default_value = "chatbench-pw")]
+    pub password: String,
+    /// Hard stop after this many seconds (whole run)
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub duration_limit: u64,
+    /// Print the table on stderr and one JSON object line with all figures on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl GeneratedArgs {
+    /// The users and conversations of the store.
+    pub fn population(&self) -> crate::population::Population {
+        crate::population::Population {
+            prefix: self.prefix.clone(),
+            users: self.users,
+            peers: self.peers,
+        }
+    }
+}
+
+/// Options of `chatbench reads`.
+#[derive(Debug, Args)]
+pub struct ReadsArgs {
+    /// The server and the store's users.
+    #[command(flatten)]
+    pub store: GeneratedArgs,
+    /// Requests in total (half `history`, half `conversations`)
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub requests: u32,
+    /// Distinct random users connected to send them (chatd allows each
+    /// `limits.requests_burst`, 200 by default, at once)
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub clients: u32,
+    /// `limit` of every request (history: 1–100, conversations: 1–200)
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub limit: u32,
+    /// Seed of the choice of users and partners
+    #[arg(long, default_value_t = 2)]
+    pub seed: u64,
+}
+
+/// Options of `chatbench replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The server and the store's users.
+    #[command(flatten)]
+    pub store: GeneratedArgs,
+    /// Messages expected (`generate --queued`): the run ends when that many have arrived
+    #[arg(long, default_value_t = 10_000)]
+    pub expect: u64,
+    /// Seconds without a delivery after which the run ends anyway
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub quiet: u64,
+}
+
+/// `--peers`: an even number from 2 on.
+fn parse_peers(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    if n < 2 || !n.is_multiple_of(2) {
+        return Err("an even number, at least 2".into());
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sustained_run_sends_rate_times_duration() {
+        let cli = Cli::try_parse_from([
+            "chatbench",
+            "chat",
+            "--users",
+            "20",
+            "--rate",
+            "5000",
+            "--duration",
+            "300",
+        ])
+        .expect("parses");
+        let Mode::Chat(args) = cli.mode else {
+            panic!("not chat")
+        };
+        assert_eq!(args.messages_per_sender(), 150_000);
+        assert_eq!(args.duration_limit(), 300 + 5 + 60);
+        // --duration needs a rate.
+        assert!(Cli::try_parse_from(["chatbench", "chat", "--duration", "60"]).is_err());
+        let plain = Cli::try_parse_from(["chatbench", "chat", "--messages", "7"]).expect("parses");
+        let Mode::Chat(args) = plain.mode else {
+            panic!("not chat")
+        };
+        assert_eq!(
+            (args.messages_per_sender(), args.duration_limit()),
+            (7, 120)
+        );
+    }
+
+    #[test]
+    fn peers_must_be_even() {
+        assert_eq!(parse_peers("10"), Ok(10));
+        assert!(parse_peers("3").is_err());
+        assert!(parse_peers("0").is_err());
+        assert!(parse_peers("x").is_err());
+    }
 }

@@ -106,9 +106,9 @@ fn options(spec: &ClientSpec) -> MqttOptions {
     opts
 }
 
-/// Connects one client and waits until its CONNACK and all its SUBACKs have arrived.
-/// Publishes arriving meanwhile (e.g. a backlog) are acknowledged and ignored.
-pub async fn connect(spec: &ClientSpec) -> Result<Connected> {
+/// A client for `spec` that connects when its event loop is first polled (for a caller that
+/// times the handshake itself; [`connect`] waits for it).
+pub fn start(spec: &ClientSpec) -> Connected {
     let (client, mut eventloop) = AsyncClient::new(options(spec), spec.inflight * 2 + 64);
     // Latency is measured per message, so no Nagle delay on the client side unless the run
     // asks for one (`--nagle`, to see what clients that leave it on get).
@@ -116,6 +116,16 @@ pub async fn connect(spec: &ClientSpec) -> Result<Connected> {
     net.set_tcp_nodelay(spec.nodelay);
     net.set_connection_timeout(CONNECT_TIMEOUT.as_secs());
     eventloop.set_network_options(net);
+    Connected { client, eventloop }
+}
+
+/// Connects one client and waits until its CONNACK and all its SUBACKs have arrived.
+/// Publishes arriving meanwhile (e.g. a backlog) are acknowledged and ignored.
+pub async fn connect(spec: &ClientSpec) -> Result<Connected> {
+    let Connected {
+        client,
+        mut eventloop,
+    } = start(spec);
     for topic in &spec.subscribe {
         client.subscribe(topic.clone(), QoS::AtLeastOnce).await?;
     }

@@ -16,6 +16,20 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Bytes `pid` has read through read(2) and its kind so far, page-cache hits included
+/// (`rchar` of `/proc/{pid}/io`): at start-up, how much of the store the server read.
+pub fn read_chars(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/io");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_rchar(&text).ok_or_else(|| anyhow!("no rchar line in {path}"))
+}
+
+/// The `rchar: 1234` line of an io file.
+fn parse_rchar(io: &str) -> Option<u64> {
+    let line = io.lines().find(|l| l.starts_with("rchar:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// This process's soft limit on open files ("Max open files" of `/proc/self/limits`).
 pub fn open_files_limit() -> Result<u64> {
     let path = "/proc/self/limits";
@@ -45,6 +59,15 @@ mod tests {
         let status = "Name:\tchatd\nVmHWM:\t  9000 kB\nVmRSS:\t  8192 kB\nThreads:\t4\n";
         assert_eq!(parse_vm_rss(status), Some(8192 * 1024));
         assert_eq!(parse_vm_rss("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn rchar_is_read() -> Result<()> {
+        let io = "rchar: 4096\nwchar: 12\nsyscr: 3\nread_bytes: 0\n";
+        assert_eq!(parse_rchar(io), Some(4096));
+        assert_eq!(parse_rchar("wchar: 1\n"), None);
+        assert!(read_chars(std::process::id())? > 0);
+        Ok(())
     }
 
     #[test]

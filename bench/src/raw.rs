@@ -218,5 +218,6 @@ pub async fn run(args: &RawArgs, deadline: Instant) -> Result<Report> {
         latency_ms: latency.summary(),
         ack_latency_ms: None,
         receipts: None,
+        windows: None,
     })
 }

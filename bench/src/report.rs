@@ -6,6 +6,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::stats::LatencySummary;
+use crate::windows::WindowReport;
 
 /// The load that was asked for.
 #[derive(Debug, Clone, Serialize)]
@@ -87,6 +88,9 @@ pub struct Report {
     /// Chat with `--receipts`: the receipt load.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receipts: Option<ReceiptReport>,
+    /// Chat: the figures of every `--window` (printed on stderr as the run went).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub windows: Option<Vec<WindowReport>>,
 }
 
 /// Receipt figures of a chat run with `--receipts`. Receipts are counted per message id and
@@ -222,6 +226,26 @@ impl Report {
                 "  latency send->ack      p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  (n={})",
                 ack.p50, ack.p99, ack.p999, ack.max, ack.count
             )?;
+        }
+        if let Some(windows) = self.windows.as_deref().filter(|w| !w.is_empty()) {
+            let worst = windows.iter().map(|w| w.latency_ms.p99).fold(0.0, f64::max);
+            writeln!(
+                out,
+                "  windows            {:>10}   worst window p99 {worst:.3} ms",
+                windows.len()
+            )?;
+            let rss: Vec<u64> = windows.iter().filter_map(|w| w.rss_bytes).collect();
+            if let (Some(first), Some(last), Some(peak)) =
+                (rss.first(), rss.last(), rss.iter().max())
+            {
+                writeln!(
+                    out,
+                    "  server rss         first {:.0} MB  last {:.0} MB  peak {:.0} MB",
+                    *first as f64 / 1e6,
+                    *last as f64 / 1e6,
+                    *peak as f64 / 1e6
+                )?;
+            }
         }
         if let Some(r) = &self.receipts {
             writeln!(
