@@ -3,7 +3,6 @@
 //! `chatd_embedded::keys`).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use fjall::config::PartitioningPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
@@ -21,9 +20,6 @@ const KEYSPACE: &str = "chatd";
 pub struct FjallStore {
     db: Database,
     keyspace: Keyspace,
-    /// Set by the first failed write or flush: the close then leaves the memtable alone
-    /// (writing it out could wait forever on a full or failing disk).
-    failed: AtomicBool,
 }
 
 impl FjallStore {
@@ -32,11 +28,7 @@ impl FjallStore {
     pub fn open(path: &Path, cache_bytes: u64) -> Result<FjallStore, StoreError> {
         let db = Database::builder(path).cache_size(cache_bytes).open()?;
         let keyspace = db.keyspace(KEYSPACE, keyspace_options)?;
-        Ok(FjallStore {
-            db,
-            keyspace,
-            failed: AtomicBool::new(false),
-        })
+        Ok(FjallStore { db, keyspace })
     }
 }
 
@@ -69,23 +61,6 @@ impl FjallStore {
             let (k, v) = guard.into_inner()?;
             Ok((k.to_vec(), v.to_vec()))
         })
-    }
-}
-
-impl Drop for FjallStore {
-    /// At a graceful close, writes the memtable out as a table, so that its journal goes and
-    /// the next open has nothing to replay. Without it every start replays up to a whole
-    /// memtable (64 MiB by default) from the journal: 0.8 to 3.6 s on two busy cores, whatever
-    /// the size of the store. Best effort: if it fails the journal stays, and the next open
-    /// replays it as after a crash.
-    fn drop(&mut self) {
-        if self.failed.load(Ordering::Relaxed) {
-            return;
-        }
-        // Hidden in fjall's docs ("used in tests") but public, and fjall is pinned exactly.
-        if let Err(e) = self.keyspace.rotate_memtable_and_wait() {
-            tracing::warn!("fjall: the memtable was not written out at close ({e}); the next open replays the journal");
-        }
     }
 }
 
@@ -137,9 +112,7 @@ impl KvStore for FjallStore {
                 Op::Delete(k) => batch.remove(&self.keyspace, k),
             }
         }
-        batch
-            .commit()
-            .inspect_err(|_| self.failed.store(true, Ordering::Relaxed))?;
+        batch.commit()?;
         Ok(())
     }
 
@@ -151,9 +124,7 @@ impl KvStore for FjallStore {
         // itself syncs the segment files it writes from them before it drops journal files.
         // fdatasync would very likely do too (it syncs a size change), but this is the mode
         // fjall documents as durable without conditions.
-        self.db
-            .persist(PersistMode::SyncAll)
-            .inspect_err(|_| self.failed.store(true, Ordering::Relaxed))?;
+        self.db.persist(PersistMode::SyncAll)?;
         Ok(())
     }
 }
