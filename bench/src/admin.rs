@@ -49,6 +49,18 @@ pub fn read_chatd_files(dir: &Path) -> Result<ChatdFiles> {
     Ok(files)
 }
 
+/// The MQTT address as given: `mqtt`, else `listen.json` of `chatd_data`, else the default.
+pub fn mqtt_text(mqtt: Option<&str>, chatd_data: Option<&Path>) -> Result<String> {
+    let from_files = match chatd_data {
+        Some(dir) => read_chatd_files(dir)?.mqtt,
+        None => None,
+    };
+    Ok(mqtt
+        .map(str::to_string)
+        .or(from_files)
+        .unwrap_or_else(|| "127.0.0.1:1883".into()))
+}
+
 /// Fills in the MQTT address, the HTTP address and the admin token from the command line, then
 /// from `--chatd-data`, then defaults.
 pub fn resolve(args: &ChatdArgs) -> Result<(Endpoint, String, String)> {

@@ -15,7 +15,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
-use crate::admin::read_chatd_files;
+use crate::admin::mqtt_text;
 use crate::cli::{AuthMode, ConnectArgs, SubscribeMode};
 use crate::connect_report::{ConnectLoad, ConnectReport, Memory, Storm};
 use crate::control;
@@ -445,15 +445,7 @@ fn plans(args: &ConnectArgs, server: SocketAddr, sources: &Sources) -> Result<Ve
 /// The server's MQTT address: `--mqtt`, else `listen.json` of `--chatd-data`, else the default;
 /// a wildcard address means this machine's loopback.
 async fn server_address(args: &ConnectArgs) -> Result<SocketAddr> {
-    let from_files = match &args.chatd_data {
-        Some(dir) => read_chatd_files(dir)?.mqtt,
-        None => None,
-    };
-    let text = args
-        .mqtt
-        .clone()
-        .or(from_files)
-        .unwrap_or_else(|| "127.0.0.1:1883".into());
+    let text = mqtt_text(args.mqtt.as_deref(), args.chatd_data.as_deref())?;
     let endpoint = Endpoint::parse(&text)?;
     let mut addrs = tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port))
         .await

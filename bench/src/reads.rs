@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::admin::read_chatd_files;
+use crate::admin::mqtt_text;
 use crate::cli::{GeneratedArgs, ReadsArgs};
 use crate::clock::now_ns;
 use crate::control::{join_all, stop_signal};
@@ -121,15 +121,7 @@ impl OpTally {
 
 /// The MQTT address: `--mqtt`, else `listen.json` of `--chatd-data`, else the default.
 pub fn endpoint(args: &GeneratedArgs) -> Result<Endpoint> {
-    let from_files = match &args.chatd_data {
-        Some(dir) => read_chatd_files(dir)?.mqtt,
-        None => None,
-    };
-    let text = args
-        .mqtt
-        .clone()
-        .or(from_files)
-        .unwrap_or_else(|| "127.0.0.1:1883".into());
+    let text = mqtt_text(args.mqtt.as_deref(), args.chatd_data.as_deref())?;
     Endpoint::parse(&text.replace("0.0.0.0", "127.0.0.1"))
 }
 
