@@ -150,6 +150,10 @@ pub struct StorageConfig {
     /// The engine's block cache in MiB (1 to 65536); what the server's memory grows by as
     /// the store is read, beyond which it re-reads (usually from the OS page cache).
     pub cache_mb: u64,
+    /// fjall's largest memtable in MiB (1 to 1024), recorded when the store is created: the
+    /// memory writes take before they are written out as a table, and the journal that
+    /// start-up replays.
+    pub memtable_mb: u64,
 }
 
 impl Default for StorageConfig {
@@ -158,6 +162,7 @@ impl Default for StorageConfig {
             path: PathBuf::from("./data"),
             engine: Engine::default().name().to_string(),
             cache_mb: chatd_kv::DEFAULT_CACHE_BYTES / (1024 * 1024),
+            memtable_mb: chatd_kv::DEFAULT_MEMTABLE_BYTES / (1024 * 1024),
         }
     }
 }
@@ -180,7 +185,15 @@ impl StorageConfig {
                 why: format!("{} is not between 1 and 65536", self.cache_mb),
             });
         }
-        Ok(EngineConfig::in_data_dir(&self.path, engine).with_cache_bytes(self.cache_bytes()))
+        if !(1..=1024).contains(&self.memtable_mb) {
+            return Err(ConfigError::Invalid {
+                key: "storage.memtable_mb",
+                why: format!("{} is not between 1 and 1024", self.memtable_mb),
+            });
+        }
+        Ok(EngineConfig::in_data_dir(&self.path, engine)
+            .with_cache_bytes(self.cache_bytes())
+            .with_memtable_bytes(self.memtable_mb.saturating_mul(1024 * 1024)))
     }
 
     /// `cache_mb` in bytes.
@@ -792,6 +805,28 @@ mod tests {
                 .validate()
                 .unwrap_err();
             assert!(err.to_string().contains("storage.cache_mb"), "{err}");
+        }
+    }
+
+    #[test]
+    fn memtables_are_16_mib_unless_configured_and_bounded() {
+        let cfg = Config::parse("[storage]\npath = \"/srv/chatd\"\n", "t.toml").unwrap();
+        assert_eq!(
+            cfg.storage.engine_config().unwrap().memtable_bytes,
+            16 << 20
+        );
+        let cfg = Config::parse("[storage]\nmemtable_mb = 64\n", "t.toml").unwrap();
+        assert_eq!(
+            cfg.storage.engine_config().unwrap().memtable_bytes,
+            64 << 20
+        );
+        for bad in ["0", "1025"] {
+            let text = format!("[storage]\nmemtable_mb = {bad}\n");
+            let err = Config::parse(&text, "t.toml")
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            assert!(err.to_string().contains("storage.memtable_mb"), "{err}");
         }
     }
 }

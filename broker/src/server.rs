@@ -68,7 +68,10 @@ fn store_config(config: &Config) -> Result<EngineConfig, StoreError> {
     if let Some(warning) = chosen.mismatch_warning() {
         warn!("{warning}");
     }
-    Ok(chosen.config.with_cache_bytes(configured.cache_bytes))
+    Ok(chosen
+        .config
+        .with_cache_bytes(configured.cache_bytes)
+        .with_memtable_bytes(configured.memtable_bytes))
 }
 
 /// The server's store: [`open_store`]'s, guarded so that an I/O error stops writes and

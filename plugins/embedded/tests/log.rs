@@ -808,6 +808,40 @@ fn forgetting_a_user_removes_their_records_and_finishing_the_purge_their_rights(
 }
 
 #[test]
+fn a_forgotten_users_summaries_start_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path());
+    let d = "d:alice:bob";
+    let received = |n| summary("bob", d, "alice", false, SummaryChange::Received(id(n)));
+    log.commit(durable(
+        vec![unit(vec![received(1)]), unit(vec![received(2)])],
+        Some(2),
+    ))
+    .expect("commit");
+    assert_eq!(summary_of(&log, "bob", d).expect("summary").unread, 2);
+    log.commit(durable(
+        vec![unit(vec![Intent::ForgetUser { user: "bob".into() }])],
+        None,
+    ))
+    .expect("forget");
+    // A later batch, then one that forgets and writes again: both start from nothing, not
+    // from what the earlier commits wrote.
+    log.commit(durable(vec![unit(vec![received(3)])], Some(3)))
+        .expect("commit");
+    assert_eq!(summary_of(&log, "bob", d).expect("summary").unread, 1);
+    log.commit(durable(
+        vec![
+            unit(vec![Intent::ForgetUser { user: "bob".into() }]),
+            unit(vec![received(4)]),
+        ],
+        Some(4),
+    ))
+    .expect("commit");
+    let bob = summary_of(&log, "bob", d).expect("summary");
+    assert_eq!((bob.unread, bob.last_id), (1, id(4)));
+}
+
+#[test]
 fn data_survives_a_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     {

@@ -24,10 +24,14 @@ pub struct FjallStore {
 
 impl FjallStore {
     /// Opens (creating if needed) the fjall database in `path`, with a block cache of
-    /// `cache_bytes`.
-    pub fn open(path: &Path, cache_bytes: u64) -> Result<FjallStore, StoreError> {
+    /// `cache_bytes`; a new store gets memtables of at most `memtable_bytes`.
+    pub fn open(
+        path: &Path,
+        cache_bytes: u64,
+        memtable_bytes: u64,
+    ) -> Result<FjallStore, StoreError> {
         let db = Database::builder(path).cache_size(cache_bytes).open()?;
-        let keyspace = db.keyspace(KEYSPACE, keyspace_options)?;
+        let keyspace = db.keyspace(KEYSPACE, || keyspace_options(memtable_bytes))?;
         Ok(FjallStore { db, keyspace })
     }
 }
@@ -43,8 +47,12 @@ impl FjallStore {
 /// the committer's time after about two million messages, and throughput fell from 5,000 to
 /// 2,000 msg/s. Partitioned, a read loads one small filter and index partition, which the
 /// cache keeps, and only each table's small top-level index stays in memory.
-fn keyspace_options() -> KeyspaceCreateOptions {
+///
+/// The memtable size too: see `DEFAULT_MEMTABLE_BYTES` for why chatd's is smaller than
+/// fjall's.
+fn keyspace_options(memtable_bytes: u64) -> KeyspaceCreateOptions {
     KeyspaceCreateOptions::default()
+        .max_memtable_size(memtable_bytes)
         .filter_block_partitioning_policy(PartitioningPolicy::new([false, true]))
         .index_block_partitioning_policy(PartitioningPolicy::new([false, true]))
 }

@@ -23,6 +23,7 @@ pub mod conformance;
 
 pub use engine::{
     open, DataDirError, DataDirStore, Engine, EngineConfig, UnknownEngine, DEFAULT_CACHE_BYTES,
+    DEFAULT_MEMTABLE_BYTES,
 };
 pub use faulty::{FaultyStore, FAULTS_ENV};
 pub use fjall_store::FjallStore;

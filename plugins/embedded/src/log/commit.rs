@@ -19,6 +19,7 @@ use chatd_core::records::chat::{Status, StatusRecord, Summary};
 use chatd_kv::{KvStore, Op};
 
 use super::groups::index_op;
+use super::summaries::SummaryCache;
 use super::EmbeddedLog;
 use crate::accounts::{encode, failed};
 
@@ -29,6 +30,8 @@ pub(super) const POINTER: u8 = b'@';
 pub(super) struct Staging<'a> {
     /// Where the batch goes; read for the current values of what it changes.
     pub(super) store: &'a dyn KvStore,
+    /// Summaries as earlier commits left them, read before the store.
+    cached: &'a SummaryCache,
     /// The operations so far, in intent order (summaries are added by [`Staging::finish`]).
     pub(super) ops: Vec<Op>,
     /// Acks by `k/…` key for cids remembered by this batch or looked up by it.
@@ -48,10 +51,11 @@ pub(super) struct Staging<'a> {
 }
 
 impl<'a> Staging<'a> {
-    /// An empty batch for `store`.
-    pub(super) fn new(store: &'a dyn KvStore) -> Staging<'a> {
+    /// An empty batch for `store`, whose recently written summaries `cached` holds.
+    pub(super) fn new(store: &'a dyn KvStore, cached: &'a SummaryCache) -> Staging<'a> {
         Staging {
             store,
+            cached,
             ops: Vec::new(),
             cids: HashMap::new(),
             statuses: HashMap::new(),
@@ -257,6 +261,11 @@ impl<'a> Staging<'a> {
             group,
             ..Summary::default()
         };
+        if !self.forgotten.iter().any(|p| key.starts_with(p.as_bytes())) {
+            if let Some(summary) = self.cached.get(key) {
+                return Ok(summary);
+            }
+        }
         Ok(match self.stored(key)? {
             None => fresh(),
             Some(bytes) => Summary::decode(&bytes).unwrap_or_else(|e| {
@@ -286,7 +295,7 @@ impl EmbeddedLog {
         // batches before it, and `applied` only moves under it.
         let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
         let store = self.store.as_ref();
-        let mut staging = Staging::new(store);
+        let mut staging = Staging::new(store, &self.summaries);
         let mut outcomes = Vec::with_capacity(batch.units.len());
         for unit in batch.units {
             outcomes.push(staging.unit(unit)?);
@@ -303,9 +312,14 @@ impl EmbeddedLog {
             // batch once the apply returns, flushed or not, so its groups go even when the
             // flush below fails.
             let mut cached = self.groups.lock();
-            store.apply(ops).map_err(failed)?;
+            if let Err(e) = store.apply(ops) {
+                self.summaries.clear();
+                return Err(failed(e));
+            }
             cached.invalidate(&staging.groups);
             drop(cached);
+            self.summaries
+                .written(&staging.summaries, &staging.forgotten);
             if let Some(id) = &batch.newest {
                 if *id > *applied {
                     *applied = id.clone();

@@ -7,7 +7,8 @@
 //! which bounds queue and history reads, while the store already shows applied writes.
 //! Split by concern: `commit.rs` (intents to operations), `reads.rs`, `groups.rs` (cache,
 //! membership, the groups-of-user index), `fanouts.rs` (claims), `purge.rs` (removed
-//! accounts), `acked.rs` (dequeues waiting for the next commit), `watermark.rs`.
+//! accounts), `acked.rs` (dequeues waiting for the next commit), `summaries.rs` (the
+//! summaries written lately, so changing one needs no read), `watermark.rs`.
 
 mod acked;
 mod commit;
@@ -16,6 +17,7 @@ mod forget;
 mod groups;
 mod purge;
 mod reads;
+mod summaries;
 mod watermark;
 
 use std::ops::Bound;
@@ -35,6 +37,7 @@ use chatd_kv::{KvPair, KvStore, Op};
 use self::acked::AckedKeys;
 use self::fanouts::Leases;
 use self::groups::GroupCache;
+use self::summaries::SummaryCache;
 use self::watermark::Watermark;
 use crate::accounts::failed;
 
@@ -64,6 +67,8 @@ pub struct EmbeddedLog {
     groups: GroupCache,
     /// Claims of unfinished fan-outs.
     leases: Leases,
+    /// Conversation summaries the last commits wrote.
+    summaries: SummaryCache,
 }
 
 impl EmbeddedLog {
@@ -80,6 +85,7 @@ impl EmbeddedLog {
             acked: AckedKeys::default(),
             groups: GroupCache::default(),
             leases: Leases::default(),
+            summaries: SummaryCache::default(),
         })
     }
 }
@@ -211,8 +217,9 @@ impl MessageLog for EmbeddedLog {
         // No commit runs meanwhile: they hold this lock too.
         let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
         self.store.reopen().map_err(failed)?;
-        // What was loaded may come from a batch that never reached the disk.
+        // What was loaded or written may come from a batch that never reached the disk.
         self.groups.lock().clear();
+        self.summaries.clear();
         // Larger than a page, so that it needs fresh blocks on a disk that was full, not only
         // the slack of a page the failed writes had started.
         let probe = vec![0; PROBE_BYTES];
