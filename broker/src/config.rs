@@ -809,11 +809,11 @@ mod tests {
     }
 
     #[test]
-    fn memtables_are_16_mib_unless_configured_and_bounded() {
+    fn memtables_are_32_mib_unless_configured_and_bounded() {
         let cfg = Config::parse("[storage]\npath = \"/srv/chatd\"\n", "t.toml").unwrap();
         assert_eq!(
             cfg.storage.engine_config().unwrap().memtable_bytes,
-            16 << 20
+            32 << 20
         );
         let cfg = Config::parse("[storage]\nmemtable_mb = 64\n", "t.toml").unwrap();
         assert_eq!(
