@@ -192,7 +192,9 @@ pub fn run_store(config: &Config, command: StoreCommand) -> Result<()> {
     let dir = &config.storage.path;
     match args.to {
         Some(to) => {
-            let done = migrate::migrate_data_dir(dir, to).map_err(migrate_error)?;
+            // The new store keeps the memtable size it is created with: the configured one.
+            let memtable = config.storage.memtable_mb.saturating_mul(1024 * 1024);
+            let done = migrate::migrate_data_dir_with(dir, to, memtable).map_err(migrate_error)?;
             if let Some(leftover) = &done.removed_leftover {
                 println!(
                     "removed {} left by an interrupted migration, and started again",

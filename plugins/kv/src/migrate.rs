@@ -330,14 +330,25 @@ fn open_when_released(config: &EngineConfig) -> Result<EngineStore, StoreError> 
 /// Converts the store of the chatd data directory `data_dir` to the engine `to`, offline (see
 /// the module documentation for the steps and what a crash leaves behind).
 pub fn migrate_data_dir(data_dir: &Path, to: Engine) -> Result<Migrated, MigrateError> {
-    migrate_with_page(data_dir, to, PAGE)
+    migrate_data_dir_with(data_dir, to, crate::DEFAULT_MEMTABLE_BYTES)
 }
 
-/// [`migrate_data_dir`] with pages of `page_size` pairs.
+/// [`migrate_data_dir`], the new store created with memtables of at most `memtable_bytes`
+/// (fjall; `storage.memtable_mb`), which it keeps.
+pub fn migrate_data_dir_with(
+    data_dir: &Path,
+    to: Engine,
+    memtable_bytes: u64,
+) -> Result<Migrated, MigrateError> {
+    migrate_with_page(data_dir, to, PAGE, memtable_bytes)
+}
+
+/// [`migrate_data_dir_with`] with pages of `page_size` pairs.
 fn migrate_with_page(
     data_dir: &Path,
     to: Engine,
     page_size: usize,
+    memtable_bytes: u64,
 ) -> Result<Migrated, MigrateError> {
     let started = Instant::now();
     let target = EngineConfig::in_data_dir(data_dir, to);
@@ -385,7 +396,8 @@ fn migrate_with_page(
         }
     };
 
-    let temp = EngineConfig::new(to, beside(data_dir, to, MIGRATING));
+    let temp =
+        EngineConfig::new(to, beside(data_dir, to, MIGRATING)).with_memtable_bytes(memtable_bytes);
     let removed_leftover = if exists(&temp.path)? {
         fs::remove_dir_all(&temp.path).map_err(io_err(format!(
             "cannot remove the leftover {} of an interrupted migration",
@@ -631,7 +643,9 @@ mod tests {
             } else {
                 Engine::Fjall
             };
-            let done = released(|| migrate_with_page(data, to, page)).expect("migrate");
+            let done =
+                released(|| migrate_with_page(data, to, page, crate::DEFAULT_MEMTABLE_BYTES))
+                    .expect("migrate");
             assert_eq!((done.from, done.to), (from, to));
             assert_eq!(done.summary.keys, pairs.len() as u64);
             assert_eq!(done.summary.bytes, bytes);
