@@ -401,6 +401,61 @@ async fn history_ids(bob: &mut Client) -> Vec<String> {
     ids
 }
 
+/// Bob's conversation with alice as `conversations` lists it.
+async fn conversation_with_alice(bob: &mut Client) -> Value {
+    let reply = bob
+        .rpc("bob", json!({"rid": unique("r"), "op": "conversations"}))
+        .await;
+    assert_eq!(reply["ok"], true, "conversations: {reply}");
+    reply["result"]["conversations"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["with"] == "alice"))
+        .unwrap_or_else(|| panic!("no conversation with alice: {reply}"))
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_mib_memtables_keep_every_message_through_many_rotations_and_a_kill_9() {
+    // `storage.memtable_mb = 1`: about 3 MB of messages rotate fjall's memtable several
+    // times while bob is away, each rotation writing a table out and dropping a memtable.
+    let mut s = Server::try_start_custom(|dir| {
+        // `base_config` ends inside `[storage]`.
+        format!(
+            "{}engine = \"fjall\"\nmemtable_mb = 1\n\n[limits]\nsends_per_sec = 100000\nsends_burst = 100000\n",
+            base_config(dir, "")
+        )
+    })
+    .unwrap_or_else(|e| panic!("chatd did not start with 1 MiB memtables: {e}"));
+    s.add_user("alice", "alice-pw");
+    s.add_user("bob", "bob-pw");
+    let mut alice = sender(&s).await;
+    let n = 1500;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let text = format!("{i:04} {}", "x".repeat(2000));
+        let ack = alice.send("alice", "bob", &format!("mt-{i}"), &text).await;
+        assert_eq!(ack["status"], "sent", "{ack}");
+        ids.push(ack["id"].as_str().unwrap().to_string());
+    }
+    drop(alice);
+    // Replies only: his inbox stays queued.
+    let mut bob = connect(s.mqtt, "bob:tablet", "bob", "bob-pw").await;
+    bob.subscribe("user/bob/rpc", QoS::AtLeastOnce).await;
+    let conv = conversation_with_alice(&mut bob).await;
+    assert_eq!(conv["unread"], n, "{conv}");
+    assert_eq!(conv["last"]["id"], ids[n - 1].as_str(), "{conv}");
+    bob.disconnect().await;
+
+    s.kill9();
+    s.restart();
+    let mut bob = online(&s, "bob:phone", "bob").await;
+    expect_in_order(&mut bob, &ids).await;
+    assert_eq!(conversation_with_alice(&mut bob).await["unread"], n);
+    assert_eq!(history_ids(&mut bob).await, ids[n - 50..].to_vec());
+    bob.disconnect().await;
+    assert!(s.stop().success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fjall_store_keeps_queue_and_history_across_kill_9() {
     let mut s = fjall_server_ab();
