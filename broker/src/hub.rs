@@ -108,6 +108,11 @@ impl SessionEntry {
         self.deliveries.pop().await
     }
 
+    /// The next delivery if one is waiting now.
+    pub fn try_next_delivery(&self) -> Option<Delivery> {
+        self.deliveries.try_pop()
+    }
+
     /// True once since the hub last had to drop a delivery for this session.
     pub fn take_lagged(&self) -> bool {
         self.lagged.swap(false, Ordering::AcqRel)

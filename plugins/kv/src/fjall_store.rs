@@ -7,6 +7,7 @@ use std::path::Path;
 use fjall::config::PartitioningPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 
+use crate::memtable_reaper::MemtableReaper;
 use crate::{first_pairs, KvPair, KvStore, Op, StoreError};
 
 /// The fjall keyspace that holds every record.
@@ -20,6 +21,8 @@ const KEYSPACE: &str = "chatd";
 pub struct FjallStore {
     db: Database,
     keyspace: Keyspace,
+    /// Frees written-out memtables away from fjall's locks (see `memtable_reaper.rs`).
+    memtables: MemtableReaper,
 }
 
 impl FjallStore {
@@ -32,7 +35,13 @@ impl FjallStore {
     ) -> Result<FjallStore, StoreError> {
         let db = Database::builder(path).cache_size(cache_bytes).open()?;
         let keyspace = db.keyspace(KEYSPACE, || keyspace_options(memtable_bytes))?;
-        Ok(FjallStore { db, keyspace })
+        let memtables = MemtableReaper::start();
+        memtables.track(&keyspace);
+        Ok(FjallStore {
+            db,
+            keyspace,
+            memtables,
+        })
     }
 }
 
@@ -121,6 +130,7 @@ impl KvStore for FjallStore {
             }
         }
         batch.commit()?;
+        self.memtables.track(&self.keyspace);
         Ok(())
     }
 
@@ -133,6 +143,7 @@ impl KvStore for FjallStore {
         // fdatasync would very likely do too (it syncs a size change), but this is the mode
         // fjall documents as durable without conditions.
         self.db.persist(PersistMode::SyncAll)?;
+        self.memtables.track(&self.keyspace);
         Ok(())
     }
 }
@@ -163,6 +174,40 @@ mod tests {
             Err(e) => panic!("expected Locked, got {e}"),
             Ok(_) => panic!("second open succeeded"),
         }
+    }
+
+    /// chatd's references to written-out memtables are let go of (and the memtables freed by
+    /// the reaper thread) once fjall drops them, however many rotations there are: besides the
+    /// active memtable, only the one written out last (which fjall keeps until its next
+    /// rotation) stays held.
+    #[test]
+    fn memtables_are_let_go_of_after_rotations() -> Result<(), StoreError> {
+        use fjall::AbstractTree;
+        use std::time::{Duration, Instant};
+        let dir = tempfile::tempdir()?;
+        let store = FjallStore::open(dir.path(), 1 << 20, 1 << 20)?;
+        for round in 0..6u32 {
+            store.apply(vec![Op::Put(
+                format!("m/{round}").into_bytes(),
+                vec![7; 1000],
+            )])?;
+            assert!(store.keyspace.rotate_memtable()?, "round {round} rotated");
+            // fjall's workers write the sealed memtable out; wait for it.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while store.keyspace.tree.sealed_memtable_count() > 0 {
+                assert!(Instant::now() < deadline, "round {round} never flushed");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            store.apply(vec![Op::Put(format!("n/{round}").into_bytes(), Vec::new())])?;
+        }
+        assert!(
+            store.memtables.held() <= 2,
+            "holding {} memtables after 6 rotations",
+            store.memtables.held()
+        );
+        assert_eq!(store.get(b"m/0")?, Some(vec![7; 1000]));
+        assert_eq!(store.get(b"n/5")?, Some(Vec::new()));
+        Ok(())
     }
 
     #[test]

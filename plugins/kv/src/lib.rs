@@ -14,6 +14,7 @@ mod engine;
 mod faulty;
 mod fjall_store;
 mod guarded;
+mod memtable_reaper;
 pub mod migrate;
 mod sled_store;
 
