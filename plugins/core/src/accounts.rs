@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use chatd_auth::{AuthError, IdError};
 
+use crate::live_accounts::LiveAccounts;
 use crate::ports::accounts::{AccountChange, AccountRecord, AccountStore, RecordError};
 use crate::verified::VerifiedLogins;
 use chatd_wire::ids::now_ms;
@@ -67,6 +68,9 @@ pub struct Accounts {
     write: Arc<Mutex<()>>,
     /// Recent successful password logins (see [`VerifiedLogins`]).
     verified: Arc<VerifiedLogins>,
+    /// Accounts seen live, so that sends do not read their recipients' records
+    /// (see [`LiveAccounts`]).
+    live: Arc<LiveAccounts>,
 }
 
 impl Accounts {
@@ -76,6 +80,7 @@ impl Accounts {
             store,
             write: Arc::new(Mutex::new(())),
             verified: Arc::new(VerifiedLogins::default()),
+            live: Arc::new(LiveAccounts::default()),
         }
     }
 
@@ -125,11 +130,14 @@ impl Accounts {
             removed: None,
             floor,
         };
-        self.store.write(AccountChange::Create {
+        let written = self.store.write(AccountChange::Create {
             user: user.to_string(),
             record,
             skeleton: chatd_auth::skeleton(user),
-        })?;
+        });
+        // A reclaimed id gets a new floor: read it from the store from now on.
+        self.live.forget(user);
+        written?;
         Ok(())
     }
 
@@ -221,10 +229,13 @@ impl Accounts {
             removed: Some(now_ms()),
             floor: None,
         };
-        self.store.write(AccountChange::Remove {
+        let written = self.store.write(AccountChange::Remove {
             user: user.to_string(),
             tombstone,
-        })?;
+        });
+        // After the write (failed or not), so that no read from before it stays cached.
+        self.live.forget(user);
+        written?;
         Ok(())
     }
 
@@ -255,9 +266,16 @@ impl Accounts {
         if chatd_auth::validate_user_id(user).is_err() {
             return Ok(AccountStatus::Missing);
         }
+        if let Some(floor) = self.live.get(user) {
+            return Ok(AccountStatus::Live { floor });
+        }
+        let generation = self.live.generation();
         Ok(match self.read(user)? {
             None => AccountStatus::Missing,
-            Some(r) if r.live() => AccountStatus::Live { floor: r.floor },
+            Some(r) if r.live() => {
+                self.live.remember(user, r.floor.clone(), generation);
+                AccountStatus::Live { floor: r.floor }
+            }
             Some(_) => AccountStatus::Removed,
         })
     }

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod config;
+mod live_accounts;
 pub mod media_gate;
 pub mod messaging;
 pub mod outbox;

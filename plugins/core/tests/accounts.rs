@@ -76,6 +76,8 @@ fn removal_leaves_a_tombstone_until_reclaimed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, accounts) = open(dir.path());
     accounts.add("bob", "pw-bob").expect("add bob");
+    // Seen live first (as a send to bob sees him): the removal must still be seen at once.
+    assert!(accounts.exists("bob").expect("exists"));
     accounts.remove("bob").expect("remove");
     assert!(!accounts.exists("bob").expect("exists"));
     assert!(!accounts.verify("bob", "pw-bob").expect("verify"));
