@@ -1,0 +1,18 @@
+//! The message-log port conformance suite (`chatd_core::ports::log_conformance`) against a
+//! real PostgreSQL: the same checks the embedded store passes.
+
+mod common;
+
+use chatd_postgres::{Options, PostgresLog};
+
+/// A log on a fresh, migrated database.
+fn fresh() -> (PostgresLog, ()) {
+    let url = common::migrated_database();
+    let options = Options {
+        readers: 2,
+        ..Options::default()
+    };
+    (PostgresLog::open(&url, options).expect("open"), ())
+}
+
+chatd_core::log_conformance_tests!(fresh);
