@@ -18,10 +18,67 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-/// The running server of this test binary.
+/// A running server.
 pub struct Server {
     /// Where it listens.
     pub port: u16,
+    /// Where `initdb` and `pg_ctl` are.
+    bin: PathBuf,
+    /// Who runs it (when the tests run as root).
+    user: Option<String>,
+    /// Its data directory.
+    data: PathBuf,
+    /// Its log file.
+    log: PathBuf,
+    /// Its options (port, socket directory, settings).
+    options: String,
+}
+
+impl Server {
+    /// Runs `pg_ctl` with `args` on this server's data directory; whether it succeeded.
+    fn pg_ctl(&self, args: &[&str]) -> bool {
+        let data = self.data.to_string_lossy();
+        let mut all = vec!["-D", &data];
+        all.extend_from_slice(args);
+        command(self.user.as_deref(), &self.bin, "pg_ctl", &all)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Kills the server as a crash would (`-m immediate`: no checkpoint, WAL replay at the
+    /// next start).
+    pub fn crash(&self) {
+        assert!(self.pg_ctl(&["-m", "immediate", "-w", "stop"]), "stop");
+    }
+
+    /// Starts the server again on the same port.
+    pub fn start_again(&self) {
+        let log = self.log.to_string_lossy();
+        assert!(
+            self.pg_ctl(&["-l", &log, "-o", &self.options, "-w", "start"]),
+            "start again: {}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// A new, empty database on this server; its URL.
+    pub fn database(&self) -> String {
+        let n = DATABASES.fetch_add(1, Ordering::Relaxed);
+        let name = format!("t{}_{n}", std::process::id());
+        admin(
+            &url(self.port, "postgres"),
+            &format!("CREATE DATABASE {name}"),
+        );
+        url(self.port, &name)
+    }
+}
+
+/// A server of the test's own, for tests that stop it; stopped when the binary exits.
+pub fn own_server() -> Server {
+    start()
 }
 
 static SERVER: OnceLock<Server> = OnceLock::new();
@@ -134,7 +191,10 @@ fn start() -> Server {
         chown(&dir, Some(id_of(user, "-u")), Some(id_of(user, "-g"))).expect("chown");
     }
     let data = dir.join("data");
-    let (data_s, dir_s) = (data.to_string_lossy(), dir.to_string_lossy());
+    let (data_s, dir_s) = (
+        data.to_string_lossy().into_owned(),
+        dir.to_string_lossy().into_owned(),
+    );
     let out = command(
         user.as_deref(),
         &bin,
@@ -149,7 +209,7 @@ fn start() -> Server {
         String::from_utf8_lossy(&out.stderr)
     );
     let log = dir.join("server.log");
-    let log_s = log.to_string_lossy();
+    let log_s = log.to_string_lossy().into_owned();
     let mut last = String::new();
     for _ in 0..5 {
         let port = free_port();
@@ -170,7 +230,14 @@ fn start() -> Server {
         .expect("run pg_ctl");
         if status.success() {
             watch(user.as_deref(), &bin, &data, &dir);
-            return Server { port };
+            return Server {
+                port,
+                bin,
+                user,
+                data,
+                log,
+                options,
+            };
         }
         last = std::fs::read_to_string(&log).unwrap_or_default();
     }
@@ -213,17 +280,16 @@ fn url(port: u16, database: &str) -> String {
     format!("postgres://chatd@127.0.0.1:{port}/{database}")
 }
 
-/// Runs SQL on the server's `postgres` database (creating databases).
-fn admin(port: u16, sql: &str) {
+/// Runs `sql` on the database at `url`.
+pub fn admin(url: &str, sql: &str) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let (client, connection) =
-            tokio_postgres::connect(&url(port, "postgres"), tokio_postgres::NoTls)
-                .await
-                .expect("connect to the test server");
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test server");
         let driver = tokio::spawn(connection);
         client.batch_execute(sql).await.expect("admin statement");
         drop(client);
@@ -233,11 +299,7 @@ fn admin(port: u16, sql: &str) {
 
 /// A new, empty database on this binary's server (started on first use); its URL.
 pub fn fresh_database() -> String {
-    let server = SERVER.get_or_init(start);
-    let n = DATABASES.fetch_add(1, Ordering::Relaxed);
-    let name = format!("t{}_{n}", std::process::id());
-    admin(server.port, &format!("CREATE DATABASE {name}"));
-    url(server.port, &name)
+    SERVER.get_or_init(start).database()
 }
 
 /// A fresh database with the schema; its URL.
