@@ -84,8 +84,26 @@ pub fn own_server() -> Server {
 static SERVER: OnceLock<Server> = OnceLock::new();
 static DATABASES: AtomicUsize = AtomicUsize::new(0);
 
-/// The directory of `initdb` and `pg_ctl`.
+/// The directory of `initdb` and `pg_ctl`; fails saying what to install when there is none.
 fn bin_dir() -> PathBuf {
+    let dir = find_bin_dir();
+    for program in ["initdb", "pg_ctl"] {
+        assert!(
+            dir.join(program).exists(),
+            "{}/{program} not found: {INSTALL}",
+            dir.display()
+        );
+    }
+    dir
+}
+
+/// What to do when PostgreSQL is missing.
+const INSTALL: &str = "these tests start their own PostgreSQL and need `initdb` and `pg_ctl`: \
+                       install the Debian package `postgresql` (`sudo apt-get install -y \
+                       postgresql`), or set CHATD_PG_BIN to the directory that holds them";
+
+/// Where `initdb` and `pg_ctl` should be.
+fn find_bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CHATD_PG_BIN") {
         return PathBuf::from(dir);
     }
@@ -113,12 +131,7 @@ fn bin_dir() -> PathBuf {
     versions.sort();
     match versions.pop() {
         Some((_, bin)) => bin,
-        None => panic!(
-            "PostgreSQL is not installed: these tests start their own server and need \
-             `initdb` and `pg_ctl`. Install the Debian package `postgresql` \
-             (`sudo apt-get install -y postgresql`), or set CHATD_PG_BIN to the directory \
-             that holds them."
-        ),
+        None => panic!("PostgreSQL is not installed: {INSTALL}"),
     }
 }
 
