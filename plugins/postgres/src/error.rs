@@ -11,7 +11,7 @@ pub enum PgError {
     #[error("bad PostgreSQL URL: {0}")]
     Url(String),
     /// The server, the connection or a statement failed.
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", describe(.0))]
     Sql(#[from] tokio_postgres::Error),
     /// The database has no chatd schema yet.
     #[error("the database has no chatd schema: create it with `chatd db migrate`")]
@@ -46,6 +46,18 @@ pub enum PgError {
     /// The call took longer than the adapter's timeout (a server or network that hangs).
     #[error("PostgreSQL did not answer within {0:?}")]
     Timeout(std::time::Duration),
+}
+
+/// A client error with its cause: the client's own text is only the kind ("db error"), and
+/// the server's message or the I/O error that says what happened is its source.
+fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }
 
 impl From<PgError> for RecordError {

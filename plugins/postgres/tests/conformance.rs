@@ -7,7 +7,11 @@ use chatd_postgres::{Options, PostgresLog};
 
 /// A log on a fresh, migrated database.
 fn fresh() -> (PostgresLog, ()) {
-    let url = common::migrated_database();
+    // As a cluster node connects: to whichever server of the URL takes writes.
+    let url = format!(
+        "{}?target_session_attrs=read-write",
+        common::migrated_database()
+    );
     let options = Options {
         readers: 2,
         ..Options::default()

@@ -111,6 +111,8 @@ fn bad_urls_and_unreachable_servers_are_errors_not_panics() {
         .err()
         .expect("unreachable");
     assert!(matches!(err, PgError::Sql(_)), "{err}");
+    // The text says why, not only that the client failed.
+    assert!(err.to_string().contains("refused"), "{err}");
 }
 
 #[test]
@@ -287,6 +289,12 @@ fn calls_from_inside_a_multi_thread_runtime_neither_panic_nor_block_it() {
             assert!(task.await.expect("task") >= 1);
         }
         assert_eq!(queued(&log).len(), 8);
+        // As account removal and shutdown do: from the blocking pool.
+        let blocking = log.clone();
+        let n = tokio::task::spawn_blocking(move || queued(&blocking).len())
+            .await
+            .expect("blocking task");
+        assert_eq!(n, 8);
         // Dropped inside the runtime: the adapter's own runtime shuts down without panicking.
         drop(log);
     });
@@ -306,4 +314,27 @@ fn calls_from_a_current_thread_runtime_work() {
         assert!(queued(&log).is_empty());
         drop(log);
     });
+}
+
+#[test]
+fn a_batch_of_many_sends_is_one_pipelined_transaction() {
+    let url = common::migrated_database();
+    let log = open(&url);
+    let units: Vec<Unit> = (1..=500).map(|n| send(n, Some(&format!("c{n}")))).collect();
+    let started = std::time::Instant::now();
+    let outcomes = log.commit(durable(units)).expect("commit");
+    // Shown with --nocapture: the cost of a large batch (three round trips plus the commit).
+    println!("500 sends in one batch: {:?}", started.elapsed());
+    assert!(outcomes.iter().all(|o| *o == UnitOutcome::Applied));
+    assert_eq!(queued(&log).len(), 500);
+    // The same batch again: every unit a duplicate, nothing written twice.
+    let again: Vec<Unit> = (1..=500)
+        .map(|n| send(n + 1000, Some(&format!("c{n}"))))
+        .collect();
+    let outcomes = log.commit(durable(again)).expect("commit");
+    assert!(outcomes
+        .iter()
+        .enumerate()
+        .all(|(n, o)| *o == UnitOutcome::Duplicate(Bytes::from(format!("ack-{}", n + 1)))));
+    assert_eq!(queued(&log).len(), 500);
 }

@@ -213,6 +213,8 @@ fn stage(
             };
             push(&st.enqueue, params![user, qid, pointer, receipt]);
         }
+        // `Sent` is the absence of a status: never further than what is stored.
+        Intent::Status { record, .. } if record.status == Status::Sent => {}
         Intent::Status { id, user, record } => {
             let ts = i64::try_from(record.ts).unwrap_or(i64::MAX);
             push(

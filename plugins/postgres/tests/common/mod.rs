@@ -194,12 +194,16 @@ fn free_port() -> u16 {
 fn start() -> Server {
     let bin = bin_dir();
     let user = server_user();
-    // Kept: the watcher deletes it after the binary exits.
-    let dir = tempfile::Builder::new()
-        .prefix("chatd-pg-")
-        .tempdir()
-        .expect("tempdir")
-        .keep();
+    // Kept: the watcher deletes it after the binary exits. As root, under /tmp: the server's
+    // user must be able to reach it, which a $TMPDIR inside root's home would not allow.
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("chatd-pg-");
+    let dir = match &user {
+        Some(_) => builder.tempdir_in("/tmp"),
+        None => builder.tempdir(),
+    }
+    .expect("tempdir")
+    .keep();
     if let Some(user) = &user {
         chown(&dir, Some(id_of(user, "-u")), Some(id_of(user, "-g"))).expect("chown");
     }
