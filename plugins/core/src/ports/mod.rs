@@ -9,6 +9,9 @@
 
 pub mod accounts;
 pub mod log;
+// Built for this crate's tests and for adapters' tests, with the `conformance` feature.
+#[cfg(any(test, feature = "conformance"))]
+pub mod log_conformance;
 pub mod media;
 pub mod presence;
 pub mod push;
