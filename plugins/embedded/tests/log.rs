@@ -11,16 +11,20 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chatd_core::ports::accounts::{AccountChange, AccountRecord, AccountStore};
 use chatd_core::ports::log::{
-    CidClaim, HistoryEntry, Intent, LogBatch, MessageLog, QueueItem, QueueItemKind, Queued,
-    SummaryChange, Unit,
+    HistoryEntry, Intent, LogBatch, MessageLog, QueueItem, QueueItemKind, Queued, SummaryChange,
 };
 use chatd_core::ports::push::{Platform, PushTokens, TokenChange, TokenRecord};
-use chatd_core::records::chat::{Status, Summary};
-use chatd_core::records::group::{GroupIndex, GroupRecord, MemberRecord, Role};
+use chatd_core::records::chat::Status;
+use chatd_core::records::group::GroupIndex;
 use chatd_embedded::accounts::EmbeddedAccounts;
 use chatd_embedded::log::EmbeddedLog;
 use chatd_embedded::push::EmbeddedPush;
 use chatd_kv::{Engine, EngineConfig, KvStore, Op};
+// The batches and records the conformance suite builds, shared rather than written twice.
+use chatd_core::ports::log_conformance::{
+    direct, durable, group_record, id, ids, member, membership, payload, qids, sent, summary,
+    summary_of, unit,
+};
 
 fn store_at(dir: &Path) -> Arc<dyn KvStore> {
     chatd_kv::open(&EngineConfig::new(Engine::default(), dir)).expect("store")
@@ -28,112 +32,6 @@ fn store_at(dir: &Path) -> Arc<dyn KvStore> {
 
 fn open(dir: &Path) -> EmbeddedLog {
     EmbeddedLog::open(store_at(dir)).expect("open")
-}
-
-/// The `n`th message id (all in one millisecond, so they sort by `n`).
-fn id(n: u32) -> String {
-    format!("1732790000123-00001-{n:05}")
-}
-
-fn payload(n: u32) -> Bytes {
-    Bytes::from(format!(r#"{{"id":"{}","type":"text","ts":1}}"#, id(n)))
-}
-
-fn durable(units: Vec<Unit>, newest: Option<u32>) -> LogBatch {
-    LogBatch {
-        units,
-        newest: newest.map(id),
-        durable: true,
-        claimant: None,
-    }
-}
-
-fn unit(intents: Vec<Intent>) -> Unit {
-    Unit { cid: None, intents }
-}
-
-/// A 1:1 message `n` from alice to bob: stored, in the history, queued for bob.
-fn direct(n: u32) -> Vec<Intent> {
-    vec![
-        Intent::Message {
-            id: id(n),
-            payload: payload(n),
-        },
-        Intent::History {
-            conversation: "d:alice:bob".into(),
-            id: id(n),
-            index: None,
-        },
-        Intent::Enqueue {
-            user: "bob".into(),
-            qid: id(n),
-            entry: Queued::Message,
-        },
-    ]
-}
-
-fn sent(user: &str, cid: &str, ack: &str, intents: Vec<Intent>) -> Unit {
-    Unit {
-        cid: Some(CidClaim {
-            user: user.into(),
-            cid: cid.into(),
-            ack: Bytes::from(ack.to_string()),
-        }),
-        intents,
-    }
-}
-
-fn qids(items: &[QueueItem]) -> Vec<String> {
-    items.iter().map(|i| i.qid.clone()).collect()
-}
-
-fn ids(entries: &[HistoryEntry]) -> Vec<String> {
-    entries.iter().map(|e| e.id.clone()).collect()
-}
-
-fn summary(user: &str, conversation: &str, peer: &str, group: bool, c: SummaryChange) -> Intent {
-    Intent::Summary {
-        user: user.into(),
-        conversation: conversation.into(),
-        peer: peer.into(),
-        group,
-        change: c,
-    }
-}
-
-fn summary_of(log: &EmbeddedLog, user: &str, conversation: &str) -> Option<Summary> {
-    log.summaries(user)
-        .expect("summaries")
-        .into_iter()
-        .find(|(c, _)| c == conversation)
-        .map(|(_, s)| s)
-}
-
-fn member(from: u32, to: Option<u32>) -> MemberRecord {
-    MemberRecord {
-        role: Role::Member,
-        windows: vec![(id(from), to.map(id))],
-    }
-}
-
-fn membership(group: &str, user: &str, record: MemberRecord) -> Intent {
-    Intent::Member {
-        group: group.into(),
-        user: user.into(),
-        record,
-    }
-}
-
-fn group_record(name: &str) -> Intent {
-    Intent::Group {
-        group: "g_1".into(),
-        record: GroupRecord {
-            name: name.into(),
-            creator: "alice".into(),
-            created: 1,
-            closed: false,
-        },
-    }
 }
 
 #[test]

@@ -64,15 +64,17 @@ macro_rules! log_conformance_tests {
 }
 
 /// The `n`th message id (all in one millisecond, so they sort by `n`).
-fn id(n: u32) -> String {
+pub fn id(n: u32) -> String {
     format!("1732790000123-00001-{n:05}")
 }
 
-fn payload(n: u32) -> Bytes {
+/// The payload of message `n`.
+pub fn payload(n: u32) -> Bytes {
     Bytes::from(format!(r#"{{"id":"{}","type":"text","ts":1}}"#, id(n)))
 }
 
-fn durable(units: Vec<Unit>, newest: Option<u32>) -> LogBatch {
+/// A durable batch of `units`, the newest id `n`'s.
+pub fn durable(units: Vec<Unit>, newest: Option<u32>) -> LogBatch {
     LogBatch {
         units,
         newest: newest.map(id),
@@ -81,12 +83,13 @@ fn durable(units: Vec<Unit>, newest: Option<u32>) -> LogBatch {
     }
 }
 
-fn unit(intents: Vec<Intent>) -> Unit {
+/// A unit without a cid.
+pub fn unit(intents: Vec<Intent>) -> Unit {
     Unit { cid: None, intents }
 }
 
 /// A 1:1 message `n` from alice to bob: stored, in the history, queued for bob.
-fn direct(n: u32) -> Vec<Intent> {
+pub fn direct(n: u32) -> Vec<Intent> {
     vec![
         Intent::Message {
             id: id(n),
@@ -105,7 +108,8 @@ fn direct(n: u32) -> Vec<Intent> {
     ]
 }
 
-fn sent(user: &str, cid: &str, ack: &str, intents: Vec<Intent>) -> Unit {
+/// A unit that claims `cid` for `user`, with its ack.
+pub fn sent(user: &str, cid: &str, ack: &str, intents: Vec<Intent>) -> Unit {
     Unit {
         cid: Some(CidClaim {
             user: user.into(),
@@ -116,15 +120,24 @@ fn sent(user: &str, cid: &str, ack: &str, intents: Vec<Intent>) -> Unit {
     }
 }
 
-fn qids(items: &[QueueItem]) -> Vec<String> {
+/// The queue ids of `items`.
+pub fn qids(items: &[QueueItem]) -> Vec<String> {
     items.iter().map(|i| i.qid.clone()).collect()
 }
 
-fn ids(entries: &[HistoryEntry]) -> Vec<String> {
+/// The message ids of `entries`.
+pub fn ids(entries: &[HistoryEntry]) -> Vec<String> {
     entries.iter().map(|e| e.id.clone()).collect()
 }
 
-fn summary(user: &str, conversation: &str, peer: &str, group: bool, c: SummaryChange) -> Intent {
+/// A summary change of `user`'s `conversation`.
+pub fn summary(
+    user: &str,
+    conversation: &str,
+    peer: &str,
+    group: bool,
+    c: SummaryChange,
+) -> Intent {
     Intent::Summary {
         user: user.into(),
         conversation: conversation.into(),
@@ -134,7 +147,8 @@ fn summary(user: &str, conversation: &str, peer: &str, group: bool, c: SummaryCh
     }
 }
 
-fn summary_of(log: &dyn MessageLog, user: &str, conversation: &str) -> Option<Summary> {
+/// `user`'s summary of `conversation`, if any.
+pub fn summary_of(log: &dyn MessageLog, user: &str, conversation: &str) -> Option<Summary> {
     log.summaries(user)
         .expect("summaries")
         .into_iter()
@@ -142,14 +156,16 @@ fn summary_of(log: &dyn MessageLog, user: &str, conversation: &str) -> Option<Su
         .map(|(_, s)| s)
 }
 
-fn member(from: u32, to: Option<u32>) -> MemberRecord {
+/// A membership from message `from` to message `to` (open when `None`).
+pub fn member(from: u32, to: Option<u32>) -> MemberRecord {
     MemberRecord {
         role: Role::Member,
         windows: vec![(id(from), to.map(id))],
     }
 }
 
-fn membership(group: &str, user: &str, record: MemberRecord) -> Intent {
+/// `user`'s membership of `group` becomes `record`.
+pub fn membership(group: &str, user: &str, record: MemberRecord) -> Intent {
     Intent::Member {
         group: group.into(),
         user: user.into(),
@@ -157,7 +173,8 @@ fn membership(group: &str, user: &str, record: MemberRecord) -> Intent {
     }
 }
 
-fn group_record(name: &str) -> Intent {
+/// A group record named `name`.
+pub fn group_record(name: &str) -> Intent {
     Intent::Group {
         group: "g_1".into(),
         record: GroupRecord {
@@ -169,7 +186,8 @@ fn group_record(name: &str) -> Intent {
     }
 }
 
-fn fanout(n: u32, done: usize) -> Intent {
+/// An unfinished fan-out of message `n`, `done` members queued.
+pub fn fanout(n: u32, done: usize) -> Intent {
     Intent::Fanout {
         id: id(n),
         record: Some(FanoutRecord {
