@@ -143,7 +143,6 @@ impl KvStore for FjallStore {
         // fdatasync would very likely do too (it syncs a size change), but this is the mode
         // fjall documents as durable without conditions.
         self.db.persist(PersistMode::SyncAll)?;
-        self.memtables.track(&self.keyspace);
         Ok(())
     }
 }

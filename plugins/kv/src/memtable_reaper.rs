@@ -10,7 +10,7 @@
 //! reference is the last, the memtable goes to the reaper thread, which frees it while writes
 //! go on.
 //!
-//! Costs: a sealed memtable lives until the first write or flush after fjall let go of it
+//! Costs: a sealed memtable lives until the first write after fjall let go of it
 //! (at most one memtable more than fjall itself would hold, and only until the next commit).
 
 use std::any::Any;
@@ -27,7 +27,7 @@ pub(crate) struct MemtableReaper {
     /// `(memtable id, memtable)`, in the order they were active.
     kept: Mutex<Vec<(u64, Held)>>,
     /// To the thread that frees them; `None` if it could not be started (fjall frees them).
-    reaper: Option<Mutex<Sender<Held>>>,
+    reaper: Option<Sender<Held>>,
 }
 
 impl MemtableReaper {
@@ -43,7 +43,7 @@ impl MemtableReaper {
                 }
             });
         let reaper = match started {
-            Ok(_) => Some(Mutex::new(tx)),
+            Ok(_) => Some(tx),
             Err(e) => {
                 tracing::warn!("no memtable reaper thread ({e}): fjall frees memtables itself");
                 None
@@ -79,7 +79,6 @@ impl MemtableReaper {
         if free.is_empty() {
             return;
         }
-        let reaper = reaper.lock().unwrap_or_else(|p| p.into_inner());
         for (_, memtable) in free {
             // If the thread is gone, the memtable is freed here instead.
             let _ = reaper.send(memtable);
