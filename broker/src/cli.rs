@@ -11,15 +11,15 @@ use std::sync::Arc;
 use chatd_core::accounts::Accounts;
 use chatd_core::messaging::{Chat, ChatConfig};
 use chatd_core::outbox::{Deliver, Outgoing};
-use chatd_embedded::accounts::EmbeddedAccounts;
 use chatd_kv::migrate::{self, MigrateError};
-use chatd_kv::{Engine, KvStore, StoreError};
+use chatd_kv::{Engine, StoreError, StoreHealth};
 use clap::{ArgGroup, Subcommand};
 use serde_json::json;
 
 use crate::config::Config;
 use crate::datadir;
 use crate::server::open_store;
+use crate::stores::{self, Stores};
 
 /// Account commands.
 #[derive(Debug, Subcommand)]
@@ -54,8 +54,16 @@ pub enum UserCommand {
 
 /// Runs one account command and prints its result.
 pub fn run(config: &Config, command: UserCommand) -> Result<()> {
+    if config.cluster.is_cluster() {
+        // The cluster's database is shared: the command writes there whether nodes run or not.
+        return offline(config, stores::open(config)?, command);
+    }
     match open_store(config) {
-        Ok(store) => offline(config, store, command),
+        Ok(store) => offline(
+            config,
+            stores::on_embedded(store, Arc::new(StoreHealth::default()))?,
+            command,
+        ),
         Err(StoreError::Locked) => online(config, command),
         Err(e) => Err(anyhow!(e).context(format!(
             "cannot open the store in {}",
@@ -64,8 +72,12 @@ pub fn run(config: &Config, command: UserCommand) -> Result<()> {
     }
 }
 
-fn offline(config: &Config, store: Arc<dyn KvStore>, command: UserCommand) -> Result<()> {
-    let accounts = Accounts::new(Arc::new(EmbeddedAccounts::new(store.clone())));
+fn offline(config: &Config, stores: Stores, command: UserCommand) -> Result<()> {
+    let accounts = if config.cluster.is_cluster() {
+        Accounts::shared(stores.accounts.clone())
+    } else {
+        Accounts::new(stores.accounts.clone())
+    };
     match command {
         UserCommand::Add {
             id,
@@ -82,10 +94,8 @@ fn offline(config: &Config, store: Arc<dyn KvStore>, command: UserCommand) -> Re
         UserCommand::Remove { id } => {
             accounts.remove(&id)?;
             // Starting messaging finishes every pending clean-up, this one included.
-            let log = chatd_embedded::log::EmbeddedLog::open(store)
-                .context("the user was removed, but the message log could not be opened")?;
             let chat = Chat::open(
-                Arc::new(log),
+                stores.log.clone(),
                 accounts,
                 ChatConfig {
                     node_id: config.node.id,

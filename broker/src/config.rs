@@ -8,6 +8,7 @@
 //! own sections (`[limits]` in `config/limits.rs`), parses the file and runs every check at start,
 //! including those that span sections.
 
+mod cluster;
 mod limits;
 
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use chatd_media::config::{MediaBackend, MediaConfig};
 use chatd_push_bridge::config::PushConfig;
 use serde::Deserialize;
 
+pub use cluster::{ClusterConfig, PostgresConfig, StoreKind};
 pub use limits::LimitsConfig;
 
 /// Why a configuration could not be used.
@@ -84,6 +86,10 @@ pub struct Config {
     pub push: Option<PushConfig>,
     /// Media uploads and downloads: back end, URL lifetime, limits per type.
     pub media: MediaConfig,
+    /// `[cluster]`: the embedded store (one node) or PostgreSQL (a cluster).
+    pub cluster: ClusterConfig,
+    /// `[postgres]`: the database of a cluster.
+    pub postgres: PostgresConfig,
 }
 
 /// `[node]`
@@ -331,6 +337,7 @@ impl Config {
         }
         self.validate_media()?;
         self.limits.validate()?;
+        cluster::validate(self)?;
         Ok(())
     }
 
@@ -827,6 +834,62 @@ mod tests {
                 .validate()
                 .unwrap_err();
             assert!(err.to_string().contains("storage.memtable_mb"), "{err}");
+        }
+    }
+
+    #[test]
+    fn cluster_sections_are_checked() {
+        const PG: &str = "[postgres]\nurl = \"postgres://chatd@127.0.0.1:5432/chatd?target_session_attrs=read-write\"\n";
+        const REDIS: &str = "[redis]\nurl = \"redis://127.0.0.1:6379\"\n";
+        const S3: &str = "[media]\nbackend = \"s3\"\n[media.s3]\nbucket = \"chatd-media\"\n";
+        let cluster = "[node]\nid = 2\n[cluster]\nstore = \"postgres\"\n";
+        // The example, with media every node reaches.
+        let cfg = Config::parse(&format!("{cluster}{PG}{REDIS}{S3}"), "t.toml").unwrap();
+        cfg.validate().unwrap();
+        assert!(cfg.cluster.is_cluster());
+        assert_eq!(cfg.postgres.timeout_secs, 10);
+        let key = "signing_key = \"0123456789abcdef0123456789abcdef\"\n";
+        let shared = format!("[media.fs]\nshared = true\npath = \"/mnt/media\"\n{key}");
+        let cfg = Config::parse(&format!("{cluster}{PG}{REDIS}{shared}"), "t.toml").unwrap();
+        cfg.validate().unwrap();
+        let no_path = format!("[media.fs]\nshared = true\n{key}");
+        let no_key = "[media.fs]\nshared = true\npath = \"/mnt/media\"\n";
+        // One node: the default, and [postgres] alone changes nothing.
+        let cfg = Config::parse(PG, "t.toml").unwrap();
+        cfg.validate().unwrap();
+        assert!(!cfg.cluster.is_cluster());
+        for (text, key) in [
+            (format!("{cluster}{REDIS}{S3}"), "postgres.url"),
+            (format!("{cluster}{PG}{S3}"), "redis.url"),
+            (format!("{cluster}{PG}{REDIS}"), "media.fs.shared"),
+            (format!("{cluster}{PG}{REDIS}{no_path}"), "media.fs.path"),
+            (
+                format!("{cluster}{PG}{REDIS}{no_key}"),
+                "media.fs.signing_key",
+            ),
+            ("[postgres]\nurl = \"mysql://x\"\n".into(), "postgres.url"),
+            (
+                "[postgres]\nurl = \"postgres://h:notaport/db\"\n".into(),
+                "postgres.url",
+            ),
+            (
+                "[postgres]\ntimeout_secs = 0\n".into(),
+                "postgres.timeout_secs",
+            ),
+        ] {
+            let err = Config::parse(&text, "t.toml")
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            assert!(err.to_string().contains(key), "{text}: {err}");
+        }
+        for (text, key) in [
+            ("[cluster]\nstore = \"mysql\"\n", "mysql"),
+            ("[cluster]\nstores = \"postgres\"\n", "stores"),
+            ("[postgres]\nuri = \"postgres://x\"\n", "uri"),
+        ] {
+            let err = Config::parse(text, "t.toml").unwrap_err();
+            assert!(err.to_string().contains(key), "{text}: {err}");
         }
     }
 }

@@ -43,6 +43,10 @@ pub enum Delivery {
     Item(Outgoing),
     /// A change of a watched user's presence.
     Presence(PresenceChange),
+    /// Something new may wait in the user's queue in the store (another node committed it):
+    /// the session reads its queue again. Only its arrival matters; [`Hub::wake`] has
+    /// already marked the session lagged.
+    Wake,
 }
 
 impl Delivery {
@@ -56,6 +60,7 @@ impl Delivery {
                     + item.skip_client.as_ref().map_or(0, String::len)
             }
             Delivery::Presence(change) => change.payload.len(),
+            Delivery::Wake => 0,
         };
         bytes + std::mem::size_of::<Delivery>()
     }
@@ -148,6 +153,12 @@ impl SessionEntry {
         if !self.offer(Delivery::Presence(change)) {
             self.presence_stale.store(true, Ordering::Release);
         }
+    }
+
+    /// See [`Hub::wake`].
+    fn wake(&self) {
+        self.lagged.store(true, Ordering::Release);
+        let _ = self.offer(Delivery::Wake);
     }
 
     /// True once since a presence change for this session was dropped.
@@ -384,6 +395,28 @@ impl Hub {
         }
     }
 
+    /// Makes every session of `user` read its queue from the store again: another node
+    /// committed something for them. The session is marked lagged (so it stops taking queued
+    /// deliveries from the hub until it has read the store) and woken with a
+    /// [`Delivery::Wake`]; when its mailbox is full it is busy anyway and sees the mark next.
+    pub fn wake(&self, user: &str) {
+        let sessions = match self.lock().by_user.get(user) {
+            Some(list) => list.clone(),
+            None => return,
+        };
+        for s in sessions {
+            s.wake();
+        }
+    }
+
+    /// [`Hub::wake`] for every session: wake-ups may have been lost (the bus was down).
+    pub fn wake_all(&self) {
+        let sessions: Vec<_> = self.lock().by_client.values().cloned().collect();
+        for s in sessions {
+            s.wake();
+        }
+    }
+
     /// Stops every session (server shutdown).
     pub fn stop_all(&self) {
         let sessions: Vec<_> = self.lock().by_client.values().cloned().collect();
@@ -538,6 +571,31 @@ mod tests {
         assert_eq!(late.entry.stop_reason(), StopReason::Administrative);
         let fresh = hub.register("carol", "carol", hub.ticket(), hub.revocation("carol"));
         assert_eq!(fresh.entry.stop_reason(), StopReason::None);
+    }
+
+    #[test]
+    fn wake_marks_the_users_sessions_lagged_and_wakes_them() {
+        let hub = Hub::new();
+        let phone = hub.register("bob", "bob:phone", hub.ticket(), 0);
+        let laptop = hub.register("bob", "bob:laptop", hub.ticket(), 0);
+        let other = hub.register("carol", "carol", hub.ticket(), 0);
+        hub.wake("bob");
+        hub.wake("nobody");
+        for reg in [&phone, &laptop] {
+            assert!(reg.entry.take_lagged());
+            assert!(matches!(
+                reg.entry.try_next_delivery(),
+                Some(Delivery::Wake)
+            ));
+        }
+        assert!(!other.entry.take_lagged());
+        assert!(other.entry.try_next_delivery().is_none());
+        hub.wake_all();
+        assert!(other.entry.take_lagged());
+        assert!(matches!(
+            other.entry.try_next_delivery(),
+            Some(Delivery::Wake)
+        ));
     }
 
     #[test]

@@ -4,9 +4,11 @@
 
 mod accept_trouble;
 pub mod cli;
+mod cluster;
 pub mod config;
 mod conncache;
 mod datadir;
+pub mod db_cli;
 mod fd_limit;
 mod handshake_gate;
 mod http;
@@ -29,6 +31,7 @@ mod session;
 pub mod signals;
 mod source_addr;
 mod state;
+pub(crate) mod stores;
 mod tls;
 mod transport;
 mod typing;

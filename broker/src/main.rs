@@ -9,6 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 use chatd::cli;
 use chatd::config::Config;
+use chatd::db_cli;
 use chatd::signals::Signals;
 
 /// mimalloc instead of glibc's malloc, for two measured reasons (docs/benchmarks.md): the store's
@@ -40,6 +41,9 @@ enum Command {
     /// Manage the store (offline).
     #[command(subcommand)]
     Store(cli::StoreCommand),
+    /// Manage the cluster's PostgreSQL schema.
+    #[command(subcommand)]
+    Db(db_cli::DbCommand),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         Some(Command::User(command)) => cli::run(&config, command),
         Some(Command::Store(command)) => cli::run_store(&config, command),
+        Some(Command::Db(command)) => db_cli::run(&config, command),
         None | Some(Command::Serve) => serve(config),
     };
     match result {

@@ -11,12 +11,8 @@ use anyhow::{anyhow, Context, Result};
 use chatd_auth::JwtVerifier;
 use chatd_core::accounts::Accounts;
 use chatd_core::messaging::{Chat, ChatConfig};
+use chatd_core::outbox::Deliver;
 use chatd_core::presence::LastSeen;
-use chatd_embedded::accounts::EmbeddedAccounts;
-use chatd_embedded::log::EmbeddedLog;
-use chatd_embedded::media::EmbeddedMedia;
-use chatd_embedded::presence::EmbeddedLastSeen;
-use chatd_embedded::push::EmbeddedPush;
 use chatd_kv::{EngineConfig, GuardedStore, KvStore, StoreError};
 use chatd_media::MediaService;
 use chatd_push_bridge::PushBridge;
@@ -26,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::cluster::deliver::ClusterDeliver;
+use crate::cluster::wake_bus::WakeBus;
 use crate::config::Config;
 use crate::conncache;
 use crate::datadir;
@@ -42,6 +40,7 @@ use crate::presence_relay::PresenceRelay;
 use crate::push;
 use crate::router::Router;
 use crate::state::Shared;
+use crate::stores;
 use crate::tls;
 use crate::typing::TypingLimiter;
 use crate::user_rate::UserRate;
@@ -78,7 +77,7 @@ fn store_config(config: &Config) -> Result<EngineConfig, StoreError> {
 /// acknowledgements until the store is reopened (`chatd_kv::GuardedStore`). The test hook
 /// `CHATD_TEST_FAULTS` (a control file that makes writes fail on demand) is honoured here
 /// and nowhere else.
-fn open_guarded_store(config: &Config) -> Result<Arc<GuardedStore>, StoreError> {
+pub(crate) fn open_guarded_store(config: &Config) -> Result<Arc<GuardedStore>, StoreError> {
     let faults = std::env::var_os(chatd_kv::FAULTS_ENV).map(std::path::PathBuf::from);
     if let Some(control) = &faults {
         warn!(
@@ -100,52 +99,73 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     crate::fd_limit::check(config.limits.max_connections, http_connections);
     let dir = config.storage.path.clone();
-    let guarded = match open_guarded_store(&config) {
-        Ok(store) => store,
-        Err(StoreError::Locked) => {
-            return Err(anyhow!(
-                "another chatd is already using {} (the store is locked)",
-                dir.display()
-            ))
-        }
-        Err(e) => {
-            return Err(anyhow!(e).context(format!("cannot open the store in {}", dir.display())))
-        }
-    };
-    let storage = guarded.health();
-    let store: Arc<dyn KvStore> = guarded;
+    let stores = stores::open(&config)?;
+    let storage = stores.health.clone();
     datadir::remove_listen_file(&dir);
     let admin_token = datadir::admin_token(&dir, config.auth.admin_token.as_deref())?;
     let jwt = jwt_verifier(&config)?;
 
-    let accounts = Accounts::new(Arc::new(EmbeddedAccounts::new(store.clone())));
+    let accounts = if config.cluster.is_cluster() {
+        Accounts::shared(stores.accounts.clone())
+    } else {
+        Accounts::new(stores.accounts.clone())
+    };
     let hub = Arc::new(Hub::with_session_buffer(
         config.limits.max_session_buffer_bytes,
     ));
     // Before messaging starts, so that a bad push credential stops the server at once and no
     // push job is written unless the bridge runs.
     let push = match &config.push {
-        Some(cfg) => {
-            let store = Arc::new(EmbeddedPush::new(store.clone()));
-            Some(push::start(cfg, store.clone(), store, &hub).context("cannot start push")?)
-        }
+        Some(cfg) => Some(
+            push::start(
+                cfg,
+                stores.push_jobs.clone(),
+                stores.push_tokens.clone(),
+                &hub,
+            )
+            .context("cannot start push")?,
+        ),
         None => None,
     };
-    let log = EmbeddedLog::open(store.clone()).context("cannot open the message log")?;
+    // Stopped last, when the server has shut down (the cluster's background tasks).
+    let background = CancellationToken::new();
+    let bus = match &config.redis.url {
+        Some(url) if config.cluster.is_cluster() => Some(
+            WakeBus::start(
+                url,
+                &config.redis.key_prefix,
+                config.node.id,
+                hub.clone(),
+                background.clone(),
+            )
+            .context("redis.url")?,
+        ),
+        _ => None,
+    };
+    let outbox: Arc<dyn Deliver> = match &bus {
+        Some(bus) => Arc::new(ClusterDeliver::new(hub.clone(), bus.clone())),
+        None => hub.clone(),
+    };
+    stores::watch_health(
+        &config,
+        stores.log.clone(),
+        storage.clone(),
+        background.clone(),
+    );
     let chat = Chat::open(
-        Arc::new(log),
+        stores.log.clone(),
         accounts.clone(),
         ChatConfig {
             push_jobs: push.is_some(),
             ..config.chat()
         },
-        hub.clone(),
+        outbox,
     )
     .context("cannot start messaging")?;
     let router = Router::start();
     // The relay subscribes before anything is published.
     let presence_relay = PresenceRelay::start(&router).context("cannot start presence relay")?;
-    let last_seen = LastSeen::new(Arc::new(EmbeddedLastSeen::new(store.clone())));
+    let last_seen = LastSeen::new(stores.last_seen.clone());
     let presence = Arc::new(Presence::new(router, last_seen).context("cannot start presence")?);
     let conn_cache = conncache::from_config(&config).await;
     // The HTTP listener is bound first: the fs media back end's URLs are derived from its
@@ -158,12 +178,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .as_ref()
         .map(TcpListener::local_addr)
         .transpose()?;
-    let media = media::open(
-        &config,
-        Arc::new(EmbeddedMedia::new(store.clone())),
-        http_addr,
-    )
-    .await?;
+    let media = media::open(&config, stores.media.clone(), http_addr).await?;
     chat.set_media_gate(media.clone());
     let rpc = rpc_router(&chat, &media, &presence, push.as_ref())?;
     let shared = Arc::new(Shared {
@@ -172,6 +187,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         accounts,
         jwt,
         hub: hub.clone(),
+        cluster: config.cluster.is_cluster(),
+        bus,
         presence,
         presence_relay,
         metrics: Metrics::default(),
@@ -257,6 +274,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         // Pushes in flight get a short grace; unsent jobs stay in the store for the next start.
         push.shutdown().await;
     }
+    background.cancel();
     datadir::remove_listen_file(&dir);
     info!("stopped");
     Ok(())

@@ -7,15 +7,17 @@ use tokio::sync::Semaphore;
 use chatd_auth::JwtVerifier;
 use chatd_core::accounts::Accounts;
 use chatd_core::messaging::Chat;
+use chatd_core::outbox::{Deliver, Outgoing};
 use chatd_kv::StoreHealth;
 use chatd_media::MediaService;
 use chatd_push_bridge::PushBridge;
 use chatd_wire::request::RpcRouter;
 
+use crate::cluster::wake_bus::WakeBus;
 use crate::config::LimitsConfig;
 use crate::conncache::ConnectionCache;
 use crate::handshake_gate::HandshakeGate;
-use crate::hub::Hub;
+use crate::hub::{Hub, SessionEntry};
 use crate::login_limit::LoginLimiter;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
@@ -35,6 +37,11 @@ pub struct Shared {
     pub jwt: JwtVerifier,
     /// Connected sessions.
     pub hub: Arc<Hub>,
+    /// True on a node of a cluster: other nodes write to this node's users' queues, so a
+    /// session that lags reads its queue from the start (`session::inbox`).
+    pub cluster: bool,
+    /// The wake-up bus to the other nodes of a cluster; `None` on a node alone.
+    pub bus: Option<Arc<WakeBus>>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
     /// Bearer token of the admin API.
@@ -69,6 +76,18 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Delivers an item that is not stored (a typing indicator, a copy of a reply) to the
+    /// user's devices on this node and, in a cluster, on the others.
+    pub fn deliver_unstored(&self, item: Outgoing, except: Option<&SessionEntry>) {
+        if let Some(bus) = &self.bus {
+            bus.forward(&item);
+        }
+        match except {
+            Some(entry) => self.hub.deliver_except(item, entry),
+            None => self.hub.deliver(item),
+        }
+    }
+
     /// Runs password work (argon2: ~19 MB and tens of ms each) on the blocking pool, at most one
     /// per core at a time, so a burst of logins costs bounded memory and cannot starve the rest.
     /// `None` if the task could not run.

@@ -10,6 +10,9 @@
 /// Raw-socket MQTT helpers (hand-built packets), see `raw.rs`.
 pub mod raw;
 
+/// A real redis-server.
+pub mod redis_server;
+
 /// A chatd with either media back end and an `s3s-fs` server, for the media tests.
 pub mod media_kit;
 /// A chatd whose `[push]` points at the fake FCM and APNs servers, for the push tests.

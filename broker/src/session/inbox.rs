@@ -5,13 +5,25 @@
 //! ignoring live deliveries meanwhile (they are in the store too), then goes *live*, taking only
 //! live deliveries newer than the last id it sent. The hub marks a session lagged when it had to
 //! drop a delivery; the session then replays again from where it was.
+//!
+//! In a cluster the queue is written by several nodes, each with its own id generator, so an
+//! entry committed later may carry a lower id than one already sent: reading on from the last
+//! id sent would pass it over. There a lagged session *rescans*: it reads its queue from the
+//! start (short for a connected user: what it holds is what is not yet acknowledged), skipping
+//! what is in flight to the client. The read position is therefore kept apart from the last id
+//! sent.
 
 /// The inbox state of one session.
 #[derive(Debug, Default)]
 pub struct Inbox {
     state: State,
+    /// The highest queued id written to the client.
     cursor: Option<String>,
+    /// Where the next read of the store starts (after this id; from the start when `None`).
+    scan: Option<String>,
     coverage: u8,
+    /// Lagging means reading from the start again (cluster mode), not from the cursor.
+    rescans: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +34,22 @@ enum State {
     Live,
 }
 
+/// `Some(id)` if `id` is above `current`, else `current`.
+fn raise(current: &mut Option<String>, id: &str) {
+    if current.as_deref().is_none_or(|c| id > c) {
+        *current = Some(id.to_string());
+    }
+}
+
 impl Inbox {
+    /// The inbox of a session of a cluster node (see the module documentation).
+    pub fn rescanning() -> Inbox {
+        Inbox {
+            rescans: true,
+            ..Inbox::default()
+        }
+    }
+
     /// The queued topics the session's filters cover changed to `coverage` (a bit per topic).
     /// A newly covered topic replays the queue from its start: entries for it were passed over
     /// before (anything sent twice is de-duplicated by id on the client).
@@ -30,17 +57,34 @@ impl Inbox {
         if coverage == 0 {
             self.state = State::Off;
             self.cursor = None;
+            self.scan = None;
         } else if coverage & !self.coverage != 0 {
             self.state = State::Replaying;
             self.cursor = None;
+            self.scan = None;
         }
         self.coverage = coverage;
     }
 
-    /// Deliveries were dropped: read the rest from the store.
+    /// Deliveries were dropped, or another node committed to the queue: read the rest from
+    /// the store.
     pub fn lagged(&mut self) {
         if self.state != State::Off {
             self.state = State::Replaying;
+            self.scan = if self.rescans {
+                None
+            } else {
+                self.cursor.clone()
+            };
+        }
+    }
+
+    /// A live delivery was not taken (its id is not above the cursor). On one node that means
+    /// it was sent already; in a cluster it may be an entry another generator numbered lower,
+    /// so the queue is read again.
+    pub fn refused_live(&mut self) {
+        if self.rescans && self.state == State::Live {
+            self.lagged();
         }
     }
 
@@ -49,9 +93,9 @@ impl Inbox {
         self.state == State::Replaying
     }
 
-    /// The last queued id sent to the client.
-    pub fn cursor(&self) -> Option<&str> {
-        self.cursor.as_deref()
+    /// After which queued id the next read of the store starts.
+    pub fn read_after(&self) -> Option<&str> {
+        self.scan.as_deref()
     }
 
     /// The store had nothing more: take live deliveries from now on.
@@ -66,11 +110,16 @@ impl Inbox {
         self.state == State::Live && self.cursor.as_deref().is_none_or(|c| id > c)
     }
 
+    /// Queued entry `id` was read from the store (sent, passed over or skipped as in flight):
+    /// the next read starts after it.
+    pub fn read(&mut self, id: &str) {
+        raise(&mut self.scan, id);
+    }
+
     /// Queued message `id` was written to the client.
     pub fn sent(&mut self, id: &str) {
-        if self.cursor.as_deref().is_none_or(|c| id > c) {
-            self.cursor = Some(id.to_string());
-        }
+        raise(&mut self.cursor, id);
+        raise(&mut self.scan, id);
     }
 }
 
@@ -91,14 +140,42 @@ mod tests {
         assert!(inbox.accepts_live("3"));
         inbox.lagged();
         assert!(inbox.is_replaying());
-        assert_eq!(inbox.cursor(), Some("2"));
+        assert_eq!(inbox.read_after(), Some("2"));
         inbox.caught_up();
+        inbox.refused_live();
+        assert!(
+            !inbox.is_replaying(),
+            "one node: a refused delivery was sent already"
+        );
         inbox.set_coverage(1);
         assert!(!inbox.is_replaying());
         inbox.set_coverage(3);
         assert!(inbox.is_replaying());
-        assert_eq!(inbox.cursor(), None);
+        assert_eq!(inbox.read_after(), None);
         inbox.set_coverage(0);
         assert!(!inbox.is_replaying());
+    }
+
+    #[test]
+    fn a_cluster_session_reads_its_queue_from_the_start_when_lagged() {
+        let mut inbox = Inbox::rescanning();
+        inbox.set_coverage(1);
+        inbox.sent("5");
+        inbox.read("6");
+        assert_eq!(inbox.read_after(), Some("6"));
+        inbox.caught_up();
+        inbox.lagged();
+        assert!(inbox.is_replaying());
+        assert_eq!(inbox.read_after(), None);
+        // What is read again does not move the cursor back.
+        inbox.read("3");
+        inbox.sent("4");
+        inbox.caught_up();
+        assert!(!inbox.accepts_live("5"));
+        assert!(inbox.accepts_live("7"));
+        // A live entry numbered below the cursor by another node's generator: read the queue.
+        inbox.refused_live();
+        assert!(inbox.is_replaying());
+        assert_eq!(inbox.read_after(), None);
     }
 }

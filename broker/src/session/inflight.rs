@@ -34,6 +34,14 @@ pub struct InFlight {
 }
 
 impl InFlight {
+    /// Whether queue entry `queue_id` is in flight. A scan of the whole window: only a
+    /// rescan of the queue (cluster mode) asks, so the hot path keeps no index for it.
+    pub fn carries(&self, queue_id: &str) -> bool {
+        self.by_pkid
+            .values()
+            .any(|sent| sent.queue_id.as_deref() == Some(queue_id))
+    }
+
     /// PUBLISHes in flight.
     pub fn len(&self) -> usize {
         self.by_pkid.len()

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use chatd_auth::acl::{self, ChatTopic};
-use chatd_core::outbox::{Channel, Deliver, Outgoing};
+use chatd_core::outbox::{Channel, Outgoing};
 use chatd_wire::request::Caller;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -211,7 +211,11 @@ impl Session {
             out: BytesMut::new(),
             inflight: InFlight::default(),
             next_pkid: 0,
-            inbox: Inbox::default(),
+            inbox: if shared.cluster {
+                Inbox::rescanning()
+            } else {
+                Inbox::default()
+            },
             pending: Replies::new(),
             qos2_received: HashSet::new(),
             last_heard: Instant::now(),
@@ -583,7 +587,7 @@ impl Session {
                 {
                     TypingOutcome::Forward(items) => {
                         for item in items {
-                            shared.hub.deliver(item);
+                            shared.deliver_unstored(item, None);
                         }
                         ready(None, ack)
                     }
@@ -607,7 +611,7 @@ impl Session {
                 queue_id: None,
                 skip_client: None,
             };
-            self.shared.hub.deliver_except(item, &self.entry);
+            self.shared.deliver_unstored(item, Some(&self.entry));
         }
         if let Some((meta, ok)) = reply.ack {
             let packet = match meta.qos {
@@ -647,6 +651,8 @@ impl Session {
                 }
                 return;
             }
+            // The hub marked the session lagged: the loop reads the queue.
+            Delivery::Wake => return,
         };
         let (topic, Some(granted)) = self.subs.on(item.channel) else {
             return;
@@ -659,6 +665,7 @@ impl Session {
         };
         if let Some(id) = &item.queue_id {
             if !self.inbox.accepts_live(id) {
+                self.inbox.refused_live();
                 return;
             }
         }
@@ -676,7 +683,7 @@ impl Session {
             match self
                 .shared
                 .chat
-                .backlog(&self.user, self.inbox.cursor(), room)
+                .backlog(&self.user, self.inbox.read_after(), room)
             {
                 Ok(items) => {
                     let n = items.len();
@@ -687,6 +694,13 @@ impl Session {
                         if !self.replay_room() {
                             full = true;
                             break;
+                        }
+                        if let Some(id) = &item.queue_id {
+                            self.inbox.read(id);
+                            // Read again by a rescan (cluster mode) while the client has it.
+                            if self.inflight.carries(id) {
+                                continue;
+                            }
                         }
                         match (self.subs.on(item.channel), item.queue_id) {
                             ((topic, Some(qos)), queue_id) => {

@@ -74,13 +74,23 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    /// Accounts kept in `store`.
+    /// Accounts kept in `store`, which only this process writes (the embedded store, locked
+    /// by it): the accounts it saw live are kept in memory.
     pub fn new(store: Arc<dyn AccountStore>) -> Accounts {
         Accounts {
             store,
             write: Arc::new(Mutex::new(())),
             verified: Arc::new(VerifiedLogins::default()),
             live: Arc::new(LiveAccounts::default()),
+        }
+    }
+
+    /// Accounts kept in `store` that other processes write too (a cluster's database): an
+    /// account another node removes must not stay live here, so every status is read.
+    pub fn shared(store: Arc<dyn AccountStore>) -> Accounts {
+        Accounts {
+            live: Arc::new(LiveAccounts::off()),
+            ..Accounts::new(store)
         }
     }
 

@@ -106,6 +106,23 @@ fn removal_leaves_a_tombstone_until_reclaimed() {
 }
 
 #[test]
+fn shared_accounts_see_a_removal_by_another_process_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = chatd_kv::open(&EngineConfig::new(Engine::default(), dir.path())).expect("open");
+    let port = Arc::new(EmbeddedAccounts::new(store));
+    // Two nodes of a cluster sharing one database: `here` serves sends, `there` removes.
+    let here = Accounts::shared(port.clone());
+    let there = Accounts::shared(port);
+    there.add("bob", "pw-bob").expect("add bob");
+    assert!(here.exists("bob").expect("exists"));
+    there.remove("bob").expect("remove");
+    assert!(
+        !here.exists("bob").expect("exists"),
+        "a node must not keep an account live that another node removed"
+    );
+}
+
+#[test]
 fn lookalikes_are_refused_at_creation_only() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, accounts) = open(dir.path());

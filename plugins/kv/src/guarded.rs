@@ -83,7 +83,7 @@ impl StoreHealth {
 
     /// Records a failed write or flush; true when it starts an outage (only that one is
     /// logged, so a full disk does not write one line per message).
-    fn fail(&self, detail: String) -> bool {
+    pub fn fail(&self, detail: String) -> bool {
         let mut current = self.detail.lock().unwrap_or_else(|p| p.into_inner());
         if self.healthy.swap(false, Ordering::AcqRel) {
             self.failures.fetch_add(1, Ordering::Relaxed);
@@ -95,7 +95,7 @@ impl StoreHealth {
     }
 
     /// Records a successful flush; true when it ends an outage.
-    fn succeed(&self) -> bool {
+    pub fn succeed(&self) -> bool {
         if self.is_healthy() {
             return false;
         }

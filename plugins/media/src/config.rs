@@ -85,6 +85,9 @@ pub struct FsMediaConfig {
     /// HMAC key for the URLs (at least 32 characters); default generated into
     /// `{storage.path}/media.key` (mode 0600).
     pub signing_key: Option<String>,
+    /// Declares `path` shared by every node of a cluster (an NFS mount, say): required for
+    /// `fs` media when `cluster.store = "postgres"`, meaningless on one node.
+    pub shared: bool,
 }
 
 /// `[media.s3]`

@@ -27,6 +27,11 @@ impl Channel {
         Channel::Typing,
     ];
 
+    /// The channel whose [`Channel::name`] is `name`.
+    pub fn from_name(name: &str) -> Option<Channel> {
+        Channel::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     /// The last level of the channel's topic.
     pub fn name(self) -> &'static str {
         match self {

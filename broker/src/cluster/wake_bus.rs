@@ -1,0 +1,349 @@
+//! The wake-up bus between the nodes of a cluster: one Redis pub/sub channel,
+//! `{redis.key_prefix}:wake`, that every node publishes to and subscribes to.
+//!
+//! A message is a JSON object from one node: `{"n": node, "w": [users…], "i": [items…],
+//! "all": true}`. `w` names users with something new in their queue (their sessions on the
+//! receiving node read the queue from the store); `i` carries deliveries that are not stored
+//! (acks, the sender's copies of group messages, typing indicators), delivered as they are;
+//! `all` asks every node to wake every session (hints were lost). A node ignores its own
+//! messages.
+//!
+//! Why one channel for all nodes rather than one per node: a sender would first have to look
+//! up which nodes hold the recipient (a Redis round trip per message); with a handful of nodes,
+//! every node reading every hint costs less. Hints are batched: the publisher takes whatever
+//! waits (up to [`MAX_BATCH`] hints or [`MAX_BATCH_BYTES`]) into one PUBLISH.
+//!
+//! Redis pub/sub delivers at most once, and only to connected subscribers: a hint published
+//! while a node's subscription is down is lost to it. So a node wakes all its sessions when its
+//! subscription comes back, and every [`SWEEP_WHILE_DOWN`] while it is down; a publisher that
+//! could not publish (or had to drop hints because it fell behind) publishes `all` once it
+//! can again. A lost hint delays a delivery by seconds, never loses it: the store has it.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatd_core::outbox::{Channel, Deliver, Outgoing};
+use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::time::{sleep, timeout};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::hub::Hub;
+
+/// Hints waiting to be published at most; more are dropped and replaced by an `all`.
+const QUEUE: usize = 65_536;
+/// Hints in one PUBLISH at most.
+pub const MAX_BATCH: usize = 4096;
+/// Bytes of items in one PUBLISH at most (users are short).
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// How often a node whose subscription is down wakes all its sessions.
+pub const SWEEP_WHILE_DOWN: Duration = Duration::from_secs(2);
+/// How long one Redis command or connection attempt may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+/// Wait between attempts to reach Redis again.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// One hint for the other nodes.
+enum Hint {
+    /// The user's queue has something new.
+    Wake(String),
+    /// A delivery that is not stored.
+    Item(Outgoing),
+}
+
+/// An item as it travels.
+#[derive(Serialize, Deserialize)]
+struct WireItem {
+    /// The user whose devices get it.
+    u: String,
+    /// The channel's name (`ack`, `inbox`, `typing`…).
+    c: String,
+    /// The payload (JSON text, as published).
+    p: String,
+    /// A client id that must not get it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    s: Option<String>,
+}
+
+/// One message on the channel.
+#[derive(Serialize, Deserialize, Default)]
+struct WireMessage {
+    /// The node that sent it.
+    n: u16,
+    /// Users to wake.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    w: Vec<String>,
+    /// Deliveries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    i: Vec<WireItem>,
+    /// Wake every session.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    all: bool,
+}
+
+/// The sending side of the bus, shared by the outbox.
+pub struct WakeBus {
+    tx: mpsc::Sender<Hint>,
+    /// Hints were dropped because the publisher fell behind; it publishes `all` instead.
+    overflowed: AtomicBool,
+}
+
+impl WakeBus {
+    /// Starts the publisher and the subscriber of node `node` on the Redis at `url`, waking
+    /// sessions of `hub`; both run until `stop` is cancelled and retry Redis forever.
+    pub fn start(
+        url: &str,
+        prefix: &str,
+        node: u16,
+        hub: Arc<Hub>,
+        stop: CancellationToken,
+    ) -> Result<Arc<WakeBus>, redis::RedisError> {
+        let client = Client::open(url)?;
+        let channel = format!("{prefix}:wake");
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let bus = Arc::new(WakeBus {
+            tx,
+            overflowed: AtomicBool::new(false),
+        });
+        tokio::spawn(publisher(
+            bus.clone(),
+            client.clone(),
+            channel.clone(),
+            node,
+            rx,
+            stop.clone(),
+        ));
+        tokio::spawn(subscriber(client, channel, node, hub, stop));
+        Ok(bus)
+    }
+
+    /// Tells the other nodes that `user` has something new in their queue. Never blocks.
+    pub fn wake(&self, user: &str) {
+        self.send(Hint::Wake(user.to_string()));
+    }
+
+    /// Hands a delivery that is not stored to the other nodes. Never blocks.
+    pub fn forward(&self, item: &Outgoing) {
+        self.send(Hint::Item(item.clone()));
+    }
+
+    fn send(&self, hint: Hint) {
+        if self.tx.try_send(hint).is_err() {
+            self.overflowed.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// Takes what waits into one message: the first hint, then whatever else is ready.
+fn batch(node: u16, first: Hint, rx: &mut mpsc::Receiver<Hint>) -> WireMessage {
+    let mut message = WireMessage {
+        n: node,
+        ..WireMessage::default()
+    };
+    let mut users = HashSet::new();
+    let mut bytes = 0;
+    let mut next = Some(first);
+    let mut taken = 0;
+    while let Some(hint) = next.take() {
+        taken += 1;
+        match hint {
+            Hint::Wake(user) => {
+                if users.insert(user.clone()) {
+                    message.w.push(user);
+                }
+            }
+            Hint::Item(item) => {
+                // Payloads are JSON the server built; one that is not text cannot travel.
+                if let Ok(payload) = std::str::from_utf8(&item.payload) {
+                    bytes += payload.len() + item.user.len();
+                    message.i.push(WireItem {
+                        u: item.user,
+                        c: item.channel.name().to_string(),
+                        p: payload.to_string(),
+                        s: item.skip_client,
+                    });
+                }
+            }
+        }
+        if taken < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            next = rx.try_recv().ok();
+        }
+    }
+    message
+}
+
+async fn connect(client: &Client) -> redis::RedisResult<MultiplexedConnection> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(COMMAND_TIMEOUT)
+        .set_response_timeout(COMMAND_TIMEOUT);
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
+/// Publishes batches of hints; after any it could not publish, asks every node to sweep.
+async fn publisher(
+    bus: Arc<WakeBus>,
+    client: Client,
+    channel: String,
+    node: u16,
+    mut rx: mpsc::Receiver<Hint>,
+    stop: CancellationToken,
+) {
+    let mut conn: Option<MultiplexedConnection> = None;
+    // Hints were lost since the last successful publish: the next one carries `all`.
+    let mut lost = false;
+    let mut down_logged = false;
+    loop {
+        let first = tokio::select! {
+            _ = stop.cancelled() => return,
+            hint = rx.recv() => match hint {
+                Some(hint) => hint,
+                None => return,
+            },
+        };
+        let mut message = batch(node, first, &mut rx);
+        if bus.overflowed.swap(false, Ordering::AcqRel) {
+            lost = true;
+        }
+        message.all = lost;
+        let text = match serde_json::to_string(&message) {
+            Ok(text) => text,
+            Err(e) => {
+                warn!("wake-up bus: cannot encode a batch: {e}");
+                continue;
+            }
+        };
+        if conn.is_none() {
+            conn = match timeout(COMMAND_TIMEOUT, connect(&client)).await {
+                Ok(Ok(c)) => Some(c),
+                _ => None,
+            };
+        }
+        let published = match conn.as_mut() {
+            Some(c) => matches!(
+                timeout(
+                    COMMAND_TIMEOUT,
+                    redis::cmd("PUBLISH")
+                        .arg(&channel)
+                        .arg(&text)
+                        .query_async::<i64>(c)
+                )
+                .await,
+                Ok(Ok(_))
+            ),
+            None => false,
+        };
+        if published {
+            lost = false;
+            if down_logged {
+                info!("wake-up bus: publishing again");
+                down_logged = false;
+            }
+        } else {
+            // This batch is lost to the other nodes; they sweep once told (`all`).
+            lost = true;
+            conn = None;
+            if !down_logged {
+                warn!("wake-up bus: cannot publish to Redis; other nodes will read their queues once it is back");
+                down_logged = true;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = sleep(RETRY) => {}
+            }
+        }
+    }
+}
+
+/// Subscribes and acts on the other nodes' messages; sweeps while it cannot.
+async fn subscriber(
+    client: Client,
+    channel: String,
+    node: u16,
+    hub: Arc<Hub>,
+    stop: CancellationToken,
+) {
+    let mut ever_up = false;
+    let mut down_logged = false;
+    loop {
+        let subscribed = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let pubsub = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = timeout(COMMAND_TIMEOUT, subscribed) => r,
+        };
+        match pubsub {
+            Ok(Ok(pubsub)) => {
+                if ever_up {
+                    // Whatever was published while this node was not listening is lost to it.
+                    hub.wake_all();
+                    info!("wake-up bus: subscribed again; every session reads its queue");
+                }
+                ever_up = true;
+                down_logged = false;
+                let mut messages = pubsub.into_on_message();
+                loop {
+                    let msg = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        msg = messages.next() => msg,
+                    };
+                    let Some(msg) = msg else { break };
+                    handle(node, msg.get_payload_bytes(), &hub);
+                }
+            }
+            _ => {}
+        }
+        if !down_logged {
+            warn!("wake-up bus: not subscribed to Redis; every session reads its queue every {SWEEP_WHILE_DOWN:?} until it is");
+            down_logged = true;
+        }
+        hub.wake_all();
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = sleep(SWEEP_WHILE_DOWN) => {}
+        }
+    }
+}
+
+/// Acts on one message of another node.
+fn handle(node: u16, payload: &[u8], hub: &Hub) {
+    let message: WireMessage = match serde_json::from_slice(payload) {
+        Ok(m) => m,
+        Err(e) => {
+            warn!("wake-up bus: unreadable message ignored: {e}");
+            return;
+        }
+    };
+    if message.n == node {
+        return;
+    }
+    if message.all {
+        hub.wake_all();
+    } else {
+        for user in &message.w {
+            hub.wake(user);
+        }
+    }
+    for item in message.i {
+        let Some(channel) = Channel::from_name(&item.c) else {
+            continue;
+        };
+        hub.deliver(Outgoing {
+            user: item.u,
+            channel,
+            payload: item.p.into(),
+            queue_id: None,
+            skip_client: item.s,
+        });
+    }
+}
