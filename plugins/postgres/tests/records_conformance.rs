@@ -36,3 +36,4 @@ chatd_core::accounts_conformance_tests!(fresh);
 chatd_core::presence_conformance_tests!(fresh);
 chatd_core::media_conformance_tests!(fresh);
 chatd_core::push_conformance_tests!(fresh);
+chatd_core::removal_conformance_tests!(fresh);
