@@ -104,8 +104,10 @@ impl MediaRecords for EmbeddedMedia {
 mod tests {
     use super::*;
 
+    // What every adapter must do is the conformance suite (`tests/records_conformance.rs`);
+    // this checks the key layout and a record that cannot be read.
     #[test]
-    fn records_round_trip_under_todays_keys() {
+    fn records_are_kept_under_todays_keys() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn KvStore> = chatd_kv::open(&chatd_kv::EngineConfig::new(
             chatd_kv::Engine::default(),
@@ -124,12 +126,6 @@ mod tests {
             },
         ])
         .unwrap();
-        assert_eq!(m.media(&record.id).unwrap(), Some(record.clone()));
-        assert_eq!(
-            m.owner_media(&sha, "alice").unwrap().as_deref(),
-            Some(record.id.as_str())
-        );
-        assert_eq!(m.owners(&sha, 10).unwrap(), vec![record.id.clone()]);
         assert!(store
             .get(format!("f/{}", record.id).as_bytes())
             .unwrap()
@@ -141,19 +137,13 @@ mod tests {
                 .unwrap(),
             record.id.as_bytes()
         );
-        assert_eq!(m.content(&sha).unwrap(), None);
-
         record.mark_verified(8);
-        let first = ContentRecord::from_media(&record, 8);
-        m.write(vec![MediaChange::ContentIfAbsent(first.clone())])
-            .unwrap();
-        let mut second = first.clone();
-        second.uploader = "bob".into();
-        m.write(vec![MediaChange::ContentIfAbsent(second)]).unwrap();
-        m.flush().unwrap();
-        assert_eq!(m.content(&sha).unwrap(), Some(first));
-
-        assert!(!m.may_download(&record.id, "bob").unwrap());
+        m.write(vec![MediaChange::ContentIfAbsent(
+            ContentRecord::from_media(&record, 8),
+        )])
+        .unwrap();
+        assert!(store.get(format!("c/{sha}").as_bytes()).unwrap().is_some());
+        // Download rights are read under the key the committer writes.
         store
             .apply(vec![Op::Put(
                 format!("a/{}/bob", record.id).into_bytes(),

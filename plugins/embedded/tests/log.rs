@@ -1,29 +1,24 @@
 //! The message-log port over the embedded store, exercised through the trait: what is the
 //! embedded store's own (a batch that is not durable stays invisible until a durable one,
-//! dequeues carried out by the next commit, reopening, older layouts, the clean-up of a
-//! removed account with the accounts and push ports). What every adapter of the port must do
-//! is the conformance suite, run by `log_conformance.rs`.
+//! dequeues carried out by the next commit, reopening, older layouts). What every adapter of
+//! the port must do is the conformance suite, run by `log_conformance.rs`; the clean-up of a
+//! removed account across the ports is `records_conformance.rs`'s.
 
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use chatd_core::ports::accounts::{AccountChange, AccountRecord, AccountStore};
 use chatd_core::ports::log::{
-    HistoryEntry, Intent, LogBatch, MessageLog, QueueItem, QueueItemKind, Queued, SummaryChange,
+    HistoryEntry, LogBatch, MessageLog, QueueItem, QueueItemKind, SummaryChange,
 };
-use chatd_core::ports::push::{Platform, PushTokens, TokenChange, TokenRecord};
 use chatd_core::records::chat::Status;
 use chatd_core::records::group::GroupIndex;
-use chatd_embedded::accounts::EmbeddedAccounts;
 use chatd_embedded::log::EmbeddedLog;
-use chatd_embedded::push::EmbeddedPush;
 use chatd_kv::{Engine, EngineConfig, KvStore, Op};
 // The batches and records the conformance suite builds, shared rather than written twice.
 use chatd_core::ports::log_conformance::{
-    direct, durable, group_record, id, ids, member, membership, payload, qids, sent, summary,
-    summary_of, unit,
+    direct, durable, group_record, id, ids, member, membership, payload, qids, summary, summary_of,
+    unit,
 };
 
 fn store_at(dir: &Path) -> Arc<dyn KvStore> {
@@ -112,116 +107,6 @@ fn a_dequeued_item_goes_at_once_and_is_deleted_by_the_next_commit() {
     // The dequeues are remembered nowhere but in the store now.
     let log = open(dir.path());
     assert!(log.queue("bob", None, 10).expect("queue").is_empty());
-}
-
-#[test]
-fn forgetting_a_user_removes_their_records_and_finishing_the_purge_their_rights() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = store_at(dir.path());
-    let accounts = EmbeddedAccounts::new(store.clone());
-    let push = EmbeddedPush::new(store.clone());
-    let log = EmbeddedLog::open(store).expect("open");
-    let token = |user: &str, token: &str| TokenChange::Put {
-        user: user.into(),
-        token: token.into(),
-        record: TokenRecord {
-            platform: Platform::Fcm,
-            device: None,
-            ts: 1,
-        },
-    };
-    // `tk2` moved on to carol: its owner entry is hers now.
-    push.write(vec![
-        token("bob", "tk1"),
-        token("bob", "tk2"),
-        token("carol", "tk2"),
-    ])
-    .expect("tokens");
-    let d = "d:alice:bob";
-    log.commit(durable(
-        vec![
-            sent(
-                "bob",
-                "c1",
-                "ack",
-                vec![
-                    summary("bob", d, "alice", false, SummaryChange::Last(id(1))),
-                    summary("alice", d, "bob", false, SummaryChange::Received(id(1))),
-                    Intent::MediaRight {
-                        media: "m1".into(),
-                        user: "bob".into(),
-                    },
-                    Intent::MediaRight {
-                        media: "m1".into(),
-                        user: "alice".into(),
-                    },
-                ],
-            ),
-            unit(direct(2)),
-            unit(vec![membership("g_1", "bob", member(1, None))]),
-        ],
-        Some(2),
-    ))
-    .expect("commit");
-    accounts
-        .write(AccountChange::Remove {
-            user: "bob".into(),
-            tombstone: AccountRecord::default(),
-        })
-        .expect("remove");
-    assert_eq!(log.pending_purges().expect("pending"), vec!["bob"]);
-
-    let tombstone = AccountRecord {
-        removed: Some(9),
-        floor: Some(id(3)),
-        ..AccountRecord::default()
-    };
-    log.commit(durable(
-        vec![
-            // Written earlier in the same batch: forgotten too.
-            unit(vec![
-                Intent::Enqueue {
-                    user: "bob".into(),
-                    qid: id(3),
-                    entry: Queued::Receipt(Bytes::from("{}")),
-                },
-                summary(
-                    "bob",
-                    "d:bob:carol",
-                    "carol",
-                    false,
-                    SummaryChange::Last(id(3)),
-                ),
-            ]),
-            unit(vec![
-                Intent::ForgetMember {
-                    group: "g_1".into(),
-                    user: "bob".into(),
-                },
-                Intent::ForgetUser { user: "bob".into() },
-                Intent::Account {
-                    user: "bob".into(),
-                    record: tombstone.clone(),
-                },
-            ]),
-        ],
-        Some(3),
-    ))
-    .expect("commit");
-    assert!(log.queue("bob", None, 10).expect("queue").is_empty());
-    assert!(log.summaries("bob").expect("summaries").is_empty());
-    assert_eq!(log.remembered_ack("bob", "c1").expect("ack"), None);
-    assert!(log.groups_of("bob", 10).expect("groups").is_empty());
-    assert!(push.tokens("bob", 10).expect("tokens").is_empty());
-    assert_eq!(push.owner("tk1").expect("owner"), None);
-    assert_eq!(push.owner("tk2").expect("owner").as_deref(), Some("carol"));
-    assert_eq!(accounts.get("bob").expect("account"), Some(tombstone));
-    // The peer keeps everything.
-    assert_eq!(summary_of(&log, "alice", d).expect("alice's").unread, 1);
-    assert_eq!(log.message(&id(2)).expect("message"), Some(payload(2)));
-
-    assert_eq!(log.finish_purge("bob").expect("finish"), 1);
-    assert!(log.pending_purges().expect("pending").is_empty());
 }
 
 #[test]

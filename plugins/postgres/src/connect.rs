@@ -22,9 +22,9 @@ pub enum Role {
     /// Batches, claims and purges: `synchronous_commit = on`, so a commit is durable (and,
     /// with a synchronous standby, on two machines) when it returns.
     Durable,
-    /// Dequeues only: `synchronous_commit = off`, because a lost dequeue is a redelivery,
-    /// which clients de-duplicate, and the session task waiting on it should not wait for a
-    /// disk flush.
+    /// Dequeues and last-seen times only: `synchronous_commit = off`, because a lost dequeue
+    /// is a redelivery, which clients de-duplicate, a lost last-seen time loses no message,
+    /// and the session task waiting on either should not wait for a disk flush.
     Lazy,
 }
 
@@ -62,8 +62,9 @@ pub struct Session {
     pub client: Client,
     /// Every statement of the log, prepared on it.
     pub st: Statements,
-    /// History range reads, prepared on first use (one per shape of bounds).
-    ranges: HashMap<String, Statement>,
+    /// Statements prepared on first use: history range reads (one per shape of bounds) and
+    /// the records ports' statements.
+    cached: HashMap<String, Statement>,
 }
 
 impl Session {
@@ -80,18 +81,26 @@ impl Session {
         Ok(Session {
             client,
             st,
-            ranges: HashMap::new(),
+            cached: HashMap::new(),
         })
     }
 
     /// The statement for `sql`, prepared on first use.
     pub async fn prepared(&mut self, sql: String) -> Result<Statement, PgError> {
-        if let Some(st) = self.ranges.get(&sql) {
+        if let Some(st) = self.cached.get(&sql) {
             return Ok(st.clone());
         }
         let st = self.client.prepare(&sql).await?;
-        self.ranges.insert(sql, st.clone());
+        self.cached.insert(sql, st.clone());
         Ok(st)
+    }
+
+    /// The statement for a constant `sql`, prepared on first use (no allocation once cached).
+    pub async fn statement(&mut self, sql: &'static str) -> Result<Statement, PgError> {
+        if let Some(st) = self.cached.get(sql) {
+            return Ok(st.clone());
+        }
+        self.prepared(sql.to_string()).await
     }
 }
 

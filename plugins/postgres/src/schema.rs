@@ -1,4 +1,4 @@
-//! The SQL schema of the message log, versioned: `schema_version` holds the version the
+//! The SQL schema of the store, versioned: `schema_version` holds the version the
 //! database was brought to, [`migrate`] creates or upgrades it step by step, and
 //! [`check`] (run when a log opens) refuses a database whose version this build does not
 //! know, so that an older binary never writes into a newer layout.
@@ -7,13 +7,15 @@
 //! - every text column that holds an id, a user or a conversation is `COLLATE "C"`, so that
 //!   `ORDER BY`, ranges and `GREATEST` compare bytes, as the ids' time order and the embedded
 //!   store's key order need (a locale collation would sort `-` and digits differently);
-//! - every per-user table (queues, summaries, cids, push jobs, media rights, the groups-of-user
-//!   index, accounts, purges) has the user as the first column of its primary key, so that its
-//!   rows can later be split by user across several primaries with no change of key (see
-//!   docs/scaling.md); the tables keyed by something else (messages, history, statuses,
-//!   groups, members, fan-outs) are the ones such a split must place by message or group;
+//! - every per-user table (queues, summaries, cids, push jobs and their claims, media rights,
+//!   media owners, push tokens, last-seen times, the groups-of-user index, accounts, purges)
+//!   has the user as the first column of its primary key, so that its rows can later be split
+//!   by user across several primaries with no change of key (see docs/scaling.md); the tables
+//!   keyed by something else (messages, history, statuses, groups, members, fan-outs, media
+//!   records and contents, token owners, skeletons) are the ones such a split must place by
+//!   message, group, media id, content, token or skeleton;
 //! - records that the chat core already encodes as JSON (groups, memberships, fan-outs,
-//!   accounts) are stored as that JSON text, exactly as the embedded store keeps them;
+//!   accounts, media records and contents, push tokens) are stored as that JSON text, exactly as the embedded store keeps them;
 //!   what the log's intents change field by field (statuses, summaries) gets one column per
 //!   field, so an intent is one `INSERT … ON CONFLICT DO UPDATE` and never a read.
 
@@ -22,10 +24,10 @@ use tokio_postgres::Client;
 use crate::error::PgError;
 
 /// The schema version this build writes and reads.
-pub const VERSION: i32 = 1;
+pub const VERSION: i32 = 2;
 
 /// The statements that bring a database from version `n - 1` to version `n`, index `n - 1`.
-const STEPS: &[&str] = &[V1];
+const STEPS: &[&str] = &[V1, V2];
 
 /// Version 1: the message log.
 const V1: &str = r#"
@@ -127,6 +129,61 @@ CREATE TABLE purges (
 CREATE TABLE meta (
     key text COLLATE "C" PRIMARY KEY,
     value text COLLATE "C" NOT NULL
+);
+"#;
+
+/// Version 2: the records of the accounts, last-seen, media and push ports (accounts and
+/// purges are version 1's, written by the log too).
+const V2: &str = r#"
+-- The look-alike index: each skeleton held by the first user who asked for it. Keyed by
+-- skeleton, not user: it is the one place that says who holds a skeleton.
+CREATE TABLE skeletons (
+    skeleton text COLLATE "C" PRIMARY KEY,
+    user_id text COLLATE "C" NOT NULL
+);
+CREATE TABLE last_seen (
+    user_id text COLLATE "C" PRIMARY KEY,
+    ms bigint NOT NULL
+);
+-- Media records by id (read by id alone: a download names no uploader), and verified
+-- contents by SHA-256; both as the JSON the chat core encodes.
+CREATE TABLE media (
+    media text COLLATE "C" PRIMARY KEY,
+    record text NOT NULL
+);
+CREATE TABLE media_contents (
+    sha256 text COLLATE "C" PRIMARY KEY,
+    record text NOT NULL
+);
+-- The media id each uploader got for a content (de-duplication).
+CREATE TABLE media_owners (
+    user_id text COLLATE "C" NOT NULL,
+    sha256 text COLLATE "C" NOT NULL,
+    media text COLLATE "C" NOT NULL,
+    PRIMARY KEY (user_id, sha256)
+);
+CREATE INDEX media_owners_by_content ON media_owners (sha256, user_id);
+CREATE TABLE push_tokens (
+    user_id text COLLATE "C" NOT NULL,
+    token text COLLATE "C" NOT NULL,
+    record text NOT NULL,
+    PRIMARY KEY (user_id, token)
+);
+-- Who each token belongs to now (a token moves with its device to whoever registers it).
+CREATE TABLE token_owners (
+    token text COLLATE "C" PRIMARY KEY,
+    user_id text COLLATE "C" NOT NULL
+);
+CREATE INDEX token_owners_by_user ON token_owners (user_id);
+-- Claims of a (user, conversation) pair's push jobs: `claimed_by` holds it until
+-- `lease_until`; `taken` is how many jobs the claim handed out.
+CREATE TABLE push_claims (
+    user_id text COLLATE "C" NOT NULL,
+    conversation text COLLATE "C" NOT NULL,
+    claimed_by text COLLATE "C" NOT NULL,
+    lease_until timestamptz NOT NULL,
+    taken integer NOT NULL,
+    PRIMARY KEY (user_id, conversation)
 );
 "#;
 

@@ -131,6 +131,14 @@ statements! {
     forget_push_jobs: "DELETE FROM push_jobs WHERE user_id = $1",
     /// Forgetting a user: the groups-of-user index.
     forget_memberships: "DELETE FROM memberships WHERE user_id = $1",
+    /// Forgetting a user: the owner entries of their tokens (before the tokens: it finds
+    /// them through them). A token that moved on to another user keeps its new owner.
+    forget_token_owners: "DELETE FROM token_owners o USING push_tokens t \
+                          WHERE t.user_id = $1 AND o.token = t.token AND o.user_id = $1",
+    /// Forgetting a user: their push tokens.
+    forget_push_tokens: "DELETE FROM push_tokens WHERE user_id = $1",
+    /// Forgetting a user: when they were last seen.
+    forget_last_seen: "DELETE FROM last_seen WHERE user_id = $1",
     /// The newest message id and the highest id issued.
     newest: "SELECT (SELECT max(id) FROM messages), (SELECT value FROM meta WHERE key = 'last_id')",
     /// A message's payload.
@@ -171,6 +179,8 @@ statements! {
     pending_purges: "SELECT user_id FROM purges ORDER BY user_id",
     /// A removed user's media rights go.
     purge_rights: "DELETE FROM media_rights WHERE user_id = $1",
+    /// A removed user's media de-duplication entries go.
+    purge_media_owners: "DELETE FROM media_owners WHERE user_id = $1",
     /// A removed user's clean-up is done.
     purge_done: "DELETE FROM purges WHERE user_id = $1",
 }

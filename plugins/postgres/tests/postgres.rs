@@ -1,6 +1,7 @@
 //! What the PostgreSQL log does beyond the port's conformance suite: its schema versions, its
 //! errors, several processes sharing one database (claims, cids), a server that crashes under
-//! it, the last step of a purge, and calls from every kind of thread.
+//! it, and calls from every kind of thread. The last step of a purge is the records suites'
+//! (`records_conformance.rs`), and the records ports' own tests are `records.rs`.
 
 mod common;
 
@@ -238,31 +239,6 @@ fn a_crashed_server_fails_commits_and_the_log_reconnects_with_every_acknowledged
         ]
     );
     assert_eq!(queued(&log), vec![id(1), id(2)]);
-}
-
-#[test]
-fn finishing_a_purge_removes_the_users_media_rights_and_the_mark() {
-    let url = common::migrated_database();
-    let log = open(&url);
-    let right = |user: &str| Intent::MediaRight {
-        media: "m1".into(),
-        user: user.into(),
-    };
-    log.commit(durable(vec![Unit {
-        cid: None,
-        intents: vec![right("bob"), right("alice")],
-    }]))
-    .expect("commit");
-    // The mark is the accounts port's (not in PostgreSQL yet): written by hand.
-    common::admin(&url, "INSERT INTO purges VALUES ('bob')");
-    assert_eq!(log.pending_purges().expect("pending"), vec!["bob"]);
-    assert_eq!(log.finish_purge("bob").expect("finish"), 1);
-    assert!(log.pending_purges().expect("pending").is_empty());
-    common::admin(
-        &url,
-        "DO $$ BEGIN IF (SELECT count(*) FROM media_rights WHERE user_id = 'alice') <> 1 \
-         THEN RAISE EXCEPTION 'alice lost her right'; END IF; END $$",
-    );
 }
 
 #[test]

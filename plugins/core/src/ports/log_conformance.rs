@@ -6,7 +6,7 @@
 //! What is left out on purpose, as adapter-specific: how long a batch that is not durable
 //! stays invisible (the embedded store hides it until the next durable batch; PostgreSQL makes
 //! every batch durable), reopening, and the key layout. The clean-up of a removed account
-//! needs the accounts port as well and is tested by each adapter.
+//! needs the other ports as well: it is in `records_conformance::removal`.
 //!
 //! An adapter runs the suite with [`log_conformance_tests!`](crate::log_conformance_tests):
 //!

@@ -15,3 +15,6 @@ pub mod log_conformance;
 pub mod media;
 pub mod presence;
 pub mod push;
+// Built for this crate's tests and for adapters' tests, with the `conformance` feature.
+#[cfg(any(test, feature = "conformance"))]
+pub mod records_conformance;

@@ -48,12 +48,14 @@ pub(super) async fn pending_purges(s: &Session) -> Result<Vec<String>, PgError> 
     rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
 }
 
-/// The media rights of removed `user` go, then the pending mark, in one durable transaction;
-/// how many rights went.
+/// The media rights and de-duplication entries of removed `user` go, then the pending mark,
+/// in one durable transaction; how many rights and entries went.
 pub(super) async fn finish_purge(s: &mut Session, user: &str) -> Result<usize, PgError> {
     let Session { client, st, .. } = s;
     let tx = client.transaction().await?;
-    let removed = tx.execute(&st.purge_rights, &[&user]).await?;
+    let rights = tx.execute(&st.purge_rights, &[&user]).await?;
+    let owners = tx.execute(&st.purge_media_owners, &[&user]).await?;
+    let removed = rights.saturating_add(owners);
     tx.execute(&st.purge_done, &[&user]).await?;
     tx.commit().await?;
     Ok(usize::try_from(removed).unwrap_or(usize::MAX))

@@ -301,6 +301,9 @@ fn stage(
                 &st.forget_cids,
                 &st.forget_push_jobs,
                 &st.forget_memberships,
+                &st.forget_token_owners,
+                &st.forget_push_tokens,
+                &st.forget_last_seen,
             ] {
                 push(statement, params![user.clone()]);
             }

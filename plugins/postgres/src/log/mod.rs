@@ -83,7 +83,8 @@ impl Inner {
 /// The message log kept in PostgreSQL.
 pub struct PostgresLog {
     inner: Arc<Inner>,
-    bridge: Bridge,
+    /// Shared with the other ports of a [`crate::PostgresStore`].
+    bridge: Arc<Bridge>,
     /// Set when a commit failed, cleared when one (or a recovery) succeeds.
     failing: AtomicBool,
 }
@@ -103,6 +104,17 @@ impl PostgresLog {
     /// [`migrate`]); connects once to find out.
     pub fn open(url: &str, options: Options) -> Result<PostgresLog, PgError> {
         let connector = Connector::new(url)?;
+        let bridge = Arc::new(Bridge::new(2, options.timeout)?);
+        PostgresLog::on(connector, bridge, &options)
+    }
+
+    /// The log reached through `connector`, its calls run on `bridge`; connects once to check
+    /// the schema.
+    pub(crate) fn on(
+        connector: Connector,
+        bridge: Arc<Bridge>,
+        options: &Options,
+    ) -> Result<PostgresLog, PgError> {
         let inner = Arc::new(Inner {
             connector,
             writer: Slot::new(Role::Durable),
@@ -112,7 +124,6 @@ impl PostgresLog {
                 .collect(),
             next: AtomicUsize::new(0),
         });
-        let bridge = Bridge::new(2, options.timeout)?;
         let log = PostgresLog {
             inner,
             bridge,

@@ -1,0 +1,35 @@
+//! The records ports' conformance suites (`chatd_core::ports::records_conformance`) against
+//! the embedded store: the same checks every adapter of the ports passes.
+
+use std::sync::Arc;
+
+use chatd_core::ports::records_conformance::Ports;
+use chatd_embedded::accounts::EmbeddedAccounts;
+use chatd_embedded::log::EmbeddedLog;
+use chatd_embedded::media::EmbeddedMedia;
+use chatd_embedded::presence::EmbeddedLastSeen;
+use chatd_embedded::push::EmbeddedPush;
+use chatd_kv::{Engine, EngineConfig, KvStore};
+
+/// Every port over one store in a fresh temporary directory, kept as long as the ports.
+fn fresh() -> (Ports, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn KvStore> =
+        chatd_kv::open(&EngineConfig::new(Engine::default(), dir.path())).expect("store");
+    let push = Arc::new(EmbeddedPush::new(store.clone()));
+    let ports = Ports {
+        log: Arc::new(EmbeddedLog::open(store.clone()).expect("open")),
+        accounts: Arc::new(EmbeddedAccounts::new(store.clone())),
+        last_seen: Arc::new(EmbeddedLastSeen::new(store.clone())),
+        media: Arc::new(EmbeddedMedia::new(store)),
+        tokens: push.clone(),
+        jobs: push,
+    };
+    (ports, dir)
+}
+
+chatd_core::accounts_conformance_tests!(fresh);
+chatd_core::presence_conformance_tests!(fresh);
+chatd_core::media_conformance_tests!(fresh);
+chatd_core::push_conformance_tests!(fresh);
+chatd_core::removal_conformance_tests!(fresh);
