@@ -16,6 +16,7 @@ use chatd_embedded::media::EmbeddedMedia;
 use chatd_embedded::presence::EmbeddedLastSeen;
 use chatd_embedded::push::EmbeddedPush;
 use chatd_kv::{GuardedStore, KvStore, StoreError, StoreHealth};
+use chatd_postgres::PostgresStore;
 
 use crate::config::{Config, StoreKind};
 use crate::server::open_guarded_store;
@@ -78,8 +79,27 @@ pub fn on_embedded(store: Arc<dyn KvStore>, health: Arc<StoreHealth>) -> Result<
     })
 }
 
-fn postgres(_config: &Config) -> Result<Stores> {
-    Err(anyhow!("not yet"))
+fn postgres(config: &Config) -> Result<Stores> {
+    let url = config
+        .postgres
+        .url
+        .as_deref()
+        .ok_or_else(|| anyhow!("config key `postgres.url` is not set"))?;
+    let options = chatd_postgres::Options {
+        timeout: std::time::Duration::from_secs(config.postgres.timeout_secs),
+        ..chatd_postgres::Options::default()
+    };
+    let store = PostgresStore::open(url, options).context("cannot open the PostgreSQL store")?;
+    let push = Arc::new(store.push());
+    Ok(Stores {
+        accounts: Arc::new(store.accounts()),
+        log: Arc::new(store.log().context("cannot open the message log")?),
+        last_seen: Arc::new(store.last_seen()),
+        media: Arc::new(store.media()),
+        push_jobs: push.clone(),
+        push_tokens: push,
+        health: Arc::new(StoreHealth::default()),
+    })
 }
 
 /// How often the health of a PostgreSQL store is looked at.
