@@ -7,6 +7,10 @@
 /// The server harness and client helpers shared by every module.
 mod support;
 
+/// A real PostgreSQL, shared with chatd-postgres's own tests.
+#[path = "../plugins/postgres/tests/common/mod.rs"]
+mod pg;
+
 /// Fake FCM and APNs servers, shared with the push bridge's own tests.
 #[path = "../push-bridge/tests/fake/mod.rs"]
 mod fake;
@@ -15,6 +19,7 @@ mod accounts;
 mod admin;
 mod auth_acl;
 mod bad_input;
+mod cluster;
 mod conncache;
 mod crash;
 mod crash_mixed;

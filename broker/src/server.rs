@@ -101,6 +101,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let dir = config.storage.path.clone();
     let stores = stores::open(&config)?;
     let storage = stores.health.clone();
+    // The embedded store creates it; a cluster node keeps only listen.json and keys there.
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("storage.path: cannot create {}", dir.display()))?;
     datadir::remove_listen_file(&dir);
     let admin_token = datadir::admin_token(&dir, config.auth.admin_token.as_deref())?;
     let jwt = jwt_verifier(&config)?;

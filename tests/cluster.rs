@@ -1,0 +1,234 @@
+//! Cluster mode (issue 16): several chatd processes sharing one PostgreSQL database (started by
+//! the tests, `plugins/postgres/tests/common`) and one Redis. Messages cross nodes through the
+//! database, and the wake-up bus tells the recipient's node to look.
+
+use crate::pg;
+use crate::support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rumqttc::QoS;
+use serde_json::json;
+use support::redis_server::RedisServer;
+use support::*;
+
+/// The admin token every node of a test cluster shares (accounts are shared too).
+const ADMIN: &str = "cluster-admin-token-0123456789";
+
+/// A database and a Redis shared by the nodes started from it.
+struct Cluster {
+    redis: RedisServer,
+    database: String,
+    media: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        // The harness runs PostgreSQL statements on a runtime of its own: off the test's.
+        let database = tokio::task::block_in_place(pg::fresh_database);
+        let config = write_db_config(&database);
+        let out = std::process::Command::new(chatd_bin())
+            .arg("--config")
+            .arg(config.path())
+            .args(["db", "migrate"])
+            .env_remove("CHATD_CONFIG")
+            .output()
+            .expect("run chatd db migrate");
+        assert!(
+            out.status.success(),
+            "chatd db migrate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Cluster {
+            redis: RedisServer::start(),
+            database,
+            media: tempfile::tempdir().expect("media dir"),
+        }
+    }
+
+    /// Starts node `id`.
+    fn node(&self, id: u16) -> Server {
+        let (database, redis, media) = (
+            self.database.clone(),
+            self.redis.url(),
+            self.media.path().to_path_buf(),
+        );
+        Server::try_start_custom(move |dir| node_config(dir, id, &database, &redis, &media))
+            .unwrap_or_else(|e| panic!("node {id} did not start: {e}"))
+    }
+}
+
+/// A configuration that names only the database (for `chatd db migrate`).
+fn write_db_config(database: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().expect("config file");
+    std::fs::write(
+        file.path(),
+        format!("[postgres]\nurl = {}\n", toml_string(database)),
+    )
+    .expect("write config");
+    file
+}
+
+fn node_config(dir: &Path, id: u16, database: &str, redis: &str, media: &Path) -> String {
+    format!(
+        "{base}\n[node]\nid = {id}\n[cluster]\nstore = \"postgres\"\n[postgres]\nurl = {database}\n\
+         [redis]\nurl = {redis}\nttl_secs = 5\n[auth]\nadmin_token = \"{ADMIN}\"\n\
+         [limits]\nsends_per_sec = 10000\nsends_burst = 10000\nrequests_per_sec = 10000\nrequests_burst = 10000\n\
+         [media.fs]\nshared = true\npath = {media}\nsigning_key = \"cluster-signing-key-0123456789abcdef\"\n",
+        base = base_config(dir, ""),
+        database = toml_string(database),
+        redis = toml_string(redis),
+        media = toml_string(&media.to_string_lossy()),
+    )
+}
+
+/// A device of `user` on `node`, subscribed to its inbox and acks.
+async fn device(node: &Server, user: &str, device: &str) -> Client {
+    let c = connect(node.mqtt, &format!("{user}:{device}"), user, &format!("{user}-pw")).await;
+    c.subscribe(&format!("user/{user}/inbox"), QoS::AtLeastOnce)
+        .await;
+    c.subscribe(&format!("user/{user}/ack"), QoS::AtLeastOnce)
+        .await;
+    c
+}
+
+/// The next `n` inbox messages of `c` (user `user`), as (id, text).
+async fn inbox(c: &mut Client, user: &str, n: usize) -> Vec<(String, String)> {
+    let mut got = Vec::with_capacity(n);
+    for _ in 0..n {
+        let m = c.next_on(&format!("user/{user}/inbox")).await;
+        got.push((
+            m["id"].as_str().unwrap_or_default().to_string(),
+            m["text"].as_str().unwrap_or_default().to_string(),
+        ));
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_cross_nodes_in_order_once_each() {
+    let cluster = Cluster::new();
+    let one = cluster.node(1);
+    let two = cluster.node(2);
+    one.add_user("alice", "alice-pw");
+    // Created on node 1, logs in on node 2: accounts are in the database.
+    one.add_user("bob", "bob-pw");
+    let mut alice = device(&one, "alice", "phone").await;
+    let mut bob = device(&two, "bob", "phone").await;
+    const N: usize = 1000;
+    let mut ids = Vec::with_capacity(N);
+    for i in 0..N {
+        let ack = alice.send("alice", "bob", &format!("c{i}"), &format!("m{i}")).await;
+        assert_eq!(ack["status"], "sent", "{ack}");
+        ids.push(ack["id"].as_str().unwrap_or_default().to_string());
+    }
+    let got = inbox(&mut bob, "bob", N).await;
+    let want: Vec<(String, String)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.clone(), format!("m{i}")))
+        .collect();
+    assert_eq!(got, want, "bob's messages, in order, once each");
+    bob.nothing_on("user/bob/inbox", Duration::from_secs(1))
+        .await;
+    // Acknowledged means committed: node 2 reads all of them back from the database.
+    let page = bob
+        .rpc("bob", json!({"op": "history", "rid": "h", "with": "alice", "limit": 100}))
+        .await;
+    assert_eq!(page["ok"], true, "{page}");
+    let newest = page["messages"].as_array().map(Vec::len).unwrap_or(0);
+    assert_eq!(newest, 100, "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_device_on_every_node_gets_its_copy() {
+    let cluster = Cluster::new();
+    let (one, two, three) = (cluster.node(1), cluster.node(2), cluster.node(3));
+    one.add_user("alice", "alice-pw");
+    one.add_user("bob", "bob-pw");
+    let mut phone = device(&one, "bob", "phone").await;
+    let mut laptop = device(&three, "bob", "laptop").await;
+    let mut alice = device(&one, "alice", "phone").await;
+    let mut tablet = device(&two, "alice", "tablet").await;
+    for i in 0..20 {
+        let ack = alice.send("alice", "bob", &format!("d{i}"), &format!("t{i}")).await;
+        assert_eq!(ack["status"], "sent", "{ack}");
+        // Alice's tablet on another node sees the ack of what her phone sent.
+        let copy = tablet
+            .next_where("user/alice/ack", "cid", &json!(format!("d{i}")))
+            .await;
+        assert_eq!(copy["id"], ack["id"], "{copy}");
+    }
+    let on_phone = inbox(&mut phone, "bob", 20).await;
+    let on_laptop = inbox(&mut laptop, "bob", 20).await;
+    assert_eq!(on_phone, on_laptop, "both devices, the same messages in the same order");
+    let texts: Vec<String> = on_phone.into_iter().map(|(_, t)| t).collect();
+    let want: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
+    assert_eq!(texts, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_user_gets_the_queue_on_another_node() {
+    let cluster = Cluster::new();
+    let (one, two, three) = (cluster.node(1), cluster.node(2), cluster.node(3));
+    one.add_user("alice", "alice-pw");
+    one.add_user("bob", "bob-pw");
+    let mut alice = device(&one, "alice", "phone").await;
+    // Bob reads some on node 2, goes away; alice sends more; bob comes back on node 3.
+    let mut bob = device(&two, "bob", "phone").await;
+    for i in 0..5 {
+        alice.send("alice", "bob", &format!("a{i}"), &format!("a{i}")).await;
+    }
+    assert_eq!(inbox(&mut bob, "bob", 5).await.len(), 5);
+    bob.disconnect().await;
+    let mut sent = Vec::new();
+    for i in 0..50 {
+        let ack = alice.send("alice", "bob", &format!("b{i}"), &format!("b{i}")).await;
+        sent.push((ack["id"].as_str().unwrap_or_default().to_string(), format!("b{i}")));
+    }
+    let mut bob = device(&three, "bob", "phone").await;
+    assert_eq!(inbox(&mut bob, "bob", 50).await, sent, "the queue, in order, no gaps");
+    bob.nothing_on("user/bob/inbox", Duration::from_secs(1))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_redis_still_delivers_from_the_store() {
+    let mut cluster = Cluster::new();
+    let (one, two) = (cluster.node(1), cluster.node(2));
+    one.add_user("alice", "alice-pw");
+    one.add_user("bob", "bob-pw");
+    let mut alice = device(&one, "alice", "phone").await;
+    let mut bob = device(&two, "bob", "phone").await;
+    alice.send("alice", "bob", "before", "before").await;
+    assert_eq!(inbox(&mut bob, "bob", 1).await[0].1, "before");
+    cluster.redis.stop();
+    // No wake-up can travel: node 2 reads its sessions' queues every few seconds instead.
+    let start = Instant::now();
+    let ack = alice.send("alice", "bob", "during", "during").await;
+    assert_eq!(ack["status"], "sent", "{ack}");
+    assert_eq!(inbox(&mut bob, "bob", 1).await[0].1, "during");
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "delivered {:?} after the send",
+        start.elapsed()
+    );
+    cluster.redis.restart();
+    let ack = alice.send("alice", "bob", "after", "after").await;
+    assert_eq!(ack["status"], "sent", "{ack}");
+    assert_eq!(inbox(&mut bob, "bob", 1).await[0].1, "after");
+}
+
+#[test]
+fn a_node_refuses_a_database_without_the_schema() {
+    let database = pg::fresh_database();
+    let redis = RedisServer::start();
+    let media = tempfile::tempdir().expect("media dir");
+    let url = redis.url();
+    let err = match Server::try_start_custom(|dir| node_config(dir, 1, &database, &url, media.path())) {
+        Ok(_) => panic!("a node started on a database without the schema"),
+        Err(e) => e,
+    };
+    assert!(err.contains("chatd db migrate"), "{err}");
+}
