@@ -174,7 +174,6 @@ CREATE TABLE token_owners (
     token text COLLATE "C" PRIMARY KEY,
     user_id text COLLATE "C" NOT NULL
 );
-CREATE INDEX token_owners_by_user ON token_owners (user_id);
 -- Claims of a (user, conversation) pair's push jobs: `claimed_by` holds it until
 -- `lease_until`; `taken` is how many jobs the claim handed out.
 CREATE TABLE push_claims (

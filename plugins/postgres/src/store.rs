@@ -36,7 +36,8 @@ impl PostgresStore {
         })
     }
 
-    /// The message log, with connections of its own (connects once).
+    /// The message log, with connections of its own (each call opens another log: a node
+    /// takes one); connects once.
     pub fn log(&self) -> Result<PostgresLog, PgError> {
         PostgresLog::on(self.connector.clone(), self.bridge.clone(), &self.options)
     }
