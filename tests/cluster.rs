@@ -85,7 +85,13 @@ fn node_config(dir: &Path, id: u16, database: &str, redis: &str, media: &Path) -
 
 /// A device of `user` on `node`, subscribed to its inbox and acks.
 async fn device(node: &Server, user: &str, device: &str) -> Client {
-    let c = connect(node.mqtt, &format!("{user}:{device}"), user, &format!("{user}-pw")).await;
+    let c = connect(
+        node.mqtt,
+        &format!("{user}:{device}"),
+        user,
+        &format!("{user}-pw"),
+    )
+    .await;
     c.subscribe(&format!("user/{user}/inbox"), QoS::AtLeastOnce)
         .await;
     c.subscribe(&format!("user/{user}/ack"), QoS::AtLeastOnce)
@@ -119,7 +125,9 @@ async fn messages_cross_nodes_in_order_once_each() {
     const N: usize = 1000;
     let mut ids = Vec::with_capacity(N);
     for i in 0..N {
-        let ack = alice.send("alice", "bob", &format!("c{i}"), &format!("m{i}")).await;
+        let ack = alice
+            .send("alice", "bob", &format!("c{i}"), &format!("m{i}"))
+            .await;
         assert_eq!(ack["status"], "sent", "{ack}");
         ids.push(ack["id"].as_str().unwrap_or_default().to_string());
     }
@@ -133,11 +141,18 @@ async fn messages_cross_nodes_in_order_once_each() {
     bob.nothing_on("user/bob/inbox", Duration::from_secs(1))
         .await;
     // Acknowledged means committed: node 2 reads all of them back from the database.
+    bob.subscribe("user/bob/rpc", QoS::AtLeastOnce).await;
     let page = bob
-        .rpc("bob", json!({"op": "history", "rid": "h", "with": "alice", "limit": 100}))
+        .rpc(
+            "bob",
+            json!({"op": "history", "rid": "h", "with": "alice", "limit": 100}),
+        )
         .await;
     assert_eq!(page["ok"], true, "{page}");
-    let newest = page["messages"].as_array().map(Vec::len).unwrap_or(0);
+    let newest = page["result"]["messages"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
     assert_eq!(newest, 100, "{page}");
 }
 
@@ -152,7 +167,9 @@ async fn every_device_on_every_node_gets_its_copy() {
     let mut alice = device(&one, "alice", "phone").await;
     let mut tablet = device(&two, "alice", "tablet").await;
     for i in 0..20 {
-        let ack = alice.send("alice", "bob", &format!("d{i}"), &format!("t{i}")).await;
+        let ack = alice
+            .send("alice", "bob", &format!("d{i}"), &format!("t{i}"))
+            .await;
         assert_eq!(ack["status"], "sent", "{ack}");
         // Alice's tablet on another node sees the ack of what her phone sent.
         let copy = tablet
@@ -162,7 +179,10 @@ async fn every_device_on_every_node_gets_its_copy() {
     }
     let on_phone = inbox(&mut phone, "bob", 20).await;
     let on_laptop = inbox(&mut laptop, "bob", 20).await;
-    assert_eq!(on_phone, on_laptop, "both devices, the same messages in the same order");
+    assert_eq!(
+        on_phone, on_laptop,
+        "both devices, the same messages in the same order"
+    );
     let texts: Vec<String> = on_phone.into_iter().map(|(_, t)| t).collect();
     let want: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
     assert_eq!(texts, want);
@@ -178,17 +198,28 @@ async fn an_offline_user_gets_the_queue_on_another_node() {
     // Bob reads some on node 2, goes away; alice sends more; bob comes back on node 3.
     let mut bob = device(&two, "bob", "phone").await;
     for i in 0..5 {
-        alice.send("alice", "bob", &format!("a{i}"), &format!("a{i}")).await;
+        alice
+            .send("alice", "bob", &format!("a{i}"), &format!("a{i}"))
+            .await;
     }
     assert_eq!(inbox(&mut bob, "bob", 5).await.len(), 5);
     bob.disconnect().await;
     let mut sent = Vec::new();
     for i in 0..50 {
-        let ack = alice.send("alice", "bob", &format!("b{i}"), &format!("b{i}")).await;
-        sent.push((ack["id"].as_str().unwrap_or_default().to_string(), format!("b{i}")));
+        let ack = alice
+            .send("alice", "bob", &format!("b{i}"), &format!("b{i}"))
+            .await;
+        sent.push((
+            ack["id"].as_str().unwrap_or_default().to_string(),
+            format!("b{i}"),
+        ));
     }
     let mut bob = device(&three, "bob", "phone").await;
-    assert_eq!(inbox(&mut bob, "bob", 50).await, sent, "the queue, in order, no gaps");
+    assert_eq!(
+        inbox(&mut bob, "bob", 50).await,
+        sent,
+        "the queue, in order, no gaps"
+    );
     bob.nothing_on("user/bob/inbox", Duration::from_secs(1))
         .await;
 }
@@ -226,9 +257,10 @@ fn a_node_refuses_a_database_without_the_schema() {
     let redis = RedisServer::start();
     let media = tempfile::tempdir().expect("media dir");
     let url = redis.url();
-    let err = match Server::try_start_custom(|dir| node_config(dir, 1, &database, &url, media.path())) {
-        Ok(_) => panic!("a node started on a database without the schema"),
-        Err(e) => e,
-    };
+    let err =
+        match Server::try_start_custom(|dir| node_config(dir, 1, &database, &url, media.path())) {
+            Ok(_) => panic!("a node started on a database without the schema"),
+            Err(e) => e,
+        };
     assert!(err.contains("chatd db migrate"), "{err}");
 }

@@ -43,9 +43,9 @@ pub enum Delivery {
     Item(Outgoing),
     /// A change of a watched user's presence.
     Presence(PresenceChange),
-    /// Something new may wait in the user's queue in the store (another node committed it):
-    /// the session reads its queue again. Only its arrival matters; [`Hub::wake`] has
-    /// already marked the session lagged.
+    /// Something may wait in the user's queue in the store that no delivery brought (another
+    /// node's were lost): the session reads its queue again. Only its arrival matters;
+    /// [`Hub::wake_all`] has already marked the session lagged.
     Wake,
 }
 
@@ -155,7 +155,7 @@ impl SessionEntry {
         }
     }
 
-    /// See [`Hub::wake`].
+    /// See [`Hub::wake_all`].
     fn wake(&self) {
         self.lagged.store(true, Ordering::Release);
         let _ = self.offer(Delivery::Wake);
@@ -395,21 +395,11 @@ impl Hub {
         }
     }
 
-    /// Makes every session of `user` read its queue from the store again: another node
-    /// committed something for them. The session is marked lagged (so it stops taking queued
-    /// deliveries from the hub until it has read the store) and woken with a
-    /// [`Delivery::Wake`]; when its mailbox is full it is busy anyway and sees the mark next.
-    pub fn wake(&self, user: &str) {
-        let sessions = match self.lock().by_user.get(user) {
-            Some(list) => list.clone(),
-            None => return,
-        };
-        for s in sessions {
-            s.wake();
-        }
-    }
-
-    /// [`Hub::wake`] for every session: wake-ups may have been lost (the bus was down).
+    /// Makes every session read its queue from the store again: deliveries from other nodes
+    /// of a cluster may have been lost (the bus was down). Each session is marked lagged (so
+    /// it stops taking queued deliveries from the hub until it has read the store) and woken
+    /// with a [`Delivery::Wake`]; one whose mailbox is full is busy anyway and sees the mark
+    /// next.
     pub fn wake_all(&self) {
         let sessions: Vec<_> = self.lock().by_client.values().cloned().collect();
         for s in sessions {
@@ -485,11 +475,22 @@ impl Hub {
         self.deliver_filtered(item, Some(except.id));
     }
 
+    /// Delivers an item another node of a cluster committed or received: to this node's
+    /// sessions of the user, if any. The offline hook is not told (the node that committed
+    /// it decided about push).
+    pub fn deliver_from_elsewhere(&self, item: Outgoing) {
+        self.deliver_filtered_with(item, None, false);
+    }
+
     fn deliver_filtered(&self, item: Outgoing, except: Option<u64>) {
+        self.deliver_filtered_with(item, except, true);
+    }
+
+    fn deliver_filtered_with(&self, item: Outgoing, except: Option<u64>, hook: bool) {
         let sessions: Vec<_> = match self.lock().by_user.get(&item.user) {
             Some(list) => list.clone(),
             None => {
-                if item.queue_id.is_some() && item.channel == Channel::Inbox {
+                if hook && item.queue_id.is_some() && item.channel == Channel::Inbox {
                     if let Some(hook) = self.offline.get() {
                         hook(&item.user);
                     }
@@ -574,28 +575,32 @@ mod tests {
     }
 
     #[test]
-    fn wake_marks_the_users_sessions_lagged_and_wakes_them() {
+    fn wake_all_marks_every_session_lagged_and_wakes_it() {
         let hub = Hub::new();
         let phone = hub.register("bob", "bob:phone", hub.ticket(), 0);
-        let laptop = hub.register("bob", "bob:laptop", hub.ticket(), 0);
         let other = hub.register("carol", "carol", hub.ticket(), 0);
-        hub.wake("bob");
-        hub.wake("nobody");
-        for reg in [&phone, &laptop] {
+        hub.wake_all();
+        for reg in [&phone, &other] {
             assert!(reg.entry.take_lagged());
             assert!(matches!(
                 reg.entry.try_next_delivery(),
                 Some(Delivery::Wake)
             ));
         }
-        assert!(!other.entry.take_lagged());
-        assert!(other.entry.try_next_delivery().is_none());
-        hub.wake_all();
-        assert!(other.entry.take_lagged());
-        assert!(matches!(
-            other.entry.try_next_delivery(),
-            Some(Delivery::Wake)
-        ));
+    }
+
+    #[test]
+    fn a_delivery_from_elsewhere_does_not_call_the_offline_hook() {
+        let hub = Hub::new();
+        let called = Arc::new(AtomicUsize::new(0));
+        let seen = called.clone();
+        hub.on_offline_delivery(Box::new(move |_| {
+            seen.fetch_add(1, Ordering::Relaxed);
+        }));
+        hub.deliver_from_elsewhere(item("bob", "00001"));
+        assert_eq!(called.load(Ordering::Relaxed), 0);
+        hub.deliver(item("bob", "00002"));
+        assert_eq!(called.load(Ordering::Relaxed), 1);
     }
 
     #[test]

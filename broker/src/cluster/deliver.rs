@@ -23,13 +23,11 @@ impl ClusterDeliver {
 
 impl Deliver for ClusterDeliver {
     fn deliver(&self, item: Outgoing) {
-        if item.queue_id.is_some() {
-            // Queued: the other nodes' sessions read it from the store, which has it already.
-            self.bus.wake(&item.user);
-        } else {
-            // Not stored (the sender's copy of a group message): the item itself travels.
-            self.bus.forward(&item);
-        }
+        // The item itself travels, queued or not: a user's devices on other nodes get it
+        // live, as devices on this node do. (Waking them to read it from the queue instead
+        // would race with this node's devices, whose acknowledgement takes it out of the
+        // queue.) A node that misses it reads the queue when it sweeps.
+        self.bus.forward(&item);
         self.hub.deliver(item);
     }
 

@@ -1,9 +1,9 @@
 //! What a node of a cluster adds to a single node: the other nodes write to this node's users'
-//! queues in the shared database, so it has to hear about it. After each commit a node tells
-//! the others through Redis which users have something new ([`wake_bus`]); the nodes that hold
-//! a device of one of them make its sessions read their queue from the store. Redis is never
-//! the truth: a hint that is lost (Redis down, a node's bus cut off) only delays a delivery
-//! until the next sweep, in which every session reads its queue again.
+//! queues in the shared database, so it has to hear about it. After each commit a node hands
+//! its deliveries to the others through Redis ([`wake_bus`]); the nodes that hold a device of
+//! the user deliver them as their own. Redis is never the truth: a delivery that is lost
+//! (Redis down, a node's bus cut off) only waits in the store until the next sweep, in which
+//! every session reads its queue again.
 
 pub mod deliver;
 pub mod wake_bus;

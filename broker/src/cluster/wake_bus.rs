@@ -1,30 +1,32 @@
 //! The wake-up bus between the nodes of a cluster: one Redis pub/sub channel,
 //! `{redis.key_prefix}:wake`, that every node publishes to and subscribes to.
 //!
-//! A message is a JSON object from one node: `{"n": node, "w": [users…], "i": [items…],
-//! "all": true}`. `w` names users with something new in their queue (their sessions on the
-//! receiving node read the queue from the store); `i` carries deliveries that are not stored
-//! (acks, the sender's copies of group messages, typing indicators), delivered as they are;
-//! `all` asks every node to wake every session (hints were lost). A node ignores its own
-//! messages.
+//! A message is a JSON object from one node: `{"n": node, "i": [items…], "all": true}`. `i`
+//! carries deliveries, stored (messages, receipts: with their queue id) or not (acks, the
+//! sender's copies of group messages, typing indicators); the receiving node hands each to its
+//! sessions of that user, as if it had committed it. `all` asks every node to make every
+//! session read its queue from the store (deliveries were lost). A node ignores its own
+//! messages. A session that gets a queued delivery numbered below what it already sent (ids
+//! come from each node's own generator) reads its queue instead (`session::inbox`).
 //!
 //! Why one channel for all nodes rather than one per node: a sender would first have to look
 //! up which nodes hold the recipient (a Redis round trip per message); with a handful of nodes,
-//! every node reading every hint costs less. Hints are batched: the publisher takes whatever
-//! waits (up to [`MAX_BATCH`] hints or [`MAX_BATCH_BYTES`]) into one PUBLISH.
+//! every node reading every delivery costs less. Deliveries are batched: the publisher takes
+//! whatever waits (up to [`MAX_BATCH`] items or [`MAX_BATCH_BYTES`]) into one PUBLISH.
 //!
-//! Redis pub/sub delivers at most once, and only to connected subscribers: a hint published
+//! Redis pub/sub delivers at most once, and only to connected subscribers: what is published
 //! while a node's subscription is down is lost to it. So a node wakes all its sessions when its
 //! subscription comes back, and every [`SWEEP_WHILE_DOWN`] while it is down; a publisher that
-//! could not publish (or had to drop hints because it fell behind) publishes `all` once it
-//! can again. A lost hint delays a delivery by seconds, never loses it: the store has it.
+//! could not publish (or had to drop deliveries because it fell behind) publishes `all` once
+//! it can again. A lost delivery of a queued item is late by seconds, never lost: the store
+//! has it. (Unstored items — acks, typing — are lost with it, as a device that is offline
+//! misses them too.)
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatd_core::outbox::{Channel, Deliver, Outgoing};
+use chatd_core::outbox::{Channel, Outgoing};
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client};
@@ -36,9 +38,9 @@ use tracing::{info, warn};
 
 use crate::hub::Hub;
 
-/// Hints waiting to be published at most; more are dropped and replaced by an `all`.
+/// Deliveries waiting to be published at most; more are dropped and replaced by an `all`.
 const QUEUE: usize = 65_536;
-/// Hints in one PUBLISH at most.
+/// Deliveries in one PUBLISH at most.
 pub const MAX_BATCH: usize = 4096;
 /// Bytes of items in one PUBLISH at most (users are short).
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;
@@ -48,14 +50,6 @@ pub const SWEEP_WHILE_DOWN: Duration = Duration::from_secs(2);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 /// Wait between attempts to reach Redis again.
 const RETRY: Duration = Duration::from_millis(500);
-
-/// One hint for the other nodes.
-enum Hint {
-    /// The user's queue has something new.
-    Wake(String),
-    /// A delivery that is not stored.
-    Item(Outgoing),
-}
 
 /// An item as it travels.
 #[derive(Serialize, Deserialize)]
@@ -69,6 +63,9 @@ struct WireItem {
     /// A client id that must not get it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     s: Option<String>,
+    /// Its id in the user's queue, when it is queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    q: Option<String>,
 }
 
 /// One message on the channel.
@@ -76,9 +73,6 @@ struct WireItem {
 struct WireMessage {
     /// The node that sent it.
     n: u16,
-    /// Users to wake.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    w: Vec<String>,
     /// Deliveries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     i: Vec<WireItem>,
@@ -89,8 +83,8 @@ struct WireMessage {
 
 /// The sending side of the bus, shared by the outbox.
 pub struct WakeBus {
-    tx: mpsc::Sender<Hint>,
-    /// Hints were dropped because the publisher fell behind; it publishes `all` instead.
+    tx: mpsc::Sender<Outgoing>,
+    /// Deliveries were dropped because the publisher fell behind; it publishes `all` instead.
     overflowed: AtomicBool,
 }
 
@@ -123,55 +117,35 @@ impl WakeBus {
         Ok(bus)
     }
 
-    /// Tells the other nodes that `user` has something new in their queue. Never blocks.
-    pub fn wake(&self, user: &str) {
-        self.send(Hint::Wake(user.to_string()));
-    }
-
-    /// Hands a delivery that is not stored to the other nodes. Never blocks.
+    /// Hands a delivery to the other nodes. Never blocks: when the publisher is behind, the
+    /// item is dropped and the other nodes are told to read their queues.
     pub fn forward(&self, item: &Outgoing) {
-        self.send(Hint::Item(item.clone()));
-    }
-
-    fn send(&self, hint: Hint) {
-        if self.tx.try_send(hint).is_err() {
+        if self.tx.try_send(item.clone()).is_err() {
             self.overflowed.store(true, Ordering::Release);
         }
     }
 }
-
-/// Takes what waits into one message: the first hint, then whatever else is ready.
-fn batch(node: u16, first: Hint, rx: &mut mpsc::Receiver<Hint>) -> WireMessage {
+/// Takes what waits into one message: the first item, then whatever else is ready.
+fn batch(node: u16, first: Outgoing, rx: &mut mpsc::Receiver<Outgoing>) -> WireMessage {
     let mut message = WireMessage {
         n: node,
         ..WireMessage::default()
     };
-    let mut users = HashSet::new();
     let mut bytes = 0;
     let mut next = Some(first);
-    let mut taken = 0;
-    while let Some(hint) = next.take() {
-        taken += 1;
-        match hint {
-            Hint::Wake(user) => {
-                if users.insert(user.clone()) {
-                    message.w.push(user);
-                }
-            }
-            Hint::Item(item) => {
-                // Payloads are JSON the server built; one that is not text cannot travel.
-                if let Ok(payload) = std::str::from_utf8(&item.payload) {
-                    bytes += payload.len() + item.user.len();
-                    message.i.push(WireItem {
-                        u: item.user,
-                        c: item.channel.name().to_string(),
-                        p: payload.to_string(),
-                        s: item.skip_client,
-                    });
-                }
-            }
+    while let Some(item) = next.take() {
+        // Payloads are JSON the server built; one that is not text cannot travel.
+        if let Ok(payload) = std::str::from_utf8(&item.payload) {
+            bytes += payload.len() + item.user.len();
+            message.i.push(WireItem {
+                c: item.channel.name().to_string(),
+                p: payload.to_string(),
+                s: item.skip_client,
+                q: item.queue_id,
+                u: item.user,
+            });
         }
-        if taken < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+        if message.i.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             next = rx.try_recv().ok();
         }
     }
@@ -187,24 +161,24 @@ async fn connect(client: &Client) -> redis::RedisResult<MultiplexedConnection> {
         .await
 }
 
-/// Publishes batches of hints; after any it could not publish, asks every node to sweep.
+/// Publishes batches of deliveries; after any it could not publish, asks every node to sweep.
 async fn publisher(
     bus: Arc<WakeBus>,
     client: Client,
     channel: String,
     node: u16,
-    mut rx: mpsc::Receiver<Hint>,
+    mut rx: mpsc::Receiver<Outgoing>,
     stop: CancellationToken,
 ) {
     let mut conn: Option<MultiplexedConnection> = None;
-    // Hints were lost since the last successful publish: the next one carries `all`.
+    // Deliveries were lost since the last successful publish: the next one carries `all`.
     let mut lost = false;
     let mut down_logged = false;
     loop {
         let first = tokio::select! {
             _ = stop.cancelled() => return,
-            hint = rx.recv() => match hint {
-                Some(hint) => hint,
+            item = rx.recv() => match item {
+                Some(item) => item,
                 None => return,
             },
         };
@@ -329,20 +303,16 @@ fn handle(node: u16, payload: &[u8], hub: &Hub) {
     }
     if message.all {
         hub.wake_all();
-    } else {
-        for user in &message.w {
-            hub.wake(user);
-        }
     }
     for item in message.i {
         let Some(channel) = Channel::from_name(&item.c) else {
             continue;
         };
-        hub.deliver(Outgoing {
+        hub.deliver_from_elsewhere(Outgoing {
             user: item.u,
             channel,
             payload: item.p.into(),
-            queue_id: None,
+            queue_id: item.q,
             skip_client: item.s,
         });
     }
