@@ -244,7 +244,8 @@ async fn subscriber(
     hub: Arc<Hub>,
     stop: CancellationToken,
 ) {
-    let mut ever_up = false;
+    // Something may have been published while this node was not subscribed.
+    let mut missed = false;
     let mut down_logged = false;
     loop {
         let subscribed = async {
@@ -256,27 +257,24 @@ async fn subscriber(
             _ = stop.cancelled() => return,
             r = timeout(COMMAND_TIMEOUT, subscribed) => r,
         };
-        match pubsub {
-            Ok(Ok(pubsub)) => {
-                if ever_up {
-                    // Whatever was published while this node was not listening is lost to it.
-                    hub.wake_all();
-                    info!("wake-up bus: subscribed again; every session reads its queue");
-                }
-                ever_up = true;
-                down_logged = false;
-                let mut messages = pubsub.into_on_message();
-                loop {
-                    let msg = tokio::select! {
-                        _ = stop.cancelled() => return,
-                        msg = messages.next() => msg,
-                    };
-                    let Some(msg) = msg else { break };
-                    handle(node, msg.get_payload_bytes(), &hub);
-                }
+        if let Ok(Ok(pubsub)) = pubsub {
+            if missed {
+                // Whatever was published while this node was not listening is lost to it.
+                hub.wake_all();
+                info!("wake-up bus: subscribed again; every session reads its queue");
             }
-            _ => {}
+            down_logged = false;
+            let mut messages = pubsub.into_on_message();
+            loop {
+                let msg = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    msg = messages.next() => msg,
+                };
+                let Some(msg) = msg else { break };
+                handle(node, msg.get_payload_bytes(), &hub);
+            }
         }
+        missed = true;
         if !down_logged {
             warn!("wake-up bus: not subscribed to Redis; every session reads its queue every {SWEEP_WHILE_DOWN:?} until it is");
             down_logged = true;
