@@ -264,3 +264,67 @@ fn a_node_refuses_a_database_without_the_schema() {
         };
     assert!(err.contains("chatd db migrate"), "{err}");
 }
+
+/// The next presence state of `user` that `watcher` receives.
+async fn presence_of(watcher: &mut Client, user: &str) -> String {
+    let v = watcher.next_on(&format!("presence/{user}")).await;
+    assert_eq!(v["user"], user, "{v}");
+    v["status"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_is_online_while_a_device_is_on_any_node() {
+    let cluster = Cluster::new();
+    let (one, two, three) = (cluster.node(1), cluster.node(2), cluster.node(3));
+    one.add_user("bob", "bob-pw");
+    one.add_user("carol", "carol-pw");
+    let mut carol = device(&two, "carol", "phone").await;
+    carol.subscribe("presence/bob", QoS::AtLeastOnce).await;
+    assert_eq!(presence_of(&mut carol, "bob").await, "offline");
+    let phone = device(&one, "bob", "phone").await;
+    assert_eq!(presence_of(&mut carol, "bob").await, "online");
+    let laptop = device(&three, "bob", "laptop").await;
+    carol
+        .nothing_on("presence/bob", Duration::from_secs(1))
+        .await;
+    // The phone goes; the laptop on another node keeps bob online.
+    phone.disconnect().await;
+    carol
+        .nothing_on("presence/bob", Duration::from_secs(2))
+        .await;
+    // presence.get on a third node says the same.
+    let mut dave = device(&one, "carol", "tablet").await;
+    dave.subscribe("user/carol/rpc", QoS::AtLeastOnce).await;
+    let got = dave
+        .rpc(
+            "carol",
+            json!({"op": "presence.get", "rid": "p", "users": ["bob"]}),
+        )
+        .await;
+    assert_eq!(got["result"]["users"][0]["status"], "online", "{got}");
+    laptop.disconnect().await;
+    assert_eq!(presence_of(&mut carol, "bob").await, "offline");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_users_go_offline_within_the_ttl() {
+    let cluster = Cluster::new();
+    let one = cluster.node(1);
+    let mut three = cluster.node(3);
+    one.add_user("bob", "bob-pw");
+    one.add_user("carol", "carol-pw");
+    let mut carol = device(&one, "carol", "phone").await;
+    carol.subscribe("presence/bob", QoS::AtLeastOnce).await;
+    assert_eq!(presence_of(&mut carol, "bob").await, "offline");
+    let _bob = device(&three, "bob", "phone").await;
+    assert_eq!(presence_of(&mut carol, "bob").await, "online");
+    three.kill9();
+    let killed = Instant::now();
+    assert_eq!(presence_of(&mut carol, "bob").await, "offline");
+    // redis.ttl_secs is 5 in these tests: silent for 5 s, noticed within a second more.
+    assert!(
+        killed.elapsed() < Duration::from_secs(15),
+        "offline {:?} after the kill",
+        killed.elapsed()
+    );
+}

@@ -69,7 +69,11 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
     } else {
         (&["inbox"], &["ack"])
     };
-    let spec = |user: &String, topics: &[&str]| ClientSpec {
+    let rx_endpoint = match &args.receivers_mqtt {
+        Some(addr) => mqtt::Endpoint::parse(addr)?,
+        None => endpoint.clone(),
+    };
+    let spec = |user: &String, topics: &[&str], endpoint: &mqtt::Endpoint| ClientSpec {
         endpoint: endpoint.clone(),
         client_id: format!("{user}:bench"),
         credentials: Some((user.clone(), args.chatd.password.clone())),
@@ -91,9 +95,25 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
         );
         let (created, existing) = admin.ensure_users(&all, &args.chatd.password).await?;
         eprintln!("  {created} created, {existing} already existed");
-        eprintln!("connecting {} clients to {endpoint}", all.len());
-        let rx = mqtt::connect_all(receivers.iter().map(|u| spec(u, rx_topics)).collect()).await?;
-        let tx = mqtt::connect_all(senders.iter().map(|u| spec(u, tx_topics)).collect()).await?;
+        eprintln!(
+            "connecting {} senders to {endpoint}, {} receivers to {rx_endpoint}",
+            senders.len(),
+            receivers.len()
+        );
+        let rx = mqtt::connect_all(
+            receivers
+                .iter()
+                .map(|u| spec(u, rx_topics, &rx_endpoint))
+                .collect(),
+        )
+        .await?;
+        let tx = mqtt::connect_all(
+            senders
+                .iter()
+                .map(|u| spec(u, tx_topics, &endpoint))
+                .collect(),
+        )
+        .await?;
         anyhow::Ok((rx, tx))
     };
     let (rx_conns, tx_conns) = tokio::time::timeout_at(deadline, setup)

@@ -225,6 +225,10 @@ pub struct ChatArgs {
     /// User ids are {prefix}0, {prefix}1, …
     #[arg(long, default_value = "bench")]
     pub prefix: String,
+    /// MQTT listener the receivers connect to, host:port: another node of a cluster, so every
+    /// message crosses nodes [default: the senders' listener]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub receivers_mqtt: Option<String>,
     /// Receipts receivers send for every message delivered: `none`, `read`, or `delivered-read`
     /// (a `delivered` receipt, then a `read` receipt for the same ids)
     #[arg(long, value_enum, default_value_t = ReceiptMode::None)]

@@ -3,13 +3,18 @@
 //! keep-alive expiry, takeover). chatd terminates connections itself and rumqttd never sees
 //! them, so the session layer reports every session's end here: this is every session's will.
 //!
+//! In a cluster, a user is online while a device is connected to any node: each node tells the
+//! others about its users' first and last sessions (`cluster::wake_bus`), keeps which users
+//! have devices on which other nodes, and drops a node's users when that node falls silent.
+//! Watchers on every node thus see the same changes, each from its own node's view.
+//!
 //! Changes are published through the rumqttd router on `presence/{user}`; the presence relay
 //! (`presence_relay.rs`) takes them from there to the sessions that subscribed. The current state
 //! is written straight to a new subscriber (flagged retained), so the router keeps no per-user
 //! retained message.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 use chatd_core::presence::LastSeen;
@@ -30,7 +35,24 @@ const MAX_USERS_PER_GET: usize = 100;
 #[derive(Default)]
 struct Online {
     sessions: HashMap<String, usize>,
+    /// In a cluster: the other nodes where each user has a device (`cluster::peers`).
+    remote: HashMap<String, BTreeSet<u16>>,
     changes: u64,
+}
+
+impl Online {
+    /// Whether `user` has a device on this node or, in a cluster, on another.
+    fn has(&self, user: &str) -> bool {
+        self.sessions.contains_key(user) || self.remote.contains_key(user)
+    }
+}
+
+/// Where a node of a cluster tells the other nodes about its users' first and last sessions.
+pub trait PresencePeers: Send + Sync + 'static {
+    /// `user` has a first device on this node.
+    fn online_here(&self, user: &str);
+    /// `user`'s last device on this node went away at `last_seen`.
+    fn offline_here(&self, user: &str, last_seen: u64);
 }
 
 /// A change as the router carries it: its number (8 bytes, big-endian), then the JSON state
@@ -63,6 +85,8 @@ pub struct Presence {
     _link_rx: LinkRx,
     /// The router, owned here: presence is what it carries.
     _router: Router,
+    /// The other nodes of a cluster; unset on a node alone.
+    peers: OnceLock<Arc<dyn PresencePeers>>,
 }
 
 impl Presence {
@@ -75,7 +99,16 @@ impl Presence {
             link: Mutex::new(link),
             _link_rx: link_rx,
             _router: router,
+            peers: OnceLock::new(),
         })
+    }
+
+    /// Makes this node tell `peers` about its users' first and last sessions (cluster mode);
+    /// set once, before any session starts.
+    pub fn set_peers(&self, peers: Arc<dyn PresencePeers>) {
+        if self.peers.set(peers).is_err() {
+            warn!("presence peers already set");
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Online> {
@@ -94,8 +127,13 @@ impl Presence {
             if let Err(e) = self.last_seen.set(user, now) {
                 warn!(user, "cannot store last seen: {e}");
             }
-            let state = online_state(user, now);
-            self.announce(&mut online, user, &state);
+            if let Some(peers) = self.peers.get() {
+                peers.online_here(user);
+            }
+            if !online.remote.contains_key(user) {
+                let state = online_state(user, now);
+                self.announce(&mut online, user, &state);
+            }
         }
     }
 
@@ -112,8 +150,75 @@ impl Presence {
             if let Err(e) = self.last_seen.set(user, now) {
                 warn!(user, "cannot store last seen: {e}");
             }
-            self.announce(&mut online, user, &offline(user, Some(now)));
+            if let Some(peers) = self.peers.get() {
+                peers.offline_here(user, now);
+            }
+            if !online.remote.contains_key(user) {
+                self.announce(&mut online, user, &offline(user, Some(now)));
+            }
         }
+    }
+
+    /// Cluster mode: `users` have a device on node `node`. Watchers here see those who were
+    /// offline everywhere come online.
+    pub fn online_elsewhere(&self, node: u16, users: &[String]) {
+        let mut online = self.lock();
+        for user in users {
+            let was = online.has(user);
+            online.remote.entry(user.clone()).or_default().insert(node);
+            if !was {
+                self.announce(&mut online, user, &online_state(user, now_ms()));
+            }
+        }
+    }
+
+    /// Cluster mode: `user`'s last device on node `node` went away at `last_seen`. Watchers
+    /// here see the user go offline if no device is left anywhere.
+    pub fn offline_elsewhere(&self, node: u16, user: &str, last_seen: u64) {
+        let mut online = self.lock();
+        if Self::forget_remote(&mut online, node, user) && !online.has(user) {
+            self.announce(&mut online, user, &offline(user, Some(last_seen)));
+        }
+    }
+
+    /// Cluster mode: node `node` is gone (it stopped answering, or started again): none of
+    /// its users' devices are there any more.
+    pub fn node_gone(&self, node: u16) {
+        let mut online = self.lock();
+        let users: Vec<String> = online
+            .remote
+            .iter()
+            .filter(|(_, nodes)| nodes.contains(&node))
+            .map(|(user, _)| user.clone())
+            .collect();
+        let now = now_ms();
+        for user in users {
+            if Self::forget_remote(&mut online, node, &user) && !online.has(&user) {
+                self.announce(&mut online, &user, &offline(&user, Some(now)));
+            }
+        }
+    }
+
+    /// Removes `node` from `user`'s remote nodes; true if it was there.
+    fn forget_remote(online: &mut Online, node: u16, user: &str) -> bool {
+        let Some(nodes) = online.remote.get_mut(user) else {
+            return false;
+        };
+        let was = nodes.remove(&node);
+        if nodes.is_empty() {
+            online.remote.remove(user);
+        }
+        was
+    }
+
+    /// The users with a device on this node (what a node that joins asks the others for).
+    pub fn users_here(&self) -> Vec<String> {
+        self.lock().sessions.keys().cloned().collect()
+    }
+
+    /// Whether `user` has a device on this node or, in a cluster, on another.
+    pub fn is_online(&self, user: &str) -> bool {
+        self.lock().has(user)
     }
 
     /// Publishes a change, numbered, to the router (see [`RelayedChange`]).
@@ -135,7 +240,7 @@ impl Presence {
     /// a watcher skips relayed changes up to that number, which the state already shows.
     pub fn state_at(&self, user: &str) -> (Value, u64) {
         let online = self.lock();
-        let state = if online.sessions.contains_key(user) {
+        let state = if online.has(user) {
             online_state(user, now_ms())
         } else {
             // Read under the lock: a disconnect stores last seen before it announces.

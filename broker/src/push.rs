@@ -1,5 +1,6 @@
 //! The broker's side of push notifications: builds the push bridge from `[push]` (reading the
-//! credential files, with errors that name the key), answers its online check from the hub,
+//! credential files, with errors that name the key), answers its online check from the hub
+//! (from presence in a cluster, which knows every node's users),
 //! routes `push.*` requests to it, and renders its counters for `/metrics`.
 
 use std::fmt::Write;
@@ -18,10 +19,17 @@ use chatd_push_bridge::{
 };
 
 use crate::hub::Hub;
+use crate::presence::Presence;
 
 impl OnlineCheck for Hub {
     fn is_online(&self, user: &str) -> bool {
         Deliver::is_online(self, user)
+    }
+}
+
+impl OnlineCheck for Presence {
+    fn is_online(&self, user: &str) -> bool {
+        Presence::is_online(self, user)
     }
 }
 
@@ -71,19 +79,21 @@ fn adapters(cfg: &PushConfig, s: &BridgeSettings) -> Result<Adapters> {
     Ok(adapters)
 }
 
-/// Starts the bridge for `[push]` on `jobs` and `tokens` and has the hub wake it whenever a
-/// message is queued for a user with no session.
+/// Starts the bridge for `[push]` on `jobs` and `tokens`, asking `online` whether a user has a
+/// device connected (the hub; in a cluster, presence, which knows every node), and has the
+/// hub wake it whenever a message is queued for a user with no session.
 pub fn start(
     cfg: &PushConfig,
     jobs: Arc<dyn PushJobs>,
     tokens: Arc<dyn PushTokens>,
     hub: &Arc<Hub>,
+    online: Arc<dyn OnlineCheck>,
 ) -> Result<Arc<PushBridge>> {
     let s = cfg.bridge_settings();
     let adapters = adapters(cfg, &s)?;
-    let bridge = PushBridge::start(jobs, tokens, s, adapters, hub.clone());
-    // A weak handle: the bridge holds the hub (its online check), so the hub must not keep the
-    // bridge alive.
+    let bridge = PushBridge::start(jobs, tokens, s, adapters, online);
+    // A weak handle: the bridge may hold the hub (its online check), so the hub must not keep
+    // the bridge alive.
     let weak = Arc::downgrade(&bridge);
     hub.on_offline_delivery(Box::new(move |_user| {
         if let Some(bridge) = weak.upgrade() {

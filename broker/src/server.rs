@@ -15,7 +15,7 @@ use chatd_core::outbox::Deliver;
 use chatd_core::presence::LastSeen;
 use chatd_kv::{EngineConfig, GuardedStore, KvStore, StoreError};
 use chatd_media::MediaService;
-use chatd_push_bridge::PushBridge;
+use chatd_push_bridge::{OnlineCheck, PushBridge};
 use chatd_wire::request::RpcRouter;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -116,20 +116,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let hub = Arc::new(Hub::with_session_buffer(
         config.limits.max_session_buffer_bytes,
     ));
-    // Before messaging starts, so that a bad push credential stops the server at once and no
-    // push job is written unless the bridge runs.
-    let push = match &config.push {
-        Some(cfg) => Some(
-            push::start(
-                cfg,
-                stores.push_jobs.clone(),
-                stores.push_tokens.clone(),
-                &hub,
-            )
-            .context("cannot start push")?,
-        ),
-        None => None,
-    };
+    let router = Router::start();
+    // The relay subscribes before anything is published.
+    let presence_relay = PresenceRelay::start(&router).context("cannot start presence relay")?;
+    let last_seen = LastSeen::new(stores.last_seen.clone());
+    let presence = Arc::new(Presence::new(router, last_seen).context("cannot start presence")?);
     // Stopped last, when the server has shut down (the cluster's background tasks).
     let background = CancellationToken::new();
     let bus = match &config.redis.url {
@@ -138,15 +129,41 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 url,
                 &config.redis.key_prefix,
                 config.node.id,
+                Duration::from_secs(config.redis.ttl_secs),
                 hub.clone(),
+                presence.clone(),
                 background.clone(),
             )
             .context("redis.url")?,
         ),
         _ => None,
     };
+    // Before messaging starts, so that a bad push credential stops the server at once and no
+    // push job is written unless the bridge runs. A user is online for push while a device
+    // is connected here or, in a cluster, on any node.
+    let online: Arc<dyn OnlineCheck> = match &bus {
+        Some(_) => presence.clone(),
+        None => hub.clone(),
+    };
+    let push = match &config.push {
+        Some(cfg) => Some(
+            push::start(
+                cfg,
+                stores.push_jobs.clone(),
+                stores.push_tokens.clone(),
+                &hub,
+                online,
+            )
+            .context("cannot start push")?,
+        ),
+        None => None,
+    };
     let outbox: Arc<dyn Deliver> = match &bus {
-        Some(bus) => Arc::new(ClusterDeliver::new(hub.clone(), bus.clone())),
+        Some(bus) => Arc::new(ClusterDeliver::new(
+            hub.clone(),
+            bus.clone(),
+            presence.clone(),
+        )),
         None => hub.clone(),
     };
     stores::watch_health(
@@ -165,11 +182,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         outbox,
     )
     .context("cannot start messaging")?;
-    let router = Router::start();
-    // The relay subscribes before anything is published.
-    let presence_relay = PresenceRelay::start(&router).context("cannot start presence relay")?;
-    let last_seen = LastSeen::new(stores.last_seen.clone());
-    let presence = Arc::new(Presence::new(router, last_seen).context("cannot start presence")?);
     let conn_cache = conncache::from_config(&config).await;
     // The HTTP listener is bound first: the fs media back end's URLs are derived from its
     // address when media.fs.public_url is not set.

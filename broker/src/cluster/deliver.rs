@@ -7,17 +7,20 @@ use chatd_core::outbox::{Deliver, Outgoing};
 
 use super::wake_bus::WakeBus;
 use crate::hub::Hub;
+use crate::presence::Presence;
 
 /// [`Deliver`] for a node of a cluster.
 pub struct ClusterDeliver {
     hub: Arc<Hub>,
     bus: Arc<WakeBus>,
+    presence: Arc<Presence>,
 }
 
 impl ClusterDeliver {
-    /// Delivers to `hub` and tells the other nodes through `bus`.
-    pub fn new(hub: Arc<Hub>, bus: Arc<WakeBus>) -> ClusterDeliver {
-        ClusterDeliver { hub, bus }
+    /// Delivers to `hub` and tells the other nodes through `bus`; `presence` knows who is
+    /// online on any node.
+    pub fn new(hub: Arc<Hub>, bus: Arc<WakeBus>, presence: Arc<Presence>) -> ClusterDeliver {
+        ClusterDeliver { hub, bus, presence }
     }
 }
 
@@ -32,9 +35,7 @@ impl Deliver for ClusterDeliver {
     }
 
     fn is_online(&self, user: &str) -> bool {
-        // This node's devices only (it must not block). A user whose devices are all on
-        // other nodes therefore gets push jobs written; not sending those is the push
-        // bridge's part of cluster mode, not done yet.
-        self.hub.is_online(user)
+        // Any node's devices: no push job for a user connected elsewhere.
+        self.presence.is_online(user)
     }
 }

@@ -6,4 +6,6 @@
 //! every session reads its queue again.
 
 pub mod deliver;
+pub mod peers;
 pub mod wake_bus;
+pub mod wire;

@@ -1,101 +1,89 @@
-//! The wake-up bus between the nodes of a cluster: one Redis pub/sub channel,
-//! `{redis.key_prefix}:wake`, that every node publishes to and subscribes to.
+//! The bus between the nodes of a cluster: one Redis pub/sub channel,
+//! `{redis.key_prefix}:wake`, that every node publishes to and subscribes to. What travels is
+//! in `wire.rs`:
 //!
-//! A message is a JSON object from one node: `{"n": node, "i": [items…], "all": true}`. `i`
-//! carries deliveries, stored (messages, receipts: with their queue id) or not (acks, the
-//! sender's copies of group messages, typing indicators); the receiving node hands each to its
-//! sessions of that user, as if it had committed it. `all` asks every node to make every
-//! session read its queue from the store (deliveries were lost). A node ignores its own
-//! messages. A session that gets a queued delivery numbered below what it already sent (ids
-//! come from each node's own generator) reads its queue instead (`session::inbox`).
+//! - **Deliveries**, stored (messages, receipts: with their queue id) or not (acks, the
+//!   sender's copies of group messages, typing indicators). The receiving node hands each to
+//!   its sessions of that user, as if it had committed it. A session that gets a queued
+//!   delivery numbered below what it already sent (ids come from each node's own generator)
+//!   reads its queue instead (`session::inbox`).
+//! - **Presence**: a user's first device on a node (`on`) and last one gone (`off`), so that a
+//!   user is online while a device is connected to any node (`presence.rs`). Every message
+//!   says its node is alive; a node publishes at least every third of `redis.ttl_secs`, and
+//!   one silent for the whole TTL is taken for dead, its users offline (`peers.rs`).
 //!
 //! Why one channel for all nodes rather than one per node: a sender would first have to look
 //! up which nodes hold the recipient (a Redis round trip per message); with a handful of nodes,
 //! every node reading every delivery costs less. Deliveries are batched: the publisher takes
-//! whatever waits (up to [`MAX_BATCH`] items or [`MAX_BATCH_BYTES`]) into one PUBLISH.
+//! whatever waits into one PUBLISH (`wire::batch`).
 //!
 //! Redis pub/sub delivers at most once, and only to connected subscribers: what is published
-//! while a node's subscription is down is lost to it. So a node wakes all its sessions when its
-//! subscription comes back, and every [`SWEEP_WHILE_DOWN`] while it is down; a publisher that
-//! could not publish (or had to drop deliveries because it fell behind) publishes `all` once
-//! it can again. A lost delivery of a queued item is late by seconds, never lost: the store
-//! has it. (Unstored items — acks, typing — are lost with it, as a device that is offline
-//! misses them too.)
+//! while a node's subscription is down is lost to it. So a node wakes all its sessions (they
+//! read their queues from the store) when its subscription comes back, and every
+//! [`SWEEP_WHILE_DOWN`] while it is down, and asks every node who is online on it; a publisher
+//! that could not publish (or had to drop deliveries because it fell behind) publishes `all`
+//! once it can again, with its own online users. A lost delivery of a queued item is late by
+//! seconds, never lost: the store has it. (Unstored items — acks, typing — are lost with it,
+//! as a device that is offline misses them too.)
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatd_core::outbox::{Channel, Outgoing};
+use chatd_core::outbox::Outgoing;
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client};
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tokio::time::{sleep, timeout};
+use tokio::time::{interval, sleep, timeout, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::peers::{Heard, Peers};
+use super::wire::{batch, Outbound, WireMessage};
 use crate::hub::Hub;
+use crate::presence::{Presence, PresencePeers};
 
-/// Deliveries waiting to be published at most; more are dropped and replaced by an `all`.
+/// What waits to be published at most; past it deliveries are dropped and replaced by `all`.
 const QUEUE: usize = 65_536;
-/// Deliveries in one PUBLISH at most.
-pub const MAX_BATCH: usize = 4096;
-/// Bytes of items in one PUBLISH at most (users are short).
-pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// How often a node whose subscription is down wakes all its sessions.
 pub const SWEEP_WHILE_DOWN: Duration = Duration::from_secs(2);
 /// How long one Redis command or connection attempt may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 /// Wait between attempts to reach Redis again.
 const RETRY: Duration = Duration::from_millis(500);
+/// Users named in one `on` answer to a sync at most.
+const USERS_PER_ANSWER: usize = 2048;
 
-/// An item as it travels.
-#[derive(Serialize, Deserialize)]
-struct WireItem {
-    /// The user whose devices get it.
-    u: String,
-    /// The channel's name (`ack`, `inbox`, `typing`…).
-    c: String,
-    /// The payload (JSON text, as published).
-    p: String,
-    /// A client id that must not get it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    s: Option<String>,
-    /// Its id in the user's queue, when it is queued.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    q: Option<String>,
-}
-
-/// One message on the channel.
-#[derive(Serialize, Deserialize, Default)]
-struct WireMessage {
-    /// The node that sent it.
-    n: u16,
-    /// Deliveries.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    i: Vec<WireItem>,
-    /// Wake every session.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    all: bool,
-}
-
-/// The sending side of the bus, shared by the outbox.
+/// The bus of one node: its sending side, shared by the outbox and presence.
 pub struct WakeBus {
-    tx: mpsc::Sender<Outgoing>,
-    /// Deliveries were dropped because the publisher fell behind; it publishes `all` instead.
+    tx: mpsc::Sender<Outbound>,
+    /// Something was dropped because the publisher fell behind; it publishes `all` instead.
     overflowed: AtomicBool,
 }
 
+/// What the bus's tasks share.
+struct Node {
+    id: u16,
+    /// Random per process start: lets the others tell a restarted node from the old one.
+    run: u64,
+    hub: Arc<Hub>,
+    presence: Arc<Presence>,
+    peers: Peers,
+    bus: Arc<WakeBus>,
+}
+
 impl WakeBus {
-    /// Starts the publisher and the subscriber of node `node` on the Redis at `url`, waking
-    /// sessions of `hub`; both run until `stop` is cancelled and retry Redis forever.
+    /// Starts node `node`'s publisher, subscriber and watch of the other nodes on the Redis at
+    /// `url`, and makes `presence` tell the others about this node's users; all run until
+    /// `stop` is cancelled and retry Redis forever. `ttl` is `redis.ttl_secs`.
     pub fn start(
         url: &str,
         prefix: &str,
         node: u16,
+        ttl: Duration,
         hub: Arc<Hub>,
+        presence: Arc<Presence>,
         stop: CancellationToken,
     ) -> Result<Arc<WakeBus>, redis::RedisError> {
         let client = Client::open(url)?;
@@ -105,51 +93,99 @@ impl WakeBus {
             tx,
             overflowed: AtomicBool::new(false),
         });
+        presence.set_peers(bus.clone());
+        let node = Arc::new(Node {
+            id: node,
+            run: rand::random(),
+            hub,
+            presence,
+            peers: Peers::new(ttl),
+            bus: bus.clone(),
+        });
         tokio::spawn(publisher(
-            bus.clone(),
+            node.clone(),
             client.clone(),
             channel.clone(),
-            node,
             rx,
+            ttl / 3,
             stop.clone(),
         ));
-        tokio::spawn(subscriber(client, channel, node, hub, stop));
+        tokio::spawn(subscriber(node.clone(), client, channel, stop.clone()));
+        tokio::spawn(watch_peers(node, stop));
         Ok(bus)
     }
 
     /// Hands a delivery to the other nodes. Never blocks: when the publisher is behind, the
     /// item is dropped and the other nodes are told to read their queues.
     pub fn forward(&self, item: &Outgoing) {
-        if self.tx.try_send(item.clone()).is_err() {
+        self.send(Outbound::Item(item.clone()));
+    }
+
+    fn send(&self, outbound: Outbound) {
+        if self.tx.try_send(outbound).is_err() {
             self.overflowed.store(true, Ordering::Release);
         }
     }
 }
-/// Takes what waits into one message: the first item, then whatever else is ready.
-fn batch(node: u16, first: Outgoing, rx: &mut mpsc::Receiver<Outgoing>) -> WireMessage {
-    let mut message = WireMessage {
-        n: node,
-        ..WireMessage::default()
-    };
-    let mut bytes = 0;
-    let mut next = Some(first);
-    while let Some(item) = next.take() {
-        // Payloads are JSON the server built; one that is not text cannot travel.
-        if let Ok(payload) = std::str::from_utf8(&item.payload) {
-            bytes += payload.len() + item.user.len();
-            message.i.push(WireItem {
-                c: item.channel.name().to_string(),
-                p: payload.to_string(),
-                s: item.skip_client,
-                q: item.queue_id,
-                u: item.user,
-            });
-        }
-        if message.i.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-            next = rx.try_recv().ok();
+
+impl PresencePeers for WakeBus {
+    fn online_here(&self, user: &str) {
+        self.send(Outbound::On(user.to_string()));
+    }
+
+    fn offline_here(&self, user: &str, last_seen: u64) {
+        self.send(Outbound::Off(user.to_string(), last_seen));
+    }
+}
+
+impl Node {
+    /// Queues `on` answers naming every user with a device here.
+    fn announce_users(&self) {
+        for chunk in self.presence.users_here().chunks(USERS_PER_ANSWER) {
+            for user in chunk {
+                self.bus.send(Outbound::On(user.clone()));
+            }
         }
     }
-    message
+
+    /// Acts on one message of another node.
+    fn handle(&self, payload: &[u8]) {
+        let message: WireMessage = match serde_json::from_slice(payload) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!("cluster bus: unreadable message ignored: {e}");
+                return;
+            }
+        };
+        if message.n == self.id {
+            return;
+        }
+        match self.peers.heard(message.n, message.r) {
+            Heard::Known => {}
+            Heard::New => self.bus.send(Outbound::Sync(Some(message.n))),
+            Heard::Restarted => {
+                self.presence.node_gone(message.n);
+                self.bus.send(Outbound::Sync(Some(message.n)));
+            }
+        }
+        if message.all {
+            self.hub.wake_all();
+        }
+        if message.sync || message.ask.contains(&self.id) {
+            self.announce_users();
+        }
+        if !message.on.is_empty() {
+            self.presence.online_elsewhere(message.n, &message.on);
+        }
+        for off in &message.off {
+            self.presence.offline_elsewhere(message.n, &off.u, off.t);
+        }
+        for item in message.i {
+            if let Some(item) = item.into_outgoing() {
+                self.hub.deliver_from_elsewhere(item);
+            }
+        }
+    }
 }
 
 async fn connect(client: &Client) -> redis::RedisResult<MultiplexedConnection> {
@@ -161,36 +197,40 @@ async fn connect(client: &Client) -> redis::RedisResult<MultiplexedConnection> {
         .await
 }
 
-/// Publishes batches of deliveries; after any it could not publish, asks every node to sweep.
+/// Publishes batches of what waits, and an empty message when nothing was published for a
+/// heartbeat period; after anything it could not publish, asks every node to sweep.
 async fn publisher(
-    bus: Arc<WakeBus>,
+    node: Arc<Node>,
     client: Client,
     channel: String,
-    node: u16,
-    mut rx: mpsc::Receiver<Outgoing>,
+    mut rx: mpsc::Receiver<Outbound>,
+    heartbeat: Duration,
     stop: CancellationToken,
 ) {
     let mut conn: Option<MultiplexedConnection> = None;
-    // Deliveries were lost since the last successful publish: the next one carries `all`.
+    // Something was lost since the last successful publish: the next message carries `all`.
     let mut lost = false;
     let mut down_logged = false;
+    let mut beat = interval(heartbeat.max(Duration::from_millis(100)));
+    beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
-        let first = tokio::select! {
+        let mut message = tokio::select! {
             _ = stop.cancelled() => return,
-            item = rx.recv() => match item {
-                Some(item) => item,
+            outbound = rx.recv() => match outbound {
+                Some(first) => batch(node.id, node.run, first, &mut rx),
                 None => return,
             },
+            _ = beat.tick() => WireMessage { n: node.id, r: node.run, ..WireMessage::default() },
         };
-        let mut message = batch(node, first, &mut rx);
-        if bus.overflowed.swap(false, Ordering::AcqRel) {
+        if node.bus.overflowed.swap(false, Ordering::AcqRel) {
             lost = true;
         }
+        let was_lost = lost;
         message.all = lost;
         let text = match serde_json::to_string(&message) {
             Ok(text) => text,
             Err(e) => {
-                warn!("wake-up bus: cannot encode a batch: {e}");
+                warn!("cluster bus: cannot encode a message: {e}");
                 continue;
             }
         };
@@ -215,17 +255,22 @@ async fn publisher(
             None => false,
         };
         if published {
+            beat.reset();
             lost = false;
+            if was_lost {
+                // The others may have taken this node for dead meanwhile.
+                node.announce_users();
+            }
             if down_logged {
-                info!("wake-up bus: publishing again");
+                info!("cluster bus: publishing again");
                 down_logged = false;
             }
         } else {
-            // This batch is lost to the other nodes; they sweep once told (`all`).
+            // Lost to the other nodes; they sweep once told (`all`).
             lost = true;
             conn = None;
             if !down_logged {
-                warn!("wake-up bus: cannot publish to Redis; other nodes will read their queues once it is back");
+                warn!("cluster bus: cannot publish to Redis; other nodes will read their queues once it is back");
                 down_logged = true;
             }
             tokio::select! {
@@ -237,13 +282,7 @@ async fn publisher(
 }
 
 /// Subscribes and acts on the other nodes' messages; sweeps while it cannot.
-async fn subscriber(
-    client: Client,
-    channel: String,
-    node: u16,
-    hub: Arc<Hub>,
-    stop: CancellationToken,
-) {
+async fn subscriber(node: Arc<Node>, client: Client, channel: String, stop: CancellationToken) {
     // Something may have been published while this node was not subscribed.
     let mut missed = false;
     let mut down_logged = false;
@@ -258,10 +297,12 @@ async fn subscriber(
             r = timeout(COMMAND_TIMEOUT, subscribed) => r,
         };
         if let Ok(Ok(pubsub)) = pubsub {
+            // Who is online where: the others answer with their users.
+            node.bus.send(Outbound::Sync(None));
             if missed {
                 // Whatever was published while this node was not listening is lost to it.
-                hub.wake_all();
-                info!("wake-up bus: subscribed again; every session reads its queue");
+                node.hub.wake_all();
+                info!("cluster bus: subscribed again; every session reads its queue");
             }
             down_logged = false;
             let mut messages = pubsub.into_on_message();
@@ -271,15 +312,15 @@ async fn subscriber(
                     msg = messages.next() => msg,
                 };
                 let Some(msg) = msg else { break };
-                handle(node, msg.get_payload_bytes(), &hub);
+                node.handle(msg.get_payload_bytes());
             }
         }
         missed = true;
         if !down_logged {
-            warn!("wake-up bus: not subscribed to Redis; every session reads its queue every {SWEEP_WHILE_DOWN:?} until it is");
+            warn!("cluster bus: not subscribed to Redis; every session reads its queue every {SWEEP_WHILE_DOWN:?} until it is");
             down_logged = true;
         }
-        hub.wake_all();
+        node.hub.wake_all();
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = sleep(SWEEP_WHILE_DOWN) => {}
@@ -287,31 +328,20 @@ async fn subscriber(
     }
 }
 
-/// Acts on one message of another node.
-fn handle(node: u16, payload: &[u8], hub: &Hub) {
-    let message: WireMessage = match serde_json::from_slice(payload) {
-        Ok(m) => m,
-        Err(e) => {
-            warn!("wake-up bus: unreadable message ignored: {e}");
-            return;
+/// Takes nodes silent for the TTL for dead: their users' devices are gone.
+async fn watch_peers(node: Arc<Node>, stop: CancellationToken) {
+    let mut tick = interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
         }
-    };
-    if message.n == node {
-        return;
-    }
-    if message.all {
-        hub.wake_all();
-    }
-    for item in message.i {
-        let Some(channel) = Channel::from_name(&item.c) else {
-            continue;
-        };
-        hub.deliver_from_elsewhere(Outgoing {
-            user: item.u,
-            channel,
-            payload: item.p.into(),
-            queue_id: item.q,
-            skip_client: item.s,
-        });
+        for gone in node.peers.silent() {
+            info!(
+                node = gone,
+                "cluster bus: node silent for the TTL, its users are offline"
+            );
+            node.presence.node_gone(gone);
+        }
     }
 }
