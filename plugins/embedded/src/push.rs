@@ -208,23 +208,8 @@ impl PushJobs for EmbeddedPush {
     }
 
     fn notice(&self, id: &str) -> Result<MessageNotice, RecordError> {
-        let message = match self.store.get(&keys::message(id)).map_err(failed)? {
-            Some(bytes) => serde_json::from_slice::<Value>(&bytes).ok(),
-            None => None,
-        };
-        let field = |name: &str| {
-            message
-                .as_ref()
-                .and_then(|m| m.get(name))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
-        Ok(MessageNotice {
-            from: field("from"),
-            group: field("group"),
-            kind: field("type"),
-            text: field("text"),
-        })
+        let stored = self.store.get(&keys::message(id)).map_err(failed)?;
+        Ok(MessageNotice::from_stored(stored.as_deref()))
     }
 
     fn unread(&self, user: &str, conversation: &str) -> Result<u64, RecordError> {

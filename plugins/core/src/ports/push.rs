@@ -74,6 +74,28 @@ pub struct MessageNotice {
     pub text: Option<String>,
 }
 
+impl MessageNotice {
+    /// What a notification may say, read from a stored message's JSON (all `None` when it is
+    /// missing or unreadable).
+    pub fn from_stored(stored: Option<&[u8]>) -> MessageNotice {
+        let message =
+            stored.and_then(|bytes| serde_json::from_slice::<serde_json::Value>(bytes).ok());
+        let field = |name: &str| {
+            message
+                .as_ref()
+                .and_then(|m| m.get(name))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        };
+        MessageNotice {
+            from: field("from"),
+            group: field("group"),
+            kind: field("type"),
+            text: field("text"),
+        }
+    }
+}
+
 /// Push jobs and what a notification needs to know.
 pub trait PushJobs: Send + Sync + 'static {
     /// Claims for `owner`, for `lease`, up to `limit` due groups: pairs whose oldest job was

@@ -14,7 +14,6 @@ use std::time::Duration;
 use chatd_core::ports::accounts::RecordError;
 use chatd_core::ports::push::{Claim, JobGroup, MessageNotice, PushJobs};
 use chatd_wire::ids::now_ms;
-use serde_json::Value;
 
 use super::push::PostgresPush;
 use crate::error::PgError;
@@ -183,20 +182,7 @@ impl PushJobs for PostgresPush {
             let row = s.client.query_opt(&st, &[&id]).await?;
             Ok(row.map(|r| r.try_get::<_, Vec<u8>>(0)).transpose()?)
         })?;
-        let message = payload.and_then(|p| serde_json::from_slice::<Value>(&p).ok());
-        let field = |name: &str| {
-            message
-                .as_ref()
-                .and_then(|m| m.get(name))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
-        Ok(MessageNotice {
-            from: field("from"),
-            group: field("group"),
-            kind: field("type"),
-            text: field("text"),
-        })
+        Ok(MessageNotice::from_stored(payload.as_deref()))
     }
 
     fn unread(&self, user: &str, conversation: &str) -> Result<u64, RecordError> {
