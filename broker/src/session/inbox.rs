@@ -110,6 +110,12 @@ impl Inbox {
         self.state == State::Live && self.cursor.as_deref().is_none_or(|c| id > c)
     }
 
+    /// Whether queued entry `id` is at or below the highest id written to the client (it may
+    /// have been written, and may be in flight).
+    pub fn was_sent(&self, id: &str) -> bool {
+        self.cursor.as_deref().is_some_and(|c| id <= c)
+    }
+
     /// Queued entry `id` was read from the store (sent, passed over or skipped as in flight):
     /// the next read starts after it.
     pub fn read(&mut self, id: &str) {

@@ -696,9 +696,12 @@ impl Session {
                             break;
                         }
                         if let Some(id) = &item.queue_id {
+                            // Only what was sent before can be in flight: entries above the
+                            // cursor skip the window scan (every replay on one node).
+                            let sent_before = self.inbox.was_sent(id);
                             self.inbox.read(id);
                             // Read again by a rescan (cluster mode) while the client has it.
-                            if self.inflight.carries(id) {
+                            if sent_before && self.inflight.carries(id) {
                                 continue;
                             }
                         }
