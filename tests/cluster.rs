@@ -5,112 +5,13 @@
 use crate::pg;
 use crate::support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rumqttc::QoS;
 use serde_json::json;
+use support::cluster_kit::*;
 use support::redis_server::RedisServer;
 use support::*;
-
-/// The admin token every node of a test cluster shares (accounts are shared too).
-const ADMIN: &str = "cluster-admin-token-0123456789";
-
-/// A database and a Redis shared by the nodes started from it.
-struct Cluster {
-    redis: RedisServer,
-    database: String,
-    media: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn new() -> Cluster {
-        // The harness runs PostgreSQL statements on a runtime of its own: off the test's.
-        let database = tokio::task::block_in_place(pg::fresh_database);
-        let config = write_db_config(&database);
-        let out = std::process::Command::new(chatd_bin())
-            .arg("--config")
-            .arg(config.path())
-            .args(["db", "migrate"])
-            .env_remove("CHATD_CONFIG")
-            .output()
-            .expect("run chatd db migrate");
-        assert!(
-            out.status.success(),
-            "chatd db migrate: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Cluster {
-            redis: RedisServer::start(),
-            database,
-            media: tempfile::tempdir().expect("media dir"),
-        }
-    }
-
-    /// Starts node `id`.
-    fn node(&self, id: u16) -> Server {
-        let (database, redis, media) = (
-            self.database.clone(),
-            self.redis.url(),
-            self.media.path().to_path_buf(),
-        );
-        Server::try_start_custom(move |dir| node_config(dir, id, &database, &redis, &media))
-            .unwrap_or_else(|e| panic!("node {id} did not start: {e}"))
-    }
-}
-
-/// A configuration that names only the database (for `chatd db migrate`).
-fn write_db_config(database: &str) -> tempfile::NamedTempFile {
-    let file = tempfile::NamedTempFile::new().expect("config file");
-    std::fs::write(
-        file.path(),
-        format!("[postgres]\nurl = {}\n", toml_string(database)),
-    )
-    .expect("write config");
-    file
-}
-
-fn node_config(dir: &Path, id: u16, database: &str, redis: &str, media: &Path) -> String {
-    format!(
-        "{base}\n[node]\nid = {id}\n[cluster]\nstore = \"postgres\"\n[postgres]\nurl = {database}\n\
-         [redis]\nurl = {redis}\nttl_secs = 5\n[auth]\nadmin_token = \"{ADMIN}\"\n\
-         [limits]\nsends_per_sec = 10000\nsends_burst = 10000\nrequests_per_sec = 10000\nrequests_burst = 10000\n\
-         [media.fs]\nshared = true\npath = {media}\nsigning_key = \"cluster-signing-key-0123456789abcdef\"\n",
-        base = base_config(dir, ""),
-        database = toml_string(database),
-        redis = toml_string(redis),
-        media = toml_string(&media.to_string_lossy()),
-    )
-}
-
-/// A device of `user` on `node`, subscribed to its inbox and acks.
-async fn device(node: &Server, user: &str, device: &str) -> Client {
-    let c = connect(
-        node.mqtt,
-        &format!("{user}:{device}"),
-        user,
-        &format!("{user}-pw"),
-    )
-    .await;
-    c.subscribe(&format!("user/{user}/inbox"), QoS::AtLeastOnce)
-        .await;
-    c.subscribe(&format!("user/{user}/ack"), QoS::AtLeastOnce)
-        .await;
-    c
-}
-
-/// The next `n` inbox messages of `c` (user `user`), as (id, text).
-async fn inbox(c: &mut Client, user: &str, n: usize) -> Vec<(String, String)> {
-    let mut got = Vec::with_capacity(n);
-    for _ in 0..n {
-        let m = c.next_on(&format!("user/{user}/inbox")).await;
-        got.push((
-            m["id"].as_str().unwrap_or_default().to_string(),
-            m["text"].as_str().unwrap_or_default().to_string(),
-        ));
-    }
-    got
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_cross_nodes_in_order_once_each() {
@@ -256,20 +157,19 @@ fn a_node_refuses_a_database_without_the_schema() {
     let database = pg::fresh_database();
     let redis = RedisServer::start();
     let media = tempfile::tempdir().expect("media dir");
-    let url = redis.url();
-    let err =
-        match Server::try_start_custom(|dir| node_config(dir, 1, &database, &url, media.path())) {
-            Ok(_) => panic!("a node started on a database without the schema"),
-            Err(e) => e,
-        };
+    let cluster = Cluster {
+        redis,
+        database,
+        media,
+        own: None,
+        limits: String::new(),
+        cluster: String::new(),
+    };
+    let err = match Server::try_start_custom(|dir| cluster.config(dir, 1)) {
+        Ok(_) => panic!("a node started on a database without the schema"),
+        Err(e) => e,
+    };
     assert!(err.contains("chatd db migrate"), "{err}");
-}
-
-/// The next presence state of `user` that `watcher` receives.
-async fn presence_of(watcher: &mut Client, user: &str) -> String {
-    let v = watcher.next_on(&format!("presence/{user}")).await;
-    assert_eq!(v["user"], user, "{v}");
-    v["status"].as_str().unwrap_or_default().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -308,6 +308,7 @@ impl Writer<'_> {
                 ack,
             }),
             intents,
+            fence: Vec::new(),
         };
         Ok((unit, to, id))
     }

@@ -346,6 +346,7 @@ impl Config {
     pub fn chat(&self) -> ChatConfig {
         ChatConfig {
             node_id: self.node.id,
+            fanout_takeover: self.cluster.fanout_takeover(),
             ..self.limits.chat()
         }
     }
@@ -848,6 +849,10 @@ mod tests {
         cfg.validate().unwrap();
         assert!(cfg.cluster.is_cluster());
         assert_eq!(cfg.postgres.timeout_secs, 10);
+        assert_eq!(
+            cfg.chat().fanout_takeover,
+            Some(std::time::Duration::from_secs(10))
+        );
         let key = "signing_key = \"0123456789abcdef0123456789abcdef\"\n";
         let shared = format!("[media.fs]\nshared = true\npath = \"/mnt/media\"\n{key}");
         let cfg = Config::parse(&format!("{cluster}{PG}{REDIS}{shared}"), "t.toml").unwrap();
@@ -858,6 +863,7 @@ mod tests {
         let cfg = Config::parse(PG, "t.toml").unwrap();
         cfg.validate().unwrap();
         assert!(!cfg.cluster.is_cluster());
+        assert_eq!(cfg.chat().fanout_takeover, None);
         for (text, key) in [
             (format!("{cluster}{REDIS}{S3}"), "postgres.url"),
             (format!("{cluster}{PG}{S3}"), "redis.url"),
@@ -876,6 +882,7 @@ mod tests {
                 "[postgres]\ntimeout_secs = 0\n".into(),
                 "postgres.timeout_secs",
             ),
+            ("[cluster]\nlease_secs = 1\n".into(), "cluster.lease_secs"),
         ] {
             let err = Config::parse(&text, "t.toml")
                 .unwrap()

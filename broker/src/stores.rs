@@ -79,6 +79,16 @@ pub fn on_embedded(store: Arc<dyn KvStore>, health: Arc<StoreHealth>) -> Result<
     })
 }
 
+/// `url` with `application_name=chatd-node-{node}` unless it names one already, so that
+/// `pg_stat_activity` shows which node holds which connection.
+fn named(url: &str, node: u16) -> String {
+    if url.contains("application_name=") {
+        return url.to_string();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}application_name=chatd-node-{node}")
+}
+
 fn postgres(config: &Config) -> Result<Stores> {
     let url = config
         .postgres
@@ -89,7 +99,8 @@ fn postgres(config: &Config) -> Result<Stores> {
         timeout: std::time::Duration::from_secs(config.postgres.timeout_secs),
         ..chatd_postgres::Options::default()
     };
-    let store = PostgresStore::open(url, options).context("cannot open the PostgreSQL store")?;
+    let url = named(url, config.node.id);
+    let store = PostgresStore::open(&url, options).context("cannot open the PostgreSQL store")?;
     let push = Arc::new(store.push());
     Ok(Stores {
         accounts: Arc::new(store.accounts()),

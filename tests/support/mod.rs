@@ -13,6 +13,9 @@ pub mod raw;
 /// A real redis-server.
 pub mod redis_server;
 
+/// Several chatd nodes on one PostgreSQL database and one Redis, for the cluster tests.
+pub mod cluster_kit;
+
 /// A chatd with either media back end and an `s3s-fs` server, for the media tests.
 pub mod media_kit;
 /// A chatd whose `[push]` points at the fake FCM and APNs servers, for the push tests.
@@ -374,6 +377,15 @@ impl Server {
             .stdin(Stdio::null())
             .output()
             .expect("run chatd cli")
+    }
+
+    /// Sends `signal` (like `libc::SIGSTOP`) to the running server.
+    pub fn signal(&self, signal: i32) {
+        let pid = self.pid().expect("server is not running");
+        let pid = i32::try_from(pid).expect("pid");
+        // SAFETY: kill has no memory preconditions; the pid is our own child's.
+        let done = unsafe { libc::kill(pid, signal) };
+        assert_eq!(done, 0, "kill({pid}, {signal})");
     }
 
     /// Kills the server with SIGKILL and reaps it.

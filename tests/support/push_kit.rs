@@ -16,16 +16,24 @@ use crate::support::*;
 /// `[push]` with both services pointing at the fakes; the credential files are written into
 /// the server's directory.
 pub fn push_config(dir: &Path, fcm: &FakeFcm, apns: &FakeApns, push_extra: &str) -> String {
+    format!(
+        "{}\n{}",
+        base_config(dir, ""),
+        push_section(dir, fcm, apns, push_extra)
+    )
+}
+
+/// The `[push]` tables alone (for configurations built elsewhere, like a cluster node's).
+pub fn push_section(dir: &Path, fcm: &FakeFcm, apns: &FakeApns, push_extra: &str) -> String {
     let sa = dir.join("service-account.json");
     std::fs::write(&sa, fcm.service_account_json()).unwrap();
     let p8 = dir.join("AuthKey.p8");
     std::fs::write(&p8, &apns.key_pem).unwrap();
     format!(
-        "{}\n[push]\nretry_base_ms = 100\nscan_interval_ms = 200\n{push_extra}\n\
+        "[push]\nretry_base_ms = 100\nscan_interval_ms = 200\n{push_extra}\n\
          [push.fcm]\nservice_account = {}\nendpoint = {}\n\n\
          [push.apns]\nkey_file = {}\nkey_id = \"{KEY_ID}\"\nteam_id = \"{TEAM_ID}\"\n\
          topic = \"{TOPIC}\"\nenvironment = \"sandbox\"\nendpoint = {}\n",
-        base_config(dir, ""),
         toml_string(&sa.to_string_lossy()),
         toml_string(&fcm.uri()),
         toml_string(&p8.to_string_lossy()),

@@ -20,11 +20,23 @@ pub enum StoreKind {
 }
 
 /// `[cluster]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// `"embedded"` (the default) or `"postgres"`.
     pub store: StoreKind,
+    /// Seconds a node's claim on an unfinished group fan-out lasts without renewal: a node
+    /// that dies or stops mid-way has its fan-outs finished by another node this long after.
+    pub lease_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            store: StoreKind::Embedded,
+            lease_secs: 10,
+        }
+    }
 }
 
 /// `[postgres]`: the database of a cluster.
@@ -51,6 +63,13 @@ impl ClusterConfig {
     pub fn is_cluster(&self) -> bool {
         self.store == StoreKind::Postgres
     }
+
+    /// How long a fan-out claim lasts when other nodes may take the work over; `None` for a
+    /// node alone with its store.
+    pub fn fanout_takeover(&self) -> Option<std::time::Duration> {
+        self.is_cluster()
+            .then(|| std::time::Duration::from_secs(self.lease_secs))
+    }
 }
 
 /// The checks that span `[cluster]`, `[postgres]`, `[redis]` and `[media]`.
@@ -70,6 +89,12 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
                 why: format!("not a usable PostgreSQL URL: {e}"),
             });
         }
+    }
+    if !(2..=3600).contains(&config.cluster.lease_secs) {
+        return Err(ConfigError::Invalid {
+            key: "cluster.lease_secs",
+            why: "must be between 2 and 3600".into(),
+        });
     }
     if !(1..=600).contains(&pg.timeout_secs) {
         return Err(ConfigError::Invalid {

@@ -81,6 +81,11 @@ pub struct ChatConfig {
     /// Most bytes of one request reply that lists things (`conversations`): a page stops
     /// before it would grow past this, so a reply stays well under the packet size limit.
     pub max_reply_bytes: usize,
+    /// Set when other processes share the message log (a cluster): the lease of a fan-out
+    /// claim, renewed by every slice, and how unfinished fan-outs of a writer that died or
+    /// stopped are found — an idle committer looks for them every half lease. `None`: this
+    /// process is the store's only writer; it claims what is left over once, at start.
+    pub fanout_takeover: Option<std::time::Duration>,
 }
 
 impl Default for ChatConfig {
@@ -96,6 +101,7 @@ impl Default for ChatConfig {
             max_groups_per_user: 512,
             groups_created_per_hour: 60,
             max_reply_bytes: 512 * 1024,
+            fanout_takeover: None,
         }
     }
 }
@@ -177,7 +183,8 @@ impl Chat {
         let counters = Arc::new(Counters::default());
         // Unique per process, so that claims of two processes on one store never mix.
         let owner = format!("chatd-{}-{}", cfg.node_id, std::process::id());
-        let fanouts = fanout::claim(log.as_ref(), &owner)?;
+        let lease = cfg.fanout_takeover.unwrap_or(fanout::FANOUT_LEASE);
+        let fanouts = fanout::claim(log.as_ref(), &owner, lease)?;
         let fanout_backlog = Arc::new(fanout::Backlog::default());
         let mut committer = Committer {
             log: log.clone(),
@@ -190,6 +197,9 @@ impl Chat {
             max_members: cfg.max_group_members,
             max_groups_per_user: cfg.max_groups_per_user,
             owner,
+            lease,
+            takeover: cfg.fanout_takeover.map(|lease| lease / 2),
+            next_takeover: std::time::Instant::now(),
             fanouts,
             fanout_slice: cfg.fanout_slice,
             fanout_backlog: fanout_backlog.clone(),

@@ -56,6 +56,11 @@ impl Connector {
     }
 }
 
+/// How long the server keeps a transaction whose client went quiet before it ends the
+/// session. A node's transactions are pipelined and never wait on anything but the server,
+/// so only a node that stopped (SIGSTOP, a VM paused, a network cut) gets near this.
+const IDLE_IN_TRANSACTION: &str = "SET idle_in_transaction_session_timeout TO '5s'";
+
 /// One open connection with its prepared statements.
 pub struct Session {
     /// The connection.
@@ -76,6 +81,9 @@ impl Session {
             Role::Lazy => "SET synchronous_commit TO off",
         };
         client.batch_execute(setting).await?;
+        // A node that stops mid-transaction (paused, or cut off) must not hold its row locks
+        // for long: the server ends such a session, rolling back what it had not committed.
+        client.batch_execute(IDLE_IN_TRANSACTION).await?;
         schema::check(&client).await?;
         let st = Statements::prepare(&client).await?;
         Ok(Session {

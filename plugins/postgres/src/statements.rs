@@ -166,14 +166,24 @@ statements! {
     /// A page of the groups-of-user index.
     groups_of: "SELECT group_id FROM memberships WHERE user_id = $1 ORDER BY group_id LIMIT $2",
     /// Claims every unfinished fan-out nobody else holds: an unexpired claim of another owner
-    /// is skipped, also when it is taken concurrently (the row lock makes the second
-    /// claimant re-check the row). Fan-outs whose message is missing are left alone.
+    /// is skipped, and so is a row another transaction has locked (its holder is writing a
+    /// slice, or claiming it right now): a claimant never waits for another node, which may
+    /// be paused mid-transaction. Fan-outs whose message is missing are left alone.
     claim_fanouts: concat!(
         "UPDATE fanouts f SET claimed_by = $1, lease_until = ",
         lease_from_now!(2),
-        ", lease_ms = $2 FROM messages m WHERE m.id = f.id AND (f.claimed_by IS NULL \
-         OR f.claimed_by = $1 OR f.lease_until IS NULL OR f.lease_until < now()) \
+        ", lease_ms = $2 FROM messages m WHERE m.id = f.id AND f.id IN (SELECT id FROM fanouts \
+         WHERE claimed_by IS NULL OR claimed_by = $1 OR lease_until IS NULL \
+         OR lease_until < now() FOR UPDATE SKIP LOCKED) \
          RETURNING f.id, f.record, m.payload"
+    ),
+    /// Every fan-out claim `$1` holds is renewed for `$2` ms (expired or not, while nobody
+    /// took it over); which ones. The row locks last until the batch commits, so a claimant
+    /// that would take one over waits and then sees the renewed lease.
+    renew_claims: concat!(
+        "UPDATE fanouts SET lease_until = ",
+        lease_from_now!(2),
+        ", lease_ms = $2 WHERE claimed_by = $1 RETURNING id"
     ),
     /// Removed users whose clean-up is pending.
     pending_purges: "SELECT user_id FROM purges ORDER BY user_id",

@@ -62,6 +62,7 @@ fn send(n: u32, cid: Option<&str>) -> Unit {
                 entry: Queued::Message,
             },
         ],
+        fence: Vec::new(),
     }
 }
 
@@ -139,6 +140,7 @@ fn two_processes_never_claim_the_same_fanout() {
                     }),
                 },
             ],
+            fence: Vec::new(),
         })
         .collect();
     writer.commit(durable(units)).expect("commit");

@@ -30,7 +30,11 @@ fn open(url: &str) -> PostgresStore {
 /// One durable batch of one unit.
 fn commit(store: &PostgresStore, intents: Vec<Intent>) {
     let batch = LogBatch {
-        units: vec![Unit { cid: None, intents }],
+        units: vec![Unit {
+            cid: None,
+            intents,
+            fence: Vec::new(),
+        }],
         newest: None,
         durable: true,
         claimant: None,

@@ -43,6 +43,8 @@ pub(super) struct Batch {
     units: Vec<Unit>,
     /// The intents of the unit being staged.
     pub(super) intents: Vec<Intent>,
+    /// The stored fan-outs the unit being staged continues (see [`Unit::fence`]).
+    pub(super) fence: Vec<String>,
     /// Deliveries, in id order, each with the unit that makes it.
     fresh: Vec<(usize, Outgoing)>,
     /// How each (user, cid) used in this batch was staged: [`Staged::New`] or
@@ -118,17 +120,23 @@ impl Batch {
     /// intents is dropped unless it claims a cid.
     pub(super) fn seal(&mut self, cid: Option<CidClaim>) {
         let intents = std::mem::take(&mut self.intents);
+        let fence = std::mem::take(&mut self.fence);
         if intents.is_empty() && cid.is_none() {
             // Nothing to write, and no delivery can belong to it.
             self.fresh.retain(|(unit, _)| *unit != self.units.len());
             return;
         }
-        self.units.push(Unit { cid, intents });
+        self.units.push(Unit {
+            cid,
+            intents,
+            fence,
+        });
     }
 
     /// Drops what the unit being staged wrote so far (a refused change writes nothing).
     pub(super) fn discard(&mut self) {
         self.intents.clear();
+        self.fence.clear();
         let unit = self.units.len();
         self.fresh.retain(|(u, _)| *u != unit);
         self.new_fanouts.retain(|(u, _)| *u != unit);
@@ -162,5 +170,13 @@ impl Batch {
 
 /// Whether `unit` was written (a unit with no outcome is one that was never sealed).
 pub(super) fn applied(outcomes: &[UnitOutcome], unit: usize) -> bool {
-    !matches!(outcomes.get(unit), Some(UnitOutcome::Duplicate(_)))
+    !matches!(
+        outcomes.get(unit),
+        Some(UnitOutcome::Duplicate(_) | UnitOutcome::Taken)
+    )
+}
+
+/// Whether any unit was skipped because a fan-out it continued was taken over.
+pub(super) fn taken(outcomes: &[UnitOutcome]) -> bool {
+    outcomes.contains(&UnitOutcome::Taken)
 }

@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::batch::{Batch, Staged};
-use super::fanout::{Backlog, Fanout, FANOUT_LEASE};
+use super::fanout::{Backlog, Fanout};
 use super::group_ops::GroupOp;
 use super::receipts::ReceiptDraft;
 use super::stats::Counters;
@@ -108,6 +108,13 @@ pub struct Committer {
     pub max_groups_per_user: usize,
     /// Who this committer is when it claims fan-outs (unique per process).
     pub owner: String,
+    /// How long its fan-out claims last without renewal.
+    pub lease: Duration,
+    /// With other writers on the store: how often an idle committer looks for fan-outs whose
+    /// claim ran out (their writer died or stopped).
+    pub takeover: Option<Duration>,
+    /// When it looks next.
+    pub next_takeover: Instant,
     /// Group messages and events still being queued for their recipients, oldest first.
     pub fanouts: VecDeque<Fanout>,
     /// Most recipients one batch queues a fan-out for.
@@ -142,6 +149,7 @@ impl Committer {
     /// unfinished fan-outs stay in the store for the next start.
     pub fn run(mut self, rx: Receiver<Job>) {
         loop {
+            self.take_over_fanouts();
             let first = if self.failing_since.is_some() {
                 if Instant::now() >= self.next_probe {
                     self.probe();
@@ -153,7 +161,14 @@ impl Committer {
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             } else if self.fanouts.is_empty() {
-                match rx.recv_timeout(PROBE_INTERVAL) {
+                let wait = match self.takeover {
+                    Some(_) => self
+                        .next_takeover
+                        .saturating_duration_since(Instant::now())
+                        .min(PROBE_INTERVAL),
+                    None => PROBE_INTERVAL,
+                };
+                match rx.recv_timeout(wait) {
                     Ok(job) => Some(job),
                     Err(RecvTimeoutError::Timeout) => {
                         // Another writer of the store (accounts, presence, media) may have
@@ -286,8 +301,32 @@ impl Committer {
         }
     }
 
-    fn reload_fanouts(&mut self) {
-        match super::fanout::claim(self.log.as_ref(), &self.owner) {
+    /// With other writers on the store, and nothing of its own to fan out: claims the
+    /// unfinished fan-outs whose claim ran out, every [`Committer::takeover`].
+    fn take_over_fanouts(&mut self) {
+        let Some(every) = self.takeover else {
+            return;
+        };
+        if self.failing_since.is_some()
+            || !self.fanouts.is_empty()
+            || Instant::now() < self.next_takeover
+        {
+            return;
+        }
+        self.next_takeover = Instant::now() + every;
+        self.reload_fanouts();
+        if !self.fanouts.is_empty() {
+            tracing::info!(
+                "took over {} unfinished fan-outs whose claim ran out",
+                self.fanouts.len()
+            );
+        }
+    }
+
+    /// Reads the fan-outs this committer may carry out from the store again (those it holds,
+    /// and those nobody holds any more), claiming them.
+    pub(super) fn reload_fanouts(&mut self) {
+        match super::fanout::claim(self.log.as_ref(), &self.owner, self.lease) {
             Ok(fanouts) => self.fanouts = fanouts,
             Err(e) => tracing::error!("pending fan-outs not reloaded: {e}"),
         }
@@ -362,7 +401,7 @@ impl Committer {
             .filter(|last| Some(last) != before.as_ref());
         let claimant = Claimant {
             owner: self.owner.clone(),
-            lease: FANOUT_LEASE,
+            lease: self.lease,
         };
         let log_batch = batch.take_log(newest, must_flush, claimant);
         let outcomes = self.log.commit(log_batch);

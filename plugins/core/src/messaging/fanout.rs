@@ -28,7 +28,8 @@ use crate::ports::accounts::RecordError;
 use crate::ports::log::MessageLog;
 pub(crate) use crate::records::fanout::FanoutRecord;
 
-/// How long a claim of the pending fan-outs lasts; every slice written renews it.
+/// How long a claim of the pending fan-outs lasts when the process is the store's only
+/// writer (a cluster configures its own); every slice written renews it.
 pub(crate) const FANOUT_LEASE: Duration = Duration::from_secs(60);
 
 /// A message stored but not yet queued for all of its recipients.
@@ -69,11 +70,15 @@ pub(super) struct Progress {
     pub(super) done: usize,
 }
 
-/// Claims, for `owner`, the fan-outs left unfinished (by a previous run, or by a process
-/// whose claim ran out), in acceptance order.
-pub(crate) fn claim(log: &dyn MessageLog, owner: &str) -> Result<VecDeque<Fanout>, RecordError> {
+/// Claims, for `owner`, for `lease`, the fan-outs left unfinished (by a previous run, or by a
+/// process whose claim ran out), in acceptance order.
+pub(crate) fn claim(
+    log: &dyn MessageLog,
+    owner: &str,
+    lease: Duration,
+) -> Result<VecDeque<Fanout>, RecordError> {
     Ok(log
-        .claim_fanouts(owner, FANOUT_LEASE)?
+        .claim_fanouts(owner, lease)?
         .into_iter()
         .map(|pending| Fanout {
             id: pending.id,

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::batch::{applied, Batch};
+use super::batch::{applied, taken, Batch};
 use super::committer::Committer;
 use super::fanout::{Fanout, FanoutRecord, Progress};
 use crate::outbox::{Channel, Outgoing};
@@ -47,7 +47,11 @@ impl Committer {
                 break;
             }
             let (unit, fanout) = match index.checked_sub(pending) {
-                None => (slices, &self.fanouts[index]),
+                // A stored fan-out is continued only while this writer still holds it.
+                None => {
+                    batch.fence.push(self.fanouts[index].id.clone());
+                    (slices, &self.fanouts[index])
+                }
                 Some(i) => {
                     let (unit, fanout) = &batch.new_fanouts[i];
                     (*unit, fanout)
@@ -141,6 +145,16 @@ impl Committer {
     /// After the batch is durable: records the slices' progress, takes on the batch's new
     /// fan-outs (but not those of a message skipped as a duplicate) and forgets finished ones.
     pub(super) fn fanouts_written(&mut self, batch: &mut Batch, outcomes: &[UnitOutcome]) {
+        if taken(outcomes) {
+            // Another writer took over a fan-out this one held (its claim had run out while
+            // this process stood still): none of the pending slices were written, and what
+            // this committer still holds is what the store says.
+            batch.progress.clear();
+            batch.new_fanouts.clear();
+            tracing::warn!("a fan-out this node held was taken over by another node");
+            self.reload_fanouts();
+            return;
+        }
         let pending = self.fanouts.len();
         let mut progress = std::mem::take(&mut batch.progress);
         let mut kept = vec![true; batch.new_fanouts.len()];

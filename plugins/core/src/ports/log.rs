@@ -195,6 +195,13 @@ pub struct Unit {
     pub cid: Option<CidClaim>,
     /// The changes, in order.
     pub intents: Vec<Intent>,
+    /// The stored fan-outs this unit continues (their next slice): it is written only while
+    /// the batch's [`LogBatch::claimant`] still holds the claim of every one of them, else it
+    /// is skipped and reported [`UnitOutcome::Taken`]. This is what keeps a writer whose claim
+    /// ran out (a node that was paused, say) from repeating a slice that the owner who took
+    /// the fan-out over wrote meanwhile. A batch with such a unit also renews every claim its
+    /// claimant holds.
+    pub fence: Vec<String>,
 }
 
 /// What became of one unit.
@@ -204,6 +211,9 @@ pub enum UnitOutcome {
     Applied,
     /// Skipped: its cid was remembered already, with this ack.
     Duplicate(Bytes),
+    /// Skipped: a fan-out it continues ([`Unit::fence`]) is no longer claimed by the batch's
+    /// claimant (another owner took it over, or finished it).
+    Taken,
 }
 
 /// Who writes a batch, so that the fan-outs it starts are claimed by it from the start.

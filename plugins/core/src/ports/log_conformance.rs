@@ -49,6 +49,7 @@ macro_rules! log_conformance_tests {
             forgetting_a_user_removes_their_records_and_keeps_their_peers,
             a_forgotten_users_summaries_start_again,
             a_fanout_written_by_a_claimant_is_its_claim_from_the_start,
+            a_slice_of_a_fanout_taken_over_is_skipped,
             newest_id_is_the_highest_id_written,
         );
     };
@@ -85,7 +86,11 @@ pub fn durable(units: Vec<Unit>, newest: Option<u32>) -> LogBatch {
 
 /// A unit without a cid.
 pub fn unit(intents: Vec<Intent>) -> Unit {
-    Unit { cid: None, intents }
+    Unit {
+        cid: None,
+        intents,
+        fence: Vec::new(),
+    }
 }
 
 /// A 1:1 message `n` from alice to bob: stored, in the history, queued for bob.
@@ -117,6 +122,7 @@ pub fn sent(user: &str, cid: &str, ack: &str, intents: Vec<Intent>) -> Unit {
             ack: Bytes::from(ack.to_string()),
         }),
         intents,
+        fence: Vec::new(),
     }
 }
 
@@ -682,6 +688,105 @@ pub fn a_forgotten_users_summaries_start_again(log: &dyn MessageLog) {
     .expect("commit");
     let bob = summary_of(log, "bob", d).expect("summary");
     assert_eq!((bob.unread, bob.last_id), (1, id(4)));
+}
+
+/// The next slice of fan-out 1 (bob queued under queue id `qid`), continuing the stored
+/// fan-out: written only while the batch's claimant still holds it.
+fn next_slice(qid: u32) -> Unit {
+    Unit {
+        cid: None,
+        intents: vec![
+            Intent::Enqueue {
+                user: "bob".into(),
+                qid: id(qid),
+                entry: Queued::Pointer(id(1)),
+            },
+            fanout(1, 1),
+        ],
+        fence: vec![id(1)],
+    }
+}
+
+/// A durable batch by `owner` holding `units`, the newest id `n`'s.
+fn claimed_by(owner: &str, units: Vec<Unit>, newest: u32) -> LogBatch {
+    LogBatch {
+        units,
+        newest: Some(id(newest)),
+        durable: true,
+        claimant: Some(Claimant {
+            owner: owner.into(),
+            lease: Duration::from_secs(10),
+        }),
+    }
+}
+
+/// A writer whose claim ran out and was taken over does not write the fan-out's next slice
+/// (the new holder does, once); the rest of its batch is written. Continuing a fan-out also
+/// renews its holder's claims.
+pub fn a_slice_of_a_fanout_taken_over_is_skipped(log: &dyn MessageLog) {
+    log.commit(durable(
+        vec![unit(vec![
+            Intent::Message {
+                id: id(1),
+                payload: payload(1),
+            },
+            fanout(1, 0),
+        ])],
+        Some(1),
+    ))
+    .expect("commit");
+    assert_eq!(
+        log.claim_fanouts("a", Duration::from_millis(50))
+            .expect("claim")
+            .len(),
+        1
+    );
+    sleep(Duration::from_millis(100));
+    assert_eq!(
+        log.claim_fanouts("b", Duration::from_millis(300))
+            .expect("claim")
+            .len(),
+        1
+    );
+    let outcomes = log
+        .commit(claimed_by("a", vec![next_slice(10), unit(direct(2))], 10))
+        .expect("commit");
+    assert_eq!(outcomes, vec![UnitOutcome::Taken, UnitOutcome::Applied]);
+    assert_eq!(
+        qids(&log.queue("bob", None, 10).expect("queue")),
+        vec![id(2)],
+        "the skipped slice queued nothing"
+    );
+    // The holder's slice is written, and renews its 300 ms claim for 10 s.
+    let outcomes = log
+        .commit(claimed_by("b", vec![next_slice(11)], 11))
+        .expect("commit");
+    assert_eq!(outcomes, vec![UnitOutcome::Applied]);
+    assert_eq!(
+        qids(&log.queue("bob", None, 10).expect("queue")),
+        vec![id(2), id(11)]
+    );
+    sleep(Duration::from_millis(500));
+    assert!(
+        log.claim_fanouts("a", Duration::from_secs(10))
+            .expect("claim")
+            .is_empty(),
+        "the claim was renewed"
+    );
+    // A fan-out that is finished is held by nobody: a late slice is skipped too.
+    log.commit(durable(
+        vec![unit(vec![Intent::Fanout {
+            id: id(1),
+            record: None,
+        }])],
+        None,
+    ))
+    .expect("commit");
+    let outcomes = log
+        .commit(claimed_by("b", vec![next_slice(12)], 12))
+        .expect("commit");
+    assert_eq!(outcomes, vec![UnitOutcome::Taken]);
+    assert_eq!(log.queue("bob", None, 10).expect("queue").len(), 2);
 }
 
 /// A fan-out written by a claimant is held by it from the start.

@@ -297,7 +297,14 @@ impl EmbeddedLog {
         let store = self.store.as_ref();
         let mut staging = Staging::new(store, &self.summaries);
         let mut outcomes = Vec::with_capacity(batch.units.len());
+        let held = self.leases.held(&batch.units, batch.claimant.as_ref());
         for unit in batch.units {
+            if let Some(held) = &held {
+                if !unit.fence.iter().all(|id| held.contains(id)) {
+                    outcomes.push(UnitOutcome::Taken);
+                    continue;
+                }
+            }
             outcomes.push(staging.unit(unit)?);
         }
         let mut ops = staging.finish()?;

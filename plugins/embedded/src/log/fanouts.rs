@@ -6,14 +6,14 @@
 //! other owners away; the `n/` record, written by the same batches as the slices, is what
 //! says how far a fan-out got.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::keys;
 use bytes::Bytes;
 use chatd_core::ports::accounts::RecordError;
-use chatd_core::ports::log::{Claimant, PendingFanout};
+use chatd_core::ports::log::{Claimant, PendingFanout, Unit};
 use chatd_core::records::fanout::FanoutRecord;
 use chatd_kv::KvStore;
 
@@ -89,6 +89,32 @@ impl Leases {
             });
         }
         Ok(out)
+    }
+
+    /// When some unit continues a stored fan-out ([`Unit::fence`]): renews every claim
+    /// `claimant` holds and returns which fan-outs those are (none without a claimant).
+    pub(super) fn held(
+        &self,
+        units: &[Unit],
+        claimant: Option<&Claimant>,
+    ) -> Option<HashSet<String>> {
+        if units.iter().all(|u| u.fence.is_empty()) {
+            return None;
+        }
+        let Some(c) = claimant else {
+            return Some(HashSet::new());
+        };
+        let until = Instant::now() + c.lease;
+        let mut leases = self.lock();
+        let mut held = HashSet::new();
+        for (id, lease) in leases.iter_mut() {
+            if lease.owner == c.owner {
+                lease.until = until;
+                lease.length = c.lease;
+                held.insert(id.clone());
+            }
+        }
+        Some(held)
     }
 
     /// After a successful commit by `claimant`: fan-outs still unfinished (`true`) are

@@ -11,7 +11,7 @@
 //! deletes can be claimed again later in the same batch. The transaction's `COMMIT` returns
 //! only once it is durable (`synchronous_commit = on`); only then are the outcomes given.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use chatd_core::ports::log::{
@@ -121,8 +121,10 @@ async fn apply(
     units: Vec<Unit>,
     claimant: Option<&Claimant>,
 ) -> Result<Vec<UnitOutcome>, PgError> {
+    let held = held_claims(tx, st, &units, claimant).await?;
     let claims: Vec<Sql> = units
         .iter()
+        .filter(|u| continues(u, held.as_ref()))
         .filter_map(|u| u.cid.as_ref())
         .map(|c| Sql {
             statement: st.claim_cid.clone(),
@@ -134,7 +136,13 @@ async fn apply(
     let mut writes = Vec::new();
     // Units skipped, by index, with the (user, cid) whose ack they give.
     let mut duplicates: Vec<(usize, String, String)> = Vec::new();
+    // Units skipped because another owner holds a fan-out they continue.
+    let mut taken = Vec::new();
     for (n, unit) in units.into_iter().enumerate() {
+        if !continues(&unit, held.as_ref()) {
+            taken.push(n);
+            continue;
+        }
         if let Some(claim) = unit.cid {
             // An empty answer: the cid was remembered already (by an earlier unit too).
             if claimed.next().is_some_and(|rows| rows.is_empty()) {
@@ -168,9 +176,41 @@ async fn apply(
     Ok((0..total)
         .map(|n| match acks.get(&n) {
             Some(ack) => UnitOutcome::Duplicate(ack.clone()),
+            None if taken.contains(&n) => UnitOutcome::Taken,
             None => UnitOutcome::Applied,
         })
         .collect())
+}
+
+/// When some unit continues a stored fan-out ([`Unit::fence`]): renews every claim the
+/// claimant holds and returns which fan-outs those are (none without a claimant).
+async fn held_claims(
+    tx: &Transaction<'_>,
+    st: &Statements,
+    units: &[Unit],
+    claimant: Option<&Claimant>,
+) -> Result<Option<HashSet<String>>, PgError> {
+    if units.iter().all(|u| u.fence.is_empty()) {
+        return Ok(None);
+    }
+    let Some(c) = claimant else {
+        return Ok(Some(HashSet::new()));
+    };
+    let lease = i64::try_from(c.lease.as_millis()).unwrap_or(i64::MAX);
+    let rows = tx.query(&st.renew_claims, &[&c.owner, &lease]).await?;
+    let held = rows
+        .iter()
+        .map(|row| row.try_get::<_, String>(0))
+        .collect::<Result<_, _>>()?;
+    Ok(Some(held))
+}
+
+/// Whether `unit` may be written: every fan-out it continues is held by the claimant.
+fn continues(unit: &Unit, held: Option<&HashSet<String>>) -> bool {
+    match held {
+        None => true,
+        Some(held) => unit.fence.iter().all(|id| held.contains(id)),
+    }
 }
 
 /// Stages the statements of one intent.

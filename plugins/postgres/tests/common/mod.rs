@@ -314,6 +314,33 @@ pub fn admin(url: &str, sql: &str) {
     });
 }
 
+/// The rows of `sql` on the database at `url`, each as text columns (`NULL` as "").
+pub fn texts(url: &str, sql: &str) -> Vec<Vec<String>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test server");
+        let driver = tokio::spawn(connection);
+        let rows = client.simple_query(sql).await.expect("query");
+        drop(client);
+        let _ = driver.await;
+        rows.into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).unwrap_or_default().to_string())
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect()
+    })
+}
+
 /// A new, empty database on this binary's server (started on first use); its URL.
 pub fn fresh_database() -> String {
     SERVER.get_or_init(start).database()
