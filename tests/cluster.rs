@@ -162,6 +162,7 @@ fn a_node_refuses_a_database_without_the_schema() {
         database,
         media,
         own: None,
+        standby: None,
         limits: String::new(),
         cluster: String::new(),
     };

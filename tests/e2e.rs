@@ -20,6 +20,7 @@ mod admin;
 mod auth_acl;
 mod bad_input;
 mod cluster;
+mod cluster_faults;
 mod cluster_work;
 mod conncache;
 mod crash;

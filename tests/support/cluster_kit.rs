@@ -26,6 +26,8 @@ pub struct Cluster {
     pub media: tempfile::TempDir,
     /// The PostgreSQL server, when the test has one of its own.
     pub own: Option<pg::Server>,
+    /// Its synchronous standby, when the test has one.
+    pub standby: Option<pg::Server>,
     /// Extra `[limits]` lines of every node.
     pub limits: String,
     /// Extra `[cluster]` lines of every node.
@@ -50,6 +52,27 @@ impl Cluster {
         Cluster::on(database, Some(server))
     }
 
+    /// A cluster on a PostgreSQL primary of its own with a synchronous standby; the nodes'
+    /// URL names both (`target_session_attrs=read-write`), so that they find whichever is the
+    /// primary.
+    pub fn with_standby() -> Cluster {
+        let (primary, standby, database) = tokio::task::block_in_place(|| {
+            let primary = pg::own_server();
+            let database = primary.database();
+            let standby = primary.synchronous_standby();
+            (primary, standby, database)
+        });
+        let one = format!("127.0.0.1:{}/", primary.port);
+        let both = format!("127.0.0.1:{},127.0.0.1:{}/", primary.port, standby.port);
+        let database = format!(
+            "{}?target_session_attrs=read-write",
+            database.replacen(&one, &both, 1)
+        );
+        let mut cluster = Cluster::on(database, Some(primary));
+        cluster.standby = Some(standby);
+        cluster
+    }
+
     fn on(database: String, own: Option<pg::Server>) -> Cluster {
         migrate(&database);
         Cluster {
@@ -57,6 +80,7 @@ impl Cluster {
             database,
             media: tempfile::tempdir().expect("media dir"),
             own,
+            standby: None,
             limits: String::new(),
             cluster: String::new(),
         }

@@ -525,6 +525,5 @@ fn storage_failing() -> Failure {
 
 /// A store read failure, as the client sees it.
 pub(super) fn store_failure(e: RecordError) -> Failure {
-    tracing::error!("store read failed: {e}");
-    Failure::internal("the store could not be read; retry")
+    super::rpc::read_failure(e)
 }

@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use super::batch::{Batch, Staged};
 use super::committer::{store_failure, Committer};
+use super::rpc::account_failure;
 use super::validate::{Draft, Target};
 use crate::outbox::{Channel, Outgoing};
 use crate::ports::log::{Intent, Queued, SummaryChange};
@@ -103,10 +104,11 @@ impl Committer {
         to: &str,
         draft: &Draft,
     ) -> Result<Bytes, Failure> {
-        if !self.accounts.exists(to).map_err(|e| {
-            tracing::error!("account lookup failed: {e}");
-            Failure::internal("the recipient could not be looked up; retry")
-        })? {
+        if !self
+            .accounts
+            .exists(to)
+            .map_err(|e| account_failure("the recipient's account", e))?
+        {
             return Err(Failure::new(
                 ErrorCode::NotFound,
                 format!("no such user `{to}`"),

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use super::batch::Batch;
 use super::committer::{store_failure, Committer};
 use super::group_ops::{too_many, too_many_named, GroupOp};
+use super::rpc::account_failure;
 use super::validate::Draft;
 use crate::outbox::{Channel, Outgoing};
 use crate::ports::log::{Intent, SummaryChange};
@@ -324,10 +325,10 @@ impl Committer {
     fn require_accounts(&self, users: &[String]) -> Result<(), Failure> {
         let mut unknown = Vec::new();
         for user in users {
-            let exists = self.accounts.exists(user).map_err(|e| {
-                tracing::error!("account lookup failed: {e}");
-                Failure::internal("users could not be looked up; retry")
-            })?;
+            let exists = self
+                .accounts
+                .exists(user)
+                .map_err(|e| account_failure("the users' accounts", e))?;
             if !exists {
                 unknown.push(user.as_str());
             }

@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 use super::batch::Batch;
 use super::committer::{store_failure, Committer, Job, PurgeJob};
 use super::group_ops::GroupOp;
+use super::rpc::account_failure;
 use super::ChatError;
 use crate::accounts::AccountStatus;
 use crate::ports::log::Intent;
@@ -17,10 +18,10 @@ impl Committer {
     /// Adds the clean-up of removed `user` to the batch (which holds nothing else). Does
     /// nothing for an id that is not removed (a retry after a reclaim, say).
     pub(super) fn stage_purge(&mut self, batch: &mut Batch, user: &str) -> Result<(), Failure> {
-        let status = self.accounts.status(user).map_err(|e| {
-            tracing::error!("account lookup failed: {e}");
-            Failure::internal("the account could not be looked up; retry")
-        })?;
+        let status = self
+            .accounts
+            .status(user)
+            .map_err(|e| account_failure("the account", e))?;
         if status != AccountStatus::Removed {
             return Ok(());
         }

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::history::{self, Window};
 use super::validate::Target;
 use super::{conversation_list, group_ops, group_read};
-use crate::accounts::{AccountStatus, Accounts};
+use crate::accounts::{AccountError, AccountStatus, Accounts};
 use crate::ports::accounts::RecordError;
 use crate::ports::log::MessageLog;
 use chatd_wire::ids::valid_message_id;
@@ -128,17 +128,35 @@ fn history_floor(accounts: &Accounts, me: &str) -> Result<Option<String>, Failur
     match accounts.status(me) {
         Ok(AccountStatus::Live { floor }) => Ok(floor),
         Ok(_) => Ok(None),
-        Err(e) => {
-            tracing::error!("account lookup failed: {e}");
-            Err(Failure::internal(
-                "the account could not be looked up; retry",
-            ))
-        }
+        Err(e) => Err(account_failure("the account", e)),
     }
 }
 
 /// A store failure while answering a request, as the client sees it.
 pub fn read_failure(e: RecordError) -> Failure {
+    read_failure_of("the store", e)
+}
+
+/// A failed account lookup of `what`, as the client sees it (see [`read_failure_of`]).
+pub fn account_failure(what: &str, e: AccountError) -> Failure {
+    match e {
+        AccountError::Store(e) => read_failure_of(what, e),
+        other => {
+            tracing::error!("account lookup failed: {other}");
+            Failure::internal(format!("{what} could not be looked up"))
+        }
+    }
+}
+
+/// A failed read of `what`, as the client sees it: `unavailable` when the store could not be
+/// reached or failed (a database restarting, a failover: trying again later works),
+/// `internal` when a stored record is unreadable.
+pub fn read_failure_of(what: &str, e: RecordError) -> Failure {
     tracing::error!("store read failed: {e}");
-    Failure::internal("the store could not be read; retry")
+    match e {
+        RecordError::Store(_) => Failure::unavailable(format!(
+            "{what} could not be read: the server's storage is failing; retry later"
+        )),
+        RecordError::Corrupt { .. } => Failure::internal(format!("{what} could not be read")),
+    }
 }

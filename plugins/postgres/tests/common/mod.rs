@@ -64,6 +64,64 @@ impl Server {
         );
     }
 
+    /// A streaming standby of this server (`pg_basebackup -R`), on a port of its own, that
+    /// this server then waits for on every commit (`synchronous_standby_names = '*'`): a
+    /// commit that returned is on both. Stopped when the binary exits.
+    pub fn synchronous_standby(&self) -> Server {
+        let (dir, data) = server_dir(self.user.as_deref());
+        let data_s = data.to_string_lossy().into_owned();
+        let port = self.port.to_string();
+        let out = command(
+            self.user.as_deref(),
+            &self.bin,
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "chatd",
+                "-D",
+                &data_s,
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ],
+        )
+        .output()
+        .expect("run pg_basebackup");
+        assert!(
+            out.status.success(),
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let standby = run(self.user.clone(), self.bin.clone(), &dir, data);
+        let primary = url(self.port, "postgres");
+        admin(&primary, "ALTER SYSTEM SET synchronous_standby_names = '*'");
+        admin(&primary, "SELECT pg_reload_conf()");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while texts(
+            &primary,
+            "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
+        ) != vec![vec!["1".to_string()]]
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the standby never became synchronous"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        standby
+    }
+
+    /// Promotes this standby to a primary and waits until it takes writes.
+    pub fn promote(&self) {
+        assert!(self.pg_ctl(&["-w", "promote"]), "promote");
+    }
+
     /// A new, empty database on this server; its URL.
     pub fn database(&self) -> String {
         let n = DATABASES.fetch_add(1, Ordering::Relaxed);
@@ -113,7 +171,10 @@ fn find_bin_dir() -> PathBuf {
     {
         let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
         if out.status.success() && !path.is_empty() {
-            if let Some(dir) = Path::new(&path).parent() {
+            // A link on the PATH (to Debian's directory, say): the directory it points into
+            // holds the other programs (`pg_basebackup` too).
+            let path = std::fs::canonicalize(&path).unwrap_or_else(|_| PathBuf::from(&path));
+            if let Some(dir) = path.parent() {
                 return dir.to_path_buf();
             }
         }
@@ -190,28 +251,32 @@ fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-/// Starts the server.
-fn start() -> Server {
-    let bin = bin_dir();
-    let user = server_user();
-    // Kept: the watcher deletes it after the binary exits. As root, under /tmp: the server's
-    // user must be able to reach it, which a $TMPDIR inside root's home would not allow.
+/// A directory for a server, owned by the user it runs as, and its data directory's path
+/// (not created). Kept: the watcher deletes it after the binary exits.
+fn server_dir(user: Option<&str>) -> (PathBuf, PathBuf) {
+    // As root, under /tmp: the server's user must be able to reach it, which a $TMPDIR
+    // inside root's home would not allow.
     let mut builder = tempfile::Builder::new();
     builder.prefix("chatd-pg-");
-    let dir = match &user {
+    let dir = match user {
         Some(_) => builder.tempdir_in("/tmp"),
         None => builder.tempdir(),
     }
     .expect("tempdir")
     .keep();
-    if let Some(user) = &user {
+    if let Some(user) = user {
         chown(&dir, Some(id_of(user, "-u")), Some(id_of(user, "-g"))).expect("chown");
     }
     let data = dir.join("data");
-    let (data_s, dir_s) = (
-        data.to_string_lossy().into_owned(),
-        dir.to_string_lossy().into_owned(),
-    );
+    (dir, data)
+}
+
+/// Starts the server.
+fn start() -> Server {
+    let bin = bin_dir();
+    let user = server_user();
+    let (dir, data) = server_dir(user.as_deref());
+    let data_s = data.to_string_lossy().into_owned();
     let out = command(
         user.as_deref(),
         &bin,
@@ -224,6 +289,16 @@ fn start() -> Server {
         out.status.success(),
         "initdb failed: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    run(user, bin, &dir, data)
+}
+
+/// Starts the server of `data` (in `dir`) on a free port, with a watcher that stops it once
+/// this process has exited.
+fn run(user: Option<String>, bin: PathBuf, dir: &Path, data: PathBuf) -> Server {
+    let (data_s, dir_s) = (
+        data.to_string_lossy().into_owned(),
+        dir.to_string_lossy().into_owned(),
     );
     let log = dir.join("server.log");
     let log_s = log.to_string_lossy().into_owned();
@@ -246,7 +321,7 @@ fn start() -> Server {
         .status()
         .expect("run pg_ctl");
         if status.success() {
-            watch(user.as_deref(), &bin, &data, &dir);
+            watch(user.as_deref(), &bin, &data, dir);
             return Server {
                 port,
                 bin,
