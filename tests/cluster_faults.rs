@@ -1,14 +1,17 @@
-//! Cluster mode (issue 16) when the database fails: PostgreSQL restarted as a crash would
-//! (`-m immediate`), and the primary killed with its synchronous standby promoted. Sends in
-//! flight get a retryable error, none is acknowledged without being committed, the nodes
-//! reconnect by themselves, and every acknowledged message is delivered once.
+//! Cluster mode (issue 16) when something fails: PostgreSQL restarted as a crash would
+//! (`-m immediate`), the primary killed with its synchronous standby promoted, and a node
+//! killed under the load of 200 clients. Sends in flight get a retryable error (or no answer,
+//! and are sent again elsewhere), none is acknowledged without being committed, nodes and
+//! clients reconnect, and every acknowledged message is delivered.
 
 use crate::support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use support::cluster_kit::*;
 use support::*;
 
@@ -128,4 +131,227 @@ async fn a_promoted_standby_has_every_acknowledged_message() {
     .await;
     only_retryable(&sent);
     bob_gets_exactly(&two, &sent).await;
+}
+
+/// Connects `client_id` of `user` to the first of `nodes` (from `start`, round) that takes
+/// it, subscribed to `topics`; the index of that node and the client.
+async fn connect_any(
+    nodes: &[std::net::SocketAddr],
+    start: usize,
+    client_id: &str,
+    user: &str,
+    topics: &[String],
+) -> (usize, Client) {
+    let deadline = Instant::now() + WAIT;
+    let mut n = start;
+    loop {
+        let addr = nodes[n % nodes.len()];
+        if let Ok(c) = connect_opts(options(addr, client_id, user, &format!("{user}-pw"))).await {
+            let mut ok = true;
+            for topic in topics {
+                if c.try_subscribe(topic, rumqttc::QoS::AtLeastOnce)
+                    .await
+                    .is_err()
+                {
+                    ok = false;
+                    break;
+                }
+            }
+            if ok {
+                return (n % nodes.len(), c);
+            }
+        }
+        assert!(Instant::now() < deadline, "{client_id} found no node");
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sender `i` sends `n` messages to its receiver, one at a time; on a lost connection it
+/// reconnects to another node and sends the unacknowledged one again with its `cid`. The ids
+/// of the acks, in order.
+async fn sender(
+    nodes: Arc<Vec<std::net::SocketAddr>>,
+    i: usize,
+    n: usize,
+    acked: Arc<AtomicUsize>,
+    moved: Arc<AtomicUsize>,
+) -> Vec<String> {
+    let (me, to) = (format!("s{i:03}"), format!("r{i:03}"));
+    let topics = [format!("user/{me}/ack")];
+    let (mut at, mut c) = connect_any(&nodes, i, &format!("{me}:phone"), &me, &topics).await;
+    let mut ids = Vec::with_capacity(n);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    for k in 0..n {
+        let cid = format!("{me}-{k}");
+        let msg = json!({"cid": cid, "to": to, "type": "text", "text": format!("{me}-{k}")});
+        loop {
+            assert!(Instant::now() < deadline, "{me} is stuck at message {k}");
+            let published = c
+                .inner
+                .publish(
+                    format!("chat/{me}/send"),
+                    rumqttc::QoS::AtLeastOnce,
+                    false,
+                    msg.to_string(),
+                )
+                .await;
+            let ack = match published {
+                Ok(()) => {
+                    c.next_where_within(&topics[0], "cid", &json!(cid), Duration::from_secs(5))
+                        .await
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            match ack {
+                Ok(ack) if ack["status"] == "sent" => {
+                    ids.push(ack["id"].as_str().unwrap_or_default().to_string());
+                    acked.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                Ok(ack) => {
+                    let code = &ack["error"]["code"];
+                    assert_eq!(code, "unavailable", "{me}: {ack}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(_) => {
+                    // Its node is gone (or slow): another one.
+                    moved.fetch_add(1, Ordering::Relaxed);
+                    (at, c) =
+                        connect_any(&nodes, at + 1, &format!("{me}:phone"), &me, &topics).await;
+                }
+            }
+        }
+    }
+    ids
+}
+
+/// Receiver `i` collects what arrives in its inbox (ids with texts, redeliveries included)
+/// until it has every id in `want` (filled in by the test once its sender is done) or
+/// `deadline`; reconnects to another node when its connection is lost.
+async fn receiver(
+    nodes: Arc<Vec<std::net::SocketAddr>>,
+    i: usize,
+    want: Arc<tokio::sync::OnceCell<Vec<String>>>,
+    moved: Arc<AtomicUsize>,
+) -> Vec<(String, String)> {
+    let me = format!("r{i:03}");
+    let topics = [format!("user/{me}/inbox")];
+    let (mut at, mut c) = connect_any(&nodes, i + 1, &format!("{me}:phone"), &me, &topics).await;
+    let mut got: Vec<(String, String)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        if let Some(want) = want.get() {
+            let have: HashSet<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
+            if want.iter().all(|id| have.contains(id.as_str())) {
+                return got;
+            }
+        }
+        assert!(Instant::now() < deadline, "{me} is missing messages");
+        match c
+            .next_publish_within(&topics[0], Duration::from_millis(500))
+            .await
+        {
+            Ok(p) => {
+                let v: Value = serde_json::from_slice(&p.payload).unwrap_or_default();
+                got.push((
+                    v["id"].as_str().unwrap_or_default().to_string(),
+                    v["text"].as_str().unwrap_or_default().to_string(),
+                ));
+            }
+            Err(_) if c.close_reason().await.is_some() => {
+                moved.fetch_add(1, Ordering::Relaxed);
+                (at, c) = connect_any(&nodes, at + 1, &format!("{me}:phone"), &me, &topics).await;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_under_load_loses_nothing_acknowledged() {
+    const PAIRS: usize = 100;
+    const EACH: usize = 20;
+    let cluster = Cluster::new();
+    let one = cluster.node(1);
+    let mut two = cluster.node(2);
+    let three = cluster.node(3);
+    let nodes = Arc::new(vec![one.mqtt, two.mqtt, three.mqtt]);
+    for i in 0..PAIRS {
+        for who in ["s", "r"] {
+            let user = format!("{who}{i:03}");
+            one.add_user(&user, &format!("{user}-pw"));
+        }
+    }
+    one.add_user("watcher", "watcher-pw");
+    one.add_user("idle", "idle-pw");
+    // A user whose only device is on node 2, and a watcher on node 1.
+    let _idle = device(&two, "idle", "phone").await;
+    let mut watcher = device(&one, "watcher", "phone").await;
+    watcher
+        .subscribe("presence/idle", rumqttc::QoS::AtLeastOnce)
+        .await;
+    assert_eq!(presence_of(&mut watcher, "idle").await, "online");
+
+    let acked = Arc::new(AtomicUsize::new(0));
+    let moved = Arc::new(AtomicUsize::new(0));
+    let mut receivers = Vec::new();
+    let mut wants = Vec::new();
+    for i in 0..PAIRS {
+        let want = Arc::new(tokio::sync::OnceCell::new());
+        wants.push(want.clone());
+        receivers.push(tokio::spawn(receiver(
+            nodes.clone(),
+            i,
+            want,
+            moved.clone(),
+        )));
+    }
+    let senders: Vec<_> = (0..PAIRS)
+        .map(|i| tokio::spawn(sender(nodes.clone(), i, EACH, acked.clone(), moved.clone())))
+        .collect();
+    // A third of the messages acknowledged: node 2 is lost, with a third of the clients.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acked.load(Ordering::Relaxed) < PAIRS * EACH / 3 {
+        assert!(Instant::now() < deadline, "the load never got going");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    two.kill9();
+    let killed = Instant::now();
+    assert_eq!(presence_of(&mut watcher, "idle").await, "offline");
+    assert!(
+        killed.elapsed() < Duration::from_secs(15),
+        "offline {:?} after the kill (ttl 5 s)",
+        killed.elapsed()
+    );
+    let mut sent = Vec::new();
+    for (i, s) in senders.into_iter().enumerate() {
+        let ids = s.await.expect("sender");
+        assert_eq!(ids.len(), EACH);
+        let _ = wants[i].set(ids.clone());
+        sent.push(ids);
+    }
+    // Node 2's clients (a third of them, less those that were done) moved to the others.
+    assert!(
+        moved.load(Ordering::Relaxed) >= PAIRS / 5,
+        "only {} clients moved",
+        moved.load(Ordering::Relaxed)
+    );
+    for (i, r) in receivers.into_iter().enumerate() {
+        let got = r.await.expect("receiver");
+        // Redeliveries keep their id and text; the first arrivals follow the send order.
+        let mut first: Vec<&str> = Vec::new();
+        let mut texts: std::collections::HashMap<&str, &str> = Default::default();
+        for (id, text) in &got {
+            match texts.insert(id.as_str(), text.as_str()) {
+                None => first.push(id.as_str()),
+                Some(before) => assert_eq!(before, text, "r{i:03}: {id} changed"),
+            }
+        }
+        let want: Vec<&str> = sent[i].iter().map(String::as_str).collect();
+        assert_eq!(first, want, "r{i:03}: every acknowledged message, in order");
+        for (k, id) in want.iter().enumerate() {
+            assert_eq!(texts[id], format!("s{i:03}-{k}"));
+        }
+    }
 }

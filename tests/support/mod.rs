@@ -1022,6 +1022,24 @@ impl Client {
         }
     }
 
+    /// The next publish on `topic` whose JSON payload has `field == value`, within `wait`;
+    /// `Err` describes the client's state (closed, or nothing came).
+    pub async fn next_where_within(
+        &mut self,
+        topic: &str,
+        field: &str,
+        value: &Value,
+        wait: Duration,
+    ) -> Result<Value, String> {
+        let p = self
+            .core
+            .lock()
+            .await
+            .next_where(topic, &|b| field_is(b, field, value), wait)
+            .await?;
+        Ok(json_of(topic, &p.payload))
+    }
+
     /// Publishes a text message on `chat/{me}/send` and returns the ack with that cid from
     /// `user/{me}/ack` (the caller must be subscribed to it).
     pub async fn send(&mut self, me: &str, to: &str, cid: &str, text: &str) -> Value {
