@@ -125,6 +125,20 @@ async fn an_offline_user_gets_the_queue_on_another_node() {
         .await;
 }
 
+/// The JSON of node `s`'s `/healthz` once `ok(status)` holds (polled up to [`WAIT`]).
+async fn healthz_until(s: &Server, what: &str, ok: impl Fn(&str) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, body) = http_get(s.http, "/healthz");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if ok(v["status"].as_str().unwrap_or_default()) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "/healthz never {what}: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_redis_still_delivers_from_the_store() {
     let mut cluster = Cluster::new();
@@ -136,20 +150,48 @@ async fn a_node_without_redis_still_delivers_from_the_store() {
     alice.send("alice", "bob", "before", "before").await;
     assert_eq!(inbox(&mut bob, "bob", 1).await[0].1, "before");
     cluster.redis.stop();
-    // No wake-up can travel: node 2 reads its sessions' queues every few seconds instead.
-    let start = Instant::now();
-    let ack = alice.send("alice", "bob", "during", "during").await;
-    assert_eq!(ack["status"], "sent", "{ack}");
-    assert_eq!(inbox(&mut bob, "bob", 1).await[0].1, "during");
-    assert!(
-        start.elapsed() < Duration::from_secs(20),
-        "delivered {:?} after the send",
-        start.elapsed()
-    );
+    for node in [&one, &two] {
+        let h = healthz_until(node, "degraded", |s| s == "degraded").await;
+        assert_eq!(h["connection_cache"]["ok"], false, "{h}");
+        assert_eq!(h["storage"]["ok"], true, "{h}");
+    }
+    // No wake-up can travel for ten seconds: node 2 reads its sessions' queues every few
+    // seconds instead. Every send is acknowledged (the database is the truth) and delivered.
+    let outage = Instant::now();
+    let mut i = 0;
+    while outage.elapsed() < Duration::from_secs(10) {
+        let text = format!("during-{i}");
+        let start = Instant::now();
+        let ack = alice.send("alice", "bob", &text, &text).await;
+        assert_eq!(ack["status"], "sent", "{ack}");
+        assert_eq!(inbox(&mut bob, "bob", 1).await[0].1, text);
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "delivered {:?} after the send",
+            start.elapsed()
+        );
+        i += 1;
+    }
     cluster.redis.restart();
+    for node in [&one, &two] {
+        healthz_until(node, "ok", |s| s == "ok").await;
+    }
+    // The connection cache is rebuilt: node 1 knows where bob's device is again.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = one.admin("GET", "/admin/users/bob/devices", None);
+        assert_eq!(status, 200, "{body}");
+        if body.contains("bob:phone") && body.contains("\"node\":2") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "bob's device not back: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let ack = alice.send("alice", "bob", "after", "after").await;
     assert_eq!(ack["status"], "sent", "{ack}");
     assert_eq!(inbox(&mut bob, "bob", 1).await[0].1, "after");
+    bob.nothing_on("user/bob/inbox", Duration::from_millis(500))
+        .await;
 }
 
 #[test]

@@ -241,13 +241,21 @@ async fn receiver(
     let mut got: Vec<(String, String)> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
+        let mut missing = Vec::new();
         if let Some(want) = want.get() {
             let have: HashSet<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
-            if want.iter().all(|id| have.contains(id.as_str())) {
+            missing = want
+                .iter()
+                .filter(|id| !have.contains(id.as_str()))
+                .collect();
+            if missing.is_empty() {
                 return got;
             }
         }
-        assert!(Instant::now() < deadline, "{me} is missing messages");
+        assert!(
+            Instant::now() < deadline,
+            "{me} (on node index {at}) is missing {missing:?}; got {got:?}"
+        );
         match c
             .next_publish_within(&topics[0], Duration::from_millis(500))
             .await
@@ -331,15 +339,9 @@ async fn a_node_killed_under_load_loses_nothing_acknowledged() {
         let _ = wants[i].set(ids.clone());
         sent.push(ids);
     }
-    // Node 2's clients (a third of them, less those that were done) moved to the others.
-    assert!(
-        moved.load(Ordering::Relaxed) >= PAIRS / 5,
-        "only {} clients moved",
-        moved.load(Ordering::Relaxed)
-    );
     for (i, r) in receivers.into_iter().enumerate() {
         let got = r.await.expect("receiver");
-        // Redeliveries keep their id and text; the first arrivals follow the send order.
+        // Redeliveries keep their id and text.
         let mut first: Vec<&str> = Vec::new();
         let mut texts: std::collections::HashMap<&str, &str> = Default::default();
         for (id, text) in &got {
@@ -349,9 +351,28 @@ async fn a_node_killed_under_load_loses_nothing_acknowledged() {
             }
         }
         let want: Vec<&str> = sent[i].iter().map(String::as_str).collect();
-        assert_eq!(first, want, "r{i:03}: every acknowledged message, in order");
+        let mut arrived = first.clone();
+        arrived.sort_unstable();
+        let mut acknowledged = want.clone();
+        acknowledged.sort_unstable();
+        assert_eq!(arrived, acknowledged, "r{i:03}: every acknowledged message");
+        // In order, except what node 2 committed in its last moments without telling anyone
+        // (its wake-up died with it): that is found when the others take node 2 for dead.
+        let survivors = |ids: &[&str]| -> Vec<String> {
+            ids.iter()
+                .filter(|id| id.split('-').nth(1) != Some("00002"))
+                .map(|id| id.to_string())
+                .collect()
+        };
+        assert_eq!(survivors(&first), survivors(&want), "r{i:03}: in order");
         for (k, id) in want.iter().enumerate() {
             assert_eq!(texts[id], format!("s{i:03}-{k}"));
         }
     }
+    // Node 2's clients (a third of them, the receivers at least) moved to the others.
+    assert!(
+        moved.load(Ordering::Relaxed) >= PAIRS / 5,
+        "only {} clients moved",
+        moved.load(Ordering::Relaxed)
+    );
 }

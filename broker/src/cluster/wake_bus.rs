@@ -166,6 +166,8 @@ impl Node {
             Heard::Restarted => {
                 self.presence.node_gone(message.n);
                 self.bus.send(Outbound::Sync(Some(message.n)));
+                // Its last run may have committed messages it never told anyone about.
+                self.hub.wake_all();
             }
         }
         if message.all {
@@ -336,12 +338,18 @@ async fn watch_peers(node: Arc<Node>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        for gone in node.peers.silent() {
+        let gone = node.peers.silent();
+        for &n in &gone {
             info!(
-                node = gone,
+                node = n,
                 "cluster bus: node silent for the TTL, its users are offline"
             );
-            node.presence.node_gone(gone);
+            node.presence.node_gone(n);
+        }
+        if !gone.is_empty() {
+            // A node that died between a commit and its publish took the wake-up with it:
+            // the message is in its recipient's queue, and only a read finds it.
+            node.hub.wake_all();
         }
     }
 }

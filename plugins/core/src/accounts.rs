@@ -1,5 +1,6 @@
 //! User accounts: who may log in with a password, and who exists as a message recipient.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use chatd_auth::{AuthError, IdError};
@@ -307,6 +308,38 @@ impl Accounts {
                 return Ok(users);
             }
         }
+    }
+
+    /// [`Accounts::exists`] of each of `users`, read from the store together (one round trip
+    /// to a database) for those not known live already.
+    pub fn exists_many(&self, users: &[String]) -> Result<HashMap<String, bool>, AccountError> {
+        let mut known = HashMap::with_capacity(users.len());
+        let mut ask = Vec::new();
+        for user in users {
+            if chatd_auth::validate_user_id(user).is_err() {
+                known.insert(user.clone(), false);
+            } else if self.live.get(user).is_some() {
+                known.insert(user.clone(), true);
+            } else {
+                ask.push(user.clone());
+            }
+        }
+        if ask.is_empty() {
+            return Ok(known);
+        }
+        let generation = self.live.generation();
+        let records = self.store.get_many(&ask)?;
+        for user in ask {
+            let live = match records.get(&user) {
+                Some(r) if r.live() => {
+                    self.live.remember(&user, r.floor.clone(), generation);
+                    true
+                }
+                _ => false,
+            };
+            known.insert(user, live);
+        }
+        Ok(known)
     }
 
     /// True when `user` has a live account; false for removed ids and for ids that could

@@ -28,6 +28,7 @@ mod rpc;
 mod stats;
 mod validate;
 
+use std::collections::HashMap;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::{self, JoinHandle};
@@ -206,6 +207,7 @@ impl Chat {
             last_flush: std::time::Instant::now(),
             failing_since: None,
             next_probe: std::time::Instant::now(),
+            recipients: HashMap::new(),
         };
         committer.count_fanouts();
         purge_commit::resume(&mut committer)?;

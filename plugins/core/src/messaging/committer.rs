@@ -9,7 +9,7 @@
 //! beside it stage each kind of job: `direct_commit.rs` (1:1 sends), `receipt_commit.rs`,
 //! `group_commit.rs`, `fanout_commit.rs` and `purge_commit.rs`.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use super::fanout::{Backlog, Fanout};
 use super::group_ops::GroupOp;
 use super::receipts::ReceiptDraft;
 use super::stats::Counters;
-use super::validate::Draft;
+use super::validate::{Draft, Target};
 use crate::accounts::Accounts;
 use crate::outbox::Deliver;
 use crate::ports::accounts::RecordError;
@@ -128,6 +128,9 @@ pub struct Committer {
     pub failing_since: Option<Instant>,
     /// When to try the next recovery while the storage is failing.
     pub next_probe: Instant,
+    /// Whether each 1:1 recipient of the batch being staged has an account, read for the
+    /// whole batch at once (see [`Committer::look_up_recipients`]).
+    pub recipients: HashMap<String, bool>,
 }
 
 /// How often a failing storage is tried again ([`MessageLog::recover`]), and how long an idle
@@ -301,6 +304,32 @@ impl Committer {
         }
     }
 
+    /// Reads whether the 1:1 recipients of `jobs` have accounts, all in one store call: with
+    /// accounts in a database (a cluster), one round trip per batch instead of one per
+    /// message. A failure leaves them to be looked up one by one (and fail there).
+    fn look_up_recipients(&mut self, jobs: &[Job]) {
+        self.recipients.clear();
+        let mut users: Vec<String> = jobs
+            .iter()
+            .filter_map(|job| match job {
+                Job::Send(send) => match &send.draft.target {
+                    Target::User(to) => Some(to.clone()),
+                    Target::Group(_) => None,
+                },
+                _ => None,
+            })
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        if users.len() < 2 {
+            return;
+        }
+        match self.accounts.exists_many(&users) {
+            Ok(known) => self.recipients = known,
+            Err(e) => tracing::debug!("recipients not looked up together: {e}"),
+        }
+    }
+
     /// With other writers on the store, and nothing of its own to fan out: claims the
     /// unfinished fan-outs whose claim ran out, every [`Committer::takeover`].
     fn take_over_fanouts(&mut self) {
@@ -334,6 +363,7 @@ impl Committer {
     }
 
     pub(super) fn commit(&mut self, jobs: Vec<Job>) {
+        self.look_up_recipients(&jobs);
         let mut batch = Batch::default();
         // Whatever this batch stores carries an id issued from here on.
         let before = self.ids.last_issued();

@@ -104,11 +104,14 @@ impl Committer {
         to: &str,
         draft: &Draft,
     ) -> Result<Bytes, Failure> {
-        if !self
-            .accounts
-            .exists(to)
-            .map_err(|e| account_failure("the recipient's account", e))?
-        {
+        let exists = match self.recipients.get(to) {
+            Some(known) => *known,
+            None => self
+                .accounts
+                .exists(to)
+                .map_err(|e| account_failure("the recipient's account", e))?,
+        };
+        if !exists {
             return Err(Failure::new(
                 ErrorCode::NotFound,
                 format!("no such user `{to}`"),

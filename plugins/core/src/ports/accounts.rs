@@ -5,6 +5,8 @@
 //!
 //! The error type [`RecordError`] is shared by the accounts, last-seen, media and push ports.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Why a store behind the accounts, last-seen, media or push ports failed.
@@ -88,6 +90,18 @@ pub enum AccountChange {
 pub trait AccountStore: Send + Sync + 'static {
     /// The record of `user`, live or tombstone, if any.
     fn get(&self, user: &str) -> Result<Option<AccountRecord>, RecordError>;
+
+    /// The records of those of `users` that have one ([`AccountStore::get`] for many users;
+    /// a store a network away answers them in one round trip).
+    fn get_many(&self, users: &[String]) -> Result<HashMap<String, AccountRecord>, RecordError> {
+        let mut found = HashMap::with_capacity(users.len());
+        for user in users {
+            if let Some(record) = self.get(user)? {
+                found.insert(user.clone(), record);
+            }
+        }
+        Ok(found)
+    }
 
     /// Up to `limit` user ids with a record, in id order, after `after` (from the start when
     /// `None`); each with its record, or `None` when the record cannot be read.

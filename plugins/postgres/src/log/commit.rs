@@ -96,30 +96,39 @@ pub(super) async fn commit(
             .iter()
             .any(|i| matches!(i, Intent::ForgetUser { .. }))
     });
+    // The newest id goes with the (last) pipeline of writes: one round trip less.
+    let last_id = newest.map(|id| Sql {
+        statement: st.put_last_id.clone(),
+        params: params![id],
+    });
     let outcomes = if forgets {
         let mut outcomes = Vec::with_capacity(units.len());
-        for unit in units {
-            let mut one = apply(&tx, st, vec![unit], claimant.as_ref()).await?;
+        let count = units.len();
+        let mut last_id = last_id;
+        for (n, unit) in units.into_iter().enumerate() {
+            let extra = if n + 1 == count { last_id.take() } else { None };
+            let mut one = apply(&tx, st, vec![unit], claimant.as_ref(), extra).await?;
             outcomes.append(&mut one);
+        }
+        if let Some(last) = last_id {
+            pipeline(&tx, &[last]).await?;
         }
         outcomes
     } else {
-        apply(&tx, st, units, claimant.as_ref()).await?
+        apply(&tx, st, units, claimant.as_ref(), last_id).await?
     };
-    if let Some(id) = newest {
-        tx.execute(&st.put_last_id, &[&id]).await?;
-    }
     tx.commit().await?;
     Ok(outcomes)
 }
 
-/// Claims the cids of `units`, then writes the intents of those applied, then finds the acks
-/// of the duplicates.
+/// Claims the cids of `units`, then writes the intents of those applied (and `extra` after
+/// them), then finds the acks of the duplicates.
 async fn apply(
     tx: &Transaction<'_>,
     st: &Statements,
     units: Vec<Unit>,
     claimant: Option<&Claimant>,
+    extra: Option<Sql>,
 ) -> Result<Vec<UnitOutcome>, PgError> {
     let held = held_claims(tx, st, &units, claimant).await?;
     let claims: Vec<Sql> = units
@@ -154,6 +163,7 @@ async fn apply(
             stage(st, intent, claimant, &mut writes)?;
         }
     }
+    writes.extend(extra);
     pipeline(tx, &writes).await?;
     let lookups: Vec<Sql> = duplicates
         .iter()

@@ -2,12 +2,15 @@
 //! finished removal's tombstone), `skeletons` (the look-alike index), `purges` (removals
 //! whose clean-up is pending) and `meta` key `skeletons` (the index is complete).
 
+use std::collections::HashMap;
+
 use chatd_core::ports::accounts::{AccountChange, AccountRecord, AccountStore, RecordError};
 
 use super::{decode, encode, sql_limit, Records};
 use crate::error::PgError;
 
 const GET: &str = "SELECT record FROM accounts WHERE user_id = $1";
+const GET_MANY: &str = "SELECT user_id, record FROM accounts WHERE user_id = ANY($1)";
 const LIST: &str =
     "SELECT user_id, record FROM accounts WHERE user_id > $1 ORDER BY user_id LIMIT $2";
 const HOLDER: &str = "SELECT user_id FROM skeletons WHERE skeleton = $1";
@@ -41,6 +44,22 @@ impl AccountStore for PostgresAccounts {
                     decode(&row.try_get::<_, String>(0)?, &what).map(Some)
                 }
             }
+        })?)
+    }
+
+    fn get_many(&self, users: &[String]) -> Result<HashMap<String, AccountRecord>, RecordError> {
+        let users = users.to_vec();
+        Ok(self.records.call(|c| async move {
+            let mut s = c.reader().await?;
+            let st = s.statement(GET_MANY).await?;
+            let mut found = HashMap::with_capacity(users.len());
+            for row in s.client.query(&st, &[&users]).await? {
+                let user: String = row.try_get(0)?;
+                let what = format!("account record of {user}");
+                let record = decode(&row.try_get::<_, String>(1)?, &what)?;
+                found.insert(user, record);
+            }
+            Ok(found)
         })?)
     }
 

@@ -142,3 +142,29 @@ pub fn an_account_record_the_log_writes_is_read_here(ports: &Ports) {
     }]);
     assert_eq!(ports.accounts.get("bob").unwrap(), Some(tombstone));
 }
+
+/// `get_many` gives the records of the users that have one, live or removed, and nothing for
+/// the others.
+pub fn many_accounts_are_read_together(ports: &Ports) {
+    let a = &ports.accounts;
+    assert!(a.get_many(&[]).unwrap().is_empty());
+    create(ports, "bob", "$h1", "b0b");
+    create(ports, "carol", "$h2", "car0l");
+    let tombstone = AccountRecord {
+        removed: Some(9),
+        ..AccountRecord::default()
+    };
+    a.write(AccountChange::Remove {
+        user: "carol".into(),
+        tombstone: tombstone.clone(),
+    })
+    .unwrap();
+    let users: Vec<String> = ["bob", "carol", "dave", "bob"]
+        .iter()
+        .map(|u| u.to_string())
+        .collect();
+    let found = a.get_many(&users).unwrap();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found.get("bob"), Some(&live("$h1")));
+    assert_eq!(found.get("carol"), Some(&tombstone));
+}

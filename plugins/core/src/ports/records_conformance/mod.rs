@@ -91,6 +91,7 @@ macro_rules! accounts_conformance_tests {
             accounts_are_listed_in_id_order_and_paged,
             the_skeleton_index_is_marked_complete_and_keeps_earlier_holders,
             an_account_record_the_log_writes_is_read_here,
+            many_accounts_are_read_together,
         );
     };
 }
