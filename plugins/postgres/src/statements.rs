@@ -151,8 +151,9 @@ statements! {
     queue: "SELECT q.qid, q.receipt, m.payload, coalesce(q.message_id, q.qid) FROM queue q \
             LEFT JOIN messages m ON q.receipt IS NULL AND m.id = coalesce(q.message_id, q.qid) \
             WHERE q.user_id = $1 AND q.qid > $2 ORDER BY q.qid LIMIT $3",
-    /// A dequeue.
-    dequeue: "DELETE FROM queue WHERE user_id = $1 AND qid = $2",
+    /// Dequeues: the entries (`$1[i]`, `$2[i]`) go.
+    dequeue: "DELETE FROM queue WHERE (user_id, qid) IN \
+              (SELECT * FROM unnest($1::text[], $2::text[]))",
     /// One history entry.
     history_entry: "SELECT sender, recipients FROM history WHERE conversation = $1 AND id = $2",
     /// A user's summaries.

@@ -78,10 +78,12 @@ async fn pipeline(
     Ok(try_join_all(futures).await?)
 }
 
-/// Carries out `batch` in one durable transaction; one outcome per unit.
+/// Carries out `batch` in one durable transaction, with the `dequeues` (users, queue ids)
+/// waiting; one outcome per unit.
 pub(super) async fn commit(
     session: &mut Session,
     batch: LogBatch,
+    dequeues: (Vec<String>, Vec<String>),
 ) -> Result<Vec<UnitOutcome>, PgError> {
     let Session { client, st, .. } = session;
     let tx = client.transaction().await?;
@@ -96,22 +98,33 @@ pub(super) async fn commit(
             .iter()
             .any(|i| matches!(i, Intent::ForgetUser { .. }))
     });
-    // The newest id goes with the (last) pipeline of writes: one round trip less.
-    let last_id = newest.map(|id| Sql {
-        statement: st.put_last_id.clone(),
-        params: params![id],
-    });
+    // The newest id and the dequeues go with the (last) pipeline of writes: no round trip
+    // of their own.
+    let mut last_id: Vec<Sql> = newest
+        .map(|id| Sql {
+            statement: st.put_last_id.clone(),
+            params: params![id],
+        })
+        .into_iter()
+        .collect();
+    if !dequeues.0.is_empty() {
+        last_id.push(Sql {
+            statement: st.dequeue.clone(),
+            params: params![dequeues.0, dequeues.1],
+        });
+    }
     let outcomes = if forgets {
         let mut outcomes = Vec::with_capacity(units.len());
         let count = units.len();
         let mut last_id = last_id;
         for (n, unit) in units.into_iter().enumerate() {
-            let extra = if n + 1 == count { last_id.take() } else { None };
+            let extra = if n + 1 == count {
+                std::mem::take(&mut last_id)
+            } else {
+                Vec::new()
+            };
             let mut one = apply(&tx, st, vec![unit], claimant.as_ref(), extra).await?;
             outcomes.append(&mut one);
-        }
-        if let Some(last) = last_id {
-            pipeline(&tx, &[last]).await?;
         }
         outcomes
     } else {
@@ -128,7 +141,7 @@ async fn apply(
     st: &Statements,
     units: Vec<Unit>,
     claimant: Option<&Claimant>,
-    extra: Option<Sql>,
+    extra: Vec<Sql>,
 ) -> Result<Vec<UnitOutcome>, PgError> {
     let held = held_claims(tx, st, &units, claimant).await?;
     let claims: Vec<Sql> = units

@@ -8,8 +8,10 @@
 //! could be read (and delivered) and then lost in a crash, which the port forbids.
 //!
 //! Split by concern: `commit.rs` (intents to statements), `reads.rs`, `claims.rs` (fan-out
-//! leases, purges). The synchronous port reaches the async client through `crate::bridge`.
+//! leases, purges), `acked.rs` (dequeues that wait for the next batch). The synchronous port
+//! reaches the async client through `crate::bridge`.
 
+mod acked;
 mod claims;
 mod commit;
 mod reads;
@@ -28,6 +30,7 @@ use chatd_core::records::chat::{Status, Summary};
 use chatd_core::records::group::{Group, MemberRecord};
 use tokio::sync::MappedMutexGuard;
 
+use self::acked::Acked;
 use crate::bridge::Bridge;
 use crate::connect::{Connector, Role, Session, Slot};
 use crate::error::PgError;
@@ -54,10 +57,8 @@ impl Default for Options {
 /// What the calls on the adapter's runtime share.
 struct Inner {
     connector: Connector,
-    /// Batches, fan-out claims and purges.
+    /// Batches (dequeues included), fan-out claims and purges.
     writer: Slot,
-    /// Dequeues.
-    acker: Slot,
     /// Reads.
     readers: Vec<Slot>,
     /// The reader the next read takes.
@@ -87,6 +88,8 @@ pub struct PostgresLog {
     bridge: Arc<Bridge>,
     /// Set when a commit failed, cleared when one (or a recovery) succeeds.
     failing: AtomicBool,
+    /// Dequeues waiting for the next batch.
+    acked: Acked,
 }
 
 /// Creates or upgrades the schema of the database at `url`; the version found before.
@@ -118,7 +121,6 @@ impl PostgresLog {
         let inner = Arc::new(Inner {
             connector,
             writer: Slot::new(Role::Durable),
-            acker: Slot::new(Role::Lazy),
             readers: (0..options.readers.max(1))
                 .map(|_| Slot::new(Role::Durable))
                 .collect(),
@@ -128,6 +130,7 @@ impl PostgresLog {
             inner,
             bridge,
             failing: AtomicBool::new(false),
+            acked: Acked::default(),
         };
         log.call(|inner| async move { inner.writer().await.map(drop) })?;
         Ok(log)
@@ -146,11 +149,16 @@ impl PostgresLog {
 
 impl MessageLog for PostgresLog {
     fn commit(&self, batch: LogBatch) -> Result<Vec<UnitOutcome>, RecordError> {
+        let (users, qids) = self.acked.take();
+        let dequeues = (users.clone(), qids.clone());
         let result = self.call(|inner| async move {
             let mut session = inner.writer().await?;
-            commit::commit(&mut session, batch).await
+            commit::commit(&mut session, batch, dequeues).await
         });
         self.failing.store(result.is_err(), Ordering::Relaxed);
+        if result.is_ok() {
+            self.acked.done(&users, &qids);
+        }
         Ok(result?)
     }
 
@@ -191,24 +199,24 @@ impl MessageLog for PostgresLog {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let (user, after) = (user.to_string(), after.unwrap_or_default().to_string());
-        Ok(self.call(|inner| async move {
-            reads::queue(&*inner.reader().await?, &user, &after, limit).await
-        })?)
+        // Acknowledged entries not deleted yet are skipped: those waiting before the read
+        // (which it may still find) and those added during it. Asking for as many more rows as
+        // wait keeps a page full.
+        let before = self.acked.of(user);
+        let ask = limit.saturating_add(before.len());
+        let (owner, after) = (user.to_string(), after.unwrap_or_default().to_string());
+        let mut items = self.call(|inner| async move {
+            reads::queue(&*inner.reader().await?, &owner, &after, ask).await
+        })?;
+        let during = self.acked.of(user);
+        items.retain(|i| !before.contains(&i.qid) && !during.contains(&i.qid));
+        items.truncate(limit);
+        Ok(items)
     }
 
     fn dequeue(&self, user: &str, qid: &str) -> Result<bool, RecordError> {
-        let (user, qid) = (user.to_string(), qid.to_string());
-        self.call(|inner| async move {
-            let session = inner.acker.session(&inner.connector).await?;
-            session
-                .client
-                .execute(&session.st.dequeue, &[&user, &qid])
-                .await?;
-            Ok(())
-        })?;
-        // Done already: the committer has nothing to do for it.
-        Ok(false)
+        // The next batch deletes it (see `acked.rs`); true asks the committer for one soon.
+        Ok(self.acked.add(user, qid))
     }
 
     fn history(
