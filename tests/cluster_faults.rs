@@ -167,6 +167,37 @@ async fn connect_any(
     }
 }
 
+/// When node 2 was killed, and how long after it each sender that lost its node had a send
+/// acknowledged again (printed by the test: a figure for `docs/benchmarks.md`, not a check).
+#[derive(Default)]
+struct Recovery {
+    killed: std::sync::OnceLock<Instant>,
+    after: std::sync::Mutex<Vec<Duration>>,
+}
+
+impl Recovery {
+    fn served_again(&self) {
+        if let Some(killed) = self.killed.get() {
+            let mut after = self.after.lock().unwrap_or_else(|p| p.into_inner());
+            after.push(killed.elapsed());
+        }
+    }
+
+    fn report(&self) {
+        let mut after = self.after.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        after.sort();
+        if let (Some(first), Some(last)) = (after.first(), after.last()) {
+            eprintln!(
+                "senders served again after the kill: n {} first {:?} median {:?} last {:?}",
+                after.len(),
+                first,
+                after[after.len() / 2],
+                last
+            );
+        }
+    }
+}
+
 /// Sender `i` sends `n` messages to its receiver, one at a time; on a lost connection it
 /// reconnects to another node and sends the unacknowledged one again with its `cid`. The ids
 /// of the acks, in order.
@@ -176,12 +207,14 @@ async fn sender(
     n: usize,
     acked: Arc<AtomicUsize>,
     moved: Arc<AtomicUsize>,
+    recovery: Arc<Recovery>,
 ) -> Vec<String> {
     let (me, to) = (format!("s{i:03}"), format!("r{i:03}"));
     let topics = [format!("user/{me}/ack")];
     let (mut at, mut c) = connect_any(&nodes, i, &format!("{me}:phone"), &me, &topics).await;
     let mut ids = Vec::with_capacity(n);
     let deadline = Instant::now() + Duration::from_secs(180);
+    let mut lost = false;
     for k in 0..n {
         let cid = format!("{me}-{k}");
         let msg = json!({"cid": cid, "to": to, "type": "text", "text": format!("{me}-{k}")});
@@ -205,6 +238,9 @@ async fn sender(
             };
             match ack {
                 Ok(ack) if ack["status"] == "sent" => {
+                    if std::mem::take(&mut lost) {
+                        recovery.served_again();
+                    }
                     ids.push(ack["id"].as_str().unwrap_or_default().to_string());
                     acked.fetch_add(1, Ordering::Relaxed);
                     break;
@@ -217,6 +253,7 @@ async fn sender(
                 Err(_) => {
                     // Its node is gone (or slow): another one.
                     moved.fetch_add(1, Ordering::Relaxed);
+                    lost = true;
                     (at, c) =
                         connect_any(&nodes, at + 1, &format!("{me}:phone"), &me, &topics).await;
                 }
@@ -303,6 +340,7 @@ async fn a_node_killed_under_load_loses_nothing_acknowledged() {
 
     let acked = Arc::new(AtomicUsize::new(0));
     let moved = Arc::new(AtomicUsize::new(0));
+    let recovery = Arc::new(Recovery::default());
     let mut receivers = Vec::new();
     let mut wants = Vec::new();
     for i in 0..PAIRS {
@@ -316,7 +354,10 @@ async fn a_node_killed_under_load_loses_nothing_acknowledged() {
         )));
     }
     let senders: Vec<_> = (0..PAIRS)
-        .map(|i| tokio::spawn(sender(nodes.clone(), i, EACH, acked.clone(), moved.clone())))
+        .map(|i| {
+            let (acked, moved, recovery) = (acked.clone(), moved.clone(), recovery.clone());
+            tokio::spawn(sender(nodes.clone(), i, EACH, acked, moved, recovery))
+        })
         .collect();
     // A third of the messages acknowledged: node 2 is lost, with a third of the clients.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -326,6 +367,7 @@ async fn a_node_killed_under_load_loses_nothing_acknowledged() {
     }
     two.kill9();
     let killed = Instant::now();
+    let _ = recovery.killed.set(killed);
     assert_eq!(presence_of(&mut watcher, "idle").await, "offline");
     assert!(
         killed.elapsed() < Duration::from_secs(15),
@@ -339,6 +381,7 @@ async fn a_node_killed_under_load_loses_nothing_acknowledged() {
         let _ = wants[i].set(ids.clone());
         sent.push(ids);
     }
+    recovery.report();
     for (i, r) in receivers.into_iter().enumerate() {
         let got = r.await.expect("receiver");
         // Redeliveries keep their id and text.
