@@ -307,6 +307,10 @@ pub struct GroupArgs {
     /// Members connected during the run (the first ones); default: all
     #[arg(long)]
     pub online: Option<u32>,
+    /// More MQTT listeners (other nodes of a cluster), host:port, comma-separated: member `i`
+    /// connects to listener `i mod n` of the main one and these, so the fan-out crosses nodes
+    #[arg(long, value_name = "HOST:PORT,…", value_delimiter = ',')]
+    pub members_mqtt: Vec<String>,
     /// Members sending group messages (the first ones; each sends --messages)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub senders: u32,

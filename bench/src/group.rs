@@ -115,8 +115,13 @@ pub async fn run(args: &GroupArgs, deadline: Instant) -> Result<GroupReport> {
         arrivals: arrivals.clone(),
     };
     let max_payload = payload + EVENT_ROOM;
-    let spec = |user: &str, topic: &str, inflight: usize| ClientSpec {
-        endpoint: endpoint.clone(),
+    // Members spread over the main listener and `--members-mqtt`, round robin.
+    let mut listeners = vec![endpoint.clone()];
+    for addr in &args.members_mqtt {
+        listeners.push(Endpoint::parse(addr)?);
+    }
+    let spec_on = |user: &str, topic: &str, inflight: usize, at: &Endpoint| ClientSpec {
+        endpoint: at.clone(),
         client_id: format!("{user}:bench"),
         credentials: Some((user.to_string(), args.chatd.password.clone())),
         subscribe: vec![format!("user/{user}/{topic}")],
@@ -124,6 +129,7 @@ pub async fn run(args: &GroupArgs, deadline: Instant) -> Result<GroupReport> {
         max_payload,
         nodelay: !load.nagle,
     };
+    let spec = |user: &str, topic: &str, inflight: usize| spec_on(user, topic, inflight, &endpoint);
     eprintln!(
         "connecting {} members and {} pair clients to {endpoint}",
         plan.online,
@@ -135,7 +141,8 @@ pub async fn run(args: &GroupArgs, deadline: Instant) -> Result<GroupReport> {
         // while (chatd checks every password), longer than the keep-alive.
         let members = roster.members[..plan.online]
             .iter()
-            .map(|u| spec(u, "#", inflight))
+            .enumerate()
+            .map(|(i, u)| spec_on(u, "#", inflight, &listeners[i % listeners.len()]))
             .collect();
         let tasks = mqtt::connect_all_then(members, |i, conn| {
             if let Some(slot) = sender_clients.get_mut(i) {
