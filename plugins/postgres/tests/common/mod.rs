@@ -372,24 +372,13 @@ fn url(port: u16, database: &str) -> String {
     format!("postgres://chatd@127.0.0.1:{port}/{database}")
 }
 
-/// Runs `sql` on the database at `url`.
+/// Runs `sql` (one or more statements) on the database at `url`.
 pub fn admin(url: &str, sql: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .expect("connect to the test server");
-        let driver = tokio::spawn(connection);
-        client.batch_execute(sql).await.expect("admin statement");
-        drop(client);
-        let _ = driver.await;
-    });
+    texts(url, sql);
 }
 
-/// The rows of `sql` on the database at `url`, each as text columns (`NULL` as "").
+/// The rows of `sql` (one or more statements) on the database at `url`, each as text columns
+/// (`NULL` as "").
 pub fn texts(url: &str, sql: &str) -> Vec<Vec<String>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
