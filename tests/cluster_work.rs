@@ -16,32 +16,6 @@ use support::cluster_kit::*;
 use support::push_kit;
 use support::*;
 
-/// Creates group `name` of `me` with `members`; its id.
-async fn create_group(c: &mut Client, me: &str, name: &str, members: &[String]) -> String {
-    let r = rpc_ok(
-        c,
-        me,
-        json!({"op": "group.create", "name": name, "members": members}),
-    )
-    .await;
-    r["group"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no group id: {r}"))
-        .to_string()
-}
-
-/// Sends `text` to `group`; the message id.
-async fn group_send(c: &mut Client, me: &str, group: &str, text: &str) -> String {
-    let ack = c
-        .send_json(
-            me,
-            &json!({"cid": unique("c"), "group": group, "type": "text", "text": text}),
-        )
-        .await;
-    assert_eq!(ack["status"], "sent", "{ack}");
-    ack["id"].as_str().unwrap_or_default().to_string()
-}
-
 /// The next `n` group messages (not events) in `c`'s inbox, as (id, text).
 async fn group_messages(c: &mut Client, user: &str, n: usize) -> Vec<(String, String)> {
     let mut got = Vec::with_capacity(n);
@@ -81,7 +55,7 @@ async fn a_group_on_three_nodes_gets_each_message_once_in_order() {
             ("carol", &mut carol),
         ] {
             let text = format!("{who}-{round}");
-            sent.push((group_send(c, who, &g, &text).await, text));
+            sent.push((group_sent_id(c, who, &g, &text).await, text));
         }
     }
     let from = |me: &str| -> Vec<(String, String)> {
@@ -173,7 +147,7 @@ async fn a_fanout_outlives_its_node(loss: Loss) {
     let g = create_group(&mut alice, "alice", "big", &members).await;
     let mut ids = Vec::new();
     for i in 0..20 {
-        ids.push(group_send(&mut alice, "alice", &g, &format!("g{i}")).await);
+        ids.push(group_sent_id(&mut alice, "alice", &g, &format!("g{i}")).await);
     }
     match loss {
         Loss::Killed => one.kill9(),

@@ -44,18 +44,6 @@ async fn create(c: &mut Client, me: &str, members: &[&str]) -> String {
     r["group"].as_str().expect("group id").to_string()
 }
 
-/// Sends a group text and returns its id (the ack must say `sent`).
-async fn sent_id(c: &mut Client, me: &str, group: &str, text: &str) -> String {
-    let ack = c
-        .send_json(
-            me,
-            &json!({"cid": unique("c"), "group": group, "type": "text", "text": text}),
-        )
-        .await;
-    assert_eq!(ack["status"], "sent", "{ack}");
-    ack["id"].as_str().unwrap().to_string()
-}
-
 /// Ids of `me`'s group history (newest 100).
 async fn history_ids(c: &mut Client, me: &str, group: &str) -> Vec<String> {
     let page = ok(
@@ -90,7 +78,7 @@ async fn a_message_to_a_group_of_one_is_readable_once_acknowledged() {
     let mut phone = online(&s, "alice:phone", "alice").await;
     let mut laptop = online(&s, "alice:laptop", "alice").await;
     let g = create(&mut phone, "alice", &[]).await;
-    let id = sent_id(&mut phone, "alice", &g, "note to self").await;
+    let id = group_sent_id(&mut phone, "alice", &g, "note to self").await;
     let copy = laptop
         .next_where("user/alice/inbox", "id", &json!(id))
         .await;
@@ -123,7 +111,7 @@ async fn a_member_added_back_keeps_what_they_had_not_read() {
     let mut alice = online(&s, "alice", "alice").await;
     let mut bob = online(&s, "bob", "bob").await;
     let g = create(&mut alice, "alice", &["bob"]).await;
-    let first = sent_id(&mut alice, "alice", &g, "first").await;
+    let first = group_sent_id(&mut alice, "alice", &g, "first").await;
     assert_eq!(unread(&mut bob, "bob", &g).await, 1);
 
     ok(
@@ -132,7 +120,7 @@ async fn a_member_added_back_keeps_what_they_had_not_read() {
         json!({"op": "group.remove", "group": g, "users": ["bob"]}),
     )
     .await;
-    sent_id(&mut alice, "alice", &g, "while bob is away").await;
+    group_sent_id(&mut alice, "alice", &g, "while bob is away").await;
     assert_eq!(unread(&mut bob, "bob", &g).await, 1);
     ok(
         &mut alice,
@@ -144,7 +132,7 @@ async fn a_member_added_back_keeps_what_they_had_not_read() {
     assert_eq!(unread(&mut bob, "bob", &g).await, 1);
     assert!(history_ids(&mut bob, "bob", &g).await.contains(&first));
 
-    let second = sent_id(&mut alice, "alice", &g, "welcome back").await;
+    let second = group_sent_id(&mut alice, "alice", &g, "welcome back").await;
     assert_eq!(unread(&mut bob, "bob", &g).await, 2);
     bob.next_where("user/bob/inbox", "id", &json!(second)).await;
     bob.publish_json(
@@ -165,7 +153,7 @@ async fn group_info_for_a_message_gives_receipts_and_status_like_history() {
     let mut alice = online(&s, "alice", "alice").await;
     let mut bob = online(&s, "bob", "bob").await;
     let g = create(&mut alice, "alice", &["bob", "carol"]).await;
-    let id = sent_id(&mut alice, "alice", &g, "hi").await;
+    let id = group_sent_id(&mut alice, "alice", &g, "hi").await;
     bob.next_where("user/bob/inbox", "id", &json!(id)).await;
     bob.publish_json("chat/bob/receipt", &json!({"ids": [id], "status": "read"}))
         .await;
@@ -304,7 +292,7 @@ async fn a_group_message_wakes_an_offline_member() {
     let mut alice = online(&s, "alice", "alice").await;
     let mut carol = online(&s, "carol", "carol").await;
     let g = create(&mut alice, "alice", &["bob", "carol"]).await;
-    let id = sent_id(&mut alice, "alice", &g, "lunch?").await;
+    let id = group_sent_id(&mut alice, "alice", &g, "lunch?").await;
     carol.next_where("user/carol/inbox", "id", &json!(id)).await;
 
     let pushes = fcm.wait_pushes(1).await;

@@ -33,19 +33,6 @@ async fn refused(c: &mut Client, me: &str, mut req: Value, code: &str, needle: &
     assert!(message.contains(needle), "{req} -> {r}");
 }
 
-async fn create(c: &mut Client, me: &str, name: &str, members: &[&str]) -> String {
-    let r = ok(
-        c,
-        me,
-        json!({"op": "group.create", "name": name, "members": members}),
-    )
-    .await;
-    r["group"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no group id: {r}"))
-        .to_string()
-}
-
 /// The next group event of `kind` in `me`'s inbox.
 async fn event(c: &mut Client, me: &str, kind: &str) -> Value {
     let e = c
@@ -61,12 +48,6 @@ async fn group_send(c: &mut Client, me: &str, group: &str, text: &str) -> Value 
         &json!({"cid": unique("c"), "group": group, "type": "text", "text": text}),
     )
     .await
-}
-
-async fn sent_id(c: &mut Client, me: &str, group: &str, text: &str) -> String {
-    let ack = group_send(c, me, group, text).await;
-    assert_eq!(ack["status"], "sent", "{ack}");
-    ack["id"].as_str().unwrap().to_string()
 }
 
 /// Takes whatever is buffered or arrives within a moment on `topic`, so a later
@@ -128,7 +109,7 @@ async fn membership_requests_with_admin_checks_and_events() {
     let mut carol = online(&s, "carol", "carol").await;
     let mut dave = online(&s, "dave", "dave").await;
 
-    let g = create(&mut alice, "alice", "Team", &["bob"]).await;
+    let g = create_group(&mut alice, "alice", "Team", &["bob"]).await;
     assert!(g.starts_with("g_"), "{g}");
     let e = event(&mut bob, "bob", "member_added").await;
     assert_eq!(e["group"], g.as_str(), "{e}");
@@ -307,7 +288,7 @@ async fn last_admin_leaving_promotes_the_longest_standing_and_an_empty_group_clo
     let mut bob = online(&s, "bob", "bob").await;
     let mut carol = online(&s, "carol", "carol").await;
     // carol joins first (at creation), bob later: carol has been a member longest.
-    let g = create(&mut alice, "alice", "G", &["carol"]).await;
+    let g = create_group(&mut alice, "alice", "G", &["carol"]).await;
     ok(
         &mut alice,
         "alice",
@@ -355,10 +336,10 @@ async fn fan_out_to_online_and_offline_members_on_several_devices() {
     let mut bob_laptop = online(&s, "bob:laptop", "bob").await;
     let mut dave = online(&s, "dave", "dave").await;
     // carol is offline throughout the sends.
-    let g = create(&mut alice_phone, "alice", "G", &["bob", "carol"]).await;
+    let g = create_group(&mut alice_phone, "alice", "G", &["bob", "carol"]).await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(sent_id(&mut alice_phone, "alice", &g, &format!("m{i}")).await);
+        ids.push(group_sent_id(&mut alice_phone, "alice", &g, &format!("m{i}")).await);
     }
     for (c, who) in [
         (&mut bob_phone, "bob:phone"),
@@ -409,15 +390,15 @@ async fn removed_members_get_nothing_new_and_history_follows_membership() {
     let mut alice = online(&s, "alice", "alice").await;
     let mut bob = online(&s, "bob", "bob").await;
     let mut carol = online(&s, "carol", "carol").await;
-    let g = create(&mut alice, "alice", "G", &["bob"]).await;
-    sent_id(&mut alice, "alice", &g, "before carol").await;
+    let g = create_group(&mut alice, "alice", "G", &["bob"]).await;
+    group_sent_id(&mut alice, "alice", &g, "before carol").await;
     ok(
         &mut alice,
         "alice",
         json!({"op": "group.add", "group": g, "users": ["carol"]}),
     )
     .await;
-    let both = sent_id(&mut alice, "alice", &g, "with carol").await;
+    let both = group_sent_id(&mut alice, "alice", &g, "with carol").await;
     ok(
         &mut alice,
         "alice",
@@ -426,7 +407,7 @@ async fn removed_members_get_nothing_new_and_history_follows_membership() {
     .await;
     event(&mut bob, "bob", "member_removed").await;
     drain(&mut bob, "user/bob/inbox").await;
-    let after = sent_id(&mut alice, "alice", &g, "after bob").await;
+    let after = group_sent_id(&mut alice, "alice", &g, "after bob").await;
     carol
         .next_where("user/carol/inbox", "id", &json!(after))
         .await;
@@ -499,9 +480,9 @@ async fn per_member_receipts_reach_the_sender_and_show_in_history_and_info() {
     let mut bob = online(&s, "bob", "bob").await;
     let mut carol = online(&s, "carol", "carol").await;
     let mut dave = online(&s, "dave", "dave").await;
-    let g = create(&mut alice, "alice", "G", &["bob", "carol"]).await;
-    let id = sent_id(&mut alice, "alice", &g, "hello all").await;
-    let id2 = sent_id(&mut alice, "alice", &g, "second").await;
+    let g = create_group(&mut alice, "alice", "G", &["bob", "carol"]).await;
+    let id = group_sent_id(&mut alice, "alice", &g, "hello all").await;
+    let id2 = group_sent_id(&mut alice, "alice", &g, "second").await;
     bob.next_where("user/bob/inbox", "id", &json!(id2)).await;
 
     let conv = ok(&mut carol, "carol", json!({"op": "conversations"})).await;
@@ -624,7 +605,7 @@ async fn the_member_limit_refuses_and_changes_nothing() {
         "at most 3",
     )
     .await;
-    let g = create(&mut alice, "alice", "small", &["bob", "carol"]).await;
+    let g = create_group(&mut alice, "alice", "small", &["bob", "carol"]).await;
     refused(
         &mut alice,
         "alice",
@@ -660,7 +641,7 @@ async fn group_typing_goes_to_the_other_members_only() {
     let mut bob = online(&s, "bob", "bob").await;
     let mut carol = online(&s, "carol", "carol").await;
     let mut dave = online(&s, "dave", "dave").await;
-    let g = create(&mut alice, "alice", "G", &["bob", "carol"]).await;
+    let g = create_group(&mut alice, "alice", "G", &["bob", "carol"]).await;
     alice
         .publish_json("chat/alice/typing", &json!({"group": g}))
         .await;
@@ -721,7 +702,7 @@ async fn a_group_of_1024_members() {
     // Created with some members, the rest added in chunks (a request is at most 16 KiB).
     let mut first: Vec<&str> = vec!["bob"];
     first.extend(others[..500].iter().map(String::as_str));
-    let g = create(&mut alice, "alice", "everyone", &first).await;
+    let g = create_group(&mut alice, "alice", "everyone", &first).await;
     for chunk in others[500..].chunks(300) {
         ok(
             &mut alice,
@@ -740,7 +721,7 @@ async fn a_group_of_1024_members() {
     )
     .await;
 
-    let id = sent_id(&mut alice, "alice", &g, "hello 1024").await;
+    let id = group_sent_id(&mut alice, "alice", &g, "hello 1024").await;
     bob.next_where("user/bob/inbox", "id", &json!(id)).await;
     // An offline member, chosen from the last chunk, gets it from their queue.
     let late = &others[1021];
@@ -762,19 +743,19 @@ async fn a_group_of_1024_members() {
 async fn groups_and_queued_group_messages_survive_restarts_and_kill9() {
     let mut s = server_with(&["alice", "bob", "carol"], "");
     let mut alice = online(&s, "alice", "alice").await;
-    let g = create(&mut alice, "alice", "durable", &["bob", "carol"]).await;
+    let g = create_group(&mut alice, "alice", "durable", &["bob", "carol"]).await;
     ok(
         &mut alice,
         "alice",
         json!({"op": "group.promote", "group": g, "users": ["bob"]}),
     )
     .await;
-    let first = sent_id(&mut alice, "alice", &g, "before restart").await;
+    let first = group_sent_id(&mut alice, "alice", &g, "before restart").await;
     drop(alice);
     s.stop();
     s.restart();
     let mut alice = online(&s, "alice", "alice").await;
-    let second = sent_id(&mut alice, "alice", &g, "before kill").await;
+    let second = group_sent_id(&mut alice, "alice", &g, "before kill").await;
     drop(alice);
     s.kill9();
     s.restart();
@@ -815,11 +796,11 @@ async fn a_group_fans_out_in_slices_in_order_and_resumes_after_kill9() {
     let mut dave = online(&s, "dave", "dave").await;
     let mut members: Vec<&str> = vec!["bob", "zed"];
     members.extend(others.iter().map(String::as_str));
-    let g = create(&mut alice, "alice", "sliced", &members).await;
+    let g = create_group(&mut alice, "alice", "sliced", &members).await;
 
     let mut ids = Vec::new();
     for i in 0..3 {
-        ids.push(sent_id(&mut alice, "alice", &g, &format!("g{i}")).await);
+        ids.push(group_sent_id(&mut alice, "alice", &g, &format!("g{i}")).await);
     }
     // A 1:1 message sent behind three unfinished fan-outs is not held up by them.
     let ack = alice.send("alice", "dave", "d1", "direct").await;

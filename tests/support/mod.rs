@@ -96,6 +96,39 @@ pub async fn rpc_ok(c: &mut Client, me: &str, mut req: Value) -> Value {
     r["result"].clone()
 }
 
+/// Creates group `name` of `me` with `members` (`me` must be subscribed to `user/{me}/rpc`);
+/// its id.
+pub async fn create_group(
+    c: &mut Client,
+    me: &str,
+    name: &str,
+    members: &[impl AsRef<str>],
+) -> String {
+    let members: Vec<&str> = members.iter().map(AsRef::as_ref).collect();
+    let r = rpc_ok(
+        c,
+        me,
+        json!({"op": "group.create", "name": name, "members": members}),
+    )
+    .await;
+    r["group"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no group id: {r}"))
+        .to_string()
+}
+
+/// Sends a group text from `me` and returns its id (the ack must say `sent`).
+pub async fn group_sent_id(c: &mut Client, me: &str, group: &str, text: &str) -> String {
+    let ack = c
+        .send_json(
+            me,
+            &json!({"cid": unique("c"), "group": group, "type": "text", "text": text}),
+        )
+        .await;
+    assert_eq!(ack["status"], "sent", "{ack}");
+    ack["id"].as_str().unwrap_or_default().to_string()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Server
 // ---------------------------------------------------------------------------------------------
