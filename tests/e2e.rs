@@ -36,6 +36,7 @@ mod media;
 mod media_dedup;
 mod messaging;
 mod offline;
+mod persistent_sessions;
 mod presence;
 mod presence_fanout;
 mod push;

@@ -75,6 +75,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     body.push_str(&crate::push::render_metrics(&push));
     body.push_str(&shared.presence_relay.render_metrics());
     body.push_str(&shared.hub.render_metrics());
+    body.push_str(&shared.kept.render_metrics());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
@@ -232,6 +233,8 @@ async fn remove_user(
     if !shared.hub.wait_gone(&id, SESSIONS_END).await {
         tracing::warn!(user = %id, "sessions of a removed user did not end in time");
     }
+    // Their kept MQTT sessions go with them (the store's records go with the account's).
+    shared.kept.forget_user(&id);
     let chat = shared.chat.clone();
     let user = id.clone();
     match tokio::task::spawn_blocking(move || chat.purge_account(&user)).await {

@@ -368,6 +368,19 @@ impl Hub {
         remove_from_user(&mut inner, entry);
     }
 
+    /// Stops the session registered for `client_id` because a new connection takes it over;
+    /// false when none is registered (yet).
+    pub fn stop_client(&self, client_id: &str) -> bool {
+        let session = self.lock().by_client.get(client_id).cloned();
+        match session {
+            Some(s) => {
+                s.stop_with(StopReason::TakenOver);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Stops every session of `user` (account removed or password changed).
     pub fn kick_user(&self, user: &str) {
         let sessions: Vec<_> = {

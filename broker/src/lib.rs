@@ -14,6 +14,7 @@ mod handshake_gate;
 mod http;
 mod http_serve;
 mod hub;
+mod kept;
 mod listeners;
 mod login_limit;
 mod mailbox;

@@ -44,6 +44,9 @@ pub struct Metrics {
     pub writes_rate_limited_total: AtomicU64,
     /// CONNECTs refused because the user had `limits.max_sessions_per_user` connections.
     pub sessions_quota_refused_total: AtomicU64,
+    /// Persistent sessions not kept because `limits.max_kept_sessions` was reached (3.1.1
+    /// CONNECTs refused, 5.0 ones told Session Expiry 0).
+    pub kept_sessions_refused_total: AtomicU64,
     /// HTTP connections closed at once because the listener or their source address was full.
     pub http_refused_total: AtomicU64,
     /// HTTP connections closed by the header or idle timeout.
@@ -173,6 +176,12 @@ impl Metrics {
             "counter",
             "CONNECTs refused because the user had limits.max_sessions_per_user connections.",
             get(&self.sessions_quota_refused_total),
+        );
+        line(
+            "chatd_kept_sessions_refused_total",
+            "counter",
+            "Persistent MQTT sessions not kept because limits.max_kept_sessions was reached.",
+            get(&self.kept_sessions_refused_total),
         );
         line(
             "chatd_http_connections_refused_total",

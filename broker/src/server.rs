@@ -31,6 +31,7 @@ use crate::handshake_gate::HandshakeGate;
 use crate::http;
 use crate::http_serve::{self, HttpLimits};
 use crate::hub::Hub;
+use crate::kept::{KeepLimits, Keeper};
 use crate::listeners::{accept_loop, Framing};
 use crate::login_limit::{LoginLimitConfig, LoginLimiter};
 use crate::media;
@@ -196,12 +197,28 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let media = media::open(&config, stores.media.clone(), http_addr).await?;
     chat.set_media_gate(media.clone());
     let rpc = rpc_router(&chat, &media, &presence, push.as_ref())?;
+    let kept = Arc::new(
+        Keeper::open(
+            stores.sessions.clone(),
+            KeepLimits {
+                max_expiry_secs: config.limits.max_session_expiry_secs,
+                per_user: config.limits.max_kept_sessions_per_user,
+                total: config.limits.max_kept_sessions,
+            },
+            config.cluster.is_cluster(),
+        )
+        .context("cannot read the kept MQTT sessions")?,
+    );
+    // Stopped after the sessions ended, so that their last states are written.
+    let keeper_stop = CancellationToken::new();
+    kept.start(keeper_stop.clone());
     let shared = Arc::new(Shared {
         limits: config.limits.clone(),
         chat: chat.clone(),
         accounts,
         jwt,
         hub: hub.clone(),
+        kept: kept.clone(),
         cluster: config.cluster.is_cluster(),
         bus,
         presence,
@@ -282,6 +299,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .is_err()
     {
         warn!("some sessions did not end within {SESSION_GRACE:?}");
+    }
+    keeper_stop.cancel();
+    if !kept.drained(SESSION_GRACE).await {
+        warn!("some MQTT sessions were not saved within {SESSION_GRACE:?}");
     }
     conn_cache.close().await;
     tokio::task::spawn_blocking(move || chat.close()).await?;

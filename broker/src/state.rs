@@ -18,6 +18,7 @@ use crate::config::LimitsConfig;
 use crate::conncache::ConnectionCache;
 use crate::handshake_gate::HandshakeGate;
 use crate::hub::{Hub, SessionEntry};
+use crate::kept::Keeper;
 use crate::login_limit::LoginLimiter;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
@@ -37,6 +38,9 @@ pub struct Shared {
     pub jwt: JwtVerifier,
     /// Connected sessions.
     pub hub: Arc<Hub>,
+    /// Persistent MQTT sessions (subscriptions and unacknowledged messages between
+    /// connections).
+    pub kept: Arc<Keeper>,
     /// True on a node of a cluster: other nodes write to this node's users' queues, so a
     /// session that lags reads its queue from the start (`session::inbox`).
     pub cluster: bool,

@@ -10,11 +10,13 @@ use chatd_core::ports::log::MessageLog;
 use chatd_core::ports::media::MediaRecords;
 use chatd_core::ports::presence::LastSeenStore;
 use chatd_core::ports::push::{PushJobs, PushTokens};
+use chatd_core::ports::sessions::SessionStore;
 use chatd_embedded::accounts::EmbeddedAccounts;
 use chatd_embedded::log::EmbeddedLog;
 use chatd_embedded::media::EmbeddedMedia;
 use chatd_embedded::presence::EmbeddedLastSeen;
 use chatd_embedded::push::EmbeddedPush;
+use chatd_embedded::sessions::EmbeddedSessions;
 use chatd_kv::{GuardedStore, KvStore, StoreError, StoreHealth};
 use chatd_postgres::PostgresStore;
 
@@ -35,6 +37,8 @@ pub struct Stores {
     pub push_jobs: Arc<dyn PushJobs>,
     /// Push device tokens.
     pub push_tokens: Arc<dyn PushTokens>,
+    /// Kept (persistent) MQTT sessions.
+    pub sessions: Arc<dyn SessionStore>,
     /// Whether the store takes durable writes (for `/healthz` and `/metrics`).
     pub health: Arc<StoreHealth>,
 }
@@ -72,7 +76,8 @@ pub fn on_embedded(store: Arc<dyn KvStore>, health: Arc<StoreHealth>) -> Result<
         accounts: Arc::new(EmbeddedAccounts::new(store.clone())),
         log: Arc::new(EmbeddedLog::open(store.clone()).context("cannot open the message log")?),
         last_seen: Arc::new(EmbeddedLastSeen::new(store.clone())),
-        media: Arc::new(EmbeddedMedia::new(store)),
+        media: Arc::new(EmbeddedMedia::new(store.clone())),
+        sessions: Arc::new(EmbeddedSessions::new(store)),
         push_jobs: push.clone(),
         push_tokens: push,
         health,
@@ -107,6 +112,7 @@ fn postgres(config: &Config) -> Result<Stores> {
         log: Arc::new(store.log().context("cannot open the message log")?),
         last_seen: Arc::new(store.last_seen()),
         media: Arc::new(store.media()),
+        sessions: Arc::new(store.sessions()),
         push_jobs: push.clone(),
         push_tokens: push,
         health: Arc::new(StoreHealth::default()),

@@ -93,6 +93,8 @@ pub struct Connect {
     pub will: Option<(String, Vec<u8>)>,
     /// MQTT 5 CONNECT properties, already encoded (without their length).
     pub properties: Vec<u8>,
+    /// MQTT 5 will properties, already encoded (without their length).
+    pub will_properties: Vec<u8>,
 }
 
 impl Connect {
@@ -108,7 +110,28 @@ impl Connect {
             clean: true,
             will: None,
             properties: Vec::new(),
+            will_properties: Vec::new(),
         }
+    }
+
+    /// Clean Start (5.0) / CleanSession (3.1.1).
+    pub fn clean(mut self, clean: bool) -> Connect {
+        self.clean = clean;
+        self
+    }
+
+    /// MQTT 5 Session Expiry Interval, seconds.
+    pub fn session_expiry(mut self, secs: u32) -> Connect {
+        self.properties.push(0x11);
+        self.properties.extend(secs.to_be_bytes());
+        self
+    }
+
+    /// MQTT 5 Will Delay Interval, seconds (a will property).
+    pub fn will_delay(mut self, secs: u32) -> Connect {
+        self.will_properties.push(0x18);
+        self.will_properties.extend(secs.to_be_bytes());
+        self
     }
 
     /// MQTT 5 Receive Maximum: QoS 1 publishes the client takes unacknowledged.
@@ -166,7 +189,8 @@ impl Connect {
         body.extend(string(&self.client_id));
         if let Some((topic, payload)) = &self.will {
             if v5 {
-                body.push(0); // no will properties
+                body.extend(varint(self.will_properties.len()));
+                body.extend_from_slice(&self.will_properties);
             }
             body.extend(string(topic));
             body.extend(bin(payload));
@@ -297,6 +321,40 @@ impl Packet {
     pub fn connack_code(&self) -> u8 {
         assert_eq!(self.kind(), CONNACK, "expected CONNACK, got {self:?}");
         self.body[1]
+    }
+
+    /// CONNACK's session present flag.
+    pub fn session_present(&self) -> bool {
+        assert_eq!(self.kind(), CONNACK, "expected CONNACK, got {self:?}");
+        self.body[0] & 1 == 1
+    }
+
+    /// A four-byte property of a 5.0 CONNACK (e.g. 0x11 Session Expiry Interval), if present.
+    pub fn connack_u32_property(&self, id: u8) -> Option<u32> {
+        assert_eq!(self.kind(), CONNACK, "expected CONNACK, got {self:?}");
+        let (len, n) = read_varint(&self.body[2..]).expect("CONNACK property length");
+        let mut props = &self.body[2 + n..2 + n + len];
+        while let Some(&pid) = props.first() {
+            let size = match pid {
+                0x11 | 0x27 => 4,
+                0x21 | 0x22 | 0x13 => 2,
+                0x24 | 0x25 | 0x28 | 0x29 | 0x2A => 1,
+                // Strings and other properties: stop (none of the tests asks past them).
+                _ => return None,
+            };
+            if pid == id {
+                let b = &props[1..5];
+                return Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+            }
+            props = &props[1 + size..];
+        }
+        None
+    }
+
+    /// A PUBLISH's DUP flag.
+    pub fn dup(&self) -> bool {
+        assert_eq!(self.kind(), PUBLISH, "expected PUBLISH, got {self:?}");
+        self.first & 0x08 != 0
     }
 
     /// SUBACK codes, one per filter.
@@ -451,6 +509,19 @@ impl Raw {
             .await
             .map(|p| p.connack_code());
         (raw, code)
+    }
+
+    /// Opens a connection and sends `connect`; returns the whole CONNACK (panics without one).
+    pub async fn connack(addr: SocketAddr, connect: &Connect) -> (Raw, Packet) {
+        let v = if connect.level == 5 { V::V5 } else { V::V4 };
+        let mut raw = Raw::open(addr, v).await;
+        raw.send(&connect.encode()).await;
+        let packet = raw
+            .read_packet(Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|e| panic!("no CONNACK for {}: {e:?}", connect.client_id));
+        assert_eq!(packet.kind(), CONNACK, "expected CONNACK, got {packet:?}");
+        (raw, packet)
     }
 
     /// Opens a connection and logs in; panics unless the CONNACK says success.

@@ -76,6 +76,17 @@ pub struct LimitsConfig {
     /// (3.1.1 code 3, 5.0 0x97 quota exceeded). A CONNECT that takes over a client id already
     /// connected is not refused.
     pub max_sessions_per_user: usize,
+    /// The longest a persistent MQTT session outlives its connection, in seconds: a 5.0
+    /// client's Session Expiry Interval is cut to this (and CONNACK says so), and a 3.1.1
+    /// session with CleanSession 0 is discarded after this long without a connection.
+    pub max_session_expiry_secs: u32,
+    /// Persistent sessions kept per user (distinct client ids); a new one beyond this
+    /// discards the user's session that ended longest ago.
+    pub max_kept_sessions_per_user: usize,
+    /// Persistent sessions kept on the node in all; beyond this a new one is refused
+    /// (5.0: CONNACK says Session Expiry 0, the session ends with its connection; 3.1.1:
+    /// CONNACK code 3).
+    pub max_kept_sessions: usize,
     /// Connections the HTTP listener holds at once; more are answered 503 and closed. Its own
     /// share of the file descriptors, so HTTP clients can never use up those of MQTT.
     pub http_max_connections: usize,
@@ -117,6 +128,9 @@ impl Default for LimitsConfig {
             requests_per_sec: 50,
             requests_burst: 200,
             max_sessions_per_user: 16,
+            max_session_expiry_secs: 7 * 24 * 3600,
+            max_kept_sessions_per_user: 16,
+            max_kept_sessions: 100_000,
             http_max_connections: 4096,
             http_connections_per_ip: 128,
             http_header_timeout_secs: 10,
@@ -255,7 +269,17 @@ impl LimitsConfig {
 
     /// Checks the per-user write rates and the per-user connection cap.
     fn validate_user_rates(&self) -> Result<(), InvalidSetting> {
-        let checks: [(&'static str, bool, &str); 5] = [
+        let checks: [(&'static str, bool, &str); 7] = [
+            (
+                "limits.max_kept_sessions_per_user",
+                (1..=100_000).contains(&self.max_kept_sessions_per_user),
+                "must be between 1 and 100000",
+            ),
+            (
+                "limits.max_kept_sessions",
+                (1..=10_000_000).contains(&self.max_kept_sessions),
+                "must be between 1 and 10000000",
+            ),
             (
                 "limits.sends_per_sec",
                 (1..=100_000).contains(&self.sends_per_sec),

@@ -14,6 +14,7 @@ use rumqttd::protocol::{
 use tracing::{debug, info};
 
 use crate::hub::SessionClaim;
+use crate::kept::{Begun, Request};
 use crate::login_limit::Limited;
 use crate::metrics::Metrics;
 use crate::source_addr::SourceKey;
@@ -40,6 +41,15 @@ pub struct Accepted {
     pub keep_alive: u16,
     /// The will, already checked to be on a `chat/{me}/…` topic.
     pub will: Option<(String, Bytes)>,
+    /// MQTT 5 Will Delay Interval in seconds (0: sent as the connection ends).
+    pub will_delay: u32,
+    /// The session: resumed or new, and how long it is kept after the connection.
+    pub kept: Begun,
+    /// The Session Expiry Interval the client asked for (5.0; 3.1.1: 0 or `u32::MAX`): a
+    /// DISCONNECT may not raise it from 0.
+    pub asked_expiry: u32,
+    /// The connection's ticket (the session's id in the hub and the keeper).
+    pub ticket: u64,
     /// How many QoS 1 publishes the client accepts in flight.
     pub receive_maximum: u16,
     /// Bytes that arrived after CONNECT.
@@ -91,19 +101,21 @@ pub fn handshake<'a, T: Transport>(
     t: &'a mut T,
     shared: &'a Shared,
     source: SourceKey,
+    ticket: u64,
 ) -> BoxFuture<'a, Option<Accepted>> {
-    Box::pin(handshake_unboxed(t, shared, source))
+    Box::pin(handshake_unboxed(t, shared, source, ticket))
 }
 
 async fn handshake_unboxed<T: Transport>(
     t: &mut T,
     shared: &Shared,
     source: SourceKey,
+    ticket: u64,
 ) -> Option<Accepted> {
     let timeout = Duration::from_secs(shared.limits.connect_timeout_secs);
     match tokio::time::timeout(timeout, read_connect(t, shared)).await {
         Ok(Some((codec, packet, leftover))) => {
-            accept(t, shared, codec, packet, leftover, source).await
+            accept(t, shared, codec, packet, leftover, source, ticket).await
         }
         Ok(None) => None,
         Err(_) => {
@@ -165,13 +177,47 @@ async fn accept<T: Transport>(
     packet: Packet,
     leftover: BytesMut,
     source: SourceKey,
+    ticket: u64,
 ) -> Option<Accepted> {
-    let Packet::Connect(connect, props, will, _will_props, login) = packet else {
+    let Packet::Connect(connect, props, will, will_props, login) = packet else {
         debug!("first packet was not CONNECT");
         return None;
     };
-    match check(shared, &connect, &will, login, source).await {
+    let asked_expiry = asked_expiry(codec.version(), &connect, &props);
+    let checked = match check(shared, &connect, &will, login, source).await {
         Ok((user, revocation, claim)) => {
+            let kept = shared
+                .kept
+                .begin(
+                    &shared.hub,
+                    Request {
+                        client_id: &connect.client_id,
+                        user: &user,
+                        ticket,
+                        clean_start: connect.clean_session,
+                        expiry_secs: asked_expiry,
+                    },
+                )
+                .await;
+            if kept.over_limit {
+                Metrics::inc(&shared.metrics.kept_sessions_refused_total);
+            }
+            if kept.over_limit && codec.version() == Version::V4 {
+                // 3.1.1 cannot say "your session will not be kept": refused, as when the
+                // server is full. (5.0 hears Session Expiry 0 in CONNACK instead.)
+                shared
+                    .kept
+                    .end(&connect.client_id, ticket, &user, 0, None, None);
+                shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+                Err(Refusal::Busy)
+            } else {
+                Ok((user, revocation, claim, kept))
+            }
+        }
+        Err(refusal) => Err(refusal),
+    };
+    match checked {
+        Ok((user, revocation, claim, kept)) => {
             let receive_maximum = client_receive_maximum(&props, shared.limits.max_inflight);
             // MQTT 5 Maximum Packet Size: nothing larger may be written to this client, CONNACK
             // included (0 is not a size a client may declare; it is taken as no limit).
@@ -180,12 +226,19 @@ async fn accept<T: Transport>(
                     codec.limit_output(max);
                 }
             }
+            let mut properties = connack_properties(codec.version(), shared);
+            if let Some(p) = properties.as_mut() {
+                // Said only when the server does not take what the client asked for.
+                if kept.expiry_secs != asked_expiry {
+                    p.session_expiry_interval = Some(kept.expiry_secs);
+                }
+            }
             let connack = Packet::ConnAck(
                 ConnAck {
-                    session_present: false,
+                    session_present: kept.present,
                     code: ConnectReturnCode::Success,
                 },
-                connack_properties(codec.version(), shared),
+                properties,
             );
             // Online before the client hears CONNACK: whoever it tells next ("I am connected")
             // and then watches its presence must never see it offline. The session's end (or
@@ -197,9 +250,19 @@ async fn accept<T: Transport>(
                 Err(_) => false,
             };
             if !written {
-                // The slot taken by `check` is given back: there will be no session.
+                // The slot taken by `check` is given back: there will be no session. What
+                // was kept stays kept, as after any lost connection.
                 shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
                 shared.presence.disconnected(&user);
+                let state = Some(kept.state);
+                shared.kept.end(
+                    &connect.client_id,
+                    ticket,
+                    &user,
+                    kept.expiry_secs,
+                    state,
+                    None,
+                );
                 return None;
             }
             let will = will.map(|w| {
@@ -214,6 +277,10 @@ async fn accept<T: Transport>(
                 client_id: connect.client_id,
                 keep_alive: connect.keep_alive,
                 will,
+                will_delay: will_props.and_then(|p| p.delay_interval).unwrap_or(0),
+                kept,
+                asked_expiry,
+                ticket,
                 receive_maximum,
                 leftover,
                 revocation,
@@ -372,6 +439,20 @@ async fn ensure_account(shared: &Shared, user: &str) -> Result<(), Refusal> {
         }
         _ => Refusal::Busy,
     })
+}
+
+/// How long the client asks its session to outlive the connection: 3.1.1 CleanSession 0
+/// means until a CleanSession 1 connect (`u32::MAX`, cut to the server's maximum); 5.0 says it
+/// in Session Expiry Interval (absent: 0, the session ends with the connection).
+fn asked_expiry(version: Version, connect: &Connect, props: &Option<ConnectProperties>) -> u32 {
+    match version {
+        Version::V4 if connect.clean_session => 0,
+        Version::V4 => u32::MAX,
+        Version::V5 => props
+            .as_ref()
+            .and_then(|p| p.session_expiry_interval)
+            .unwrap_or(0),
+    }
 }
 
 fn client_receive_maximum(props: &Option<ConnectProperties>, configured: u16) -> u16 {

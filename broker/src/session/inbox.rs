@@ -122,6 +122,12 @@ impl Inbox {
         raise(&mut self.scan, id);
     }
 
+    /// Queued message `id` was resent from a resumed session's state (it is in flight): the
+    /// replay still reads the queue from its start, and passes over it as in flight.
+    pub fn resent(&mut self, id: &str) {
+        raise(&mut self.cursor, id);
+    }
+
     /// Queued message `id` was written to the client.
     pub fn sent(&mut self, id: &str) {
         raise(&mut self.cursor, id);

@@ -5,12 +5,16 @@
 //! session's byte budget (`limits.max_session_buffer_bytes`), so a client that stops reading
 //! cannot make the session keep writing up to a window of the largest messages. And the oldest
 //! one's age: a client that leaves it unacknowledged past `limits.ack_timeout_secs` is closed.
-//! The payloads themselves are not kept (a message is in the store until acknowledged), only
-//! the queue id to acknowledge there.
+//! The payloads are kept only for a persistent session, which saves them when its connection
+//! ends so that they can be resent, with their packet ids, when it is resumed (a message is
+//! in the store until acknowledged anyway; replies and acks are not).
 
 use std::collections::{BTreeMap, HashMap};
 
+use bytes::Bytes;
 use tokio::time::Instant;
+
+use crate::kept::state::Unacked;
 
 /// One PUBLISH in flight.
 #[derive(Debug)]
@@ -21,6 +25,8 @@ struct Sent {
     seq: u64,
     /// Its size on the wire.
     size: usize,
+    /// Its topic and payload, kept for a persistent session.
+    kept: Option<(String, Bytes)>,
 }
 
 /// The PUBLISHes in flight to one client.
@@ -57,8 +63,16 @@ impl InFlight {
         self.by_pkid.contains_key(&pkid)
     }
 
-    /// Records a PUBLISH of `size` bytes written now with `pkid` (which must be free).
-    pub fn insert(&mut self, pkid: u16, queue_id: Option<String>, size: usize, now: Instant) {
+    /// Records a PUBLISH of `size` bytes written now with `pkid` (which must be free); `kept`
+    /// holds its topic and payload when the session must be able to resend it later.
+    pub fn insert(
+        &mut self,
+        pkid: u16,
+        queue_id: Option<String>,
+        size: usize,
+        now: Instant,
+        kept: Option<(String, Bytes)>,
+    ) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.by_age.insert(seq, now);
@@ -69,6 +83,7 @@ impl InFlight {
                 queue_id,
                 seq,
                 size,
+                kept,
             },
         ) {
             // Not expected (ids are allocated free), but the books must stay right.
@@ -86,6 +101,23 @@ impl InFlight {
             self.by_pkid = HashMap::new();
         }
         Some(sent.queue_id)
+    }
+
+    /// The PUBLISHes in flight whose payload was kept, in the order they were written.
+    pub fn unacked(&self) -> Vec<Unacked> {
+        let mut sent: Vec<(&u16, &Sent)> = self.by_pkid.iter().collect();
+        sent.sort_by_key(|(_, s)| s.seq);
+        sent.into_iter()
+            .filter_map(|(pkid, s)| {
+                let (topic, payload) = s.kept.as_ref()?;
+                Some(Unacked {
+                    pkid: *pkid,
+                    topic: topic.clone(),
+                    payload: payload.clone(),
+                    queue_id: s.queue_id.clone(),
+                })
+            })
+            .collect()
     }
 
     /// When the oldest PUBLISH still unacknowledged was written.
@@ -109,9 +141,9 @@ mod tests {
         let t0 = Instant::now();
         let mut inflight = InFlight::default();
         assert_eq!(inflight.oldest(), None);
-        inflight.insert(1, Some("a".into()), 100, t0);
-        inflight.insert(2, None, 50, t0 + Duration::from_secs(1));
-        inflight.insert(3, Some("c".into()), 10, t0 + Duration::from_secs(2));
+        inflight.insert(1, Some("a".into()), 100, t0, None);
+        inflight.insert(2, None, 50, t0 + Duration::from_secs(1), None);
+        inflight.insert(3, Some("c".into()), 10, t0 + Duration::from_secs(2), None);
         assert_eq!((inflight.len(), inflight.bytes()), (3, 160));
         assert_eq!(inflight.oldest(), Some(t0));
         // Acknowledged out of order: the oldest is the oldest still unacknowledged.
@@ -121,7 +153,7 @@ mod tests {
         assert_eq!(inflight.oldest(), Some(t0 + Duration::from_secs(2)));
         assert_eq!(inflight.remove(1), None, "an id not in use");
         // Id 1 again, newer than id 3.
-        inflight.insert(1, None, 7, t0 + Duration::from_secs(3));
+        inflight.insert(1, None, 7, t0 + Duration::from_secs(3), None);
         assert!(inflight.contains(1));
         assert_eq!(inflight.oldest(), Some(t0 + Duration::from_secs(2)));
         assert_eq!(inflight.remove(3), Some(Some("c".into())));

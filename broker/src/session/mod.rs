@@ -35,14 +35,16 @@ use chatd_wire::request::Caller;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use rumqttd::protocol::{
-    DisconnectReasonCode, Packet, PingResp, PubAck, PubAckReason, PubComp, PubCompReason, PubRec,
-    PubRecReason, Publish,
+    DisconnectReasonCode, Filter, Packet, PingResp, PubAck, PubAckReason, PubComp, PubCompReason,
+    PubRec, PubRecReason, Publish, QoS, RetainForwardRule, Subscribe,
 };
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::handshake_gate::Arrival;
 use crate::hub::{Delivery, SessionEntry, StopReason};
+use crate::kept::state::KeptState;
+use crate::kept::WillFn;
 use crate::metrics::Metrics;
 use crate::state::Shared;
 use crate::transport::Transport;
@@ -72,6 +74,9 @@ const WRITE_CHUNK: usize = 64 * 1024;
 /// [`Session::take_ready`]).
 const MAX_READY_PER_WRITE: usize = 256;
 
+/// The DUP flag of a PUBLISH's first byte.
+const DUP: u8 = 0x08;
+
 /// How long a session waits for its in-flight stores when the server shuts down.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 
@@ -84,7 +89,7 @@ pub async fn run<T: Transport>(mut t: T, shared: Arc<Shared>, arrival: Arrival) 
     // what an idle session needs. The block ends the handshake's locals before the session runs.
     // (A future boxed in the statement that awaits it would still take room in the task.)
     let session = {
-        let accepted = connect::handshake(&mut t, &shared, arrival.source()).await;
+        let accepted = connect::handshake(&mut t, &shared, arrival.source(), ticket).await;
         drop(arrival);
         accepted.map(|accepted| Session::start(accepted, ticket, &shared))
     };
@@ -129,6 +134,9 @@ struct Reply {
     message: Option<(Channel, Bytes)>,
     /// QoS and packet id of the client's publish, and the reason to acknowledge it with.
     ack: Option<(PublishMeta, bool)>,
+    /// A control packet due once something is done (a kept session's SUBACK, once the new
+    /// subscriptions are on disk).
+    control: Option<Box<Packet>>,
 }
 
 enum Event {
@@ -148,6 +156,14 @@ struct Session {
     client_id: String,
     keep_alive: Option<Duration>,
     will: Option<(String, Bytes)>,
+    /// MQTT 5 Will Delay Interval, seconds.
+    will_delay: u32,
+    /// The connection's ticket: its id in the hub and in the keeper of sessions.
+    ticket: u64,
+    /// How long the session is kept after the connection ends (seconds; 0: not kept).
+    expiry: u32,
+    /// The Session Expiry Interval asked for at CONNECT (a DISCONNECT may not raise 0).
+    asked_expiry: u32,
     entry: Arc<SessionEntry>,
     input: BytesMut,
     out: BytesMut,
@@ -184,8 +200,99 @@ impl Session {
             .conn_cache
             .connected(&accepted.user, &accepted.client_id);
         debug!(client_id = %accepted.client_id, "session started");
+        let present = accepted.kept.present;
+        let resumed = std::mem::take(&mut accepted.kept.state);
         // Boxed: the connection task then holds a pointer, not copies of the session.
-        Box::new(Session::new(accepted, registration.entry, shared.clone()))
+        let mut session = Box::new(Session::new(accepted, registration.entry, shared.clone()));
+        if present {
+            session.resume(resumed);
+        }
+        session
+    }
+
+    /// Takes up a resumed session's state: the PUBLISHes it had not acknowledged are resent
+    /// first, with DUP and their packet ids ([MQTT-4.4.0-1]); its filters hold again without
+    /// a SUBSCRIBE, so the queue is read as after one; each watched user's current state is
+    /// sent, as what changed while the client was away.
+    fn resume(&mut self, state: KeptState) {
+        let per_packet = self.shared.limits.max_filters_per_subscribe.max(1);
+        let mut presence = Vec::new();
+        for chunk in state.filters.chunks(per_packet) {
+            let filters = chunk
+                .iter()
+                .map(|(path, qos)| Filter {
+                    path: path.clone(),
+                    qos: if *qos == 0 {
+                        QoS::AtMostOnce
+                    } else {
+                        QoS::AtLeastOnce
+                    },
+                    nolocal: false,
+                    preserve_retain: false,
+                    retain_forward_rule: RetainForwardRule::OnEverySubscribe,
+                })
+                .collect();
+            let outcome = self
+                .subs
+                .subscribe(Subscribe { pkid: 1, filters }, self.codec.version());
+            for user in &outcome.watch {
+                self.shared.presence_relay.watch(user, &self.entry);
+            }
+            presence.extend(outcome.presence);
+        }
+        self.inbox.set_coverage(self.subs.queue_coverage());
+        let now = Instant::now();
+        for unacked in state.unacked {
+            let size = self
+                .codec
+                .publish_size(&unacked.topic, unacked.payload.len(), 1);
+            // A client that now takes smaller packets does not get it; a queued message
+            // stays in the queue for a device that can.
+            if self.inflight.contains(unacked.pkid) || size > self.codec.client_max_packet() {
+                continue;
+            }
+            if let Some(id) = &unacked.queue_id {
+                self.inbox.resent(id);
+            }
+            let start = self.out.len();
+            self.codec.write_publish(
+                &unacked.topic,
+                &unacked.payload,
+                1,
+                unacked.pkid,
+                false,
+                &mut self.out,
+            );
+            if let Some(first) = self.out.get_mut(start) {
+                *first |= DUP;
+            }
+            let kept = Some((unacked.topic, unacked.payload));
+            self.inflight
+                .insert(unacked.pkid, unacked.queue_id, size, now, kept);
+        }
+        self.entry.set_inflight_bytes(self.inflight.bytes());
+        for filter in presence {
+            if let Some(qos) = self.subs.presence_granted(&filter) {
+                self.offer_presence(&filter, qos, false);
+            }
+        }
+    }
+
+    /// What a kept session saves: its filters and the PUBLISHes in flight.
+    fn kept_state(&self) -> KeptState {
+        KeptState {
+            filters: self.subs.filters(),
+            unacked: self.inflight.unacked(),
+        }
+    }
+
+    /// Saves a kept session after its subscriptions changed; the receiver hears when it is
+    /// on disk.
+    fn save_session(&self) -> tokio::sync::oneshot::Receiver<()> {
+        let state = self.kept_state();
+        self.shared
+            .kept
+            .save(&self.client_id, &self.user, self.expiry, &state)
     }
 
     fn new(accepted: Accepted, entry: Arc<SessionEntry>, shared: Arc<Shared>) -> Session {
@@ -206,6 +313,10 @@ impl Session {
             client_id: accepted.client_id,
             keep_alive,
             will: accepted.will,
+            will_delay: accepted.will_delay,
+            ticket: accepted.ticket,
+            expiry: accepted.kept.expiry_secs,
+            asked_expiry: accepted.asked_expiry,
             entry,
             input: accepted.leftover,
             out: BytesMut::new(),
@@ -459,9 +570,26 @@ impl Session {
                         .subscriptions_over_quota_total
                         .fetch_add(suback.over_quota as u64, Ordering::Relaxed);
                 }
-                self.write(suback.packet);
-                if let Some(end) = self.closing.take() {
-                    return Err(end);
+                if self.expiry > 0 {
+                    // Answered once the new filters are on disk.
+                    let saved = self.save_session();
+                    let packet = Box::new(suback.packet);
+                    self.pending.push_back(
+                        async move {
+                            let _ = saved.await;
+                            Reply {
+                                message: None,
+                                ack: None,
+                                control: Some(packet),
+                            }
+                        }
+                        .boxed(),
+                    );
+                } else {
+                    self.write(suback.packet);
+                    if let Some(end) = self.closing.take() {
+                        return Err(end);
+                    }
                 }
                 // The router keeps no retained presence: the current state goes straight to the
                 // new subscriber, flagged retained as MQTT delivers retained messages.
@@ -480,15 +608,30 @@ impl Session {
                 }
                 self.write(unsuback.packet);
                 self.inbox.set_coverage(self.subs.queue_coverage());
+                // UNSUBACK promises nothing a crash could break: not waited for.
+                drop(self.save_session());
                 Ok(())
             }
             Packet::PingReq(_) => {
                 self.write(Packet::PingResp(PingResp));
                 Ok(())
             }
-            Packet::Disconnect(d, _) => Err(End::Disconnected {
-                will: d.reason_code == DisconnectReasonCode::DisconnectWithWillMessage,
-            }),
+            Packet::Disconnect(d, props) => {
+                if let Some(expiry) = props.and_then(|p| p.session_expiry_interval) {
+                    // A session that was to end with its connection cannot be kept after all
+                    // [MQTT-3.14.2-2].
+                    if self.asked_expiry == 0 && expiry > 0 {
+                        return Err(End::ProtocolError(DisconnectReasonCode::ProtocolError));
+                    }
+                    // A session the server does not keep (a limit) stays not kept.
+                    if self.expiry > 0 {
+                        self.expiry = expiry;
+                    }
+                }
+                Err(End::Disconnected {
+                    will: d.reason_code == DisconnectReasonCode::DisconnectWithWillMessage,
+                })
+            }
             _ => Err(End::ProtocolError(DisconnectReasonCode::ProtocolError)),
         }
     }
@@ -526,75 +669,14 @@ impl Session {
         payload: Bytes,
         ack: Option<(PublishMeta, bool)>,
     ) -> BoxFuture<'static, Reply> {
-        let chat = self.shared.chat.clone();
-        let shared = self.shared.clone();
-        let user = self.user.clone();
-        let device = self.client_id.clone();
-        // Per-user write rates, shared by all of the user's connections: a refused publish is
-        // answered at once and reaches no plugin.
-        let over = match kind {
-            ChatTopic::Send => {
-                (!shared.sends.allow(&user)).then_some((Channel::Ack, Refused::Send))
-            }
-            ChatTopic::Receipt => {
-                (!shared.requests.allow(&user)).then_some((Channel::Ack, Refused::Receipt))
-            }
-            ChatTopic::Rpc => {
-                (!shared.requests.allow(&user)).then_some((Channel::Rpc, Refused::Rpc))
-            }
-            ChatTopic::Typing => None,
-        };
-        if let Some((channel, refused)) = over {
-            Metrics::inc(&shared.metrics.writes_rate_limited_total);
-            return ready(Some((channel, user_rate::refusal(refused, &payload))), ack);
-        }
-        match kind {
-            ChatTopic::Send => async move {
-                let answer = chat.send_as(&user, Some(&device), &payload).await;
-                Reply {
-                    message: Some((Channel::Ack, answer)),
-                    ack,
-                }
-            }
-            .boxed(),
-            ChatTopic::Rpc => {
-                let client_id = self.client_id.clone();
-                async move {
-                    let caller = Caller {
-                        user: &user,
-                        client_id: &client_id,
-                    };
-                    let answer = shared.rpc.answer(caller, &payload).await;
-                    Reply {
-                        message: Some((Channel::Rpc, answer)),
-                        ack,
-                    }
-                }
-                .boxed()
-            }
-            ChatTopic::Receipt => async move {
-                let refusal = chat.receipt(&user, &payload).await;
-                Reply {
-                    message: refusal.map(|r| (Channel::Ack, r)),
-                    ack,
-                }
-            }
-            .boxed(),
-            ChatTopic::Typing => {
-                match shared
-                    .typing
-                    .handle(&shared.accounts, &shared.chat, &self.user, &payload)
-                {
-                    TypingOutcome::Forward(items) => {
-                        for item in items {
-                            shared.deliver_unstored(item, None);
-                        }
-                        ready(None, ack)
-                    }
-                    TypingOutcome::Refuse(error) => ready(Some((Channel::Ack, error)), ack),
-                }
-            }
-        }
+        chat_reply(
+            &self.shared,
+            &self.user,
+            &self.client_id,
+            kind,
+            payload,
+            ack,
+        )
     }
 
     fn on_reply(&mut self, reply: Reply) {
@@ -639,6 +721,9 @@ impl Session {
                 ),
             };
             self.write(packet);
+        }
+        if let Some(packet) = reply.control {
+            self.write(*packet);
         }
     }
 
@@ -831,7 +916,10 @@ impl Session {
             return;
         }
         let pkid = self.alloc_pkid();
-        self.inflight.insert(pkid, queue_id, size, Instant::now());
+        // A kept session may have to resend it on its next connection.
+        let kept = (self.expiry > 0).then(|| (topic.to_string(), Bytes::copy_from_slice(payload)));
+        self.inflight
+            .insert(pkid, queue_id, size, Instant::now(), kept);
         self.entry.set_inflight_bytes(self.inflight.bytes());
         self.codec
             .write_publish(topic, payload, 1, pkid, retain, &mut self.out);
@@ -907,6 +995,9 @@ impl Session {
             };
             let _ = tokio::time::timeout(SHUTDOWN_DRAIN, drain).await;
         }
+        // The session is saved before anything is written to the socket: a connection taking
+        // it over waits for this, not for a slow client.
+        let will_now = self.end_session(end);
         if self.codec.version() == Version::V5 {
             let reason = match end {
                 End::KeepAlive => Some(DisconnectReasonCode::KeepAliveTimeout),
@@ -944,6 +1035,17 @@ impl Session {
                 self.shared.presence_relay.unwatch(user, &self.entry);
             }
         }
+        if let Some(fire) = will_now {
+            fire();
+        }
+    }
+
+    /// Hands the session to the keeper as the connection ends: kept (with its state) unless
+    /// its login was revoked, and its will — unless the client said goodbye without asking
+    /// for it, or the login was revoked, or the server is shutting down — either waits for
+    /// its delay there or comes back to be sent now.
+    fn end_session(&mut self, end: End) -> Option<WillFn> {
+        let revoked = end == End::Stopped(StopReason::Administrative);
         let fire_will = match end {
             End::Disconnected { will } => will,
             // A revoked login (account removed, password changed) speaks no more: its will
@@ -951,22 +1053,126 @@ impl Session {
             End::Stopped(StopReason::Shutdown | StopReason::Administrative) => false,
             _ => true,
         };
-        if fire_will {
-            self.fire_will();
-        }
+        let will = if fire_will {
+            self.will.take().map(|(topic, payload)| {
+                let send = will_sender(
+                    self.shared.clone(),
+                    self.user.clone(),
+                    self.client_id.clone(),
+                    topic,
+                    payload,
+                );
+                (self.will_delay, send)
+            })
+        } else {
+            None
+        };
+        let state = (!revoked).then(|| self.kept_state());
+        self.shared.kept.end(
+            &self.client_id,
+            self.ticket,
+            &self.user,
+            self.expiry,
+            state,
+            will,
+        )
     }
+}
 
-    /// Acts on the will as if the client had published it (the contract allows wills only on
-    /// the client's own `chat/{me}/…` topics).
-    fn fire_will(&mut self) {
-        let Some((topic, payload)) = self.will.take() else {
+/// Acts on a will as if the client had published it (the contract allows wills only on the
+/// client's own `chat/{me}/…` topics): now, or later when it has a delay.
+fn will_sender(
+    shared: Arc<Shared>,
+    user: String,
+    client_id: String,
+    topic: String,
+    payload: Bytes,
+) -> WillFn {
+    Box::new(move || {
+        let Some(kind) = acl::can_publish(&user, &topic) else {
             return;
         };
-        let Some(kind) = acl::can_publish(&self.user, &topic) else {
-            return;
-        };
-        let reply = self.handle_chat(kind, payload, None);
+        let reply = chat_reply(&shared, &user, &client_id, kind, payload, None);
         tokio::spawn(reply);
+    })
+}
+
+/// The future that answers one publish on a `chat/{me}/…` topic from `client_id` of `user`.
+fn chat_reply(
+    shared: &Arc<Shared>,
+    user: &str,
+    client_id: &str,
+    kind: ChatTopic,
+    payload: Bytes,
+    ack: Option<(PublishMeta, bool)>,
+) -> BoxFuture<'static, Reply> {
+    let chat = shared.chat.clone();
+    let shared = shared.clone();
+    let user = user.to_string();
+    let device = client_id.to_string();
+    // Per-user write rates, shared by all of the user's connections: a refused publish is
+    // answered at once and reaches no plugin.
+    let over = match kind {
+        ChatTopic::Send => (!shared.sends.allow(&user)).then_some((Channel::Ack, Refused::Send)),
+        ChatTopic::Receipt => {
+            (!shared.requests.allow(&user)).then_some((Channel::Ack, Refused::Receipt))
+        }
+        ChatTopic::Rpc => (!shared.requests.allow(&user)).then_some((Channel::Rpc, Refused::Rpc)),
+        ChatTopic::Typing => None,
+    };
+    if let Some((channel, refused)) = over {
+        Metrics::inc(&shared.metrics.writes_rate_limited_total);
+        return ready(Some((channel, user_rate::refusal(refused, &payload))), ack);
+    }
+    match kind {
+        ChatTopic::Send => async move {
+            let answer = chat.send_as(&user, Some(&device), &payload).await;
+            Reply {
+                message: Some((Channel::Ack, answer)),
+                ack,
+                control: None,
+            }
+        }
+        .boxed(),
+        ChatTopic::Rpc => {
+            let client_id = client_id.to_string();
+            async move {
+                let caller = Caller {
+                    user: &user,
+                    client_id: &client_id,
+                };
+                let answer = shared.rpc.answer(caller, &payload).await;
+                Reply {
+                    message: Some((Channel::Rpc, answer)),
+                    ack,
+                    control: None,
+                }
+            }
+            .boxed()
+        }
+        ChatTopic::Receipt => async move {
+            let refusal = chat.receipt(&user, &payload).await;
+            Reply {
+                message: refusal.map(|r| (Channel::Ack, r)),
+                ack,
+                control: None,
+            }
+        }
+        .boxed(),
+        ChatTopic::Typing => {
+            match shared
+                .typing
+                .handle(&shared.accounts, &shared.chat, &user, &payload)
+            {
+                TypingOutcome::Forward(items) => {
+                    for item in items {
+                        shared.deliver_unstored(item, None);
+                    }
+                    ready(None, ack)
+                }
+                TypingOutcome::Refuse(error) => ready(Some((Channel::Ack, error)), ack),
+            }
+        }
     }
 }
 
@@ -975,7 +1181,12 @@ fn ready(
     message: Option<(Channel, Bytes)>,
     ack: Option<(PublishMeta, bool)>,
 ) -> BoxFuture<'static, Reply> {
-    std::future::ready(Reply { message, ack }).boxed()
+    std::future::ready(Reply {
+        message,
+        ack,
+        control: None,
+    })
+    .boxed()
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

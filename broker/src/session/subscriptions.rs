@@ -268,6 +268,19 @@ impl Subscriptions {
         }
     }
 
+    /// Every filter held with its QoS, `user/{me}/…` and `presence/{user}` alike, in a
+    /// stable order: what a kept session saves.
+    pub fn filters(&self) -> Vec<(String, u8)> {
+        let mut filters: Vec<(String, u8)> = self
+            .own
+            .iter()
+            .map(|(f, q)| (f.clone(), *q))
+            .chain(self.presence.iter().map(|(t, (q, _))| (t.clone(), *q)))
+            .collect();
+        filters.sort();
+        filters
+    }
+
     /// Every presence topic the session is subscribed to, with its QoS.
     pub fn presence_topics(&self) -> impl Iterator<Item = (&str, u8)> {
         self.presence.iter().map(|(t, (q, _))| (t.as_str(), *q))

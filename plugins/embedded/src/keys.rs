@@ -53,6 +53,19 @@ pub fn push_jobs_prefix(user: &str) -> String {
     format!("j/{user}/")
 }
 
+/// `e/{user}/`: all kept MQTT sessions of one user.
+pub fn sessions_prefix(user: &str) -> String {
+    format!("e/{user}/")
+}
+
+/// `e/{user}/{client_id}`: a kept MQTT session (the client id names its user).
+pub fn session(user: &str, client_id: &str) -> Vec<u8> {
+    key(&["e/", user, "/", client_id])
+}
+
+/// The prefix under which all kept MQTT sessions live.
+pub const SESSIONS_PREFIX: &str = "e/";
+
 /// `p/{user}`: when the user was last seen.
 pub fn last_seen(user: &str) -> Vec<u8> {
     key(&["p/", user])

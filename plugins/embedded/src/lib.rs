@@ -8,3 +8,4 @@ pub mod log;
 pub mod media;
 pub mod presence;
 pub mod push;
+pub mod sessions;

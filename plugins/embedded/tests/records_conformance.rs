@@ -9,6 +9,7 @@ use chatd_embedded::log::EmbeddedLog;
 use chatd_embedded::media::EmbeddedMedia;
 use chatd_embedded::presence::EmbeddedLastSeen;
 use chatd_embedded::push::EmbeddedPush;
+use chatd_embedded::sessions::EmbeddedSessions;
 use chatd_kv::{Engine, EngineConfig, KvStore};
 
 /// Every port over one store in a fresh temporary directory, kept as long as the ports.
@@ -21,7 +22,8 @@ fn fresh() -> (Ports, tempfile::TempDir) {
         log: Arc::new(EmbeddedLog::open(store.clone()).expect("open")),
         accounts: Arc::new(EmbeddedAccounts::new(store.clone())),
         last_seen: Arc::new(EmbeddedLastSeen::new(store.clone())),
-        media: Arc::new(EmbeddedMedia::new(store)),
+        media: Arc::new(EmbeddedMedia::new(store.clone())),
+        sessions: Arc::new(EmbeddedSessions::new(store)),
         tokens: push.clone(),
         jobs: push,
     };
@@ -33,3 +35,4 @@ chatd_core::presence_conformance_tests!(fresh);
 chatd_core::media_conformance_tests!(fresh);
 chatd_core::push_conformance_tests!(fresh);
 chatd_core::removal_conformance_tests!(fresh);
+chatd_core::sessions_conformance_tests!(fresh);

@@ -14,5 +14,7 @@ pub mod store;
 
 pub use error::PgError;
 pub use log::{migrate, Options, PostgresLog};
-pub use records::{PostgresAccounts, PostgresLastSeen, PostgresMedia, PostgresPush};
+pub use records::{
+    PostgresAccounts, PostgresLastSeen, PostgresMedia, PostgresPush, PostgresSessions,
+};
 pub use store::PostgresStore;

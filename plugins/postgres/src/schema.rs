@@ -24,10 +24,10 @@ use tokio_postgres::Client;
 use crate::error::PgError;
 
 /// The schema version this build writes and reads.
-pub const VERSION: i32 = 2;
+pub const VERSION: i32 = 3;
 
 /// The statements that bring a database from version `n - 1` to version `n`, index `n - 1`.
-const STEPS: &[&str] = &[V1, V2];
+const STEPS: &[&str] = &[V1, V2, V3];
 
 /// Version 1: the message log.
 const V1: &str = r#"
@@ -184,6 +184,19 @@ CREATE TABLE push_claims (
     taken integer NOT NULL,
     PRIMARY KEY (user_id, conversation)
 );
+"#;
+
+/// Version 3: the MQTT sessions port (persistent sessions, by client id).
+const V3: &str = r#"
+CREATE TABLE mqtt_sessions (
+    client_id text COLLATE "C" PRIMARY KEY,
+    user_id text COLLATE "C" NOT NULL,
+    expiry_secs bigint NOT NULL,
+    -- NULL while a connection is open.
+    ended_ms bigint,
+    state bytea NOT NULL
+);
+CREATE INDEX mqtt_sessions_by_user ON mqtt_sessions (user_id);
 "#;
 
 /// The version `client`'s database is at: 0 when it has no schema yet.

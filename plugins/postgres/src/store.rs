@@ -9,7 +9,9 @@ use crate::bridge::Bridge;
 use crate::connect::Connector;
 use crate::error::PgError;
 use crate::log::{Options, PostgresLog};
-use crate::records::{PostgresAccounts, PostgresLastSeen, PostgresMedia, PostgresPush, Records};
+use crate::records::{
+    PostgresAccounts, PostgresLastSeen, PostgresMedia, PostgresPush, PostgresSessions, Records,
+};
 
 /// The PostgreSQL store of a cluster node: hands out each storage port.
 pub struct PostgresStore {
@@ -66,6 +68,13 @@ impl PostgresStore {
     /// The push tokens and push jobs ports (one adapter implements both).
     pub fn push(&self) -> PostgresPush {
         PostgresPush {
+            records: self.records.clone(),
+        }
+    }
+
+    /// The kept MQTT sessions port.
+    pub fn sessions(&self) -> PostgresSessions {
+        PostgresSessions {
             records: self.records.clone(),
         }
     }

@@ -28,6 +28,7 @@ fn fresh() -> (Ports, ()) {
         media: Arc::new(store.media()),
         tokens: push.clone(),
         jobs: push,
+        sessions: Arc::new(store.sessions()),
     };
     (ports, ())
 }
@@ -37,3 +38,4 @@ chatd_core::presence_conformance_tests!(fresh);
 chatd_core::media_conformance_tests!(fresh);
 chatd_core::push_conformance_tests!(fresh);
 chatd_core::removal_conformance_tests!(fresh);
+chatd_core::sessions_conformance_tests!(fresh);

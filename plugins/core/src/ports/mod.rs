@@ -18,3 +18,4 @@ pub mod push;
 // Built for this crate's tests and for adapters' tests, with the `conformance` feature.
 #[cfg(any(test, feature = "conformance"))]
 pub mod records_conformance;
+pub mod sessions;

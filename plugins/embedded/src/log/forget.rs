@@ -1,6 +1,6 @@
 //! What [`Intent::ForgetUser`](chatd_core::ports::log::Intent) deletes inside a batch.
 //!
-//! Per-user records live under the user's own prefixes (`v/`, `i/`, `q/`, `k/`, `j/`, `t/`)
+//! Per-user records live under the user's own prefixes (`v/`, `i/`, `q/`, `k/`, `j/`, `t/`, `e/`)
 //! plus `p/{user}` and the token owners `o/{token}`, so the batch finds them by prefix scans;
 //! what earlier units of the same batch wrote there is not in the store yet, so it is taken
 //! from the batch's own operations.
@@ -28,6 +28,7 @@ impl Staging<'_> {
             keys::cid_prefix(user),
             keys::push_jobs_prefix(user),
             keys::push_tokens_prefix(user),
+            keys::sessions_prefix(user),
         ];
         let last_seen = keys::last_seen(user);
         let mut doomed = BTreeSet::new();

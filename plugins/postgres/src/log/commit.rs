@@ -367,6 +367,7 @@ fn stage(
                 &st.forget_token_owners,
                 &st.forget_push_tokens,
                 &st.forget_last_seen,
+                &st.forget_mqtt_sessions,
             ] {
                 push(statement, params![user.clone()]);
             }

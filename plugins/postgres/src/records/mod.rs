@@ -1,5 +1,5 @@
-//! The records ports in PostgreSQL: accounts, last-seen times, media records, push tokens and
-//! push jobs. They share one set of connections and the adapter's runtime (see
+//! The records ports in PostgreSQL: accounts, last-seen times, media records, push tokens,
+//! push jobs and kept MQTT sessions. They share one set of connections and the adapter's runtime (see
 //! [`crate::PostgresStore`], which hands them out); each port is a cheap handle on it.
 //!
 //! Every write is one transaction on the durable connection, committed (and so durable)
@@ -12,6 +12,7 @@ mod media;
 mod presence;
 mod push;
 mod push_jobs;
+mod sessions;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +28,7 @@ pub use accounts::PostgresAccounts;
 pub use media::PostgresMedia;
 pub use presence::PostgresLastSeen;
 pub use push::PostgresPush;
+pub use sessions::PostgresSessions;
 
 /// The connections the records ports share.
 pub(crate) struct Conns {

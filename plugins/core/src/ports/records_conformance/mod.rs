@@ -1,5 +1,5 @@
 //! The conformance suites of the records ports — accounts, last-seen, media records, push
-//! tokens and push jobs — and of the removal of an account across all ports: what every
+//! tokens, push jobs and MQTT sessions — and of the removal of an account across all ports: what every
 //! adapter must do, run by the embedded store's tests and the PostgreSQL store's tests alike.
 //! Each check takes a fresh, empty store as [`Ports`] and panics (naming what broke) when an
 //! adapter answers wrongly.
@@ -22,6 +22,7 @@
 //! chatd_core::media_conformance_tests!(fresh);
 //! chatd_core::push_conformance_tests!(fresh);
 //! chatd_core::removal_conformance_tests!(fresh);
+//! chatd_core::sessions_conformance_tests!(fresh);
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -31,6 +32,7 @@ pub mod presence;
 pub mod push_jobs;
 pub mod push_tokens;
 pub mod removal;
+pub mod sessions;
 
 use std::sync::Arc;
 
@@ -40,6 +42,7 @@ use crate::ports::log_conformance::{durable, unit};
 use crate::ports::media::MediaRecords;
 use crate::ports::presence::LastSeenStore;
 use crate::ports::push::{PushJobs, PushTokens};
+use crate::ports::sessions::SessionStore;
 
 /// Every storage port of one fresh store.
 pub struct Ports {
@@ -55,6 +58,8 @@ pub struct Ports {
     pub tokens: Arc<dyn PushTokens>,
     /// Push jobs.
     pub jobs: Arc<dyn PushJobs>,
+    /// Persistent MQTT sessions.
+    pub sessions: Arc<dyn SessionStore>,
 }
 
 impl Ports {
@@ -134,6 +139,17 @@ macro_rules! push_conformance_tests {
             an_expired_lease_frees_the_group,
             groups_wait_for_the_collapse_window,
             notices_read_the_message_the_queue_and_the_summary,
+        );
+    };
+}
+
+/// The MQTT sessions port's checks, one `#[test]` each; `$open` returns `(Ports, guard)`.
+#[macro_export]
+macro_rules! sessions_conformance_tests {
+    ($open:expr) => {
+        $crate::__records_conformance_each!(sessions; $open;
+            sessions_round_trip_by_client_id,
+            a_forgotten_users_sessions_go,
         );
     };
 }
