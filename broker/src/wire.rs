@@ -163,15 +163,42 @@ impl Codec {
     /// Whole encoded size of a PUBLISH of `payload_len` bytes on `topic` at `qos` (as
     /// [`Codec::write_publish`] writes it), so that its size is known before it is written.
     /// One whose remaining length MQTT cannot express comes out larger than
-    /// [`frame::MAX_PACKET_LEN`], so that no client accepts it.
+    /// [`frame::MAX_PACKET_LEN`], so that no client accepts it. (Sessions use
+    /// [`Codec::publish_size_with`]; this is its form without properties.)
+    #[cfg(test)]
     pub fn publish_size(&self, topic: &str, payload_len: usize, qos: u8) -> usize {
-        let remaining = self.publish_remaining(topic, payload_len, qos);
+        self.publish_size_with(topic, payload_len, qos, &[])
+    }
+
+    /// Whole encoded size of a PUBLISH of `payload_len` bytes on `topic` at `qos` that carries
+    /// the encoded MQTT 5 `properties`, as [`Codec::write_publish_with`] writes it. One whose
+    /// remaining length MQTT cannot express comes out larger than [`frame::MAX_PACKET_LEN`], so
+    /// that no client accepts it.
+    pub fn publish_size_with(
+        &self,
+        topic: &str,
+        payload_len: usize,
+        qos: u8,
+        properties: &[u8],
+    ) -> usize {
+        let remaining = self.publish_remaining(topic, payload_len, qos, properties.len());
         let length_bytes = varint::encoded_len(remaining).unwrap_or(varint::MAX_LEN);
         1 + length_bytes + remaining
     }
 
-    fn publish_remaining(&self, topic: &str, payload_len: usize, qos: u8) -> usize {
-        let props = matches!(self.version, Version::V5) as usize;
+    /// Remaining length of a PUBLISH; `props_len` counts for MQTT 5 only (3.1.1 has no
+    /// properties), with its own length field.
+    fn publish_remaining(
+        &self,
+        topic: &str,
+        payload_len: usize,
+        qos: u8,
+        props_len: usize,
+    ) -> usize {
+        let props = match self.version {
+            Version::V4 => 0,
+            Version::V5 => varint::encoded_len(props_len).unwrap_or(varint::MAX_LEN) + props_len,
+        };
         let id_len = if qos > 0 { 2 } else { 0 };
         2 + topic.len() + id_len + props + payload_len
     }
@@ -187,8 +214,11 @@ impl Codec {
             return Ok(None);
         }
         if let Some(header) = fixed_header(buf)? {
-            if header.remaining_length > self.max_packet_size {
-                return Err(WireError::TooLarge(header.remaining_length));
+            // The limit is what MQTT 5 calls the packet size, and CONNACK announces as Maximum
+            // Packet Size: the whole packet, fixed header included (MQTT 5 section 3.2.2.3.6),
+            // for both versions so that one setting means one thing.
+            if header.packet_len() > self.max_packet_size {
+                return Err(WireError::TooLarge(header.packet_len()));
             }
             // Only what a client may send reaches the codec: rumqttd's v5 decoder reaches
             // `unreachable!()` on CONNACK, UNSUBACK and AUTH (no enhanced authentication here),
@@ -250,7 +280,9 @@ impl Codec {
 
     /// Appends a PUBLISH to `out`: `pkid` is used only when `qos` is 1. Callers check
     /// [`Codec::publish_size`] against [`Codec::client_max_packet`] first: a PUBLISH larger than
-    /// MQTT can express is never written.
+    /// MQTT can express is never written. (Sessions use [`Codec::write_publish_with`]; this is
+    /// its form without properties.)
+    #[cfg(test)]
     pub fn write_publish(
         &self,
         topic: &str,
@@ -260,10 +292,35 @@ impl Codec {
         retain: bool,
         out: &mut BytesMut,
     ) {
-        let props = matches!(self.version, Version::V5) as usize;
-        let remaining = self.publish_remaining(topic, payload.len(), qos);
+        self.write_publish_with(topic, payload, qos, pkid, retain, &[], out);
+    }
+
+    /// Appends a PUBLISH with MQTT 5 PUBLISH `properties`, already encoded (identifier and value
+    /// each, without the property length, which is written here) to `out`; 3.1.1 has no
+    /// properties: they are left out. `pkid` is used only when `qos` is 1. Callers check
+    /// [`Codec::publish_size_with`] against [`Codec::client_max_packet`] first: a PUBLISH larger
+    /// than MQTT can express is never written.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_publish_with(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        qos: u8,
+        pkid: u16,
+        retain: bool,
+        properties: &[u8],
+        out: &mut BytesMut,
+    ) {
+        let remaining = self.publish_remaining(topic, payload.len(), qos, properties.len());
         let Ok(length) = varint::encode(remaining) else {
             return;
+        };
+        let props_len = match self.version {
+            Version::V4 => None,
+            Version::V5 => match varint::encode(properties.len()) {
+                Ok(len) => Some(len),
+                Err(_) => return,
+            },
         };
         let byte1 = 0x30 | (qos << 1) | retain as u8;
         out.reserve(remaining + 5);
@@ -274,8 +331,9 @@ impl Codec {
         if qos > 0 {
             out.put_u16(pkid);
         }
-        if props == 1 {
-            out.put_u8(0);
+        if let Some(props_len) = props_len {
+            out.put_slice(props_len.as_bytes());
+            out.put_slice(properties);
         }
         out.put_slice(payload);
     }
@@ -294,10 +352,15 @@ fn disconnect_code(reason: DisconnectReasonCode) -> u8 {
         R::KeepAliveTimeout => 0x8d,
         R::SessionTakenOver => 0x8e,
         R::TopicNameInvalid => 0x90,
+        R::ReceiveMaximumExceeded => 0x93,
         R::TopicAliasInvalid => 0x94,
         R::PacketTooLarge => 0x95,
         R::QuotaExceeded => 0x97,
         R::AdministrativeAction => 0x98,
+        R::RetainNotSupported => 0x9a,
+        R::QoSNotSupported => 0x9b,
+        R::SharedSubscriptionNotSupported => 0x9e,
+        R::SubscriptionIdentifiersNotSupported => 0xa1,
         _ => 0x80,
     }
 }
@@ -371,7 +434,7 @@ mod tests {
     fn a_publish_mqtt_cannot_express_is_larger_than_any_client_takes() {
         for version in [Version::V4, Version::V5] {
             let mut codec = Codec::new(version, 1 << 20);
-            let most = varint::MAX - codec.publish_remaining("t", 0, 1);
+            let most = varint::MAX - codec.publish_remaining("t", 0, 1, 0);
             assert_eq!(codec.publish_size("t", most, 1), frame::MAX_PACKET_LEN);
             assert!(codec.publish_size("t", most, 1) <= codec.client_max_packet());
             assert!(codec.publish_size("t", most + 1, 1) > codec.client_max_packet());
@@ -387,6 +450,57 @@ mod tests {
         codec.write_publish("t", b"payload", 1, 1, false, &mut full);
         let mut part = BytesMut::from(&full[..full.len() - 1]);
         assert!(codec.read(&mut part).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_packet_size_limit_counts_the_whole_packet() {
+        for version in [Version::V4, Version::V5] {
+            let codec = Codec::new(version, 1024);
+            // A PUBLISH of exactly 1024 bytes passes; one byte more does not, although its
+            // remaining length (1022) is below the limit. (Both take 2 length bytes, an empty
+            // one 1.)
+            let payload_len = 1024 - codec.publish_size("t", 0, 1) - 1;
+            for (extra, allowed) in [(0, true), (1, false)] {
+                let payload = vec![b'x'; payload_len + extra];
+                let mut buf = BytesMut::new();
+                codec.write_publish("t", &payload, 1, 1, false, &mut buf);
+                assert_eq!(buf.len(), 1024 + extra);
+                match codec.read(&mut buf) {
+                    Ok(Some(_)) => assert!(allowed, "{version:?}: 1025 bytes accepted"),
+                    Err(WireError::TooLarge(n)) => {
+                        assert!(!allowed, "{version:?}: 1024 bytes refused");
+                        assert_eq!(n, 1025);
+                    }
+                    other => panic!("{version:?}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn publish_properties_are_written_for_mqtt_5_only() {
+        // Correlation Data (0x09) "ab".
+        let props = [0x09, 0x00, 0x02, b'a', b'b'];
+        for version in [Version::V4, Version::V5] {
+            let codec = Codec::new(version, 1 << 20);
+            let mut buf = BytesMut::new();
+            codec.write_publish_with("user/a/rpc", b"{}", 1, 5, false, &props, &mut buf);
+            assert_eq!(
+                codec.publish_size_with("user/a/rpc", 2, 1, &props),
+                buf.len()
+            );
+            match codec.read(&mut buf).unwrap().unwrap().packet {
+                Packet::Publish(p, properties) => {
+                    assert_eq!(&p.payload[..], b"{}");
+                    let data = properties.and_then(|p| p.correlation_data);
+                    match version {
+                        Version::V4 => assert_eq!(data, None),
+                        Version::V5 => assert_eq!(data.as_deref(), Some(&b"ab"[..])),
+                    }
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use chatd_core::accounts::AccountError;
 use futures_util::future::BoxFuture;
 use rumqttd::protocol::{
     ConnAck, ConnAckProperties, Connect, ConnectProperties, ConnectReturnCode, LastWill, Login,
-    Packet,
+    Packet, QoS,
 };
 use tracing::{debug, info};
 
@@ -71,6 +71,11 @@ enum Refusal {
     Quota,
     /// Too many failed logins for the user or the source address; credentials not checked.
     RateLimited(Limited),
+    /// An MQTT 5 will at QoS 2: CONNACK announces Maximum QoS 1 ([MQTT-3.2.2-12]).
+    WillQos,
+    /// An MQTT 5 will with Will Retain 1: CONNACK announces Retain Available 0
+    /// ([MQTT-3.2.2-13]).
+    WillRetain,
 }
 
 impl Refusal {
@@ -88,8 +93,30 @@ impl Refusal {
             // the password, and differs from 4 (wrong password) so an app can tell the user.
             (Refusal::RateLimited(_), Version::V4) => ConnectReturnCode::NotAuthorized,
             (Refusal::RateLimited(_), Version::V5) => ConnectReturnCode::ConnectionRateExceeded,
+            (Refusal::WillQos, Version::V5) => ConnectReturnCode::QoSNotSupported,
+            (Refusal::WillRetain, Version::V5) => ConnectReturnCode::RetainNotSupported,
+            // Never refused in 3.1.1, whose CONNACK announces nothing (see `will_refusal`);
+            // 5 is the nearest code should that change.
+            (Refusal::WillQos | Refusal::WillRetain, Version::V4) => {
+                ConnectReturnCode::NotAuthorized
+            }
         }
     }
+}
+
+/// Whether an MQTT 5 will asks for more than CONNACK announces (Maximum QoS 1, Retain Available
+/// 0). Checked before the credentials: it says nothing about the account and costs no hashing.
+/// 3.1.1 announces nothing, so its wills are accepted as they are (the will is acted on as a
+/// chat publish, where QoS and retain change nothing).
+fn will_refusal(version: Version, will: &Option<LastWill>) -> Option<Refusal> {
+    let will = will.as_ref()?;
+    if version == Version::V4 {
+        return None;
+    }
+    if will.qos == QoS::ExactlyOnce {
+        return Some(Refusal::WillQos);
+    }
+    will.retain.then_some(Refusal::WillRetain)
 }
 
 /// Reads CONNECT within the configured timeout, authenticates it and writes CONNACK. `source`
@@ -184,7 +211,11 @@ async fn accept<T: Transport>(
         return None;
     };
     let asked_expiry = asked_expiry(codec.version(), &connect, &props);
-    let checked = match check(shared, &connect, &will, login, source).await {
+    let checked = match will_refusal(codec.version(), &will) {
+        Some(refusal) => Err(refusal),
+        None => check(shared, &connect, &will, login, source).await,
+    };
+    let checked = match checked {
         Ok((user, revocation, claim)) => {
             let kept = shared
                 .kept

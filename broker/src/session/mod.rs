@@ -20,6 +20,8 @@ mod inbox;
 mod inflight;
 mod oversize;
 mod replies;
+mod reply_to;
+mod strict;
 mod subscriptions;
 mod waiting;
 
@@ -36,7 +38,7 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use rumqttd::protocol::{
     DisconnectReasonCode, Filter, Packet, PingResp, PubAck, PubAckReason, PubComp, PubCompReason,
-    PubRec, PubRecReason, Publish, QoS, RetainForwardRule, Subscribe,
+    PubRec, PubRecReason, Publish, PublishProperties, QoS, RetainForwardRule, Subscribe,
 };
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -57,10 +59,12 @@ use self::connect::Accepted;
 use self::inbox::Inbox;
 use self::inflight::InFlight;
 use self::replies::Replies;
+use self::reply_to::ReplyTo;
 use self::subscriptions::{Quota, Subscriptions};
 use self::waiting::{Waited, Waiting};
 
-/// Publishes from one client being stored or answered at once; past this the socket is not read.
+/// Publishes from one client being stored or answered at once; past this the socket is not read
+/// (MQTT 5: QoS 0 ones only, see [`Session::may_read`]).
 const MAX_PENDING: usize = 64;
 
 /// Packet ids in use at most; beyond this a session writes at QoS 0.
@@ -137,6 +141,8 @@ struct Reply {
     /// A control packet due once something is done (a kept session's SUBACK, once the new
     /// subscriptions are on disk).
     control: Option<Box<Packet>>,
+    /// Where an MQTT 5 rpc request asked for its answer (`None` for nearly every reply).
+    reply_to: Option<Box<ReplyTo>>,
 }
 
 enum Event {
@@ -178,6 +184,8 @@ struct Session {
     closing: Option<End>,
     inbox: Inbox,
     pending: Replies<BoxFuture<'static, Reply>>,
+    /// Publishes in `pending` at QoS 1 or 2, not acknowledged yet (MQTT 5 Receive Maximum).
+    unacknowledged: usize,
     qos2_received: HashSet<u16>,
     last_heard: Instant,
 }
@@ -245,7 +253,7 @@ impl Session {
         for unacked in state.unacked {
             let size = self
                 .codec
-                .publish_size(&unacked.topic, unacked.payload.len(), 1);
+                .publish_size_with(&unacked.topic, unacked.payload.len(), 1, &[]);
             // A client that now takes smaller packets does not get it; a queued message
             // stays in the queue for a device that can.
             if self.inflight.contains(unacked.pkid) || size > self.codec.client_max_packet() {
@@ -255,12 +263,13 @@ impl Session {
                 self.inbox.resent(id);
             }
             let start = self.out.len();
-            self.codec.write_publish(
+            self.codec.write_publish_with(
                 &unacked.topic,
                 &unacked.payload,
                 1,
                 unacked.pkid,
                 false,
+                &[],
                 &mut self.out,
             );
             if let Some(first) = self.out.get_mut(start) {
@@ -328,6 +337,7 @@ impl Session {
                 Inbox::default()
             },
             pending: Replies::new(),
+            unacknowledged: 0,
             qos2_received: HashSet::new(),
             last_heard: Instant::now(),
             shared,
@@ -363,6 +373,20 @@ impl Session {
     /// earlier waits for it (what waits goes first).
     fn has_room_now(&self) -> bool {
         self.room() > 0 && self.waiting.is_empty()
+    }
+
+    /// Whether the socket may be read: the publishes being answered are bounded. 3.1.1: at most
+    /// [`MAX_PENDING`] of them, whatever their QoS (back-pressure: the client waits). MQTT 5:
+    /// the QoS 1 ones are bounded by the Receive Maximum CONNACK announced (one more ends the
+    /// session, see [`strict`]), so the socket is read while they are answered — else a 65th
+    /// could never be seen; the QoS 0 ones, which no window bounds, stop reading past
+    /// [`MAX_PENDING`].
+    fn may_read(&self) -> bool {
+        let counted = match self.codec.version() {
+            Version::V4 => self.pending.len(),
+            Version::V5 => self.pending.len().saturating_sub(self.unacknowledged),
+        };
+        counted < MAX_PENDING
     }
 
     async fn serve<T: Transport>(&mut self, t: &mut T) -> End {
@@ -403,7 +427,7 @@ impl Session {
                 biased;
                 _ = self.entry.stop_token().cancelled() => Event::Stop,
                 Some(reply) = self.pending.next(), if !self.pending.is_empty() => Event::Reply(reply),
-                r = t.read_into(&mut self.input), if self.pending.len() < MAX_PENDING => Event::Read(r),
+                r = t.read_into(&mut self.input), if self.may_read() => Event::Read(r),
                 item = self.entry.next_delivery(), if self.room() > 0 => Event::Delivery(item),
                 _ = sleep_until(deadline).boxed(), if deadline.is_some() => Event::KeepAlive,
                 _ = sleep_until(ack_deadline).boxed(), if ack_deadline.is_some() => Event::AckTimeout,
@@ -532,7 +556,15 @@ impl Session {
                 let meta = incoming
                     .publish
                     .ok_or(End::ProtocolError(DisconnectReasonCode::MalformedPacket))?;
-                self.on_publish(publish, meta)
+                if self.codec.version() == Version::V5 {
+                    if let Some(code) =
+                        strict::publish_refusal(meta.qos, publish.retain, self.unacknowledged)
+                    {
+                        debug!(client_id = %self.client_id, ?code, "publish beyond what CONNACK announced");
+                        return Err(End::ProtocolError(code));
+                    }
+                }
+                self.on_publish(publish, props, meta)
             }
             Packet::PubAck(ack, _) => {
                 let acked = self.inflight.remove(ack.pkid);
@@ -555,7 +587,13 @@ impl Session {
             }
             // The server never publishes at QoS 2, so these carry nothing to act on.
             Packet::PubRec(..) | Packet::PubComp(..) => Ok(()),
-            Packet::Subscribe(subscribe, _) => {
+            Packet::Subscribe(subscribe, props) => {
+                if self.codec.version() == Version::V5 {
+                    if let Some(code) = strict::subscribe_refusal(&subscribe, &props) {
+                        debug!(client_id = %self.client_id, ?code, "subscribe beyond what CONNACK announced");
+                        return Err(End::ProtocolError(code));
+                    }
+                }
                 let suback = self.subs.subscribe(subscribe, self.codec.version());
                 // Watching starts before the current state is read, so no change falls between.
                 for user in &suback.watch {
@@ -581,6 +619,7 @@ impl Session {
                                 message: None,
                                 ack: None,
                                 control: Some(packet),
+                                reply_to: None,
                             }
                         }
                         .boxed(),
@@ -636,9 +675,19 @@ impl Session {
         }
     }
 
-    fn on_publish(&mut self, publish: Publish, meta: PublishMeta) -> Result<(), End> {
+    fn on_publish(
+        &mut self,
+        publish: Publish,
+        props: Option<PublishProperties>,
+        meta: PublishMeta,
+    ) -> Result<(), End> {
         Metrics::inc(&self.shared.metrics.publishes_in_total);
         self.shared.conn_cache.activity(&self.user, &self.client_id);
+        // Every path below answers a QoS 1 or 2 publish with exactly one acknowledgement (or
+        // ends the session), which `on_reply` counts off.
+        if meta.qos > 0 {
+            self.unacknowledged += 1;
+        }
         if meta.qos == 2 && !self.qos2_received.insert(meta.pkid) {
             // A retransmitted QoS 2 publish: acknowledge again, act once.
             self.pending.push_back(ready(None, Some((meta, true))));
@@ -657,7 +706,23 @@ impl Session {
             self.pending.push_back(ready(None, refused));
             return Ok(());
         };
+        // MQTT 5 request / response: only an rpc request with these properties pays for them.
+        let reply_to = match (kind, &props) {
+            (ChatTopic::Rpc, Some(props)) => {
+                ReplyTo::of(&self.user, props).map_err(End::ProtocolError)?
+            }
+            _ => None,
+        };
         let reply = self.handle_chat(kind, publish.payload, ack);
+        let reply = match reply_to {
+            None => reply,
+            Some(to) => reply
+                .map(move |mut reply| {
+                    reply.reply_to = Some(to);
+                    reply
+                })
+                .boxed(),
+        };
         self.pending.push_back(reply);
         Ok(())
     }
@@ -681,8 +746,12 @@ impl Session {
 
     fn on_reply(&mut self, reply: Reply) {
         if let Some((channel, payload)) = reply.message {
-            if let (topic, Some(qos)) = self.subs.on(channel) {
-                self.offer_reply(channel, &topic, &payload, qos);
+            let target = match &reply.reply_to {
+                None => self.subs.on(channel),
+                Some(to) => to.target(&self.subs, channel),
+            };
+            if let (topic, Some(qos)) = target {
+                self.offer_reply(channel, &topic, &payload, qos, reply.reply_to);
             }
             // The user's other devices subscribed to the same topic see it too (a phone sees
             // what the laptop sent; `mosquitto_sub` sees what `mosquitto_pub` sent).
@@ -696,6 +765,7 @@ impl Session {
             self.shared.deliver_unstored(item, Some(&self.entry));
         }
         if let Some((meta, ok)) = reply.ack {
+            self.unacknowledged = self.unacknowledged.saturating_sub(1);
             let packet = match meta.qos {
                 1 => Packet::PubAck(
                     PubAck {
@@ -827,14 +897,21 @@ impl Session {
     /// window is full. Past [`waiting::MAX_WAITING_REPLIES`] it is written at QoS 0: Receive
     /// Maximum bounds only QoS 1, and the socket must still be read (the client's PUBACKs may
     /// be behind its requests), so a client that never acknowledges costs bounded memory.
-    fn offer_reply(&mut self, channel: Channel, topic: &str, payload: &Bytes, qos: u8) {
+    fn offer_reply(
+        &mut self,
+        channel: Channel,
+        topic: &str,
+        payload: &Bytes,
+        qos: u8,
+        to: Option<Box<ReplyTo>>,
+    ) {
         if qos == 0 || self.has_room_now() {
-            self.publish(topic, payload, qos, false, None);
+            self.publish_reply(topic, payload, qos, to.as_deref());
             return;
         }
-        if let Err((_, payload)) = self.waiting.push_reply(channel, payload.clone()) {
+        if let Err((payload, to)) = self.waiting.push_reply(channel, payload.clone(), to) {
             Metrics::inc(&self.shared.metrics.replies_qos0_total);
-            self.publish(topic, &payload, 0, false, None);
+            self.publish_reply(topic, &payload, 0, to.as_deref());
         }
     }
 
@@ -853,9 +930,13 @@ impl Session {
     fn send_waiting(&mut self) {
         while self.room() > 0 {
             match self.waiting.pop() {
-                Some(Waited::Reply(channel, payload)) => {
-                    if let (topic, Some(qos)) = self.subs.on(channel) {
-                        self.publish(&topic, &payload, qos, false, None);
+                Some(Waited::Reply(channel, payload, to)) => {
+                    let target = match &to {
+                        None => self.subs.on(channel),
+                        Some(to) => to.target(&self.subs, channel),
+                    };
+                    if let (topic, Some(qos)) = target {
+                        self.publish_reply(&topic, &payload, qos, to.as_deref());
                     }
                 }
                 Some(Waited::Presence { topic, retain }) => {
@@ -879,6 +960,14 @@ impl Session {
         self.publish(topic, state.to_string().as_bytes(), qos, retain, None);
     }
 
+    /// Writes a reply: with the properties an MQTT 5 request asked for, when `to` is set.
+    fn publish_reply(&mut self, topic: &str, payload: &[u8], qos: u8, to: Option<&ReplyTo>) {
+        match to {
+            None => self.publish(topic, payload, qos, false, None),
+            Some(to) => self.publish_with(topic, payload, qos, false, None, Some(to)),
+        }
+    }
+
     /// Writes a PUBLISH at `qos`, tracking it in flight when it needs a PUBACK. Its size is
     /// worked out first: one larger than the client accepts is not written (see
     /// [`Session::publish_too_large`]).
@@ -890,6 +979,20 @@ impl Session {
         retain: bool,
         queue_id: Option<String>,
     ) {
+        self.publish_with(topic, payload, qos, retain, queue_id, None);
+    }
+
+    /// [`Session::publish`] of an rpc reply that carries the PUBLISH properties of `to`.
+    fn publish_with(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: u8,
+        retain: bool,
+        queue_id: Option<String>,
+        to: Option<&ReplyTo>,
+    ) {
+        let properties = to.map_or(&[][..], ReplyTo::properties);
         // A client that never acknowledges cannot make packet ids run out: past a full id space
         // the session falls back to at-most-once.
         let qos = if self.inflight.len() >= MAX_INFLIGHT_IDS {
@@ -897,9 +1000,11 @@ impl Session {
         } else {
             qos
         };
-        let size = self.codec.publish_size(topic, payload.len(), qos);
+        let size = self
+            .codec
+            .publish_size_with(topic, payload.len(), qos, properties);
         if size > self.codec.client_max_packet() {
-            self.publish_too_large(topic, payload, qos, queue_id, size);
+            self.publish_too_large(topic, payload, qos, queue_id, size, to);
             return;
         }
         Metrics::inc(&self.shared.metrics.publishes_out_total);
@@ -908,7 +1013,7 @@ impl Session {
         }
         if qos == 0 {
             self.codec
-                .write_publish(topic, payload, 0, 0, retain, &mut self.out);
+                .write_publish_with(topic, payload, 0, 0, retain, properties, &mut self.out);
             if let Some(id) = queue_id {
                 // At most once was the subscriber's choice: written is delivered.
                 let _ = self.shared.chat.acked(&self.user, &id);
@@ -922,7 +1027,7 @@ impl Session {
             .insert(pkid, queue_id, size, Instant::now(), kept);
         self.entry.set_inflight_bytes(self.inflight.bytes());
         self.codec
-            .write_publish(topic, payload, 1, pkid, retain, &mut self.out);
+            .write_publish_with(topic, payload, 1, pkid, retain, properties, &mut self.out);
     }
 
     /// A message of `size` bytes that the client does not accept (MQTT 5 Maximum Packet Size)
@@ -930,7 +1035,8 @@ impl Session {
     /// - a queued one (inbox, receipt) is passed over without being acknowledged: it stays in
     ///   the user's queue for a device that can take it, and this session moves on past it
     ///   instead of trying it again;
-    /// - an rpc reply becomes a `too_large` error reply to the same `rid`;
+    /// - an rpc reply becomes a `too_large` error reply to the same `rid` (on the same topic, with
+    ///   the same MQTT 5 properties: `to`);
     /// - anything else (acks, presence, typing: a few hundred bytes at most) is dropped.
     fn publish_too_large(
         &mut self,
@@ -939,6 +1045,7 @@ impl Session {
         qos: u8,
         queue_id: Option<String>,
         size: usize,
+        to: Option<&ReplyTo>,
     ) {
         Metrics::inc(&self.shared.metrics.publishes_too_large_total);
         let max = self.codec.client_max_packet();
@@ -947,14 +1054,21 @@ impl Session {
             self.inbox.sent(&id);
             return;
         }
-        if topic
-            .strip_prefix("user/")
-            .and_then(|t| t.strip_prefix(self.user.as_str()))
-            == Some("/rpc")
+        // Only rpc replies carry a `ReplyTo`, whatever topic they go to.
+        if to.is_some()
+            || topic
+                .strip_prefix("user/")
+                .and_then(|t| t.strip_prefix(self.user.as_str()))
+                == Some("/rpc")
         {
             let error = oversize::too_large_reply(payload, size, max);
-            if self.codec.publish_size(topic, error.len(), qos) <= max {
-                self.publish(topic, &error, qos, false, None);
+            let properties = to.map_or(&[][..], ReplyTo::properties);
+            if self
+                .codec
+                .publish_size_with(topic, error.len(), qos, properties)
+                <= max
+            {
+                self.publish_with(topic, &error, qos, false, None, to);
             }
         }
     }
@@ -1131,6 +1245,7 @@ fn chat_reply(
                 message: Some((Channel::Ack, answer)),
                 ack,
                 control: None,
+                reply_to: None,
             }
         }
         .boxed(),
@@ -1146,6 +1261,7 @@ fn chat_reply(
                     message: Some((Channel::Rpc, answer)),
                     ack,
                     control: None,
+                    reply_to: None,
                 }
             }
             .boxed()
@@ -1156,6 +1272,7 @@ fn chat_reply(
                 message: refusal.map(|r| (Channel::Ack, r)),
                 ack,
                 control: None,
+                reply_to: None,
             }
         }
         .boxed(),
@@ -1185,6 +1302,7 @@ fn ready(
         message,
         ack,
         control: None,
+        reply_to: None,
     })
     .boxed()
 }

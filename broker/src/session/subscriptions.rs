@@ -13,7 +13,8 @@ use std::sync::Arc;
 use chatd_auth::acl::{self, SubscribeRule};
 use chatd_wire::topics::Channel;
 use rumqttd::protocol::{
-    Packet, QoS, SubAck, Subscribe, SubscribeReasonCode, UnsubAck, UnsubAckReason, Unsubscribe,
+    Packet, QoS, RetainForwardRule, SubAck, Subscribe, SubscribeReasonCode, UnsubAck,
+    UnsubAckReason, Unsubscribe,
 };
 
 use crate::wire::Version;
@@ -24,7 +25,8 @@ pub struct SubscribeOutcome {
     pub packet: Packet,
     /// Users whose presence the session starts watching (new ones).
     pub watch: Vec<String>,
-    /// Presence topics granted by this SUBSCRIBE (new or repeated): each gets the current state.
+    /// Presence topics granted by this SUBSCRIBE whose current state is due now, as MQTT 5's
+    /// Retain Handling asks (3.1.1: every one granted, new or repeated).
     pub presence: Vec<String>,
     /// How many filters were refused (not authorized or over a limit).
     pub refused: usize,
@@ -118,19 +120,33 @@ impl Subscriptions {
                 SubscribeRule::Presence(user) => {
                     // A repeated subscription changes the QoS and keeps what the client has.
                     let held = self.presence.len();
-                    match self.presence.entry(filter.path.clone()) {
-                        Entry::Occupied(mut known) => known.get_mut().0 = qos,
+                    let created = match self.presence.entry(filter.path.clone()) {
+                        Entry::Occupied(mut known) => {
+                            known.get_mut().0 = qos;
+                            false
+                        }
                         Entry::Vacant(new) if held < self.quota.watches => {
                             new.insert((qos, 0));
                             watch.push(user);
+                            true
                         }
                         Entry::Vacant(_) => {
                             over_quota += 1;
                             codes.push(quota_code);
                             continue;
                         }
+                    };
+                    // The current state is what a retained message is elsewhere, so Retain
+                    // Handling decides when it is sent ([MQTT-3.3.1-9] to [MQTT-3.3.1-11]);
+                    // 3.1.1 filters always ask for it.
+                    let send_state = match filter.retain_forward_rule {
+                        RetainForwardRule::OnEverySubscribe => true,
+                        RetainForwardRule::OnNewSubscribe => created,
+                        RetainForwardRule::Never => false,
+                    };
+                    if send_state {
+                        presence.push(filter.path);
                     }
-                    presence.push(filter.path);
                     codes.push(granted_code(qos));
                 }
                 SubscribeRule::Denied(_) => {
@@ -203,7 +219,6 @@ impl Subscriptions {
     }
 
     /// The QoS at which the session receives `topic` (one of its own), if it is subscribed.
-    #[cfg(test)]
     pub fn granted(&self, topic: &str) -> Option<u8> {
         match self.delivered.iter().find(|(t, _)| &**t == topic) {
             Some((_, qos)) => *qos,
@@ -404,6 +419,47 @@ mod tests {
         );
         assert_eq!(subs.granted("user/carol/rpc"), None);
         assert_eq!(subs.queue_coverage(), 0);
+    }
+
+    #[test]
+    fn retain_handling_decides_when_the_current_state_is_due() {
+        let mut subs = Subscriptions::new("carol", QUOTA);
+        let mut with_rule = |rule: RetainForwardRule| {
+            let filter = Filter {
+                path: "presence/bob".to_string(),
+                qos: QoS::AtLeastOnce,
+                nolocal: false,
+                preserve_retain: false,
+                retain_forward_rule: rule,
+            };
+            let subscribe = Subscribe {
+                pkid: 1,
+                filters: vec![filter],
+            };
+            subs.subscribe(subscribe, Version::V5).presence.len()
+        };
+        // 2: never at subscribe time, even for a new subscription.
+        assert_eq!(with_rule(RetainForwardRule::Never), 0);
+        // 1: only for a new one (this one exists now).
+        assert_eq!(with_rule(RetainForwardRule::OnNewSubscribe), 0);
+        // 0: on every SUBSCRIBE.
+        assert_eq!(with_rule(RetainForwardRule::OnEverySubscribe), 1);
+        let mut fresh = Subscriptions::new("carol", QUOTA);
+        let filter = Filter {
+            path: "presence/dave".to_string(),
+            qos: QoS::AtMostOnce,
+            nolocal: false,
+            preserve_retain: false,
+            retain_forward_rule: RetainForwardRule::OnNewSubscribe,
+        };
+        let outcome = fresh.subscribe(
+            Subscribe {
+                pkid: 2,
+                filters: vec![filter],
+            },
+            Version::V5,
+        );
+        assert_eq!(outcome.presence, vec!["presence/dave".to_string()]);
     }
 
     #[test]

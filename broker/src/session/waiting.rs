@@ -15,14 +15,17 @@ use std::collections::{HashSet, VecDeque};
 use bytes::Bytes;
 use chatd_wire::topics::Channel;
 
+use super::reply_to::ReplyTo;
+
 /// Replies that wait for the window at most; more are written at QoS 0.
 pub const MAX_WAITING_REPLIES: usize = 64;
 
 /// One PUBLISH that waited for room.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Waited {
-    /// A reply: its channel and the payload it had when it was made.
-    Reply(Channel, Bytes),
+    /// A reply: its channel, the payload it had when it was made, and where an MQTT 5 request
+    /// asked for it (see [`ReplyTo`]).
+    Reply(Channel, Bytes, Option<Box<ReplyTo>>),
     /// The current state of a presence topic is due; `retain` when it answers a SUBSCRIBE.
     Presence { topic: String, retain: bool },
 }
@@ -30,7 +33,7 @@ pub enum Waited {
 /// The waiting PUBLISHes of one session.
 #[derive(Debug, Default)]
 pub struct Waiting {
-    replies: VecDeque<(Channel, Bytes)>,
+    replies: VecDeque<(Channel, Bytes, Option<Box<ReplyTo>>)>,
     presence: VecDeque<String>,
     /// The topics in `presence` (each is there once).
     queued: HashSet<String>,
@@ -44,12 +47,18 @@ impl Waiting {
         self.replies.is_empty() && self.presence.is_empty()
     }
 
-    /// Queues a reply, or hands it back when [`MAX_WAITING_REPLIES`] already wait.
-    pub fn push_reply(&mut self, channel: Channel, payload: Bytes) -> Result<(), (Channel, Bytes)> {
+    /// Queues a reply, or hands its payload and [`ReplyTo`] back when [`MAX_WAITING_REPLIES`]
+    /// already wait.
+    pub fn push_reply(
+        &mut self,
+        channel: Channel,
+        payload: Bytes,
+        to: Option<Box<ReplyTo>>,
+    ) -> Result<(), (Bytes, Option<Box<ReplyTo>>)> {
         if self.replies.len() >= MAX_WAITING_REPLIES {
-            return Err((channel, payload));
+            return Err((payload, to));
         }
-        self.replies.push_back((channel, payload));
+        self.replies.push_back((channel, payload, to));
         Ok(())
     }
 
@@ -66,8 +75,8 @@ impl Waiting {
 
     /// The oldest waiting reply, else the oldest waiting presence topic.
     pub fn pop(&mut self) -> Option<Waited> {
-        let waited = if let Some((channel, payload)) = self.replies.pop_front() {
-            Some(Waited::Reply(channel, payload))
+        let waited = if let Some((channel, payload, to)) = self.replies.pop_front() {
+            Some(Waited::Reply(channel, payload, to))
         } else {
             self.presence.pop_front().map(|topic| {
                 self.queued.remove(&topic);
@@ -97,16 +106,20 @@ mod tests {
         waiting.push_presence("presence/b", false);
         for i in 0..MAX_WAITING_REPLIES {
             assert!(waiting
-                .push_reply(Channel::Rpc, Bytes::from(format!("r{i}")))
+                .push_reply(Channel::Rpc, Bytes::from(format!("r{i}")), None)
                 .is_ok());
         }
         assert!(waiting
-            .push_reply(Channel::Ack, Bytes::from_static(b"y"))
+            .push_reply(Channel::Ack, Bytes::from_static(b"y"), None)
             .is_err());
         for i in 0..MAX_WAITING_REPLIES {
             assert_eq!(
                 waiting.pop(),
-                Some(Waited::Reply(Channel::Rpc, Bytes::from(format!("r{i}"))))
+                Some(Waited::Reply(
+                    Channel::Rpc,
+                    Bytes::from(format!("r{i}")),
+                    None
+                ))
             );
         }
         assert_eq!(
