@@ -394,3 +394,44 @@ async fn kept_sessions_are_bounded_per_user_and_in_all() {
     let (mut c, _) = open(&srv, &connect(V::V4, &format!("{carol}:b"), true)).await;
     assert!(c.ping().await);
 }
+
+/// In a cluster, a session kept by one node is resumed on another (it is stored in
+/// PostgreSQL): session present, the unacknowledged PUBLISHes resent with DUP and their packet
+/// ids, and delivery without a SUBSCRIBE, also of what is sent through a third node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_session_is_resumed_on_another_node() {
+    let cluster = support::cluster_kit::Cluster::new();
+    let (one, two) = (cluster.node(1), cluster.node(2));
+    let bob = user(&one, "bob");
+    let alice = user(&one, "alice");
+    let id = format!("{bob}:phone");
+    let inbox = format!("user/{bob}/inbox");
+    let persistent = || connect(V::V5, &id, false).session_expiry(600);
+
+    let (mut b, _) = open(&one, &persistent()).await;
+    assert_eq!(b.subscribe(1, &[(&inbox, 1)]).await, vec![1]);
+    send(&one, &alice, &bob, "unacknowledged").await;
+    let first = next_publish(&mut b, "first delivery").await.publish(V::V5);
+    b.send(&raw::disconnect()).await;
+    let _ = b.wait_closed(WAIT).await;
+    // Node 1 writes the ended session; node 2 reads it from the database.
+    let saved = format!(
+        "SELECT count(*) FROM mqtt_sessions WHERE client_id = '{id}' AND ended_ms IS NOT NULL"
+    );
+    let deadline = Instant::now() + WAIT;
+    while cluster.count(&saved) != 1 {
+        assert!(Instant::now() < deadline, "node 1 never saved the session");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (mut b, connack) = open(&two, &persistent()).await;
+    assert!(connack.session_present(), "resumed on node 2");
+    let p = next_publish(&mut b, "resent").await;
+    assert!(p.dup(), "{p:?}");
+    let again = p.publish(V::V5);
+    assert_eq!((again.pkid, &again.payload), (first.pkid, &first.payload));
+    b.send(&raw::puback(again.pkid)).await;
+    send(&one, &alice, &bob, "through node 1").await;
+    let p = b.next_publish_on(&inbox, WAIT).await.expect("delivery on node 2");
+    assert_eq!(p.json()["text"], "through node 1");
+}

@@ -272,6 +272,27 @@ fn run_walkthrough(version: &str) {
         "{queued} vs {msg}"
     );
 
+    // Bob's phone keeps a persistent session: subscribed once (-E leaves after the SUBACK),
+    // it gets what alice sent while it was away as soon as it connects again.
+    let out = Command::new("mosquitto_sub")
+        .args(args(&format!(
+            "{v} -i bob:phone -c -u bob -P bob-pw -q 1 -t user/bob/inbox -E"
+        )))
+        .output()
+        .expect("mosquitto_sub");
+    assert!(out.status.success(), "mosquitto_sub -c -E: {out:?}");
+    assert_eq!(s.metric("chatd_kept_sessions"), Some(1.0), "bob:phone's session");
+    mosquitto_pub(&format!(
+        "{v} -i alice -u alice -P alice-pw -q 1 -t chat/alice/send -m '{{\"cid\":\"c3\",\"to\":\"bob\",\"type\":\"text\",\"text\":\"on your phone?\"}}'"
+    ));
+    let mut phone = Sub::spawn(&args(&format!(
+        "{v} -i bob:phone -c -u bob -P bob-pw -q 1 -t user/bob/inbox -C 1 -W 30 -v"
+    )));
+    let line = phone.wait_line("message for the phone", |l| l.starts_with("user/bob/inbox "));
+    phone.wait_exit();
+    let away = payload_of(&line, "user/bob/inbox");
+    assert_eq!(away["text"], "on your phone?", "{away}");
+
     // Alice reads the conversation back.
     let mut rpc = Sub::spawn(&args(&format!(
         "{v} -i alice:rpc -u alice -P alice-pw -q 1 -t user/alice/rpc -C 1 -W 30 -v -d"
@@ -291,7 +312,11 @@ fn run_walkthrough(version: &str) {
         .iter()
         .map(|m| m["text"].as_str().unwrap())
         .collect();
-    assert_eq!(texts, vec!["hi", "still there?"], "{reply}");
+    assert_eq!(
+        texts,
+        vec!["hi", "still there?", "on your phone?"],
+        "{reply}"
+    );
 
     // Alice shares a photo: upload URL over MQTT, the bytes with curl, then the message; bob
     // gets a download URL and fetches the same bytes. (The README builds the JSON in the shell
@@ -334,7 +359,7 @@ fn run_walkthrough(version: &str) {
     assert_eq!(done["media"], media.as_str(), "{done}");
     assert_eq!(done["size"].to_string(), size, "{done}");
     mosquitto_pub(&format!(
-        "{v} -i alice -u alice -P alice-pw -q 1 -t chat/alice/send -m '{{\"cid\":\"c3\",\"to\":\"bob\",\"type\":\"image\",\"media\":\"{media}\",\"text\":\"look\"}}'"
+        "{v} -i alice -u alice -P alice-pw -q 1 -t chat/alice/send -m '{{\"cid\":\"c4\",\"to\":\"bob\",\"type\":\"image\",\"media\":\"{media}\",\"text\":\"look\"}}'"
     ));
     let mut rpc = Sub::spawn(&args(&format!(
         "{v} -i bob:rpc -u bob -P bob-pw -q 1 -t user/bob/rpc -C 1 -W 30 -v -d"
