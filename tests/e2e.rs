@@ -22,6 +22,7 @@ mod bad_input;
 mod cluster;
 mod cluster_faults;
 mod cluster_work;
+mod conformance_v311;
 mod conncache;
 mod crash;
 mod crash_mixed;
