@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use crate::conformance_v311::{
-    closed_silently, connect_only, inbox_gets, next_of, packet_id, refused_then_closed, request,
-    unsubscribe, user, will_message, with_flags, CLOSE_WAIT,
+    closed_silently, connect_only, inbox_gets, next_of, packet_id, refused_then_closed,
+    replies_until, request, unsubscribe, user, will_message, with_flags, CLOSE_WAIT,
 };
 use crate::support;
 
@@ -408,13 +408,7 @@ async fn mqtt_3_3_4_2_overlapping_subscriptions_deliver_once_at_the_highest_qos(
             .await;
     }
     let topic = format!("user/{me}/rpc");
-    let got: Vec<_> = r
-        .publishes_for(Duration::from_secs(3))
-        .await
-        .into_iter()
-        .filter(|p| p.topic == topic)
-        .map(|p| (p.qos, p.json()["rid"].clone()))
-        .collect();
+    let got = replies_until(&mut r, &topic, "o2").await;
     assert_eq!(got, vec![(1, json!("o1")), (1, json!("o2"))]);
 }
 
