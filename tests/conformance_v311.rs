@@ -4,7 +4,7 @@
 //! every statement with its status and the test that checks it; statements already checked by
 //! other modules (bad_input, transports, session_limits, ...) are cited there, not repeated here.
 //!
-//! The helpers at the top are shared with `conformance_v5`.
+//! The `pub(crate)` helpers are shared with `conformance_v5`.
 
 use crate::support;
 
