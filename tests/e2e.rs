@@ -23,6 +23,8 @@ mod cluster;
 mod cluster_faults;
 mod cluster_work;
 mod conformance_strict;
+mod conformance_v311;
+mod conformance_v5;
 mod conncache;
 mod crash;
 mod crash_mixed;
