@@ -200,6 +200,79 @@ async fn mqtt_4_4_0_1_unacknowledged_publishes_are_resent_with_dup_and_their_pac
     }
 }
 
+/// 5.0 [MQTT-3.1.2-4], [MQTT-3.1.2-5], [MQTT-3.2.2-2], [MQTT-3.2.2-3]: Clean Start 0 resumes
+/// a kept session (present 1); Clean Start 1 discards it first (present 0, its subscriptions
+/// gone) and starts a new one, which is kept in turn when it has a Session Expiry Interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_3_1_2_4_3_1_2_5_clean_start_discards_and_clean_start_0_resumes() {
+    let srv = Server::start();
+    let bob = user(&srv, "bob");
+    let alice = user(&srv, "alice");
+    let id = format!("{bob}:phone");
+    let inbox = format!("user/{bob}/inbox");
+    let with = |clean: bool| connect(V::V5, &id, clean).session_expiry(60);
+
+    let (mut b, connack) = open(&srv, &with(false)).await;
+    assert!(!connack.session_present());
+    assert_eq!(b.subscribe(1, &[(&inbox, 1)]).await, vec![1]);
+    b.send(&raw::disconnect()).await;
+    drop(b);
+    let (mut b, connack) = open(&srv, &with(false)).await;
+    assert!(connack.session_present(), "Clean Start 0 resumes");
+    b.send(&raw::disconnect()).await;
+    drop(b);
+
+    let (mut b, connack) = open(&srv, &with(true)).await;
+    assert!(!connack.session_present(), "Clean Start 1: present 0");
+    send(&srv, &alice, &bob, "nobody subscribed").await;
+    let got = b.publishes_for(Duration::from_secs(2)).await;
+    assert!(
+        got.is_empty(),
+        "the old subscriptions went with the old session: {got:?}"
+    );
+    b.send(&raw::disconnect()).await;
+    drop(b);
+    // The new session (no subscriptions) was kept: present 1, and still nothing subscribed.
+    let (mut b, connack) = open(&srv, &with(false)).await;
+    assert!(
+        connack.session_present(),
+        "the Clean Start 1 session was kept"
+    );
+    let got = b.publishes_for(Duration::from_secs(2)).await;
+    assert!(got.is_empty(), "{got:?}");
+}
+
+/// [MQTT-4.4.0-2]: a PUBACK with an error reason code acknowledges the PUBLISH all the same:
+/// a resumed session does not send it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_4_4_0_2_a_puback_with_an_error_code_is_not_followed_by_a_resend() {
+    let srv = Server::start();
+    let bob = user(&srv, "bob");
+    let alice = user(&srv, "alice");
+    let id = format!("{bob}:phone");
+    let inbox = format!("user/{bob}/inbox");
+    let persistent = || connect(V::V5, &id, false).session_expiry(60);
+    let (mut b, _) = open(&srv, &persistent()).await;
+    assert_eq!(b.subscribe(1, &[(&inbox, 1)]).await, vec![1]);
+    send(&srv, &alice, &bob, "refused").await;
+    send(&srv, &alice, &bob, "unanswered").await;
+    let refused = next_publish(&mut b, "first").await.publish(V::V5);
+    let unanswered = next_publish(&mut b, "second").await.publish(V::V5);
+    let mut body = refused.pkid.to_be_bytes().to_vec();
+    body.push(0x80);
+    b.send(&raw::frame(raw::PUBACK << 4, &body)).await;
+    assert!(b.ping().await);
+    drop(b);
+    let (mut b, connack) = open(&srv, &persistent()).await;
+    assert!(connack.session_present());
+    let again = b.publishes_for(Duration::from_secs(3)).await;
+    assert_eq!(
+        again.iter().map(|p| p.pkid).collect::<Vec<_>>(),
+        vec![unanswered.pkid],
+        "only the unacknowledged one: {again:?}"
+    );
+}
+
 /// [MQTT-3.1.2-4] across a restart and a crash: a session whose SUBACK the client got keeps
 /// that subscription after `kill -9`, and a session that ended before a graceful restart is
 /// still there after it.
@@ -238,7 +311,8 @@ async fn mqtt_3_1_2_4_a_session_outlives_a_restart_and_a_kill_9() {
 /// 5.0 Session Expiry Interval ([MQTT-3.1.2-23], [MQTT-3.2.2-3]): absent means the session
 /// ends with the connection; the server's maximum cuts a longer one and CONNACK says so; the
 /// session is gone once it expired; a DISCONNECT may shorten it to 0 but may not raise it
-/// from 0 ([MQTT-3.14.2-2]: DISCONNECT 0x82 protocol error).
+/// from 0 (a protocol error, MQTT 5.0 section 3.14.2.2.2:
+/// DISCONNECT 0x82).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_3_1_2_23_session_expiry_is_honoured_capped_and_announced() {
     let srv = Server::start_with("[limits]\nmax_session_expiry_secs = 3\n");
@@ -432,6 +506,9 @@ async fn a_kept_session_is_resumed_on_another_node() {
     assert_eq!((again.pkid, &again.payload), (first.pkid, &first.payload));
     b.send(&raw::puback(again.pkid)).await;
     send(&one, &alice, &bob, "through node 1").await;
-    let p = b.next_publish_on(&inbox, WAIT).await.expect("delivery on node 2");
+    let p = b
+        .next_publish_on(&inbox, WAIT)
+        .await
+        .expect("delivery on node 2");
     assert_eq!(p.json()["text"], "through node 1");
 }

@@ -92,6 +92,9 @@ struct Kept {
 enum Write {
     Put(Arc<StoredSession>),
     Remove,
+    /// The session's connection ended at this time (ms): a session stored as connected,
+    /// found at start-up. Read and written back by the writer, one at a time.
+    EndedAt(u64),
 }
 
 struct Live {
@@ -146,7 +149,7 @@ impl Keeper {
         limits: KeepLimits,
         cluster: bool,
     ) -> Result<Keeper, chatd_core::ports::accounts::RecordError> {
-        let stored = store.all()?;
+        let stored = store.list()?;
         let now = Instant::now();
         let wall = now_ms();
         let mut inner = Inner::default();
@@ -155,11 +158,7 @@ impl Keeper {
                 Some(ms) => ms,
                 None if cluster => continue,
                 None => {
-                    let ended = StoredSession {
-                        ended_ms: Some(wall),
-                        ..session.clone()
-                    };
-                    let write = Write::Put(Arc::new(ended));
+                    let write = Write::EndedAt(wall);
                     inner.pending.insert(
                         session.client_id.clone(),
                         Queued {
@@ -276,6 +275,14 @@ impl Keeper {
                         let result = match &write {
                             Write::Put(session) => store.put(session),
                             Write::Remove => store.remove(&client_id),
+                            Write::EndedAt(ms) => store.get(&client_id).and_then(|found| {
+                                found.map_or(Ok(()), |session| {
+                                    store.put(&StoredSession {
+                                        ended_ms: Some(*ms),
+                                        ..session
+                                    })
+                                })
+                            }),
                         };
                         if let Err(e) = result {
                             warn!(%client_id, "cannot save an MQTT session: {e}");
@@ -519,7 +526,8 @@ impl Keeper {
         let stored = match queued {
             Some(Write::Put(session)) => Some((*session).clone()),
             Some(Write::Remove) => None,
-            None => {
+            // Only its end changes: the state is the stored one.
+            Some(Write::EndedAt(_)) | None => {
                 let store = self.store.clone();
                 let id = client_id.to_string();
                 match tokio::task::spawn_blocking(move || store.get(&id)).await {

@@ -217,6 +217,12 @@ async fn accept<T: Transport>(
     };
     let checked = match checked {
         Ok((user, revocation, claim)) => {
+            // Online before the client hears CONNACK: whoever it tells next ("I am connected")
+            // and then watches its presence must never see it offline. Counted before a
+            // connection with the same client id is taken over (the keeper stops it and waits
+            // for its session), so a takeover never shows the user offline in between. The
+            // session's end (or a refusal or failed write below) makes it offline again.
+            shared.presence.connected(&user);
             let kept = shared
                 .kept
                 .begin(
@@ -240,6 +246,7 @@ async fn accept<T: Transport>(
                     .kept
                     .end(&connect.client_id, ticket, &user, 0, None, None);
                 shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+                shared.presence.disconnected(&user);
                 Err(Refusal::Busy)
             } else {
                 Ok((user, revocation, claim, kept))
@@ -271,10 +278,6 @@ async fn accept<T: Transport>(
                 },
                 properties,
             );
-            // Online before the client hears CONNACK: whoever it tells next ("I am connected")
-            // and then watches its presence must never see it offline. The session's end (or
-            // the failed write below) makes it offline again.
-            shared.presence.connected(&user);
             let mut out = BytesMut::new();
             let written = match codec.write(connack, &mut out) {
                 Ok(_) => t.write_all_flush(&out).await.is_ok(),

@@ -658,7 +658,7 @@ impl Session {
             Packet::Disconnect(d, props) => {
                 if let Some(expiry) = props.and_then(|p| p.session_expiry_interval) {
                     // A session that was to end with its connection cannot be kept after all
-                    // [MQTT-3.14.2-2].
+                    // (a protocol error, MQTT 5.0 section 3.14.2.2.2).
                     if self.asked_expiry == 0 && expiry > 0 {
                         return Err(End::ProtocolError(DisconnectReasonCode::ProtocolError));
                     }

@@ -44,7 +44,7 @@ fn encode(session: &StoredSession) -> Vec<u8> {
     value
 }
 
-fn decode(key: &[u8], value: &[u8]) -> Result<StoredSession, RecordError> {
+fn decode(key: &[u8], value: &[u8], with_state: bool) -> Result<StoredSession, RecordError> {
     let corrupt = |why: &str| RecordError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
         why: why.to_string(),
@@ -69,7 +69,11 @@ fn decode(key: &[u8], value: &[u8]) -> Result<StoredSession, RecordError> {
         user: user.to_string(),
         expiry_secs: u32::from_be_bytes(expiry),
         ended_ms: (ended != u64::MAX).then_some(ended),
-        state: value[HEADER..].to_vec(),
+        state: if with_state {
+            value[HEADER..].to_vec()
+        } else {
+            Vec::new()
+        },
     })
 }
 
@@ -77,7 +81,7 @@ impl SessionStore for EmbeddedSessions {
     fn get(&self, client_id: &str) -> Result<Option<StoredSession>, RecordError> {
         let key = keys::session(user_of(client_id), client_id);
         match self.store.get(&key).map_err(failed)? {
-            Some(value) => decode(&key, &value).map(Some),
+            Some(value) => decode(&key, &value, true).map(Some),
             None => Ok(None),
         }
     }
@@ -96,7 +100,7 @@ impl SessionStore for EmbeddedSessions {
         self.store.flush().map_err(failed)
     }
 
-    fn all(&self) -> Result<Vec<StoredSession>, RecordError> {
+    fn list(&self) -> Result<Vec<StoredSession>, RecordError> {
         let end = keys::prefix_end(keys::SESSIONS_PREFIX);
         let mut start = keys::SESSIONS_PREFIX.as_bytes().to_vec();
         let mut sessions = Vec::new();
@@ -104,7 +108,7 @@ impl SessionStore for EmbeddedSessions {
             let page = self.store.scan(&start, &end, false, PAGE).map_err(failed)?;
             let full = page.len() == PAGE;
             for (key, value) in &page {
-                sessions.push(decode(key, value)?);
+                sessions.push(decode(key, value, false)?);
             }
             match page.last() {
                 Some((last, _)) if full => {

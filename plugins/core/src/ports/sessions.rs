@@ -32,6 +32,7 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Forgets the session of `client_id` (nothing happens when there is none).
     fn remove(&self, client_id: &str) -> Result<(), RecordError>;
 
-    /// Every kept session, in client id order (read once at start-up).
-    fn all(&self) -> Result<Vec<StoredSession>, RecordError>;
+    /// Every kept session without its state (`state` empty), in client id order: read once
+    /// at start-up, so it must not need memory for every session's state at once.
+    fn list(&self) -> Result<Vec<StoredSession>, RecordError>;
 }

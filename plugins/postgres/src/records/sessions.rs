@@ -6,7 +6,8 @@ use tokio_postgres::Row;
 
 use super::Records;
 
-const COLUMNS: &str = "client_id, user_id, expiry_secs, ended_ms, state";
+/// Every column but the state, which `list` leaves out.
+const HEADERS: &str = "client_id, user_id, expiry_secs, ended_ms, ''::bytea";
 const GET: &str =
     "SELECT client_id, user_id, expiry_secs, ended_ms, state FROM mqtt_sessions WHERE client_id = $1";
 const PUT: &str = "INSERT INTO mqtt_sessions (client_id, user_id, expiry_secs, ended_ms, state) \
@@ -74,13 +75,13 @@ impl SessionStore for PostgresSessions {
         })?)
     }
 
-    fn all(&self) -> Result<Vec<StoredSession>, RecordError> {
+    fn list(&self) -> Result<Vec<StoredSession>, RecordError> {
         Ok(self.records.call(|c| async move {
             let s = c.reader().await?;
             let rows = s
                 .client
                 .query(
-                    &format!("SELECT {COLUMNS} FROM mqtt_sessions ORDER BY client_id"),
+                    &format!("SELECT {HEADERS} FROM mqtt_sessions ORDER BY client_id"),
                     &[],
                 )
                 .await?;
