@@ -432,6 +432,9 @@ async fn a_kept_session_is_resumed_on_another_node() {
     assert_eq!((again.pkid, &again.payload), (first.pkid, &first.payload));
     b.send(&raw::puback(again.pkid)).await;
     send(&one, &alice, &bob, "through node 1").await;
-    let p = b.next_publish_on(&inbox, WAIT).await.expect("delivery on node 2");
+    let p = b
+        .next_publish_on(&inbox, WAIT)
+        .await
+        .expect("delivery on node 2");
     assert_eq!(p.json()["text"], "through node 1");
 }

@@ -281,14 +281,20 @@ fn run_walkthrough(version: &str) {
         .output()
         .expect("mosquitto_sub");
     assert!(out.status.success(), "mosquitto_sub -c -E: {out:?}");
-    assert_eq!(s.metric("chatd_kept_sessions"), Some(1.0), "bob:phone's session");
+    assert_eq!(
+        s.metric("chatd_kept_sessions"),
+        Some(1.0),
+        "bob:phone's session"
+    );
     mosquitto_pub(&format!(
         "{v} -i alice -u alice -P alice-pw -q 1 -t chat/alice/send -m '{{\"cid\":\"c3\",\"to\":\"bob\",\"type\":\"text\",\"text\":\"on your phone?\"}}'"
     ));
     let mut phone = Sub::spawn(&args(&format!(
         "{v} -i bob:phone -c -u bob -P bob-pw -q 1 -t user/bob/inbox -C 1 -W 30 -v"
     )));
-    let line = phone.wait_line("message for the phone", |l| l.starts_with("user/bob/inbox "));
+    let line = phone.wait_line("message for the phone", |l| {
+        l.starts_with("user/bob/inbox ")
+    });
     phone.wait_exit();
     let away = payload_of(&line, "user/bob/inbox");
     assert_eq!(away["text"], "on your phone?", "{away}");
