@@ -537,3 +537,163 @@ async fn mqtt_1_5_3_1_3_10_3_1_ill_formed_utf8_closes_the_connection() {
         .await;
     assert!(seen.iter().all(|p| p.kind() != raw::UNSUBACK), "{seen:?}");
 }
+
+/// `packet` with its first byte (type and flag bits) replaced by `first`.
+pub(crate) fn with_first(mut packet: Vec<u8>, first: u8) -> Vec<u8> {
+    packet[0] = first;
+    packet
+}
+
+/// Packets of every type a client sends with flag bits other than the ones the specification
+/// requires, each with a name for the assertion; `v` decides their bodies.
+pub(crate) fn packets_with_wrong_flags(v: V, me: &str) -> Vec<(Vec<u8>, &'static str)> {
+    let filter = format!("user/{me}/rpc");
+    let subscribe = raw::subscribe(v, 1, &[(&filter, 1)]);
+    let unsubscribe = unsubscribe(v, 2, &[&filter]);
+    vec![
+        (vec![0xC1, 0x00], "PINGREQ with flags 0001"),
+        (raw::frame(0x42, &[0, 1]), "PUBACK with flags 0010"),
+        (raw::frame(0x58, &[0, 1]), "PUBREC with flags 1000"),
+        (raw::frame(0x60, &[0, 1]), "PUBREL with flags 0000"),
+        (raw::frame(0x63, &[0, 1]), "PUBREL with flags 0011"),
+        (raw::frame(0x74, &[0, 1]), "PUBCOMP with flags 0100"),
+        (
+            with_first(subscribe.clone(), 0x80),
+            "SUBSCRIBE with flags 0000",
+        ),
+        (with_first(subscribe, 0x83), "SUBSCRIBE with flags 0011"),
+        (with_first(unsubscribe, 0xA0), "UNSUBSCRIBE with flags 0000"),
+        (vec![0xE1, 0x00], "DISCONNECT with flags 0001"),
+    ]
+}
+
+/// Logs `me` in on a new 3.1.1 connection, sends `bytes`, and asserts that the server closes
+/// the connection without answering them.
+async fn closes_unanswered(srv: &Server, me: &str, bytes: &[u8], what: &str) {
+    let mut r = Raw::login(srv.mqtt, V::V4, me, me, "pw").await;
+    r.send(bytes).await;
+    closed_silently(&mut r, what).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_2_2_2_2_3_6_1_1_3_8_1_1_3_10_1_1_3_14_1_1_wrong_fixed_header_flags_close() {
+    let srv = Server::start();
+    let me = user(&srv, "flags");
+    for (bytes, what) in packets_with_wrong_flags(V::V4, &me) {
+        closes_unanswered(&srv, &me, &bytes, what).await;
+    }
+    // CONNECT with flags 0001: closed without CONNACK.
+    let connect = with_first(Connect::new(V::V4, &me, &me, "pw").encode(), 0x11);
+    let mut r = Raw::open(srv.mqtt, V::V4).await;
+    r.send(&connect).await;
+    closed_silently(&mut r, "CONNECT with flags 0001").await;
+    // With the right flags the same packets are served.
+    let mut r = Raw::login(srv.mqtt, V::V4, &me, &me, "pw").await;
+    let filter = format!("user/{me}/rpc");
+    assert_eq!(r.subscribe(1, &[(&filter, 1)]).await, vec![1]);
+    r.send(&unsubscribe(V::V4, 2, &[&filter])).await;
+    next_of(&mut r, raw::UNSUBACK).await;
+    r.send(&pubrel(3)).await;
+    assert_eq!(packet_id(&next_of(&mut r, raw::PUBCOMP).await), 3);
+    assert!(r.ping().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_3_14_1_1_a_disconnect_with_flags_is_malformed_and_the_will_is_published() {
+    let srv = Server::start();
+    let me = user(&srv, "baddisc");
+    let peer = user(&srv, "baddiscpeer");
+    let mut inbox = Raw::login(srv.mqtt, V::V4, &peer, &peer, "pw").await;
+    inbox
+        .subscribe(1, &[(&format!("user/{peer}/inbox"), 1)])
+        .await;
+    let text = "will after a malformed DISCONNECT";
+    let (topic, payload) = will_message(&me, &peer, text);
+    let connect = Connect::new(V::V4, &me, &me, "pw").will(&topic, &payload);
+    let mut r = Raw::login_with(srv.mqtt, &connect).await;
+    r.send(&[0xE1, 0x00]).await;
+    closed_silently(&mut r, "DISCONNECT with flags 0001").await;
+    // Not a DISCONNECT: the connection ended without one, so the will is published.
+    inbox_gets(&mut inbox, &peer, text, "-", Duration::ZERO).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_3_1_2_3_3_1_4_1_the_reserved_connect_flag_closes_without_connack() {
+    let srv = Server::start();
+    let me = user(&srv, "reserved");
+    let connect = Connect::new(V::V4, &me, &me, "pw");
+    let mut r = Raw::open(srv.mqtt, V::V4).await;
+    r.send(&with_flags(&connect, |f| f | 0x01)).await;
+    closed_silently(&mut r, "reserved connect flag set").await;
+    // The same CONNECT without the bit is accepted.
+    Raw::login_with(srv.mqtt, &connect).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_3_1_2_22_3_1_4_1_a_password_without_a_user_name_closes_without_connack() {
+    let srv = Server::start();
+    let me = user(&srv, "nouser");
+    let mut connect = Connect::new(V::V4, &me, &me, "pw");
+    connect.username = None;
+    let mut r = connect_only(&srv, &connect).await;
+    closed_silently(&mut r, "password flag without user name flag").await;
+    // Neither flag: a well-formed CONNECT, refused for its missing credentials.
+    connect.password = None;
+    let mut r = connect_only(&srv, &connect).await;
+    refused_then_closed(&mut r, V::V4, 4, "no user name, no password").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_3_8_3_4_reserved_bits_of_the_requested_qos_or_qos_3_close() {
+    let srv = Server::start();
+    let me = user(&srv, "subopts");
+    let filter = format!("user/{me}/rpc");
+    for options in [0x04u8, 0x41, 0x80, 0xFD, 0x03] {
+        let bytes = raw::subscribe(V::V4, 1, &[(&filter, options)]);
+        let what = format!("requested QoS byte {options:#04x}");
+        closes_unanswered(&srv, &me, &bytes, &what).await;
+    }
+    let mut r = Raw::login(srv.mqtt, V::V4, &me, &me, "pw").await;
+    assert_eq!(r.subscribe(1, &[(&filter, 1)]).await, vec![1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_3_10_3_2_an_unsubscribe_without_filters_closes() {
+    let srv = Server::start();
+    let me = user(&srv, "unsubnone");
+    closes_unanswered(
+        &srv,
+        &me,
+        &unsubscribe(V::V4, 7, &[]),
+        "UNSUBSCRIBE without filters",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_1_5_3_2_u0000_in_a_string_closes_the_connection() {
+    let srv = Server::start();
+    let me = user(&srv, "nul");
+    let filter = format!("user/{me}/a\u{0}b");
+    let topic = format!("chat/{me}/rpc\u{0}");
+    let cases = [
+        (
+            raw::subscribe(V::V4, 1, &[(&filter, 1)]),
+            "in a SUBSCRIBE's filter",
+        ),
+        (
+            unsubscribe(V::V4, 2, &[&filter]),
+            "in an UNSUBSCRIBE's filter",
+        ),
+        (
+            raw::publish(V::V4, &topic, &request("nul"), 1, 3),
+            "in a topic name",
+        ),
+    ];
+    for (bytes, what) in cases {
+        closes_unanswered(&srv, &me, &bytes, &format!("U+0000 {what}")).await;
+    }
+    // In the client id of a CONNECT: closed without CONNACK.
+    let mut r = connect_only(&srv, &Connect::new(V::V4, &format!("{me}\u{0}"), &me, "pw")).await;
+    closed_silently(&mut r, "U+0000 in the client id").await;
+}

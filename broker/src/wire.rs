@@ -12,6 +12,8 @@ use chatd_wire::mqtt::frame::{self, FixedHeader};
 use chatd_wire::mqtt::varint;
 use rumqttd::protocol::{self, v4::V4, v5::V5, DisconnectReasonCode, Packet, Protocol};
 
+mod checks;
+
 /// The MQTT protocol version a session speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
@@ -36,6 +38,9 @@ pub enum WireError {
     /// Anything else the codec refused.
     #[error("malformed packet: {0}")]
     Malformed(String),
+    /// A well-formed packet that the protocol does not allow (MQTT 5: DISCONNECT 0x82).
+    #[error("protocol error: {0}")]
+    ProtocolError(String),
 }
 
 /// QoS, packet id and dup flag of an incoming PUBLISH, read from its bytes.
@@ -229,6 +234,16 @@ impl Codec {
                     header.packet_type()
                 )));
             }
+            // The codec takes flag bits and reserved bits as they come: checked here, from the
+            // bytes, before it decodes (see `checks`).
+            checks::fixed_header_flags(header.first_byte)?;
+            if let Some(body) = buf.get(header.header_len..header.packet_len()) {
+                match header.packet_type() {
+                    1 => checks::connect_flags(self.version, body)?,
+                    8 => checks::subscribe_options(self.version, body)?,
+                    _ => {}
+                }
+            }
         }
         let publish = publish_meta(buf)?;
         let max = self.max_packet_size;
@@ -238,7 +253,10 @@ impl Codec {
             Version::V5 => V5.read_mut(buf, max),
         }));
         match result {
-            Ok(Ok(packet)) => Ok(Some(Incoming { packet, publish })),
+            Ok(Ok(packet)) => {
+                checks::decoded(&packet)?;
+                Ok(Some(Incoming { packet, publish }))
+            }
             Ok(Err(protocol::Error::InsufficientBytes(_))) => Ok(None),
             Ok(Err(protocol::Error::PayloadSizeLimitExceeded(n))) => Err(WireError::TooLarge(n)),
             Ok(Err(e)) => Err(WireError::Malformed(e.to_string())),

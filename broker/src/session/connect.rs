@@ -76,6 +76,9 @@ enum Refusal {
     /// An MQTT 5 will with Will Retain 1: CONNACK announces Retain Available 0
     /// ([MQTT-3.2.2-13]).
     WillRetain,
+    /// An MQTT 5 Authentication Method: chatd offers no enhanced authentication
+    /// ([MQTT-4.12.0-1]).
+    AuthMethod,
 }
 
 impl Refusal {
@@ -95,11 +98,14 @@ impl Refusal {
             (Refusal::RateLimited(_), Version::V5) => ConnectReturnCode::ConnectionRateExceeded,
             (Refusal::WillQos, Version::V5) => ConnectReturnCode::QoSNotSupported,
             (Refusal::WillRetain, Version::V5) => ConnectReturnCode::RetainNotSupported,
+            (Refusal::AuthMethod, Version::V5) => ConnectReturnCode::BadAuthenticationMethod,
             // Never refused in 3.1.1, whose CONNACK announces nothing (see `will_refusal`);
             // 5 is the nearest code should that change.
             (Refusal::WillQos | Refusal::WillRetain, Version::V4) => {
                 ConnectReturnCode::NotAuthorized
             }
+            // 3.1.1 has no properties, so no Authentication Method; 5 is the nearest code.
+            (Refusal::AuthMethod, Version::V4) => ConnectReturnCode::NotAuthorized,
         }
     }
 }
@@ -117,6 +123,16 @@ fn will_refusal(version: Version, will: &Option<LastWill>) -> Option<Refusal> {
         return Some(Refusal::WillQos);
     }
     will.retain.then_some(Refusal::WillRetain)
+}
+
+/// Whether an MQTT 5 CONNECT asks for enhanced authentication (an Authentication Method),
+/// which chatd does not offer: refused with 0x8C whatever its credentials, before they are
+/// checked (the method alone decides, and the refusal costs no hashing).
+fn auth_refusal(props: &Option<ConnectProperties>) -> Option<Refusal> {
+    props
+        .as_ref()
+        .and_then(|p| p.authentication_method.as_ref())
+        .map(|_| Refusal::AuthMethod)
 }
 
 /// Reads CONNECT within the configured timeout, authenticates it and writes CONNACK. `source`
@@ -211,7 +227,8 @@ async fn accept<T: Transport>(
         return None;
     };
     let asked_expiry = asked_expiry(codec.version(), &connect, &props);
-    let checked = match will_refusal(codec.version(), &will) {
+    let refusal = auth_refusal(&props).or_else(|| will_refusal(codec.version(), &will));
+    let checked = match refusal {
         Some(refusal) => Err(refusal),
         None => check(shared, &connect, &will, login, source).await,
     };

@@ -539,6 +539,10 @@ impl Session {
                     debug!(client_id = %self.client_id, "packet of {n} bytes refused");
                     return Err(End::ProtocolError(DisconnectReasonCode::PacketTooLarge));
                 }
+                Err(WireError::ProtocolError(e)) => {
+                    debug!(client_id = %self.client_id, "protocol error: {e}");
+                    return Err(End::ProtocolError(DisconnectReasonCode::ProtocolError));
+                }
                 Err(e) => {
                     debug!(client_id = %self.client_id, "protocol error: {e}");
                     return Err(End::ProtocolError(DisconnectReasonCode::MalformedPacket));
