@@ -84,6 +84,7 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
         inflight,
         max_payload: payload + 1024,
         nodelay: !load.nagle,
+        persistent: load.persistent,
     };
 
     let setup = async {
@@ -388,6 +389,7 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
             payload_bytes: payload,
             inflight,
             nagle: load.nagle,
+            persistent: load.persistent,
         },
         elapsed_s: end_ns.saturating_sub(start_ns) as f64 / 1e9,
         end: end.as_str(),

@@ -396,6 +396,10 @@ pub struct LoadArgs {
     /// libraries do (paho-mqtt for Python, rumqttc by default, many embedded ones)
     #[arg(long)]
     pub nagle: bool,
+    /// The load's clients keep persistent MQTT sessions (CleanSession 0), as phone apps do:
+    /// the server then also keeps a copy of every unacknowledged PUBLISH to resend
+    #[arg(long)]
+    pub persistent: bool,
 }
 
 /// Options of `chatbench generate`.

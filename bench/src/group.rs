@@ -128,6 +128,7 @@ pub async fn run(args: &GroupArgs, deadline: Instant) -> Result<GroupReport> {
         inflight,
         max_payload,
         nodelay: !load.nagle,
+        persistent: load.persistent,
     };
     let spec = |user: &str, topic: &str, inflight: usize| spec_on(user, topic, inflight, &endpoint);
     eprintln!(
@@ -331,6 +332,7 @@ async fn prepare(
         inflight: 8,
         max_payload: MAX_RPC_BYTES,
         nodelay: true,
+        persistent: false,
     };
     let group = create_group(
         &setup_client,

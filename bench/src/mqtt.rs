@@ -75,6 +75,8 @@ pub struct ClientSpec {
     pub max_payload: usize,
     /// Sets TCP_NODELAY; without it the client's small writes wait for Nagle's algorithm.
     pub nodelay: bool,
+    /// Connects with CleanSession 0: the server keeps the session (`--persistent`).
+    pub persistent: bool,
 }
 
 /// A connected client: the handle to publish with and the event loop to drive.
@@ -92,7 +94,7 @@ fn options(spec: &ClientSpec) -> MqttOptions {
         spec.endpoint.port,
     );
     opts.set_keep_alive(KEEP_ALIVE);
-    opts.set_clean_session(true);
+    opts.set_clean_session(!spec.persistent);
     // Packet ids cycle through 1..=inflight; twice the window keeps a late PUBACK from ever
     // colliding with a reused id.
     let window = (spec.inflight.max(1) * 2).min(u16::MAX as usize) as u16;

@@ -44,6 +44,7 @@ pub async fn run(args: &RawArgs, deadline: Instant) -> Result<Report> {
         inflight,
         max_payload: payload.max(stamp::HEADER_LEN),
         nodelay: !load.nagle,
+        persistent: load.persistent,
     };
 
     eprintln!("connecting {} clients to {endpoint}", pairs * 2);
@@ -197,6 +198,7 @@ pub async fn run(args: &RawArgs, deadline: Instant) -> Result<Report> {
             payload_bytes: payload.max(stamp::HEADER_LEN),
             inflight,
             nagle: load.nagle,
+            persistent: load.persistent,
         },
         elapsed_s: end_ns.saturating_sub(start_ns) as f64 / 1e9,
         end: end.as_str(),

@@ -150,6 +150,7 @@ pub async fn run(args: &ReadsArgs, deadline: Instant) -> Result<ReadsReport> {
                 inflight: 4,
                 max_payload: 1 << 20,
                 nodelay: true,
+                persistent: false,
             }
         })
         .collect();

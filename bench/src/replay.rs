@@ -88,6 +88,7 @@ pub async fn run(args: &ReplayArgs, deadline: Instant) -> Result<ReplayReport> {
         inflight: 100,
         max_payload: 1 << 20,
         nodelay: true,
+        persistent: false,
     };
     eprintln!("connecting {user} to {endpoint}");
     let started = Instant::now();

@@ -30,6 +30,8 @@ pub struct Load {
     pub inflight: usize,
     /// Whether the clients left Nagle's algorithm on (`--nagle`).
     pub nagle: bool,
+    /// Whether the clients kept persistent sessions (`--persistent`).
+    pub persistent: bool,
 }
 
 /// Everything measured in one run. Rates are counts divided by the time from the start of the
