@@ -550,14 +550,37 @@ async fn mqtt_4_10_1_rpc_reply_goes_to_the_response_topic_in_the_callers_space()
         .await,
         vec![1, 1]
     );
-    let mut props = response_topic(&own);
-    props.extend(correlation_data(b"c-own"));
+    // Its own space: the reply goes there.
+    let (topic, payload) = ask_with_response_topic(&mut raw, &user, &own, "own", 3).await;
+    assert_eq!(topic, own, "reply topic");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&payload).unwrap()["rid"],
+        "own"
+    );
+    // Another user's space: the usual topic.
+    let elsewhere = "user/someone-else/answers";
+    let (topic, _) = ask_with_response_topic(&mut raw, &user, elsewhere, "other", 4).await;
+    assert_eq!(topic, rpc_topic, "reply topic");
+}
+
+/// Sends rpc `rid` with Response Topic `to` and Correlation Data `c-{rid}`; checks that the
+/// reply carries that Correlation Data (and nothing else) and returns its topic and payload.
+async fn ask_with_response_topic(
+    raw: &mut Raw,
+    user: &str,
+    to: &str,
+    rid: &str,
+    pkid: u16,
+) -> (String, Vec<u8>) {
+    let correlation = correlation_data(format!("c-{rid}").as_bytes());
+    let mut props = response_topic(to);
+    props.extend(correlation.clone());
     raw.send(&publish5(
         &format!("chat/{user}/rpc"),
         &props,
-        &rpc_request("own"),
+        &rpc_request(rid),
         1,
-        3,
+        pkid,
     ))
     .await;
     let reply = raw
@@ -565,31 +588,8 @@ async fn mqtt_4_10_1_rpc_reply_goes_to_the_response_topic_in_the_callers_space()
         .await
         .expect("the rpc reply");
     let (topic, properties, payload) = publish_parts(&reply);
-    assert_eq!(topic, own, "reply topic");
-    assert_eq!(properties, correlation_data(b"c-own"));
-    assert_eq!(
-        serde_json::from_slice::<serde_json::Value>(&payload).unwrap()["rid"],
-        "own"
-    );
-
-    // Another user's space: the usual topic.
-    let mut props = response_topic("user/someone-else/answers");
-    props.extend(correlation_data(b"c-other"));
-    raw.send(&publish5(
-        &format!("chat/{user}/rpc"),
-        &props,
-        &rpc_request("other"),
-        1,
-        4,
-    ))
-    .await;
-    let reply = raw
-        .read_until(WAIT, |p| p.kind() == raw::PUBLISH)
-        .await
-        .expect("the rpc reply");
-    let (topic, properties, _) = publish_parts(&reply);
-    assert_eq!(topic, rpc_topic, "reply topic");
-    assert_eq!(properties, correlation_data(b"c-other"));
+    assert_eq!(properties, correlation, "{rid}: reply properties");
+    (topic, payload)
 }
 
 /// [MQTT-3.3.2-14]: a Response Topic must not contain wildcard characters; one that does is a

@@ -7,9 +7,10 @@
 use std::time::Duration;
 
 use crate::conformance_v311::{
-    closed_silently, connect_only, inbox_gets, next_of, packet_id, packets_with_wrong_flags,
-    pubrel, refused_then_closed, replies_until, request, unsubscribe, user, will_message,
-    with_first, with_flags, CLOSE_WAIT,
+    closed_silently, connect_flags_close_and_right_flags_serve, connect_only, inbox_gets,
+    malformed_disconnect_publishes_the_will, next_of, packet_id, packets_with_wrong_flags,
+    refused_then_closed, replies_until, request, unsubscribe, user, will_message, with_flags,
+    CLOSE_WAIT,
 };
 use crate::support;
 
@@ -506,43 +507,16 @@ async fn mqtt_3_6_1_1_3_8_1_1_3_10_1_1_3_14_1_1_wrong_fixed_header_flags_get_0x8
     for (bytes, what) in packets_with_wrong_flags(V::V5, &me) {
         disconnected_with(&srv, &me, &bytes, 0x81, what).await;
     }
-    // CONNECT with flags 0001: closed without CONNACK.
-    let connect = with_first(Connect::new(V::V5, &me, &me, "pw").encode(), 0x11);
-    let mut r = Raw::open(srv.mqtt, V::V5).await;
-    r.send(&connect).await;
-    closed_silently(&mut r, "CONNECT with flags 0001").await;
-    // With the right flags the same packets are served.
-    let mut r = Raw::login(srv.mqtt, V::V5, &me, &me, "pw").await;
-    let filter = format!("user/{me}/rpc");
-    assert_eq!(r.subscribe(1, &[(&filter, 1)]).await, vec![1]);
-    r.send(&unsubscribe(V::V5, 2, &[&filter])).await;
-    next_of(&mut r, raw::UNSUBACK).await;
-    r.send(&pubrel(3)).await;
-    assert_eq!(packet_id(&next_of(&mut r, raw::PUBCOMP).await), 3);
-    assert!(r.ping().await);
+    connect_flags_close_and_right_flags_serve(&srv, V::V5, &me).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_3_14_1_1_a_disconnect_with_flags_gets_0x81_and_the_will_is_published() {
-    let srv = Server::start();
-    let me = user(&srv, "baddisc5");
-    let peer = user(&srv, "baddisc5peer");
-    let mut inbox = Raw::login(srv.mqtt, V::V5, &peer, &peer, "pw").await;
-    inbox
-        .subscribe(1, &[(&format!("user/{peer}/inbox"), 1)])
-        .await;
-    let text = "will after a malformed DISCONNECT";
-    let (topic, payload) = will_message(&me, &peer, text);
-    let connect = Connect::new(V::V5, &me, &me, "pw").will(&topic, &payload);
-    let mut r = Raw::login_with(srv.mqtt, &connect).await;
-    r.send(&[0xE1, 0x00]).await;
-    let seen = r
-        .expect_closed(CLOSE_WAIT, "DISCONNECT with flags 0001")
-        .await;
-    assert_eq!(seen.len(), 1, "{seen:?}");
-    assert_eq!(seen[0].disconnect_reason(), 0x81, "{seen:?}");
-    // Not a DISCONNECT: the connection ended without one, so the will is published.
-    inbox_gets(&mut inbox, &peer, text, "-", Duration::ZERO).await;
+    malformed_disconnect_publishes_the_will(V::V5, |seen| {
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0].disconnect_reason(), 0x81, "{seen:?}");
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,17 +27,7 @@ fn user(srv: &Server, prefix: &str) -> String {
     u
 }
 
-/// An UNSUBSCRIBE for `filters`.
-fn unsubscribe(v: V, pkid: u16, filters: &[&str]) -> Vec<u8> {
-    let mut body = pkid.to_be_bytes().to_vec();
-    if v == V::V5 {
-        body.push(0);
-    }
-    for filter in filters {
-        body.extend(raw::string(filter));
-    }
-    raw::frame((raw::UNSUBSCRIBE << 4) | 0x02, &body)
-}
+use support::raw::unsubscribe;
 
 /// Whole size of a packet as it was on the wire.
 fn wire_size(p: &Packet) -> usize {

@@ -236,6 +236,18 @@ pub fn subscribe(v: V, pkid: u16, filters: &[(&str, u8)]) -> Vec<u8> {
     frame((SUBSCRIBE << 4) | 0x02, &body)
 }
 
+/// An UNSUBSCRIBE for `filters` (none: an empty, malformed one).
+pub fn unsubscribe(v: V, pkid: u16, filters: &[&str]) -> Vec<u8> {
+    let mut body = pkid.to_be_bytes().to_vec();
+    if v == V::V5 {
+        body.push(0);
+    }
+    for filter in filters {
+        body.extend(string(filter));
+    }
+    frame((UNSUBSCRIBE << 4) | 0x02, &body)
+}
+
 /// A PUBACK (success).
 pub fn puback(pkid: u16) -> Vec<u8> {
     frame(PUBACK << 4, &pkid.to_be_bytes())
