@@ -677,27 +677,28 @@ async fn mqtt_3_10_3_2_an_unsubscribe_without_filters_closes() {
     .await;
 }
 
+/// A SUBSCRIBE, an UNSUBSCRIBE and a PUBLISH with U+0000 in their filter or topic name.
+pub(crate) fn packets_with_u0000(v: V, me: &str) -> [(Vec<u8>, &'static str); 3] {
+    let filter = format!("user/{me}/a\u{0}b");
+    let topic = format!("chat/{me}/rpc\u{0}");
+    [
+        (
+            raw::subscribe(v, 1, &[(&filter, 1)]),
+            "in a SUBSCRIBE's filter",
+        ),
+        (unsubscribe(v, 2, &[&filter]), "in an UNSUBSCRIBE's filter"),
+        (
+            raw::publish(v, &topic, &request("nul"), 1, 3),
+            "in a topic name",
+        ),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_1_5_3_2_u0000_in_a_string_closes_the_connection() {
     let srv = Server::start();
     let me = user(&srv, "nul");
-    let filter = format!("user/{me}/a\u{0}b");
-    let topic = format!("chat/{me}/rpc\u{0}");
-    let cases = [
-        (
-            raw::subscribe(V::V4, 1, &[(&filter, 1)]),
-            "in a SUBSCRIBE's filter",
-        ),
-        (
-            unsubscribe(V::V4, 2, &[&filter]),
-            "in an UNSUBSCRIBE's filter",
-        ),
-        (
-            raw::publish(V::V4, &topic, &request("nul"), 1, 3),
-            "in a topic name",
-        ),
-    ];
-    for (bytes, what) in cases {
+    for (bytes, what) in packets_with_u0000(V::V4, &me) {
         closes_unanswered(&srv, &me, &bytes, &format!("U+0000 {what}")).await;
     }
     // In the client id of a CONNECT: closed without CONNACK.

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use crate::conformance_v311::{
     closed_silently, connect_flags_close_and_right_flags_serve, connect_only, inbox_gets,
-    malformed_disconnect_publishes_the_will, next_of, packet_id, packets_with_wrong_flags,
-    refused_then_closed, replies_until, request, unsubscribe, user, will_message, with_flags,
-    CLOSE_WAIT,
+    malformed_disconnect_publishes_the_will, next_of, packet_id, packets_with_u0000,
+    packets_with_wrong_flags, refused_then_closed, replies_until, request, unsubscribe, user,
+    will_message, with_flags, CLOSE_WAIT,
 };
 use crate::support;
 
@@ -570,23 +570,7 @@ async fn mqtt_3_10_3_2_an_unsubscribe_without_filters_gets_0x82() {
 async fn mqtt_1_5_4_2_u0000_in_a_topic_filter_or_name_gets_0x81() {
     let srv = Server::start();
     let me = user(&srv, "nul5");
-    let filter = format!("user/{me}/a\u{0}b");
-    let topic = format!("chat/{me}/rpc\u{0}");
-    let cases = [
-        (
-            raw::subscribe(V::V5, 1, &[(&filter, 1)]),
-            "in a SUBSCRIBE's filter",
-        ),
-        (
-            unsubscribe(V::V5, 2, &[&filter]),
-            "in an UNSUBSCRIBE's filter",
-        ),
-        (
-            raw::publish(V::V5, &topic, &request("nul"), 1, 3),
-            "in a topic name",
-        ),
-    ];
-    for (bytes, what) in cases {
+    for (bytes, what) in packets_with_u0000(V::V5, &me) {
         disconnected_with(&srv, &me, &bytes, 0x81, &format!("U+0000 {what}")).await;
     }
 }
