@@ -22,6 +22,7 @@ mod bad_input;
 mod cluster;
 mod cluster_faults;
 mod cluster_work;
+mod conformance_more;
 mod conformance_strict;
 mod conformance_v311;
 mod conformance_v5;
