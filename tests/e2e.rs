@@ -36,6 +36,7 @@ mod groups;
 mod hostile;
 mod hostile_edges;
 mod jwt_first_login;
+mod login_tokens;
 mod media;
 mod media_dedup;
 mod messaging;

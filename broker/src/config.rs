@@ -209,7 +209,7 @@ impl StorageConfig {
 }
 
 /// `[auth]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Secret for HS256 JWTs used as MQTT passwords.
@@ -218,6 +218,23 @@ pub struct AuthConfig {
     pub jwt_rs256_public_key_file: Option<PathBuf>,
     /// Bearer token for the admin API; generated into the data directory when absent.
     pub admin_token: Option<String>,
+    /// Key that signs the login tokens of `POST /auth/token`; generated into the data
+    /// directory (`login.key`) when absent.
+    pub login_token_secret: Option<String>,
+    /// How long a login token of `POST /auth/token` is valid, in seconds.
+    pub login_token_ttl_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            jwt_hs256_secret: None,
+            jwt_rs256_public_key_file: None,
+            admin_token: None,
+            login_token_secret: None,
+            login_token_ttl_secs: 24 * 3600,
+        }
+    }
 }
 
 /// `[redis]`: where the connection cache lives; without `url` it stays in the process.
@@ -322,6 +339,20 @@ impl Config {
                     why: "must be at least 16 bytes".into(),
                 });
             }
+        }
+        if let Some(secret) = &self.auth.login_token_secret {
+            if secret.len() < 32 {
+                return Err(ConfigError::Invalid {
+                    key: "auth.login_token_secret",
+                    why: "must be at least 32 bytes".into(),
+                });
+            }
+        }
+        if !(60..=30 * 24 * 3600).contains(&self.auth.login_token_ttl_secs) {
+            return Err(ConfigError::Invalid {
+                key: "auth.login_token_ttl_secs",
+                why: "must be between 60 and 2592000 (30 days)".into(),
+            });
         }
         if let Some(token) = &self.auth.admin_token {
             if token.len() < 16 {

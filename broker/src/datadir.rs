@@ -13,6 +13,8 @@ use anyhow::{Context, Result};
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// Name of the generated media URL signing key file.
 pub const MEDIA_KEY_FILE: &str = "media.key";
+/// Name of the generated login token signing key file.
+pub const LOGIN_KEY_FILE: &str = "login.key";
 /// Name of the bound-addresses file.
 pub const LISTEN_FILE: &str = "listen.json";
 
@@ -42,10 +44,22 @@ pub fn admin_token(dir: &Path, configured: Option<&str>) -> Result<String> {
 /// The configured media URL signing key, or the one in the data directory, created (mode 0600,
 /// 256 random bits in hex) if absent — so signed URLs stay valid across restarts.
 pub fn media_key(dir: &Path, configured: Option<&str>) -> Result<String> {
+    secret_key(dir, MEDIA_KEY_FILE, configured)
+}
+
+/// The configured login token signing key, or the one in the data directory, created like
+/// the media key — so login tokens stay valid across restarts.
+pub fn login_key(dir: &Path, configured: Option<&str>) -> Result<String> {
+    secret_key(dir, LOGIN_KEY_FILE, configured)
+}
+
+/// `configured`, or the key in `file` of the data directory, created (mode 0600, 256 random
+/// bits in hex) if absent.
+fn secret_key(dir: &Path, file: &str, configured: Option<&str>) -> Result<String> {
     if let Some(key) = configured {
         return Ok(key.to_string());
     }
-    let path = dir.join(MEDIA_KEY_FILE);
+    let path = dir.join(file);
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let key = existing.trim().to_string();
         if !key.is_empty() {

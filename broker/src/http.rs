@@ -1,5 +1,6 @@
-//! The HTTP listener: `/healthz`, `/metrics`, the admin API for accounts, and the `fs` media
-//! back end's signed upload and download URLs (`/media/{media}`, see `media::http`).
+//! The HTTP listener: `/healthz`, `/metrics`, the admin API for accounts, login tokens
+//! (`/auth/token`, see `token_http`), and the `fs` media back end's signed upload and download
+//! URLs (`/media/{media}`, see `media::http`).
 //!
 //! The admin API is what the `chatd user …` commands use while the server holds the store; it is
 //! refused without the admin bearer token.
@@ -30,6 +31,7 @@ pub fn routes(shared: Arc<Shared>) -> Router {
         .route("/admin/users/:id/password", put(set_password))
         .route("/admin/users/:id/devices", get(devices))
         .merge(crate::media::http::routes())
+        .merge(crate::token_http::routes())
         .with_state(shared)
 }
 

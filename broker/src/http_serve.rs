@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use axum::extract::ConnectInfo;
 use axum::Router;
 use futures_util::FutureExt;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
@@ -156,15 +157,19 @@ impl Connection {
         });
         let routes = self.routes.clone();
         let in_service = activity.clone();
+        let peer = self.peer;
         let service = service_fn(move |request: hyper::Request<Incoming>| {
             let busy = in_service.request_started();
             let body_activity = in_service.clone();
-            let request = request.map(|body| {
+            let mut request = request.map(|body| {
                 axum::body::Body::new(WatchedBody {
                     inner: body,
                     activity: body_activity,
                 })
             });
+            // Handlers that count per source address (the login limits of `/auth/token`)
+            // read it from here.
+            request.extensions_mut().insert(ConnectInfo(peer));
             routes.clone().oneshot(request).map(move |response| {
                 drop(busy);
                 response

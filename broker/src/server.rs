@@ -34,6 +34,7 @@ use crate::hub::Hub;
 use crate::kept::{KeepLimits, Keeper};
 use crate::listeners::{accept_loop, Framing};
 use crate::login_limit::{LoginLimitConfig, LoginLimiter};
+use crate::login_token::LoginTokens;
 use crate::media;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
@@ -217,6 +218,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         chat: chat.clone(),
         accounts,
         jwt,
+        login_tokens: LoginTokens::new(
+            datadir::login_key(&dir, config.auth.login_token_secret.as_deref())?.as_bytes(),
+            Duration::from_secs(config.auth.login_token_ttl_secs),
+        ),
         hub: hub.clone(),
         kept: kept.clone(),
         cluster: config.cluster.is_cluster(),

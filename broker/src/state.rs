@@ -20,6 +20,7 @@ use crate::handshake_gate::HandshakeGate;
 use crate::hub::{Hub, SessionEntry};
 use crate::kept::Keeper;
 use crate::login_limit::LoginLimiter;
+use crate::login_token::LoginTokens;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::presence_relay::PresenceRelay;
@@ -36,6 +37,8 @@ pub struct Shared {
     pub accounts: Accounts,
     /// JWT checks for CONNECT passwords.
     pub jwt: JwtVerifier,
+    /// chatd's own login tokens (`POST /auth/token`), accepted as CONNECT passwords.
+    pub login_tokens: LoginTokens,
     /// Connected sessions.
     pub hub: Arc<Hub>,
     /// Persistent MQTT sessions (subscriptions and unacknowledged messages between

@@ -16,7 +16,9 @@ use tracing::{debug, info};
 use crate::hub::SessionClaim;
 use crate::kept::{Begun, Request};
 use crate::login_limit::Limited;
+use crate::login_token::LoginTokens;
 use crate::metrics::Metrics;
+use crate::password_login::{check_password, Refused};
 use crate::source_addr::SourceKey;
 use crate::state::Shared;
 use crate::transport::Transport;
@@ -393,7 +395,21 @@ async fn check(
     }
     let user = client.user;
     let revocation = shared.hub.revocation(&user);
-    if shared.jwt.is_enabled() && chatd_auth::looks_like_jwt(&login.password) {
+    if LoginTokens::is_login_token(&login.password) {
+        // chatd's own token (`POST /auth/token`): no hashing, and no account is created —
+        // the account it was issued for must still exist. A bad one counts as a failure.
+        if !shared.login_tokens.verify(&login.password, &user) {
+            return Err(match shared.login_limits.admit(&user, source) {
+                Ok(_failed) => Refusal::Credentials,
+                Err(limited) => Refusal::RateLimited(limited),
+            });
+        }
+        match shared.accounts.exists(&user) {
+            Ok(true) => {}
+            Ok(false) => return Err(Refusal::Credentials),
+            Err(_) => return Err(Refusal::Busy),
+        }
+    } else if shared.jwt.is_enabled() && chatd_auth::looks_like_jwt(&login.password) {
         // A valid token is never refused by the failed-login budgets: it cannot be guessed,
         // and checking it costs no hashing, so password failures (anyone's) must not lock its
         // holder out. A bad token counts as a failure, and over budget it gets the rate-limit
@@ -407,37 +423,13 @@ async fn check(
         }
         ensure_account(shared, &user).await?;
     } else {
-        // A used-up budget refuses at once, without waiting for a hashing slot.
-        if let Some(limited) = shared.login_limits.exhausted(&user, source) {
-            return Err(Refusal::RateLimited(limited));
-        }
-        // The tokens are taken only once the hash is about to run: logins queued for a
-        // hashing slot (a reconnect storm from behind one NAT address) are not counted
-        // against the address, and at most one guess per slot can overrun a budget.
-        let accounts = shared.accounts.clone();
-        let limits = shared.login_limits.clone();
-        let (u, pw) = (user.clone(), login.password);
-        let verified = shared
-            .hashing(move || {
-                let admission = limits.admit(&u, source).map_err(Refusal::RateLimited)?;
-                match accounts.verify(&u, &pw) {
-                    Ok(true) => {
-                        admission.succeeded();
-                        Ok(())
-                    }
-                    // Dropping `admission` counts the failure.
-                    Ok(false) => Err(Refusal::Credentials),
-                    Err(e) => {
-                        // The server could not check: not the client's fault.
-                        tracing::warn!("cannot check a password: {e}");
-                        admission.not_counted();
-                        Err(Refusal::Busy)
-                    }
-                }
-            })
-            .await;
-        // No result: the server is shutting down or overloaded.
-        verified.unwrap_or(Err(Refusal::Busy))?;
+        check_password(shared, &user, login.password, source)
+            .await
+            .map_err(|refused| match refused {
+                Refused::Wrong => Refusal::Credentials,
+                Refused::Limited(limited) => Refusal::RateLimited(limited),
+                Refused::Unavailable => Refusal::Busy,
+            })?;
     }
     if let Some(will) = will {
         let topic = std::str::from_utf8(&will.topic).map_err(|_| Refusal::NotAuthorized)?;
