@@ -131,6 +131,9 @@ pub struct Keeper {
     wake_writer: Notify,
     /// Cancelled when the writer has nothing left to write after shutdown.
     drained: CancellationToken,
+    /// On a cluster node the index knows only this node's sessions: a Clean Start must remove
+    /// whatever the store holds. Alone, the index knows every stored session.
+    cluster: bool,
 }
 
 fn now_ms() -> u64 {
@@ -197,6 +200,7 @@ impl Keeper {
             inner: Mutex::new(inner),
             wake_writer: Notify::new(),
             drained: CancellationToken::new(),
+            cluster,
         })
     }
 
@@ -413,7 +417,11 @@ impl Keeper {
             if let Some(state) = stored {
                 begun.present = true;
                 begun.state = state;
-            } else if inner.index.remove(req.client_id).is_some() || req.clean_start {
+            } else if inner.index.remove(req.client_id).is_some()
+                || (req.clean_start && self.cluster)
+            {
+                // Alone, a client id the index does not know has nothing stored: a clean
+                // connect costs no store write (the embedded store flushes every one).
                 self.queue(&mut inner, req.client_id, Write::Remove);
             }
             let asked = req.expiry_secs.min(self.limits.max_expiry_secs);
