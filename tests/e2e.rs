@@ -56,3 +56,4 @@ mod transports;
 mod typing;
 mod user_limits;
 mod walkthrough;
+mod web_serving;

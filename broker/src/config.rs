@@ -10,6 +10,7 @@
 
 mod cluster;
 mod limits;
+mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use serde::Deserialize;
 
 pub use cluster::{ClusterConfig, PostgresConfig, StoreKind};
 pub use limits::LimitsConfig;
+pub use web::WebConfig;
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +92,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// `[postgres]`: the database of a cluster.
     pub postgres: PostgresConfig,
+    /// `[web]`: the web client at `/` on the HTTP listener.
+    pub web: WebConfig,
 }
 
 /// `[node]`
@@ -317,6 +321,7 @@ impl Config {
                 });
             }
         }
+        self.web.validate()?;
         if (!self.listen.mqtts.is_empty() || !self.listen.wss.is_empty()) && self.tls.is_none() {
             return Err(ConfigError::Invalid {
                 key: "tls",

@@ -1,6 +1,7 @@
 //! The HTTP listener: `/healthz`, `/metrics`, the admin API for accounts, login tokens
 //! (`/auth/token`, see `token_http`), and the `fs` media back end's signed upload and download
-//! URLs (`/media/{media}`, see `media::http`).
+//! URLs (`/media/{media}`, see `media::http`), and the web client at `/` (see `web`). MQTT over
+//! WebSocket at `/mqtt` is taken off this listener before HTTP (see `mqtt_on_http`).
 //!
 //! The admin API is what the `chatd user …` commands use while the server holds the store; it is
 //! refused without the admin bearer token.
@@ -19,10 +20,11 @@ use chatd_core::accounts::AccountError;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::config::WebConfig;
 use crate::state::Shared;
 
-/// The HTTP routes.
-pub fn routes(shared: Arc<Shared>) -> Router {
+/// The HTTP routes; the web client (`web`) takes every `GET` no other route does.
+pub fn routes(shared: Arc<Shared>, web: &WebConfig) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -32,6 +34,7 @@ pub fn routes(shared: Arc<Shared>) -> Router {
         .route("/admin/users/:id/devices", get(devices))
         .merge(crate::media::http::routes())
         .merge(crate::token_http::routes())
+        .merge(crate::web::routes(web))
         .with_state(shared)
 }
 

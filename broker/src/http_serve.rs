@@ -35,6 +35,7 @@ use crate::accept_trouble::{AcceptTrouble, Next};
 use crate::config::LimitsConfig;
 use crate::handshake_gate::{Arrival, HandshakeGate};
 use crate::metrics::Metrics;
+use crate::mqtt_on_http::{self, Wants};
 use crate::state::Shared;
 
 /// How long connections still open at shutdown get to finish their request.
@@ -71,13 +72,15 @@ impl HttpLimits {
 }
 
 /// Accepts HTTP connections and serves `routes` on them until `stop` is cancelled; then gives
-/// the open connections [`SHUTDOWN_GRACE`] to finish their request.
+/// the open connections [`SHUTDOWN_GRACE`] to finish their request. WebSocket upgrades of
+/// `/mqtt` become MQTT sessions, tracked by `sessions` (see `mqtt_on_http`).
 pub async fn serve(
     listener: TcpListener,
     routes: Router,
     limits: HttpLimits,
     shared: Arc<Shared>,
     stop: CancellationToken,
+    sessions: TaskTracker,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let per_source = HandshakeGate::new(limits.per_ip);
@@ -109,8 +112,9 @@ pub async fn serve(
                     shared: shared.clone(),
                     stop: stop.clone(),
                     force: force.clone(),
+                    sessions: sessions.clone(),
                     peer,
-                    _admission: admission,
+                    admission,
                 };
                 connections.spawn(connection.run(stream));
             }
@@ -143,13 +147,41 @@ struct Connection {
     shared: Arc<Shared>,
     stop: CancellationToken,
     force: CancellationToken,
+    sessions: TaskTracker,
     peer: SocketAddr,
-    _admission: (OwnedSemaphorePermit, Arrival),
+    admission: (OwnedSemaphorePermit, Arrival),
 }
 
 impl Connection {
-    /// Serves requests until the client closes, a timeout ends the connection, or shutdown.
+    /// Serves requests until the client closes, a timeout ends the connection, or shutdown;
+    /// or hands the connection over to MQTT when it asks for `/mqtt` over WebSocket.
     async fn run(self, stream: TcpStream) {
+        let wants = tokio::select! {
+            wants = mqtt_on_http::sniff(&stream, self.limits.header_timeout) => wants,
+            _ = self.stop.cancelled() => return,
+        };
+        match wants {
+            Wants::Http => {}
+            Wants::Mqtt => {
+                // An MQTT session is not an HTTP connection: it leaves the HTTP caps, and is
+                // admitted like any MQTT socket.
+                let Connection {
+                    shared,
+                    sessions,
+                    admission,
+                    ..
+                } = self;
+                drop(admission);
+                mqtt_on_http::hand_over(stream, shared, &sessions);
+                return;
+            }
+            Wants::Nothing => return,
+            Wants::TimedOut => {
+                Metrics::inc(&self.shared.metrics.http_timeouts_total);
+                debug!(peer = %self.peer, "no request head within the header timeout");
+                return;
+            }
+        }
         let activity = Arc::new(Activity::new());
         let io = TokioIo::new(Watched {
             inner: stream,

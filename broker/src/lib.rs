@@ -21,6 +21,7 @@ mod login_token;
 mod mailbox;
 mod media;
 mod metrics;
+mod mqtt_on_http;
 mod password_login;
 mod presence;
 mod presence_relay;
@@ -41,6 +42,7 @@ mod transport;
 mod typing;
 mod untrusted;
 mod user_rate;
+mod web;
 mod wire;
 
 pub use config::Config;

@@ -132,6 +132,19 @@ fn connection(
     }
 }
 
+/// The task of a WebSocket upgrade that arrived on the HTTP listener (see `mqtt_on_http`):
+/// from here on it is a connection of the `ws` listener.
+pub fn websocket_connection(
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    arrival: Arrival,
+) -> BoxFuture<'static, ()> {
+    let _ = stream.set_nodelay(true);
+    let timeout = Duration::from_secs(shared.limits.connect_timeout_secs);
+    let quick_ack = QuickAck::of(&stream);
+    websocket(stream, quick_ack, shared, timeout, arrival).boxed()
+}
+
 /// Room for the MQTT fixed header and a few small packets (acks, pings) carried in the same
 /// WebSocket message as one packet of the largest size.
 const WS_FRAMING_SLACK: usize = 4 * 1024;

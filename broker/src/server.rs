@@ -276,13 +276,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     if let Some(listener) = http_listener {
         bound.insert("http", listener.local_addr()?);
-        let app = http::routes(shared.clone());
+        let app = http::routes(shared.clone(), &config.web);
         tasks.push(tokio::spawn(http_serve::serve(
             listener,
             app,
             HttpLimits::from_config(&config.limits),
             shared.clone(),
             stop.clone(),
+            sessions.clone(),
         )));
     }
     datadir::write_listen_file(&dir, &bound)?;
