@@ -1,9 +1,10 @@
 // The login screen: user id and password, exchanged for a login token.
 import { useState } from "preact/hooks";
 import { html } from "./html.js";
+import { describe } from "./errors.js";
 
 /** The login form; `onLogin(user, password)` resolves or throws an error to show. */
-export function Login({ onLogin }) {
+export function Login({ onLogin, busy: connecting, notice }) {
   const [user, setUser] = useState("");
   const [password, setPassword] = useState("");
   const [error, setError] = useState("");
@@ -16,7 +17,7 @@ export function Login({ onLogin }) {
     try {
       await onLogin?.(user.trim(), password);
     } catch (err) {
-      setError(err.code === "not_authorized" ? "Wrong user or password." : String(err.message || err));
+      setError(describe(err));
     } finally {
       setBusy(false);
     }
@@ -30,8 +31,10 @@ export function Login({ onLogin }) {
       <input data-testid="login-password" type="password" placeholder="Password"
         autocomplete="current-password" value=${password}
         onInput=${(e) => setPassword(e.currentTarget.value)} required />
-      ${error && html`<div class="error" data-testid="login-error">${error}</div>`}
-      <button data-testid="login-submit" disabled=${busy}>Log in</button>
+      ${(error || notice) && html`<div class="error" data-testid="login-error">${error || notice}</div>`}
+      <button data-testid="login-submit" disabled=${busy || connecting}>
+        ${connecting ? "Connecting…" : "Log in"}
+      </button>
     </form>
   `;
 }
