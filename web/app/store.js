@@ -364,6 +364,8 @@ export class Store {
     const pending = { ...out, ...extra, id: pendingId(queued, cid), from: this.me, ts: queued, status: "pending", pending: true };
     this.pendingByCid.set(cid, pending);
     this.addMessage(pending, { live: false });
+    // The next keystroke starts a new "typing…" at once: the message ended the last one.
+    this.lastTypingSent.delete(key);
     this.changed();
     try {
       const ack = await this.client.send(out);
