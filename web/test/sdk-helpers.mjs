@@ -24,7 +24,10 @@ export function record(c) {
   c.log = {};
   for (const e of ["message", "groupEvent", "ack", "sendFailed", "receipt", "typing", "presence", "conversations", "state"]) {
     c.log[e] = [];
-    c.on(e, (...a) => c.log[e].push(a.length > 1 ? a : a[0]));
+    c.on(e, (x, detail) => {
+      c.log[e].push(x);
+      if (detail) c.log.detail = detail;
+    });
   }
   return c;
 }
