@@ -483,6 +483,8 @@ class Client {
       this._sends.set(entry.cid, s);
     }
     const p = new Promise((resolve, reject) => s.waiters.push({ resolve, reject }));
+    // Settled maybe while the outbox write below is still under way; the caller gets it anyway.
+    p.catch(() => {});
     if (fresh) {
       try {
         await this._outbox.put(entry);

@@ -7,6 +7,8 @@ import { login, connect, ChatError, memoryOutbox } from "../sdk/index.js";
 import { online, newUser, FAST } from "./sdk-helpers.mjs";
 
 let chatd;
+/** No test may hang the suite: each gets a generous limit. */
+const T = { timeout: 60000 };
 const clients = [];
 async function on(u, opts) {
   const c = await online(chatd, u, opts);
@@ -22,7 +24,7 @@ after(async () => {
   await chatd?.close();
 });
 
-test("login: a token for the right password, not_authorized for a wrong one", async () => {
+test("login: a token for the right password, not_authorized for a wrong one", T, async () => {
   const a = await newUser(chatd, "login");
   const t = await login(chatd.httpUrl, a.user, a.password);
   assert.equal(typeof t.token, "string");
@@ -33,7 +35,7 @@ test("login: a token for the right password, not_authorized for a wrong one", as
   assert.equal(c.state, "online");
 });
 
-test("connect: a refused login rejects with not_authorized", async () => {
+test("connect: a refused login rejects with not_authorized", T, async () => {
   const a = await newUser(chatd, "refused");
   await assert.rejects(
     connect({ url: chatd.wsUrl, user: a.user, password: "not-the-password", deviceId: "x1", outbox: memoryOutbox(), ...FAST }),
@@ -41,7 +43,7 @@ test("connect: a refused login rejects with not_authorized", async () => {
   );
 });
 
-test("send and receive both ways, with acks", async () => {
+test("send and receive both ways, with acks", T, async () => {
   const a = await newUser(chatd, "a");
   const b = await newUser(chatd, "b");
   const ca = await on(a);
@@ -60,7 +62,7 @@ test("send and receive both ways, with acks", async () => {
   assert.deepEqual(await ca.pending(), []);
 });
 
-test("a message delivered twice is emitted once", async () => {
+test("a message delivered twice is emitted once", T, async () => {
   const a = await newUser(chatd, "dup");
   const b = await newUser(chatd, "dup");
   const ca = await on(a);
@@ -78,7 +80,7 @@ test("a message delivered twice is emitted once", async () => {
   assert.equal(cb.log.message.filter((x) => x.id === second.id).length, 1);
 });
 
-test("receipts: markDelivered/markRead are batched and reach the sender", async () => {
+test("receipts: markDelivered/markRead are batched and reach the sender", T, async () => {
   const a = await newUser(chatd, "rc");
   const b = await newUser(chatd, "rc");
   const ca = await on(a);
@@ -113,7 +115,7 @@ test("receipts: markDelivered/markRead are batched and reach the sender", async 
   );
 });
 
-test("typing reaches the other side", async () => {
+test("typing reaches the other side", T, async () => {
   const a = await newUser(chatd, "ty");
   const b = await newUser(chatd, "ty");
   const ca = await on(a);
@@ -123,7 +125,7 @@ test("typing reaches the other side", async () => {
   assert.equal(cb.log.typing[0].group, undefined);
 });
 
-test("presence: watch shows online, then offline with last_seen; get; unwatch", async () => {
+test("presence: watch shows online, then offline with last_seen; get; unwatch", T, async () => {
   const a = await newUser(chatd, "pr");
   const b = await newUser(chatd, "pr");
   const ca = await on(a);
@@ -152,7 +154,7 @@ test("presence: watch shows online, then offline with last_seen; get; unwatch", 
   assert.equal(ca.log.presence.length, m, "no presence after unwatch");
 });
 
-test("history pages back with before, and forward with after", async () => {
+test("history pages back with before, and forward with after", T, async () => {
   const a = await newUser(chatd, "hi");
   const b = await newUser(chatd, "hi");
   const ca = await on(a);
@@ -170,7 +172,7 @@ test("history pages back with before, and forward with after", async () => {
   assert.deepEqual(fwd.messages.map((m) => m.text), ["h3", "h4"]);
 });
 
-test("conversations with unread counts, emitted after connect, and cleared by markRead", async () => {
+test("conversations with unread counts, emitted after connect, and cleared by markRead", T, async () => {
   const a = await newUser(chatd, "cv");
   const b = await newUser(chatd, "cv");
   const c = await newUser(chatd, "cv");
@@ -201,7 +203,7 @@ test("conversations with unread counts, emitted after connect, and cleared by ma
   await waitFor(async () => (await cb.conversations()).conversations.find((x) => x.with === a.user).unread === 0, { what: "unread 0" });
 });
 
-test("groups: create, add, promote, rename, info, remove, leave, with group events and messages", async () => {
+test("groups: create, add, promote, rename, info, remove, leave, with group events and messages", T, async () => {
   const [a, b, c] = await Promise.all([newUser(chatd, "ga"), newUser(chatd, "gb"), newUser(chatd, "gc")]);
   const [ca, cb, cc] = [await on(a), await on(b), await on(c)];
   const g = await ca.groups.create("team", [b.user]);
@@ -239,7 +241,7 @@ test("groups: create, add, promote, rename, info, remove, leave, with group even
   assert.deepEqual(after.members.map((m) => m.user), [a.user]);
 });
 
-test("media: upload (the same blob twice exists), send, download URL fetchable", async () => {
+test("media: upload (the same blob twice exists), send, download URL fetchable", T, async () => {
   const a = await newUser(chatd, "md");
   const b = await newUser(chatd, "md");
   const ca = await on(a);
@@ -265,13 +267,13 @@ test("media: upload (the same blob twice exists), send, download URL fetchable",
   await assert.rejects(stranger.media.download(up.media), (e) => e instanceof ChatError && e.code === "forbidden");
 });
 
-test("push.register: refused bad_request when push is not configured", async () => {
+test("push.register: refused bad_request when push is not configured", T, async () => {
   const ca = await on(await newUser(chatd, "pu"));
   await assert.rejects(ca.push.register("fcm", "token-abc"), (e) => e instanceof ChatError && e.code === "bad_request" && /not configured/.test(e.message));
   await assert.rejects(ca.push.register("nope", "token-abc"), (e) => e.code === "bad_request");
 });
 
-test("typed errors: bad_request, forbidden, not_found, and refused sends leave the outbox", async () => {
+test("typed errors: bad_request, forbidden, not_found, and refused sends leave the outbox", T, async () => {
   const a = await newUser(chatd, "er");
   const ca = await on(a);
   const e1 = await ca.send({ to: unique("nobody"), text: "x" }).catch((e) => e);
@@ -289,7 +291,7 @@ test("typed errors: bad_request, forbidden, not_found, and refused sends leave t
   await assert.rejects(ca.send({ group: g, text: "hi" }), (e) => e.code === "forbidden");
 });
 
-test("sends over the rate limit are retried with the same cid until acknowledged", async () => {
+test("sends over the rate limit are retried with the same cid until acknowledged", T, async () => {
   const a = await newUser(chatd, "rl");
   const b = await newUser(chatd, "rl");
   const ca = await on(a);
@@ -309,7 +311,7 @@ test("sends over the rate limit are retried with the same cid until acknowledged
   assert.deepEqual(texts, Array.from({ length: 80 }, (_, i) => `r${i}`).sort());
 });
 
-test("takeover: a second client with the same device id stops the first (taken_over)", async () => {
+test("takeover: a second client with the same device id stops the first (taken_over)", T, async () => {
   const a = await newUser(chatd, "to");
   const device = unique("dev");
   const c1 = await on(a, { deviceId: device });
