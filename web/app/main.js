@@ -1,6 +1,10 @@
-// The web client's entry point: renders the app into #app.
+// The web client's entry point: one store, the app rendered into #app, and a saved login
+// resumed.
 import { render } from "preact";
 import { html } from "./html.js";
-import { Login } from "./login.js";
+import { App } from "./app.js";
+import { Store } from "./store.js";
 
-render(html`<${Login} />`, document.getElementById("app"));
+const store = new Store();
+render(html`<${App} store=${store} />`, document.getElementById("app"));
+store.resume();

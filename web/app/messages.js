@@ -59,14 +59,22 @@ export function groupReceipts(r, members) {
   };
 }
 
+/** How many of the other members have a group message, and how many read it. */
+export function groupCounts(r) {
+  return {
+    members: r.members,
+    delivered: Math.max(r.delivered.size, r.deliveredCount),
+    read: Math.max(r.read.size, r.readCount),
+  };
+}
+
 /** Adds one member's receipt to a group message and gives its status: read once every other
  * member read it, delivered once every other member has it. */
 export function applyGroupReceipt(m, by, status) {
   const r = m.receipts;
   r.delivered.add(by);
   if (status === "read") r.read.add(by);
-  const delivered = Math.max(r.delivered.size, r.deliveredCount);
-  const read = Math.max(r.read.size, r.readCount);
+  const { delivered, read } = groupCounts(r);
   let next = "sent";
   if (r.members > 0 && read >= r.members) next = "read";
   else if (r.members > 0 && delivered >= r.members) next = "delivered";

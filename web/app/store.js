@@ -195,7 +195,6 @@ export class Store {
     if (found === this.me) throw new Error("That is you.");
     const key = `u:${found}`;
     this.conversation(key);
-    this.loadProfiles([found]);
     this.openChat(key);
   }
 
@@ -236,7 +235,7 @@ export class Store {
       const { with: peer, group } = chatOf(key);
       if (peer) {
         this.watch([peer]);
-        this.loadProfiles([peer]);
+        this.loadProfiles([peer], 0);
       }
       if (group) this.loadGroup(group);
     }
@@ -331,7 +330,7 @@ export class Store {
     if (!isNew) return;
     if (m.from !== this.me && m.type !== "event") {
       this.client.markDelivered([m.id]).catch(() => {});
-      this.loadProfiles([m.from]);
+      this.loadProfiles([m.from], 60_000);
       const key = messageKey(m, this.me);
       const conv = this.conversation(key);
       this.clearTyping(key, m.from);
@@ -376,6 +375,15 @@ export class Store {
       this.pendingByCid.delete(cid);
       this.changed();
     }
+  }
+
+  /** Sends a refused message again (with a new cid: the refusal was final for the old one). */
+  retry(m) {
+    const key = messageKey(m, this.me);
+    remove(this.chat(key), m.id);
+    const fields = { type: m.type };
+    for (const f of ["text", "media", "reply_to"]) if (m[f]) fields[f] = m[f];
+    this.send(key, fields);
   }
 
   /** Uploads a file (or recording) and sends it as the message type its MIME type calls for. */
@@ -444,6 +452,8 @@ export class Store {
     }
     if (m.group) {
       if (!m.receipts) m.receipts = groupReceipts(null, this.otherMembers(m.group));
+      // Sent before the member list had loaded: count the members now.
+      if (!m.receipts.members) m.receipts.members = this.otherMembers(m.group) ?? 0;
       applyGroupReceipt(m, r.by, r.status);
     } else {
       m.status = furthest(m.status, r.status);
@@ -493,16 +503,20 @@ export class Store {
 
   // ---- profiles ----
 
-  /** Fetches the profiles of users not asked about yet; a failure leaves plain user ids. */
-  loadProfiles(users) {
-    const fresh = [...new Set(users)].filter((u) => u && !this.profiles.has(u));
-    if (!fresh.length || !this.client) return;
-    for (const u of fresh) this.profiles.set(u, { user: u, name: null, avatar: null });
-    for (let i = 0; i < fresh.length; i += 100) {
+  /** Fetches the profiles of `users` last fetched more than `maxAgeMs` ago. The server does not
+   * push profile changes, and shows a profile only once a conversation is shared, so they are
+   * asked again when they matter (a chat opened, a first message). A failure (a server without
+   * profiles) leaves plain user ids. */
+  loadProfiles(users, maxAgeMs = 5 * 60_000) {
+    const now = Date.now();
+    const due = [...new Set(users)].filter((u) => u && !(now - (this.profiles.get(u)?.fetched ?? -Infinity) <= maxAgeMs));
+    if (!due.length || !this.client) return;
+    for (const u of due) this.profiles.set(u, { user: u, name: null, avatar: null, ...this.profiles.get(u), fetched: now });
+    for (let i = 0; i < due.length; i += 100) {
       this.client.profile
-        .get(fresh.slice(i, i + 100))
+        .get(due.slice(i, i + 100))
         .then((list) => {
-          for (const p of list) this.profiles.set(p.user, p);
+          for (const p of list) this.profiles.set(p.user, { ...p, fetched: now });
           this.changed();
         })
         .catch(() => {});
@@ -565,7 +579,8 @@ export class Store {
       const conv = this.conversation(`g:${group}`);
       conv.name = info.name;
       conv.left = !info.members.some((m) => m.user === this.me);
-      this.loadProfiles(info.members.map((m) => m.user));
+      this.loadProfiles(info.members.map((m) => m.user), 30_000);
+      this.watch(info.members.map((m) => m.user).filter((u) => u !== this.me).slice(0, 100));
     } catch (e) {
       if (e.code === "forbidden" || e.code === "not_found") this.conversation(`g:${group}`).left = true;
     }

@@ -12,9 +12,13 @@ const TITLE = {
   failed: "Not sent",
 };
 
-/** Ticks for `status`. */
-export function Ticks({ status, error }) {
+/** Ticks for `status`; `counts` of a group message tell how many members read it. */
+export function Ticks({ status, error, counts }) {
   const s = status in TITLE ? status : "sent";
+  let title = error ? `${TITLE[s]}: ${error}` : TITLE[s];
+  if (counts && (s === "sent" || s === "delivered")) {
+    title += ` — read by ${counts.read} of ${counts.members}`;
+  }
   return html`<span class=${`ticks ${s}`} data-testid="ticks" data-status=${s}
-    title=${error ? `${TITLE[s]}: ${error}` : TITLE[s]}>${GLYPH[s] || html`<${Icon} name=${s === "failed" ? "alert" : "clock"} size="1.1em" />`}</span>`;
+    title=${title}>${GLYPH[s] || html`<${Icon} name=${s === "failed" ? "alert" : "clock"} size="1.1em" />`}</span>`;
 }
