@@ -331,6 +331,7 @@ export class Store {
     if (m.from !== this.me && m.type !== "event") {
       this.client.markDelivered([m.id]).catch(() => {});
       this.loadProfiles([m.from], 60_000);
+      if (!m.group) this.watch([m.from]);
       const key = messageKey(m, this.me);
       const conv = this.conversation(key);
       this.clearTyping(key, m.from);
