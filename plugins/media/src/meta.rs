@@ -52,10 +52,7 @@ fn optional_whole(obj: &Object, name: &str) -> Result<Option<u64>, Failure> {
     match obj.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-            Failure::bad(format!(
-                "`{name}` must be a whole number, not {}",
-                shown(v)
-            ))
+            Failure::bad(format!("`{name}` must be a whole number, not {}", shown(v)))
         }),
     }
 }
@@ -186,11 +183,16 @@ mod tests {
         bytes.resize(room, 7);
         let preview = png_url(&bytes);
         assert!(preview.len() <= MAX_PREVIEW_BYTES && preview.len() > MAX_PREVIEW_BYTES - 4);
-        let meta = read(json!({"name": name, "width": 100000, "height": 1, "duration": 0,
-                                "preview": preview}))
+        let meta = read(
+            json!({"name": name, "width": 100000, "height": 1, "duration": 0,
+                                "preview": preview}),
+        )
         .unwrap();
         assert_eq!(meta.name.as_deref(), Some(name.as_str()));
-        assert_eq!((meta.width, meta.height, meta.duration), (Some(100_000), Some(1), Some(0)));
+        assert_eq!(
+            (meta.width, meta.height, meta.duration),
+            (Some(100_000), Some(1), Some(0))
+        );
         assert_eq!(meta.preview.as_deref(), Some(preview.as_str()));
         assert!(read(json!({"duration": MAX_DURATION_MS})).is_ok());
         for url in [
@@ -206,26 +208,65 @@ mod tests {
         let too_big = png_url(&[PNG, &[0; MAX_PREVIEW_BYTES]].concat());
         for (request, needle) in [
             (json!({"name": ""}), "`name` must be 1 to 255 bytes"),
-            (json!({"name": "x".repeat(256)}), "`name` must be 1 to 255 bytes"),
+            (
+                json!({"name": "x".repeat(256)}),
+                "`name` must be 1 to 255 bytes",
+            ),
             (json!({"name": "a\nb"}), "`name` must not contain control"),
-            (json!({"name": "a\u{85}b"}), "`name` must not contain control"),
+            (
+                json!({"name": "a\u{85}b"}),
+                "`name` must not contain control",
+            ),
             (json!({"name": "dir/a.png"}), "`name` must be a file name"),
             (json!({"name": "dir\\a.png"}), "`name` must be a file name"),
             (json!({"name": ".."}), "`name` must be a file name"),
             (json!({"name": 5}), "`name` must be a string"),
             (json!({"width": 10}), "give both or neither"),
             (json!({"height": 10}), "give both or neither"),
-            (json!({"width": 0, "height": 10}), "`width` must be 1 to 100000"),
-            (json!({"width": 10, "height": 100001}), "`height` must be 1 to 100000"),
-            (json!({"width": -1, "height": 10}), "`width` must be a whole number, not -1"),
-            (json!({"width": 1.5, "height": 10}), "`width` must be a whole number, not 1.5"),
-            (json!({"width": "1", "height": 10}), "`width` must be a whole number, not a string"),
-            (json!({"duration": 86_400_001}), "`duration` must be 0 to 86400000"),
-            (json!({"preview": "http://x/y.png"}), "`preview` must be a data URL"),
-            (json!({"preview": "data:image/gif;base64,R0lGOD"}), "`preview` must be a data URL"),
-            (json!({"preview": "data:image/png;base64,!!!!"}), "`preview` is not valid base64"),
-            (json!({"preview": png_url(b"<svg>")}), "`preview` does not hold"),
-            (json!({"preview": too_big}), "`preview` must be at most 16384 bytes"),
+            (
+                json!({"width": 0, "height": 10}),
+                "`width` must be 1 to 100000",
+            ),
+            (
+                json!({"width": 10, "height": 100001}),
+                "`height` must be 1 to 100000",
+            ),
+            (
+                json!({"width": -1, "height": 10}),
+                "`width` must be a whole number, not -1",
+            ),
+            (
+                json!({"width": 1.5, "height": 10}),
+                "`width` must be a whole number, not 1.5",
+            ),
+            (
+                json!({"width": "1", "height": 10}),
+                "`width` must be a whole number, not a string",
+            ),
+            (
+                json!({"duration": 86_400_001}),
+                "`duration` must be 0 to 86400000",
+            ),
+            (
+                json!({"preview": "http://x/y.png"}),
+                "`preview` must be a data URL",
+            ),
+            (
+                json!({"preview": "data:image/gif;base64,R0lGOD"}),
+                "`preview` must be a data URL",
+            ),
+            (
+                json!({"preview": "data:image/png;base64,!!!!"}),
+                "`preview` is not valid base64",
+            ),
+            (
+                json!({"preview": png_url(b"<svg>")}),
+                "`preview` does not hold",
+            ),
+            (
+                json!({"preview": too_big}),
+                "`preview` must be at most 16384 bytes",
+            ),
         ] {
             let err = read(request.clone()).expect_err(&request.to_string());
             assert!(err.contains(needle), "{request}: {err}");

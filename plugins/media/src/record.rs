@@ -76,7 +76,10 @@ mod tests {
         r.meta.name = Some("a.png".into());
         r.meta.duration = Some(0);
         let text = String::from_utf8(encode(&r)).unwrap();
-        assert!(text.ends_with(r#","meta":{"name":"a.png","duration":0}}"#), "{text}");
+        assert!(
+            text.ends_with(r#","meta":{"name":"a.png","duration":0}}"#),
+            "{text}"
+        );
         assert_eq!(serde_json::from_str::<MediaRecord>(&text).unwrap(), r);
         let c = ContentRecord::from_media(&r, 11);
         assert_eq!((c.size, c.mime.as_str(), c.created), (10, "image/png", 11));

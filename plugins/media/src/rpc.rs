@@ -7,8 +7,8 @@ use chatd_wire::json::{self, Object};
 use chatd_wire::reply::Failure;
 use chatd_wire::request::{ops, Answer, AnswerFuture, Caller, Outcome, Request, RpcHandler};
 
-use super::{meta, record};
 use super::MediaService;
+use super::{meta, record};
 
 impl RpcHandler for MediaService {
     fn ops(&self) -> &'static [&'static str] {
@@ -29,8 +29,7 @@ async fn upload(service: &MediaService, user: &str, obj: &Object) -> Outcome {
     json::only_fields(
         obj,
         &[
-            "rid", "op", "mime", "size", "sha256", "name", "width", "height", "duration",
-            "preview",
+            "rid", "op", "mime", "size", "sha256", "name", "width", "height", "duration", "preview",
         ],
     )?;
     let mime = json::required_str(obj, "mime")?.to_ascii_lowercase();
