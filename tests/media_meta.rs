@@ -10,8 +10,11 @@ use crate::support;
 use crate::support::media_kit;
 
 use media_kit::*;
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Value};
-use support::{online, Client};
+use support::{online, Client, WAIT};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The metadata fields of the contract.
 const FIELDS: [&str; 5] = ["name", "width", "height", "duration", "preview"];
@@ -325,6 +328,52 @@ async fn asking_again_sets_what_the_media_id_carries() {
     assert_meta(&r, &second);
     let (_, r) = download_url(&mut carol, "carol", &bobs).await;
     assert_meta(&r, &bobs_meta);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_declared_during_the_upload_is_kept() {
+    let f = Fixture::start(Kind::Fs, "", "");
+    let mut alice = online(&f.server, "alice", "alice").await;
+    let mut bob = online(&f.server, "bob", "bob").await;
+    let photo = content(68, 3000);
+    let reply = upload_with(&mut alice, "alice", &photo, &json!({"name": "before.png"})).await;
+    let media = result(&reply)["media"].as_str().expect("id").to_string();
+    let url = result(&reply)["upload_url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+
+    // The PUT starts: its head and half the bytes. Once chatd has the upload's temporary file,
+    // it has read the media record the upload will verify.
+    let (host, path) = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split_once('/'))
+        .expect("an http URL");
+    let mut put = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let head = format!(
+        "PUT /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        photo.len()
+    );
+    put.write_all(head.as_bytes()).await.expect("head");
+    put.write_all(&photo[..1500]).await.expect("first half");
+    let deadline = Instant::now() + WAIT;
+    while f.fs_leftovers().is_empty() {
+        assert!(Instant::now() < deadline, "the upload did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Meanwhile the same device (or another) declares other metadata: that is what counts.
+    let after = json!({"name": "after.png", "width": 3, "height": 4});
+    let reply = upload_with(&mut alice, "alice", &photo, &after).await;
+    assert_eq!(result(&reply)["media"], media.as_str(), "{reply}");
+    put.write_all(&photo[1500..]).await.expect("second half");
+    let mut answer = String::new();
+    put.read_to_string(&mut answer).await.expect("PUT answer");
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+
+    share(&mut alice, "alice", &mut bob, "bob", &media).await;
+    let (_, r) = download_url(&mut bob, "bob", &media).await;
+    assert_meta(&r, &after);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
