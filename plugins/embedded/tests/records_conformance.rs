@@ -8,6 +8,7 @@ use chatd_embedded::accounts::EmbeddedAccounts;
 use chatd_embedded::log::EmbeddedLog;
 use chatd_embedded::media::EmbeddedMedia;
 use chatd_embedded::presence::EmbeddedLastSeen;
+use chatd_embedded::profiles::EmbeddedProfiles;
 use chatd_embedded::push::EmbeddedPush;
 use chatd_embedded::sessions::EmbeddedSessions;
 use chatd_kv::{Engine, EngineConfig, KvStore};
@@ -23,6 +24,7 @@ fn fresh() -> (Ports, tempfile::TempDir) {
         accounts: Arc::new(EmbeddedAccounts::new(store.clone())),
         last_seen: Arc::new(EmbeddedLastSeen::new(store.clone())),
         media: Arc::new(EmbeddedMedia::new(store.clone())),
+        profiles: Arc::new(EmbeddedProfiles::new(store.clone())),
         sessions: Arc::new(EmbeddedSessions::new(store)),
         tokens: push.clone(),
         jobs: push,
@@ -36,3 +38,4 @@ chatd_core::media_conformance_tests!(fresh);
 chatd_core::push_conformance_tests!(fresh);
 chatd_core::removal_conformance_tests!(fresh);
 chatd_core::sessions_conformance_tests!(fresh);
+chatd_core::profiles_conformance_tests!(fresh);
