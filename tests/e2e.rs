@@ -44,6 +44,7 @@ mod offline;
 mod persistent_sessions;
 mod presence;
 mod presence_fanout;
+mod profiles;
 mod push;
 mod push_tokens;
 mod receipts;
