@@ -257,7 +257,10 @@ class Client {
       ended = true;
       mq.end(true);
       if (gen !== this._gen) return;
-      this._onLost(gen, { connected, connackCode, disconnectCode });
+      // MQTT.js may report a CONNACK refusal ('error') just after closing: look once it has.
+      setTimeout(() => {
+        if (gen === this._gen) this._onLost(gen, { connected, connackCode, disconnectCode });
+      }, 0);
     });
   }
 
@@ -682,7 +685,12 @@ class Client {
     if (this._state !== "online" || !this._mq || !fresh.length) return;
     const mq = this._mq;
     for (const batch of chunks(fresh.map((u) => `presence/${u}`), SUBSCRIBE_BATCH)) {
-      const grants = await mq.subscribeAsync(batch, { qos: 1 });
+      let grants;
+      try {
+        grants = await mq.subscribeAsync(batch, { qos: 1 });
+      } catch {
+        return; // the connection went: the next one subscribes every watch
+      }
       const bad = grants.filter((g) => g.qos >= 0x80);
       if (bad.length) {
         for (const g of bad) this._watches.delete(g.topic.slice("presence/".length));
@@ -695,7 +703,10 @@ class Client {
     const gone = users.filter((u) => this._watches.delete(u));
     if (this._state !== "online" || !this._mq || !gone.length) return;
     const mq = this._mq;
-    for (const batch of chunks(gone.map((u) => `presence/${u}`), SUBSCRIBE_BATCH)) await mq.unsubscribeAsync(batch);
+    for (const batch of chunks(gone.map((u) => `presence/${u}`), SUBSCRIBE_BATCH)) {
+      // A lost connection drops its subscriptions anyway, and the next one leaves these out.
+      await mq.unsubscribeAsync(batch).catch(() => {});
+    }
   }
 
   // ---- media -----------------------------------------------------------------------------

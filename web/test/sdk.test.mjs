@@ -325,3 +325,35 @@ test("takeover: a second client with the same device id stops the first (taken_o
   assert.ok(!c2.log.state.includes("taken_over"));
   await assert.rejects(c1.send({ to: a.user, text: "x" }), (e) => e.code === "closed");
 });
+
+test("what arrives during connect() reaches handlers attached right after it resolves", T, async () => {
+  const a = await newUser(chatd, "hold");
+  const b = await newUser(chatd, "hold");
+  const ca = await on(a);
+  const queued = [];
+  for (let i = 0; i < 3; i++) queued.push((await ca.send({ to: b.user, text: `q${i}` })).id);
+  const cb = await connect({ url: chatd.wsUrl, user: b.user, password: b.password, deviceId: unique("d"), outbox: memoryOutbox(), ...FAST });
+  clients.push(cb);
+  const got = [];
+  const states = [];
+  cb.on("message", (m) => got.push(m.id));
+  cb.on("state", (s) => states.push(s));
+  await waitFor(() => got.length >= 3, { what: "queued messages" });
+  assert.deepEqual(got, queued);
+  assert.deepEqual(states, ["online"]);
+});
+
+test("requests over the rate limit are retried with backoff", T, async () => {
+  const a = await newUser(chatd, "rr");
+  const ca = await on(a);
+  const codes = [];
+  const orig = ca._onReply.bind(ca);
+  ca._onReply = (body) => {
+    if (body.error) codes.push(body.error.code);
+    return orig(body);
+  };
+  // The request budget's burst is 200: the rest are refused rate_limited at first.
+  const all = await Promise.all(Array.from({ length: 240 }, () => ca.presence.get([a.user])));
+  assert.ok(codes.includes("rate_limited"), `expected rate_limited refusals, got ${codes.length}`);
+  assert.ok(all.every((r) => r[0].user === a.user && r[0].status === "online"));
+});
