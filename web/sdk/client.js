@@ -433,7 +433,9 @@ class Client {
         s.retryTimer = setTimeout(() => {
           s.retryTimer = null;
           this._publishSend(s);
-        }, backoffDelay(s.tries++, 250, 5000));
+          // A send token comes back every 1/rate s: rate_limited retries soon; a failing disk
+          // (unavailable) is given longer.
+        }, err.code === "rate_limited" ? backoffDelay(s.tries++, 200, 2000) : backoffDelay(s.tries++, 500, 5000));
         return;
       }
       this._settleSend(s);

@@ -50,13 +50,14 @@ test("a duplicated tab gets another device id; a reload keeps its own; a new tab
   const tab1 = browser.tab();
   const id1 = await tabDeviceId(tab1);
   assert.match(id1, /^[A-Za-z0-9_.-]{1,64}$/);
+  assert.equal(await tabDeviceId(tab1), id1, "asking again in the same page: the same id");
   // Duplicating the tab copies its sessionStorage, id included.
   const tab2 = browser.tab(new MemoryStorage(tab1.sessionStorage));
   const id2 = await tabDeviceId(tab2);
   assert.notEqual(id2, id1);
   // Reloading tab 1: its page (and lock) goes, its sessionStorage stays.
   tab1.close();
-  const reloaded = browser.tab(tab1.sessionStorage);
+  const reloaded = browser.tab(new MemoryStorage(tab1.sessionStorage));
   assert.equal(await tabDeviceId(reloaded), id1);
   // A new tab while both are open: a third id. Once tab 2 is closed, the next new tab takes id 2.
   const tab3 = browser.tab();
