@@ -116,7 +116,7 @@ test("after a reconnect the open chat's newest history fills a gap the queue can
   const b = await newUser(chatd, "gap");
   const ca = await on(a);
   // A slow reconnect, so that the gap is made while this client is away.
-  const cb = await on(b, { reconnect: { minMs: 3000, maxMs: 3000 } });
+  const cb = await on(b, { reconnect: { minMs: 1600, maxMs: 1600 } });
   cb.openChat({ with: a.user });
   // Another device of b takes inbox delivery at QoS 0: what is written to it leaves the queue.
   const other = await mqtt.connectAsync(chatd.wsUrl, {
