@@ -2,11 +2,15 @@
 // typing, presence, history, conversations, typed errors, takeover.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Chatd, waitFor, unique } from "./harness.mjs";
 import { login, connect, ChatError, memoryOutbox } from "../sdk/index.js";
 import { online, newUser, FAST } from "./sdk-helpers.mjs";
 
-let chatd;
+let chatd, keyDir;
 /** No test may hang the suite: each gets a generous limit. */
 const T = { timeout: 60000 };
 const clients = [];
@@ -17,11 +21,28 @@ async function on(u, opts) {
 }
 
 before(async () => {
-  chatd = await Chatd.start();
+  // Push through FCM, with a service account of a throw-away key and an endpoint nobody
+  // listens on: registering needs no call to FCM. APNs stays unconfigured.
+  const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  keyDir = mkdtempSync(join(tmpdir(), "chatd-sdk-fcm-"));
+  const account = join(keyDir, "service-account.json");
+  writeFileSync(
+    account,
+    JSON.stringify({
+      type: "service_account",
+      project_id: "sdk-tests",
+      private_key_id: "k1",
+      private_key: privateKey.export({ type: "pkcs8", format: "pem" }),
+      client_email: "tests@sdk-tests.iam.gserviceaccount.com",
+      token_uri: "http://127.0.0.1:9/token",
+    }),
+  );
+  chatd = await Chatd.start(`[push]\n[push.fcm]\nservice_account = ${JSON.stringify(account)}\nendpoint = "http://127.0.0.1:9"\n`);
 });
 after(async () => {
   await Promise.all(clients.map((c) => c.close()));
   await chatd?.close();
+  if (keyDir) rmSync(keyDir, { recursive: true, force: true });
 });
 
 test("login: a token for the right password, not_authorized for a wrong one", T, async () => {
@@ -267,10 +288,18 @@ test("media: upload (the same blob twice exists), send, download URL fetchable",
   await assert.rejects(stranger.media.download(up.media), (e) => e instanceof ChatError && e.code === "forbidden");
 });
 
-test("push.register: refused bad_request when push is not configured", T, async () => {
+test("push: register, the same token again, another account's token, unregister; an unconfigured platform", T, async () => {
   const ca = await on(await newUser(chatd, "pu"));
-  await assert.rejects(ca.push.register("fcm", "token-abc"), (e) => e instanceof ChatError && e.code === "bad_request" && /not configured/.test(e.message));
-  await assert.rejects(ca.push.register("nope", "token-abc"), (e) => e.code === "bad_request");
+  const cb = await on(await newUser(chatd, "pu"));
+  const token = `fcm-token:${unique("t")}`;
+  await ca.push.register("fcm", token);
+  await ca.push.register("fcm", token); // harmless: a refresh
+  await assert.rejects(cb.push.register("fcm", token), (e) => e instanceof ChatError && e.code === "forbidden");
+  await ca.push.unregister(token);
+  await cb.push.register("fcm", token); // free once its holder let it go
+  await assert.rejects(ca.push.register("apns", "abcdef0123"), (e) => e.code === "bad_request" && /not configured/.test(e.message));
+  await assert.rejects(ca.push.register("nope", "x"), (e) => e.code === "bad_request");
+  await assert.rejects(ca.push.register("fcm", "bad token!"), (e) => e.code === "bad_request");
 });
 
 test("typed errors: bad_request, forbidden, not_found, and refused sends leave the outbox", T, async () => {
