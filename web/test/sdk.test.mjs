@@ -356,6 +356,21 @@ test("takeover: a second client with the same device id stops the first (taken_o
   await assert.rejects(c1.send({ to: a.user, text: "x" }), (e) => e.code === "closed");
 });
 
+test("a login revoked while connected (password changed) stops the client: refused", T, async () => {
+  const a = await newUser(chatd, "rv");
+  const ca = await on(a);
+  const r = await fetch(`${chatd.httpUrl}/admin/users/${a.user}/password`, {
+    method: "PUT",
+    // the admin token harness.mjs configures
+    headers: { authorization: "Bearer web-tests-admin-token-0123456789abcdef", "content-type": "application/json" },
+    body: JSON.stringify({ password: "a-brand-new-password-1" }),
+  });
+  assert.ok(r.ok, `PUT password: ${r.status}`);
+  await waitFor(() => ca.state === "refused", { what: "refused" });
+  assert.equal(ca.log.detail?.code, "not_authorized");
+  assert.ok(!ca.log.state.includes("connecting"), "no reconnect with the old password");
+});
+
 test("what arrives during connect() reaches handlers attached right after it resolves", T, async () => {
   const a = await newUser(chatd, "hold");
   const b = await newUser(chatd, "hold");
