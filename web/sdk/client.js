@@ -43,6 +43,8 @@ const IDEMPOTENT = new Set([
 ]);
 
 const RPC_RETRIES = 4;
+/** A connection that lasted this long resets the reconnect backoff. */
+const STABLE_MS = 10000;
 const MAX_SEEN = 10000;
 const RECEIPT_BATCH = 100;
 const SUBSCRIBE_BATCH = 64;
@@ -116,6 +118,7 @@ class Client {
     this._gen = 0; // connection generation: events of a replaced connection are ignored
     this._mq = null;
     this._attempt = 0;
+    this._onlineAt = 0;
     this._reconnectTimer = null;
     this._closed = false;
     this._sends = new Map(); // cid → { entry, waiters, sentGen, retryTimer, tries }
@@ -228,7 +231,9 @@ class Client {
       clean: true,
       reconnectPeriod: 0, // the SDK's own backoff, with jitter
       connectTimeout: 10000,
-      keepalive: 30,
+      // The server drops a client silent for 1.5 × this; 45 s still holds when a hidden tab's
+      // timers are throttled to once a minute.
+      keepalive: 45,
       resubscribe: false,
       queueQoSZero: false,
       // The page's CSP has no worker-src: MQTT.js's default keep-alive timer is a blob: Worker.
@@ -277,7 +282,7 @@ class Client {
       return;
     }
     if (gen !== this._gen || this._closed) return;
-    this._attempt = 0;
+    this._onlineAt = Date.now();
     this._setState("online");
     if (this._first) {
       this._first.ok();
@@ -301,6 +306,10 @@ class Client {
       }
     }
     if (this._closed) return;
+    // The backoff starts over only after a connection that lasted: one the server accepts and
+    // drops at once must not be retried in a tight loop.
+    if (connected && this._onlineAt && Date.now() - this._onlineAt > STABLE_MS) this._attempt = 0;
+    this._onlineAt = 0;
     if (disconnectCode === TAKEN_OVER) return this._stop("taken_over", new ChatError("taken_over", "another connection with this device id took the session over"));
     if (disconnectCode === REVOKED) return this._stop("refused", new ChatError("not_authorized", "the login was revoked"));
     if (connackCode !== null && REFUSED.has(connackCode)) return this._stop("refused", new ChatError("not_authorized", `login refused (reason 0x${connackCode.toString(16)})`));

@@ -44,10 +44,19 @@ test("profile.set / profile.get: a name and an avatar, and clearing them", T, as
   if (!(await unlessUnknown(t, "profile.set", () => ca.profile.set({ name: "Alice Example" })))) return;
   const avatar = await ca.media.upload(new Blob([`avatar ${unique("x")}`], { type: "image/png" }));
   await ca.profile.set({ avatar: avatar.media });
+  const [own] = await ca.profile.get([a.user]);
+  assert.deepEqual(own, { user: a.user, name: "Alice Example", avatar: avatar.media });
+  // Others see a profile once they share a conversation; before, it reads as unset.
+  const [hidden] = await cb.profile.get([a.user]);
+  assert.deepEqual(hidden, { user: a.user, name: null, avatar: null });
+  await cb.send({ to: a.user, text: "hello" });
   const [p] = await cb.profile.get([a.user]);
   assert.deepEqual(p, { user: a.user, name: "Alice Example", avatar: avatar.media });
+  const d = await cb.media.download(p.avatar);
+  assert.equal((await fetch(d.url)).status, 200);
   const [none] = await ca.profile.get([b.user]);
   assert.deepEqual(none, { user: b.user, name: null, avatar: null });
+  await assert.rejects(ca.profile.set({ name: "   " }), (e) => e instanceof ChatError && e.code === "bad_request");
   await ca.profile.set({ name: null, avatar: null });
   const [cleared] = await cb.profile.get([a.user]);
   assert.deepEqual(cleared, { user: a.user, name: null, avatar: null });
