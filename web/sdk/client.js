@@ -50,6 +50,9 @@ const RECEIPT_BATCH = 100;
 const SUBSCRIBE_BATCH = 64;
 const MESSAGE_FIELDS = ["cid", "to", "group", "type", "text", "media", "reply_to"];
 const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+/** The largest request payload chatd reads (docs/protocol.md, Requests). */
+const MAX_REQUEST_BYTES = 24576;
 
 function pick(obj, keys) {
   const out = {};
@@ -544,10 +547,16 @@ class Client {
   _publishRpc(call) {
     if (this._state !== "online" || call.retryTimer || call.sentGen === this._gen) return;
     call.rid = `r.${randomId(12)}`;
+    const { rid: _r, op: _o, ...args } = call.args || {};
+    const body = { rid: call.rid, op: call.op, ...args };
+    const size = encoder.encode(JSON.stringify(body)).length;
+    if (size > MAX_REQUEST_BYTES) {
+      // The server would answer without our rid (it does not read the request): say it here.
+      return this._finishCall(call, new ChatError("too_large", `a ${call.op} request of ${size} bytes is over the server's ${MAX_REQUEST_BYTES}`));
+    }
     call.sentGen = this._gen;
     this._rpcs.set(call.rid, call);
-    const { rid: _r, op: _o, ...args } = call.args || {};
-    this._publish(`chat/${this.user}/rpc`, { rid: call.rid, op: call.op, ...args }, 1).catch(() => {});
+    this._publish(`chat/${this.user}/rpc`, body, 1).catch(() => {});
   }
 
   _finishCall(call, err, result) {

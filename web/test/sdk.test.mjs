@@ -313,6 +313,8 @@ test("typed errors: bad_request, forbidden, not_found, and refused sends leave t
   assert.deepEqual(await ca.pending(), []);
   await assert.rejects(ca.rpc("history", {}), (e) => e instanceof ChatError && e.code === "bad_request");
   await assert.rejects(ca.rpc("no.such.op"), (e) => e.code === "bad_request");
+  // Over the server's request size: too_large at once (the server's reply would carry no rid).
+  await assert.rejects(ca.rpc("group.create", { name: "x".repeat(30000), members: [] }), (e) => e.code === "too_large");
   await assert.rejects(ca.groups.info("g_doesnotexist0000"), (e) => e.code === "not_found");
   const other = await newUser(chatd, "er");
   const g = await (await on(other)).groups.create("private", []);
