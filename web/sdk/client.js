@@ -43,11 +43,16 @@ const IDEMPOTENT = new Set([
 ]);
 
 const RPC_RETRIES = 4;
+/** A connection that lasted this long resets the reconnect backoff. */
+const STABLE_MS = 10000;
 const MAX_SEEN = 10000;
 const RECEIPT_BATCH = 100;
 const SUBSCRIBE_BATCH = 64;
 const MESSAGE_FIELDS = ["cid", "to", "group", "type", "text", "media", "reply_to"];
 const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+/** The largest request payload chatd reads (docs/protocol.md, Requests). */
+const MAX_REQUEST_BYTES = 24576;
 
 function pick(obj, keys) {
   const out = {};
@@ -116,6 +121,7 @@ class Client {
     this._gen = 0; // connection generation: events of a replaced connection are ignored
     this._mq = null;
     this._attempt = 0;
+    this._onlineAt = 0;
     this._reconnectTimer = null;
     this._closed = false;
     this._sends = new Map(); // cid → { entry, waiters, sentGen, retryTimer, tries }
@@ -228,7 +234,9 @@ class Client {
       clean: true,
       reconnectPeriod: 0, // the SDK's own backoff, with jitter
       connectTimeout: 10000,
-      keepalive: 30,
+      // The server drops a client silent for 1.5 × this; 45 s still holds when a hidden tab's
+      // timers are throttled to once a minute.
+      keepalive: 45,
       resubscribe: false,
       queueQoSZero: false,
       // The page's CSP has no worker-src: MQTT.js's default keep-alive timer is a blob: Worker.
@@ -257,7 +265,10 @@ class Client {
       ended = true;
       mq.end(true);
       if (gen !== this._gen) return;
-      this._onLost(gen, { connected, connackCode, disconnectCode });
+      // MQTT.js may report a CONNACK refusal ('error') just after closing: look once it has.
+      setTimeout(() => {
+        if (gen === this._gen) this._onLost(gen, { connected, connackCode, disconnectCode });
+      }, 0);
     });
   }
 
@@ -274,7 +285,7 @@ class Client {
       return;
     }
     if (gen !== this._gen || this._closed) return;
-    this._attempt = 0;
+    this._onlineAt = Date.now();
     this._setState("online");
     if (this._first) {
       this._first.ok();
@@ -298,6 +309,10 @@ class Client {
       }
     }
     if (this._closed) return;
+    // The backoff starts over only after a connection that lasted: one the server accepts and
+    // drops at once must not be retried in a tight loop.
+    if (connected && this._onlineAt && Date.now() - this._onlineAt > STABLE_MS) this._attempt = 0;
+    this._onlineAt = 0;
     if (disconnectCode === TAKEN_OVER) return this._stop("taken_over", new ChatError("taken_over", "another connection with this device id took the session over"));
     if (disconnectCode === REVOKED) return this._stop("refused", new ChatError("not_authorized", "the login was revoked"));
     if (connackCode !== null && REFUSED.has(connackCode)) return this._stop("refused", new ChatError("not_authorized", `login refused (reason 0x${connackCode.toString(16)})`));
@@ -430,7 +445,9 @@ class Client {
         s.retryTimer = setTimeout(() => {
           s.retryTimer = null;
           this._publishSend(s);
-        }, backoffDelay(s.tries++, 250, 5000));
+          // A send token comes back every 1/rate s: rate_limited retries soon; a failing disk
+          // (unavailable) is given longer.
+        }, err.code === "rate_limited" ? backoffDelay(s.tries++, 200, 2000) : backoffDelay(s.tries++, 500, 5000));
         return;
       }
       this._settleSend(s);
@@ -530,10 +547,16 @@ class Client {
   _publishRpc(call) {
     if (this._state !== "online" || call.retryTimer || call.sentGen === this._gen) return;
     call.rid = `r.${randomId(12)}`;
+    const { rid: _r, op: _o, ...args } = call.args || {};
+    const body = { rid: call.rid, op: call.op, ...args };
+    const size = encoder.encode(JSON.stringify(body)).length;
+    if (size > MAX_REQUEST_BYTES) {
+      // The server would answer without our rid (it does not read the request): say it here.
+      return this._finishCall(call, new ChatError("too_large", `a ${call.op} request of ${size} bytes is over the server's ${MAX_REQUEST_BYTES}`));
+    }
     call.sentGen = this._gen;
     this._rpcs.set(call.rid, call);
-    const { rid: _r, op: _o, ...args } = call.args || {};
-    this._publish(`chat/${this.user}/rpc`, { rid: call.rid, op: call.op, ...args }, 1).catch(() => {});
+    this._publish(`chat/${this.user}/rpc`, body, 1).catch(() => {});
   }
 
   _finishCall(call, err, result) {
@@ -682,7 +705,12 @@ class Client {
     if (this._state !== "online" || !this._mq || !fresh.length) return;
     const mq = this._mq;
     for (const batch of chunks(fresh.map((u) => `presence/${u}`), SUBSCRIBE_BATCH)) {
-      const grants = await mq.subscribeAsync(batch, { qos: 1 });
+      let grants;
+      try {
+        grants = await mq.subscribeAsync(batch, { qos: 1 });
+      } catch {
+        return; // the connection went: the next one subscribes every watch
+      }
       const bad = grants.filter((g) => g.qos >= 0x80);
       if (bad.length) {
         for (const g of bad) this._watches.delete(g.topic.slice("presence/".length));
@@ -695,7 +723,10 @@ class Client {
     const gone = users.filter((u) => this._watches.delete(u));
     if (this._state !== "online" || !this._mq || !gone.length) return;
     const mq = this._mq;
-    for (const batch of chunks(gone.map((u) => `presence/${u}`), SUBSCRIBE_BATCH)) await mq.unsubscribeAsync(batch);
+    for (const batch of chunks(gone.map((u) => `presence/${u}`), SUBSCRIBE_BATCH)) {
+      // A lost connection drops its subscriptions anyway, and the next one leaves these out.
+      await mq.unsubscribeAsync(batch).catch(() => {});
+    }
   }
 
   // ---- media -----------------------------------------------------------------------------

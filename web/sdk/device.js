@@ -43,6 +43,15 @@ export async function tabDeviceId(env = {}) {
   const local = "localStorage" in env ? env.localStorage : safe(() => g.localStorage);
   const locks = "locks" in env ? env.locks : g.navigator?.locks;
   if (!session) return `d${randomId(11)}`;
+  // This page holds its id's lock already: asking again must not find it "taken" by itself.
+  if (!held.has(session)) held.set(session, pick(session, local, locks));
+  return held.get(session);
+}
+
+/** The ids this page holds, by its sessionStorage (one per page; tests simulate several). */
+const held = new WeakMap();
+
+async function pick(session, local, locks) {
   const mine = session.getItem(SESSION_KEY);
   if (!locks) {
     // No Web Locks: the best left is sessionStorage (a duplicated tab is not told apart).

@@ -2,11 +2,15 @@
 // typing, presence, history, conversations, typed errors, takeover.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Chatd, waitFor, unique } from "./harness.mjs";
 import { login, connect, ChatError, memoryOutbox } from "../sdk/index.js";
 import { online, newUser, FAST } from "./sdk-helpers.mjs";
 
-let chatd;
+let chatd, keyDir;
 /** No test may hang the suite: each gets a generous limit. */
 const T = { timeout: 60000 };
 const clients = [];
@@ -17,11 +21,28 @@ async function on(u, opts) {
 }
 
 before(async () => {
-  chatd = await Chatd.start();
+  // Push through FCM, with a service account of a throw-away key and an endpoint nobody
+  // listens on: registering needs no call to FCM. APNs stays unconfigured.
+  const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  keyDir = mkdtempSync(join(tmpdir(), "chatd-sdk-fcm-"));
+  const account = join(keyDir, "service-account.json");
+  writeFileSync(
+    account,
+    JSON.stringify({
+      type: "service_account",
+      project_id: "sdk-tests",
+      private_key_id: "k1",
+      private_key: privateKey.export({ type: "pkcs8", format: "pem" }),
+      client_email: "tests@sdk-tests.iam.gserviceaccount.com",
+      token_uri: "http://127.0.0.1:9/token",
+    }),
+  );
+  chatd = await Chatd.start(`[push]\n[push.fcm]\nservice_account = ${JSON.stringify(account)}\nendpoint = "http://127.0.0.1:9"\n`);
 });
 after(async () => {
   await Promise.all(clients.map((c) => c.close()));
   await chatd?.close();
+  if (keyDir) rmSync(keyDir, { recursive: true, force: true });
 });
 
 test("login: a token for the right password, not_authorized for a wrong one", T, async () => {
@@ -267,10 +288,18 @@ test("media: upload (the same blob twice exists), send, download URL fetchable",
   await assert.rejects(stranger.media.download(up.media), (e) => e instanceof ChatError && e.code === "forbidden");
 });
 
-test("push.register: refused bad_request when push is not configured", T, async () => {
+test("push: register, the same token again, another account's token, unregister; an unconfigured platform", T, async () => {
   const ca = await on(await newUser(chatd, "pu"));
-  await assert.rejects(ca.push.register("fcm", "token-abc"), (e) => e instanceof ChatError && e.code === "bad_request" && /not configured/.test(e.message));
-  await assert.rejects(ca.push.register("nope", "token-abc"), (e) => e.code === "bad_request");
+  const cb = await on(await newUser(chatd, "pu"));
+  const token = `fcm-token:${unique("t")}`;
+  await ca.push.register("fcm", token);
+  await ca.push.register("fcm", token); // harmless: a refresh
+  await assert.rejects(cb.push.register("fcm", token), (e) => e instanceof ChatError && e.code === "forbidden");
+  await ca.push.unregister(token);
+  await cb.push.register("fcm", token); // free once its holder let it go
+  await assert.rejects(ca.push.register("apns", "abcdef0123"), (e) => e.code === "bad_request" && /not configured/.test(e.message));
+  await assert.rejects(ca.push.register("nope", "x"), (e) => e.code === "bad_request");
+  await assert.rejects(ca.push.register("fcm", "bad token!"), (e) => e.code === "bad_request");
 });
 
 test("typed errors: bad_request, forbidden, not_found, and refused sends leave the outbox", T, async () => {
@@ -284,6 +313,8 @@ test("typed errors: bad_request, forbidden, not_found, and refused sends leave t
   assert.deepEqual(await ca.pending(), []);
   await assert.rejects(ca.rpc("history", {}), (e) => e instanceof ChatError && e.code === "bad_request");
   await assert.rejects(ca.rpc("no.such.op"), (e) => e.code === "bad_request");
+  // Over the server's request size: too_large at once (the server's reply would carry no rid).
+  await assert.rejects(ca.rpc("group.create", { name: "x".repeat(30000), members: [] }), (e) => e.code === "too_large");
   await assert.rejects(ca.groups.info("g_doesnotexist0000"), (e) => e.code === "not_found");
   const other = await newUser(chatd, "er");
   const g = await (await on(other)).groups.create("private", []);
@@ -302,13 +333,13 @@ test("sends over the rate limit are retried with the same cid until acknowledged
     if (body.error) refused.push(body.error.code);
     return orig(body);
   };
-  // 80 at once: past the burst (60) the server answers rate_limited; the SDK sends those again.
-  const acks = await Promise.all(Array.from({ length: 80 }, (_, i) => ca.send({ to: b.user, text: `r${i}` })));
+  // 70 at once: past the burst (60) the server answers rate_limited; the SDK sends those again.
+  const acks = await Promise.all(Array.from({ length: 70 }, (_, i) => ca.send({ to: b.user, text: `r${i}` })));
   assert.ok(refused.includes("rate_limited"), `expected rate_limited refusals, got ${refused}`);
-  assert.equal(new Set(acks.map((x) => x.id)).size, 80);
-  await waitFor(() => cb.log.message.length >= 80);
+  assert.equal(new Set(acks.map((x) => x.id)).size, 70);
+  await waitFor(() => cb.log.message.length >= 70);
   const texts = cb.log.message.map((m) => m.text).sort();
-  assert.deepEqual(texts, Array.from({ length: 80 }, (_, i) => `r${i}`).sort());
+  assert.deepEqual(texts, Array.from({ length: 70 }, (_, i) => `r${i}`).sort());
 });
 
 test("takeover: a second client with the same device id stops the first (taken_over)", T, async () => {
@@ -319,9 +350,57 @@ test("takeover: a second client with the same device id stops the first (taken_o
   await waitFor(() => c1.state === "taken_over", { what: "taken_over" });
   assert.equal(c1.log.detail?.code, "taken_over");
   // The first does not come back (which would take the session back in turn).
-  await new Promise((r) => setTimeout(r, 1500));
+  // (its reconnect delay is 100–1000 ms: well past the shortest)
+  await new Promise((r) => setTimeout(r, 800));
   assert.equal(c1.state, "taken_over");
   assert.equal(c2.state, "online");
   assert.ok(!c2.log.state.includes("taken_over"));
   await assert.rejects(c1.send({ to: a.user, text: "x" }), (e) => e.code === "closed");
+});
+
+test("a login revoked while connected (password changed) stops the client: refused", T, async () => {
+  const a = await newUser(chatd, "rv");
+  const ca = await on(a);
+  const r = await fetch(`${chatd.httpUrl}/admin/users/${a.user}/password`, {
+    method: "PUT",
+    // the admin token harness.mjs configures
+    headers: { authorization: "Bearer web-tests-admin-token-0123456789abcdef", "content-type": "application/json" },
+    body: JSON.stringify({ password: "a-brand-new-password-1" }),
+  });
+  assert.ok(r.ok, `PUT password: ${r.status}`);
+  await waitFor(() => ca.state === "refused", { what: "refused" });
+  assert.equal(ca.log.detail?.code, "not_authorized");
+  assert.ok(!ca.log.state.includes("connecting"), "no reconnect with the old password");
+});
+
+test("what arrives during connect() reaches handlers attached right after it resolves", T, async () => {
+  const a = await newUser(chatd, "hold");
+  const b = await newUser(chatd, "hold");
+  const ca = await on(a);
+  const queued = [];
+  for (let i = 0; i < 3; i++) queued.push((await ca.send({ to: b.user, text: `q${i}` })).id);
+  const cb = await connect({ url: chatd.wsUrl, user: b.user, password: b.password, deviceId: unique("d"), outbox: memoryOutbox(), ...FAST });
+  clients.push(cb);
+  const got = [];
+  const states = [];
+  cb.on("message", (m) => got.push(m.id));
+  cb.on("state", (s) => states.push(s));
+  await waitFor(() => got.length >= 3, { what: "queued messages" });
+  assert.deepEqual(got, queued);
+  assert.deepEqual(states, ["online"]);
+});
+
+test("requests over the rate limit are retried with backoff", T, async () => {
+  const a = await newUser(chatd, "rr");
+  const ca = await on(a);
+  const codes = [];
+  const orig = ca._onReply.bind(ca);
+  ca._onReply = (body) => {
+    if (body.error) codes.push(body.error.code);
+    return orig(body);
+  };
+  // The request budget's burst is 200: the rest are refused rate_limited at first.
+  const all = await Promise.all(Array.from({ length: 240 }, () => ca.presence.get([a.user])));
+  assert.ok(codes.includes("rate_limited"), `expected rate_limited refusals, got ${codes.length}`);
+  assert.ok(all.every((r) => r[0].user === a.user && r[0].status === "online"));
 });

@@ -19,11 +19,13 @@
 //! messaging's [`MediaGate`], and serves the `fs` back end's URLs with
 //! [`MediaService::begin_upload`] and [`MediaService::open_download`].
 
+mod avatars;
 mod backend;
 pub mod config;
 mod error;
 pub mod fs;
 pub mod limits;
+pub mod meta;
 pub mod record;
 mod rpc;
 pub mod s3;
@@ -42,6 +44,7 @@ use serde::Serialize;
 pub use backend::{Backend, BackendError, BackendFuture, UrlWindow, Verification};
 pub use error::MediaError;
 pub use limits::{LimitError, Limits, MediaKind, TypeLimit};
+pub use meta::MediaMeta;
 pub use transfer::{Download, FsUpload, TransferError, UploadDone, UploadStart};
 
 use chatd_core::media_gate::{GateFuture, MediaGate};
@@ -104,6 +107,10 @@ pub struct DownloadGrant {
     pub size: u64,
     /// SHA-256 of the bytes, lowercase hex, for the client to check.
     pub sha256: String,
+    /// What the uploader declared about it (file name, pixel size, duration, preview): only
+    /// the fields given, after the others.
+    #[serde(flatten)]
+    pub meta: MediaMeta,
 }
 
 /// Where a pending record stands after [`MediaService::settle`].
@@ -122,6 +129,8 @@ pub struct MediaService {
     settings: MediaSettings,
     /// Serialises read-modify-write of media metadata (records, content index).
     meta: tokio::sync::Mutex<()>,
+    /// Who may download a media id as someone's avatar (see `avatars.rs`); unset: nobody.
+    avatars: std::sync::OnceLock<Arc<dyn chatd_core::avatar_access::AvatarAccess>>,
 }
 
 impl std::fmt::Debug for MediaService {
@@ -188,6 +197,7 @@ impl MediaService {
             backend,
             settings,
             meta: tokio::sync::Mutex::new(()),
+            avatars: std::sync::OnceLock::new(),
         })
     }
 
@@ -214,7 +224,8 @@ impl MediaService {
     /// their own verified upload, or a message gave them a media id of it — or an upload URL.
     /// Content stored by others but not the user's is treated exactly like new content, so
     /// the answer (and any refusal) never tells whether it is stored. Asking again for content
-    /// still pending gives the same id and a fresh URL.
+    /// still pending gives the same id and a fresh URL. Declares no metadata (see
+    /// [`MediaService::upload_with_meta`]).
     pub async fn upload(
         &self,
         user: &str,
@@ -222,6 +233,23 @@ impl MediaService {
         size: u64,
         sha256: &str,
     ) -> Result<UploadGrant, MediaError> {
+        self.upload_with_meta(user, mime, size, sha256, MediaMeta::default())
+            .await
+    }
+
+    /// [`MediaService::upload`] declaring `meta` (checked with [`meta::check`]). Metadata
+    /// belongs to the media id: when `meta` has any field it replaces the id's metadata whole,
+    /// also for content the user already has (`exists`); without any, what the id carries stays,
+    /// so a client that knows nothing of metadata does not erase another device's.
+    pub async fn upload_with_meta(
+        &self,
+        user: &str,
+        mime: &str,
+        size: u64,
+        sha256: &str,
+        meta: MediaMeta,
+    ) -> Result<UploadGrant, MediaError> {
+        meta::check(&meta).map_err(MediaError::BadRequest)?;
         if !record::valid_sha256(sha256) {
             return Err(MediaError::BadRequest(
                 "`sha256` must be 64 hex digits".into(),
@@ -236,6 +264,11 @@ impl MediaService {
         };
         if let Some(own) = own.as_ref().filter(|r| r.is_verified()) {
             same_declaration(own, size, mime)?;
+            if !meta.is_empty() && own.meta != meta {
+                let mut own = own.clone();
+                own.meta = meta;
+                self.store.write(vec![MediaChange::Media(own)])?;
+            }
             return Ok(UploadGrant {
                 media: own.id.clone(),
                 exists: true,
@@ -250,6 +283,9 @@ impl MediaService {
         record.size = size;
         record.mime = mime.to_string();
         record.rejected = None;
+        if !meta.is_empty() {
+            record.meta = meta;
+        }
         match &granted {
             Some(received) => {
                 // The user holds this content through a message: they may be told its size.
@@ -326,7 +362,7 @@ impl MediaService {
                 "`media` is not a media id: {media:?}"
             )));
         }
-        if !self.store.may_download(media, user)? {
+        if !self.store.may_download(media, user)? && !self.avatar_visible(user, media)? {
             return Err(MediaError::Forbidden(format!(
                 "only the sender and the recipients of a message with media `{media}` may download it"
             )));
@@ -348,6 +384,7 @@ impl MediaService {
             mime: record.mime,
             size: record.size,
             sha256: record.sha256,
+            meta: record.meta,
         })
     }
 
@@ -428,6 +465,10 @@ impl MediaService {
     /// content's, since the bytes were checked against both.
     async fn commit(&self, mut record: MediaRecord) -> Result<MediaRecord, MediaError> {
         let guard = self.meta.lock().await;
+        // Metadata declared again while the bytes were checked is the latest word.
+        if let Some(stored) = self.store.media(&record.id)? {
+            record.meta = stored.meta;
+        }
         let now = now_ms();
         let content = ContentRecord::from_media(&record, now);
         record.mark_verified(now);

@@ -15,8 +15,9 @@ use serde_json::value::RawValue;
 use crate::json::{self, Object};
 use crate::reply::{self, Failure};
 
-/// Largest request payload; requests are small, so anything bigger is a mistake or abuse.
-pub const MAX_RPC_BYTES: usize = 16 * 1024;
+/// Largest request payload; requests are small, so anything bigger is a mistake or abuse. The
+/// largest is a `media.upload` with its 16 KiB preview, hence 24 KiB.
+pub const MAX_RPC_BYTES: usize = 24 * 1024;
 
 /// The ops of the contract, grouped by the component that answers them. An op of the contract
 /// that no handler answers is refused as a service this server does not run; any other op as
@@ -45,9 +46,12 @@ pub mod ops {
     /// Presence of several users at once (the broker).
     pub const PRESENCE: &[&str] = &["presence.get"];
 
+    /// Profiles (display name, avatar) and finding a user by exact id (chatd-core).
+    pub const PROFILES: &[&str] = &["profile.set", "profile.get", "user.find"];
+
     /// Whether `op` is an op of the contract.
     pub fn in_contract(op: &str) -> bool {
-        [CHAT, MEDIA, PUSH, PRESENCE]
+        [CHAT, MEDIA, PUSH, PRESENCE, PROFILES]
             .iter()
             .any(|group| group.contains(&op))
     }
