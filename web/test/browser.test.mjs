@@ -148,6 +148,12 @@ test("a message each way: unread counts, ticks turning to read, typing, presence
   const alice = await loggedIn("alice", { shot: "login" });
   const bob = await loggedIn("bob");
 
+  // A chat starts from an exact user id; an unknown one is refused.
+  await alice.getByTestId("new-chat-button").click();
+  await alice.getByTestId("new-chat-user").fill(`${bob.user}x`);
+  await alice.getByTestId("new-chat-submit").click();
+  await alice.getByTestId("new-chat-error").getByText(`No user “${bob.user}x”.`).waitFor({ timeout: WAIT });
+  await alice.getByTestId("dialog-close").click();
   await startChat(alice, bob.user);
   await chatStatus(alice, /^online$/, "alice to see bob online");
   await sendText(alice, "hello bob");
@@ -293,7 +299,7 @@ test("profiles: the name and picture set on the profile screen show on the other
   noPageErrors(alice, bob);
 });
 
-test("a group of three: created, read by all, one member removed who then gets nothing", async () => {
+test("a group of three: created, read when all read, an admin made, a member removed who then gets nothing, renamed, left", async () => {
   const alice = await loggedIn("alice");
   const bob = await loggedIn("bob");
   const carol = await loggedIn("carol");
@@ -347,6 +353,17 @@ test("a group of three: created, read by all, one member removed who then gets n
   await openConversation(carol, key);
   await bubbles(carol, "hi both").waitFor({ timeout: WAIT });
   assert.equal(await bubbles(carol, "just us now").count(), 0, "not in carol's history either");
+
+  // Renamed by an admin; then bob leaves.
+  await alice.getByTestId("group-rename").click();
+  await alice.getByTestId("group-rename-input").fill("Long weekend");
+  await alice.getByTestId("group-rename-submit").click();
+  await conversation(bob, key).getByTestId("conversation-name").getByText("Long weekend").waitFor({ timeout: WAIT });
+  await bob.getByTestId("chat-title").getByText("Long weekend").waitFor({ timeout: WAIT });
+  await bob.getByTestId("group-leave").click();
+  await bob.getByTestId("group-left-notice").waitFor({ timeout: WAIT });
+  await waitFor(async () => (await alice.getByTestId("member").count()) === 1, { ms: WAIT, what: "alice alone" });
+  await alice.getByTestId("group-event").filter({ hasText: "left" }).waitFor({ timeout: WAIT });
   noPageErrors(alice, bob, carol);
 });
 
