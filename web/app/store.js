@@ -1,20 +1,22 @@
 // The client's state and everything that changes it: the connection, conversations, the
-// messages of each chat, receipts, presence, typing, profiles and groups. Screens read its
-// fields and call its methods; every change re-renders through `subscribe`.
+// messages of each chat and their receipts here; typing and presence, profiles, media and groups
+// in store-*.js, mixed into the same object. Screens read its fields and call its methods;
+// every change re-renders through `subscribe`.
 import { connect, login } from "../sdk/index.js";
 import { chatKey, chatOf, messageKey } from "./keys.js";
 import {
   emptyChat, upsert, remove, oldestServerId, pendingId, furthest, groupReceipts, applyGroupReceipt,
 } from "./messages.js";
 import { loadSession, saveSession, clearSession, serverUrls } from "./session.js";
-import { kindOf, metaOf } from "./media.js";
 import { summary } from "./format.js";
 import { describe } from "./errors.js";
 import { inBackground, notifyMessage, showUnreadInTitle } from "./notify.js";
+import { liveMethods } from "./store-live.js";
+import { profileMethods } from "./store-profiles.js";
+import { mediaMethods } from "./store-media.js";
+import { groupMethods } from "./store-groups.js";
 
 const PAGE = 30;
-const TYPING_SHOWN_MS = 5000;
-const TYPING_SENT_EVERY_MS = 2500;
 
 /** The app's state; one per page. */
 export class Store {
@@ -60,6 +62,7 @@ export class Store {
     return () => this.listeners.delete(fn);
   }
 
+  /** Something changed: listeners run once after the current task. */
   changed() {
     this.version++;
     if (this.queued) return;
@@ -93,6 +96,7 @@ export class Store {
     await this.connectAs(user, token.token);
   }
 
+  /** Connects with a token (the MQTT password) and loads the first state. */
   async connectAs(user, token) {
     this.phase = "connecting";
     this.loginError = null;
@@ -116,6 +120,7 @@ export class Store {
     this.loadProfiles([this.me]);
   }
 
+  /** Turns the SDK's events into store changes. */
   attach(c) {
     c.on("state", (s, detail) => {
       this.conn = s;
@@ -145,6 +150,7 @@ export class Store {
 
   // ---- conversations ----
 
+  /** Reads the first page of conversations. */
   async refreshConversations() {
     try {
       const { conversations } = await this.client.conversations({ limit: 100 });
@@ -154,6 +160,7 @@ export class Store {
     }
   }
 
+  /** Takes the server's conversation list, keeping chats only this page knows (new, empty). */
   mergeConversations(list) {
     for (const c of list) {
       const key = chatKey(c);
@@ -174,12 +181,14 @@ export class Store {
     return [...this.conversations.values()].sort((a, b) => (b.last?.id || b.started || "").localeCompare(a.last?.id || a.started || ""));
   }
 
+  /** Unread messages over all conversations (for the tab's title). */
   totalUnread() {
     let n = 0;
     for (const c of this.conversations.values()) n += c.unread || 0;
     return n;
   }
 
+  /** The conversation `key`, created empty when new. */
   conversation(key) {
     let c = this.conversations.get(key);
     if (!c) {
@@ -213,6 +222,7 @@ export class Store {
 
   // ---- the chat on screen ----
 
+  /** The messages of chat `key`, created empty when new. */
   chat(key) {
     let c = this.chats.get(key);
     if (!c) {
@@ -265,6 +275,7 @@ export class Store {
     }
   }
 
+  /** A history entry as the store keeps it: a group message of mine with its receipts as sets. */
   fromHistory(m) {
     const copy = { ...m };
     if (m.group && m.from === this.me && m.type !== "event") {
@@ -294,6 +305,7 @@ export class Store {
     }
   }
 
+  /** Back in the foreground: the open chat is read now. */
   visibilityChanged() {
     if (!inBackground() && this.open) this.markChatRead(this.open);
     this.changed();
@@ -315,7 +327,7 @@ export class Store {
       for (const r of early) this.receipt(r);
     }
     const conv = this.conversation(key);
-    if (!conv.last || conv.last.id < m.id || (m.pending && !conv.last.pending)) conv.last = m;
+    if (!conv.last || conv.last.id < m.id) conv.last = m;
     if (live && m.from !== this.me && m.type !== "event") {
       if (key === this.open && !inBackground()) this.markChatRead(key);
       else conv.unread = (conv.unread || 0) + 1;
@@ -326,7 +338,9 @@ export class Store {
   /** A message or group event from the inbox (also the newest history of the open chat after a
    * reconnect, which the SDK emits the same way). */
   received(m) {
-    const isNew = this.addMessage({ ...m }, { live: true });
+    // Also history entries (the SDK re-reads the open chat after a reconnect): their receipts
+    // are read like a history page's.
+    const isNew = this.addMessage(this.fromHistory(m), { live: true });
     if (!isNew) return;
     if (m.from !== this.me && m.type !== "event") {
       this.client.markDelivered([m.id]).catch(() => {});
@@ -344,15 +358,6 @@ export class Store {
     }
     if (m.type === "event") this.groupEvent(m);
     this.changed();
-  }
-
-  groupEvent(m) {
-    const conv = this.conversation(`g:${m.group}`);
-    if (m.name) conv.name = m.name;
-    const gone = (m.event === "member_removed" || m.event === "member_left") && (m.users || [m.by]).includes(this.me);
-    if (gone) conv.left = true;
-    if (m.event === "member_added" && (m.users || []).includes(this.me)) conv.left = false;
-    if (this.groups.has(m.group) || `g:${m.group}` === this.open) this.loadGroup(m.group);
   }
 
   /** Sends a text (or, with `fields`, any message) to the chat `key`. */
@@ -385,24 +390,6 @@ export class Store {
     const fields = { type: m.type };
     for (const f of ["text", "media", "reply_to"]) if (m[f]) fields[f] = m[f];
     this.send(key, fields);
-  }
-
-  /** Uploads a file (or recording) and sends it as the message type its MIME type calls for. */
-  async sendFile(key, file, { caption, duration } = {}) {
-    const kind = kindOf(file.type);
-    const localUrl = URL.createObjectURL(file);
-    try {
-      const meta = await metaOf(file, kind);
-      if (duration) meta.duration = duration;
-      const { media } = await this.client.media.upload(file, meta);
-      this.mediaInfo.set(media, { ...meta, media, url: localUrl, size: file.size, expires: Infinity });
-      const fields = { type: kind, media };
-      if (caption) fields.text = caption;
-      await this.send(key, fields);
-    } catch (e) {
-      URL.revokeObjectURL(localUrl);
-      throw e;
-    }
   }
 
   /** The server's ack of `cid`: the pending message becomes the stored one. */
@@ -462,159 +449,20 @@ export class Store {
     this.changed();
   }
 
-  // ---- typing and presence ----
-
-  /** Tells the others of `key` that I am typing (at most every few seconds). */
-  typing(key) {
-    const now = Date.now();
-    if (now - (this.lastTypingSent.get(key) || 0) < TYPING_SENT_EVERY_MS) return;
-    this.lastTypingSent.set(key, now);
-    const target = chatOf(key);
-    this.client?.typing(target.group ? { group: target.group } : { to: target.with });
-  }
-
-  typingReceived(t) {
-    const key = t.group ? `g:${t.group}` : `u:${t.from}`;
-    const who = this.typingIn.get(key) || new Map();
-    clearTimeout(who.get(t.from));
-    who.set(t.from, setTimeout(() => this.clearTyping(key, t.from), TYPING_SHOWN_MS));
-    this.typingIn.set(key, who);
-    this.changed();
-  }
-
-  clearTyping(key, user) {
-    const who = this.typingIn.get(key);
-    if (!who?.has(user)) return;
-    clearTimeout(who.get(user));
-    who.delete(user);
-    this.changed();
-  }
-
-  /** Who is typing in `key`. */
-  typists(key) {
-    return [...(this.typingIn.get(key)?.keys() || [])];
-  }
-
-  watch(users) {
-    const fresh = users.filter((u) => u && !this.watched.has(u));
-    if (!fresh.length || !this.client) return;
-    fresh.forEach((u) => this.watched.add(u));
-    this.client.presence.watch(fresh).catch(() => fresh.forEach((u) => this.watched.delete(u)));
-  }
-
-  // ---- profiles ----
-
-  /** Fetches the profiles of `users` last fetched more than `maxAgeMs` ago. The server does not
-   * push profile changes, and shows a profile only once a conversation is shared, so they are
-   * asked again when they matter (a chat opened, a first message). A failure (a server without
-   * profiles) leaves plain user ids. */
-  loadProfiles(users, maxAgeMs = 5 * 60_000) {
-    const now = Date.now();
-    const due = [...new Set(users)].filter((u) => u && !(now - (this.profiles.get(u)?.fetched ?? -Infinity) <= maxAgeMs));
-    if (!due.length || !this.client) return;
-    for (const u of due) this.profiles.set(u, { user: u, name: null, avatar: null, ...this.profiles.get(u), fetched: now });
-    for (let i = 0; i < due.length; i += 100) {
-      this.client.profile
-        .get(due.slice(i, i + 100))
-        .then((list) => {
-          for (const p of list) this.profiles.set(p.user, { ...p, fetched: now });
-          this.changed();
-        })
-        .catch(() => {});
-    }
-  }
-
-  /** The name a user is shown with. */
-  displayName(user) {
-    if (!user) return "";
-    return this.profiles.get(user)?.name || user;
-  }
-
-  /** The title of a chat. */
-  chatTitle(key) {
-    const conv = this.conversations.get(key);
-    if (key.startsWith("g:")) return conv?.name || this.groups.get(key.slice(2))?.name || "Group";
-    return this.displayName(key.slice(2));
-  }
-
-  /** Sets my name and, with `avatarFile`, a new picture. */
-  async saveProfile({ name, avatarFile }) {
-    const p = { name: name || null };
-    if (avatarFile) {
-      const meta = await metaOf(avatarFile, "image");
-      p.avatar = (await this.client.media.upload(avatarFile, meta)).media;
-    }
-    await this.client.profile.set(p);
-    const mine = this.profiles.get(this.me) || { user: this.me };
-    this.profiles.set(this.me, { ...mine, ...p });
-    this.changed();
-  }
-
-  // ---- media ----
-
-  /** What `media.download` says about `media` (cached while its URL is valid); null while it is
-   * being fetched or when it failed (then `mediaError`). */
-  media(id) {
-    const info = this.mediaInfo.get(id);
-    if (info && (info.loading || info.failed || info.expires > Date.now() + 30_000)) return info.loading ? null : info;
-    this.mediaInfo.set(id, { loading: true });
-    this.client.media
-      .download(id)
-      .then((i) => this.mediaInfo.set(id, i))
-      .catch((e) => this.mediaInfo.set(id, { failed: describe(e) }))
-      .finally(() => this.changed());
-    return null;
-  }
-
-  // ---- groups ----
-
-  otherMembers(group) {
-    const info = this.groups.get(group);
-    return info ? info.members.filter((m) => m.user !== this.me).length : undefined;
-  }
-
-  async loadGroup(group) {
-    try {
-      const info = await this.client.groups.info(group);
-      this.groups.set(group, info);
-      const conv = this.conversation(`g:${group}`);
-      conv.name = info.name;
-      conv.left = !info.members.some((m) => m.user === this.me);
-      this.loadProfiles(info.members.map((m) => m.user), 30_000);
-      this.watch(info.members.map((m) => m.user).filter((u) => u !== this.me).slice(0, 100));
-    } catch (e) {
-      if (e.code === "forbidden" || e.code === "not_found") this.conversation(`g:${group}`).left = true;
-    }
-    this.changed();
-  }
-
-  /** Creates a group with the given members and opens it. */
-  async createGroup(name, members) {
-    for (const u of members) await this.findUser(u);
-    const group = await this.client.groups.create(name, members);
-    const conv = this.conversation(`g:${group}`);
-    conv.name = name;
-    this.openChat(`g:${group}`);
-  }
-
-  /** A group change (`add`, `remove`, `promote`, `demote`, `leave`, `rename`), then the new
-   * member list. */
-  async groupAction(group, action, arg) {
-    if (action === "leave") await this.client.groups.leave(group);
-    else if (action === "rename") await this.client.groups.rename(group, arg);
-    else await this.client.groups[action](group, arg);
-    await this.loadGroup(group);
-  }
-
   // ---- screens ----
 
+  /** Shows a dialog or panel (`profile`, `new-chat`, `new-group`, `group`) or none. */
   showPanel(panel) {
     this.panel = panel;
     this.changed();
   }
 }
 
+/** A client message id, unique per sender. */
 function newCid() {
   if (crypto.randomUUID) return `w-${crypto.randomUUID()}`;
   return `w-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
 }
+
+// The store's other concerns live in files of their own, as methods of the same object.
+Object.assign(Store.prototype, liveMethods, profileMethods, mediaMethods, groupMethods);
