@@ -48,6 +48,10 @@ export function ConversationList({ store }) {
           </li>
         `;
       })}
+      ${store.conversationsNext && html`<li>
+        <button class="ghost wide" data-testid="conversations-more"
+          onClick=${() => store.refreshConversations(true)}>Older conversations</button>
+      </li>`}
     </ul>
   `;
 }

@@ -48,6 +48,8 @@ export class Store {
     this.mediaInfo = new Map();
     this.pendingByCid = new Map();
     this.chatOfId = new Map();
+    /** Where the next page of conversations starts (null: none). */
+    this.conversationsNext = null;
     this.earlyReceipts = new Map();
     this.watched = new Set();
     this.lastTypingSent = new Map();
@@ -150,13 +152,16 @@ export class Store {
 
   // ---- conversations ----
 
-  /** Reads the first page of conversations. */
-  async refreshConversations() {
+  /** Reads the first page of conversations, or with `older` the page after those listed. */
+  async refreshConversations(older = false) {
     try {
-      const { conversations } = await this.client.conversations({ limit: 100 });
+      const q = { limit: 100 };
+      if (older) q.before = this.conversationsNext;
+      const { conversations, more, next } = await this.client.conversations(q);
+      this.conversationsNext = more ? next : null;
       this.mergeConversations(conversations);
     } catch {
-      // The SDK fetches them again after every reconnect and emits `conversations`.
+      // The SDK fetches the first page again after every reconnect and emits `conversations`.
     }
   }
 
