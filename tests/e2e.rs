@@ -45,6 +45,7 @@ mod offline;
 mod persistent_sessions;
 mod presence;
 mod presence_fanout;
+mod profiles;
 mod push;
 mod push_tokens;
 mod receipts;

@@ -13,6 +13,7 @@ use chatd_core::accounts::Accounts;
 use chatd_core::messaging::{Chat, ChatConfig};
 use chatd_core::outbox::Deliver;
 use chatd_core::presence::LastSeen;
+use chatd_core::profiles::Profiles;
 use chatd_kv::{EngineConfig, GuardedStore, KvStore, StoreError};
 use chatd_media::MediaService;
 use chatd_push_bridge::{OnlineCheck, PushBridge};
@@ -197,7 +198,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .transpose()?;
     let media = media::open(&config, stores.media.clone(), http_addr).await?;
     chat.set_media_gate(media.clone());
-    let rpc = rpc_router(&chat, &media, &presence, push.as_ref())?;
+    let profiles = Arc::new(Profiles::new(
+        stores.profiles.clone(),
+        stores.log.clone(),
+        accounts.clone(),
+        media.clone(),
+        config.chat().max_groups_per_user,
+    ));
+    media.set_avatar_access(profiles.clone());
+    let rpc = rpc_router(&chat, &media, &presence, &profiles, push.as_ref())?;
     let kept = Arc::new(
         Keeper::open(
             stores.sessions.clone(),
@@ -328,12 +337,14 @@ fn rpc_router(
     chat: &Arc<Chat>,
     media: &Arc<MediaService>,
     presence: &Arc<Presence>,
+    profiles: &Arc<Profiles>,
     push: Option<&Arc<PushBridge>>,
 ) -> Result<RpcRouter> {
     let mut router = RpcRouter::new();
     router.register(chat.clone())?;
     router.register(media.clone())?;
     router.register(presence.clone())?;
+    router.register(profiles.clone())?;
     if let Some(push) = push {
         router.register(push.clone())?;
     }

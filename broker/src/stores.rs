@@ -9,12 +9,14 @@ use chatd_core::ports::accounts::AccountStore;
 use chatd_core::ports::log::MessageLog;
 use chatd_core::ports::media::MediaRecords;
 use chatd_core::ports::presence::LastSeenStore;
+use chatd_core::ports::profiles::ProfileStore;
 use chatd_core::ports::push::{PushJobs, PushTokens};
 use chatd_core::ports::sessions::SessionStore;
 use chatd_embedded::accounts::EmbeddedAccounts;
 use chatd_embedded::log::EmbeddedLog;
 use chatd_embedded::media::EmbeddedMedia;
 use chatd_embedded::presence::EmbeddedLastSeen;
+use chatd_embedded::profiles::EmbeddedProfiles;
 use chatd_embedded::push::EmbeddedPush;
 use chatd_embedded::sessions::EmbeddedSessions;
 use chatd_kv::{GuardedStore, KvStore, StoreError, StoreHealth};
@@ -39,6 +41,8 @@ pub struct Stores {
     pub push_tokens: Arc<dyn PushTokens>,
     /// Kept (persistent) MQTT sessions.
     pub sessions: Arc<dyn SessionStore>,
+    /// Profiles (display names, avatars).
+    pub profiles: Arc<dyn ProfileStore>,
     /// Whether the store takes durable writes (for `/healthz` and `/metrics`).
     pub health: Arc<StoreHealth>,
 }
@@ -77,6 +81,7 @@ pub fn on_embedded(store: Arc<dyn KvStore>, health: Arc<StoreHealth>) -> Result<
         log: Arc::new(EmbeddedLog::open(store.clone()).context("cannot open the message log")?),
         last_seen: Arc::new(EmbeddedLastSeen::new(store.clone())),
         media: Arc::new(EmbeddedMedia::new(store.clone())),
+        profiles: Arc::new(EmbeddedProfiles::new(store.clone())),
         sessions: Arc::new(EmbeddedSessions::new(store)),
         push_jobs: push.clone(),
         push_tokens: push,
@@ -113,6 +118,7 @@ fn postgres(config: &Config) -> Result<Stores> {
         last_seen: Arc::new(store.last_seen()),
         media: Arc::new(store.media()),
         sessions: Arc::new(store.sessions()),
+        profiles: Arc::new(store.profiles()),
         push_jobs: push.clone(),
         push_tokens: push,
         health: Arc::new(StoreHealth::default()),

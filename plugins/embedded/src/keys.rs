@@ -71,6 +71,11 @@ pub fn last_seen(user: &str) -> Vec<u8> {
     key(&["p/", user])
 }
 
+/// `d/{user}`: the user's profile (display name, avatar), absent while both are unset.
+pub fn profile(user: &str) -> Vec<u8> {
+    key(&["d/", user])
+}
+
 /// The prefix under which all media download rights live (`a/{media}/{user}`).
 pub const MEDIA_ACCESS_PREFIX: &str = "a/";
 

@@ -7,5 +7,6 @@ pub mod keys;
 pub mod log;
 pub mod media;
 pub mod presence;
+pub mod profiles;
 pub mod push;
 pub mod sessions;

@@ -8,6 +8,7 @@ use chatd_embedded::accounts::EmbeddedAccounts;
 use chatd_embedded::log::EmbeddedLog;
 use chatd_embedded::media::EmbeddedMedia;
 use chatd_embedded::presence::EmbeddedLastSeen;
+use chatd_embedded::profiles::EmbeddedProfiles;
 use chatd_embedded::push::EmbeddedPush;
 use chatd_embedded::sessions::EmbeddedSessions;
 use chatd_kv::{Engine, EngineConfig, KvStore};
@@ -29,6 +30,7 @@ fn fresh_on(engine: Engine) -> (Ports, tempfile::TempDir) {
         accounts: Arc::new(EmbeddedAccounts::new(store.clone())),
         last_seen: Arc::new(EmbeddedLastSeen::new(store.clone())),
         media: Arc::new(EmbeddedMedia::new(store.clone())),
+        profiles: Arc::new(EmbeddedProfiles::new(store.clone())),
         sessions: Arc::new(EmbeddedSessions::new(store)),
         tokens: push.clone(),
         jobs: push,
@@ -42,6 +44,7 @@ chatd_core::media_conformance_tests!(fresh);
 chatd_core::push_conformance_tests!(fresh);
 chatd_core::removal_conformance_tests!(fresh);
 chatd_core::sessions_conformance_tests!(fresh);
+chatd_core::profiles_conformance_tests!(fresh);
 
 /// The media records on sled too, which older data directories still run on: its values are
 /// the same JSON, but a record with a preview is the largest value the media port writes.

@@ -19,6 +19,7 @@
 //! messaging's [`MediaGate`], and serves the `fs` back end's URLs with
 //! [`MediaService::begin_upload`] and [`MediaService::open_download`].
 
+mod avatars;
 mod backend;
 pub mod config;
 mod error;
@@ -128,6 +129,8 @@ pub struct MediaService {
     settings: MediaSettings,
     /// Serialises read-modify-write of media metadata (records, content index).
     meta: tokio::sync::Mutex<()>,
+    /// Who may download a media id as someone's avatar (see `avatars.rs`); unset: nobody.
+    avatars: std::sync::OnceLock<Arc<dyn chatd_core::avatar_access::AvatarAccess>>,
 }
 
 impl std::fmt::Debug for MediaService {
@@ -194,6 +197,7 @@ impl MediaService {
             backend,
             settings,
             meta: tokio::sync::Mutex::new(()),
+            avatars: std::sync::OnceLock::new(),
         })
     }
 
@@ -358,7 +362,7 @@ impl MediaService {
                 "`media` is not a media id: {media:?}"
             )));
         }
-        if !self.store.may_download(media, user)? {
+        if !self.store.may_download(media, user)? && !self.avatar_visible(user, media)? {
             return Err(MediaError::Forbidden(format!(
                 "only the sender and the recipients of a message with media `{media}` may download it"
             )));

@@ -15,6 +15,7 @@ pub mod store;
 pub use error::PgError;
 pub use log::{migrate, Options, PostgresLog};
 pub use records::{
-    PostgresAccounts, PostgresLastSeen, PostgresMedia, PostgresPush, PostgresSessions,
+    PostgresAccounts, PostgresLastSeen, PostgresMedia, PostgresProfiles, PostgresPush,
+    PostgresSessions,
 };
 pub use store::PostgresStore;

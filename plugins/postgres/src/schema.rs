@@ -8,8 +8,8 @@
 //!   `ORDER BY`, ranges and `GREATEST` compare bytes, as the ids' time order and the embedded
 //!   store's key order need (a locale collation would sort `-` and digits differently);
 //! - every per-user table (queues, summaries, cids, push jobs and their claims, media rights,
-//!   media owners, push tokens, last-seen times, the groups-of-user index, accounts, purges)
-//!   has the user as the first column of its primary key, so that its rows can later be split
+//!   media owners, push tokens, last-seen times, profiles, the groups-of-user index, accounts,
+//!   purges) has the user as the first column of its primary key, so that its rows can later be split
 //!   by user across several primaries with no change of key (see docs/scaling.md); the tables
 //!   keyed by something else (messages, history, statuses, groups, members, fan-outs, media
 //!   records and contents, token owners, skeletons) are the ones such a split must place by
@@ -24,10 +24,10 @@ use tokio_postgres::Client;
 use crate::error::PgError;
 
 /// The schema version this build writes and reads.
-pub const VERSION: i32 = 3;
+pub const VERSION: i32 = 4;
 
 /// The statements that bring a database from version `n - 1` to version `n`, index `n - 1`.
-const STEPS: &[&str] = &[V1, V2, V3];
+const STEPS: &[&str] = &[V1, V2, V3, V4];
 
 /// Version 1: the message log.
 const V1: &str = r#"
@@ -197,6 +197,16 @@ CREATE TABLE mqtt_sessions (
     state bytea NOT NULL
 );
 CREATE INDEX mqtt_sessions_by_user ON mqtt_sessions (user_id);
+"#;
+
+/// Version 4: the profiles port (display name and avatar per user; no row until one is set,
+/// both NULL once cleared).
+const V4: &str = r#"
+CREATE TABLE profiles (
+    user_id text COLLATE "C" PRIMARY KEY,
+    name text,
+    avatar text COLLATE "C"
+);
 "#;
 
 /// The version `client`'s database is at: 0 when it has no schema yet.

@@ -141,6 +141,8 @@ statements! {
     forget_last_seen: "DELETE FROM last_seen WHERE user_id = $1",
     /// Forgetting a user: their kept MQTT sessions.
     forget_mqtt_sessions: "DELETE FROM mqtt_sessions WHERE user_id = $1",
+    /// Forgetting a user: their profile.
+    forget_profile: "DELETE FROM profiles WHERE user_id = $1",
     /// The newest message id and the highest id issued.
     newest: "SELECT (SELECT max(id) FROM messages), (SELECT value FROM meta WHERE key = 'last_id')",
     /// A message's payload.

@@ -10,7 +10,8 @@ use crate::connect::Connector;
 use crate::error::PgError;
 use crate::log::{Options, PostgresLog};
 use crate::records::{
-    PostgresAccounts, PostgresLastSeen, PostgresMedia, PostgresPush, PostgresSessions, Records,
+    PostgresAccounts, PostgresLastSeen, PostgresMedia, PostgresProfiles, PostgresPush,
+    PostgresSessions, Records,
 };
 
 /// The PostgreSQL store of a cluster node: hands out each storage port.
@@ -68,6 +69,13 @@ impl PostgresStore {
     /// The push tokens and push jobs ports (one adapter implements both).
     pub fn push(&self) -> PostgresPush {
         PostgresPush {
+            records: self.records.clone(),
+        }
+    }
+
+    /// The profiles port.
+    pub fn profiles(&self) -> PostgresProfiles {
+        PostgresProfiles {
             records: self.records.clone(),
         }
     }

@@ -29,6 +29,7 @@ fn fresh() -> (Ports, ()) {
         tokens: push.clone(),
         jobs: push,
         sessions: Arc::new(store.sessions()),
+        profiles: Arc::new(store.profiles()),
     };
     (ports, ())
 }
@@ -39,3 +40,4 @@ chatd_core::media_conformance_tests!(fresh);
 chatd_core::push_conformance_tests!(fresh);
 chatd_core::removal_conformance_tests!(fresh);
 chatd_core::sessions_conformance_tests!(fresh);
+chatd_core::profiles_conformance_tests!(fresh);

@@ -46,9 +46,12 @@ pub mod ops {
     /// Presence of several users at once (the broker).
     pub const PRESENCE: &[&str] = &["presence.get"];
 
+    /// Profiles (display name, avatar) and finding a user by exact id (chatd-core).
+    pub const PROFILES: &[&str] = &["profile.set", "profile.get", "user.find"];
+
     /// Whether `op` is an op of the contract.
     pub fn in_contract(op: &str) -> bool {
-        [CHAT, MEDIA, PUSH, PRESENCE]
+        [CHAT, MEDIA, PUSH, PRESENCE, PROFILES]
             .iter()
             .any(|group| group.contains(&op))
     }

@@ -14,6 +14,7 @@ pub mod log;
 pub mod log_conformance;
 pub mod media;
 pub mod presence;
+pub mod profiles;
 pub mod push;
 // Built for this crate's tests and for adapters' tests, with the `conformance` feature.
 #[cfg(any(test, feature = "conformance"))]

@@ -1,7 +1,7 @@
 //! What [`Intent::ForgetUser`](chatd_core::ports::log::Intent) deletes inside a batch.
 //!
 //! Per-user records live under the user's own prefixes (`v/`, `i/`, `q/`, `k/`, `j/`, `t/`, `e/`)
-//! plus `p/{user}` and the token owners `o/{token}`, so the batch finds them by prefix scans;
+//! plus `p/{user}`, `d/{user}` and the token owners `o/{token}`, so the batch finds them by prefix scans;
 //! what earlier units of the same batch wrote there is not in the store yet, so it is taken
 //! from the batch's own operations.
 
@@ -30,7 +30,8 @@ impl Staging<'_> {
             keys::push_tokens_prefix(user),
             keys::sessions_prefix(user),
         ];
-        let last_seen = keys::last_seen(user);
+        // Single keys of the user's: last seen, profile.
+        let singles = [keys::last_seen(user), keys::profile(user)];
         let mut doomed = BTreeSet::new();
         for prefix in &prefixes {
             doomed.extend(keys_under(store, prefix)?);
@@ -46,8 +47,10 @@ impl Staging<'_> {
                 self.ops.push(Op::Delete(owner));
             }
         }
-        let mine =
-            |key: &[u8]| key == last_seen || prefixes.iter().any(|p| key.starts_with(p.as_bytes()));
+        let mine = |key: &[u8]| {
+            singles.iter().any(|s| key == s.as_slice())
+                || prefixes.iter().any(|p| key.starts_with(p.as_bytes()))
+        };
         let staged: Vec<Vec<u8>> = self
             .ops
             .iter()
@@ -57,7 +60,7 @@ impl Staging<'_> {
             })
             .collect();
         doomed.extend(staged);
-        doomed.insert(last_seen.clone());
+        doomed.extend(singles.iter().cloned());
         self.ops.extend(doomed.into_iter().map(Op::Delete));
         self.summaries.retain(|key, _| !mine(key));
         self.cids.retain(|key, _| !mine(key));

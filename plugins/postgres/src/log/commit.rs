@@ -368,6 +368,7 @@ fn stage(
                 &st.forget_push_tokens,
                 &st.forget_last_seen,
                 &st.forget_mqtt_sessions,
+                &st.forget_profile,
             ] {
                 push(statement, params![user.clone()]);
             }

@@ -1,5 +1,5 @@
 //! The records ports in PostgreSQL: accounts, last-seen times, media records, push tokens,
-//! push jobs and kept MQTT sessions. They share one set of connections and the adapter's runtime (see
+//! push jobs, kept MQTT sessions and profiles. They share one set of connections and the adapter's runtime (see
 //! [`crate::PostgresStore`], which hands them out); each port is a cheap handle on it.
 //!
 //! Every write is one transaction on the durable connection, committed (and so durable)
@@ -10,6 +10,7 @@
 mod accounts;
 mod media;
 mod presence;
+mod profiles;
 mod push;
 mod push_jobs;
 mod sessions;
@@ -27,6 +28,7 @@ use crate::error::PgError;
 pub use accounts::PostgresAccounts;
 pub use media::PostgresMedia;
 pub use presence::PostgresLastSeen;
+pub use profiles::PostgresProfiles;
 pub use push::PostgresPush;
 pub use sessions::PostgresSessions;
 

@@ -1,5 +1,5 @@
 //! The conformance suites of the records ports — accounts, last-seen, media records, push
-//! tokens, push jobs and MQTT sessions — and of the removal of an account across all ports: what every
+//! tokens, push jobs, MQTT sessions and profiles — and of the removal of an account across all ports: what every
 //! adapter must do, run by the embedded store's tests and the PostgreSQL store's tests alike.
 //! Each check takes a fresh, empty store as [`Ports`] and panics (naming what broke) when an
 //! adapter answers wrongly.
@@ -23,12 +23,14 @@
 //! chatd_core::push_conformance_tests!(fresh);
 //! chatd_core::removal_conformance_tests!(fresh);
 //! chatd_core::sessions_conformance_tests!(fresh);
+//! chatd_core::profiles_conformance_tests!(fresh);
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod accounts;
 pub mod media;
 pub mod presence;
+pub mod profiles;
 pub mod push_jobs;
 pub mod push_tokens;
 pub mod removal;
@@ -41,6 +43,7 @@ use crate::ports::log::{Intent, MessageLog};
 use crate::ports::log_conformance::{durable, unit};
 use crate::ports::media::MediaRecords;
 use crate::ports::presence::LastSeenStore;
+use crate::ports::profiles::ProfileStore;
 use crate::ports::push::{PushJobs, PushTokens};
 use crate::ports::sessions::SessionStore;
 
@@ -60,6 +63,8 @@ pub struct Ports {
     pub jobs: Arc<dyn PushJobs>,
     /// Persistent MQTT sessions.
     pub sessions: Arc<dyn SessionStore>,
+    /// Profiles.
+    pub profiles: Arc<dyn ProfileStore>,
 }
 
 impl Ports {
@@ -151,6 +156,16 @@ macro_rules! sessions_conformance_tests {
         $crate::__records_conformance_each!(sessions; $open;
             sessions_round_trip_by_client_id,
             a_forgotten_users_sessions_go,
+        );
+    };
+}
+
+/// The profiles port's checks, one `#[test]` each; `$open` returns `(Ports, guard)`.
+#[macro_export]
+macro_rules! profiles_conformance_tests {
+    ($open:expr) => {
+        $crate::__records_conformance_each!(profiles; $open;
+            profiles_change_field_by_field_per_user,
         );
     };
 }

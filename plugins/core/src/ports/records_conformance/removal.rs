@@ -1,6 +1,6 @@
 //! The removal of an account across every port: the accounts port marks the clean-up as
 //! pending, the log's `ForgetUser` deletes what is kept per user (the log's own records, push
-//! tokens and last-seen time included), and the log's last step of the purge deletes the
+//! tokens, last-seen time and profile included), and the log's last step of the purge deletes the
 //! user's download rights and media de-duplication entries; the peers keep what is theirs.
 
 use super::media::{sha, upload};
@@ -10,6 +10,7 @@ use crate::ports::accounts::{AccountChange, AccountRecord};
 use crate::ports::log::Intent;
 use crate::ports::log_conformance::{direct, durable, id, payload, sent, unit};
 use crate::ports::media::MediaRecord;
+use crate::ports::profiles::{FieldChange, Profile, ProfileChange};
 
 /// Every port forgets a removed user; a token that moved on, the peers' rights and
 /// de-duplication entries, and the messages stay.
@@ -25,6 +26,18 @@ pub fn a_removed_users_records_go_from_every_port_and_their_peers_keep_theirs(po
         .expect("tokens");
     ports.last_seen.set_last_seen("bob", 5).expect("seen");
     ports.last_seen.set_last_seen("carol", 6).expect("seen");
+    let named = |name: &str| ProfileChange {
+        name: FieldChange::Set(name.into()),
+        avatar: FieldChange::Set("m_1".into()),
+    };
+    ports
+        .profiles
+        .change("bob", &named("Bob"))
+        .expect("profile");
+    ports
+        .profiles
+        .change("carol", &named("Carol"))
+        .expect("profile");
     let content = sha("ab");
     let bobs = MediaRecord::pending("bob", &content, 10, "image/png", 5);
     let alices = MediaRecord::pending("alice", &content, 10, "image/png", 5);
@@ -76,6 +89,19 @@ pub fn a_removed_users_records_go_from_every_port_and_their_peers_keep_theirs(po
     assert!(tokens.has_token("carol", "tk2").expect("has"));
     assert_eq!(ports.last_seen.last_seen("bob").expect("seen"), None);
     assert_eq!(ports.last_seen.last_seen("carol").expect("seen"), Some(6));
+    assert_eq!(
+        ports.profiles.profile("bob").expect("profile"),
+        Profile::default()
+    );
+    assert_eq!(
+        ports
+            .profiles
+            .profile("carol")
+            .expect("profile")
+            .name
+            .as_deref(),
+        Some("Carol")
+    );
     assert_eq!(ports.accounts.get("bob").expect("account"), Some(tombstone));
     assert!(ports.accounts.purge_pending("bob").expect("pending"));
 
