@@ -115,8 +115,8 @@ pub struct DownloadGrant {
 
 /// Where a pending record stands after [`MediaService::settle`].
 enum Settled {
-    /// Its bytes are verified.
-    Verified(MediaRecord),
+    /// Its bytes are verified (boxed: a record with metadata is large).
+    Verified(Box<MediaRecord>),
     /// Not (yet) usable, and why, for the sender.
     Pending(String),
 }
@@ -415,7 +415,7 @@ impl MediaService {
             )));
         }
         let record = match self.settle(record).await? {
-            Settled::Verified(record) => record,
+            Settled::Verified(record) => *record,
             Settled::Pending(why) => {
                 return Err(MediaError::BadRequest(format!(
                     "media `{media}` cannot be sent yet: {why}"
@@ -439,11 +439,14 @@ impl MediaService {
     /// nothing: only the uploader's own bytes do.
     async fn settle(&self, record: MediaRecord) -> Result<Settled, MediaError> {
         if record.is_verified() {
-            return Ok(Settled::Verified(record));
+            return Ok(Settled::Verified(Box::new(record)));
         }
         let stored = self.store.content(&record.sha256)?.is_some();
         match self.backend.verify(&record, stored).await? {
-            Verification::Verified => self.commit(record).await.map(Settled::Verified),
+            Verification::Verified => self
+                .commit(record)
+                .await
+                .map(|r| Settled::Verified(Box::new(r))),
             Verification::NotUploaded => Ok(Settled::Pending(match &record.rejected {
                 Some(why) => {
                     format!("its last upload was rejected ({why}); upload the right bytes again")
