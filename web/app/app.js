@@ -29,6 +29,13 @@ function useStore(store) {
 /** The whole app. */
 export function App({ store }) {
   useStore(store);
+  if (store.phase === "connecting" && store.resuming) {
+    return html`<div class="splash" data-testid="connecting">
+      <h1>chatd</h1>
+      <div class="muted">Connecting as ${store.resuming}…</div>
+      <button class="ghost" onClick=${() => store.logout()}>Log in as someone else</button>
+    </div>`;
+  }
   if (store.phase !== "ready") {
     return html`<${Login} busy=${store.phase === "connecting"} notice=${store.loginError}
       onLogin=${(user, password) => {

@@ -25,6 +25,8 @@ export class Store {
     this.listeners = new Set();
     this.version = 0;
     this.queued = false;
+    /** Counts connection attempts: one given up (logout meanwhile) is not taken when it lands. */
+    this.attempt = 0;
     this.reset();
     document.addEventListener("visibilitychange", () => this.visibilityChanged());
   }
@@ -39,6 +41,8 @@ export class Store {
     this.conn = "closed";
     this.connError = null;
     this.loginError = null;
+    /** The user whose saved login is being resumed (a splash instead of the login form). */
+    this.resuming = null;
     this.conversations = new Map();
     this.chats = new Map();
     this.presence = new Map();
@@ -82,12 +86,15 @@ export class Store {
   async resume() {
     const s = loadSession();
     if (!s) return;
+    this.resuming = s.user;
     try {
       await this.connectAs(s.user, s.token);
     } catch (e) {
       this.loginError = e.code === "not_authorized" ? "Your session expired; please log in again." : describe(e);
       this.phase = "login";
       this.changed();
+    } finally {
+      this.resuming = null;
     }
   }
 
@@ -103,14 +110,20 @@ export class Store {
     this.phase = "connecting";
     this.loginError = null;
     this.changed();
+    const attempt = ++this.attempt;
     let client;
     try {
       client = await connect({ url: this.urls.wsUrl, user, password: token });
     } catch (e) {
+      if (attempt !== this.attempt) return;
       if (e.code === "not_authorized") clearSession();
       this.phase = "login";
       this.changed();
       throw e;
+    }
+    if (attempt !== this.attempt) {
+      client.close().catch(() => {});
+      return;
     }
     this.client = client;
     this.me = client.user;
@@ -144,6 +157,7 @@ export class Store {
   /** Closes the connection and forgets the token. */
   async logout() {
     const c = this.client;
+    this.attempt++;
     clearSession();
     this.reset();
     this.changed();
