@@ -6,7 +6,7 @@ import { Icon } from "./icons.js";
 import { Avatar } from "./avatar.js";
 import { Message } from "./message.js";
 import { Composer } from "./composer.js";
-import { lastSeen } from "./format.js";
+import { lastSeen, dayLabel } from "./format.js";
 import { chatOf } from "./keys.js";
 
 /** How close to the top (px) scrolling starts loading older messages. */
@@ -24,6 +24,20 @@ function subtitle(store, key) {
   const info = store.groups.get(group);
   if (store.conversations.get(key)?.left) return { text: "you are not a member" };
   return { text: info ? `${info.members.length} members` : "" };
+}
+
+/** The messages with a line above each day's first one: one flat, keyed list, so that older
+ * messages put above do not re-create the ones shown. */
+function rows(store, messages, showSender) {
+  const out = [];
+  let lastDay = null;
+  for (const m of messages) {
+    const day = dayLabel(m.ts);
+    if (day !== lastDay) out.push(html`<div class="day" key=${`day-${day}`} data-testid="day">${day}</div>`);
+    lastDay = day;
+    out.push(html`<${Message} key=${m.id} store=${store} m=${m} showSender=${showSender} />`);
+  }
+  return out;
 }
 
 /** Chat `chatKey`. */
@@ -85,7 +99,7 @@ export function ChatView({ store, chatKey }) {
         ${chat.loading && html`<div class="loading" data-testid="history-loading">Loading…</div>`}
         ${chat.loaded && !chat.more && html`<div class="start muted" data-testid="history-start">The start of the conversation</div>`}
         ${chat.error && html`<div class="error">${chat.error}</div>`}
-        ${chat.messages.map((m) => html`<${Message} key=${m.id} store=${store} m=${m} showSender=${Boolean(group)} />`)}
+        ${rows(store, chat.messages, Boolean(group))}
       </div>
       ${conv?.left
         ? html`<div class="notice" data-testid="group-left-notice">You are no longer a member of this group.</div>`

@@ -13,6 +13,17 @@ export function shortTime(ts, now = Date.now()) {
   return d.toLocaleDateString(undefined, { day: "numeric", month: "short" });
 }
 
+/** "Today", "Yesterday", or the date, for the line above a day's first message. */
+export function dayLabel(ts, now = Date.now()) {
+  const d = new Date(ts);
+  const today = new Date(now);
+  if (d.toDateString() === today.toDateString()) return "Today";
+  if (d.toDateString() === new Date(now - 86400_000).toDateString()) return "Yesterday";
+  const opts = { weekday: "long", day: "numeric", month: "long" };
+  if (d.getFullYear() !== today.getFullYear()) opts.year = "numeric";
+  return d.toLocaleDateString(undefined, opts);
+}
+
 /** "last seen today at 14:05" and the like, from a presence. */
 export function lastSeen(p) {
   if (!p) return "";
