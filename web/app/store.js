@@ -359,10 +359,11 @@ export class Store {
   received(m) {
     // Also history entries (the SDK re-reads the open chat after a reconnect): their receipts
     // are read like a history page's.
-    const isNew = this.addMessage(this.fromHistory(m), { live: true });
-    if (!isNew) return;
+    const copy = this.fromHistory(m);
+    if (!this.addMessage(copy, { live: true })) return;
     if (m.from !== this.me && m.type !== "event") {
-      this.client.markDelivered([m.id]).catch(() => {});
+      // Read at once when its chat is on screen (read implies delivered), else delivered.
+      if (!copy.readByMe) this.client.markDelivered([m.id]).catch(() => {});
       this.loadProfiles([m.from], 60_000);
       if (!m.group) this.watch([m.from]);
       const key = messageKey(m, this.me);

@@ -62,6 +62,7 @@ async function loggedIn(prefix, { viewport = { width: 1100, height: 760 }, shot 
   await page.getByTestId("login-submit").click();
   await page.getByTestId("app").waitFor({ timeout: WAIT });
   page.user = user;
+  page.password = password;
   return page;
 }
 
@@ -263,7 +264,7 @@ test("media: an image with its size and preview, a voice note, a file; and the p
   const page = await phone.newPage();
   await page.goto(`${srv.httpUrl}/`);
   await page.getByTestId("login-user").fill(bob.user);
-  await page.getByTestId("login-password").fill(`${bob.user}-pw-123456`);
+  await page.getByTestId("login-password").fill(bob.password);
   await page.getByTestId("login-submit").click();
   await conversation(page, `u:${alice.user}`).waitFor({ timeout: WAIT });
   await openConversation(page, `u:${alice.user}`);
