@@ -215,7 +215,7 @@ test("a message each way: unread counts, ticks turning to read, typing, presence
   await chatStatus(alice, /^last seen \d\d:\d\d$/, "alice to see bob's last seen");
 });
 
-test("media: an image with its size and preview, a voice note, a file; and the phone-sized view", async () => {
+test("media: an image with its size and preview, a voice note, a video, a file; and the phone-sized view", async () => {
   const alice = await loggedIn("alice");
   const bob = await loggedIn("bob");
   await startChat(alice, bob.user);
@@ -248,6 +248,39 @@ test("media: an image with its size and preview, a voice note, a file; and the p
   const audio = bob.getByTestId("message-audio");
   await audio.waitFor({ timeout: WAIT });
   await waitFor(() => audio.evaluate((a) => a.readyState >= 1 && a.duration > 0), { ms: WAIT, what: "the voice note playable" });
+  // A video (recorded from a canvas in alice's page: a real WebM to play).
+  const video = await alice.evaluate(async () => {
+    const canvas = Object.assign(document.createElement("canvas"), { width: 160, height: 120 });
+    const ctx = canvas.getContext("2d");
+    const rec = new MediaRecorder(canvas.captureStream(10), { mimeType: "video/webm" });
+    const chunks = [];
+    rec.ondataavailable = (e) => chunks.push(e.data);
+    let frame = 0;
+    const paint = setInterval(() => {
+      ctx.fillStyle = `hsl(${(frame += 30)}, 80%, 50%)`;
+      ctx.fillRect(0, 0, 160, 120);
+    }, 50);
+    const stopped = new Promise((ok) => (rec.onstop = ok));
+    rec.start();
+    await new Promise((ok) => setTimeout(ok, 600)); // the length of the clip
+    rec.stop();
+    await stopped;
+    clearInterval(paint);
+    const bytes = new Uint8Array(await new Blob(chunks).arrayBuffer());
+    let bin = "";
+    for (const b of bytes) bin += String.fromCharCode(b);
+    return btoa(bin);
+  });
+  await alice.getByTestId("attach-input").setInputFiles({
+    name: "clip.webm",
+    mimeType: "video/webm",
+    buffer: Buffer.from(video, "base64"),
+  });
+  const player = bob.getByTestId("message-video");
+  await player.waitFor({ timeout: WAIT });
+  await waitFor(() => player.evaluate((v) => v.readyState >= 1 && v.videoWidth === 160), { ms: WAIT, what: "the video playable" });
+  assert.match(await player.getAttribute("style"), /aspect-ratio: 160 \/ 120/, "its size came with it");
+
   await alice.getByTestId("attach-input").setInputFiles({
     name: "notes.txt",
     mimeType: "text/plain",
