@@ -39,6 +39,7 @@ mod jwt_first_login;
 mod login_tokens;
 mod media;
 mod media_dedup;
+mod media_meta;
 mod messaging;
 mod offline;
 mod persistent_sessions;

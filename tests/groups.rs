@@ -699,7 +699,7 @@ async fn a_group_of_1024_members() {
     let mut alice = online(&s, "alice", "alice").await;
     let mut bob = online(&s, "bob", "bob").await;
 
-    // Created with some members, the rest added in chunks (a request is at most 16 KiB).
+    // Created with some members, the rest added in chunks (a request is at most 24 KiB).
     let mut first: Vec<&str> = vec!["bob"];
     first.extend(others[..500].iter().map(String::as_str));
     let g = create_group(&mut alice, "alice", "everyone", &first).await;

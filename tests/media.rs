@@ -390,8 +390,8 @@ async fn limits(kind: Kind) {
         ),
         (json!({"size": 10, "sha256": sha}), "`mime` is required"),
         (
-            json!({"mime": "image/png", "size": 10, "sha256": sha, "name": "x"}),
-            "unknown field `name`",
+            json!({"mime": "image/png", "size": 10, "sha256": sha, "title": "x"}),
+            "unknown field `title`",
         ),
     ] {
         let reply = rpc(&mut alice, "alice", "media.upload", args.clone()).await;

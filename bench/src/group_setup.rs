@@ -17,7 +17,7 @@ const MAX_USER_ID: usize = 64;
 /// at most [`MAX_RPC_BYTES`]; the rest of the request needs well under 4 KiB.
 pub const MAX_LIST_BYTES: usize = 12 * 1024;
 /// Largest request chatd takes on `chat/{me}/rpc`.
-pub const MAX_RPC_BYTES: usize = 16 * 1024;
+pub const MAX_RPC_BYTES: usize = 24 * 1024;
 /// Time one request may take to be answered.
 const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -2,9 +2,11 @@
 // The wire protocol is docs/protocol.md; every field name here is the protocol's own.
 
 /** An error with the protocol's code: `bad_request`, `forbidden`, `not_found`, `too_large`,
- * `rate_limited`, `internal`, or the SDK's own `not_authorized` (login refused),
+ * `rate_limited`, `unavailable`, `internal`, or the SDK's own `not_authorized` (login refused),
  * `taken_over` (another connection took this device's session), `closed` (the client was
- * closed), `timeout` (no reply in time), `network` (HTTP failed). */
+ * closed), `timeout` (no reply in time), `network` (HTTP failed, or the connection was lost
+ * before the reply to a request that is not safe to repeat). `unavailable` and `rate_limited`
+ * replies are retried a few times with backoff (sends: until acknowledged) before they surface. */
 export class ChatError extends Error {
   code: string;
   constructor(code: string, message: string);
@@ -31,8 +33,15 @@ export function indexedDbOutbox(user: string, deviceId: string, indexedDB?: IDBF
 export function memoryOutbox(): OutboxStore;
 
 /** A device id for this browser tab: kept in sessionStorage, and replaced when another tab
- * holds it (a duplicated tab copies sessionStorage), so two tabs never share a session. */
-export function tabDeviceId(): Promise<string>;
+ * holds it (a duplicated tab copies sessionStorage), so two tabs never share a session. A tab
+ * holds its id with a Web Lock; a new tab reuses the id of a closed one (remembered in
+ * localStorage), so its unsent outbox entries are resent. Without sessionStorage (node): a new
+ * random id per call. `env` replaces the browser's objects (tests). */
+export function tabDeviceId(env?: {
+  sessionStorage?: Pick<Storage, "getItem" | "setItem"> | null;
+  localStorage?: Pick<Storage, "getItem" | "setItem"> | null;
+  locks?: Pick<LockManager, "request"> | null;
+}): Promise<string>;
 
 export interface ConnectOptions {
   /** `ws://host:8080/mqtt` (or `wss://`). */
@@ -171,8 +180,12 @@ export interface Events {
   message: (m: Message) => void;
   /** Group events (also emitted as `message`). */
   groupEvent: (m: Message) => void;
-  /** Acks of sends made before a reload/reconnect (resent from the outbox). */
+  /** Acks of sends no `send()` promise waits for: entries of a previous page (reload) resent
+   * from the outbox. Every ack reaches the app once: as a promise or as this event. */
   ack: (a: Ack) => void;
+  /** Refusals (not `unavailable`/`rate_limited`, which are retried) of such sends: the entry
+   * has left the outbox. */
+  sendFailed: (f: { entry: OutboxEntry; error: ChatError }) => void;
   receipt: (r: Receipt) => void;
   typing: (t: Typing) => void;
   presence: (p: Presence) => void;
@@ -249,5 +262,8 @@ export interface ChatClient {
 }
 
 /** Connects and resolves once online (CONNACK and SUBACK of user/{me}/#); rejects with
- * `not_authorized` when the login is refused. Reconnects on its own afterwards. */
+ * `not_authorized` when the login is refused (`rate_limited` after too many failed logins from
+ * this address). Network failures are retried with the backoff until the server answers.
+ * Reconnects on its own afterwards. Events emitted before the promise resolves are held and
+ * replayed once the current task is over, so handlers attached right after `await` see them. */
 export function connect(opts: ConnectOptions): Promise<ChatClient>;

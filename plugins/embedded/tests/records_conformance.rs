@@ -13,11 +13,17 @@ use chatd_embedded::push::EmbeddedPush;
 use chatd_embedded::sessions::EmbeddedSessions;
 use chatd_kv::{Engine, EngineConfig, KvStore};
 
-/// Every port over one store in a fresh temporary directory, kept as long as the ports.
+/// Every port over one store of the default engine in a fresh temporary directory, kept as
+/// long as the ports.
 fn fresh() -> (Ports, tempfile::TempDir) {
+    fresh_on(Engine::default())
+}
+
+/// [`fresh`] on `engine`.
+fn fresh_on(engine: Engine) -> (Ports, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn KvStore> =
-        chatd_kv::open(&EngineConfig::new(Engine::default(), dir.path())).expect("store");
+        chatd_kv::open(&EngineConfig::new(engine, dir.path())).expect("store");
     let push = Arc::new(EmbeddedPush::new(store.clone()));
     let ports = Ports {
         log: Arc::new(EmbeddedLog::open(store.clone()).expect("open")),
@@ -39,3 +45,16 @@ chatd_core::push_conformance_tests!(fresh);
 chatd_core::removal_conformance_tests!(fresh);
 chatd_core::sessions_conformance_tests!(fresh);
 chatd_core::profiles_conformance_tests!(fresh);
+
+/// The media records on sled too, which older data directories still run on: its values are
+/// the same JSON, but a record with a preview is the largest value the media port writes.
+mod on_sled {
+    use chatd_core::ports::records_conformance::Ports;
+    use chatd_kv::Engine;
+
+    fn fresh() -> (Ports, tempfile::TempDir) {
+        super::fresh_on(Engine::Sled)
+    }
+
+    chatd_core::media_conformance_tests!(fresh);
+}

@@ -25,6 +25,7 @@ pub mod config;
 mod error;
 pub mod fs;
 pub mod limits;
+pub mod meta;
 pub mod record;
 mod rpc;
 pub mod s3;
@@ -43,6 +44,7 @@ use serde::Serialize;
 pub use backend::{Backend, BackendError, BackendFuture, UrlWindow, Verification};
 pub use error::MediaError;
 pub use limits::{LimitError, Limits, MediaKind, TypeLimit};
+pub use meta::MediaMeta;
 pub use transfer::{Download, FsUpload, TransferError, UploadDone, UploadStart};
 
 use chatd_core::media_gate::{GateFuture, MediaGate};
@@ -105,12 +107,16 @@ pub struct DownloadGrant {
     pub size: u64,
     /// SHA-256 of the bytes, lowercase hex, for the client to check.
     pub sha256: String,
+    /// What the uploader declared about it (file name, pixel size, duration, preview): only
+    /// the fields given, after the others.
+    #[serde(flatten)]
+    pub meta: MediaMeta,
 }
 
 /// Where a pending record stands after [`MediaService::settle`].
 enum Settled {
-    /// Its bytes are verified.
-    Verified(MediaRecord),
+    /// Its bytes are verified (boxed: a record with metadata is large).
+    Verified(Box<MediaRecord>),
     /// Not (yet) usable, and why, for the sender.
     Pending(String),
 }
@@ -218,7 +224,8 @@ impl MediaService {
     /// their own verified upload, or a message gave them a media id of it — or an upload URL.
     /// Content stored by others but not the user's is treated exactly like new content, so
     /// the answer (and any refusal) never tells whether it is stored. Asking again for content
-    /// still pending gives the same id and a fresh URL.
+    /// still pending gives the same id and a fresh URL. Declares no metadata (see
+    /// [`MediaService::upload_with_meta`]).
     pub async fn upload(
         &self,
         user: &str,
@@ -226,6 +233,23 @@ impl MediaService {
         size: u64,
         sha256: &str,
     ) -> Result<UploadGrant, MediaError> {
+        self.upload_with_meta(user, mime, size, sha256, MediaMeta::default())
+            .await
+    }
+
+    /// [`MediaService::upload`] declaring `meta` (checked with [`meta::check`]). Metadata
+    /// belongs to the media id: when `meta` has any field it replaces the id's metadata whole,
+    /// also for content the user already has (`exists`); without any, what the id carries stays,
+    /// so a client that knows nothing of metadata does not erase another device's.
+    pub async fn upload_with_meta(
+        &self,
+        user: &str,
+        mime: &str,
+        size: u64,
+        sha256: &str,
+        meta: MediaMeta,
+    ) -> Result<UploadGrant, MediaError> {
+        meta::check(&meta).map_err(MediaError::BadRequest)?;
         if !record::valid_sha256(sha256) {
             return Err(MediaError::BadRequest(
                 "`sha256` must be 64 hex digits".into(),
@@ -240,6 +264,11 @@ impl MediaService {
         };
         if let Some(own) = own.as_ref().filter(|r| r.is_verified()) {
             same_declaration(own, size, mime)?;
+            if !meta.is_empty() && own.meta != meta {
+                let mut own = own.clone();
+                own.meta = meta;
+                self.store.write(vec![MediaChange::Media(own)])?;
+            }
             return Ok(UploadGrant {
                 media: own.id.clone(),
                 exists: true,
@@ -254,6 +283,9 @@ impl MediaService {
         record.size = size;
         record.mime = mime.to_string();
         record.rejected = None;
+        if !meta.is_empty() {
+            record.meta = meta;
+        }
         match &granted {
             Some(received) => {
                 // The user holds this content through a message: they may be told its size.
@@ -352,6 +384,7 @@ impl MediaService {
             mime: record.mime,
             size: record.size,
             sha256: record.sha256,
+            meta: record.meta,
         })
     }
 
@@ -382,7 +415,7 @@ impl MediaService {
             )));
         }
         let record = match self.settle(record).await? {
-            Settled::Verified(record) => record,
+            Settled::Verified(record) => *record,
             Settled::Pending(why) => {
                 return Err(MediaError::BadRequest(format!(
                     "media `{media}` cannot be sent yet: {why}"
@@ -406,11 +439,14 @@ impl MediaService {
     /// nothing: only the uploader's own bytes do.
     async fn settle(&self, record: MediaRecord) -> Result<Settled, MediaError> {
         if record.is_verified() {
-            return Ok(Settled::Verified(record));
+            return Ok(Settled::Verified(Box::new(record)));
         }
         let stored = self.store.content(&record.sha256)?.is_some();
         match self.backend.verify(&record, stored).await? {
-            Verification::Verified => self.commit(record).await.map(Settled::Verified),
+            Verification::Verified => self
+                .commit(record)
+                .await
+                .map(|r| Settled::Verified(Box::new(r))),
             Verification::NotUploaded => Ok(Settled::Pending(match &record.rejected {
                 Some(why) => {
                     format!("its last upload was rejected ({why}); upload the right bytes again")
@@ -432,6 +468,10 @@ impl MediaService {
     /// content's, since the bytes were checked against both.
     async fn commit(&self, mut record: MediaRecord) -> Result<MediaRecord, MediaError> {
         let guard = self.meta.lock().await;
+        // Metadata declared again while the bytes were checked is the latest word.
+        if let Some(stored) = self.store.media(&record.id)? {
+            record.meta = stored.meta;
+        }
         let now = now_ms();
         let content = ContentRecord::from_media(&record, now);
         record.mark_verified(now);

@@ -65,6 +65,22 @@ mod tests {
         assert_eq!(r.rejected, None);
         let back: MediaRecord = serde_json::from_slice(&encode(&r)).unwrap();
         assert_eq!(back.verified, Some(9));
+        assert!(!text.contains("meta"), "{text}");
+        // A record written before metadata existed reads back without any.
+        let old = format!(
+            r#"{{"id":"m_1","sha256":"{}","size":3,"mime":"image/png","uploader":"bob","created":1,"state":"verified","verified":2}}"#,
+            "cd".repeat(32)
+        );
+        let old: MediaRecord = serde_json::from_str(&old).unwrap();
+        assert!(old.meta.is_empty() && old.is_verified(), "{old:?}");
+        r.meta.name = Some("a.png".into());
+        r.meta.duration = Some(0);
+        let text = String::from_utf8(encode(&r)).unwrap();
+        assert!(
+            text.ends_with(r#","meta":{"name":"a.png","duration":0}}"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<MediaRecord>(&text).unwrap(), r);
         let c = ContentRecord::from_media(&r, 11);
         assert_eq!((c.size, c.mime.as_str(), c.created), (10, "image/png", 11));
     }

@@ -7,8 +7,8 @@ use chatd_wire::json::{self, Object};
 use chatd_wire::reply::Failure;
 use chatd_wire::request::{ops, Answer, AnswerFuture, Caller, Outcome, Request, RpcHandler};
 
-use super::record;
 use super::MediaService;
+use super::{meta, record};
 
 impl RpcHandler for MediaService {
     fn ops(&self) -> &'static [&'static str] {
@@ -26,7 +26,12 @@ impl RpcHandler for MediaService {
 }
 
 async fn upload(service: &MediaService, user: &str, obj: &Object) -> Outcome {
-    json::only_fields(obj, &["rid", "op", "mime", "size", "sha256"])?;
+    json::only_fields(
+        obj,
+        &[
+            "rid", "op", "mime", "size", "sha256", "name", "width", "height", "duration", "preview",
+        ],
+    )?;
     let mime = json::required_str(obj, "mime")?.to_ascii_lowercase();
     let size = match obj.get("size") {
         None | Some(Value::Null) => return Err(Failure::bad("`size` is required")),
@@ -45,8 +50,9 @@ async fn upload(service: &MediaService, user: &str, obj: &Object) -> Outcome {
             "`sha256` must be the SHA-256 of the bytes: 64 hex digits",
         ));
     }
+    let meta = meta::from_request(obj)?;
     let grant = service
-        .upload(user, &mime, size, &sha256)
+        .upload_with_meta(user, &mime, size, &sha256, meta)
         .await
         .map_err(|e| e.failure())?;
     Answer::of(&grant)

@@ -15,8 +15,9 @@ use serde_json::value::RawValue;
 use crate::json::{self, Object};
 use crate::reply::{self, Failure};
 
-/// Largest request payload; requests are small, so anything bigger is a mistake or abuse.
-pub const MAX_RPC_BYTES: usize = 16 * 1024;
+/// Largest request payload; requests are small, so anything bigger is a mistake or abuse. The
+/// largest is a `media.upload` with its 16 KiB preview, hence 24 KiB.
+pub const MAX_RPC_BYTES: usize = 24 * 1024;
 
 /// The ops of the contract, grouped by the component that answers them. An op of the contract
 /// that no handler answers is refused as a service this server does not run; any other op as

@@ -41,6 +41,39 @@ pub struct MediaRecord {
     /// Why the last upload was rejected, until a new upload is asked for or one verifies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<String>,
+    /// What the uploader told about the content (file name, pixel size, duration, preview);
+    /// absent in records written before metadata existed.
+    #[serde(default, skip_serializing_if = "MediaMeta::is_empty")]
+    pub meta: MediaMeta,
+}
+
+/// Optional metadata an uploader declares with `media.upload`, returned by `media.download`.
+/// Checked by the media service before it is stored; each field is left out of the JSON when
+/// not given, so a record without metadata reads and writes as before.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaMeta {
+    /// File name (no path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Width in pixels (given together with `height`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u64>,
+    /// Height in pixels (given together with `width`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u64>,
+    /// Duration in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u64>,
+    /// A small preview image as a `data:image/…;base64,…` URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<String>,
+}
+
+impl MediaMeta {
+    /// True when no field is given.
+    pub fn is_empty(&self) -> bool {
+        self == &MediaMeta::default()
+    }
 }
 
 impl MediaRecord {
@@ -56,6 +89,7 @@ impl MediaRecord {
             state: MediaState::Pending,
             verified: None,
             rejected: None,
+            meta: MediaMeta::default(),
         }
     }
 

@@ -2,7 +2,7 @@
 
 use super::Ports;
 use crate::ports::log::Intent;
-use crate::ports::media::{ContentRecord, MediaChange, MediaRecord};
+use crate::ports::media::{ContentRecord, MediaChange, MediaMeta, MediaRecord};
 
 /// A SHA-256 in hex made of `byte` repeated.
 pub fn sha(byte: &str) -> String {
@@ -62,6 +62,42 @@ pub fn media_records_and_owners_round_trip(ports: &Ports) {
     );
     assert_eq!(m.owners(&sha, 1).unwrap(), vec![record.id.clone()]);
     assert!(m.owners(&super::media::sha("cd"), 10).unwrap().is_empty());
+}
+
+/// A record's metadata — a preview as large as the service takes included — reads back as
+/// written, is replaced whole with the record, and a record without it reads back without it.
+pub fn media_metadata_round_trips(ports: &Ports) {
+    let m = &ports.media;
+    let mut record = MediaRecord::pending("alice", &sha("ab"), 10, "image/png", 5);
+    let preview = format!(
+        "data:image/png;base64,{}",
+        "A".repeat(16_384 - "data:image/png;base64,".len())
+    );
+    record.meta = MediaMeta {
+        name: Some("holiday é 1.png".into()),
+        width: Some(100_000),
+        height: Some(1),
+        duration: Some(86_400_000),
+        preview: Some(preview),
+    };
+    upload(ports, &record);
+    m.flush().unwrap();
+    assert_eq!(m.media(&record.id).unwrap(), Some(record.clone()));
+
+    record.mark_verified(8);
+    record.meta = MediaMeta {
+        name: Some("b.png".into()),
+        ..MediaMeta::default()
+    };
+    m.write(vec![MediaChange::Media(record.clone())]).unwrap();
+    assert_eq!(m.media(&record.id).unwrap(), Some(record.clone()));
+
+    let plain = MediaRecord::pending("bob", &sha("ab"), 10, "image/png", 6);
+    upload(ports, &plain);
+    m.flush().unwrap();
+    let back = m.media(&plain.id).unwrap().expect("bob's record");
+    assert!(back.meta.is_empty(), "{back:?}");
+    assert_eq!(back, plain);
 }
 
 /// The first verified content's record stays when another upload of the same bytes verifies.

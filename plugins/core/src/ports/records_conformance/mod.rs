@@ -122,6 +122,7 @@ macro_rules! media_conformance_tests {
     ($open:expr) => {
         $crate::__records_conformance_each!(media; $open;
             media_records_and_owners_round_trip,
+            media_metadata_round_trips,
             the_first_verified_content_stays,
             download_rights_are_the_ones_the_log_wrote,
         );

@@ -1,0 +1,38 @@
+// Shared helpers of the SDK tests: a connected client that records its events.
+import { connect, memoryOutbox } from "../sdk/index.js";
+import { unique } from "./harness.mjs";
+
+export const FAST = { reconnect: { minMs: 100, maxMs: 1000 }, rpcTimeoutMs: 10000, receiptDelayMs: 30 };
+
+/** Connects `u` ({user, password}) and records every event in `c.log[event]`. */
+export async function online(chatd, u, opts = {}) {
+  const c = await connect({
+    url: chatd.wsUrl,
+    user: u.user,
+    password: u.password,
+    deviceId: opts.deviceId || unique("d"),
+    outbox: opts.outbox || memoryOutbox(),
+    ...FAST,
+    ...opts,
+  });
+  record(c);
+  return c;
+}
+
+/** Attaches recorders of every event to `c`: `c.log.message`, `c.log.state`, … */
+export function record(c) {
+  c.log = {};
+  for (const e of ["message", "groupEvent", "ack", "sendFailed", "receipt", "typing", "presence", "conversations", "state"]) {
+    c.log[e] = [];
+    c.on(e, (x, detail) => {
+      c.log[e].push(x);
+      if (detail) c.log.detail = detail;
+    });
+  }
+  return c;
+}
+
+/** A fresh user on `chatd`. */
+export function newUser(chatd, prefix = "u") {
+  return chatd.addUser(unique(prefix));
+}
