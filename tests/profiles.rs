@@ -3,8 +3,9 @@
 //!
 //! Who sees a profile (the owner; whoever shares a 1:1 conversation or a group with them),
 //! what a stranger and an unknown id get (the same `null`s), the checks of names and avatars,
-//! the avatar download rule, finding users by exact id under the request rate, and profiles
-//! kept across a restart.
+//! the avatar download rule, finding users by exact id under the request rate, profiles kept
+//! across a restart and gone with a removed account, and profiles shared by the nodes of a
+//! cluster (PostgreSQL).
 
 use crate::support;
 use crate::support::media_kit;
@@ -379,4 +380,54 @@ async fn a_removed_users_profile_goes_and_a_reclaimed_id_shares_nothing_old() {
     assert_eq!(ack["status"], "sent", "{ack}");
     assert_eq!(seen(&mut alice, "alice", "bob").await.0, json!("New Bob"));
     assert_eq!(seen(&mut bob, "bob", "alice").await.0, json!("Alice"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn profiles_are_shared_by_the_nodes_of_a_cluster() {
+    let cluster = support::cluster_kit::Cluster::new();
+    let one = cluster.node(1);
+    let two = cluster.node(2);
+    for u in ["alice", "bob"] {
+        one.add_user(u, &format!("{u}-pw"));
+    }
+    let mut alice = online(&one, "alice", "alice").await;
+    let mut bob = online(&two, "bob", "bob").await;
+    let photo = image(11);
+    let (avatar, url, _) = upload_grant(&mut alice, "alice", "image/png", &photo).await;
+    let (status, body) = put(&url, photo.clone()).await;
+    assert_eq!(status, 201, "PUT: {body}");
+    set_ok(
+        &mut alice,
+        "alice",
+        json!({"name": "Alice", "avatar": avatar}),
+    )
+    .await;
+    assert_eq!(
+        cluster.count("SELECT count(*) FROM profiles WHERE user_id = 'alice' AND name = 'Alice'"),
+        1
+    );
+
+    // Node 2 applies the same rules to what node 1 stored.
+    assert_eq!(
+        seen(&mut bob, "bob", "alice").await,
+        (Value::Null, Value::Null)
+    );
+    let ack = bob.send("bob", "alice", &unique("c"), "hi").await;
+    assert_eq!(ack["status"], "sent", "{ack}");
+    assert_eq!(
+        seen(&mut bob, "bob", "alice").await,
+        (json!("Alice"), json!(avatar))
+    );
+    let (url, _) = download_url(&mut bob, "bob", &avatar).await;
+    let (status, _, bytes) = get(&url).await;
+    assert_eq!(status, 200);
+    assert!(bytes == photo, "bob downloaded other bytes");
+
+    // A change on node 2 is what node 1 reads.
+    let mut alice_two = online(&two, "alice:two", "alice").await;
+    set_ok(&mut alice_two, "alice", json!({"name": null})).await;
+    assert_eq!(
+        seen(&mut alice, "alice", "alice").await,
+        (Value::Null, json!(avatar))
+    );
 }
