@@ -3,8 +3,9 @@
 //!
 //! Who sees a profile (the owner; whoever shares a 1:1 conversation or a group with them),
 //! what a stranger and an unknown id get (the same `null`s), the checks of names and avatars,
-//! the avatar download rule, finding users by exact id under the request rate, and profiles
-//! kept across a restart.
+//! the avatar download rule, finding users by exact id under the request rate, profiles kept
+//! across a restart and gone with a removed account, and profiles shared by the nodes of a
+//! cluster (PostgreSQL).
 
 use crate::support;
 use crate::support::media_kit;
@@ -89,11 +90,17 @@ async fn profiles_are_seen_by_contacts_and_group_members_only() {
     assert_eq!(seen(&mut dave, "dave", "bob").await.0, Value::Null);
 
     // A group: its members see each other; dave, outside it, still sees nulls.
-    let _group = create_group(&mut carol, "carol", "book club", &["bob"]).await;
+    let group = create_group(&mut carol, "carol", "book club", &["bob"]).await;
     assert_eq!(seen(&mut bob, "bob", "carol").await.0, json!("Carol"));
     assert_eq!(seen(&mut carol, "carol", "bob").await.0, json!("Bob 🙂"));
     assert_eq!(seen(&mut carol, "carol", "alice").await.0, Value::Null);
     assert_eq!(seen(&mut dave, "dave", "carol").await.0, Value::Null);
+
+    // Leaving the group ends it: only current members see each other.
+    let reply = rpc(&mut bob, "bob", "group.leave", json!({"group": group})).await;
+    result(&reply);
+    assert_eq!(seen(&mut bob, "bob", "carol").await.0, Value::Null);
+    assert_eq!(seen(&mut carol, "carol", "bob").await.0, Value::Null);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -324,5 +331,103 @@ async fn a_profile_survives_a_restart_and_null_clears_each_field() {
     assert_eq!(
         seen(&mut alice, "alice", "alice").await,
         (Value::Null, Value::Null)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_users_profile_goes_and_a_reclaimed_id_shares_nothing_old() {
+    let s = support::server_with_users(&["alice", "bob"], "");
+    let mut alice = online(&s, "alice", "alice").await;
+    let mut bob = online(&s, "bob", "bob").await;
+    set_ok(&mut alice, "alice", json!({"name": "Alice"})).await;
+    set_ok(&mut bob, "bob", json!({"name": "Old Bob"})).await;
+    let ack = alice.send("alice", "bob", &unique("c"), "hi").await;
+    assert_eq!(ack["status"], "sent", "{ack}");
+    assert_eq!(seen(&mut alice, "alice", "bob").await.0, json!("Old Bob"));
+    bob.disconnect().await;
+
+    let (status, body) = s.admin("DELETE", "/admin/users/bob", None);
+    assert_eq!(status, 204, "remove: {body}");
+    assert_eq!(seen(&mut alice, "alice", "bob").await.0, Value::Null);
+    let reply = rpc(&mut alice, "alice", "user.find", json!({"user": "bob"})).await;
+    assert_refused(&reply, "not_found", "no such user");
+
+    // Given out again (once the clean-up is done): the new bob starts without a profile, and
+    // the old conversation shows neither of them to the other.
+    let reclaim = json!({"user": "bob", "password": "bob-pw", "reclaim": true}).to_string();
+    let deadline = std::time::Instant::now() + support::WAIT;
+    loop {
+        let (status, body) = s.admin("POST", "/admin/users", Some(&reclaim));
+        if status == 201 {
+            break;
+        }
+        assert!(
+            body.contains("still being completed") && std::time::Instant::now() < deadline,
+            "reclaim: {status} {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut bob = online(&s, "bob", "bob").await;
+    assert_eq!(
+        seen(&mut bob, "bob", "bob").await,
+        (Value::Null, Value::Null)
+    );
+    set_ok(&mut bob, "bob", json!({"name": "New Bob"})).await;
+    assert_eq!(seen(&mut alice, "alice", "bob").await.0, Value::Null);
+    assert_eq!(seen(&mut bob, "bob", "alice").await.0, Value::Null);
+    // A message of their own does.
+    let ack = bob.send("bob", "alice", &unique("c"), "hello again").await;
+    assert_eq!(ack["status"], "sent", "{ack}");
+    assert_eq!(seen(&mut alice, "alice", "bob").await.0, json!("New Bob"));
+    assert_eq!(seen(&mut bob, "bob", "alice").await.0, json!("Alice"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn profiles_are_shared_by_the_nodes_of_a_cluster() {
+    let cluster = support::cluster_kit::Cluster::new();
+    let one = cluster.node(1);
+    let two = cluster.node(2);
+    for u in ["alice", "bob"] {
+        one.add_user(u, &format!("{u}-pw"));
+    }
+    let mut alice = online(&one, "alice", "alice").await;
+    let mut bob = online(&two, "bob", "bob").await;
+    let photo = image(11);
+    let (avatar, url, _) = upload_grant(&mut alice, "alice", "image/png", &photo).await;
+    let (status, body) = put(&url, photo.clone()).await;
+    assert_eq!(status, 201, "PUT: {body}");
+    set_ok(
+        &mut alice,
+        "alice",
+        json!({"name": "Alice", "avatar": avatar}),
+    )
+    .await;
+    assert_eq!(
+        cluster.count("SELECT count(*) FROM profiles WHERE user_id = 'alice' AND name = 'Alice'"),
+        1
+    );
+
+    // Node 2 applies the same rules to what node 1 stored.
+    assert_eq!(
+        seen(&mut bob, "bob", "alice").await,
+        (Value::Null, Value::Null)
+    );
+    let ack = bob.send("bob", "alice", &unique("c"), "hi").await;
+    assert_eq!(ack["status"], "sent", "{ack}");
+    assert_eq!(
+        seen(&mut bob, "bob", "alice").await,
+        (json!("Alice"), json!(avatar))
+    );
+    let (url, _) = download_url(&mut bob, "bob", &avatar).await;
+    let (status, _, bytes) = get(&url).await;
+    assert_eq!(status, 200);
+    assert!(bytes == photo, "bob downloaded other bytes");
+
+    // A change on node 2 is what node 1 reads.
+    let mut alice_two = online(&two, "alice:two", "alice").await;
+    set_ok(&mut alice_two, "alice", json!({"name": null})).await;
+    assert_eq!(
+        seen(&mut alice, "alice", "alice").await,
+        (Value::Null, json!(avatar))
     );
 }

@@ -13,7 +13,9 @@
 //! * Metadata lives behind the [`MediaRecords`] port (see [`record`]), the bytes in a
 //!   [`Backend`] chosen by config ([`fs::FsBackend`], [`s3::S3Backend`]).
 //! * Download rights are the grants the messaging committer writes for the sender and every
-//!   recipient of a message that references the media ([`MediaRecords::may_download`]).
+//!   recipient of a message that references the media ([`MediaRecords::may_download`]), and,
+//!   for a user's current avatar, whoever sees that user's profile (asked through
+//!   [`chatd_core::avatar_access::AvatarAccess`], set with [`MediaService::set_avatar_access`]).
 //!
 //! The broker answers `media.*` requests with [`MediaService::answer`], installs the service as
 //! messaging's [`MediaGate`], and serves the `fs` back end's URLs with

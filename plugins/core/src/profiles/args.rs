@@ -226,7 +226,43 @@ mod tests {
         }
     }
 
+    /// Arbitrary request objects: the fields these ops read (and one they do not), with
+    /// values of every JSON type, user-id-like strings among them.
+    fn hostile_object() -> impl Strategy<Value = Object> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            ".{0,80}".prop_map(Value::from),
+            "[a-z]{1,8}".prop_map(Value::from),
+        ];
+        let value = leaf.prop_recursive(2, 16, 4, |inner| {
+            prop::collection::vec(inner, 0..6).prop_map(Value::from)
+        });
+        let field = prop::sample::select(vec!["rid", "op", "name", "avatar", "users", "user", "x"]);
+        prop::collection::btree_map(field.prop_map(str::to_string), value, 0..5)
+            .prop_map(|m| m.into_iter().collect())
+    }
+
     proptest! {
+        /// No request makes a parser panic, and whatever one accepts keeps the rules.
+        #[test]
+        fn hostile_requests_are_refused_or_read_within_the_rules(obj in hostile_object()) {
+            if let Ok(change) = parse_set(&obj) {
+                prop_assert!(change.name != FieldChange::Keep || change.avatar != FieldChange::Keep);
+                if let FieldChange::Set(name) = &change.name {
+                    prop_assert_eq!(display_name(name), Ok(name.clone()));
+                }
+            }
+            if let Ok(users) = parse_get(&obj) {
+                prop_assert!((1..=MAX_USERS_PER_GET).contains(&users.len()));
+                prop_assert!(users.iter().all(|u| chatd_auth::validate_user_id(u).is_ok()));
+            }
+            if let Ok(user) = parse_find(&obj) {
+                prop_assert!(chatd_auth::validate_user_id(&user).is_ok());
+            }
+        }
+
         /// Whatever the name, a stored one is trimmed, short enough and free of control
         /// characters.
         #[test]
