@@ -4,18 +4,24 @@ import { kindOf, metaOf } from "./media.js";
 
 /** Store methods (mixed into Store): media shown and sent. */
 export const mediaMethods = {
-  /** What `media.download` says about `media` (cached while its URL is valid): null while it is
-   * being fetched, `{failed}` (the reason) when it could not be. */
+  /** What `media.download` says about `media`: null until it is known, `{failed}` (the reason)
+   * when it could not be. A URL close to its expiry is asked for again, and the old answer is
+   * used meanwhile (what it showed is loaded already). */
   media(id) {
     const info = this.mediaInfo.get(id);
-    if (info && (info.loading || info.failed || info.expires > Date.now() + 30_000)) return info.loading ? null : info;
-    this.mediaInfo.set(id, { loading: true });
+    const fresh = info && (info.failed || info.expires > Date.now() + 30_000);
+    if (fresh || this.mediaAsked.has(id)) return info?.url || info?.failed ? info : null;
+    this.mediaAsked.add(id);
     this.client.media
       .download(id)
       .then((i) => this.mediaInfo.set(id, i))
-      .catch((e) => this.mediaInfo.set(id, { failed: describe(e) }))
-      .finally(() => this.changed());
-    return null;
+      // A refresh that fails keeps the old answer, and is not tried again on every render.
+      .catch((e) => this.mediaInfo.set(id, info ? { ...info, expires: Infinity } : { failed: describe(e) }))
+      .finally(() => {
+        this.mediaAsked.delete(id);
+        this.changed();
+      });
+    return info || null;
   },
 
   /** Uploads a file (or recording) and sends it as the message type its MIME type calls for. */

@@ -50,6 +50,8 @@ export class Store {
     this.profiles = new Map();
     this.groups = new Map();
     this.mediaInfo = new Map();
+    /** Media ids whose `media.download` is under way. */
+    this.mediaAsked = new Set();
     this.pendingByCid = new Map();
     this.chatOfId = new Map();
     /** Where the next page of conversations starts (null: none). */
