@@ -68,7 +68,7 @@ export function ChatView({ store, chatKey }) {
     }
     Object.assign(s, { key: chatKey, first, last: last?.id, height: el.scrollHeight, top: el.scrollTop });
     // A first page shorter than the screen cannot be scrolled: load more at once.
-    if (chat.loaded && chat.more && !chat.loading && el.scrollHeight <= el.clientHeight) {
+    if (chat.loaded && chat.more && !chat.loading && !chat.error && el.scrollHeight <= el.clientHeight) {
       store.loadHistory(chatKey, true);
     }
   });
@@ -76,7 +76,7 @@ export function ChatView({ store, chatKey }) {
   function scrolled(e) {
     const el = e.currentTarget;
     Object.assign(seen.current, { height: el.scrollHeight, top: el.scrollTop });
-    if (el.scrollTop < LOAD_MARGIN && chat.more && chat.loaded && !chat.loading) {
+    if (el.scrollTop < LOAD_MARGIN && chat.more && chat.loaded && !chat.loading && !chat.error) {
       store.loadHistory(chatKey, true);
     }
   }
@@ -98,7 +98,10 @@ export function ChatView({ store, chatKey }) {
       <div class="messages" ref=${list} onScroll=${scrolled} data-testid="messages">
         ${chat.loading && html`<div class="loading" data-testid="history-loading">Loading…</div>`}
         ${chat.loaded && !chat.more && html`<div class="start muted" data-testid="history-start">The start of the conversation</div>`}
-        ${chat.error && html`<div class="error">${chat.error}</div>`}
+        ${chat.error && html`<div class="error history-error" data-testid="history-error">
+          ${chat.error}
+          <button class="ghost small" onClick=${() => store.loadHistory(chatKey, chat.loaded)}>Retry</button>
+        </div>`}
         ${rows(store, chat.messages, Boolean(group))}
       </div>
       ${conv?.left

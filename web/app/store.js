@@ -278,6 +278,7 @@ export class Store {
     const chat = this.chat(key);
     if (chat.loading || (older && !chat.more)) return;
     chat.loading = true;
+    chat.error = null;
     this.changed();
     try {
       const q = { ...chatOf(key), limit: PAGE };
