@@ -58,7 +58,8 @@ export function App({ store }) {
           <button class="icon-button" data-testid="new-group-button" title="New group" onClick=${() => store.showPanel("new-group")}><${Icon} name="people" /></button>
         </header>
         ${store.conn !== "online" && html`
-          <div class="connection" data-testid="connection-state" data-state=${store.conn}>
+          <div class="connection" data-testid="connection-state" data-state=${store.conn}
+            title=${store.connError?.message || ""}>
             ${CONNECTION[store.conn] || store.conn}
             ${(store.conn === "refused" || store.conn === "taken_over") && html`
               <button class="small" onClick=${() => store.logout()}>Log in again</button>`}

@@ -241,7 +241,8 @@ var Oc=Object.defineProperty;var Ns=r=>{throw TypeError(r)};var Rc=(r,e,t)=>e in
           <button class="icon-button" data-testid="new-group-button" title="New group" onClick=${()=>r.showPanel("new-group")}><${ot} name="people" /></button>
         </header>
         ${r.conn!=="online"&&we`
-          <div class="connection" data-testid="connection-state" data-state=${r.conn}>
+          <div class="connection" data-testid="connection-state" data-state=${r.conn}
+            title=${r.connError?.message||""}>
             ${cf[r.conn]||r.conn}
             ${(r.conn==="refused"||r.conn==="taken_over")&&we`
               <button class="small" onClick=${()=>r.logout()}>Log in again</button>`}

@@ -2,12 +2,12 @@
 // chatd: two or three users in separate browser contexts, each a tab of its own.
 //
 // WEB_DIR_FROM_DISK=1 serves web/dist from disk (`[web] dir`) instead of the bundle built into
-// the chatd binary, for a binary built before the latest bundle (or set it to another folder). SCREENSHOTS=1 saves the main
-// screens into docs/screenshots/.
+// the chatd binary, for a binary built before the latest bundle (or set it to another folder).
+// SCREENSHOTS=1 saves the main screens into docs/screenshots/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
-import { deflateSync, crc32 } from "node:zlib";
+import { deflateSync } from "node:zlib";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
@@ -20,7 +20,6 @@ const WAIT = 20000;
 
 let srv;
 let browser;
-const contexts = [];
 
 before(async () => {
   const fromDisk = process.env.WEB_DIR_FROM_DISK;
@@ -49,7 +48,6 @@ after(async () => {
 async function loggedIn(prefix, { viewport = { width: 1100, height: 760 }, shot } = {}) {
   const { user, password } = await srv.addUser(unique(prefix));
   const context = await browser.newContext({ viewport });
-  contexts.push(context);
   const page = await context.newPage();
   page.errors = [];
   page.on("pageerror", (e) => page.errors.push(e));
@@ -114,6 +112,16 @@ async function chatStatus(page, wanted, what) {
     ms: WAIT,
     what,
   });
+}
+
+/** The CRC-32 of PNG chunks (zlib.crc32 is not in every Node.js the tests run on). */
+function crc32(bytes) {
+  let c = ~0;
+  for (const b of bytes) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return ~c >>> 0;
 }
 
 /** A `width`×`height` RGB PNG of a colour gradient (a real picture for the browser to decode). */
@@ -293,7 +301,6 @@ test("media: an image with its size and preview, a voice note, a video, a file; 
 
   // Phone-sized: the list, then the chat alone with a way back.
   const phone = await browser.newContext({ viewport: { width: 390, height: 780 }, deviceScaleFactor: 2 });
-  contexts.push(phone);
   const page = await phone.newPage();
   await page.goto(`${srv.httpUrl}/`);
   await page.getByTestId("login-user").fill(bob.user);
