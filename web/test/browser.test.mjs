@@ -47,6 +47,13 @@ after(async () => {
 /** A new user in a browser context of its own, logged in through the login screen. */
 async function loggedIn(prefix, { viewport = { width: 1100, height: 760 }, shot } = {}) {
   const { user, password } = await srv.addUser(unique(prefix));
+  // Screenshots read better with names than with the tests' unique ids.
+  const name = process.env.SCREENSHOTS ? prefix[0].toUpperCase() + prefix.slice(1) : null;
+  if (name) {
+    const c = await connect({ url: srv.wsUrl, user, password, outbox: memoryOutbox() });
+    await c.profile.set({ name });
+    await c.close();
+  }
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
   page.errors = [];
@@ -61,6 +68,7 @@ async function loggedIn(prefix, { viewport = { width: 1100, height: 760 }, shot 
   await page.getByTestId("app").waitFor({ timeout: WAIT });
   page.user = user;
   page.password = password;
+  page.name = name || user;
   return page;
 }
 
@@ -207,7 +215,7 @@ test("a message each way: unread counts, ticks turning to read, typing, presence
   });
   await sendText(alice, "are you there?");
   await waitFor(() => bob.evaluate(() => window.notes.length === 1), { ms: WAIT, what: "bob's notification" });
-  assert.deepEqual(await bob.evaluate(() => window.notes), [{ title: alice.user, body: "are you there?" }]);
+  assert.deepEqual(await bob.evaluate(() => window.notes), [{ title: alice.name, body: "are you there?" }]);
   await waitFor(async () => (await bob.title()) === "(1) chatd", { ms: WAIT, what: "the unread count in the title" });
   assert.equal(await bubbles(alice, "are you there?").getAttribute("data-status") !== "read", true, "not read while hidden");
   await bob.evaluate(() => {
