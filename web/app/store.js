@@ -429,6 +429,12 @@ export class Store {
     this.addMessage(sent, { live: false });
     const conv = this.conversation(key);
     if (conv.last === pending) conv.last = chat.byId.get(ack.id);
+    // A profile shows only once a conversation is shared: after my first message in a new chat
+    // the peer's name may be readable now.
+    if (sent.to && !conv.sentHere) {
+      conv.sentHere = true;
+      this.loadProfiles([sent.to], 0);
+    }
     this.changed();
   }
 

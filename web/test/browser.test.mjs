@@ -327,8 +327,16 @@ test("media: an image with its size and preview, a voice note, a video, a file; 
 test("profiles: the name and picture set on the profile screen show on the other side", async () => {
   const alice = await loggedIn("alice");
   const bob = await loggedIn("bob");
+  await bob.getByTestId("profile-button").click();
+  await bob.getByTestId("profile-name").fill("Bob Builder");
+  await bob.getByTestId("profile-save").click();
+  await bob.getByTestId("profile-status").getByText("Saved.").waitFor({ timeout: WAIT });
+  await bob.getByTestId("dialog-close").click();
+
+  // Alice sees bob's name once they share a conversation: after her first message.
   await startChat(alice, bob.user);
   await sendText(alice, "hello from alice");
+  await alice.getByTestId("chat-title").getByText("Bob Builder").waitFor({ timeout: WAIT });
   await conversation(bob, `u:${alice.user}`).waitFor({ timeout: WAIT });
 
   await alice.getByTestId("profile-button").click();
