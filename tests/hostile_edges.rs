@@ -460,19 +460,41 @@ async fn http_connections_are_capped_per_address_and_in_total() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(held);
-    // The server notices the close when it reads the socket: wait until 127.0.0.1 is served.
+    // The server notices a close only when it reads the socket, so 127.0.0.1's slots come back
+    // one by one (each probe holds one until then): ask for the metrics until it is served.
     let deadline = Instant::now() + WAIT;
-    while healthz(&mut tcp_from(srv.http, local(1)).await).await != Some(200) {
+    let metrics = loop {
+        if let Some(text) = metrics_from(srv.http, local(1)).await {
+            break text;
+        }
         assert!(
             Instant::now() < deadline,
             "a freed HTTP slot was never reused"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let refused = srv
-        .metric("chatd_http_connections_refused_total")
+    };
+    let refused: f64 = metrics
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("chatd_http_connections_refused_total"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
     assert!(refused >= 2.0, "refusals counted: {refused}");
+}
+
+/// `GET /metrics` from `local`: the body, or `None` when that connection is refused or closed.
+async fn metrics_from(addr: SocketAddr, local: IpAddr) -> Option<String> {
+    let mut s = tcp_from(addr, local).await;
+    let request = b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    s.write_all(request).await.ok()?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -26,10 +26,6 @@ export const mediaMethods = {
 
   /** Uploads a file (or recording) and sends it as the message type its MIME type calls for. */
   async sendFile(key, file, { caption, duration } = {}) {
-    // The SDK hashes uploads with Web Crypto, which browsers offer only to secure pages.
-    if (!globalThis.crypto?.subtle) {
-      throw new Error("Sending files needs a secure page: open chatd over HTTPS (or on localhost).");
-    }
     const kind = kindOf(file.type);
     const localUrl = URL.createObjectURL(file);
     try {

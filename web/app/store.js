@@ -147,6 +147,7 @@ export class Store {
     });
     c.on("message", (m) => this.received(m));
     c.on("ack", (a) => this.acked(a.cid, a));
+    c.on("sendFailed", ({ entry, error }) => this.sendRefused(entry.cid, error));
     c.on("receipt", (r) => this.receipt(r));
     c.on("typing", (t) => this.typingReceived(t));
     c.on("presence", (p) => {
@@ -399,11 +400,19 @@ export class Store {
       const ack = await this.client.send(out);
       this.acked(cid, ack);
     } catch (e) {
-      pending.status = "failed";
-      pending.error = describe(e);
-      this.pendingByCid.delete(cid);
-      this.changed();
+      this.sendRefused(cid, e);
     }
+  }
+
+  /** The server refused `cid` for good (also one queued by an earlier page): it shows as failed,
+   * with a way to retry, instead of pending for ever. */
+  sendRefused(cid, error) {
+    const pending = this.pendingByCid.get(cid);
+    if (!pending) return;
+    pending.status = "failed";
+    pending.error = describe(error);
+    this.pendingByCid.delete(cid);
+    this.changed();
   }
 
   /** Sends a refused message again (with a new cid: the refusal was final for the old one). */

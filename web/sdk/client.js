@@ -8,6 +8,7 @@ import { newCid, randomId } from "./ids.js";
 import { Emitter } from "./emitter.js";
 import { memoryOutbox, indexedDbOutbox } from "./outbox.js";
 import { tabDeviceId } from "./device.js";
+import { sha256Hex } from "./sha256.js";
 
 // MQTT.js is CommonJS in node (its exports are the default import) and an ES module with only a
 // default export in the browser bundle.
@@ -733,8 +734,7 @@ class Client {
 
   async _upload(blob, meta = {}) {
     const bytes = new Uint8Array(await blob.arrayBuffer());
-    const digest = new Uint8Array(await globalThis.crypto.subtle.digest("SHA-256", bytes));
-    const sha256 = [...digest].map((b) => b.toString(16).padStart(2, "0")).join("");
+    const sha256 = await sha256Hex(bytes);
     const mime = (meta.mime || blob.type || "application/octet-stream").split(";")[0].trim().toLowerCase();
     const args = { mime, size: bytes.length, sha256, ...pick(meta, ["name", "width", "height", "duration", "preview"]) };
     const r = await this.rpc("media.upload", args);

@@ -318,7 +318,7 @@ async fn request_refusals() {
     }
     let big = format!(
         r#"{{"rid":"r","op":"conversations","x":"{}"}}"#,
-        "a".repeat(20_000)
+        "a".repeat(30_000)
     );
     let r = common::parse(&env.chat.rpc("alice", big.as_bytes()).await);
     assert_eq!(r["error"]["code"], "too_large");
