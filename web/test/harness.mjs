@@ -75,7 +75,7 @@ export class Chatd {
       "[auth]",
       `admin_token = "${ADMIN_TOKEN}"`,
       "",
-      this.extraToml,
+      typeof this.extraToml === "function" ? this.extraToml(this) : this.extraToml,
       "",
     ].join("\n");
     writeFileSync(join(this.dir, "chatd.toml"), toml);
