@@ -27,6 +27,8 @@ export class Store {
     this.queued = false;
     /** Counts connection attempts: one given up (logout meanwhile) is not taken when it lands. */
     this.attempt = 0;
+    /** Aborts the first connection of the attempt under way (see `logout`). */
+    this.connecting = null;
     this.reset();
     document.addEventListener("visibilitychange", () => this.visibilityChanged());
   }
@@ -115,7 +117,8 @@ export class Store {
     const attempt = ++this.attempt;
     let client;
     try {
-      client = await connect({ url: this.urls.wsUrl, user, password: token });
+      this.connecting = new AbortController();
+      client = await connect({ url: this.urls.wsUrl, user, password: token, signal: this.connecting.signal });
     } catch (e) {
       if (attempt !== this.attempt) return;
       if (e.code === "not_authorized") clearSession();
@@ -161,6 +164,8 @@ export class Store {
   async logout() {
     const c = this.client;
     this.attempt++;
+    // A first connection still being tried stops now, not when it finally lands.
+    this.connecting?.abort();
     clearSession();
     this.reset();
     this.changed();

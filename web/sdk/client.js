@@ -97,7 +97,17 @@ export async function connect(opts) {
   let outbox = opts.outbox;
   if (!outbox) outbox = globalThis.indexedDB ? indexedDbOutbox(opts.user, deviceId) : memoryOutbox();
   const client = new Client(opts, deviceId, outbox);
-  await client._start();
+  // An abort (a logout while the first connection is still being tried) closes the client,
+  // which rejects this call with `closed` instead of letting it retry until it lands.
+  const signal = opts.signal;
+  if (signal?.aborted) throw new ChatError("closed", "connect was aborted");
+  const abort = () => client.close().catch(() => {});
+  signal?.addEventListener("abort", abort, { once: true });
+  try {
+    await client._start();
+  } finally {
+    signal?.removeEventListener("abort", abort);
+  }
   // Handlers are attached after `await connect()` returns, which is after this promise resolves:
   // what arrived meanwhile is replayed once the current task is over.
   setTimeout(() => client._events.release(), 0);
@@ -360,7 +370,13 @@ class Client {
     const mq = this._mq;
     this._mq = null;
     this._gen++;
-    this._teardown(new ChatError("closed", "the client was closed"));
+    const closed = new ChatError("closed", "the client was closed");
+    this._teardown(closed);
+    if (this._first) {
+      // A close before the first CONNACK ends `connect()` too.
+      this._first.fail(closed);
+      this._first = null;
+    }
     this._setState("closed");
     if (mq) {
       if (mq.connected) {

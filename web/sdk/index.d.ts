@@ -59,6 +59,8 @@ export interface ConnectOptions {
   rpcTimeoutMs?: number;
   /** Batching delay of markDelivered / markRead (default 50 ms). */
   receiptDelayMs?: number;
+  /** Aborting it before `connect` resolves closes the client and rejects with `closed`. */
+  signal?: AbortSignal;
 }
 
 export type State =

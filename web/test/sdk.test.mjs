@@ -6,7 +6,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Chatd, waitFor, unique } from "./harness.mjs";
+import { Chatd, waitFor, unique, freePort } from "./harness.mjs";
 import { login, connect, ChatError, memoryOutbox } from "../sdk/index.js";
 import { online, newUser, FAST } from "./sdk-helpers.mjs";
 
@@ -61,6 +61,21 @@ test("connect: a refused login rejects with not_authorized", T, async () => {
   await assert.rejects(
     connect({ url: chatd.wsUrl, user: a.user, password: "not-the-password", deviceId: "x1", outbox: memoryOutbox(), ...FAST }),
     (e) => e instanceof ChatError && e.code === "not_authorized",
+  );
+});
+
+test("connect: aborting its signal (or closing) while nothing answers ends it with closed", T, async () => {
+  const port = await freePort(); // nobody listens there: connect keeps retrying
+  const url = `ws://127.0.0.1:${port}/mqtt`;
+  const ac = new AbortController();
+  const pending = connect({ url, user: "nobody", password: "pw", deviceId: "a1", outbox: memoryOutbox(), signal: ac.signal, ...FAST });
+  setTimeout(() => ac.abort(), 300);
+  await assert.rejects(pending, (e) => e instanceof ChatError && e.code === "closed");
+  const already = new AbortController();
+  already.abort();
+  await assert.rejects(
+    connect({ url, user: "nobody", password: "pw", deviceId: "a2", outbox: memoryOutbox(), signal: already.signal, ...FAST }),
+    (e) => e instanceof ChatError && e.code === "closed",
   );
 });
 
