@@ -15,4 +15,5 @@ pub mod ports;
 pub mod presence;
 pub mod profiles;
 pub mod records;
+pub mod user_list;
 pub mod verified;

@@ -95,21 +95,7 @@ fn is_control_like(c: char) -> bool {
 /// the answer follows the request's order).
 pub fn parse_get(obj: &Object) -> Result<Vec<String>, Failure> {
     json::only_fields(obj, &["rid", "op", "users"])?;
-    let Some(users) = obj.get("users").and_then(Value::as_array) else {
-        return Err(Failure::bad("`users` (a list of user ids) is required"));
-    };
-    if users.is_empty() || users.len() > MAX_USERS_PER_GET {
-        return Err(Failure::bad(format!(
-            "`users` must name 1 to {MAX_USERS_PER_GET} users"
-        )));
-    }
-    users
-        .iter()
-        .map(|user| match user.as_str() {
-            Some(u) if chatd_auth::validate_user_id(u).is_ok() => Ok(u.to_string()),
-            _ => Err(Failure::bad(format!("{user} is not a valid user id"))),
-        })
-        .collect()
+    crate::user_list::parse_users(obj, MAX_USERS_PER_GET)
 }
 
 /// Reads `user.find`: `user`, a valid user id.
