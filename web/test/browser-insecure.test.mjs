@@ -6,8 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { chromium } from "playwright-core";
-import { Chatd, waitFor, unique } from "./harness.mjs";
+import { Chatd, waitFor, unique, launchChromium } from "./harness.mjs";
 import { connect, memoryOutbox } from "../sdk/index.js";
 
 const HOST = "chat.test";
@@ -18,15 +17,7 @@ let browser;
 
 before(async () => {
   srv = await Chatd.start((c) => `[media.fs]\npublic_url = "http://${HOST}:${c.httpPort}"\n`);
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: [
-      "--no-sandbox",
-      "--disable-background-networking",
-      "--disable-component-update",
-      `--host-resolver-rules=MAP ${HOST} 127.0.0.1`,
-    ],
-  });
+  browser = await launchChromium([`--host-resolver-rules=MAP ${HOST} 127.0.0.1`]);
 });
 
 after(async () => {

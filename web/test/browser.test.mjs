@@ -10,8 +10,7 @@ import { mkdirSync } from "node:fs";
 import { deflateSync } from "node:zlib";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
-import { Chatd, waitFor, unique } from "./harness.mjs";
+import { Chatd, waitFor, unique, launchChromium } from "./harness.mjs";
 import { connect, memoryOutbox } from "../sdk/index.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -26,17 +25,11 @@ before(async () => {
   const dir = fromDisk === "1" ? resolve(here, "../dist") : fromDisk && resolve(fromDisk);
   const web = dir ? `[web]\ndir = ${JSON.stringify(dir)}\n` : "";
   srv = await Chatd.start(web);
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: [
-      "--no-sandbox",
-      "--disable-background-networking",
-      "--disable-component-update",
-      // A microphone that plays a tone, allowed without asking: voice notes can be recorded.
-      "--use-fake-device-for-media-stream",
-      "--use-fake-ui-for-media-stream",
-    ],
-  });
+  browser = await launchChromium([
+    // A microphone that plays a tone, allowed without asking: voice notes can be recorded.
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+  ]);
 });
 
 after(async () => {

@@ -167,3 +167,14 @@ export function unique(prefix) {
   unique.n = (unique.n || 0) + 1;
   return `${prefix}${Date.now().toString(36)}${process.pid.toString(36)}${unique.n}`;
 }
+
+/** Debian's Chromium (or `CHROMIUM`), driven by playwright-core, launched as every browser test
+ * needs it: no sandbox (containers), no background traffic or component updates (no internet
+ * here, and nothing the tests did not ask for); `extraArgs` add to these. */
+export async function launchChromium(extraArgs = []) {
+  const { chromium } = await import("playwright-core");
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-background-networking", "--disable-component-update", ...extraArgs],
+  });
+}

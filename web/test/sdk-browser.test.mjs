@@ -8,8 +8,7 @@ import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
-import { chromium } from "playwright-core";
-import { Chatd, waitFor } from "./harness.mjs";
+import { Chatd, waitFor, launchChromium } from "./harness.mjs";
 import { online, newUser } from "./sdk-helpers.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -34,7 +33,7 @@ before(async () => {
   });
   writeFileSync(join(site, "index.html"), `<!doctype html><meta charset="utf-8"><title>sdk</title><link rel="icon" href="data:,"><script type="module" src="/sdk.js"></script>`);
   chatd = await Chatd.start(`[web]\ndir = ${JSON.stringify(site)}\n`);
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  browser = await launchChromium();
 });
 
 after(async () => {
