@@ -54,6 +54,11 @@ const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 /** The largest request payload chatd reads (docs/protocol.md, Requests). */
 const MAX_REQUEST_BYTES = 24576;
+/** MQTT 5's Receive Maximum when CONNACK leaves it out. */
+const DEFAULT_RECEIVE_MAXIMUM = 65535;
+/** Re-sync reads at most this many history pages of the open chat after a reconnect. */
+const RESYNC_PAGES = 20;
+const RESYNC_PAGE = 100;
 
 function pick(obj, keys) {
   const out = {};
@@ -141,6 +146,11 @@ class Client {
     this._receipts = { delivered: new Set(), read: new Set(), waiters: [], timer: null };
     this._receiptStatus = new Map(); // id → status of receipts published lately (to retry refusals)
     this._pendingPublishes = new Set(); // rejecters of publishes awaiting PUBACK on this connection
+    // QoS 1 publishes of the current connection: at most `limit` (the server's Receive Maximum)
+    // await their PUBACK; the rest wait in `queue` (MQTT.js does not hold them back itself).
+    this._window = null;
+    this._newest = new Map(); // chat key → newest message id this client has of that chat
+    this._resyncFrom = new Map(); // `_newest` as it was before the current connection
     this._watches = new Set();
     this._seen = new Set();
     this._openChat = null;
@@ -237,6 +247,8 @@ class Client {
     if (this._closed) return;
     const gen = ++this._gen;
     this._setState("connecting");
+    // Messages this connection brings must not move the point the re-sync reads from.
+    this._resyncFrom = new Map(this._newest);
     const mq = mqttConnect(this._url, {
       protocolVersion: 5,
       clientId: `${this.user}:${this.deviceId}`,
@@ -258,9 +270,12 @@ class Client {
     let connackCode = null;
     let disconnectCode = null;
     let ended = false;
-    mq.on("connect", () => {
+    mq.on("connect", (connack) => {
       connected = true;
-      if (gen === this._gen) this._onConnack(gen, mq);
+      if (gen !== this._gen) return;
+      const max = connack?.properties?.receiveMaximum;
+      this._window = { mq, limit: Number.isInteger(max) && max > 0 ? max : DEFAULT_RECEIVE_MAXIMUM, inflight: 0, queue: [] };
+      this._onConnack(gen, mq);
     });
     mq.on("message", (topic, payload) => {
       if (gen === this._gen) this._onMessage(topic, payload);
@@ -310,12 +325,14 @@ class Client {
 
   _onLost(gen, { connected, connackCode, disconnectCode }) {
     this._mq = null;
+    this._window = null;
     for (const reject of this._pendingPublishes) reject(new ChatError("network", "connection lost"));
     this._pendingPublishes.clear();
-    // Requests in flight on the lost connection: their replies went with it.
+    // Requests in flight on the lost connection: their replies went with it. One still waiting
+    // for room in the publish window never left: it goes again on the next connection.
     for (const [rid, call] of this._rpcs) {
       this._rpcs.delete(rid);
-      if (!IDEMPOTENT.has(call.op)) {
+      if (call.written && !IDEMPOTENT.has(call.op)) {
         this._finishCall(call, new ChatError("network", `connection lost before the reply to ${call.op}; it may or may not have been applied`));
       }
     }
@@ -392,16 +409,30 @@ class Client {
     }
   }
 
-  _publish(topic, obj, qos) {
+  /** Publishes; a QoS 1 publish waits while the server's Receive Maximum of them await their
+   * PUBACK (one more would be DISCONNECT 0x93). `onWrite` runs when it is handed to MQTT.js. */
+  _publish(topic, obj, qos, onWrite) {
     const mq = this._mq;
-    if (!mq || this._state !== "online") return Promise.reject(new ChatError("network", "not connected"));
+    const w = this._window;
+    if (!mq || !w || w.mq !== mq || this._state !== "online") return Promise.reject(new ChatError("network", "not connected"));
     return new Promise((ok, fail) => {
       this._pendingPublishes.add(fail);
-      mq.publish(topic, JSON.stringify(obj), { qos }, (err) => {
-        this._pendingPublishes.delete(fail);
-        if (err) fail(new ChatError("network", err.message));
-        else ok();
-      });
+      const write = () => {
+        if (qos === 1) w.inflight++;
+        onWrite?.();
+        mq.publish(topic, JSON.stringify(obj), { qos }, (err) => {
+          this._pendingPublishes.delete(fail);
+          if (qos === 1) {
+            w.inflight--;
+            // The next one waiting goes now that the server has room (on this connection only).
+            if (this._window === w) while (w.queue.length && w.inflight < w.limit) w.queue.shift()();
+          }
+          if (err) fail(new ChatError("network", err.message));
+          else ok();
+        });
+      };
+      if (qos === 1 && (w.inflight >= w.limit || w.queue.length)) w.queue.push(write);
+      else write();
     });
   }
 
@@ -442,9 +473,26 @@ class Client {
     return true;
   }
 
-  _onInbox(m) {
-    if (typeof m.id !== "string" || !this._markSeen(m.id)) return;
-    this._events.emit("message", m);
+  /** The key of a message's chat in `_newest`: the group, or the other user of a 1:1 chat. */
+  _chatKey(m) {
+    if (typeof m.group === "string") return `g:${m.group}`;
+    const other = m.from === this.user ? m.to : m.from;
+    return typeof other === "string" ? `u:${other}` : null;
+  }
+
+  /** Remembers `id` as the newest of its chat when it is (ids sort in time order as strings). */
+  _noteNewest(key, id) {
+    if (!key || typeof id !== "string") return;
+    const had = this._newest.get(key);
+    if (!had || id > had) this._newest.set(key, id);
+  }
+
+  /** `resync`: it came from the re-sync's history pages, not from the live inbox. */
+  _onInbox(m, resync = false) {
+    if (typeof m.id !== "string") return;
+    this._noteNewest(this._chatKey(m), m.id);
+    if (!this._markSeen(m.id)) return;
+    this._events.emit("message", m, { resync });
     if (m.type === "event") this._events.emit("groupEvent", m);
   }
 
@@ -473,7 +521,10 @@ class Client {
       return;
     }
     const ack = { cid: body.cid, id: body.id, ts: body.ts, status: body.status || "sent" };
-    if (typeof ack.id === "string") this._markSeen(ack.id);
+    if (typeof ack.id === "string") {
+      this._markSeen(ack.id);
+      this._noteNewest(s.entry.group ? `g:${s.entry.group}` : s.entry.to ? `u:${s.entry.to}` : null, ack.id);
+    }
     this._settleSend(s);
     if (s.waiters.length) for (const w of s.waiters) w.resolve(ack);
     else this._events.emit("ack", ack);
@@ -572,8 +623,9 @@ class Client {
       return this._finishCall(call, new ChatError("too_large", `a ${call.op} request of ${size} bytes is over the server's ${MAX_REQUEST_BYTES}`));
     }
     call.sentGen = this._gen;
+    call.written = false;
     this._rpcs.set(call.rid, call);
-    this._publish(`chat/${this.user}/rpc`, body, 1).catch(() => {});
+    this._publish(`chat/${this.user}/rpc`, body, 1, () => (call.written = true)).catch(() => {});
   }
 
   _finishCall(call, err, result) {
@@ -610,10 +662,26 @@ class Client {
     }
     const chat = this._openChat;
     if (!chat || gen !== this._gen) return;
+    // From the newest message this client had before the connection, forward page by page:
+    // what another device of this user took off the queue, or sent itself, arrived meanwhile.
+    const key = chat.group ? `g:${chat.group}` : `u:${chat.with}`;
+    let after = this._resyncFrom.get(key);
     try {
-      const h = await this.history(chat);
-      if (gen !== this._gen) return;
-      for (const m of h.messages) this._onInbox(m);
+      if (!after) {
+        // Nothing known of this chat: its newest page.
+        const h = await this.history(chat);
+        if (gen !== this._gen) return;
+        for (const m of h.messages) this._onInbox(m, true);
+        return;
+      }
+      for (let page = 0; page < RESYNC_PAGES; page++) {
+        const h = await this.history({ ...chat, after, limit: RESYNC_PAGE });
+        if (gen !== this._gen) return;
+        for (const m of h.messages) this._onInbox(m, true);
+        const last = h.messages[h.messages.length - 1];
+        if (!h.more || !last) return;
+        after = last.id;
+      }
     } catch {
       // As above.
     }

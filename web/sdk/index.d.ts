@@ -178,8 +178,10 @@ export interface Profile {
 }
 
 export interface Events {
-  /** Every inbox item (chat messages and group events), once per id. */
-  message: (m: Message) => void;
+  /** Every inbox item (chat messages and group events), once per id. `info.resync` is true
+   * for a message found by the re-sync of the open chat after a reconnect (history, not the
+   * live inbox: count it unread or notify as the app sees fit), false for a live one. */
+  message: (m: Message, info: { resync: boolean }) => void;
   /** Group events (also emitted as `message`). */
   groupEvent: (m: Message) => void;
   /** Acks of sends no `send()` promise waits for: entries of a previous page (reload) resent

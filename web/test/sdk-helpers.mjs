@@ -26,7 +26,7 @@ export function record(c) {
     c.log[e] = [];
     c.on(e, (x, detail) => {
       c.log[e].push(x);
-      if (detail) c.log.detail = detail;
+      if (detail && e === "state") c.log.detail = detail; // message has its {resync} too
     });
   }
   return c;
