@@ -287,6 +287,9 @@ class Client {
       if (!connected && typeof err?.code === "number") connackCode = err.code;
     });
     mq.on("close", () => {
+      // Publishes still waiting for room stay unwritten: MQTT.js fails the written ones now,
+      // and the room they leave must not let the waiting ones onto a dead connection.
+      if (this._window?.mq === mq) this._window = null;
       if (ended) return;
       ended = true;
       mq.end(true);

@@ -124,3 +124,18 @@ test("re-sync of a chat the client had nothing of: its newest page", T, async ()
   );
   assert.ok(infos.every(({ info }) => info.resync === true));
 });
+
+test("requests still waiting for room when the connection goes are sent on the next one", T, async () => {
+  const a = await newUser(chatd, "rpccut");
+  const c = await on(a);
+  // Not repeatable: one written to the lost connection fails; one that never left must not.
+  const calls = Array.from({ length: 300 }, (_, i) => c.groups.create(`cut${i}`, []));
+  c._mq.stream.destroy();
+  const results = await Promise.allSettled(calls);
+  const failed = results.filter((r) => r.status === "rejected");
+  for (const r of failed) assert.equal(r.reason.code, "network");
+  // At most a Receive Maximum (64) of them were on the wire.
+  assert.ok(failed.length <= 64, `${failed.length} failed`);
+  assert.ok(results.length - failed.length >= 236);
+  assert.equal(c.state, "online");
+});
