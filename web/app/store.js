@@ -406,19 +406,24 @@ export class Store {
     const copy = this.fromHistory(m);
     if (!this.addMessage(copy, { live: !resync })) return;
     if (m.from !== this.me && m.type !== "event") {
+      const key = messageKey(m, this.me);
+      const conv = this.conversation(key);
+      // A re-synced message of the chat on screen is read like a live one (addMessage reads
+      // live ones).
+      if (resync && key === this.open && !inBackground()) this.markChatRead(key);
       // Read at once when its chat is on screen (read implies delivered), else delivered.
       if (!copy.readByMe) this.client.markDelivered([m.id]).catch(() => {});
       this.loadProfiles([m.from], 60_000);
       if (!m.group) this.watch([m.from]);
-      const key = messageKey(m, this.me);
-      const conv = this.conversation(key);
-      this.clearTyping(key, m.from);
-      if (!resync) notifyMessage({
-        title: m.group ? `${this.displayName(m.from)} in ${conv.name || "a group"}` : this.displayName(m.from),
-        body: summary(m),
-        tag: key,
-        onOpen: () => this.openChat(key),
-      });
+      if (!resync) {
+        this.clearTyping(key, m.from);
+        notifyMessage({
+          title: m.group ? `${this.displayName(m.from)} in ${conv.name || "a group"}` : this.displayName(m.from),
+          body: summary(m),
+          tag: key,
+          onOpen: () => this.openChat(key),
+        });
+      }
     }
     if (m.type === "event") this.groupEvent(m);
     this.changed();

@@ -297,7 +297,8 @@ test("media: an image with its size and preview, a voice note, a video, a file; 
   });
   const file = bob.getByTestId("message-file");
   await file.waitFor({ timeout: WAIT });
-  assert.equal(await file.locator(".file-name").innerText(), "notes.txt");
+  // The name shows once media.download has answered ("File" until then).
+  await file.locator(".file-name").getByText("notes.txt", { exact: true }).waitFor({ timeout: WAIT });
   assert.equal(await file.locator(".file-size").innerText(), "1.5 KB");
 
   // Phone-sized: the list, then the chat alone with a way back.
