@@ -15,7 +15,7 @@ import { askPermission } from "./notify.js";
 const CONNECTION = {
   connecting: "Connecting…",
   offline: "Offline — reconnecting…",
-  refused: "The server refused the login. Please log in again.",
+  refused: "Your session expired; please log in again.",
   taken_over: "This session was opened elsewhere.",
   closed: "Disconnected.",
 };
@@ -23,7 +23,12 @@ const CONNECTION = {
 /** Re-renders on every change of the store. */
 function useStore(store) {
   const [, setVersion] = useState(store.version);
-  useEffect(() => store.subscribe(setVersion), [store]);
+  useEffect(() => {
+    const stop = store.subscribe(setVersion);
+    // A change made before this effect ran (resume() on page load) was not seen yet.
+    setVersion(store.version);
+    return stop;
+  }, [store]);
 }
 
 /** The whole app. */

@@ -6,7 +6,12 @@ const BASE_TITLE = "chatd";
 /** Asks for permission once, from a user gesture (browsers ignore it otherwise). */
 export function askPermission() {
   if (window.Notification && Notification.permission === "default") {
-    Notification.requestPermission().catch(() => {});
+    // Older browsers return no promise (they take a callback) or throw.
+    try {
+      Promise.resolve(Notification.requestPermission()).catch(() => {});
+    } catch {
+      // Notifications stay off; the title still counts unread messages.
+    }
   }
 }
 

@@ -17,6 +17,12 @@ import { mediaMethods } from "./store-media.js";
 import { groupMethods } from "./store-groups.js";
 
 const PAGE = 30;
+/** A saved token that expires sooner than this is not resumed: the user logs in again instead
+ * of being logged out a few minutes later. */
+const RESUME_MARGIN_MS = 10 * 60_000;
+/** Receipts kept for messages not known yet (oldest dropped beyond). */
+const EARLY_RECEIPTS_MAX = 2000;
+const EXPIRED = "Your session expired; please log in again.";
 
 /** The app's state; one per page. */
 export class Store {
@@ -35,6 +41,7 @@ export class Store {
 
   /** Back to the login screen's state. */
   reset() {
+    this.revokeLocalMedia?.();
     this.client = null;
     this.me = null;
     /** `login` | `connecting` | `ready` */
@@ -90,11 +97,17 @@ export class Store {
   async resume() {
     const s = loadSession();
     if (!s) return;
+    if (s.expires < Date.now() + RESUME_MARGIN_MS) {
+      clearSession();
+      this.loginError = EXPIRED;
+      this.changed();
+      return;
+    }
     this.resuming = s.user;
     try {
       await this.connectAs(s.user, s.token);
     } catch (e) {
-      this.loginError = e.code === "not_authorized" ? "Your session expired; please log in again." : describe(e);
+      this.loginError = e.code === "not_authorized" ? EXPIRED : describe(e);
       this.phase = "login";
       this.changed();
     } finally {
@@ -148,7 +161,7 @@ export class Store {
       if (s === "refused") clearSession();
       this.changed();
     });
-    c.on("message", (m) => this.received(m));
+    c.on("message", (m, meta) => this.received(m, meta));
     c.on("ack", (a) => this.acked(a.cid, a));
     c.on("sendFailed", ({ entry, error }) => this.sendRefused(entry.cid, error));
     c.on("receipt", (r) => this.receipt(r));
@@ -192,10 +205,27 @@ export class Store {
     for (const c of list) {
       const key = chatKey(c);
       const old = this.conversations.get(key) || {};
-      const last = old.last && c.last && old.last.id > c.last.id ? old.last : c.last || old.last;
+      const chat = this.chats.get(key);
+      // The chat's own copy of the server's last message, so that receipts reach the list's ticks.
+      let serverLast = c.last;
+      const known = c.last && chat?.byId.get(c.last.id);
+      if (known) {
+        known.status = furthest(known.status, c.last.status);
+        serverLast = known;
+      } else if (c.last && chat?.loaded) {
+        // Sent from another device of mine, or taken off the queue by one: this page never got
+        // it, so the chat loads its newest page again when opened.
+        chat.stale = true;
+      }
+      const last = serverLast && !replacesLast(old.last, serverLast) ? old.last : serverLast || old.last;
       const unread = key === this.open && !inBackground() ? 0 : c.unread;
-      this.conversations.set(key, { ...old, key, with: c.with, group: c.group, name: c.name ?? old.name, last, unread });
-      if (key === this.open && c.unread > 0 && !inBackground()) this.markChatRead(key);
+      this.conversations.set(key, {
+        ...old, key, with: c.with, group: c.group, name: c.name ?? old.name, last, unread,
+        // The server's unread count includes everything up to here.
+        countedUpTo: c.last?.id ?? old.countedUpTo,
+      });
+      if (key === this.open && chat?.stale) this.loadHistory(key);
+      else if (key === this.open && c.unread > 0 && !inBackground()) this.markChatRead(key);
     }
     const peers = list.filter((c) => c.with).map((c) => c.with);
     this.loadProfiles(peers);
@@ -205,7 +235,7 @@ export class Store {
 
   /** Conversations, newest first. */
   sortedConversations() {
-    return [...this.conversations.values()].sort((a, b) => (b.last?.id || b.started || "").localeCompare(a.last?.id || a.started || ""));
+    return [...this.conversations.values()].sort((a, b) => byText(b.last?.id || b.started || "", a.last?.id || a.started || ""));
   }
 
   /** Unread messages over all conversations (for the tab's title). */
@@ -267,7 +297,7 @@ export class Store {
     if (key) {
       this.conversation(key);
       const chat = this.chat(key);
-      if (!chat.loaded) this.loadHistory(key);
+      if (!chat.loaded || chat.stale) this.loadHistory(key);
       else this.markChatRead(key);
       const { with: peer, group } = chatOf(key);
       if (peer) {
@@ -292,7 +322,10 @@ export class Store {
       if (older && !q.before) return;
       const { messages, more } = await this.client.history(q);
       for (const m of messages) this.addMessage(this.fromHistory(m), { live: false });
-      chat.more = more;
+      if (!older) chat.stale = false;
+      // A reload of the newest page keeps the older pages loaded before: there are more.
+      if (!older && chat.loaded) chat.more = chat.more || more;
+      else chat.more = more;
       chat.loaded = true;
       if (key === this.open) this.markChatRead(key);
     } catch (e) {
@@ -355,8 +388,10 @@ export class Store {
       for (const r of early) this.receipt(r);
     }
     const conv = this.conversation(key);
-    if (!conv.last || conv.last.id < m.id) conv.last = m;
-    if (live && m.from !== this.me && m.type !== "event") {
+    if (replacesLast(conv.last, m)) conv.last = m;
+    // Not unread: read already (here or elsewhere), or counted in the server's unread count.
+    const counted = conv.countedUpTo && !m.pending && m.id <= conv.countedUpTo;
+    if (live && m.from !== this.me && m.type !== "event" && m.status !== "read" && !m.readByMe && !counted) {
       if (key === this.open && !inBackground()) this.markChatRead(key);
       else conv.unread = (conv.unread || 0) + 1;
     }
@@ -365,25 +400,30 @@ export class Store {
 
   /** A message or group event from the inbox (also the newest history of the open chat after a
    * reconnect, which the SDK emits the same way). */
-  received(m) {
+  received(m, { resync = false } = {}) {
     // Also history entries (the SDK re-reads the open chat after a reconnect): their receipts
-    // are read like a history page's.
+    // are read like a history page's, and they are neither unread nor notified.
     const copy = this.fromHistory(m);
-    if (!this.addMessage(copy, { live: true })) return;
+    if (!this.addMessage(copy, { live: !resync })) return;
     if (m.from !== this.me && m.type !== "event") {
+      const key = messageKey(m, this.me);
+      const conv = this.conversation(key);
+      // A re-synced message of the chat on screen is read like a live one (addMessage reads
+      // live ones).
+      if (resync && key === this.open && !inBackground()) this.markChatRead(key);
       // Read at once when its chat is on screen (read implies delivered), else delivered.
       if (!copy.readByMe) this.client.markDelivered([m.id]).catch(() => {});
       this.loadProfiles([m.from], 60_000);
       if (!m.group) this.watch([m.from]);
-      const key = messageKey(m, this.me);
-      const conv = this.conversation(key);
-      this.clearTyping(key, m.from);
-      notifyMessage({
-        title: m.group ? `${this.displayName(m.from)} in ${conv.name || "a group"}` : this.displayName(m.from),
-        body: summary(m),
-        tag: key,
-        onOpen: () => this.openChat(key),
-      });
+      if (!resync) {
+        this.clearTyping(key, m.from);
+        notifyMessage({
+          title: m.group ? `${this.displayName(m.from)} in ${conv.name || "a group"}` : this.displayName(m.from),
+          body: summary(m),
+          tag: key,
+          onOpen: () => this.openChat(key),
+        });
+      }
     }
     if (m.type === "event") this.groupEvent(m);
     this.changed();
@@ -414,6 +454,8 @@ export class Store {
   sendRefused(cid, error) {
     const pending = this.pendingByCid.get(cid);
     if (!pending) return;
+    // The login expired: the message stays in the outbox and goes after the next login.
+    if (error?.code === "not_authorized" && this.conn === "refused") return;
     pending.status = "failed";
     pending.error = describe(error);
     this.pendingByCid.delete(cid);
@@ -437,12 +479,14 @@ export class Store {
     const key = messageKey(pending, this.me);
     const chat = this.chat(key);
     remove(chat, pending.id);
+    this.chatOfId.delete(pending.id);
     const sent = { ...pending, id: ack.id, ts: ack.ts, status: "sent", pending: false };
     delete sent.cid;
     if (sent.group) sent.receipts = groupReceipts(null, this.otherMembers(sent.group));
     this.addMessage(sent, { live: false });
     const conv = this.conversation(key);
     if (conv.last === pending) conv.last = chat.byId.get(ack.id);
+    if (sent.media) this.mediaSent(sent.media);
     // A profile shows only once a conversation is shared: after my first message in a new chat
     // the peer's name may be readable now.
     if (sent.to && !conv.sentHere) {
@@ -479,6 +523,9 @@ export class Store {
       const list = this.earlyReceipts.get(r.id) || [];
       list.push(r);
       this.earlyReceipts.set(r.id, list);
+      if (this.earlyReceipts.size > EARLY_RECEIPTS_MAX) {
+        this.earlyReceipts.delete(this.earlyReceipts.keys().next().value);
+      }
       return;
     }
     if (m.group) {
@@ -488,6 +535,9 @@ export class Store {
       applyGroupReceipt(m, r.by, r.status);
     } else {
       m.status = furthest(m.status, r.status);
+      // The list may show the server's copy of the same message.
+      const last = this.conversations.get(key)?.last;
+      if (last && last !== m && last.id === m.id) last.status = furthest(last.status, r.status);
     }
     this.changed();
   }
@@ -499,6 +549,22 @@ export class Store {
     this.panel = panel;
     this.changed();
   }
+}
+
+/** Plain comparison for sorting (not `localeCompare`: pending ids start with '~', which must sort
+ * after digits). */
+function byText(a, b) {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Whether `m` is newer than the conversation's `last`: by id between server messages, by time
+ * when one is pending or failed (a failed message does not stay last for ever). */
+function replacesLast(last, m) {
+  if (!last) return true;
+  if (last.id === m.id) return true;
+  const local = (x) => x.pending || x.status === "failed" || x.id.startsWith("~");
+  if (local(last) !== local(m)) return m.ts > last.ts;
+  return last.id < m.id;
 }
 
 /** A client message id, unique per sender. */

@@ -297,7 +297,8 @@ test("media: an image with its size and preview, a voice note, a video, a file; 
   });
   const file = bob.getByTestId("message-file");
   await file.waitFor({ timeout: WAIT });
-  assert.equal(await file.locator(".file-name").innerText(), "notes.txt");
+  // The name shows once media.download has answered ("File" until then).
+  await file.locator(".file-name").getByText("notes.txt", { exact: true }).waitFor({ timeout: WAIT });
   assert.equal(await file.locator(".file-size").innerText(), "1.5 KB");
 
   // Phone-sized: the list, then the chat alone with a way back.
@@ -472,5 +473,66 @@ test("the server restarts mid-conversation: the message typed meanwhile arrives 
   await openConversation(bob, `u:${alice.user}`);
   await bubbles(bob, "got it").waitFor({ timeout: WAIT });
   assert.equal(await bubbles(bob, "typed while it was down").count(), 1, "once in the history");
+  noPageErrors(alice);
+});
+
+test("a message alice sent from her phone shows in the chat her page had loaded already", async () => {
+  const alice = await loggedIn("alice");
+  const { user: bob } = await srv.addUser(unique("bob"));
+  const { user: carol } = await srv.addUser(unique("carol"));
+  await startChat(alice, bob);
+  await sendText(alice, "from the web");
+  await waitStatus(alice, "from the web", "sent");
+  // Another chat on screen: the one with bob stays loaded, as it was.
+  await startChat(alice, carol);
+
+  // Alice's phone (a second device) sends to bob: her page never gets it through its inbox.
+  const phone = await connect({
+    url: srv.wsUrl, user: alice.user, password: alice.password, deviceId: "phone", outbox: memoryOutbox(),
+  });
+  await phone.send({ to: bob, text: "from my phone" });
+  await phone.close();
+  // The page learns of it from the conversation list read after it reconnects.
+  await srv.restart();
+  await alice.getByTestId("connection-state").waitFor({ state: "detached", timeout: 60000 });
+  const withBob = conversation(alice, `u:${bob}`);
+  await waitFor(async () => {
+    const t = await withBob.getByTestId("conversation-last").innerText();
+    return /^\W*from my phone$/.test(t); // after the ticks of a message of hers
+  }, {
+    ms: WAIT,
+    what: "the phone's message last in alice's list",
+  });
+  await openConversation(alice, `u:${bob}`);
+  await bubbles(alice, "from my phone").waitFor({ timeout: WAIT });
+  assert.equal(await bubbles(alice, "from the web").count(), 1, "the page's own message once");
+  noPageErrors(alice);
+});
+
+test("a chat started with New chat sorts at the top of the list", async () => {
+  const alice = await loggedIn("alice");
+  const { user: bob, password } = await srv.addUser(unique("bob"));
+  const { user: carol } = await srv.addUser(unique("carol"));
+  const client = await connect({ url: srv.wsUrl, user: bob, password, outbox: memoryOutbox() });
+  await client.send({ to: alice.user, text: "hello alice" });
+  await client.close();
+  await conversation(alice, `u:${bob}`).waitFor({ timeout: WAIT });
+
+  await startChat(alice, carol);
+  const keys = await alice.getByTestId("conversation").evaluateAll((els) => els.map((e) => e.dataset.chat));
+  assert.deepEqual(keys, [`u:${carol}`, `u:${bob}`], "the new chat first");
+  noPageErrors(alice);
+});
+
+test("a saved login about to expire is not resumed: the login screen asks again", async () => {
+  const alice = await loggedIn("alice");
+  await alice.evaluate(() => {
+    const s = JSON.parse(localStorage.getItem("chatd.session"));
+    localStorage.setItem("chatd.session", JSON.stringify({ ...s, expires: Date.now() + 5 * 60_000 }));
+  });
+  await alice.reload();
+  await alice.getByText("Your session expired; please log in again.").waitFor({ timeout: WAIT });
+  assert.equal(await alice.getByTestId("app").count(), 0, "not logged in");
+  assert.equal(await alice.evaluate(() => localStorage.getItem("chatd.session")), null, "the token forgotten");
   noPageErrors(alice);
 });
