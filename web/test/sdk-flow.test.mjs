@@ -1,31 +1,16 @@
 // The SDK under load and after gaps, against a real chatd: many publishes at once stay within the
 // server's Receive Maximum (no DISCONNECT 0x93, no reconnect), and the re-sync after a reconnect
 // pages the open chat forward from the newest message this client had, marking what it finds.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Chatd, waitFor } from "./harness.mjs";
-import { online, newUser } from "./sdk-helpers.mjs";
+import { waitFor } from "./harness.mjs";
+import { chatdPerFile, newUser } from "./sdk-helpers.mjs";
 
 let chatd;
 const T = { timeout: 120000 };
-const clients = [];
-async function on(u, opts) {
-  const c = await online(chatd, u, opts);
-  clients.push(c);
-  return c;
-}
-
-before(async () => {
-  // The rate limits are not what these tests are about: lifted so that every publish is stored
-  // or answered the first time.
-  chatd = await Chatd.start(
-    "[limits]\nsends_per_sec = 100000\nsends_burst = 100000\nrequests_per_sec = 100000\nrequests_burst = 100000\ngroups_created_per_hour = 100000\n",
-  );
-});
-after(async () => {
-  await Promise.all(clients.map((c) => c.close()));
-  await chatd?.close();
-});
+// The rate limits are not what these tests are about: lifted so that every publish is stored
+// or answered the first time.
+const on = chatdPerFile((c) => (chatd = c), "[limits]\nsends_per_sec = 100000\nsends_burst = 100000\nrequests_per_sec = 100000\nrequests_burst = 100000\ngroups_created_per_hour = 100000\n");
 
 test("500 sends at once: all stored, the connection stays (Receive Maximum kept)", T, async () => {
   const a = await newUser(chatd, "flood");

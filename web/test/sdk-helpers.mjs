@@ -1,6 +1,7 @@
 // Shared helpers of the SDK tests: a connected client that records its events.
 import { connect, memoryOutbox } from "../sdk/index.js";
-import { unique } from "./harness.mjs";
+import { before, after } from "node:test";
+import { Chatd, unique } from "./harness.mjs";
 
 export const FAST = { reconnect: { minMs: 100, maxMs: 1000 }, rpcTimeoutMs: 10000, receiptDelayMs: 30 };
 
@@ -35,4 +36,24 @@ export function record(c) {
 /** A fresh user on `chatd`. */
 export function newUser(chatd, prefix = "u") {
   return chatd.addUser(unique(prefix));
+}
+
+/** One chatd for the tests of a file: started (with `extraToml`) before them and handed to `set`,
+ * closed after them with every client the returned `on(u, opts)` connected. */
+export function chatdPerFile(set, extraToml = "") {
+  const clients = [];
+  let chatd;
+  before(async () => {
+    chatd = await Chatd.start(extraToml);
+    set(chatd);
+  });
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await chatd?.close();
+  });
+  return async function on(u, opts) {
+    const c = await online(chatd, u, opts);
+    clients.push(c);
+    return c;
+  };
 }

@@ -1,31 +1,18 @@
 // The SDK across server restarts and reloads: the outbox resends with the same cid (delivered
 // exactly once), requests and receipts made while offline complete after the reconnect, and the
 // re-sync after a reconnect closes a gap the queue cannot fill.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { IDBFactory } from "fake-indexeddb";
 import mqtt from "mqtt";
-import { Chatd, waitFor, unique } from "./harness.mjs";
+import { waitFor, unique } from "./harness.mjs";
 import { indexedDbOutbox } from "../sdk/index.js";
-import { online, newUser } from "./sdk-helpers.mjs";
+import { chatdPerFile, online, newUser } from "./sdk-helpers.mjs";
 
 let chatd;
 /** No test may hang the suite: each gets a generous limit. */
 const T = { timeout: 60000 };
-const clients = [];
-async function on(u, opts) {
-  const c = await online(chatd, u, opts);
-  clients.push(c);
-  return c;
-}
-
-before(async () => {
-  chatd = await Chatd.start();
-});
-after(async () => {
-  await Promise.all(clients.map((c) => c.close()));
-  await chatd?.close();
-});
+const on = chatdPerFile((c) => (chatd = c));
 
 /** How many messages of the a–b conversation carry `text` (the server's truth). */
 async function copies(reader, other, text) {

@@ -1,27 +1,14 @@
-// Profiles, user look-up and media metadata. The server side of these is being added; each test
-// skips only when this chatd answers that the op or field is unknown, so they run once it is in.
-import { test, before, after } from "node:test";
+// Profiles, user look-up and media metadata. Each test skips, saying so, only when the chatd under
+// test answers that the op or field is unknown (a binary older than these ops).
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Chatd, waitFor, unique } from "./harness.mjs";
+import { waitFor, unique } from "./harness.mjs";
 import { ChatError } from "../sdk/index.js";
-import { online, newUser } from "./sdk-helpers.mjs";
+import { chatdPerFile, newUser } from "./sdk-helpers.mjs";
 
 let chatd;
 const T = { timeout: 60000 };
-const clients = [];
-async function on(u, opts) {
-  const c = await online(chatd, u, opts);
-  clients.push(c);
-  return c;
-}
-
-before(async () => {
-  chatd = await Chatd.start();
-});
-after(async () => {
-  await Promise.all(clients.map((c) => c.close()));
-  await chatd?.close();
-});
+const on = chatdPerFile((c) => (chatd = c));
 
 /** Runs `step`; when the server does not know the op or field yet, skips the test and says so. */
 async function unlessUnknown(t, what, step) {
