@@ -2,7 +2,7 @@
 import { useState } from "preact/hooks";
 import { html } from "./html.js";
 import { Icon } from "./icons.js";
-import { describe } from "./errors.js";
+import { useSubmit } from "./use-submit.js";
 
 /** A modal box; a click outside or Escape closes it. */
 export function Dialog({ title, onClose, children, testid }) {
@@ -18,25 +18,6 @@ export function Dialog({ title, onClose, children, testid }) {
       </div>
     </div>
   `;
-}
-
-/** Runs `action` for a form, showing its error; the form stays until it succeeds. */
-function useSubmit(action) {
-  const [error, setError] = useState("");
-  const [busy, setBusy] = useState(false);
-  async function submit(e) {
-    e.preventDefault();
-    setBusy(true);
-    setError("");
-    try {
-      await action();
-    } catch (err) {
-      setError(describe(err));
-    } finally {
-      setBusy(false);
-    }
-  }
-  return { error, busy, submit };
 }
 
 /** Starts a chat with someone whose exact user id you know. */

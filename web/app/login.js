@@ -1,27 +1,13 @@
 // The login screen: user id and password, exchanged for a login token.
 import { useState } from "preact/hooks";
 import { html } from "./html.js";
-import { describe } from "./errors.js";
+import { useSubmit } from "./use-submit.js";
 
 /** The login form; `onLogin(user, password)` resolves or throws an error to show. */
 export function Login({ onLogin, busy: connecting, notice }) {
   const [user, setUser] = useState("");
   const [password, setPassword] = useState("");
-  const [error, setError] = useState("");
-  const [busy, setBusy] = useState(false);
-
-  async function submit(e) {
-    e.preventDefault();
-    setBusy(true);
-    setError("");
-    try {
-      await onLogin?.(user.trim(), password);
-    } catch (err) {
-      setError(describe(err));
-    } finally {
-      setBusy(false);
-    }
-  }
+  const { error, busy, submit } = useSubmit(() => onLogin?.(user.trim(), password));
 
   return html`
     <form class="login" data-testid="login-form" onSubmit=${submit}>
