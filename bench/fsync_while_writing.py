@@ -11,6 +11,10 @@
 #              metadata to commit and does not join ext4's journal commit
 #   both       paced and prezeroed
 #   idle       plain, with the table writer in the idle I/O priority class
+#   outside    plain, and another thread (not the writer) starts writeback of each MiB of the
+#              table as soon as it is written, without ever making the writer wait
+#   outside-prezeroed  outside and prezeroed
+# WRITER_MS_PER_MIB (environment, default 0) spaces the table writer's MiBs, as compression does.
 import ctypes, os, sys, threading, time
 
 libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -24,7 +28,7 @@ d, secs = sys.argv[1], float(sys.argv[2])
 mode = sys.argv[3] if len(sys.argv) > 3 else "plain"
 os.makedirs(d, exist_ok=True)
 j = os.open(os.path.join(d, "journal"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-if mode in ("prezeroed", "both"):
+if mode in ("prezeroed", "both", "outside-prezeroed"):
     zeros = b"\0" * MIB
     for _ in range(256):
         os.write(j, zeros)
@@ -37,12 +41,15 @@ def table():
         # ioprio_set(IOPRIO_WHO_PROCESS, this thread, IOPRIO_CLASS_IDLE)
         libc.syscall(251, 1, threading.get_native_id(), 3 << 13)
     buf = os.urandom(MIB)
+    pace = float(os.environ.get("WRITER_MS_PER_MIB", "0")) / 1000
     while not stop.is_set():
         time.sleep(1.0)
         busy.set()
         f = os.open(os.path.join(d, "table"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         for i in range(32):
             os.write(f, buf)
+            if pace:
+                time.sleep(pace)
             if mode in ("paced", "both"):
                 sync_range(f, i * MIB, MIB, SFR_WRITE)
                 if i > 0:
@@ -50,7 +57,28 @@ def table():
         os.fsync(f); os.close(f)
         busy.clear()
 
+def outside():
+    # Knows only the file's name, as a watcher of fjall's table directory would.
+    path = os.path.join(d, "table")
+    fd, ino, started = None, None, 0
+    while not stop.is_set():
+        time.sleep(0.001)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        if st.st_ino != ino or fd is None or st.st_size < started:
+            if fd is not None:
+                os.close(fd)
+            fd, ino, started = os.open(path, os.O_RDONLY), st.st_ino, 0
+        whole = st.st_size // MIB * MIB
+        if whole > started:
+            sync_range(fd, started, whole - started, SFR_WRITE)
+            started = whole
+
 t = threading.Thread(target=table); t.start()
+if mode.startswith("outside"):
+    o = threading.Thread(target=outside); o.start()
 quiet, during = [], []
 end = time.time() + secs
 blk = b"x" * 4096
@@ -60,6 +88,8 @@ while time.time() < end:
     (during if b or busy.is_set() else quiet).append(dt)
     time.sleep(0.002)
 stop.set(); t.join()
+if mode.startswith("outside"):
+    o.join()
 
 def pct(xs, p):
     xs = sorted(xs)

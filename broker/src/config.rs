@@ -164,6 +164,10 @@ pub struct StorageConfig {
     /// memory writes take before they are written out as a table, and the journal that
     /// start-up replays.
     pub memtable_mb: u64,
+    /// fjall: KiB of a table being written that are handed to the disk at a time (0, or 64
+    /// to 1048576), so that the journal's fsyncs do not wait behind a whole table; 0 leaves
+    /// it to fjall's fsync at the table's end.
+    pub table_pacing_kb: u64,
 }
 
 impl Default for StorageConfig {
@@ -173,6 +177,7 @@ impl Default for StorageConfig {
             engine: Engine::default().name().to_string(),
             cache_mb: chatd_kv::DEFAULT_CACHE_BYTES / (1024 * 1024),
             memtable_mb: chatd_kv::DEFAULT_MEMTABLE_BYTES / (1024 * 1024),
+            table_pacing_kb: chatd_kv::DEFAULT_PACING_CHUNK_BYTES / 1024,
         }
     }
 }
@@ -201,9 +206,19 @@ impl StorageConfig {
                 why: format!("{} is not between 1 and 1024", self.memtable_mb),
             });
         }
+        if self.table_pacing_kb != 0 && !(64..=1_048_576).contains(&self.table_pacing_kb) {
+            return Err(ConfigError::Invalid {
+                key: "storage.table_pacing_kb",
+                why: format!(
+                    "{} is neither 0 (off) nor between 64 and 1048576",
+                    self.table_pacing_kb
+                ),
+            });
+        }
         Ok(EngineConfig::in_data_dir(&self.path, engine)
             .with_cache_bytes(self.cache_bytes())
-            .with_memtable_bytes(self.memtable_mb.saturating_mul(1024 * 1024)))
+            .with_memtable_bytes(self.memtable_mb.saturating_mul(1024 * 1024))
+            .with_pacing_chunk_bytes(self.table_pacing_kb.saturating_mul(1024)))
     }
 
     /// `cache_mb` in bytes.
@@ -849,6 +864,27 @@ mod tests {
                 .validate()
                 .unwrap_err();
             assert!(err.to_string().contains("storage.cache_mb"), "{err}");
+        }
+    }
+
+    #[test]
+    fn table_pacing_is_1_mib_unless_configured_and_bounded() {
+        let pacing = |text: &str| {
+            Config::parse(text, "t.toml")
+                .unwrap()
+                .storage
+                .engine_config()
+                .map(|c| c.pacing_chunk_bytes)
+        };
+        assert_eq!(pacing("").unwrap(), 1 << 20);
+        assert_eq!(pacing("[storage]\ntable_pacing_kb = 0\n").unwrap(), 0);
+        assert_eq!(
+            pacing("[storage]\ntable_pacing_kb = 256\n").unwrap(),
+            256 << 10
+        );
+        for bad in ["1", "63", "1048577"] {
+            let err = pacing(&format!("[storage]\ntable_pacing_kb = {bad}\n")).unwrap_err();
+            assert!(err.to_string().contains("storage.table_pacing_kb"), "{err}");
         }
     }
 

@@ -12,8 +12,9 @@ use tracing::{info, warn};
 pub type Rlim = libc::rlim_t;
 
 /// Descriptors kept for everything but client sockets (chatd idles with ~15): the store's
-/// files, the listeners, outgoing HTTP and Redis connections, files opened by media and push.
-pub const RESERVED_FDS: Rlim = 64;
+/// files (and up to `chatd_kv::MAX_HELD_FILES` more held to free deleted ones gradually), the
+/// listeners, outgoing HTTP and Redis connections, files opened by media and push.
+pub const RESERVED_FDS: Rlim = 64 + chatd_kv::MAX_HELD_FILES as Rlim;
 
 /// Connections an open-files limit of `limit` leaves room for.
 pub fn connections_allowed(limit: Rlim) -> Rlim {
@@ -102,10 +103,10 @@ mod tests {
     #[test]
     fn no_warning_when_the_limit_leaves_room() {
         assert_eq!(shortfall(1_000, 0, 20_000), None);
-        assert_eq!(shortfall(19_936, 0, 20_000), None);
-        assert!(shortfall(19_937, 0, 20_000).is_some());
-        assert_eq!(shortfall(15_936, 4_000, 20_000), None);
-        assert!(shortfall(15_937, 4_000, 20_000).is_some());
+        assert_eq!(shortfall(19_680, 0, 20_000), None);
+        assert!(shortfall(19_681, 0, 20_000).is_some());
+        assert_eq!(shortfall(15_680, 4_000, 20_000), None);
+        assert!(shortfall(15_681, 4_000, 20_000).is_some());
         assert_eq!(shortfall(1_000, 4_096, libc::RLIM_INFINITY), None);
     }
 
@@ -115,7 +116,7 @@ mod tests {
         assert!(warning.contains("100000"), "{warning}");
         assert!(warning.contains("4096"), "{warning}");
         assert!(warning.contains("20000"), "{warning}");
-        assert!(warning.contains("19936"), "{warning}");
+        assert!(warning.contains("19680"), "{warning}");
         assert!(
             shortfall(10, 0, 64).is_some(),
             "a limit below the reserve allows nothing"

@@ -99,6 +99,15 @@ pub const DEFAULT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 /// 5,000 msg/s well under 256 MB. See docs/benchmarks.md, "the 100–200 ms stalls".
 pub const DEFAULT_MEMTABLE_BYTES: u64 = 32 * 1024 * 1024;
 
+/// How much of a table fjall is writing is handed to the disk at a time, unless configured
+/// otherwise (`storage.table_pacing_kb`): 1 MiB.
+///
+/// Without it the kernel keeps a whole table (14–65 MiB) dirty until fjall's fsync at its
+/// end, and the journal fsyncs that follow wait behind all of it: 10–40 ms at 10,000 msg/s
+/// on the benchmark machine (docs/benchmarks.md, "table writes handed to the disk as they
+/// are written").
+pub const DEFAULT_PACING_CHUNK_BYTES: u64 = 1024 * 1024;
+
 /// Which engine to open, and the directory it owns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineConfig {
@@ -111,6 +120,9 @@ pub struct EngineConfig {
     /// fjall: the largest memtable in bytes, recorded when the store is created (fjall keeps
     /// a store's first value); sled has no memtable.
     pub memtable_bytes: u64,
+    /// fjall: how much of a table being written is handed to the disk at a time, 0 for
+    /// when fjall's own fsync at the table's end (see `table_pacer.rs`); sled: unused.
+    pub pacing_chunk_bytes: u64,
 }
 
 impl EngineConfig {
@@ -122,6 +134,7 @@ impl EngineConfig {
             engine,
             cache_bytes: DEFAULT_CACHE_BYTES,
             memtable_bytes: DEFAULT_MEMTABLE_BYTES,
+            pacing_chunk_bytes: DEFAULT_PACING_CHUNK_BYTES,
         }
     }
 
@@ -134,6 +147,13 @@ impl EngineConfig {
     /// The same store with memtables of at most `bytes` (fjall, when the store is created).
     pub fn with_memtable_bytes(mut self, bytes: u64) -> EngineConfig {
         self.memtable_bytes = bytes;
+        self
+    }
+
+    /// The same store handing tables to the disk `bytes` at a time while fjall writes them
+    /// (0: only at fjall's fsync).
+    pub fn with_pacing_chunk_bytes(mut self, bytes: u64) -> EngineConfig {
+        self.pacing_chunk_bytes = bytes;
         self
     }
 
@@ -236,11 +256,7 @@ pub fn open(config: &EngineConfig) -> Result<Arc<dyn KvStore>, StoreError> {
     std::fs::create_dir_all(&config.path)?;
     match config.engine {
         Engine::Sled => Ok(Arc::new(SledStore::open(&config.path, config.cache_bytes)?)),
-        Engine::Fjall => Ok(Arc::new(FjallStore::open(
-            &config.path,
-            config.cache_bytes,
-            config.memtable_bytes,
-        )?)),
+        Engine::Fjall => Ok(Arc::new(FjallStore::open(config)?)),
     }
 }
 

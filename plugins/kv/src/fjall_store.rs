@@ -2,13 +2,12 @@
 //! of chatd's records in one keyspace (key prefixes tell them apart, as with sled; the layout is
 //! `chatd_embedded::keys`).
 
-use std::path::Path;
-
 use fjall::config::PartitioningPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 
 use crate::memtable_reaper::MemtableReaper;
-use crate::{first_pairs, KvPair, KvStore, Op, StoreError};
+use crate::table_pacer::{fjall_dirs, read, TablePacer};
+use crate::{first_pairs, EngineConfig, KvPair, KvStore, Op, StoreError};
 
 /// The fjall keyspace that holds every record.
 const KEYSPACE: &str = "chatd";
@@ -23,24 +22,37 @@ pub struct FjallStore {
     keyspace: Keyspace,
     /// Frees written-out memtables away from fjall's locks (see `memtable_reaper.rs`).
     memtables: MemtableReaper,
+    /// Hands tables to the disk while fjall writes them, and frees deleted files gradually
+    /// (see `table_pacer.rs`); `None` when `storage.table_pacing_kb` is 0.
+    pacer: Option<TablePacer>,
 }
 
 impl FjallStore {
-    /// Opens (creating if needed) the fjall database in `path`, with a block cache of
-    /// `cache_bytes`; a new store gets memtables of at most `memtable_bytes`.
-    pub fn open(
-        path: &Path,
-        cache_bytes: u64,
-        memtable_bytes: u64,
-    ) -> Result<FjallStore, StoreError> {
-        let db = Database::builder(path).cache_size(cache_bytes).open()?;
-        let keyspace = db.keyspace(KEYSPACE, || keyspace_options(memtable_bytes))?;
+    /// Opens (creating if needed) the fjall database in `config.path`, with its block cache,
+    /// its memtable size (for a new store) and its table writeback.
+    pub fn open(config: &EngineConfig) -> Result<FjallStore, StoreError> {
+        let db = Database::builder(&config.path)
+            .cache_size(config.cache_bytes)
+            .open()?;
+        let keyspace = db.keyspace(KEYSPACE, || keyspace_options(config.memtable_bytes))?;
         let memtables = MemtableReaper::start();
         memtables.track(&keyspace);
+        // After the keyspace is opened, so that its table directory exists.
+        let pacer = (config.pacing_chunk_bytes > 0)
+            .then(|| TablePacer::start(fjall_dirs(&config.path), config.pacing_chunk_bytes));
         Ok(FjallStore {
             db,
             keyspace,
             memtables,
+            pacer,
+        })
+    }
+
+    /// Bytes of table files whose writeback was started while fjall wrote them, and bytes of
+    /// deleted files freed a chunk at a time, so far.
+    pub fn paced_bytes(&self) -> (u64, u64) {
+        self.pacer.as_ref().map_or((0, 0), |p| {
+            (read(&p.counts().started), read(&p.counts().freed))
         })
     }
 }
@@ -149,6 +161,7 @@ impl KvStore for FjallStore {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
     use std::sync::Arc;
 
     use super::*;
@@ -175,6 +188,60 @@ mod tests {
         }
     }
 
+    /// The table pacer runs on a real store: the tables fjall writes have their writeback
+    /// started as they are written, and the tables a compaction deletes are freed a chunk at
+    /// a time (Linux).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn tables_are_paced_when_written_and_freed_when_deleted() -> Result<(), StoreError> {
+        use std::time::{Duration, Instant};
+        let dir = tempfile::tempdir()?;
+        let config = EngineConfig::new(Engine::Fjall, dir.path())
+            .with_memtable_bytes(2 << 20)
+            .with_pacing_chunk_bytes(64 << 10);
+        let store = FjallStore::open(&config)?;
+        // Values that do not compress, so that each 2 MiB memtable makes a table of about
+        // as much, and enough of them for compactions to merge (and delete) tables.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut round = 0u32;
+        while store.paced_bytes().1 == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "no deleted table freed: {:?}",
+                store.paced_bytes()
+            );
+            let ops = (0..256)
+                .map(|i| {
+                    let value = (0..1024)
+                        .map(|_| {
+                            seed ^= seed << 13;
+                            seed ^= seed >> 7;
+                            seed ^= seed << 17;
+                            seed as u8
+                        })
+                        .collect();
+                    Op::Put(
+                        format!("k/{:04}", (round * 256 + i) % 4096).into_bytes(),
+                        value,
+                    )
+                })
+                .collect();
+            store.apply(ops)?;
+            round += 1;
+            if round > 200 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        assert!(store.paced_bytes().0 > 0, "{:?}", store.paced_bytes());
+        // Every key still reads back whole.
+        for i in 0..4096u32 {
+            let value = store.get(format!("k/{i:04}").as_bytes())?;
+            assert_eq!(value.map(|v| v.len()), Some(1024), "k/{i:04}");
+        }
+        Ok(())
+    }
+
     /// chatd's references to written-out memtables are let go of (and the memtables freed by
     /// the reaper thread) once fjall drops them, however many rotations there are: besides the
     /// active memtable, only the one written out last (which fjall keeps until its next
@@ -184,7 +251,11 @@ mod tests {
         use fjall::AbstractTree;
         use std::time::{Duration, Instant};
         let dir = tempfile::tempdir()?;
-        let store = FjallStore::open(dir.path(), 1 << 20, 1 << 20)?;
+        let store = FjallStore::open(
+            &EngineConfig::new(Engine::Fjall, dir.path())
+                .with_memtable_bytes(1 << 20)
+                .with_cache_bytes(1 << 20),
+        )?;
         for round in 0..6u32 {
             store.apply(vec![Op::Put(
                 format!("m/{round}").into_bytes(),

@@ -17,6 +17,7 @@ mod guarded;
 mod memtable_reaper;
 pub mod migrate;
 mod sled_store;
+mod table_pacer;
 
 // Built for this crate's tests, and for other crates with the `conformance` feature.
 #[cfg(any(test, feature = "conformance"))]
@@ -24,12 +25,13 @@ pub mod conformance;
 
 pub use engine::{
     open, DataDirError, DataDirStore, Engine, EngineConfig, UnknownEngine, DEFAULT_CACHE_BYTES,
-    DEFAULT_MEMTABLE_BYTES,
+    DEFAULT_MEMTABLE_BYTES, DEFAULT_PACING_CHUNK_BYTES,
 };
 pub use faulty::{FaultyStore, FAULTS_ENV};
 pub use fjall_store::FjallStore;
 pub use guarded::{GuardedStore, StoreHealth};
 pub use sled_store::SledStore;
+pub use table_pacer::MAX_HELD_FILES;
 
 /// One change inside an atomic batch given to [`KvStore::apply`].
 #[derive(Clone, Debug, PartialEq, Eq)]

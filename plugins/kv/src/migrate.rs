@@ -90,11 +90,7 @@ impl EngineStore {
         fs::create_dir_all(&config.path)?;
         Ok(match config.engine {
             Engine::Sled => EngineStore::Sled(SledStore::open(&config.path, config.cache_bytes)?),
-            Engine::Fjall => EngineStore::Fjall(FjallStore::open(
-                &config.path,
-                config.cache_bytes,
-                config.memtable_bytes,
-            )?),
+            Engine::Fjall => EngineStore::Fjall(FjallStore::open(config)?),
         })
     }
 
