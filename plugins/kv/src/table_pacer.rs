@@ -266,13 +266,12 @@ mod linux {
             let mut buf = vec![0u8; 64 * 1024];
             let mut next_free = Instant::now();
             while !self.stop.load(Ordering::Relaxed) {
+                // Rounded up, and at least 1 ms: a timeout of 0 would spin until `next_free`.
                 let timeout = if self.dying.is_empty() {
                     IDLE_POLL_MS
                 } else {
-                    next_free
-                        .saturating_duration_since(Instant::now())
-                        .as_millis()
-                        .min(IDLE_POLL_MS as u128) as i32
+                    let wait = next_free.saturating_duration_since(Instant::now());
+                    (wait.as_micros().div_ceil(1000) as i32).clamp(1, IDLE_POLL_MS)
                 };
                 let mut pollfd = libc::pollfd {
                     fd: self.inotify.as_raw_fd(),
