@@ -221,11 +221,15 @@ mod linux {
             let Ok(c_dir) = CString::new(dir.as_os_str().as_bytes()) else {
                 return;
             };
-            let mask = libc::IN_CREATE
-                | libc::IN_MODIFY
-                | libc::IN_DELETE
-                | libc::IN_MOVED_FROM
-                | libc::IN_ONLYDIR;
+            // Writes matter only in table directories: the journal is written at every
+            // commit, and waking up for each of those would be wasted.
+            let writes = if kind == Kind::Tables {
+                libc::IN_MODIFY
+            } else {
+                0
+            };
+            let mask =
+                libc::IN_CREATE | writes | libc::IN_DELETE | libc::IN_MOVED_FROM | libc::IN_ONLYDIR;
             // SAFETY: `c_dir` is a NUL-terminated path that outlives the call.
             let wd =
                 unsafe { libc::inotify_add_watch(self.inotify.as_raw_fd(), c_dir.as_ptr(), mask) };
