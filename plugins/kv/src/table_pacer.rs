@@ -517,6 +517,14 @@ mod tests {
         read(counter)
     }
 
+    /// Waits until `pacer` holds no file, or a minute has passed.
+    fn wait_until_none_held(pacer: &TablePacer) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while read(&pacer.counts().held) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Writes `mib` MiB into `path` in 64 KiB pieces; returns the open file.
     fn write_mib(path: &std::path::Path, mib: u64) -> std::io::Result<std::fs::File> {
         let mut file = std::fs::File::create(path)?;
@@ -559,10 +567,7 @@ mod tests {
         std::fs::remove_file(dir.path().join("1"))?;
         std::fs::remove_file(dir.path().join("2"))?;
         assert_eq!(wait_for(&pacer.counts().freed, 5 * MIB), 5 * MIB);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while read(&pacer.counts().held) > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_until_none_held(&pacer);
         assert_eq!(read(&pacer.counts().held), 0);
         Ok(())
     }
@@ -577,10 +582,7 @@ mod tests {
         write_mib(&dir.path().join("3"), 2)?.sync_all()?;
         assert_eq!(wait_for(&pacer.counts().held, 1), 1);
         std::fs::rename(dir.path().join("3"), elsewhere.path().join("3"))?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while read(&pacer.counts().held) > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_until_none_held(&pacer);
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(
             std::fs::metadata(elsewhere.path().join("3"))?.len(),
