@@ -164,9 +164,9 @@ pub struct StorageConfig {
     /// memory writes take before they are written out as a table, and the journal that
     /// start-up replays.
     pub memtable_mb: u64,
-    /// fjall: KiB of a table being written that are handed to the disk at a time (0, or 64
-    /// to 1048576), so that the journal's fsyncs do not wait behind a whole table; 0 leaves
-    /// it to fjall's fsync at the table's end.
+    /// fjall: KiB of a table being written that are handed to the disk at a time, and of a
+    /// deleted table or journal that are freed at a time (0, or 64 to 1048576), so that the
+    /// journal's fsyncs do not wait behind a whole file; 0 turns the pacing off.
     pub table_pacing_kb: u64,
 }
 

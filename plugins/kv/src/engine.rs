@@ -99,13 +99,14 @@ pub const DEFAULT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 /// 5,000 msg/s well under 256 MB. See docs/benchmarks.md, "the 100–200 ms stalls".
 pub const DEFAULT_MEMTABLE_BYTES: u64 = 32 * 1024 * 1024;
 
-/// How much of a table fjall is writing is handed to the disk at a time, unless configured
-/// otherwise (`storage.table_pacing_kb`): 1 MiB.
+/// How much of a table fjall is writing is handed to the disk at a time, and how much of a
+/// file it deleted is freed at a time, unless configured otherwise (`storage.table_pacing_kb`):
+/// 1 MiB.
 ///
 /// Without it the kernel keeps a whole table (14–65 MiB) dirty until fjall's fsync at its
-/// end, and the journal fsyncs that follow wait behind all of it: 10–40 ms at 10,000 msg/s
-/// on the benchmark machine (docs/benchmarks.md, "table writes handed to the disk as they
-/// are written").
+/// end and frees a deleted one all at once, and the journal fsyncs that follow wait behind
+/// it: p99 20–32 ms at 10,000 msg/s on the benchmark machine against 8–17 ms with it
+/// (docs/benchmarks.md, "fjall's table writes and deletions paced").
 pub const DEFAULT_PACING_CHUNK_BYTES: u64 = 1024 * 1024;
 
 /// Which engine to open, and the directory it owns.
@@ -120,8 +121,8 @@ pub struct EngineConfig {
     /// fjall: the largest memtable in bytes, recorded when the store is created (fjall keeps
     /// a store's first value); sled has no memtable.
     pub memtable_bytes: u64,
-    /// fjall: how much of a table being written is handed to the disk at a time, 0 for
-    /// when fjall's own fsync at the table's end (see `table_pacer.rs`); sled: unused.
+    /// fjall: how much of a table being written is handed to the disk, and of a deleted file
+    /// freed, at a time; 0 leaves both to fjall (see `table_pacer.rs`). sled: unused.
     pub pacing_chunk_bytes: u64,
 }
 
