@@ -292,10 +292,13 @@ class Client {
       if (this._window?.mq === mq) this._window = null;
       if (ended) return;
       ended = true;
-      mq.end(true);
-      if (gen !== this._gen) return;
-      // MQTT.js may report a CONNACK refusal ('error') just after closing: look once it has.
+      if (gen !== this._gen) return mq.end(true);
+      // MQTT.js may report a CONNACK refusal ('error') just after closing, and the socket's
+      // last bytes (a DISCONNECT saying why, e.g. taken over) may still be on their way to its
+      // parser when the close is reported: ending the client now would drop them. Look, and
+      // end it, once they have had their turn.
       setTimeout(() => {
+        mq.end(true);
         if (gen === this._gen) this._onLost(gen, { connected, connackCode, disconnectCode });
       }, 0);
     });
