@@ -3,7 +3,7 @@ import { useState } from "preact/hooks";
 import { html } from "./html.js";
 import { Dialog } from "./dialogs.js";
 import { Avatar } from "./avatar.js";
-import { describe } from "./errors.js";
+import { useSubmit } from "./use-submit.js";
 import { askPermission } from "./notify.js";
 
 /** The profile screen. */
@@ -11,23 +11,14 @@ export function Profile({ store }) {
   const mine = store.profiles.get(store.me);
   const [name, setName] = useState(mine?.name || "");
   const [file, setFile] = useState(null);
-  const [status, setStatus] = useState("");
-  const [busy, setBusy] = useState(false);
-
-  async function save(e) {
-    e.preventDefault();
-    setBusy(true);
-    setStatus("");
-    try {
-      await store.saveProfile({ name: name.trim(), avatarFile: file });
-      setFile(null);
-      setStatus("Saved.");
-    } catch (err) {
-      setStatus(describe(err));
-    } finally {
-      setBusy(false);
-    }
-  }
+  const [saved, setSaved] = useState(false);
+  const { error, busy, submit: save } = useSubmit(async () => {
+    setSaved(false);
+    await store.saveProfile({ name: name.trim(), avatarFile: file });
+    setFile(null);
+    setSaved(true);
+  });
+  const status = error || (saved ? "Saved." : "");
 
   const notifications = window.Notification ? Notification.permission : "unsupported";
   return html`
