@@ -168,6 +168,10 @@ pub struct StorageConfig {
     /// deleted table or journal that are freed at a time (0, or 64 to 1048576), so that the
     /// journal's fsyncs do not wait behind a whole file; 0 turns the pacing off.
     pub table_pacing_kb: u64,
+    /// fjall: how many nice levels (0 to 19) below the rest of chatd its flush and compaction
+    /// threads run, so that a compaction does not delay the threads that serve clients; 0
+    /// runs them at the same priority.
+    pub background_nice: u8,
 }
 
 impl Default for StorageConfig {
@@ -178,6 +182,7 @@ impl Default for StorageConfig {
             cache_mb: chatd_kv::DEFAULT_CACHE_BYTES / (1024 * 1024),
             memtable_mb: chatd_kv::DEFAULT_MEMTABLE_BYTES / (1024 * 1024),
             table_pacing_kb: chatd_kv::DEFAULT_PACING_CHUNK_BYTES / 1024,
+            background_nice: chatd_kv::DEFAULT_BACKGROUND_NICE,
         }
     }
 }
@@ -215,10 +220,17 @@ impl StorageConfig {
                 ),
             });
         }
+        if self.background_nice > 19 {
+            return Err(ConfigError::Invalid {
+                key: "storage.background_nice",
+                why: format!("{} is not between 0 and 19", self.background_nice),
+            });
+        }
         Ok(EngineConfig::in_data_dir(&self.path, engine)
             .with_cache_bytes(self.cache_bytes())
             .with_memtable_bytes(self.memtable_mb.saturating_mul(1024 * 1024))
-            .with_pacing_chunk_bytes(self.table_pacing_kb.saturating_mul(1024)))
+            .with_pacing_chunk_bytes(self.table_pacing_kb.saturating_mul(1024))
+            .with_background_nice(self.background_nice))
     }
 
     /// `cache_mb` in bytes.
@@ -886,6 +898,25 @@ mod tests {
             let err = pacing(&format!("[storage]\ntable_pacing_kb = {bad}\n")).unwrap_err();
             assert!(err.to_string().contains("storage.table_pacing_kb"), "{err}");
         }
+    }
+
+    #[test]
+    fn background_threads_are_10_levels_lower_unless_configured_and_bounded() {
+        let nice = |text: &str| {
+            Config::parse(text, "t.toml")
+                .map_err(|e| e.to_string())?
+                .storage
+                .engine_config()
+                .map(|c| c.background_nice)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(nice(""), Ok(10));
+        assert_eq!(nice("[storage]\nbackground_nice = 0\n"), Ok(0));
+        assert_eq!(nice("[storage]\nbackground_nice = 19\n"), Ok(19));
+        let err = nice("[storage]\nbackground_nice = 20\n").unwrap_err();
+        assert!(err.contains("storage.background_nice"), "{err}");
+        // Out of u8's range: refused when the file is read.
+        assert!(nice("[storage]\nbackground_nice = -1\n").is_err());
     }
 
     #[test]

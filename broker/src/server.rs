@@ -74,7 +74,8 @@ fn store_config(config: &Config) -> Result<EngineConfig, StoreError> {
         .config
         .with_cache_bytes(configured.cache_bytes)
         .with_memtable_bytes(configured.memtable_bytes)
-        .with_pacing_chunk_bytes(configured.pacing_chunk_bytes))
+        .with_pacing_chunk_bytes(configured.pacing_chunk_bytes)
+        .with_background_nice(configured.background_nice))
 }
 
 /// The server's store: [`open_store`]'s, guarded so that an I/O error stops writes and

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::{FjallStore, KvStore, SledStore, StoreError};
+use crate::{FjallStore, KvStore, SledStore, StoreError, DEFAULT_BACKGROUND_NICE};
 
 /// The key-value engines chatd can run on (`storage.engine` in the configuration).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -124,6 +124,9 @@ pub struct EngineConfig {
     /// fjall: how much of a table being written is handed to the disk, and of a deleted file
     /// freed, at a time; 0 leaves both to fjall (see `table_pacer.rs`). sled: unused.
     pub pacing_chunk_bytes: u64,
+    /// fjall: how many nice levels below the rest of the process its flush and compaction
+    /// threads run (0: the same; see `background_priority.rs`). sled: unused.
+    pub background_nice: u8,
 }
 
 impl EngineConfig {
@@ -136,6 +139,7 @@ impl EngineConfig {
             cache_bytes: DEFAULT_CACHE_BYTES,
             memtable_bytes: DEFAULT_MEMTABLE_BYTES,
             pacing_chunk_bytes: DEFAULT_PACING_CHUNK_BYTES,
+            background_nice: DEFAULT_BACKGROUND_NICE,
         }
     }
 
@@ -155,6 +159,13 @@ impl EngineConfig {
     /// (0: only at fjall's fsync).
     pub fn with_pacing_chunk_bytes(mut self, bytes: u64) -> EngineConfig {
         self.pacing_chunk_bytes = bytes;
+        self
+    }
+
+    /// The same store with its background threads `levels` nice levels below the rest of the
+    /// process (0: the same priority).
+    pub fn with_background_nice(mut self, levels: u8) -> EngineConfig {
+        self.background_nice = levels;
         self
     }
 

@@ -5,12 +5,16 @@
 use fjall::config::PartitioningPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 
+use crate::background_priority::lower_threads_named;
 use crate::memtable_reaper::MemtableReaper;
 use crate::table_pacer::{fjall_dirs, read, TablePacer};
 use crate::{first_pairs, EngineConfig, KvPair, KvStore, Op, StoreError};
 
 /// The fjall keyspace that holds every record.
 const KEYSPACE: &str = "chatd";
+
+/// The name fjall gives its flush and compaction threads.
+const FJALL_WORKERS: &str = "fjall:worker";
 
 /// A [`KvStore`] on a fjall (LSM-tree) database in one directory.
 ///
@@ -25,17 +29,23 @@ pub struct FjallStore {
     /// Hands tables to the disk while fjall writes them, and frees deleted files gradually
     /// (see `table_pacer.rs`); `None` when `storage.table_pacing_kb` is 0.
     pacer: Option<TablePacer>,
+    /// Whether fjall's workers run below the writers' priority, so that writers must give
+    /// way when the workers fall behind (see [`FjallStore::give_way`]).
+    lowered: bool,
 }
 
 impl FjallStore {
     /// Opens (creating if needed) the fjall database in `config.path`, with its block cache,
-    /// its memtable size (for a new store) and its table writeback.
+    /// its memtable size (for a new store), its table writeback and its background threads'
+    /// priority.
     pub fn open(config: &EngineConfig) -> Result<FjallStore, StoreError> {
         let db = Database::builder(&config.path)
             .cache_size(config.cache_bytes)
             .open()?;
         let keyspace = db.keyspace(KEYSPACE, || keyspace_options(config.memtable_bytes))?;
-        let memtables = MemtableReaper::start();
+        // fjall starts its workers with the database.
+        lower_threads_named(FJALL_WORKERS, config.background_nice);
+        let memtables = MemtableReaper::start(config.background_nice);
         memtables.track(&keyspace);
         // After the keyspace is opened, so that its table directory exists.
         let pacer = (config.pacing_chunk_bytes > 0)
@@ -45,6 +55,7 @@ impl FjallStore {
             keyspace,
             memtables,
             pacer,
+            lowered: config.background_nice > 0,
         })
     }
 
@@ -78,7 +89,49 @@ fn keyspace_options(memtable_bytes: u64) -> KeyspaceCreateOptions {
         .index_block_partitioning_policy(PartitioningPolicy::new([false, true]))
 }
 
-impl FjallStore {}
+/// Sealed memtables (written out or waiting to be) from which a writer gives way to fjall's
+/// workers. fjall itself halts every write, 100 ms at a time, from 4.
+const SEALED_BEHIND: usize = 2;
+
+/// Level-0 tables from which a writer gives way to fjall's workers. fjall itself slows writes
+/// from 20 level-0 runs (by spinning, which takes the CPU its workers need) and halts them,
+/// 10 ms at a time, from 30.
+const L0_BEHIND: usize = 12;
+
+/// The longest a writer waits per batch for fjall's workers.
+const GIVE_WAY_MAX_MS: usize = 20;
+
+/// How long a writer waits after a batch while fjall's workers are behind by `l0_tables`
+/// level-0 tables and `sealed` sealed memtables: a millisecond per table from
+/// [`L0_BEHIND`], four per memtable from [`SEALED_BEHIND`], at most [`GIVE_WAY_MAX_MS`].
+fn give_way_ms(l0_tables: usize, sealed: usize) -> u64 {
+    let behind =
+        (l0_tables + 1).saturating_sub(L0_BEHIND) + (sealed + 1).saturating_sub(SEALED_BEHIND) * 4;
+    behind.min(GIVE_WAY_MAX_MS) as u64
+}
+
+impl FjallStore {
+    /// Makes the writer wait a little after its batch while fjall's workers are behind, the
+    /// longer the further behind (see [`give_way_ms`]), so that fjall's own halt is not
+    /// reached. Why: the workers run at a lower CPU priority (`background_priority.rs`), so a
+    /// saturated machine gives them little; at full load on 2 cores level-0 tables then
+    /// piled up to fjall's halt at 30, which stopped every write for 1.2–5.4 s. Waiting while
+    /// behind hands them the CPU before that (level 0 stayed at 19 or fewer), and batches
+    /// grow meanwhile, so throughput stays above what it was with the workers at the
+    /// writers' priority. Never when they run at it: fjall's own pacing is enough then.
+    fn give_way(&self) {
+        if !self.lowered {
+            return;
+        }
+        let ms = give_way_ms(
+            self.keyspace.l0_table_count(),
+            self.keyspace.sealed_memtable_count(),
+        );
+        if ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+    }
+}
 
 impl FjallStore {
     /// Up to `limit` pairs from `start` (inclusive) to the end of the key space, ascending:
@@ -143,6 +196,7 @@ impl KvStore for FjallStore {
         }
         batch.commit()?;
         self.memtables.track(&self.keyspace);
+        self.give_way();
         Ok(())
     }
 
@@ -175,6 +229,19 @@ mod tests {
     /// The engine conformance suite, on fjall.
     mod conformance {
         crate::conformance_tests!(super::open_fjall);
+    }
+
+    #[test]
+    fn writers_give_way_only_when_fjall_is_behind_and_more_the_further() {
+        assert_eq!(give_way_ms(0, 0), 0);
+        assert_eq!(give_way_ms(10, 1), 0);
+        assert_eq!(give_way_ms(11, 1), 0);
+        assert_eq!(give_way_ms(12, 0), 1);
+        assert_eq!(give_way_ms(15, 0), 4);
+        assert_eq!(give_way_ms(0, 2), 4);
+        assert_eq!(give_way_ms(12, 3), 9);
+        assert_eq!(give_way_ms(29, 0), 18);
+        assert_eq!(give_way_ms(40, 4), 20);
     }
 
     #[test]
@@ -239,6 +306,56 @@ mod tests {
             let value = store.get(format!("k/{i:04}").as_bytes())?;
             assert_eq!(value.map(|v| v.len()), Some(1024), "k/{i:04}");
         }
+        Ok(())
+    }
+
+    /// fjall's flush and compaction threads, and the thread that frees memtables, run below
+    /// the process's priority (Linux). Other tests open stores meanwhile, each lowering its
+    /// own threads just after starting them: so the test waits until every such thread of
+    /// the process is low, which never happens unless stores lower their threads.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn background_threads_run_at_a_lower_priority() -> Result<(), StoreError> {
+        use crate::background_priority::nice_of;
+        use std::time::{Duration, Instant};
+        let base = nice_of(std::process::id() as libc::id_t).unwrap_or(0);
+        let want = (base + i32::from(crate::DEFAULT_BACKGROUND_NICE)).min(19);
+        if want == base {
+            return Ok(()); // a test run at the lowest priority has nothing to lower
+        }
+        let dir = tempfile::tempdir()?;
+        let store = FjallStore::open(&EngineConfig::new(Engine::Fjall, dir.path()))?;
+        // Linux keeps the first 15 bytes of a thread's name.
+        let threads = |name: &str| -> Vec<Option<i32>> {
+            let name = &name[..name.len().min(15)];
+            let tasks = std::fs::read_dir("/proc/self/task").into_iter().flatten();
+            tasks
+                .flatten()
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|comm| comm.trim_end() == name)
+                })
+                .map(|t| t.file_name().to_str()?.parse().ok().and_then(nice_of))
+                .collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let workers = threads(FJALL_WORKERS);
+            let reapers = threads(crate::memtable_reaper::THREAD_NAME);
+            let low = |n: &Option<i32>| n.is_none_or(|n| n >= want);
+            if !workers.is_empty()
+                && !reapers.is_empty()
+                && [&workers, &reapers].iter().all(|t| t.iter().all(low))
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "want nice {want}: workers {workers:?}, reapers {reapers:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(store);
         Ok(())
     }
 

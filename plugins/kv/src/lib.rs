@@ -10,6 +10,7 @@
 use std::io;
 use std::sync::Arc;
 
+mod background_priority;
 mod engine;
 mod faulty;
 mod fjall_store;
@@ -23,6 +24,7 @@ mod table_pacer;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
+pub use background_priority::DEFAULT_BACKGROUND_NICE;
 pub use engine::{
     open, DataDirError, DataDirStore, Engine, EngineConfig, UnknownEngine, DEFAULT_CACHE_BYTES,
     DEFAULT_MEMTABLE_BYTES, DEFAULT_PACING_CHUNK_BYTES,

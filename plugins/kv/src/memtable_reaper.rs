@@ -22,6 +22,9 @@ use fjall::{AbstractTree, Keyspace};
 /// A memtable, kept only to be freed later (its type is fjall's internal one).
 type Held = Arc<dyn Any + Send + Sync>;
 
+/// The name of the thread that frees memtables.
+pub(crate) const THREAD_NAME: &str = "chatd-memtable-free";
+
 /// The memtables of one keyspace that chatd holds a reference to, newest last.
 pub(crate) struct MemtableReaper {
     /// `(memtable id, memtable)`, in the order they were active.
@@ -31,12 +34,14 @@ pub(crate) struct MemtableReaper {
 }
 
 impl MemtableReaper {
-    /// Starts the reaper thread; it ends when this value is dropped.
-    pub(crate) fn start() -> MemtableReaper {
+    /// Starts the reaper thread, `below` nice levels under the rest of the process (see
+    /// `background_priority.rs`); it ends when this value is dropped.
+    pub(crate) fn start(below: u8) -> MemtableReaper {
         let (tx, rx) = mpsc::channel::<Held>();
         let started = std::thread::Builder::new()
-            .name("chatd-memtable-free".into())
+            .name(THREAD_NAME.into())
             .spawn(move || {
+                crate::background_priority::lower_this_thread(below);
                 // Each received memtable is freed here, when it goes out of scope.
                 for memtable in rx {
                     drop(memtable);
