@@ -97,6 +97,10 @@ impl KvStore for FaultyStore {
             Fault::None => self.inner.flush(),
         }
     }
+
+    fn give_way(&self) {
+        self.inner.give_way()
+    }
 }
 
 #[cfg(test)]

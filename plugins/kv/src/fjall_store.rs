@@ -101,36 +101,13 @@ const L0_BEHIND: usize = 12;
 /// The longest a writer waits per batch for fjall's workers.
 const GIVE_WAY_MAX_MS: usize = 20;
 
-/// How long a writer waits after a batch while fjall's workers are behind by `l0_tables`
+/// How long the committer waits between batches while fjall's workers are behind by `l0_tables`
 /// level-0 tables and `sealed` sealed memtables: a millisecond per table from
 /// [`L0_BEHIND`], four per memtable from [`SEALED_BEHIND`], at most [`GIVE_WAY_MAX_MS`].
 fn give_way_ms(l0_tables: usize, sealed: usize) -> u64 {
     let behind =
         (l0_tables + 1).saturating_sub(L0_BEHIND) + (sealed + 1).saturating_sub(SEALED_BEHIND) * 4;
     behind.min(GIVE_WAY_MAX_MS) as u64
-}
-
-impl FjallStore {
-    /// Makes the writer wait a little after its batch while fjall's workers are behind, the
-    /// longer the further behind (see [`give_way_ms`]), so that fjall's own halt is not
-    /// reached. Why: the workers run at a lower CPU priority (`background_priority.rs`), so a
-    /// saturated machine gives them little; at full load on 2 cores level-0 tables then
-    /// piled up to fjall's halt at 30, which stopped every write for 1.2–5.4 s. Waiting while
-    /// behind hands them the CPU before that (level 0 stayed at 19 or fewer), and batches
-    /// grow meanwhile, so throughput stays above what it was with the workers at the
-    /// writers' priority. Never when they run at it: fjall's own pacing is enough then.
-    fn give_way(&self) {
-        if !self.lowered {
-            return;
-        }
-        let ms = give_way_ms(
-            self.keyspace.l0_table_count(),
-            self.keyspace.sealed_memtable_count(),
-        );
-        if ms > 0 {
-            std::thread::sleep(std::time::Duration::from_millis(ms));
-        }
-    }
 }
 
 impl FjallStore {
@@ -196,7 +173,6 @@ impl KvStore for FjallStore {
         }
         batch.commit()?;
         self.memtables.track(&self.keyspace);
-        self.give_way();
         Ok(())
     }
 
@@ -210,6 +186,27 @@ impl KvStore for FjallStore {
         // fjall documents as durable without conditions.
         self.db.persist(PersistMode::SyncAll)?;
         Ok(())
+    }
+
+    /// Makes the committer wait a little between batches while fjall's workers are behind,
+    /// the longer the further behind (see [`give_way_ms`]), so that fjall's own halt is not
+    /// reached. Why: the workers run at a lower CPU priority (`background_priority.rs`), so a
+    /// saturated machine gives them little; at full load on 2 cores level-0 tables then
+    /// piled up to fjall's halt at 30, which stopped every write for 1.2–5.4 s. Waiting while
+    /// behind hands them the CPU before that (level 0 stayed at 19 or fewer), and batches
+    /// grow meanwhile, so throughput stays above what it was with the workers at the
+    /// writers' priority. Never when they run at it: fjall's own pacing is enough then.
+    fn give_way(&self) {
+        if !self.lowered {
+            return;
+        }
+        let ms = give_way_ms(
+            self.keyspace.l0_table_count(),
+            self.keyspace.sealed_memtable_count(),
+        );
+        if ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
     }
 }
 

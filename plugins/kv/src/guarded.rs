@@ -235,6 +235,10 @@ impl KvStore for GuardedStore {
         engine.apply(ops).map_err(|e| self.failed("a write", e))
     }
 
+    fn give_way(&self) {
+        self.engine().give_way()
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         let engine = self.engine();
         self.check_writable()?;
@@ -318,6 +322,53 @@ mod tests {
 
     fn put(key: &str) -> Vec<Op> {
         vec![Op::Put(key.as_bytes().to_vec(), b"v".to_vec())]
+    }
+
+    /// An empty engine that counts the times it was asked to give way.
+    #[derive(Default)]
+    struct GivingWay(std::sync::atomic::AtomicUsize);
+
+    impl KvStore for GivingWay {
+        fn get(&self, _key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(None)
+        }
+
+        fn scan(
+            &self,
+            _start: &[u8],
+            _end: &[u8],
+            _reverse: bool,
+            _limit: usize,
+        ) -> Result<Vec<KvPair>, StoreError> {
+            Ok(Vec::new())
+        }
+
+        fn apply(&self, _ops: Vec<Op>) -> Result<(), StoreError> {
+            Ok(())
+        }
+
+        fn flush(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+
+        fn give_way(&self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The committer asks the server's store (a guarded engine, shared) to give way: the
+    /// request reaches the engine, which alone knows whether its background work is behind.
+    #[test]
+    fn giving_way_reaches_the_engine() -> Result<(), StoreError> {
+        let engine = Arc::new(GivingWay::default());
+        let opened = engine.clone();
+        let guarded: Arc<dyn KvStore> = Arc::new(GuardedStore::new(Box::new(move || {
+            Ok(opened.clone() as Arc<dyn KvStore>)
+        }))?);
+        guarded.give_way();
+        guarded.give_way();
+        assert_eq!(engine.0.load(Ordering::Relaxed), 2);
+        Ok(())
     }
 
     /// A failed flush refuses writes and reports the outage once; a reopen brings back

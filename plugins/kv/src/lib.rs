@@ -110,6 +110,12 @@ pub trait KvStore: Send + Sync + 'static {
     fn failing(&self) -> bool {
         false
     }
+
+    /// Waits a little while the engine's background work (flushes, compactions) is behind the
+    /// writes, so that it catches up before the engine halts every write; called by the one
+    /// writer that may be slowed (chatd's committer, between batches). Engines with no such
+    /// work return at once.
+    fn give_way(&self) {}
 }
 
 /// Up to `limit` items of `range` — from its end when `reverse` — each read into a pair by
@@ -158,5 +164,9 @@ impl<S: KvStore + ?Sized> KvStore for Arc<S> {
 
     fn failing(&self) -> bool {
         (**self).failing()
+    }
+
+    fn give_way(&self) {
+        (**self).give_way()
     }
 }

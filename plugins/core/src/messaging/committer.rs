@@ -545,6 +545,8 @@ impl Committer {
                 self.deliver.deliver(item);
             }
         }
+        // After the answers, so that no one waits for this batch's acks meanwhile.
+        self.log.give_way();
     }
 }
 

@@ -382,4 +382,10 @@ pub trait MessageLog: Send + Sync + 'static {
     fn recover(&self) -> Result<(), RecordError> {
         self.flush()
     }
+
+    /// Called by the committer after it has answered a batch: waits a little while the
+    /// storage's background work (an LSM engine's flushes and compactions) is behind, so that
+    /// it catches up before the engine stops every write. Only the committer is slowed so,
+    /// never a session. The default returns at once.
+    fn give_way(&self) {}
 }

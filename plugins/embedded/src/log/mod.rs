@@ -213,6 +213,10 @@ impl MessageLog for EmbeddedLog {
         self.store.failing()
     }
 
+    fn give_way(&self) {
+        self.store.give_way()
+    }
+
     fn recover(&self) -> Result<(), RecordError> {
         // No commit runs meanwhile: they hold this lock too.
         let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
