@@ -6,18 +6,20 @@
 //! behind it (the scheduler's time slices are milliseconds long), which showed in the p99 of
 //! send → delivery. With a higher nice value, the scheduler runs a waking client thread at
 //! once. The background work still gets all the CPU nobody else wants, so it keeps up unless
-//! the machine is saturated, and then fjall's own write stalls slow the writers down to it.
+//! the machine is saturated; then the committer gives way to it (`FjallStore`'s
+//! `KvStore::give_way`) before fjall halts every write.
 //!
-//! The priority is relative to the process (the main thread's nice value) and never raised,
-//! so that a server started with `nice` keeps its background threads below it, and opening
-//! another store in the same process does not lower the first one's threads twice.
+//! The priority is relative to the process (the main thread's nice value) and never brought
+//! back up (that would need a privilege), so that a server started with `nice` keeps its
+//! background threads below it, and opening another store in the same process does not lower
+//! the first one's threads twice.
 
 /// How many nice levels below the rest of chatd the store's background threads run, unless
 /// configured otherwise (`storage.background_nice`): 10.
 ///
-/// At 10,000 msg/s on the 2-core benchmark machine the p99 of send → delivery was 5.0–7.0 ms
-/// with it against 7.8–10.6 ms without (docs/benchmarks.md, "background threads at a lower
-/// priority").
+/// At 10,000 msg/s on the 2-core benchmark machine the p99 of send → delivery was 4.6–5.7 ms
+/// in 10 runs of 12 with it against 7.4–10.6 ms without, and throughput rose by a fifth
+/// (docs/benchmarks.md, "background threads at a lower CPU priority").
 pub const DEFAULT_BACKGROUND_NICE: u8 = 10;
 
 /// The highest nice value Linux has: the lowest priority.
