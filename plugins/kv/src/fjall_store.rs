@@ -29,8 +29,8 @@ pub struct FjallStore {
     /// Hands tables to the disk while fjall writes them, and frees deleted files gradually
     /// (see `table_pacer.rs`); `None` when `storage.table_pacing_kb` is 0.
     pacer: Option<TablePacer>,
-    /// Whether fjall's workers run below the writers' priority, so that writers must give
-    /// way when the workers fall behind (see [`FjallStore::give_way`]).
+    /// Whether fjall's workers run below the writers' priority, so that the committer must
+    /// give way when the workers fall behind (see [`FjallStore::give_way`]).
     lowered: bool,
 }
 
@@ -89,20 +89,20 @@ fn keyspace_options(memtable_bytes: u64) -> KeyspaceCreateOptions {
         .index_block_partitioning_policy(PartitioningPolicy::new([false, true]))
 }
 
-/// Sealed memtables (written out or waiting to be) from which a writer gives way to fjall's
-/// workers. fjall itself halts every write, 100 ms at a time, from 4.
+/// Sealed memtables (written out or waiting to be) from which the committer gives way to
+/// fjall's workers. fjall itself halts every write, 100 ms at a time, from 4.
 const SEALED_BEHIND: usize = 2;
 
-/// Level-0 tables from which a writer gives way to fjall's workers. fjall itself slows writes
-/// from 20 level-0 runs (by spinning, which takes the CPU its workers need) and halts them,
-/// 10 ms at a time, from 30.
+/// Level-0 tables from which the committer gives way to fjall's workers. fjall itself slows
+/// writes from 20 level-0 runs (by spinning, which takes the CPU its workers need) and halts
+/// them, 10 ms at a time, from 30.
 const L0_BEHIND: usize = 12;
 
-/// The longest a writer waits per batch for fjall's workers.
+/// The longest the committer waits per batch for fjall's workers.
 const GIVE_WAY_MAX_MS: usize = 20;
 
-/// How long the committer waits between batches while fjall's workers are behind by `l0_tables`
-/// level-0 tables and `sealed` sealed memtables: a millisecond per table from
+/// How long the committer waits between batches while fjall's workers are behind by
+/// `l0_tables` level-0 tables and `sealed` sealed memtables: a millisecond per table from
 /// [`L0_BEHIND`], four per memtable from [`SEALED_BEHIND`], at most [`GIVE_WAY_MAX_MS`].
 fn give_way_ms(l0_tables: usize, sealed: usize) -> u64 {
     let behind =
