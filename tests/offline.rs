@@ -596,3 +596,72 @@ async fn store_migrate_moves_a_sled_data_dir_to_fjall() {
     let out = s.cli(&["store", "migrate", "--remove-old"]);
     assert!(!out.status.success(), "a second --remove-old succeeded");
 }
+
+/// The nice value of each thread of process `pid` whose name is `name` (Linux keeps 15 bytes of
+/// a name), read from `/proc/{pid}/task/*/stat` (field 19).
+#[cfg(target_os = "linux")]
+fn nice_of_threads(pid: u32, name: &str) -> Vec<i64> {
+    let name = &name[..name.len().min(15)];
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("read the task list");
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
+        })
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            // After the name in parentheses: state is field 3, nice field 19.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            rest.split(' ').nth(16)?.parse().ok()
+        })
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fjall_background_threads_run_lower_while_messages_are_served() {
+    let s = Server::try_start_custom(|dir| {
+        format!(
+            "{}engine = \"fjall\"\nbackground_nice = 7\n",
+            base_config(dir, "")
+        )
+    })
+    .unwrap_or_else(|e| panic!("chatd did not start: {e}"));
+    let pid = s.pid().expect("chatd runs");
+    let main = nice_of_threads(pid, "chatd");
+    assert!(!main.is_empty(), "no main thread named chatd");
+    let want = (main[0] + 7).min(19);
+    let workers = nice_of_threads(pid, "fjall:worker");
+    assert!(!workers.is_empty(), "no fjall worker threads");
+    assert!(
+        workers.iter().all(|&n| n == want),
+        "want {want}: {workers:?}"
+    );
+    // Served as before.
+    s.add_user("alice", "alice-pw");
+    s.add_user("bob", "bob-pw");
+    let mut bob = online(&s, "bob:phone", "bob").await;
+    let mut alice = sender(&s).await;
+    let ack = alice.send("alice", "bob", "bg-1", "hello").await;
+    assert_eq!(ack["status"], "sent", "{ack}");
+    expect_in_order(
+        &mut bob,
+        &[ack["id"].as_str().unwrap_or_default().to_string()],
+    )
+    .await;
+    // The thread that frees memtables starts with the store and lowers itself.
+    let freeing = nice_of_threads(pid, "chatd-memtable-free");
+    assert!(
+        freeing.iter().all(|&n| n == want),
+        "want {want}: {freeing:?}"
+    );
+}
+
+#[test]
+fn an_out_of_range_background_nice_is_refused_at_start_by_name() {
+    let err =
+        Server::try_start_custom(|dir| format!("{}background_nice = 20\n", base_config(dir, "")))
+            .err()
+            .expect("chatd started with background_nice = 20");
+    assert!(err.contains("storage.background_nice"), "{err}");
+}
