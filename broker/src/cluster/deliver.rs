@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chatd_core::outbox::{Deliver, Outgoing};
+use chatd_core::outbox::{Answers, Deliver, Outgoing};
 
 use super::wake_bus::WakeBus;
 use crate::hub::Hub;
@@ -37,5 +37,11 @@ impl Deliver for ClusterDeliver {
     fn is_online(&self, user: &str) -> bool {
         // Any node's devices: no push job for a user connected elsewhere.
         self.presence.is_online(user)
+    }
+
+    fn answer(&self, answers: Answers) {
+        // Not before the other nodes have the deliveries: a sender that has its ack may send
+        // again through another node, whose publish must not overtake this one.
+        self.bus.answer(answers);
     }
 }

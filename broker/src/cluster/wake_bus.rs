@@ -17,6 +17,10 @@
 //! every node reading every delivery costs less. Deliveries are batched: the publisher takes
 //! whatever waits into one PUBLISH (`wire::batch`).
 //!
+//! A batch's acks wait until the publish that carries its deliveries is answered
+//! (`held_answers.rs`): a client that has its ack and sends again, on any node, cannot have
+//! that message reach a third node before the acknowledged one.
+//!
 //! Redis pub/sub delivers at most once, and only to connected subscribers: what is published
 //! while a node's subscription is down is lost to it. So a node wakes all its sessions (they
 //! read their queues from the store) when its subscription comes back, and every
@@ -30,7 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatd_core::outbox::Outgoing;
+use chatd_core::outbox::{Answers, Outgoing};
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client};
@@ -39,6 +43,7 @@ use tokio::time::{interval, sleep, timeout, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::held_answers::HeldAnswers;
 use super::peers::{Heard, Peers};
 use super::wire::{batch, Outbound, WireMessage};
 use crate::hub::Hub;
@@ -60,6 +65,8 @@ pub struct WakeBus {
     tx: mpsc::Sender<Outbound>,
     /// Something was dropped because the publisher fell behind; it publishes `all` instead.
     overflowed: AtomicBool,
+    /// Acks waiting for the publish of their batch's deliveries.
+    held: HeldAnswers,
 }
 
 /// What the bus's tasks share.
@@ -92,6 +99,7 @@ impl WakeBus {
         let bus = Arc::new(WakeBus {
             tx,
             overflowed: AtomicBool::new(false),
+            held: HeldAnswers::start(stop.clone()),
         });
         presence.set_peers(bus.clone());
         let node = Arc::new(Node {
@@ -119,6 +127,15 @@ impl WakeBus {
     /// item is dropped and the other nodes are told to read their queues.
     pub fn forward(&self, item: &Outgoing) {
         self.send(Outbound::Item(item.clone()));
+    }
+
+    /// Sends `answers` once everything forwarded before is published (or could not be; see
+    /// `held_answers.rs`). Never blocks.
+    pub fn answer(&self, answers: Answers) {
+        self.held.hold(
+            |mark| self.tx.try_send(Outbound::Mark(mark)).is_ok(),
+            answers,
+        );
     }
 
     fn send(&self, outbound: Outbound) {
@@ -216,19 +233,24 @@ async fn publisher(
     let mut beat = interval(heartbeat.max(Duration::from_millis(100)));
     beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
-        let mut message = tokio::select! {
+        let (mut message, mark) = tokio::select! {
             _ = stop.cancelled() => return,
             outbound = rx.recv() => match outbound {
                 Some(first) => batch(node.id, node.run, first, &mut rx),
                 None => return,
             },
-            _ = beat.tick() => WireMessage { n: node.id, r: node.run, ..WireMessage::default() },
+            _ = beat.tick() => (WireMessage { n: node.id, r: node.run, ..WireMessage::default() }, None),
         };
         if node.bus.overflowed.swap(false, Ordering::AcqRel) {
             lost = true;
         }
         let was_lost = lost;
         message.all = lost;
+        if let (true, Some(mark)) = (message.is_empty(), mark) {
+            // Only answers waited: what came before them was dealt with by earlier messages.
+            node.bus.held.passed(mark);
+            continue;
+        }
         let text = match serde_json::to_string(&message) {
             Ok(text) => text,
             Err(e) => {
@@ -256,6 +278,10 @@ async fn publisher(
             ),
             None => false,
         };
+        node.bus.held.set_healthy(published);
+        if let Some(mark) = mark {
+            node.bus.held.passed(mark);
+        }
         if published {
             beat.reset();
             lost = false;

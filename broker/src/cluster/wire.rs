@@ -21,6 +21,8 @@ pub enum Outbound {
     /// Say who is online on you: every node (`None`: this node joined or came back), or one
     /// that this node had not heard from.
     Sync(Option<u16>),
+    /// Answers wait for this mark (`held_answers`): nothing travels for it.
+    Mark(u64),
 }
 
 /// A delivery as it travels.
@@ -91,14 +93,27 @@ pub struct WireMessage {
     pub all: bool,
 }
 
+impl WireMessage {
+    /// Whether it tells nothing but that its node is alive.
+    pub fn is_empty(&self) -> bool {
+        self.i.is_empty()
+            && self.on.is_empty()
+            && self.off.is_empty()
+            && !self.sync
+            && self.ask.is_empty()
+            && !self.all
+    }
+}
+
 /// Takes what waits into one message: `first`, then whatever else is ready, in order (a
-/// user's `on` and `off` keep their order, which is all presence needs).
+/// user's `on` and `off` keep their order, which is all presence needs). Also returns the
+/// last mark taken, which is passed once the message is published.
 pub fn batch(
     node: u16,
     run: u64,
     first: Outbound,
     rx: &mut mpsc::Receiver<Outbound>,
-) -> WireMessage {
+) -> (WireMessage, Option<u64>) {
     let mut message = WireMessage {
         n: node,
         r: run,
@@ -106,6 +121,7 @@ pub fn batch(
     };
     let mut bytes = 0;
     let mut count = 0;
+    let mut mark = None;
     let mut next = Some(first);
     while let Some(outbound) = next.take() {
         count += 1;
@@ -140,12 +156,13 @@ pub fn batch(
                     message.ask.push(node);
                 }
             }
+            Outbound::Mark(m) => mark = Some(m),
         }
         if count < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             next = rx.try_recv().ok();
         }
     }
-    message
+    (message, mark)
 }
 
 #[cfg(test)]
@@ -164,7 +181,8 @@ mod tests {
             assert!(tx.try_send(o).is_ok());
         }
         let first = rx.try_recv().ok().map_or(Outbound::Sync(None), |o| o);
-        let m = batch(3, 9, first, &mut rx);
+        let (m, mark) = batch(3, 9, first, &mut rx);
+        assert_eq!(mark, None);
         assert_eq!((m.n, m.r), (3, 9));
         assert_eq!(m.on, vec!["bob".to_string()]);
         assert_eq!(m.off.len(), 1);

@@ -22,6 +22,9 @@ pub struct Outgoing {
     pub skip_client: Option<String>,
 }
 
+/// What a committed batch owes the clients that sent its jobs (acks, replies), sent at once.
+pub type Answers = Box<dyn FnOnce() + Send>;
+
 /// The broker's side of delivery.
 pub trait Deliver: Send + Sync + 'static {
     /// Hands one item over. Must never block: it is called from the committer thread, and a
@@ -32,4 +35,14 @@ pub trait Deliver: Send + Sync + 'static {
     /// Whether `user` has a device connected (to this node) right now; decides whether a
     /// push job is written for a message queued for them. Must never block.
     fn is_online(&self, user: &str) -> bool;
+
+    /// Sends `answers`, the acks and replies of a batch whose items were just handed to
+    /// [`Deliver::deliver`], once those items are on their way to every device that may get
+    /// them: a sender who has its ack and sends again must not overtake its own message
+    /// anywhere. On one node that is at once (the items are in the sessions' mailboxes
+    /// already). Must never block, and must run `answers` exactly once, soon, even when the
+    /// items are lost.
+    fn answer(&self, answers: Answers) {
+        answers();
+    }
 }

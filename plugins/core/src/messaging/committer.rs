@@ -3,8 +3,8 @@
 //!
 //! It takes every job waiting in its channel (up to a batch limit), assigns ids in order,
 //! stages each job as one unit of intents (`batch.rs`, `ports::log`), commits the batch (one
-//! atomic, durable write), then answers all of them and hands the new messages and receipt
-//! events to the broker in id order. One committer per process means commit order == id
+//! atomic, durable write), then hands the new messages and receipt events to the broker in id
+//! order and answers all of them once the broker has them on their way. One committer per process means commit order == id
 //! order, and one durable write for many jobs is what makes durable acks affordable. The files
 //! beside it stage each kind of job: `direct_commit.rs` (1:1 sends), `receipt_commit.rs`,
 //! `group_commit.rs`, `fanout_commit.rs` and `purge_commit.rs`.
@@ -26,7 +26,7 @@ use super::receipts::ReceiptDraft;
 use super::stats::Counters;
 use super::validate::{Draft, Target};
 use crate::accounts::Accounts;
-use crate::outbox::Deliver;
+use crate::outbox::{Answers, Deliver};
 use crate::ports::accounts::RecordError;
 use crate::ports::log::{CidClaim, Claimant, MessageLog, UnitOutcome};
 use chatd_wire::ids::IdGen;
@@ -467,19 +467,25 @@ impl Committer {
             // fan-out backlog its message added.
             self.fanouts_written(&mut batch, &outcomes);
         }
+        // Every answer waits until the batch's items are handed over (see the end).
+        let mut answers: Vec<Answers> = Vec::with_capacity(sends.len() + receipts.len());
         for (reply, result) in purges {
             let answer = match &durable {
                 Ok(()) => result,
                 Err(_) => Err(lost("clean-up")),
             };
-            let _ = reply.send(answer);
+            answers.push(Box::new(move || {
+                let _ = reply.send(answer);
+            }));
         }
         for (reply, result) in group_jobs {
             let answer = match &durable {
                 Ok(()) => result,
                 Err(_) => Err(lost("change")),
             };
-            let _ = reply.send(answer);
+            answers.push(Box::new(move || {
+                let _ = reply.send(answer);
+            }));
         }
         Counters::add(&self.counters.batches, 1);
         let mut stored = batch.messages;
@@ -516,7 +522,9 @@ impl Committer {
                 }
             };
             // The sender may have gone away meanwhile; the message is stored regardless.
-            let _ = reply.send(answer);
+            answers.push(Box::new(move || {
+                let _ = reply.send(answer);
+            }));
         }
         for (reply, ids, refused) in receipts {
             let refused = match &durable {
@@ -536,7 +544,9 @@ impl Committer {
                         .collect()
                 }
             };
-            let _ = reply.send(refused);
+            answers.push(Box::new(move || {
+                let _ = reply.send(refused);
+            }));
         }
         if durable.is_ok() {
             Counters::add(&self.counters.messages_stored, stored);
@@ -545,6 +555,11 @@ impl Committer {
                 self.deliver.deliver(item);
             }
         }
+        // Only once the items are on their way: a client that has its ack and sends again
+        // (on any node) must not see its next message overtake this batch's anywhere. In a
+        // cluster that is after the items' publish to the other nodes (`cluster::deliver`).
+        self.deliver
+            .answer(Box::new(move || answers.into_iter().for_each(|a| a())));
         // After the answers, so that no one waits for this batch's acks meanwhile.
         self.log.give_way();
     }
