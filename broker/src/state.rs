@@ -87,7 +87,7 @@ impl Shared {
     /// user's devices on this node and, in a cluster, on the others.
     pub fn deliver_unstored(&self, item: Outgoing, except: Option<&SessionEntry>) {
         if let Some(bus) = &self.bus {
-            bus.forward(&item);
+            bus.forward_elsewhere(&item);
         }
         match except {
             Some(entry) => self.hub.deliver_except(item, entry),

@@ -1,5 +1,5 @@
-//! The outbox of a cluster node: every delivery goes to this node's sessions, as on one node,
-//! and is announced to the other nodes through the wake-up bus.
+//! The outbox of a cluster node: every delivery is published on the wake-up bus, and reaches
+//! this node's sessions when that publish comes back, in the order every node sees.
 
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ pub struct ClusterDeliver {
 }
 
 impl ClusterDeliver {
-    /// Delivers to `hub` and tells the other nodes through `bus`; `presence` knows who is
+    /// Delivers through `bus` to every node's sessions, `hub`'s too; `presence` knows who is
     /// online on any node.
     pub fn new(hub: Arc<Hub>, bus: Arc<WakeBus>, presence: Arc<Presence>) -> ClusterDeliver {
         ClusterDeliver { hub, bus, presence }
@@ -29,9 +29,12 @@ impl Deliver for ClusterDeliver {
         // The item itself travels, queued or not: a user's devices on other nodes get it
         // live, as devices on this node do. (Waking them to read it from the queue instead
         // would race with this node's devices, whose acknowledgement takes it out of the
-        // queue.) A node that misses it reads the queue when it sweeps.
-        self.bus.forward(&item);
-        self.hub.deliver(item);
+        // queue.) A node that misses it reads the queue when it sweeps. This node's sessions
+        // get it when its publish comes back (`local_echo.rs`); at once when the bus is behind
+        // and could not take it.
+        if let Err(item) = self.bus.forward(item) {
+            self.hub.deliver(item);
+        }
     }
 
     fn is_online(&self, user: &str) -> bool {

@@ -8,7 +8,8 @@
 //! (`Deliver::answer`) after its deliveries: a numbered *mark* goes into the bus's queue behind
 //! them, and the answers are sent once the publisher has passed the mark, that is once Redis
 //! has answered the PUBLISH that carried the deliveries. Redis delivers a channel's messages
-//! to each subscriber in the order it took them, so every node then gets this batch's
+//! to each subscriber in the order it took them, and every node hands them to its sessions in
+//! that order (its own too: `local_echo.rs`), so every device then gets this batch's
 //! deliveries before anything sent after the ack.
 //!
 //! Redis is never the truth, and never holds up an ack for long: answers go at once while

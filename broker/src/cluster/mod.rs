@@ -8,6 +8,7 @@
 
 pub mod deliver;
 pub mod held_answers;
+pub mod local_echo;
 pub mod peers;
 pub mod wake_bus;
 pub mod wire;

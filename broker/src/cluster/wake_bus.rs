@@ -17,9 +17,11 @@
 //! every node reading every delivery costs less. Deliveries are batched: the publisher takes
 //! whatever waits into one PUBLISH (`wire::batch`).
 //!
-//! A batch's acks wait until the publish that carries its deliveries is answered
-//! (`held_answers.rs`): a client that has its ack and sends again, on any node, cannot have
-//! that message reach a third node before the acknowledged one.
+//! Every node, the sender too, hands deliveries to its sessions in the channel's order: a
+//! node's own deliveries reach its sessions when it hears its publish back
+//! (`local_echo.rs`), and a batch's acks wait until that publish is answered
+//! (`held_answers.rs`). So a message sent after an ack, on any node, reaches every device after
+//! the acknowledged one, as on one node.
 //!
 //! Redis pub/sub delivers at most once, and only to connected subscribers: what is published
 //! while a node's subscription is down is lost to it. So a node wakes all its sessions (they
@@ -34,7 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatd_core::outbox::{Answers, Outgoing};
+use chatd_core::outbox::{Answers, Deliver, Outgoing};
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client};
@@ -44,8 +46,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::held_answers::HeldAnswers;
+use super::local_echo::LocalEcho;
 use super::peers::{Heard, Peers};
-use super::wire::{batch, Outbound, WireMessage};
+use super::wire::{batch, Batch, Outbound, WireMessage};
 use crate::hub::Hub;
 use crate::presence::{Presence, PresencePeers};
 
@@ -78,6 +81,8 @@ struct Node {
     presence: Arc<Presence>,
     peers: Peers,
     bus: Arc<WakeBus>,
+    /// This node's own deliveries waiting for their publish to come back.
+    echo: LocalEcho,
 }
 
 impl WakeBus {
@@ -109,6 +114,7 @@ impl WakeBus {
             presence,
             peers: Peers::new(ttl),
             bus: bus.clone(),
+            echo: LocalEcho::default(),
         });
         tokio::spawn(publisher(
             node.clone(),
@@ -119,14 +125,25 @@ impl WakeBus {
             stop.clone(),
         ));
         tokio::spawn(subscriber(node.clone(), client, channel, stop.clone()));
+        tokio::spawn(release_overdue(node.clone(), stop.clone()));
         tokio::spawn(watch_peers(node, stop));
         Ok(bus)
     }
 
-    /// Hands a delivery to the other nodes. Never blocks: when the publisher is behind, the
-    /// item is dropped and the other nodes are told to read their queues.
-    pub fn forward(&self, item: &Outgoing) {
-        self.send(Outbound::Item(item.clone()));
+    /// Hands a delivery to every node, this one too (once published: `local_echo.rs`).
+    /// Never blocks: when the publisher is behind, the item is handed back, for this node's
+    /// sessions only, and the other nodes are told to read their queues.
+    pub fn forward(&self, item: Outgoing) -> Result<(), Outgoing> {
+        match self.tx.try_send(Outbound::Item(item)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.overflowed.store(true, Ordering::Release);
+                match e.into_inner() {
+                    Outbound::Item(item) => Err(item),
+                    _ => Ok(()),
+                }
+            }
+        }
     }
 
     /// Sends `answers` once everything forwarded before is published (or could not be; see
@@ -136,6 +153,13 @@ impl WakeBus {
             |mark| self.tx.try_send(Outbound::Mark(mark)).is_ok(),
             answers,
         );
+    }
+
+    /// Hands a delivery to the other nodes only (the caller delivers it here). Never blocks:
+    /// when the publisher is behind, the item is dropped and the other nodes are told to read
+    /// their queues.
+    pub fn forward_elsewhere(&self, item: &Outgoing) {
+        self.send(Outbound::Elsewhere(item.clone()));
     }
 
     fn send(&self, outbound: Outbound) {
@@ -175,6 +199,10 @@ impl Node {
             }
         };
         if message.n == self.id {
+            // This run's own publish came back: its deliveries take their place here.
+            if message.r == self.run {
+                self.echo.heard(message.k, &self.hub);
+            }
             return;
         }
         match self.peers.heard(message.n, message.r) {
@@ -232,32 +260,52 @@ async fn publisher(
     let mut down_logged = false;
     let mut beat = interval(heartbeat.max(Duration::from_millis(100)));
     beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // The number of the last message (`k`).
+    let mut number = 0;
     loop {
-        let (mut message, mark) = tokio::select! {
+        let Batch {
+            mut message,
+            mark,
+            local,
+        } = tokio::select! {
             _ = stop.cancelled() => return,
             outbound = rx.recv() => match outbound {
                 Some(first) => batch(node.id, node.run, first, &mut rx),
                 None => return,
             },
-            _ = beat.tick() => (WireMessage { n: node.id, r: node.run, ..WireMessage::default() }, None),
+            _ = beat.tick() => Batch {
+                message: WireMessage { n: node.id, r: node.run, ..WireMessage::default() },
+                mark: None,
+                local: Vec::new(),
+            },
         };
         if node.bus.overflowed.swap(false, Ordering::AcqRel) {
             lost = true;
         }
         let was_lost = lost;
         message.all = lost;
-        if let (true, Some(mark)) = (message.is_empty(), mark) {
+        if let (true, true, Some(mark)) = (message.is_empty(), local.is_empty(), mark) {
             // Only answers waited: what came before them was dealt with by earlier messages.
             node.bus.held.passed(mark);
             continue;
         }
+        number += 1;
+        message.k = number;
         let text = match serde_json::to_string(&message) {
             Ok(text) => text,
             Err(e) => {
                 warn!("cluster bus: cannot encode a message: {e}");
+                for item in local {
+                    node.hub.deliver(item);
+                }
+                if let Some(mark) = mark {
+                    node.bus.held.passed(mark);
+                }
                 continue;
             }
         };
+        // Before the publish: its echo may come back before the publish is answered.
+        node.echo.publishing(number, local, &node.hub);
         if conn.is_none() {
             conn = match timeout(COMMAND_TIMEOUT, connect(&client)).await {
                 Ok(Ok(c)) => Some(c),
@@ -281,6 +329,10 @@ async fn publisher(
         node.bus.held.set_healthy(published);
         if let Some(mark) = mark {
             node.bus.held.passed(mark);
+        }
+        if !published {
+            // No echo to wait for (or one that may never come).
+            node.echo.heard(number, &node.hub);
         }
         if published {
             beat.reset();
@@ -325,6 +377,8 @@ async fn subscriber(node: Arc<Node>, client: Client, channel: String, stop: Canc
             r = timeout(COMMAND_TIMEOUT, subscribed) => r,
         };
         if let Ok(Ok(pubsub)) = pubsub {
+            // This node's own publishes come back from now on.
+            node.echo.set_subscribed(true, &node.hub);
             // Who is online where: the others answer with their users.
             node.bus.send(Outbound::Sync(None));
             if missed {
@@ -344,6 +398,7 @@ async fn subscriber(node: Arc<Node>, client: Client, channel: String, stop: Canc
             }
         }
         missed = true;
+        node.echo.set_subscribed(false, &node.hub);
         if !down_logged {
             warn!("cluster bus: not subscribed to Redis; every session reads its queue every {SWEEP_WHILE_DOWN:?} until it is");
             down_logged = true;
@@ -352,6 +407,19 @@ async fn subscriber(node: Arc<Node>, client: Client, channel: String, stop: Canc
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = sleep(SWEEP_WHILE_DOWN) => {}
+        }
+    }
+}
+
+/// Hands this node's own deliveries to its sessions when their publish does not come back in
+/// time (`local_echo::ECHO_WAIT`).
+async fn release_overdue(node: Arc<Node>, stop: CancellationToken) {
+    let mut tick = interval(Duration::from_millis(50));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => node.echo.overdue(&node.hub),
         }
     }
 }

@@ -12,8 +12,10 @@ pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 
 /// What a node has to tell the others.
 pub enum Outbound {
-    /// A delivery for a user's devices.
+    /// A delivery for a user's devices, on every node (this one once published).
     Item(Outgoing),
+    /// A delivery for a user's devices on the other nodes only.
+    Elsewhere(Outgoing),
     /// A user's first device on this node connected.
     On(String),
     /// A user's last device on this node went away at this time (ms since the epoch).
@@ -73,6 +75,10 @@ pub struct WireMessage {
     /// The sending process's run (random at start): a new run of a node means its previous
     /// run's users are gone.
     pub r: u64,
+    /// The sending run's number for this message, counting from 1 (0: none): the sender hands
+    /// its own deliveries to its sessions when it hears it (`local_echo.rs`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub k: u64,
     /// Deliveries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub i: Vec<WireItem>,
@@ -93,6 +99,20 @@ pub struct WireMessage {
     pub all: bool,
 }
 
+fn is_zero(k: &u64) -> bool {
+    *k == 0
+}
+
+/// What the publisher takes from its queue at once.
+pub struct Batch {
+    /// What goes to the other nodes.
+    pub message: WireMessage,
+    /// The last mark taken: passed once the message is published (or given up on).
+    pub mark: Option<u64>,
+    /// The deliveries, for this node's own sessions.
+    pub local: Vec<Outgoing>,
+}
+
 impl WireMessage {
     /// Whether it tells nothing but that its node is alive.
     pub fn is_empty(&self) -> bool {
@@ -106,14 +126,8 @@ impl WireMessage {
 }
 
 /// Takes what waits into one message: `first`, then whatever else is ready, in order (a
-/// user's `on` and `off` keep their order, which is all presence needs). Also returns the
-/// last mark taken, which is passed once the message is published.
-pub fn batch(
-    node: u16,
-    run: u64,
-    first: Outbound,
-    rx: &mut mpsc::Receiver<Outbound>,
-) -> (WireMessage, Option<u64>) {
+/// user's `on` and `off` keep their order, which is all presence needs).
+pub fn batch(node: u16, run: u64, first: Outbound, rx: &mut mpsc::Receiver<Outbound>) -> Batch {
     let mut message = WireMessage {
         n: node,
         r: run,
@@ -122,23 +136,16 @@ pub fn batch(
     let mut bytes = 0;
     let mut count = 0;
     let mut mark = None;
+    let mut local = Vec::new();
     let mut next = Some(first);
     while let Some(outbound) = next.take() {
         count += 1;
         match outbound {
             Outbound::Item(item) => {
-                // Payloads are JSON the server built; one that is not text cannot travel.
-                if let Ok(payload) = std::str::from_utf8(&item.payload) {
-                    bytes += payload.len() + item.user.len();
-                    message.i.push(WireItem {
-                        c: item.channel.name().to_string(),
-                        p: payload.to_string(),
-                        s: item.skip_client,
-                        q: item.queue_id,
-                        u: item.user,
-                    });
-                }
+                bytes += add_item(&mut message, &item);
+                local.push(item);
             }
+            Outbound::Elsewhere(item) => bytes += add_item(&mut message, &item),
             Outbound::On(user) => {
                 // An `off` earlier in this batch is overtaken: the user is back.
                 message.off.retain(|off| off.u != user);
@@ -162,7 +169,27 @@ pub fn batch(
             next = rx.try_recv().ok();
         }
     }
-    (message, mark)
+    Batch {
+        message,
+        mark,
+        local,
+    }
+}
+
+/// Adds `item` to `message`; returns about how many bytes it takes.
+fn add_item(message: &mut WireMessage, item: &Outgoing) -> usize {
+    // Payloads are JSON the server built; one that is not text cannot travel.
+    let Ok(payload) = std::str::from_utf8(&item.payload) else {
+        return 0;
+    };
+    message.i.push(WireItem {
+        c: item.channel.name().to_string(),
+        p: payload.to_string(),
+        s: item.skip_client.clone(),
+        q: item.queue_id.clone(),
+        u: item.user.clone(),
+    });
+    payload.len() + item.user.len()
 }
 
 #[cfg(test)]
@@ -181,7 +208,9 @@ mod tests {
             assert!(tx.try_send(o).is_ok());
         }
         let first = rx.try_recv().ok().map_or(Outbound::Sync(None), |o| o);
-        let (m, mark) = batch(3, 9, first, &mut rx);
+        let Batch {
+            message: m, mark, ..
+        } = batch(3, 9, first, &mut rx);
         assert_eq!(mark, None);
         assert_eq!((m.n, m.r), (3, 9));
         assert_eq!(m.on, vec!["bob".to_string()]);
