@@ -271,3 +271,72 @@ async fn a_killed_nodes_users_go_offline_within_the_ttl() {
         killed.elapsed()
     );
 }
+
+/// A user's device gets, live, a message that another node numbered below one the device already
+/// has, even when the user's other device acknowledged it first. Node 2's id generator runs ahead
+/// of node 1's (as with a clock ahead: it took up a newer id from the database when it started),
+/// so a message sent through node 1 after one sent through node 2 gets the lower id. Bob's laptop
+/// takes one message unacknowledged at a time (MQTT 5 Receive Maximum 1) and holds the first, so
+/// the second reaches its node's session only after bob's phone acknowledged it and it left his
+/// queue: reading the queue again cannot find it, only the delivery in hand can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lower_id_acknowledged_by_another_device_still_reaches_a_device_live() {
+    use support::raw::{puback, Connect, Raw, PUBLISH, V};
+    let cluster = Cluster::new();
+    let one = cluster.node(1);
+    one.add_user("alice", "alice-pw");
+    one.add_user("bob", "bob-pw");
+    let ahead = chatd_wire::ids::now_ms() + 60_000;
+    cluster.query(&format!(
+        "INSERT INTO meta (key, value) VALUES ('last_id', '{ahead:013}-00000-00000') \
+         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+    ));
+    let two = cluster.node(2);
+    let mut alice_one = device(&one, "alice", "phone").await;
+    let mut alice_two = device(&two, "alice", "tablet").await;
+    let mut phone = device(&one, "bob", "phone").await;
+    let connect = Connect::new(V::V5, "bob:laptop", "bob", "bob-pw").receive_maximum(1);
+    let mut laptop = Raw::login_with(two.mqtt, &connect).await;
+    assert_eq!(laptop.subscribe(1, &[("user/bob/inbox", 1)]).await, vec![1]);
+
+    let high = alice_two.send("alice", "bob", "c-high", "high").await;
+    assert_eq!(high["status"], "sent", "{high}");
+    let high_id = high["id"].as_str().unwrap_or_default().to_string();
+    // The laptop holds the first message unacknowledged: its window is full.
+    let first = laptop.read_packet(WAIT).await.expect("the first message");
+    assert_eq!(first.kind(), PUBLISH, "{first:?}");
+    let first = first.publish(V::V5);
+    assert_eq!(first.json()["id"], high_id.as_str(), "{:?}", first.json());
+
+    let low = alice_one.send("alice", "bob", "c-low", "low").await;
+    assert_eq!(low["status"], "sent", "{low}");
+    let low_id = low["id"].as_str().unwrap_or_default().to_string();
+    assert!(low_id < high_id, "{low_id} is not below {high_id}");
+    // The phone gets both, in the order they were sent, and acknowledges them: bob's queue is
+    // empty before the laptop can take the second.
+    assert_eq!(
+        inbox(&mut phone, "bob", 2).await,
+        vec![
+            (high_id.clone(), "high".to_string()),
+            (low_id.clone(), "low".to_string())
+        ]
+    );
+    let deadline = Instant::now() + WAIT;
+    while cluster.count("SELECT count(*) FROM queue WHERE user_id = 'bob'") > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the phone's acks never reached the queue"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    laptop.send(&puback(first.pkid)).await;
+    let second = laptop
+        .next_publish_on("user/bob/inbox", WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("the laptop never got {low_id} ({e:?})"));
+    assert_eq!(second.json()["id"], low_id.as_str(), "{:?}", second.json());
+    // Once each.
+    let more = laptop.publishes_for(Duration::from_millis(500)).await;
+    assert!(more.is_empty(), "more than once: {more:?}");
+}

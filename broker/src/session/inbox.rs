@@ -8,10 +8,17 @@
 //!
 //! In a cluster the queue is written by several nodes, each with its own id generator, so an
 //! entry committed later may carry a lower id than one already sent: reading on from the last
-//! id sent would pass it over. There a lagged session *rescans*: it reads its queue from the
-//! start (short for a connected user: what it holds is what is not yet acknowledged), skipping
-//! what is in flight to the client. The read position is therefore kept apart from the last id
-//! sent.
+//! id sent would pass it over. There a session remembers the ids it sent ([`SentIds`], bounded),
+//! and a live delivery below the last id sent is sent when it was not sent before: the delivery
+//! in hand is the only sure way, because the queue is the user's and another device of the user
+//! may have acknowledged the entry (it left the queue) before this session looks. The same holds
+//! for a delivery the replay's read already went past. Only a delivery of which nothing is
+//! remembered (below what the bound forgot) makes the session *rescan* its queue: read it from
+//! the start (short for a connected user: what it holds is what is not yet acknowledged),
+//! skipping what is in flight to the client. A lagged session rescans too. The read position is
+//! therefore kept apart from the last id sent.
+
+use super::sent_ids::{Known, SentIds};
 
 /// The inbox state of one session.
 #[derive(Debug, Default)]
@@ -22,8 +29,11 @@ pub struct Inbox {
     /// Where the next read of the store starts (after this id; from the start when `None`).
     scan: Option<String>,
     coverage: u8,
-    /// Lagging means reading from the start again (cluster mode), not from the cursor.
+    /// Cluster mode: lagging means reading from the start again, not from the cursor, and the
+    /// ids sent are remembered.
     rescans: bool,
+    /// The ids sent, in cluster mode (see the module documentation).
+    remembered: SentIds,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -79,15 +89,6 @@ impl Inbox {
         }
     }
 
-    /// A live delivery was not taken (its id is not above the cursor). On one node that means
-    /// it was sent already; in a cluster it may be an entry another generator numbered lower,
-    /// so the queue is read again.
-    pub fn refused_live(&mut self) {
-        if self.rescans && self.state == State::Live {
-            self.lagged();
-        }
-    }
-
     /// True while the queue is being read from the store.
     pub fn is_replaying(&self) -> bool {
         self.state == State::Replaying
@@ -105,9 +106,29 @@ impl Inbox {
         }
     }
 
-    /// Whether a live delivery of queued message `id` should be sent now.
-    pub fn accepts_live(&self, id: &str) -> bool {
-        self.state == State::Live && self.cursor.as_deref().is_none_or(|c| id > c)
+    /// Whether a live delivery of queued entry `id` should be sent now. Above the last id sent,
+    /// while live: yes. On one node anything else was sent already, or is read by the replay.
+    /// In a cluster, an entry below the last id sent, or one the replay's read already went
+    /// past, is sent unless it was sent before; when that is not known (the bound forgot it),
+    /// the queue is read again from the start instead.
+    pub fn takes_live(&mut self, id: &str) -> bool {
+        let above = |at: &Option<String>| at.as_deref().is_none_or(|c| id > c);
+        match self.state {
+            State::Off => return false,
+            State::Live if above(&self.cursor) => return true,
+            _ if !self.rescans => return false,
+            // The read has yet to come to it.
+            State::Replaying if above(&self.scan) => return false,
+            State::Live | State::Replaying => {}
+        }
+        match self.remembered.knows(id) {
+            Known::Sent => false,
+            Known::New => true,
+            Known::Unknown => {
+                self.lagged();
+                false
+            }
+        }
     }
 
     /// Whether queued entry `id` is at or below the highest id written to the client (it may
@@ -126,12 +147,20 @@ impl Inbox {
     /// replay still reads the queue from its start, and passes over it as in flight.
     pub fn resent(&mut self, id: &str) {
         raise(&mut self.cursor, id);
+        self.remember(id);
     }
 
     /// Queued message `id` was written to the client.
     pub fn sent(&mut self, id: &str) {
         raise(&mut self.cursor, id);
         raise(&mut self.scan, id);
+        self.remember(id);
+    }
+
+    fn remember(&mut self, id: &str) {
+        if self.rescans {
+            self.remembered.insert(id);
+        }
     }
 }
 
@@ -139,25 +168,29 @@ impl Inbox {
 mod tests {
     use super::*;
 
+    fn id(ms: u64, node: u16) -> String {
+        format!("{ms:013}-{node:05}-00000")
+    }
+
     #[test]
     fn replay_then_live_skips_what_was_sent() {
         let mut inbox = Inbox::default();
-        assert!(!inbox.accepts_live("1"));
+        assert!(!inbox.takes_live(&id(1, 1)));
         inbox.set_coverage(1);
         assert!(inbox.is_replaying());
-        assert!(!inbox.accepts_live("1"));
-        inbox.sent("2");
+        assert!(!inbox.takes_live(&id(1, 1)));
+        inbox.sent(&id(2, 1));
         inbox.caught_up();
-        assert!(!inbox.accepts_live("2"));
-        assert!(inbox.accepts_live("3"));
+        assert!(!inbox.takes_live(&id(2, 1)));
+        assert!(inbox.takes_live(&id(3, 1)));
         inbox.lagged();
         assert!(inbox.is_replaying());
-        assert_eq!(inbox.read_after(), Some("2"));
+        assert_eq!(inbox.read_after(), Some(id(2, 1).as_str()));
         inbox.caught_up();
-        inbox.refused_live();
+        assert!(!inbox.takes_live(&id(1, 1)));
         assert!(
             !inbox.is_replaying(),
-            "one node: a refused delivery was sent already"
+            "one node: a delivery below the cursor was sent already"
         );
         inbox.set_coverage(1);
         assert!(!inbox.is_replaying());
@@ -172,21 +205,67 @@ mod tests {
     fn a_cluster_session_reads_its_queue_from_the_start_when_lagged() {
         let mut inbox = Inbox::rescanning();
         inbox.set_coverage(1);
-        inbox.sent("5");
-        inbox.read("6");
-        assert_eq!(inbox.read_after(), Some("6"));
+        inbox.sent(&id(5, 1));
+        inbox.read(&id(6, 1));
+        assert_eq!(inbox.read_after(), Some(id(6, 1).as_str()));
         inbox.caught_up();
         inbox.lagged();
         assert!(inbox.is_replaying());
         assert_eq!(inbox.read_after(), None);
         // What is read again does not move the cursor back.
-        inbox.read("3");
-        inbox.sent("4");
+        inbox.read(&id(3, 1));
+        inbox.sent(&id(4, 1));
         inbox.caught_up();
-        assert!(!inbox.accepts_live("5"));
-        assert!(inbox.accepts_live("7"));
-        // A live entry numbered below the cursor by another node's generator: read the queue.
-        inbox.refused_live();
+        assert!(!inbox.takes_live(&id(5, 1)));
+        assert!(inbox.takes_live(&id(7, 1)));
+        assert!(!inbox.is_replaying());
+    }
+
+    #[test]
+    fn a_cluster_session_sends_a_lower_id_it_never_sent_once() {
+        let mut inbox = Inbox::rescanning();
+        inbox.set_coverage(1);
+        inbox.caught_up();
+        for ms in [10, 20, 30] {
+            assert!(inbox.takes_live(&id(ms, 2)));
+            inbox.sent(&id(ms, 2));
+        }
+        // Another node's entry numbered between them: in hand, never sent, so sent now (its
+        // queue entry may be gone already, acknowledged by another device).
+        assert!(inbox.takes_live(&id(15, 1)));
+        inbox.sent(&id(15, 1));
+        assert!(!inbox.is_replaying());
+        // Delivered again (or read back): not twice.
+        assert!(!inbox.takes_live(&id(15, 1)));
+        assert!(!inbox.takes_live(&id(20, 2)));
+        assert!(!inbox.is_replaying());
+    }
+
+    #[test]
+    fn a_cluster_session_sends_what_its_replay_already_went_past() {
+        let mut inbox = Inbox::rescanning();
+        inbox.set_coverage(1);
+        // Not read yet: the replay sends it in its turn.
+        assert!(!inbox.takes_live(&id(10, 1)));
+        inbox.sent(&id(20, 2));
+        // Below where the read is: committed after the read went past it.
+        assert!(inbox.takes_live(&id(10, 1)));
+        inbox.sent(&id(10, 1));
+        assert!(!inbox.takes_live(&id(10, 1)));
+        assert!(!inbox.takes_live(&id(30, 1)));
+        assert!(inbox.is_replaying());
+    }
+
+    #[test]
+    fn a_cluster_session_reads_its_queue_again_for_what_it_forgot() {
+        let mut inbox = Inbox::rescanning();
+        inbox.set_coverage(1);
+        inbox.caught_up();
+        for ms in 0..crate::session::sent_ids::MAX_REMEMBERED as u64 + 1 {
+            inbox.sent(&id(100 + ms, 2));
+        }
+        // Below everything remembered: perhaps sent, perhaps not; the queue says.
+        assert!(!inbox.takes_live(&id(50, 1)));
         assert!(inbox.is_replaying());
         assert_eq!(inbox.read_after(), None);
     }

@@ -21,6 +21,7 @@ mod inflight;
 mod oversize;
 mod replies;
 mod reply_to;
+mod sent_ids;
 mod strict;
 mod subscriptions;
 mod waiting;
@@ -823,8 +824,7 @@ impl Session {
             granted
         };
         if let Some(id) = &item.queue_id {
-            if !self.inbox.accepts_live(id) {
-                self.inbox.refused_live();
+            if !self.inbox.takes_live(id) {
                 return;
             }
         }
