@@ -665,3 +665,55 @@ fn an_out_of_range_background_nice_is_refused_at_start_by_name() {
             .expect("chatd started with background_nice = 20");
     assert!(err.contains("storage.background_nice"), "{err}");
 }
+
+/// A device still reading its queue gets a new message live even when another device of the
+/// same user acknowledged it first (it left the queue before the read came to it). Bob's laptop
+/// takes one message unacknowledged at a time (MQTT 5 Receive Maximum 1) and holds the first of
+/// his backlog, so its replay is under way when the new message arrives; his phone reads the
+/// whole queue, gets the new message and acknowledges everything before the laptop goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_replaying_its_queue_gets_what_another_device_acknowledged_meanwhile() {
+    use support::raw::{puback, Connect, Raw, PUBLISH, V};
+    let s = server_ab();
+    let mut alice = sender(&s).await;
+    let old = send_many(&mut alice, "old-", 2).await;
+    let laptop_connect = Connect::new(V::V5, "bob:laptop", "bob", "bob-pw").receive_maximum(1);
+    let mut laptop = Raw::login_with(s.mqtt, &laptop_connect).await;
+    laptop
+        .send(&support::raw::subscribe(V::V5, 1, &[("user/bob/inbox", 1)]))
+        .await;
+    // The SUBACK, then the first of the backlog, left unacknowledged.
+    let first = loop {
+        let p = laptop.read_packet(WAIT).await.expect("the first message");
+        if p.kind() == PUBLISH {
+            break p.publish(V::V5);
+        }
+    };
+    assert_eq!(first.json()["id"], old[0].as_str(), "{:?}", first.json());
+
+    let mut phone = connect(s.mqtt, "bob:phone", "bob", "bob-pw").await;
+    phone.subscribe("user/bob/inbox", QoS::AtLeastOnce).await;
+    expect_in_order(&mut phone, &old).await;
+    let new = send_many(&mut alice, "new-", 1).await;
+    expect_in_order(&mut phone, &new).await;
+    // The phone's PUBACKs were handled (the queue is empty) once this is answered.
+    phone.subscribe("user/bob/rpc", QoS::AtLeastOnce).await;
+    let page = phone
+        .rpc(
+            "bob",
+            json!({"op": "presence.get", "rid": "p", "users": ["alice"]}),
+        )
+        .await;
+    assert_eq!(page["ok"], true, "{page}");
+
+    laptop.send(&puback(first.pkid)).await;
+    // The second of the backlog went to the phone before the laptop's read came to it; the new
+    // message, live to every device, reaches the laptop too, once.
+    let next = laptop
+        .next_publish_on("user/bob/inbox", WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("the laptop never got {} ({e:?})", new[0]));
+    assert_eq!(next.json()["id"], new[0].as_str(), "{:?}", next.json());
+    let more = laptop.publishes_for(Duration::from_millis(500)).await;
+    assert!(more.is_empty(), "more than once: {more:?}");
+}

@@ -2,9 +2,11 @@
 //! receipts share one queue, in id order).
 //!
 //! A session that subscribes to a queued topic first *replays* the queue from the store in id order,
-//! ignoring live deliveries meanwhile (they are in the store too), then goes *live*, taking only
-//! live deliveries newer than the last id it sent. The hub marks a session lagged when it had to
-//! drop a delivery; the session then replays again from where it was.
+//! then goes *live*, taking only live deliveries newer than the last id it sent. Live deliveries
+//! that arrive during the replay are held until the read comes to their ids: sent if the read
+//! does not find them (another device of the user acknowledged them meanwhile), dropped if it
+//! does (see [`super::held`]). The hub marks a session lagged when it had to drop a delivery;
+//! the session then replays again from where it was.
 //!
 //! In a cluster the queue is written by several nodes, each with its own id generator, so an
 //! entry committed later may carry a lower id than one already sent: reading on from the last
@@ -34,6 +36,17 @@ pub struct Inbox {
     rescans: bool,
     /// The ids sent, in cluster mode (see the module documentation).
     remembered: SentIds,
+}
+
+/// What a session does with a live delivery of a queued entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Live {
+    /// Send it now.
+    Send,
+    /// Hold it until the read of the queue comes to its id.
+    Hold,
+    /// Drop it: it was sent, or the read sends it.
+    Skip,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -106,29 +119,42 @@ impl Inbox {
         }
     }
 
-    /// Whether a live delivery of queued entry `id` should be sent now. Above the last id sent,
-    /// while live: yes. On one node anything else was sent already, or is read by the replay.
-    /// In a cluster, an entry below the last id sent, or one the replay's read already went
-    /// past, is sent unless it was sent before; when that is not known (the bound forgot it),
-    /// the queue is read again from the start instead.
-    pub fn takes_live(&mut self, id: &str) -> bool {
+    /// What to do with a live delivery of queued entry `id`. Above the last id sent, while
+    /// live: send it. While the queue is read, above where the read is: hold it until the read
+    /// comes to it ([`super::held`]). On one node anything else was sent already, or was read.
+    /// In a cluster, an entry below the last id sent, or one the read already went past, is
+    /// sent unless it was sent before; when that is not known (the bound forgot it), the queue
+    /// is read again from the start instead.
+    pub fn takes_live(&mut self, id: &str) -> Live {
         let above = |at: &Option<String>| at.as_deref().is_none_or(|c| id > c);
         match self.state {
-            State::Off => return false,
-            State::Live if above(&self.cursor) => return true,
-            _ if !self.rescans => return false,
-            // The read has yet to come to it.
-            State::Replaying if above(&self.scan) => return false,
+            State::Off => return Live::Skip,
+            State::Live if above(&self.cursor) => return Live::Send,
+            State::Replaying if above(&self.scan) => {
+                return if self.sent_before(id) {
+                    Live::Skip
+                } else {
+                    Live::Hold
+                };
+            }
+            _ if !self.rescans => return Live::Skip,
             State::Live | State::Replaying => {}
         }
         match self.remembered.knows(id) {
-            Known::Sent => false,
-            Known::New => true,
+            Known::Sent => Live::Skip,
+            Known::New => Live::Send,
             Known::Unknown => {
                 self.lagged();
-                false
+                Live::Skip
             }
         }
+    }
+
+    /// Whether queued entry `id` is known to have been sent by this session (cluster mode: the
+    /// ids sent are remembered; one node: never asked of anything but a held delivery, which
+    /// the read would have found, so false).
+    pub fn sent_before(&self, id: &str) -> bool {
+        self.rescans && self.remembered.knows(id) == Known::Sent
     }
 
     /// Whether queued entry `id` is at or below the highest id written to the client (it may
@@ -175,19 +201,19 @@ mod tests {
     #[test]
     fn replay_then_live_skips_what_was_sent() {
         let mut inbox = Inbox::default();
-        assert!(!inbox.takes_live(&id(1, 1)));
+        assert_eq!(inbox.takes_live(&id(1, 1)), Live::Skip);
         inbox.set_coverage(1);
         assert!(inbox.is_replaying());
-        assert!(!inbox.takes_live(&id(1, 1)));
+        assert_eq!(inbox.takes_live(&id(1, 1)), Live::Hold);
         inbox.sent(&id(2, 1));
         inbox.caught_up();
-        assert!(!inbox.takes_live(&id(2, 1)));
-        assert!(inbox.takes_live(&id(3, 1)));
+        assert_eq!(inbox.takes_live(&id(2, 1)), Live::Skip);
+        assert_eq!(inbox.takes_live(&id(3, 1)), Live::Send);
         inbox.lagged();
         assert!(inbox.is_replaying());
         assert_eq!(inbox.read_after(), Some(id(2, 1).as_str()));
         inbox.caught_up();
-        assert!(!inbox.takes_live(&id(1, 1)));
+        assert_eq!(inbox.takes_live(&id(1, 1)), Live::Skip);
         assert!(
             !inbox.is_replaying(),
             "one node: a delivery below the cursor was sent already"
@@ -212,12 +238,18 @@ mod tests {
         inbox.lagged();
         assert!(inbox.is_replaying());
         assert_eq!(inbox.read_after(), None);
+        assert_eq!(
+            inbox.takes_live(&id(5, 1)),
+            Live::Skip,
+            "sent before the rescan: not held"
+        );
+        assert_eq!(inbox.takes_live(&id(8, 1)), Live::Hold);
         // What is read again does not move the cursor back.
         inbox.read(&id(3, 1));
         inbox.sent(&id(4, 1));
         inbox.caught_up();
-        assert!(!inbox.takes_live(&id(5, 1)));
-        assert!(inbox.takes_live(&id(7, 1)));
+        assert_eq!(inbox.takes_live(&id(5, 1)), Live::Skip);
+        assert_eq!(inbox.takes_live(&id(7, 1)), Live::Send);
         assert!(!inbox.is_replaying());
     }
 
@@ -227,17 +259,17 @@ mod tests {
         inbox.set_coverage(1);
         inbox.caught_up();
         for ms in [10, 20, 30] {
-            assert!(inbox.takes_live(&id(ms, 2)));
+            assert_eq!(inbox.takes_live(&id(ms, 2)), Live::Send);
             inbox.sent(&id(ms, 2));
         }
         // Another node's entry numbered between them: in hand, never sent, so sent now (its
         // queue entry may be gone already, acknowledged by another device).
-        assert!(inbox.takes_live(&id(15, 1)));
+        assert_eq!(inbox.takes_live(&id(15, 1)), Live::Send);
         inbox.sent(&id(15, 1));
         assert!(!inbox.is_replaying());
         // Delivered again (or read back): not twice.
-        assert!(!inbox.takes_live(&id(15, 1)));
-        assert!(!inbox.takes_live(&id(20, 2)));
+        assert_eq!(inbox.takes_live(&id(15, 1)), Live::Skip);
+        assert_eq!(inbox.takes_live(&id(20, 2)), Live::Skip);
         assert!(!inbox.is_replaying());
     }
 
@@ -245,14 +277,14 @@ mod tests {
     fn a_cluster_session_sends_what_its_replay_already_went_past() {
         let mut inbox = Inbox::rescanning();
         inbox.set_coverage(1);
-        // Not read yet: the replay sends it in its turn.
-        assert!(!inbox.takes_live(&id(10, 1)));
+        // Not read yet: held until the read comes to it.
+        assert_eq!(inbox.takes_live(&id(10, 1)), Live::Hold);
         inbox.sent(&id(20, 2));
         // Below where the read is: committed after the read went past it.
-        assert!(inbox.takes_live(&id(10, 1)));
+        assert_eq!(inbox.takes_live(&id(10, 1)), Live::Send);
         inbox.sent(&id(10, 1));
-        assert!(!inbox.takes_live(&id(10, 1)));
-        assert!(!inbox.takes_live(&id(30, 1)));
+        assert_eq!(inbox.takes_live(&id(10, 1)), Live::Skip);
+        assert_eq!(inbox.takes_live(&id(30, 1)), Live::Hold);
         assert!(inbox.is_replaying());
     }
 
@@ -265,7 +297,7 @@ mod tests {
             inbox.sent(&id(100 + ms, 2));
         }
         // Below everything remembered: perhaps sent, perhaps not; the queue says.
-        assert!(!inbox.takes_live(&id(50, 1)));
+        assert_eq!(inbox.takes_live(&id(50, 1)), Live::Skip);
         assert!(inbox.is_replaying());
         assert_eq!(inbox.read_after(), None);
     }

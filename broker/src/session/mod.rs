@@ -13,9 +13,11 @@
 //! holds for it — deliveries waiting in its mailbox plus PUBLISHes in flight — is bounded in
 //! bytes (`limits.max_session_buffer_bytes`; past it the session stops taking deliveries and
 //! later re-reads its queue from the store), and a PUBLISH left unacknowledged for
-//! `limits.ack_timeout_secs` ends the session (see [`inflight`]).
+//! `limits.ack_timeout_secs` ends the session (see [`inflight`]). Live deliveries held while
+//! the queue is read are bounded in count and bytes too (see [`held`]).
 
 pub mod connect;
+mod held;
 mod inbox;
 mod inflight;
 mod oversize;
@@ -57,7 +59,8 @@ use crate::user_rate::{self, Refused};
 use crate::wire::{Codec, Incoming, PublishMeta, Version, WireError};
 
 use self::connect::Accepted;
-use self::inbox::Inbox;
+use self::held::{Held, HeldItem};
+use self::inbox::{Inbox, Live};
 use self::inflight::InFlight;
 use self::replies::Replies;
 use self::reply_to::ReplyTo;
@@ -184,6 +187,8 @@ struct Session {
     /// cannot take).
     closing: Option<End>,
     inbox: Inbox,
+    /// Live deliveries of queued entries held while the queue is read (see [`held`]).
+    held: Held,
     pending: Replies<BoxFuture<'static, Reply>>,
     /// Publishes in `pending` at QoS 1 or 2, not acknowledged yet (MQTT 5 Receive Maximum).
     unacknowledged: usize,
@@ -337,6 +342,7 @@ impl Session {
             } else {
                 Inbox::default()
             },
+            held: Held::default(),
             pending: Replies::new(),
             unacknowledged: 0,
             qos2_received: HashSet::new(),
@@ -824,8 +830,21 @@ impl Session {
             granted
         };
         if let Some(id) = &item.queue_id {
-            if !self.inbox.takes_live(id) {
-                return;
+            match self.inbox.takes_live(id) {
+                Live::Send => {}
+                Live::Skip => return,
+                Live::Hold => {
+                    let budget = self.shared.limits.max_session_buffer_bytes;
+                    if let Some(id) = item.queue_id {
+                        let held = HeldItem {
+                            channel: item.channel,
+                            payload: item.payload,
+                        };
+                        // Not held past the bounds: the read alone brings it.
+                        self.held.hold(id, held, budget);
+                    }
+                    return;
+                }
             }
         }
         self.publish(&topic, &item.payload, qos, false, item.queue_id);
@@ -835,6 +854,11 @@ impl Session {
     /// Entries for topics this session does not read are passed over: they stay queued for a
     /// device that does.
     fn replay(&mut self) {
+        if !self.inbox.is_replaying() {
+            // Nothing is held once the queue is not read (no queued topic covered any more).
+            self.held.clear();
+            return;
+        }
         let mut pages = 0;
         while self.inbox.is_replaying() && self.replay_room() && pages < 8 {
             pages += 1;
@@ -848,13 +872,18 @@ impl Session {
                     let n = items.len();
                     let mut full = false;
                     for item in items {
-                        // The byte budget may run out before the window does: the rest of the
-                        // page is read again once there is room.
-                        if !self.replay_room() {
+                        // Held deliveries below this entry left the queue before the read
+                        // came to them: they go first, in id order. The byte budget may run
+                        // out before the window does: the rest of the page is read again once
+                        // there is room.
+                        let below = item.queue_id.as_deref();
+                        let held_left = below.is_some_and(|id| !self.send_held(Some(id)));
+                        if held_left || !self.replay_room() {
                             full = true;
                             break;
                         }
                         if let Some(id) = &item.queue_id {
+                            self.held.found(id);
                             // Only what was sent before can be in flight: entries above the
                             // cursor skip the window scan (every replay on one node).
                             let sent_before = self.inbox.was_sent(id);
@@ -872,16 +901,41 @@ impl Session {
                             ((_, None), None) => {}
                         }
                     }
-                    if !full && n < room {
+                    // The end of the queue: what is still held left it before the read came
+                    // to it.
+                    if !full && n < room && self.send_held(None) {
                         self.inbox.caught_up();
                     }
                 }
                 Err(e) => {
                     warn!(user = %self.user, "cannot read the queue: {e}");
+                    self.send_held(None);
+                    self.held.clear();
                     self.inbox.caught_up();
                 }
             }
         }
+    }
+
+    /// Sends the held deliveries below queue id `below` (all of them when `None`), in id order,
+    /// while there is room; false when some are left for lack of it. One sent meanwhile (cluster
+    /// mode remembers) is not sent again; one whose topic is no longer subscribed is dropped.
+    fn send_held(&mut self, below: Option<&str>) -> bool {
+        while self.held.has_below(below) {
+            if !self.replay_room() {
+                return false;
+            }
+            let Some((id, item)) = self.held.take_below(below) else {
+                break;
+            };
+            if self.inbox.sent_before(&id) {
+                continue;
+            }
+            if let (topic, Some(qos)) = self.subs.on(item.channel) {
+                self.publish(&topic, &item.payload, qos, false, Some(id));
+            }
+        }
+        true
     }
 
     /// Sends the current state of every user this session watches, after a change was
