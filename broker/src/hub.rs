@@ -123,8 +123,9 @@ impl SessionEntry {
         self.lagged.swap(false, Ordering::AcqRel)
     }
 
-    /// Records the bytes of the session's QoS 1 PUBLISHes not yet acknowledged: the mailbox
-    /// takes new deliveries only while they and its own bytes stay within the budget.
+    /// Records the bytes of the session's QoS 1 PUBLISHes not yet acknowledged (and of the
+    /// deliveries it holds while it reads its queue): the mailbox takes new deliveries only
+    /// while they and its own bytes stay within the budget.
     pub fn set_inflight_bytes(&self, bytes: usize) {
         self.inflight_bytes.store(bytes, Ordering::Relaxed);
     }

@@ -9,7 +9,9 @@
 //! is dropped.
 //!
 //! Bounded: at most [`MAX_HELD`] deliveries and `limits.max_session_buffer_bytes` of payload;
-//! a delivery past either is not held, and the read alone brings it (as before).
+//! a delivery past either is not held, and the read alone brings it (as before). Their bytes
+//! are reported to the hub with those in flight, so what a session holds for its client —
+//! deliveries waiting or held, PUBLISHes in flight — stays within that one budget.
 
 use std::collections::BTreeMap;
 
@@ -73,6 +75,11 @@ impl Held {
         self.items
             .first_key_value()
             .is_some_and(|(first, _)| id.is_none_or(|id| first.as_str() < id))
+    }
+
+    /// The bytes of the payloads held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Drops everything held.

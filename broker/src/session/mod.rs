@@ -285,7 +285,7 @@ impl Session {
             self.inflight
                 .insert(unacked.pkid, unacked.queue_id, size, now, kept);
         }
-        self.entry.set_inflight_bytes(self.inflight.bytes());
+        self.report_held_bytes();
         for filter in presence {
             if let Some(qos) = self.subs.presence_granted(&filter) {
                 self.offer_presence(&filter, qos, false);
@@ -364,10 +364,23 @@ impl Session {
 
     /// Whether more of the queue may be read from the store and written now: as [`Self::room`],
     /// and the deliveries still waiting in the mailbox count against the byte budget too (while
-    /// replaying they are dropped unwritten when taken, but hold their bytes until then; they
-    /// are taken whenever the window has room, so this never waits for long).
+    /// replaying they are held or dropped when taken, but hold their bytes until then; they
+    /// are taken whenever the window has room, so this never waits for long). The deliveries
+    /// held do not count here: only the read lets them go.
     fn replay_room(&self) -> bool {
-        self.room() > 0 && self.entry.buffered_bytes() < self.shared.limits.max_session_buffer_bytes
+        let waiting = self
+            .entry
+            .buffered_bytes()
+            .saturating_sub(self.held.bytes());
+        self.room() > 0 && waiting < self.shared.limits.max_session_buffer_bytes
+    }
+
+    /// Tells the hub what the session holds for its client besides its mailbox: the PUBLISHes
+    /// in flight and the deliveries held during a replay. The mailbox takes new deliveries only
+    /// while everything stays within the byte budget, so held ones count as waiting ones do.
+    fn report_held_bytes(&self) {
+        self.entry
+            .set_inflight_bytes(self.inflight.bytes() + self.held.bytes());
     }
 
     /// When the oldest PUBLISH in flight has waited `limits.ack_timeout_secs` for its PUBACK.
@@ -579,7 +592,7 @@ impl Session {
             }
             Packet::PubAck(ack, _) => {
                 let acked = self.inflight.remove(ack.pkid);
-                self.entry.set_inflight_bytes(self.inflight.bytes());
+                self.report_held_bytes();
                 if let Some(Some(id)) = acked {
                     if let Err(e) = self.shared.chat.acked(&self.user, &id) {
                         warn!(user = %self.user, "cannot remove {id} from the queue: {e}");
@@ -841,7 +854,9 @@ impl Session {
                             payload: item.payload,
                         };
                         // Not held past the bounds: the read alone brings it.
-                        self.held.hold(id, held, budget);
+                        if self.held.hold(id, held, budget) {
+                            self.report_held_bytes();
+                        }
                     }
                     return;
                 }
@@ -850,10 +865,20 @@ impl Session {
         self.publish(&topic, &item.payload, qos, false, item.queue_id);
     }
 
-    /// Sends what waits in the user's queue (messages, receipts) from the store while replaying.
-    /// Entries for topics this session does not read are passed over: they stay queued for a
-    /// device that does.
+    /// Sends what waits in the user's queue (messages, receipts) from the store while replaying,
+    /// with the deliveries held meanwhile that the read does not find (see [`held`]), and tells
+    /// the hub when what is held changed.
     fn replay(&mut self) {
+        let held_before = self.held.bytes();
+        self.read_queue();
+        if self.held.bytes() != held_before {
+            self.report_held_bytes();
+        }
+    }
+
+    /// The read of [`Self::replay`]. Entries for topics this session does not read are passed
+    /// over: they stay queued for a device that does.
+    fn read_queue(&mut self) {
         if !self.inbox.is_replaying() {
             // Nothing is held once the queue is not read (no queued topic covered any more).
             self.held.clear();
@@ -1083,7 +1108,7 @@ impl Session {
         let kept = (self.expiry > 0).then(|| (topic.to_string(), Bytes::copy_from_slice(payload)));
         self.inflight
             .insert(pkid, queue_id, size, Instant::now(), kept);
-        self.entry.set_inflight_bytes(self.inflight.bytes());
+        self.report_held_bytes();
         self.codec
             .write_publish_with(topic, payload, 1, pkid, retain, properties, &mut self.out);
     }
