@@ -9,9 +9,10 @@
 //!
 //! Bounded: at most [`MAX_REMEMBERED`] ids, the highest ones. What is forgotten raises a floor;
 //! of an id at or below the floor nothing is known (the session then reads its queue instead, as
-//! it did before it remembered any). Ids are kept packed in 16 bytes, so a session holds about
-//! 16 KiB for them at most, whatever its client does: the set grows with what is written, not
-//! with what the client acknowledges or leaves waiting.
+//! it did before it remembered any). Ids are kept packed in 16 bytes, in a B-tree whose nodes
+//! are at least half full, so a session holds under 24 KiB for them, whatever its client does:
+//! the set grows with what is written, not with what the client acknowledges or leaves waiting.
+//! Only sessions of cluster nodes keep it.
 
 use std::collections::BTreeSet;
 
