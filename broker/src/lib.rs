@@ -3,6 +3,7 @@
 //! [`run`]; tests and tools can embed the server the same way.
 
 mod accept_trouble;
+pub mod allocator;
 pub mod cli;
 mod cluster;
 pub mod config;

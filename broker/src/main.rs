@@ -47,6 +47,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any other thread allocates (see `allocator.rs`).
+    chatd::allocator::keep_freed_memory();
     let args = Args::parse();
     let config = match Config::load(args.config.as_deref()) {
         Ok(c) => c,
