@@ -46,8 +46,8 @@ pub fn keep_freed_memory() {
     unsafe { mi_option_set_default(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) }
 }
 
-/// mimalloc's options as it prints them (`option 'purge_delay': 10000` and so on), for logs
-/// and tests.
+/// mimalloc's options as it prints them (`option 'purge_delay': 10000` and so on): what the
+/// tests check the setting by, and a way to see the allocator's settings when diagnosing.
 pub fn options() -> String {
     unsafe extern "C" fn collect(msg: *const c_char, arg: *mut c_void) {
         if msg.is_null() || arg.is_null() {
