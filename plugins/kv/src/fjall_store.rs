@@ -1,17 +1,28 @@
-//! The fjall engine behind [`KvStore`]: one fjall database in the engine's directory, with all
-//! of chatd's records in one keyspace (key prefixes tell them apart, as with sled; the layout is
-//! `chatd_embedded::keys`).
+//! The fjall engine behind [`KvStore`]: one fjall database in the engine's directory. Key
+//! prefixes tell chatd's records apart, as with sled (the layout is `chatd_embedded::keys`);
+//! the families of `key_families.rs` have a keyspace each, every other record shares one.
 
 use fjall::config::PartitioningPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 
 use crate::background_priority::lower_threads_named;
+use crate::key_families::{family_of, route, Route, FAMILIES, REST_MEMTABLE_EIGHTHS};
 use crate::memtable_reaper::MemtableReaper;
 use crate::table_pacer::{fjall_dirs, read, TablePacer};
 use crate::{first_pairs, EngineConfig, KvPair, KvStore, Op, StoreError};
 
-/// The fjall keyspace that holds every record.
+/// The fjall keyspace that holds every record outside the families of `key_families.rs` (and
+/// every record at all in stores created before those had keyspaces of their own).
 const KEYSPACE: &str = "chatd";
+
+/// The smallest memtable a keyspace gets.
+const MIN_MEMTABLE_BYTES: u64 = 1 << 20;
+
+/// Journal bytes from which fjall writes out the memtables that keep the oldest journal (512
+/// MiB by default). A keyspace written to slowly would otherwise keep every journal until its
+/// own memtable fills, and all of them are replayed at start-up. fjall starts a journal every
+/// 64 MB, so this keeps two.
+const MAX_JOURNALS_BYTES: u64 = 128 << 20;
 
 /// The name fjall gives its flush and compaction threads.
 const FJALL_WORKERS: &str = "fjall:worker";
@@ -23,7 +34,11 @@ const FJALL_WORKERS: &str = "fjall:worker";
 /// CLI that a server is running.
 pub struct FjallStore {
     db: Database,
+    /// Every record outside `families`.
     keyspace: Keyspace,
+    /// The keyspaces of [`FAMILIES`], in their order; empty in a store created before they had
+    /// keyspaces of their own, which keeps all its records in `keyspace`.
+    families: Vec<Keyspace>,
     /// Frees written-out memtables away from fjall's locks (see `memtable_reaper.rs`).
     memtables: MemtableReaper,
     /// Hands tables to the disk while fjall writes them, and frees deleted files gradually
@@ -41,22 +56,110 @@ impl FjallStore {
     pub fn open(config: &EngineConfig) -> Result<FjallStore, StoreError> {
         let db = Database::builder(&config.path)
             .cache_size(config.cache_bytes)
+            .max_journaling_size(MAX_JOURNALS_BYTES)
             .open()?;
-        let keyspace = db.keyspace(KEYSPACE, || keyspace_options(config.memtable_bytes))?;
+        // A store that has the shared keyspace but not the first family's was created before
+        // families had keyspaces; it keeps its one keyspace for good (its records are there).
+        let split = !db.keyspace_exists(KEYSPACE) || db.keyspace_exists(FAMILIES[0].keyspace);
+        let eighths = |n: u64| (config.memtable_bytes / 8 * n).max(MIN_MEMTABLE_BYTES);
+        let keyspace = match split {
+            false => db.keyspace(KEYSPACE, || keyspace_options(config.memtable_bytes))?,
+            true => db.keyspace(KEYSPACE, || {
+                keyspace_options(eighths(REST_MEMTABLE_EIGHTHS))
+            })?,
+        };
+        let families = match split {
+            false => Vec::new(),
+            true => FAMILIES
+                .iter()
+                .map(|f| db.keyspace(f.keyspace, || keyspace_options(eighths(f.memtable_eighths))))
+                .collect::<Result<_, _>>()?,
+        };
         // fjall starts its workers with the database.
         lower_threads_named(FJALL_WORKERS, config.background_nice);
         let memtables = MemtableReaper::start(config.background_nice);
-        memtables.track(&keyspace);
         // After the keyspace is opened, so that its table directory exists.
         let pacer = (config.pacing_chunk_bytes > 0)
             .then(|| TablePacer::start(fjall_dirs(&config.path), config.pacing_chunk_bytes));
-        Ok(FjallStore {
+        let store = FjallStore {
             db,
             keyspace,
+            families,
             memtables,
             pacer,
             lowered: config.background_nice > 0,
-        })
+        };
+        store.track_memtables();
+        Ok(store)
+    }
+
+    /// The keyspace that holds `key`.
+    fn keyspace_of(&self, key: &[u8]) -> &Keyspace {
+        family_of(key)
+            .and_then(|family| self.families.get(family))
+            .unwrap_or(&self.keyspace)
+    }
+
+    /// The keyspaces that may hold keys from `start` to `end` (`None`: no end).
+    fn keyspaces_for(&self, start: &[u8], end: Option<&[u8]>) -> Vec<&Keyspace> {
+        if self.families.is_empty() {
+            return vec![&self.keyspace];
+        }
+        match route(start, end) {
+            Route::Family(family) => vec![&self.families[family]],
+            Route::Rest => vec![&self.keyspace],
+            Route::Several => std::iter::once(&self.keyspace)
+                .chain(&self.families)
+                .collect(),
+        }
+    }
+
+    /// Every keyspace of the store.
+    fn all_keyspaces(&self) -> impl Iterator<Item = &Keyspace> {
+        std::iter::once(&self.keyspace).chain(&self.families)
+    }
+
+    /// Lets the memtable reaper see each keyspace's active memtable.
+    fn track_memtables(&self) {
+        for (slot, keyspace) in self.all_keyspaces().enumerate() {
+            self.memtables.track(slot, keyspace);
+        }
+    }
+
+    /// Up to `limit` pairs of the range, in order, read from every keyspace that may hold some
+    /// through one snapshot, so that no scan shows part of a batch.
+    fn pairs(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StoreError> {
+        let snapshot = self.db.snapshot();
+        let pair = |guard: fjall::Guard| {
+            let (k, v) = guard.into_inner()?;
+            Ok((k.to_vec(), v.to_vec()))
+        };
+        let keyspaces = self.keyspaces_for(start, end);
+        let mut merged = Vec::new();
+        for keyspace in &keyspaces {
+            let pairs = match end {
+                Some(end) => {
+                    first_pairs(snapshot.range(*keyspace, start..end), reverse, limit, pair)?
+                }
+                None => first_pairs(snapshot.range(*keyspace, start..), reverse, limit, pair)?,
+            };
+            merged.extend(pairs);
+        }
+        // Keyspaces hold disjoint keys, so sorting the first `limit` of each gives the range's.
+        if keyspaces.len() > 1 {
+            merged.sort_unstable_by(|a, b| match reverse {
+                false => a.0.cmp(&b.0),
+                true => b.0.cmp(&a.0),
+            });
+            merged.truncate(limit);
+        }
+        Ok(merged)
     }
 
     /// Bytes of table files whose writeback was started while fjall wrote them, and bytes of
@@ -114,12 +217,7 @@ impl FjallStore {
     /// Up to `limit` pairs from `start` (inclusive) to the end of the key space, ascending:
     /// the pages of a whole-store copy, which no bounded [`KvStore::scan`] range can cover.
     pub(crate) fn pairs_from(&self, start: &[u8], limit: usize) -> Result<Vec<KvPair>, StoreError> {
-        let snapshot = self.db.snapshot();
-        let range = snapshot.range(&self.keyspace, start..);
-        first_pairs(range, false, limit, |guard: fjall::Guard| {
-            let (k, v) = guard.into_inner()?;
-            Ok((k.to_vec(), v.to_vec()))
-        })
+        self.pairs(start, None, false, limit)
     }
 }
 
@@ -138,7 +236,9 @@ impl KvStore for FjallStore {
         // Through a snapshot, like `scan`: a keyspace read at the newest sequence number could
         // see a batch that is still being applied to the memtable in part.
         let snapshot = self.db.snapshot();
-        Ok(snapshot.get(&self.keyspace, key)?.map(|v| v.to_vec()))
+        Ok(snapshot
+            .get(self.keyspace_of(key), key)?
+            .map(|v| v.to_vec()))
     }
 
     fn scan(
@@ -154,25 +254,24 @@ impl KvStore for FjallStore {
         }
         // A snapshot holds the sequence number of the last batch applied whole, so a scan never
         // shows part of a batch.
-        let snapshot = self.db.snapshot();
-        let range = snapshot.range(&self.keyspace, start..end);
-        first_pairs(range, reverse, limit, |guard: fjall::Guard| {
-            let (k, v) = guard.into_inner()?;
-            Ok((k.to_vec(), v.to_vec()))
-        })
+        self.pairs(start, Some(end), reverse, limit)
     }
 
     fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        // One write batch: one journal record, published to readers as a whole.
+        // One write batch: one journal record, published to readers as a whole (over all
+        // keyspaces: they share the database's journal and sequence numbers).
         let mut batch = self.db.batch();
         for op in ops {
             match op {
-                Op::Put(k, v) => batch.insert(&self.keyspace, k, v),
-                Op::Delete(k) => batch.remove(&self.keyspace, k),
+                Op::Put(k, v) => batch.insert(self.keyspace_of(&k), k, v),
+                Op::Delete(k) => batch.remove(self.keyspace_of(&k), k),
+                // A weak tombstone: when a flush or compaction meets it with the one value it
+                // removes, both go, where a tombstone would stay until the last level.
+                Op::DeleteOnce(k) => batch.remove_weak(self.keyspace_of(&k), k),
             }
         }
         batch.commit()?;
-        self.memtables.track(&self.keyspace);
+        self.track_memtables();
         Ok(())
     }
 
@@ -200,10 +299,12 @@ impl KvStore for FjallStore {
         if !self.lowered {
             return;
         }
-        let ms = give_way_ms(
-            self.keyspace.l0_table_count(),
-            self.keyspace.sealed_memtable_count(),
-        );
+        let l0_tables = self.all_keyspaces().map(Keyspace::l0_table_count).max();
+        let sealed = self
+            .all_keyspaces()
+            .map(Keyspace::sealed_memtable_count)
+            .max();
+        let ms = give_way_ms(l0_tables.unwrap_or(0), sealed.unwrap_or(0));
         if ms > 0 {
             std::thread::sleep(std::time::Duration::from_millis(ms));
         }
@@ -372,7 +473,7 @@ mod tests {
         )?;
         for round in 0..6u32 {
             store.apply(vec![Op::Put(
-                format!("m/{round}").into_bytes(),
+                format!("p/{round}").into_bytes(),
                 vec![7; 1000],
             )])?;
             assert!(store.keyspace.rotate_memtable()?, "round {round} rotated");
@@ -385,11 +486,11 @@ mod tests {
             store.apply(vec![Op::Put(format!("n/{round}").into_bytes(), Vec::new())])?;
         }
         assert!(
-            store.memtables.held() <= 2,
+            store.memtables.held(0) <= 2,
             "holding {} memtables after 6 rotations",
-            store.memtables.held()
+            store.memtables.held(0)
         );
-        assert_eq!(store.get(b"m/0")?, Some(vec![7; 1000]));
+        assert_eq!(store.get(b"p/0")?, Some(vec![7; 1000]));
         assert_eq!(store.get(b"n/5")?, Some(Vec::new()));
         Ok(())
     }
@@ -422,6 +523,101 @@ mod tests {
                 (b"q/bob/3".to_vec(), b"three".to_vec()),
             ]
         );
+        Ok(())
+    }
+
+    /// The keyspace of the family named `name` (a new store has them all).
+    fn family<'a>(store: &'a FjallStore, name: &str) -> &'a Keyspace {
+        let index = FAMILIES.iter().position(|f| f.keyspace == name);
+        &store.families[index.expect("a family of that name")]
+    }
+
+    /// A new store keeps each family's records in its keyspace and every other record in the
+    /// shared one, and a reopen finds them there.
+    #[test]
+    fn a_new_store_keeps_each_family_in_its_own_keyspace() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir()?;
+        let config = EngineConfig::new(Engine::Fjall, dir.path());
+        {
+            let store = FjallStore::open(&config)?;
+            store.apply(vec![
+                Op::Put(b"m/0001".to_vec(), b"hello".to_vec()),
+                Op::Put(b"q/bob/0001".to_vec(), Vec::new()),
+                Op::Put(b"u/bob".to_vec(), b"{}".to_vec()),
+            ])?;
+            store.flush()?;
+        }
+        let store = FjallStore::open(&config)?;
+        assert_eq!(store.families.len(), FAMILIES.len());
+        assert!(family(&store, "messages").contains_key("m/0001")?);
+        assert!(family(&store, "queues").contains_key("q/bob/0001")?);
+        assert!(store.keyspace.contains_key("u/bob")?);
+        assert!(!store.keyspace.contains_key("m/0001")?);
+        assert_eq!(store.get(b"m/0001")?, Some(b"hello".to_vec()));
+        Ok(())
+    }
+
+    /// A store created when every record shared one keyspace goes on using only that one: its
+    /// records are found, new ones go there too, and no family keyspace is made.
+    #[test]
+    fn a_store_created_with_one_keyspace_keeps_it() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir()?;
+        {
+            // As chatd created fjall stores before families had keyspaces.
+            let db = Database::builder(dir.path()).open()?;
+            let old = db.keyspace(KEYSPACE, KeyspaceCreateOptions::default)?;
+            old.insert("m/0001", "old message")?;
+            old.insert("q/bob/0001", "")?;
+            db.persist(PersistMode::SyncAll)?;
+        }
+        let config = EngineConfig::new(Engine::Fjall, dir.path());
+        {
+            let store = FjallStore::open(&config)?;
+            assert!(store.families.is_empty(), "no family keyspaces");
+            assert_eq!(store.get(b"m/0001")?, Some(b"old message".to_vec()));
+            store.apply(vec![
+                Op::Put(b"m/0002".to_vec(), b"new message".to_vec()),
+                Op::DeleteOnce(b"q/bob/0001".to_vec()),
+            ])?;
+            assert!(store.keyspace.contains_key("m/0002")?);
+            store.flush()?;
+        }
+        let store = FjallStore::open(&config)?;
+        assert!(store.families.is_empty());
+        assert!(!store.db.keyspace_exists(FAMILIES[0].keyspace));
+        let messages = store.scan(b"m/", b"m0", false, 10)?;
+        assert_eq!(messages.len(), 2);
+        assert_eq!(store.scan(b"q/", b"q0", false, 10)?, Vec::new());
+        Ok(())
+    }
+
+    /// A queue entry put and then removed with [`Op::DeleteOnce`] leaves nothing behind when
+    /// its memtable is written out, where [`Op::Delete`] leaves a tombstone in a table.
+    #[test]
+    fn a_queue_entry_removed_once_leaves_no_table() -> Result<(), StoreError> {
+        use std::time::{Duration, Instant};
+        let dir = tempfile::tempdir()?;
+        let store = FjallStore::open(&EngineConfig::new(Engine::Fjall, dir.path()))?;
+        let queues = family(&store, "queues");
+        let written_out = || -> Result<usize, StoreError> {
+            queues.rotate_memtable()?;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while queues.sealed_memtable_count() > 0 {
+                assert!(
+                    Instant::now() < deadline,
+                    "the memtable was not written out"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(queues.table_count())
+        };
+        store.apply(vec![Op::Put(b"q/bob/0001".to_vec(), Vec::new())])?;
+        store.apply(vec![Op::DeleteOnce(b"q/bob/0001".to_vec())])?;
+        assert_eq!(written_out()?, 0, "the put and its removal cancel out");
+        store.apply(vec![Op::Put(b"q/bob/0002".to_vec(), Vec::new())])?;
+        store.apply(vec![Op::Delete(b"q/bob/0002".to_vec())])?;
+        assert_eq!(written_out()?, 1, "a plain delete leaves its tombstone");
+        assert_eq!(store.get(b"q/bob/0002")?, None);
         Ok(())
     }
 }

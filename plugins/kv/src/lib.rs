@@ -15,6 +15,7 @@ mod engine;
 mod faulty;
 mod fjall_store;
 mod guarded;
+mod key_families;
 mod memtable_reaper;
 pub mod migrate;
 mod sled_store;
@@ -42,6 +43,10 @@ pub enum Op {
     Put(Vec<u8>, Vec<u8>),
     /// Removes `key`; removing a missing key is not an error.
     Delete(Vec<u8>),
+    /// Removes `key`, which was put at most once since it was created or last removed (a queue
+    /// entry, say): an engine may then forget the put and the removal together. Removing a
+    /// missing key is not an error; a key put twice must be removed with [`Op::Delete`].
+    DeleteOnce(Vec<u8>),
 }
 
 /// One key and its value, as returned by [`KvStore::scan`].

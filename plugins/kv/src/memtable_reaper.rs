@@ -25,10 +25,11 @@ type Held = Arc<dyn Any + Send + Sync>;
 /// The name of the thread that frees memtables.
 pub(crate) const THREAD_NAME: &str = "chatd-memtable-free";
 
-/// The memtables of one keyspace that chatd holds a reference to, newest last.
+/// The memtables of a store's keyspaces that chatd holds a reference to, newest last.
 pub(crate) struct MemtableReaper {
-    /// `(memtable id, memtable)`, in the order they were active.
-    kept: Mutex<Vec<(u64, Held)>>,
+    /// Per keyspace (by the slot its store gives it), `(memtable id, memtable)` in the order
+    /// they were active: memtable ids are counted per keyspace.
+    kept: Mutex<Vec<Vec<(u64, Held)>>>,
     /// To the thread that frees them; `None` if it could not be started (fjall frees them).
     reaper: Option<Sender<Held>>,
 }
@@ -62,14 +63,19 @@ impl MemtableReaper {
 
     /// Takes a reference to `keyspace`'s active memtable if it is new, and hands the memtables
     /// that only chatd still holds to the reaper. Called after every write: cheap (a read lock
-    /// and a reference count), and a rotation is seen by the next write.
-    pub(crate) fn track(&self, keyspace: &Keyspace) {
+    /// and a reference count), and a rotation is seen by the next write. `slot` tells the
+    /// store's keyspaces apart: the same keyspace is always tracked under the same slot.
+    pub(crate) fn track(&self, slot: usize, keyspace: &Keyspace) {
         let Some(reaper) = &self.reaper else {
             return;
         };
         let active = keyspace.tree.active_memtable();
         let id = active.id();
-        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slots = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if slots.len() <= slot {
+            slots.resize_with(slot + 1, Vec::new);
+        }
+        let kept = &mut slots[slot];
         if kept.last().map(|(last, _)| *last) != Some(id) {
             kept.push((id, active as Held));
         }
@@ -80,7 +86,7 @@ impl MemtableReaper {
             .partition(|(_, memtable)| Arc::strong_count(memtable) > 1);
         *kept = still_used;
         kept.extend(newest);
-        drop(kept);
+        drop(slots);
         if free.is_empty() {
             return;
         }
@@ -90,9 +96,12 @@ impl MemtableReaper {
         }
     }
 
-    /// How many memtables chatd holds a reference to (for tests).
+    /// How many memtables chatd holds a reference to in the keyspace of `slot` (for tests).
     #[cfg(test)]
-    pub(crate) fn held(&self) -> usize {
-        self.kept.lock().map(|k| k.len()).unwrap_or(0)
+    pub(crate) fn held(&self, slot: usize) -> usize {
+        self.kept
+            .lock()
+            .map(|slots| slots.get(slot).map_or(0, Vec::len))
+            .unwrap_or(0)
     }
 }

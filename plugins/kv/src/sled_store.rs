@@ -81,7 +81,7 @@ impl KvStore for SledStore {
         for op in ops {
             match op {
                 Op::Put(k, v) => batch.insert(k, v),
-                Op::Delete(k) => batch.remove(k),
+                Op::Delete(k) | Op::DeleteOnce(k) => batch.remove(k),
             }
         }
         self.db.apply_batch(batch)?;

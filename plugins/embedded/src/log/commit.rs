@@ -312,7 +312,8 @@ impl EmbeddedLog {
             ops.push(Op::Put(keys::LAST_ID.to_vec(), id.clone().into_bytes()));
         }
         let acked = self.acked.take();
-        ops.extend(acked.iter().cloned().map(Op::Delete));
+        // Each queue key is put once (queue ids are never issued twice).
+        ops.extend(acked.iter().cloned().map(Op::DeleteOnce));
         if !ops.is_empty() {
             // A group load that starts before the apply must not cache what it read: the lock
             // spans the apply and the invalidation (see `groups.rs`). The store holds the

@@ -4,11 +4,12 @@
 //! The contract, one check (or a few) per line:
 //! - point reads: a missing key gives `None`, a stored one its value; a put overwrites; an empty
 //!   value is a value (not a missing key); large values come back whole ([`point`]);
-//! - deleting a missing key is not an error ([`point`]);
+//! - deleting a missing key is not an error; [`Op::DeleteOnce`] removes a key put once, also
+//!   in the batch that put it, and a later put of it stays ([`point`]);
 //! - scans: `[start, end)` exactly (start included, end excluded), ascending or descending,
 //!   at most `limit` pairs, nothing for an empty or inverted range or a zero limit, keys compared
-//!   as unsigned bytes (0x00 and 0xFF included), prefix scans that stay inside the prefix
-//!   ([`scan`]);
+//!   as unsigned bytes (0x00 and 0xFF included), prefix scans that stay inside the prefix,
+//!   keys of every record kind in one order, also over ranges across kinds ([`scan`]);
 //! - batches: applied in order (the last op on a key wins) and all-or-nothing, also as seen by a
 //!   concurrent reader ([`batch`]);
 //! - durability: after `flush`, dropping every handle and opening the directory again gives
@@ -67,6 +68,10 @@ pub const CHECKS: &[Check] = &[
         run: point::delete_of_a_missing_key_is_fine,
     },
     Check {
+        name: "delete_once_removes_what_was_put_once",
+        run: point::delete_once_removes_what_was_put_once,
+    },
+    Check {
         name: "scan_ascending_and_descending",
         run: scan::scan_ascending_and_descending,
     },
@@ -89,6 +94,10 @@ pub const CHECKS: &[Check] = &[
     Check {
         name: "prefix_scans_stay_inside_the_prefix",
         run: scan::prefix_scans_stay_inside_the_prefix,
+    },
+    Check {
+        name: "every_record_kind_scans_in_one_order",
+        run: scan::every_record_kind_scans_in_one_order,
     },
     Check {
         name: "batch_applies_in_order",
@@ -187,12 +196,14 @@ macro_rules! conformance_tests {
             put_overwrites,
             empty_and_large_values_round_trip,
             delete_of_a_missing_key_is_fine,
+            delete_once_removes_what_was_put_once,
             scan_ascending_and_descending,
             scan_bounds_are_half_open,
             scan_limit_is_honoured,
             empty_and_inverted_ranges_give_nothing,
             binary_keys_sort_as_unsigned_bytes,
             prefix_scans_stay_inside_the_prefix,
+            every_record_kind_scans_in_one_order,
             batch_applies_in_order,
             readers_never_see_half_a_batch,
             flush_drop_reopen_keeps_everything,

@@ -1,6 +1,6 @@
 //! Point reads, overwrites and deletes.
 
-use super::{put, scratch, Opener};
+use super::{put, reopen, scratch, Opener};
 use crate::{Op, StoreError};
 
 /// A missing key reads as `None`, a stored key as its value.
@@ -81,5 +81,46 @@ pub fn delete_of_a_missing_key_is_fine(open: Opener) -> Result<(), StoreError> {
     assert_eq!(store.get(b"nope")?, None);
     store.apply(vec![Op::Delete(b"a".to_vec())])?;
     assert_eq!(store.scan(b"", b"\xff", false, 10)?.len(), 1);
+    Ok(())
+}
+
+/// [`Op::DeleteOnce`] removes a key put once, before and after a reopen; removing a missing
+/// key with it is fine, and a key put again after it is there until removed again.
+pub fn delete_once_removes_what_was_put_once(open: Opener) -> Result<(), StoreError> {
+    let dir = scratch()?;
+    let path = dir.path().join("store");
+    let once = |key: &[u8]| Op::DeleteOnce(key.to_vec());
+    {
+        let store = open(&path)?;
+        store.apply(vec![once(b"q/never")])?;
+        store.apply(vec![
+            put(b"q/bob/1", b"one"),
+            put(b"q/bob/2", b"two"),
+            put(b"q/bob/3", b"three"),
+        ])?;
+        // Removed in a later batch, in the same batch as its put, and put again after removal.
+        store.apply(vec![
+            once(b"q/bob/1"),
+            put(b"q/bob/4", b"four"),
+            once(b"q/bob/4"),
+        ])?;
+        store.apply(vec![once(b"q/bob/3")])?;
+        store.apply(vec![put(b"q/bob/3", b"again")])?;
+        assert_eq!(store.get(b"q/bob/1")?, None, "removed once");
+        assert_eq!(store.get(b"q/bob/4")?, None, "put and removed in one batch");
+        assert_eq!(store.get(b"q/never")?, None);
+        store.flush()?;
+    }
+    let store = reopen(open, &path)?;
+    assert_eq!(
+        store.scan(b"q/", b"q0", false, 10)?,
+        vec![
+            (b"q/bob/2".to_vec(), b"two".to_vec()),
+            (b"q/bob/3".to_vec(), b"again".to_vec()),
+        ],
+        "what stays after a reopen"
+    );
+    store.apply(vec![once(b"q/bob/3"), once(b"q/bob/2")])?;
+    assert_eq!(store.scan(b"q/", b"q0", false, 10)?, Vec::new());
     Ok(())
 }
