@@ -15,35 +15,25 @@ pub(crate) struct Family {
     pub(crate) prefix: &'static [u8],
     /// The name of its fjall keyspace.
     pub(crate) keyspace: &'static str,
-    /// Its memtable size, in eighths of the configured one (`storage.memtable_mb`), so that
-    /// all memtables together stay near what one shared keyspace took.
-    pub(crate) memtable_eighths: u64,
 }
-
-/// The memtable size of the keyspace of every other record, in eighths of the configured one.
-pub(crate) const REST_MEMTABLE_EIGHTHS: u64 = 4;
 
 /// The families kept apart in stores created with them (see `FjallStore::open`), in key order.
 pub(crate) const FAMILIES: [Family; 4] = [
     Family {
         prefix: b"h/",
         keyspace: "history",
-        memtable_eighths: 4,
     },
     Family {
         prefix: b"k/",
         keyspace: "cids",
-        memtable_eighths: 4,
     },
     Family {
         prefix: b"m/",
         keyspace: "messages",
-        memtable_eighths: 8,
     },
     Family {
         prefix: b"q/",
         keyspace: "queues",
-        memtable_eighths: 4,
     },
 ];
 
