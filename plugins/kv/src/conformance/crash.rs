@@ -1,4 +1,6 @@
-//! A process killed with SIGKILL after a flush: every flushed batch is on disk, whole.
+//! A process killed with SIGKILL after a flush: every flushed batch is on disk, whole, also when
+//! it spans several record kinds (which an engine may keep apart, as fjall's keyspaces) and
+//! removes a key with [`Op::DeleteOnce`](crate::Op::DeleteOnce).
 //!
 //! The check runs the test binary again as a child that only runs the `crash_child` test
 //! ([`conformance_tests!`](crate::conformance_tests) generates both), which writes batches
@@ -12,8 +14,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{put, reopen, scratch, Opener};
-use crate::StoreError;
+use super::{keys, put, reopen, scratch, Opener};
+use crate::{Op, StoreError};
 
 /// Set (to the store's directory) only in the child process.
 const CHILD_DIR: &str = "CHATD_KV_CONFORMANCE_CRASH_DIR";
@@ -41,8 +43,18 @@ fn batch_keys(i: u64) -> [Vec<u8>; 2] {
     ]
 }
 
-/// The child: applies batches (two new keys and an overwrite of `c/last`), flushes each one
-/// and prints `flushed {i}` after the flush returned. Does nothing unless run by
+/// The keys of other record kinds that batch `i` of the child writes: a message, kept, and a
+/// queue entry, which batch `i + 1` removes with [`Op::DeleteOnce`].
+fn kind_keys(i: u64) -> [Vec<u8>; 2] {
+    [
+        format!("m/c{i:08}").into_bytes(),
+        format!("q/c/{i:08}").into_bytes(),
+    ]
+}
+
+/// The child: applies batches (two new keys, an overwrite of `c/last`, a message and a queue
+/// entry, and the removal of the previous batch's queue entry), flushes each one and prints
+/// `flushed {i}` after the flush returned. Does nothing unless run by
 /// [`flushed_batches_survive_sigkill`].
 pub fn crash_child(open: Opener) -> Result<(), StoreError> {
     let Some(path) = std::env::var_os(CHILD_DIR) else {
@@ -54,12 +66,20 @@ pub fn crash_child(open: Opener) -> Result<(), StoreError> {
     let mut i = 0u64;
     while Instant::now() < deadline {
         let [a, b] = batch_keys(i);
+        let [message, queued] = kind_keys(i);
         let value = i.to_string().into_bytes();
-        store.apply(vec![
+        let mut batch = vec![
             put(&a, &value),
+            put(&message, &value),
             put(b"c/last", &value),
+            put(&queued, &value),
             put(&b, &value),
-        ])?;
+        ];
+        if let Some(previous) = i.checked_sub(1) {
+            let [_, dequeued] = kind_keys(previous);
+            batch.push(Op::DeleteOnce(dequeued));
+        }
+        store.apply(batch)?;
         store.flush()?;
         // A closed pipe (the parent is gone) ends the child.
         writeln!(out, "flushed {i}")?;
@@ -144,10 +164,31 @@ pub fn flushed_batches_survive_sigkill(open: Opener, child_test: &str) -> Result
     let last = store
         .get(b"c/last")?
         .and_then(|v| String::from_utf8_lossy(&v).parse::<u64>().ok());
+    let newest = survived.keys().next_back().copied();
     assert_eq!(
-        last,
-        survived.keys().next_back().copied(),
+        last, newest,
         "`c/last` must come from the newest surviving batch (else a batch survived in part)"
     );
+    // The other kinds' keys of every surviving batch, and only theirs: a message each, and
+    // the newest batch's queue entry alone (each later batch removed the one before).
+    let messages: Vec<Vec<u8>> = survived.keys().map(|i| kind_keys(*i)[0].clone()).collect();
+    assert_eq!(
+        keys(&store.scan(b"m/c", b"m/d", false, usize::MAX)?),
+        messages,
+        "the messages of the surviving batches"
+    );
+    let queued: Vec<Vec<u8>> = newest
+        .map(|i| kind_keys(i)[1].clone())
+        .into_iter()
+        .collect();
+    assert_eq!(
+        keys(&store.scan(b"q/c/", b"q/c0", false, usize::MAX)?),
+        queued,
+        "only the newest batch's queue entry"
+    );
+    for i in survived.keys() {
+        let [message, _] = kind_keys(*i);
+        assert_eq!(store.get(&message)?, Some(i.to_string().into_bytes()));
+    }
     Ok(())
 }

@@ -17,7 +17,8 @@
 //!   already open fails with [`StoreError::Locked`] (the CLI relies on it to detect a running
 //!   server) ([`durability`]);
 //! - crashes: a process killed with SIGKILL after `flush` leaves every flushed batch whole on
-//!   disk, and every other batch whole or absent ([`crash`], run by the macro only).
+//!   disk, and every other batch whole or absent, batches over several record kinds and with
+//!   [`Op::DeleteOnce`] included ([`crash`], run by the macro only).
 //!
 //! An engine runs the suite with [`conformance_tests!`](crate::conformance_tests), which expands
 //! to one `#[test]` per check; [`run_all`] runs the same checks (but not the crash check, which
