@@ -106,7 +106,7 @@ impl Drop for TablePacer {
 
 /// The directories of fjall's database `db` that the pacer watches: `db` itself (journals)
 /// and each keyspace's `tables` directory (`{db}/keyspaces/{id}/tables`), as fjall 3 lays
-/// them out. Keyspaces created later are not watched (chatd creates its one at open).
+/// them out. Keyspaces created later are not watched (chatd creates all of its own at open).
 pub(crate) fn fjall_dirs(db: &std::path::Path) -> Vec<(PathBuf, Kind)> {
     let mut dirs = vec![(db.to_path_buf(), Kind::Journals)];
     if let Ok(entries) = std::fs::read_dir(db.join("keyspaces")) {
