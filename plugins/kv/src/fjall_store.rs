@@ -2,6 +2,9 @@
 //! prefixes tell chatd's records apart, as with sled (the layout is `chatd_embedded::keys`);
 //! the families of `key_families.rs` have a keyspace each, every other record shares one.
 
+use std::sync::Arc;
+
+use fjall::compaction::Leveled;
 use fjall::config::PartitioningPolicy;
 use fjall::{AbstractTree, Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 
@@ -20,6 +23,15 @@ const KEYSPACE: &str = "chatd";
 /// own memtable fills, and all of them are replayed at start-up. fjall starts a journal every
 /// 64 MB, so this keeps two.
 const MAX_JOURNALS_BYTES: u64 = 128 << 20;
+
+/// fjall's background threads (flushes and compactions): one, not fjall's default of one per
+/// core (at most 4). Why: in fjall 3.1's pool, worker 0 hands every compaction request it
+/// receives back to the queue, so that another worker compacts while it stays free to flush;
+/// while that other worker is busy, worker 0 receives the same request again at once, so it
+/// spins. At full load a quarter of the workers' CPU went to that loop, and with one worker
+/// throughput rose 4–5 % (docs/benchmarks.md, 2026-12-07, fourth session). One worker flushes
+/// and compacts in turn; the committer's pacing (`give_way`) keeps it from falling behind.
+const FJALL_WORKER_THREADS: usize = 1;
 
 /// The name fjall gives its flush and compaction threads.
 const FJALL_WORKERS: &str = "fjall:worker";
@@ -57,6 +69,7 @@ impl FjallStore {
         let db = Database::builder(&config.path)
             .cache_size(config.cache_bytes)
             .max_journaling_size(MAX_JOURNALS_BYTES)
+            .worker_threads(FJALL_WORKER_THREADS)
             .open()?;
         // A store that has the shared keyspace but not the first family's was created before
         // families had keyspaces; it keeps its one keyspace for good (its records are there).
@@ -208,9 +221,21 @@ impl FjallStore {
 fn keyspace_options(memtable_bytes: u64) -> KeyspaceCreateOptions {
     KeyspaceCreateOptions::default()
         .max_memtable_size(memtable_bytes)
+        .compaction_strategy(Arc::new(
+            Leveled::default().with_l0_threshold(L0_COMPACTION_THRESHOLD),
+        ))
         .filter_block_partitioning_policy(PartitioningPolicy::new([false, true]))
         .index_block_partitioning_policy(PartitioningPolicy::new([false, true]))
 }
+
+/// Level-0 tables from which fjall merges them into level 1: 8, not fjall's 4. Why: the keys
+/// of cids, history and the shared records spread over the whole of their keyspace, so every
+/// merge into level 1 rewrites most of it, and merging twice as many tables at a time halves
+/// those rewrites. At full load fjall's worker took a fifth less CPU, 15 % fewer bytes were
+/// written and throughput rose 4 % (docs/benchmarks.md, 2026-12-07, fourth session); history
+/// reads were as fast. It stays below [`L0_BEHIND`], so merging as planned never makes the
+/// committer wait.
+const L0_COMPACTION_THRESHOLD: u8 = 8;
 
 /// Sealed memtables (written out or waiting to be) from which the committer gives way to
 /// fjall's workers. fjall itself halts every write, 100 ms at a time, from 4.
@@ -335,7 +360,6 @@ impl KvStore for FjallStore {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::sync::Arc;
 
     use super::*;
     use crate::{open, Engine, EngineConfig};
@@ -575,6 +599,29 @@ mod tests {
         assert!(store.keyspace.contains_key("u/bob")?);
         assert!(!store.keyspace.contains_key("m/0001")?);
         assert_eq!(store.get(b"m/0001")?, Some(b"hello".to_vec()));
+        Ok(())
+    }
+
+    /// Every keyspace of a new store merges level 0 into level 1 from
+    /// [`L0_COMPACTION_THRESHOLD`] tables, and keeps doing so after a reopen (fjall records
+    /// the strategy in the store and reads it back from there).
+    #[test]
+    fn keyspaces_merge_level_0_from_eight_tables() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir()?;
+        let config = EngineConfig::new(Engine::Fjall, dir.path());
+        drop(FjallStore::open(&config)?);
+        let store = FjallStore::open(&config)?;
+        assert_eq!(store.all_keyspaces().count(), FAMILIES.len() + 1);
+        for keyspace in store.all_keyspaces() {
+            let threshold = keyspace
+                .config
+                .compaction_strategy
+                .get_config()
+                .into_iter()
+                .find(|(key, _)| &**key == b"leveled_l0_threshold")
+                .map(|(_, value)| value.to_vec());
+            assert_eq!(threshold, Some(vec![L0_COMPACTION_THRESHOLD]));
+        }
         Ok(())
     }
 
