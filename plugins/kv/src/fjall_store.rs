@@ -28,9 +28,9 @@ const MAX_JOURNALS_BYTES: u64 = 128 << 20;
 /// core (at most 4). Why: in fjall 3.1's pool, worker 0 hands every compaction request it
 /// receives back to the queue, so that another worker compacts while it stays free to flush;
 /// while that other worker is busy, worker 0 receives the same request again at once, so it
-/// spins. At full load a quarter of the workers' CPU went to that loop, and with one worker
-/// throughput rose 4–5 % (docs/benchmarks.md, 2026-12-07, fourth session). One worker flushes
-/// and compacts in turn; the committer's pacing (`give_way`) keeps it from falling behind.
+/// spins. At full load a quarter of the workers' CPU went to that loop; with one worker they
+/// took a fifth less (docs/benchmarks.md, 2026-12-07, fourth session). One worker flushes and
+/// compacts in turn; the committer's pacing (`give_way`) keeps it from falling behind.
 const FJALL_WORKER_THREADS: usize = 1;
 
 /// The name fjall gives its flush and compaction threads.
@@ -231,7 +231,7 @@ fn keyspace_options(memtable_bytes: u64) -> KeyspaceCreateOptions {
 /// Level-0 tables from which fjall merges them into level 1: 8, not fjall's 4. Why: the keys
 /// of cids, history and the shared records spread over the whole of their keyspace, so every
 /// merge into level 1 rewrites most of it, and merging twice as many tables at a time halves
-/// those rewrites. At full load fjall's worker took a fifth less CPU, 15 % fewer bytes were
+/// those rewrites. At full load fjall's worker took a sixth less CPU, 17 % fewer bytes were
 /// written and throughput rose 4 % (docs/benchmarks.md, 2026-12-07, fourth session); history
 /// reads were as fast. It stays below [`L0_BEHIND`], so merging as planned never makes the
 /// committer wait.
