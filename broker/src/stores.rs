@@ -75,10 +75,12 @@ fn embedded(config: &Config) -> Result<Stores> {
 
 /// Every port on an embedded store already open (the offline commands open it unguarded).
 pub fn on_embedded(store: Arc<dyn KvStore>, health: Arc<StoreHealth>) -> Result<Stores> {
-    let push = Arc::new(EmbeddedPush::new(store.clone()));
+    let log = EmbeddedLog::open(store.clone()).context("cannot open the message log")?;
+    // Push asks whether a message is still queued: held entries are.
+    let push = Arc::new(EmbeddedPush::new(store.clone()).seeing(log.held_entries()));
     Ok(Stores {
         accounts: Arc::new(EmbeddedAccounts::new(store.clone())),
-        log: Arc::new(EmbeddedLog::open(store.clone()).context("cannot open the message log")?),
+        log: Arc::new(log),
         last_seen: Arc::new(EmbeddedLastSeen::new(store.clone())),
         media: Arc::new(EmbeddedMedia::new(store.clone())),
         profiles: Arc::new(EmbeddedProfiles::new(store.clone())),

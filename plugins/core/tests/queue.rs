@@ -74,12 +74,13 @@ async fn backlog_stops_at_the_watermark() {
     });
     assert!(wait_until(|| env.store.has(b"k/alice/c1")));
     tokio::time::sleep(Duration::from_millis(50)).await;
-    // Applied but not flushed: the queue entry exists, the backlog does not show it.
-    let queued = env
+    // Applied but not flushed: the queue entry exists (held in memory, named by its batch's
+    // list of held entries in the store), the backlog does not show it.
+    let lists = env
         .store
-        .scan(b"q/bob/", b"q/bob0", false, 10)
+        .scan(b"x/held/", b"x/held0", false, 10)
         .expect("scan");
-    assert_eq!(queued.len(), 2);
+    assert_eq!(lists.len(), 2);
     let backlog = env.chat.backlog("bob", None, 10).expect("backlog");
     assert_eq!(backlog.len(), 1);
     assert_eq!(backlog[0].queue_id.as_deref(), Some(first.as_str()));

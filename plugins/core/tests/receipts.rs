@@ -71,7 +71,10 @@ async fn delivered_then_read_is_forwarded_in_order() {
     let q0 = items[0].queue_id.clone().expect("qid");
     let q1 = items[1].queue_id.clone().expect("qid");
     assert!(id < q0 && q0 < q1, "{id} {q0} {q1}");
-    assert!(env.store.has(format!("q/alice/{q0}").as_bytes()));
+    let queued = env.chat.backlog("alice", None, 10).expect("backlog");
+    assert!(queued
+        .iter()
+        .any(|o| o.queue_id.as_deref() == Some(q0.as_str())));
     assert!(env.store.has(format!("s/{id}/bob").as_bytes()));
     let stats = env.chat.stats();
     assert_eq!(stats.receipts_stored, 2);

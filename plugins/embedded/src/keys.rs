@@ -135,6 +135,10 @@ pub const FANOUT_PREFIX: &str = "n/";
 /// `m/{id}`, tells where ids continue and where the committed watermark starts.
 pub const LAST_ID: &[u8] = b"x/last_id";
 
+/// `x/held/{n}`: a list of queue entries held in memory rather than written one by one (see
+/// `log/held.rs`): each entry's `q/…` key and value, in a binary layout of its own.
+pub const HELD_PREFIX: &str = "x/held/";
+
 /// `x/probe`: written (and flushed) by a recovery after a storage failure, to prove that the
 /// store takes durable writes again; its value means nothing.
 pub const STORAGE_PROBE: &[u8] = b"x/probe";

@@ -25,6 +25,7 @@ use chatd_wire::ids::now_ms;
 use serde_json::Value;
 
 use crate::accounts::{encode, failed};
+use crate::log::HeldEntries;
 
 /// Job keys read per scan page.
 const PAGE: usize = 4096;
@@ -45,6 +46,8 @@ struct Lease {
 /// Push jobs and tokens kept in an embedded key-value store.
 pub struct EmbeddedPush {
     store: Arc<dyn KvStore>,
+    /// The message log's queue entries held in memory, when it runs beside this port.
+    held: Option<Arc<HeldEntries>>,
     /// Held claims by (user, conversation).
     leases: Mutex<HashMap<(String, String), Lease>>,
 }
@@ -54,8 +57,17 @@ impl EmbeddedPush {
     pub fn new(store: Arc<dyn KvStore>) -> EmbeddedPush {
         EmbeddedPush {
             store,
+            held: None,
             leases: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// This port beside a message log that holds queue entries in memory (see
+    /// [`EmbeddedLog::held_entries`](crate::log::EmbeddedLog::held_entries)): a held entry is
+    /// still queued.
+    pub fn seeing(mut self, held: Arc<HeldEntries>) -> EmbeddedPush {
+        self.held = Some(held);
+        self
     }
 
     fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Lease>> {
@@ -203,8 +215,11 @@ impl PushJobs for EmbeddedPush {
     }
 
     fn still_queued(&self, user: &str, queued: &str) -> Result<bool, RecordError> {
-        let key = format!("{}{queued}", keys::queue_prefix(user));
-        Ok(self.store.get(key.as_bytes()).map_err(failed)?.is_some())
+        let key = keys::queue_entry(user, queued);
+        if self.held.as_ref().is_some_and(|held| held.holds(&key)) {
+            return Ok(true);
+        }
+        Ok(self.store.get(&key).map_err(failed)?.is_some())
     }
 
     fn notice(&self, id: &str) -> Result<MessageNotice, RecordError> {

@@ -7,13 +7,17 @@
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chatd_core::ports::log::{Intent, Queued};
 
 use chatd_core::ports::log::{
     HistoryEntry, LogBatch, MessageLog, QueueItem, QueueItemKind, SummaryChange,
 };
 use chatd_core::records::chat::Status;
 use chatd_core::records::group::GroupIndex;
-use chatd_embedded::log::EmbeddedLog;
+use chatd_embedded::log::{EmbeddedLog, HOLD, MAX_HELD};
 use chatd_kv::{Engine, EngineConfig, KvStore, Op};
 // The batches and records the conformance suite builds, shared rather than written twice.
 use chatd_core::ports::log_conformance::{
@@ -87,26 +91,148 @@ fn a_batch_that_is_not_durable_is_invisible_until_a_durable_one_follows() {
 #[test]
 fn a_dequeued_item_goes_at_once_and_is_deleted_by_the_next_commit() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_at(dir.path());
     {
-        let log = open(dir.path());
+        let log = EmbeddedLog::open(store.clone()).expect("open");
         log.commit(durable(vec![unit(direct(1)), unit(direct(2))], Some(2)))
             .expect("commit");
-        assert!(log.dequeue("bob", &id(1)).expect("dequeue"));
+        // Held in memory: taking it out of the queue leaves nothing for a commit to do.
+        assert!(!log.dequeue("bob", &id(1)).expect("dequeue"));
         assert_eq!(
             qids(&log.queue("bob", None, 10).expect("queue")),
             vec![id(2)]
         );
+        // A shutdown writes out what is still held: 2 is a record now.
+        log.flush().expect("flush");
+        assert!(store.get(&queue_key(2)).expect("get").is_some());
+        assert!(held_lists(&store).is_empty());
+        assert!(log.dequeue("bob", &id(2)).expect("dequeue"));
+        assert!(log.queue("bob", None, 10).expect("queue").is_empty());
         // One commit is awaited already: a second dequeue needs no new one.
-        assert!(!log.dequeue("bob", &id(1)).expect("dequeue again"));
+        assert!(!log.dequeue("bob", &id(2)).expect("dequeue again"));
         log.commit(LogBatch::default()).expect("commit");
-        // Done: the next dequeue awaits a commit again.
-        assert!(log.dequeue("bob", &id(2)).expect("dequeue after"));
-        log.commit(LogBatch::default()).expect("commit");
+        assert_eq!(store.get(&queue_key(2)).expect("get"), None);
         log.flush().expect("flush");
     }
     // The dequeues are remembered nowhere but in the store now.
-    let log = open(dir.path());
+    let log = EmbeddedLog::open(store).expect("reopen");
     assert!(log.queue("bob", None, 10).expect("queue").is_empty());
+}
+
+/// `q/bob/{id(n)}`, the record of bob's queue entry for message `n`.
+fn queue_key(n: u32) -> Vec<u8> {
+    format!("q/bob/{}", id(n)).into_bytes()
+}
+
+/// The lists of held queue entries (`x/held/…`) in `store`.
+fn held_lists(store: &Arc<dyn KvStore>) -> Vec<Vec<u8>> {
+    store
+        .scan(b"x/held/", b"x/held0", false, usize::MAX)
+        .expect("scan")
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect()
+}
+
+#[test]
+fn queue_entries_are_held_in_memory_and_survive_a_crash_through_their_list() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_at(dir.path());
+    let log = EmbeddedLog::open(store.clone()).expect("open");
+    log.commit(durable(
+        vec![unit(direct(1)), unit(direct(2)), unit(direct(3))],
+        Some(3),
+    ))
+    .expect("commit");
+    // No record per entry: one list names the three.
+    assert_eq!(
+        store.scan(b"q/", b"q0", false, 10).expect("scan"),
+        Vec::new()
+    );
+    assert_eq!(held_lists(&store).len(), 1);
+    assert_eq!(
+        qids(&log.queue("bob", Some(&id(1)), 10).expect("queue")),
+        vec![id(2), id(3)]
+    );
+    assert!(!log.dequeue("bob", &id(2)).expect("dequeue"));
+    // Gone without a shutdown (`flush`), as in a crash. The list was flushed with its
+    // batch, so the next open writes its entries out as records, the dequeued one included
+    // (it is delivered again, and clients de-duplicate by id), and deletes the list.
+    drop(log);
+    drop(store);
+    let store = store_at(dir.path());
+    let log = EmbeddedLog::open(store.clone()).expect("reopen");
+    assert_eq!(
+        qids(&log.queue("bob", None, 10).expect("queue")),
+        vec![id(1), id(2), id(3)]
+    );
+    for n in 1..=3 {
+        assert!(store.get(&queue_key(n)).expect("get").is_some(), "{n}");
+    }
+    assert!(held_lists(&store).is_empty());
+}
+
+#[test]
+fn entries_held_longer_than_the_hold_are_written_as_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_at(dir.path());
+    let log = EmbeddedLog::open(store.clone()).expect("open");
+    log.commit(durable(vec![unit(direct(1)), unit(direct(2))], Some(2)))
+        .expect("commit");
+    assert!(!log.dequeue("bob", &id(1)).expect("dequeue"));
+    // The hold is a least time, not a race: after it, the next commit writes what is left.
+    std::thread::sleep(HOLD + Duration::from_millis(50));
+    log.commit(durable(vec![unit(direct(3))], Some(3)))
+        .expect("commit");
+    assert_eq!(store.get(&queue_key(1)).expect("get"), None);
+    assert!(store.get(&queue_key(2)).expect("get").is_some());
+    // 3 is held still, under a list of its own; the first list went with its last entry.
+    assert_eq!(store.get(&queue_key(3)).expect("get"), None);
+    assert_eq!(held_lists(&store).len(), 1);
+    assert_eq!(
+        qids(&log.queue("bob", None, 10).expect("queue")),
+        vec![id(2), id(3)]
+    );
+    // A written entry is deleted by the next commit once dequeued.
+    assert!(log.dequeue("bob", &id(2)).expect("dequeue"));
+    log.commit(LogBatch::default()).expect("commit");
+    assert_eq!(store.get(&queue_key(2)).expect("get"), None);
+    // A list whose entries were all dequeued is deleted by the next commit.
+    assert!(!log.dequeue("bob", &id(3)).expect("dequeue"));
+    log.commit(LogBatch::default()).expect("commit");
+    assert!(held_lists(&store).is_empty());
+    assert!(log.queue("bob", None, 10).expect("queue").is_empty());
+}
+
+#[test]
+fn no_more_than_max_held_entries_are_held() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_at(dir.path());
+    let log = EmbeddedLog::open(store.clone()).expect("open");
+    let receipt = |n: usize| Intent::Enqueue {
+        user: "alice".into(),
+        qid: id(n as u32),
+        entry: Queued::Receipt(Bytes::from_static(b"{}")),
+    };
+    let first: Vec<Intent> = (0..MAX_HELD).map(receipt).collect();
+    log.commit(durable(vec![unit(first)], Some(MAX_HELD as u32 - 1)))
+        .expect("commit");
+    assert_eq!(log.held_entries().len(), MAX_HELD);
+    // One more than the bound: the oldest list is written out by the same commit.
+    log.commit(durable(
+        vec![unit(vec![receipt(MAX_HELD)])],
+        Some(MAX_HELD as u32),
+    ))
+    .expect("commit");
+    assert_eq!(log.held_entries().len(), 1);
+    let written = store
+        .scan(b"q/alice/", b"q/alice0", false, usize::MAX)
+        .expect("scan");
+    assert_eq!(written.len(), MAX_HELD);
+    assert_eq!(
+        log.queue("alice", None, usize::MAX).expect("queue").len(),
+        MAX_HELD + 1
+    );
 }
 
 #[test]

@@ -24,9 +24,10 @@ fn fresh_on(engine: Engine) -> (Ports, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn KvStore> =
         chatd_kv::open(&EngineConfig::new(engine, dir.path())).expect("store");
-    let push = Arc::new(EmbeddedPush::new(store.clone()));
+    let log = EmbeddedLog::open(store.clone()).expect("open");
+    let push = Arc::new(EmbeddedPush::new(store.clone()).seeing(log.held_entries()));
     let ports = Ports {
-        log: Arc::new(EmbeddedLog::open(store.clone()).expect("open")),
+        log: Arc::new(log),
         accounts: Arc::new(EmbeddedAccounts::new(store.clone())),
         last_seen: Arc::new(EmbeddedLastSeen::new(store.clone())),
         media: Arc::new(EmbeddedMedia::new(store.clone())),

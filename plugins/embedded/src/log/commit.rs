@@ -8,8 +8,11 @@
 //! receipt event payload; `s/{id}/{user}` = the status record; `v/{user}/{conversation}` = the
 //! summary; `a/{media}/{user}` = empty; `j/{user}/{conversation}/{id}` = the queue id when it
 //! is not `id`, else empty; `k/{user}/{cid}` = the ack; `x/last_id` = the newest id issued.
+//! Queue entries (`q/…`) are not written here: the batch's are held in memory under one list
+//! record (`held.rs`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
 
 use crate::keys;
 use bytes::Bytes;
@@ -34,6 +37,9 @@ pub(super) struct Staging<'a> {
     cached: &'a SummaryCache,
     /// The operations so far, in intent order (summaries are added by [`Staging::finish`]).
     pub(super) ops: Vec<Op>,
+    /// The queue entries the batch queues, by key: held in memory, not written one by one
+    /// (see `held.rs`).
+    pub(super) enqueued: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Acks by `k/…` key for cids remembered by this batch or looked up by it.
     pub(super) cids: HashMap<Vec<u8>, Bytes>,
     /// Receipt statuses (`s/…` keys) as this batch leaves them.
@@ -57,6 +63,7 @@ impl<'a> Staging<'a> {
             store,
             cached,
             ops: Vec::new(),
+            enqueued: BTreeMap::new(),
             cids: HashMap::new(),
             statuses: HashMap::new(),
             summaries: BTreeMap::new(),
@@ -121,8 +128,7 @@ impl<'a> Staging<'a> {
                     Queued::Pointer(id) => [&[POINTER], id.as_bytes()].concat(),
                     Queued::Receipt(payload) => payload.to_vec(),
                 };
-                self.ops
-                    .push(Op::Put(keys::queue_entry(&user, &qid), value));
+                self.enqueued.insert(keys::queue_entry(&user, &qid), value);
             }
             Intent::Status { id, user, record } => self.status(&id, &user, record)?,
             Intent::Summary {
@@ -291,6 +297,16 @@ impl EmbeddedLog {
     /// Carries out `batch` (see [`MessageLog::commit`](chatd_core::ports::log::MessageLog)):
     /// one atomic apply, a flush when durable, and only then the in-memory consequences.
     pub(super) fn write(&self, batch: LogBatch) -> Result<Vec<UnitOutcome>, RecordError> {
+        self.write_holding(batch, true)
+    }
+
+    /// [`EmbeddedLog::write`], which writes out every held queue entry unless `hold` (at
+    /// shutdown, so that a restart finds no list to write out and delivers nothing twice).
+    pub(super) fn write_holding(
+        &self,
+        batch: LogBatch,
+        hold: bool,
+    ) -> Result<Vec<UnitOutcome>, RecordError> {
         // Held for the whole commit: every read-modify-write of the batch must see the
         // batches before it, and `applied` only moves under it.
         let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
@@ -311,6 +327,10 @@ impl EmbeddedLog {
         if let Some(id) = &batch.newest {
             ops.push(Op::Put(keys::LAST_ID.to_vec(), id.clone().into_bytes()));
         }
+        let now = Instant::now();
+        let enqueued = std::mem::take(&mut staging.enqueued);
+        let mut holding = self.held.stage(now, !hold, enqueued, &staging.forgotten);
+        ops.append(&mut holding.ops);
         let acked = self.acked.take();
         // Each queue key is put once (queue ids are never issued twice).
         ops.extend(acked.iter().cloned().map(Op::DeleteOnce));
@@ -322,10 +342,12 @@ impl EmbeddedLog {
             let mut cached = self.groups.lock();
             if let Err(e) = store.apply(ops) {
                 self.summaries.clear();
+                self.held.unstage(&holding);
                 return Err(failed(e));
             }
             cached.invalidate(&staging.groups);
             drop(cached);
+            self.held.applied(holding, now);
             self.summaries
                 .written(&staging.summaries, &staging.forgotten);
             if let Some(id) = &batch.newest {

@@ -62,6 +62,7 @@ impl Staging<'_> {
         doomed.extend(staged);
         doomed.extend(singles.iter().cloned());
         self.ops.extend(doomed.into_iter().map(Op::Delete));
+        self.enqueued.retain(|key, _| !mine(key));
         self.summaries.retain(|key, _| !mine(key));
         self.cids.retain(|key, _| !mine(key));
         self.forgotten.extend(prefixes);

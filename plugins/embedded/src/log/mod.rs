@@ -7,7 +7,8 @@
 //! which bounds queue and history reads, while the store already shows applied writes.
 //! Split by concern: `commit.rs` (intents to operations), `reads.rs`, `groups.rs` (cache,
 //! membership, the groups-of-user index), `fanouts.rs` (claims), `purge.rs` (removed
-//! accounts), `acked.rs` (dequeues waiting for the next commit), `summaries.rs` (the
+//! accounts), `acked.rs` (dequeues waiting for the next commit), `held.rs` (queue entries held
+//! in memory, most of which are dequeued before they would be written), `summaries.rs` (the
 //! summaries written lately, so changing one needs no read), `watermark.rs`.
 
 mod acked;
@@ -15,6 +16,7 @@ mod commit;
 mod fanouts;
 mod forget;
 mod groups;
+mod held;
 mod purge;
 mod reads;
 mod summaries;
@@ -37,6 +39,7 @@ use chatd_kv::{KvPair, KvStore, Op};
 use self::acked::AckedKeys;
 use self::fanouts::Leases;
 use self::groups::GroupCache;
+pub use self::held::{HeldEntries, HOLD, MAX_HELD};
 use self::summaries::SummaryCache;
 use self::watermark::Watermark;
 use crate::accounts::failed;
@@ -63,6 +66,8 @@ pub struct EmbeddedLog {
     applied: Mutex<String>,
     /// Dequeued queue keys the next commit deletes.
     acked: AckedKeys,
+    /// Queue entries held in memory rather than written one by one.
+    held: Arc<HeldEntries>,
     /// Groups loaded lately.
     groups: GroupCache,
     /// Claims of unfinished fan-outs.
@@ -73,20 +78,31 @@ pub struct EmbeddedLog {
 
 impl EmbeddedLog {
     /// The message log in `store`: builds the groups-of-user index if the store predates it,
-    /// and starts the committed watermark at the newest id stored (everything in the store at
-    /// open counts as committed: what a crash lost is gone already).
+    /// writes out the queue entries held when it was last closed, and starts the committed
+    /// watermark at the newest id stored (everything in the store at open counts as
+    /// committed: what a crash lost is gone already).
     pub fn open(store: Arc<dyn KvStore>) -> Result<EmbeddedLog, RecordError> {
         groups::build_index_if_missing(store.as_ref())?;
+        let held = Arc::new(HeldEntries::default());
+        held.write_out_stored(store.as_ref())?;
         let newest = reads::newest_id(store.as_ref())?.unwrap_or_default();
         Ok(EmbeddedLog {
             store,
             watermark: Watermark::new(newest.clone()),
             applied: Mutex::new(newest),
             acked: AckedKeys::default(),
+            held,
             groups: GroupCache::default(),
             leases: Leases::default(),
             summaries: SummaryCache::default(),
         })
+    }
+}
+
+impl EmbeddedLog {
+    /// The queue entries this log holds in memory, for the push port's "still queued".
+    pub fn held_entries(&self) -> Arc<HeldEntries> {
+        self.held.clone()
     }
 }
 
@@ -133,6 +149,7 @@ impl MessageLog for EmbeddedLog {
         reads::queue(
             self.store.as_ref(),
             &self.acked,
+            &self.held,
             &committed,
             user,
             after,
@@ -141,7 +158,12 @@ impl MessageLog for EmbeddedLog {
     }
 
     fn dequeue(&self, user: &str, qid: &str) -> Result<bool, RecordError> {
-        Ok(self.acked.add(keys::queue_entry(user, qid)))
+        let key = keys::queue_entry(user, qid);
+        if self.held.dequeue(&key) {
+            // Never written: nothing for a commit to delete.
+            return Ok(false);
+        }
+        Ok(self.acked.add(key))
     }
 
     fn history(
@@ -206,7 +228,13 @@ impl MessageLog for EmbeddedLog {
     }
 
     fn flush(&self) -> Result<(), RecordError> {
-        self.store.flush().map_err(failed)
+        // At shutdown: held entries are written out, so that the next open has none to write
+        // out again (which would deliver the dequeued ones twice).
+        let everything = LogBatch {
+            durable: true,
+            ..LogBatch::default()
+        };
+        self.write_holding(everything, false).map(drop)
     }
 
     fn failing(&self) -> bool {
@@ -224,6 +252,9 @@ impl MessageLog for EmbeddedLog {
         // What was loaded or written may come from a batch that never reached the disk.
         self.groups.lock().clear();
         self.summaries.clear();
+        // So may held entries: those whose list is on disk are written out, the rest went
+        // with their batch.
+        self.held.write_out_stored(self.store.as_ref())?;
         // Larger than a page, so that it needs fresh blocks on a disk that was full, not only
         // the slack of a page the failed writes had started.
         let probe = vec![0; PROBE_BYTES];

@@ -15,14 +15,16 @@ use chatd_wire::ids::valid_message_id;
 
 use super::acked::AckedKeys;
 use super::commit::POINTER;
+use super::held::HeldEntries;
 use super::rows_under;
 use crate::accounts::failed;
 
 /// Up to `limit` items of `user`'s queue with a queue id above `after` and at most
-/// `committed`, skipping those dequeued but not yet deleted.
+/// `committed`, skipping those dequeued but not yet deleted, held entries included.
 pub(super) fn queue(
     store: &dyn KvStore,
     acked: &AckedKeys,
+    held: &HeldEntries,
     committed: &str,
     user: &str,
     after: Option<&str>,
@@ -37,23 +39,33 @@ pub(super) fn queue(
         None => prefix.as_bytes().to_vec(),
     };
     let end = keys::successor(&keys::queue_entry(user, committed));
+    // Taken before the store is read: an entry written out meanwhile is held until its
+    // record is in the store, so it is found in one or the other (or both).
+    let mut held_rows = held.range(&from, &end, limit);
     let mut rows = Vec::with_capacity(limit.min(1024));
     // Held across the scans, so that a commit deleting dequeued keys meanwhile cannot make
     // one both gone from the set and still found in the store. A page is short only when the
     // queue has no more.
-    let held = acked.hold();
+    let acked_now = acked.hold();
     while rows.len() < limit {
         let want = limit - rows.len();
         let page = store.scan(&from, &end, false, want).map_err(failed)?;
         let full = page.len() == want;
         let Some((last, _)) = page.last() else { break };
         from = keys::successor(last);
-        rows.extend(page.into_iter().filter(|(key, _)| !held.contains(key)));
+        rows.extend(page.into_iter().filter(|(key, _)| !acked_now.contains(key)));
         if !full {
             break;
         }
     }
-    drop(held);
+    held_rows.retain(|(key, _)| !acked_now.contains(key));
+    drop(acked_now);
+    if !held_rows.is_empty() {
+        rows.append(&mut held_rows);
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows.dedup_by(|a, b| a.0 == b.0);
+        rows.truncate(limit);
+    }
     let mut out = Vec::with_capacity(rows.len());
     for (key, value) in rows {
         let qid = String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default()).into_owned();
