@@ -377,4 +377,38 @@ mod tests {
         assert_eq!(list_number(&list_key(42)), Some(42));
         assert!(list_key(9) < list_key(10));
     }
+
+    /// An entry being written by a commit is not dropped by a dequeue meanwhile (its record
+    /// may already be in the store: the dequeue must delete it), and it stays readable until
+    /// the commit is applied; a failed commit leaves it held as before.
+    #[test]
+    fn an_entry_being_written_is_left_to_the_store() {
+        let held = HeldEntries::default();
+        let start = Instant::now();
+        let new: Entries = [(b"q/bob/1".to_vec(), Vec::new())].into();
+        let staged = held.stage(start, false, new, &[]);
+        assert_eq!(staged.ops.len(), 1, "the list, nothing else");
+        held.applied(staged, start);
+        assert!(held.holds(b"q/bob/1"));
+
+        let later = start + HOLD;
+        let staged = held.stage(later, false, Entries::new(), &[]);
+        assert_eq!(
+            staged.ops,
+            vec![
+                Op::Put(b"q/bob/1".to_vec(), Vec::new()),
+                Op::Delete(list_key(0))
+            ]
+        );
+        assert!(!held.dequeue(b"q/bob/1"), "being written");
+        assert_eq!(held.range(b"q/bob/", b"q/bob0", 10).len(), 1);
+        held.unstage(&staged);
+        assert!(held.holds(b"q/bob/1"));
+
+        let staged = held.stage(later, false, Entries::new(), &[]);
+        held.applied(staged, later);
+        assert!(!held.holds(b"q/bob/1"));
+        assert!(held.is_empty());
+        assert!(held.lock().lists.is_empty());
+    }
 }
