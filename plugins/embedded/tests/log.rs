@@ -91,32 +91,37 @@ fn a_batch_that_is_not_durable_is_invisible_until_a_durable_one_follows() {
 #[test]
 fn a_dequeued_item_goes_at_once_and_is_deleted_by_the_next_commit() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store_at(dir.path());
-    {
-        let log = EmbeddedLog::open(store.clone()).expect("open");
-        log.commit(durable(vec![unit(direct(1)), unit(direct(2))], Some(2)))
-            .expect("commit");
-        // Held in memory: taking it out of the queue leaves nothing for a commit to do.
-        assert!(!log.dequeue("bob", &id(1)).expect("dequeue"));
-        assert_eq!(
-            qids(&log.queue("bob", None, 10).expect("queue")),
-            vec![id(2)]
-        );
-        // A shutdown writes out what is still held: 2 is a record now.
-        log.flush().expect("flush");
-        assert!(store.get(&queue_key(2)).expect("get").is_some());
-        assert!(held_lists(&store).is_empty());
-        assert!(log.dequeue("bob", &id(2)).expect("dequeue"));
-        assert!(log.queue("bob", None, 10).expect("queue").is_empty());
-        // One commit is awaited already: a second dequeue needs no new one.
-        assert!(!log.dequeue("bob", &id(2)).expect("dequeue again"));
-        log.commit(LogBatch::default()).expect("commit");
-        assert_eq!(store.get(&queue_key(2)).expect("get"), None);
-        log.flush().expect("flush");
-    }
+    let (store, log) = two_queued_one_dequeued(dir.path());
+    assert_eq!(
+        qids(&log.queue("bob", None, 10).expect("queue")),
+        vec![id(2)]
+    );
+    // A shutdown writes out what is still held: 2 is a record now.
+    log.flush().expect("flush");
+    assert!(store.get(&queue_key(2)).expect("get").is_some());
+    assert!(held_lists(&store).is_empty());
+    assert!(log.dequeue("bob", &id(2)).expect("dequeue"));
+    assert!(log.queue("bob", None, 10).expect("queue").is_empty());
+    // One commit is awaited already: a second dequeue needs no new one.
+    assert!(!log.dequeue("bob", &id(2)).expect("dequeue again"));
+    log.commit(LogBatch::default()).expect("commit");
+    assert_eq!(store.get(&queue_key(2)).expect("get"), None);
+    log.flush().expect("flush");
+    drop(log);
     // The dequeues are remembered nowhere but in the store now.
     let log = EmbeddedLog::open(store).expect("reopen");
     assert!(log.queue("bob", None, 10).expect("queue").is_empty());
+}
+
+/// A log on a fresh store in `dir`, with bob's messages 1 and 2 committed and 1 dequeued.
+fn two_queued_one_dequeued(dir: &Path) -> (Arc<dyn KvStore>, EmbeddedLog) {
+    let store = store_at(dir);
+    let log = EmbeddedLog::open(store.clone()).expect("open");
+    log.commit(durable(vec![unit(direct(1)), unit(direct(2))], Some(2)))
+        .expect("commit");
+    // Held in memory: taking it out of the queue leaves nothing for a commit to do.
+    assert!(!log.dequeue("bob", &id(1)).expect("dequeue"));
+    (store, log)
 }
 
 /// `q/bob/{id(n)}`, the record of bob's queue entry for message `n`.
@@ -175,11 +180,7 @@ fn queue_entries_are_held_in_memory_and_survive_a_crash_through_their_list() {
 #[test]
 fn entries_held_longer_than_the_hold_are_written_as_records() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store_at(dir.path());
-    let log = EmbeddedLog::open(store.clone()).expect("open");
-    log.commit(durable(vec![unit(direct(1)), unit(direct(2))], Some(2)))
-        .expect("commit");
-    assert!(!log.dequeue("bob", &id(1)).expect("dequeue"));
+    let (store, log) = two_queued_one_dequeued(dir.path());
     // The hold is a least time, not a race: after it, the next commit writes what is left.
     std::thread::sleep(HOLD + Duration::from_millis(50));
     log.commit(durable(vec![unit(direct(3))], Some(3)))
