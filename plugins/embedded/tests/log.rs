@@ -178,6 +178,42 @@ fn queue_entries_are_held_in_memory_and_survive_a_crash_through_their_list() {
 }
 
 #[test]
+fn a_crash_after_forgetting_a_user_brings_none_of_their_held_entries_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_at(dir.path());
+    let log = EmbeddedLog::open(store.clone()).expect("open");
+    // One batch, one list: an entry of bob's and one of carol's.
+    let mut intents = direct(1);
+    intents.push(Intent::Enqueue {
+        user: "carol".into(),
+        qid: id(1),
+        entry: Queued::Pointer(id(1)),
+    });
+    log.commit(durable(vec![unit(intents)], Some(1)))
+        .expect("commit");
+    log.commit(durable(
+        vec![unit(vec![Intent::ForgetUser { user: "bob".into() }])],
+        None,
+    ))
+    .expect("forget");
+    assert!(log.queue("bob", None, 10).expect("queue").is_empty());
+    // Gone without a shutdown, as in a crash, while carol's entry keeps the list.
+    drop(log);
+    drop(store);
+    let store = store_at(dir.path());
+    let log = EmbeddedLog::open(store.clone()).expect("reopen");
+    assert_eq!(
+        store.scan(b"q/bob/", b"q/bob0", false, 10).expect("scan"),
+        Vec::new()
+    );
+    assert!(log.queue("bob", None, 10).expect("queue").is_empty());
+    assert_eq!(
+        qids(&log.queue("carol", None, 10).expect("queue")),
+        vec![id(1)]
+    );
+}
+
+#[test]
 fn entries_held_longer_than_the_hold_are_written_as_records() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, log) = two_queued_one_dequeued(dir.path());

@@ -238,6 +238,31 @@ impl HeldEntries {
                 staged.deleted.push(*n);
             }
         }
+        // A list that names entries of a forgotten user is written again without them, by
+        // this same batch: an open after a crash writes out what lists name, and must not
+        // bring back a removed account's queue (its id may be taken again).
+        if !staged.dropped.is_empty() {
+            for (&n, list) in lists.iter() {
+                let names_dropped = list
+                    .keys
+                    .iter()
+                    .any(|key| staged.dropped.binary_search(key).is_ok());
+                if !names_dropped || staged.deleted.contains(&n) {
+                    continue;
+                }
+                let rest: Entries = list
+                    .keys
+                    .iter()
+                    .filter(|key| staged.dropped.binary_search(key).is_err())
+                    .filter_map(|key| Some((key.clone(), entries.get(key)?.value.clone())))
+                    .collect();
+                if rest.is_empty() {
+                    staged.deleted.push(n);
+                } else {
+                    staged.ops.push(Op::Put(list_key(n), encode(&rest)));
+                }
+            }
+        }
         staged
             .ops
             .extend(staged.deleted.iter().map(|&n| Op::Delete(list_key(n))));
