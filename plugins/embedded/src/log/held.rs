@@ -205,71 +205,22 @@ impl HeldEntries {
                 .cloned()
                 .collect();
         }
-        let Inner {
-            entries,
-            lists,
-            finished,
-            next,
-        } = &mut *inner;
-        // Counting what this batch adds, so that after it no more than the bound are held
-        // (unless the batch alone queues more: its list is then written out by the next).
-        let mut held = entries.len() + new.len();
-        for (&n, list) in lists.iter() {
-            let due =
-                everything || now.saturating_duration_since(list.since) >= HOLD || held > MAX_HELD;
-            if !due {
-                break;
-            }
-            for key in &list.keys {
-                let Some(entry) = entries.get_mut(key) else {
-                    continue;
-                };
-                if staged.dropped.binary_search(key).is_err() {
-                    entry.writing = true;
-                    staged.ops.push(Op::Put(key.clone(), entry.value.clone()));
-                    staged.written.push(key.clone());
-                }
-                held -= 1;
-            }
-            staged.deleted.push(n);
-        }
-        for n in finished.iter() {
-            if !staged.deleted.contains(n) {
-                staged.deleted.push(*n);
+        inner.write_out_due(&mut staged, now, everything, new.len());
+        for &n in &inner.finished {
+            if !staged.deleted.contains(&n) {
+                staged.deleted.push(n);
             }
         }
-        // A list that names entries of a forgotten user is written again without them, by
-        // this same batch: an open after a crash writes out what lists name, and must not
-        // bring back a removed account's queue (its id may be taken again).
         if !staged.dropped.is_empty() {
-            for (&n, list) in lists.iter() {
-                let names_dropped = list
-                    .keys
-                    .iter()
-                    .any(|key| staged.dropped.binary_search(key).is_ok());
-                if !names_dropped || staged.deleted.contains(&n) {
-                    continue;
-                }
-                let rest: Entries = list
-                    .keys
-                    .iter()
-                    .filter(|key| staged.dropped.binary_search(key).is_err())
-                    .filter_map(|key| Some((key.clone(), entries.get(key)?.value.clone())))
-                    .collect();
-                if rest.is_empty() {
-                    staged.deleted.push(n);
-                } else {
-                    staged.ops.push(Op::Put(list_key(n), encode(&rest)));
-                }
-            }
+            inner.rewrite_without_dropped(&mut staged);
         }
         staged
             .ops
             .extend(staged.deleted.iter().map(|&n| Op::Delete(list_key(n))));
         if !new.is_empty() {
-            staged.ops.push(Op::Put(list_key(*next), encode(&new)));
-            staged.new = Some((*next, new));
-            *next += 1;
+            staged.ops.push(Op::Put(list_key(inner.next), encode(&new)));
+            staged.new = Some((inner.next, new));
+            inner.next += 1;
         }
         staged
     }
@@ -364,6 +315,67 @@ impl HeldEntries {
 }
 
 impl Inner {
+    /// Stages the writing out of every list due at `now` (every list when `everything`), oldest
+    /// first: those held for [`HOLD`], then more while over [`MAX_HELD`] with `adding` more to
+    /// come. Entries of forgotten users (`staged.dropped`) are not written.
+    fn write_out_due(
+        &mut self,
+        staged: &mut Staged,
+        now: Instant,
+        everything: bool,
+        adding: usize,
+    ) {
+        // Counting what this batch adds, so that after it no more than the bound are held
+        // (unless the batch alone queues more: its list is then written out by the next).
+        let mut held = self.entries.len() + adding;
+        for (&n, list) in self.lists.iter() {
+            let due =
+                everything || now.saturating_duration_since(list.since) >= HOLD || held > MAX_HELD;
+            if !due {
+                break;
+            }
+            for key in &list.keys {
+                let Some(entry) = self.entries.get_mut(key) else {
+                    continue;
+                };
+                if staged.dropped.binary_search(key).is_err() {
+                    entry.writing = true;
+                    staged.ops.push(Op::Put(key.clone(), entry.value.clone()));
+                    staged.written.push(key.clone());
+                }
+                held -= 1;
+            }
+            staged.deleted.push(n);
+        }
+    }
+
+    /// Stages writing again, without them, every list (not deleted by this batch) that names
+    /// entries of forgotten users: an open after a crash writes out what lists name, and must
+    /// not bring back a removed account's queue (its id may be taken again).
+    fn rewrite_without_dropped(&self, staged: &mut Staged) {
+        let dropped = |key: &Vec<u8>| staged.dropped.binary_search(key).is_ok();
+        let mut ops = Vec::new();
+        let mut emptied = Vec::new();
+        for (&n, list) in self.lists.iter() {
+            if !list.keys.iter().any(dropped) || staged.deleted.contains(&n) {
+                continue;
+            }
+            let rest: Entries = list
+                .keys
+                .iter()
+                .filter(|key| !dropped(key))
+                .filter_map(|key| Some((key.clone(), self.entries.get(key)?.value.clone())))
+                .collect();
+            if rest.is_empty() {
+                emptied.push(n);
+            } else {
+                ops.push(Op::Put(list_key(n), encode(&rest)));
+            }
+        }
+        staged.ops.extend(ops);
+        staged.deleted.extend(emptied);
+    }
+
     /// Forgets the held entry `key`, if any, and closes it in its list.
     fn remove(&mut self, key: &[u8]) {
         if let Some(held) = self.entries.remove(key) {

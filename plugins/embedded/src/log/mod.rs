@@ -97,9 +97,7 @@ impl EmbeddedLog {
             summaries: SummaryCache::default(),
         })
     }
-}
 
-impl EmbeddedLog {
     /// The queue entries this log holds in memory, for the push port's "still queued".
     pub fn held_entries(&self) -> Arc<HeldEntries> {
         self.held.clone()
