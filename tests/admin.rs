@@ -155,6 +155,35 @@ async fn healthz_and_metrics() {
     assert_eq!(status, 404);
 }
 
+/// A message for an offline device is held in memory, not written as a record, until it is
+/// acknowledged or a second has passed: `/metrics` shows how many are held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_queue_entries_are_a_gauge() {
+    let srv = Server::start();
+    assert_eq!(
+        metric(&metrics(&srv), "chatd_queue_entries_held"),
+        Some(0.0)
+    );
+    let (alice, bob) = (unique("alice"), unique("bob"));
+    srv.add_user(&alice, "pw");
+    srv.add_user(&bob, "pw");
+    let mut a = support::connect(srv.mqtt, &alice, &alice, "pw").await;
+    a.subscribe(&format!("user/{alice}/#"), rumqttc::QoS::AtLeastOnce)
+        .await;
+    let ack = a.send(&alice, &bob, &unique("c"), "for later").await;
+    assert_eq!(ack["status"], "sent", "{ack}");
+    // Nothing else commits, so the entry stays held until bob acknowledges it.
+    let held = wait_metric(&srv, "chatd_queue_entries_held", |v| v == 1.0).await;
+    assert_eq!(held, 1.0, "bob's entry is held");
+    let mut b = support::connect(srv.mqtt, &bob, &bob, "pw").await;
+    b.subscribe(&format!("user/{bob}/#"), rumqttc::QoS::AtLeastOnce)
+        .await;
+    let msg = b.next_on(&format!("user/{bob}/inbox")).await;
+    assert_eq!(msg["text"], "for later");
+    let held = wait_metric(&srv, "chatd_queue_entries_held", |v| v == 0.0).await;
+    assert_eq!(held, 0.0, "bob's PUBACK dequeued the held entry");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_needs_the_token() {
     let srv = Server::start();

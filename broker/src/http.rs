@@ -81,6 +81,9 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     body.push_str(&shared.presence_relay.render_metrics());
     body.push_str(&shared.hub.render_metrics());
     body.push_str(&shared.kept.render_metrics());
+    if let Some(held) = &shared.held {
+        body.push_str(&crate::metrics::render_held(held.len()));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -264,3 +264,14 @@ impl Metrics {
         out
     }
 }
+
+/// The gauge of queue entries the embedded log holds in memory (at most its `MAX_HELD`); one
+/// that stays near the bound says devices are slow to acknowledge.
+pub fn render_held(held: usize) -> String {
+    let max = chatd_embedded::log::MAX_HELD;
+    format!(
+        "# HELP chatd_queue_entries_held Queue entries held in memory, not yet written as records (at most {max}).\n\
+         # TYPE chatd_queue_entries_held gauge\n\
+         chatd_queue_entries_held {held}\n"
+    )
+}

@@ -106,6 +106,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let dir = config.storage.path.clone();
     let stores = stores::open(&config)?;
     let storage = stores.health.clone();
+    let held = stores.held.clone();
     // The embedded store creates it; a cluster node keeps only listen.json and keys there.
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("storage.path: cannot create {}", dir.display()))?;
@@ -256,6 +257,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         requests: UserRate::new(config.limits.requests_per_sec, config.limits.requests_burst),
         rpc,
         storage,
+        held,
     });
 
     let stop = CancellationToken::new();

@@ -8,6 +8,7 @@ use chatd_auth::JwtVerifier;
 use chatd_core::accounts::Accounts;
 use chatd_core::messaging::Chat;
 use chatd_core::outbox::{Deliver, Outgoing};
+use chatd_embedded::log::HeldEntries;
 use chatd_kv::StoreHealth;
 use chatd_media::MediaService;
 use chatd_push_bridge::PushBridge;
@@ -80,6 +81,8 @@ pub struct Shared {
     pub requests: UserRate,
     /// Whether the store takes durable writes (`/healthz`, `/metrics`).
     pub storage: Arc<StoreHealth>,
+    /// Queue entries held in memory by the embedded log (`/metrics`); none on PostgreSQL.
+    pub held: Option<Arc<HeldEntries>>,
 }
 
 impl Shared {

@@ -14,6 +14,7 @@ use chatd_core::ports::push::{PushJobs, PushTokens};
 use chatd_core::ports::sessions::SessionStore;
 use chatd_embedded::accounts::EmbeddedAccounts;
 use chatd_embedded::log::EmbeddedLog;
+use chatd_embedded::log::HeldEntries;
 use chatd_embedded::media::EmbeddedMedia;
 use chatd_embedded::presence::EmbeddedLastSeen;
 use chatd_embedded::profiles::EmbeddedProfiles;
@@ -45,6 +46,8 @@ pub struct Stores {
     pub profiles: Arc<dyn ProfileStore>,
     /// Whether the store takes durable writes (for `/healthz` and `/metrics`).
     pub health: Arc<StoreHealth>,
+    /// The queue entries the embedded log holds in memory (for `/metrics`); none on PostgreSQL.
+    pub held: Option<Arc<HeldEntries>>,
 }
 
 /// Opens the configured store and every port on it.
@@ -77,7 +80,8 @@ fn embedded(config: &Config) -> Result<Stores> {
 pub fn on_embedded(store: Arc<dyn KvStore>, health: Arc<StoreHealth>) -> Result<Stores> {
     let log = EmbeddedLog::open(store.clone()).context("cannot open the message log")?;
     // Push asks whether a message is still queued: held entries are.
-    let push = Arc::new(EmbeddedPush::new(store.clone()).seeing(log.held_entries()));
+    let held = log.held_entries();
+    let push = Arc::new(EmbeddedPush::new(store.clone()).seeing(held.clone()));
     Ok(Stores {
         accounts: Arc::new(EmbeddedAccounts::new(store.clone())),
         log: Arc::new(log),
@@ -88,6 +92,7 @@ pub fn on_embedded(store: Arc<dyn KvStore>, health: Arc<StoreHealth>) -> Result<
         push_jobs: push.clone(),
         push_tokens: push,
         health,
+        held: Some(held),
     })
 }
 
@@ -124,6 +129,7 @@ fn postgres(config: &Config) -> Result<Stores> {
         push_jobs: push.clone(),
         push_tokens: push,
         health: Arc::new(StoreHealth::default()),
+        held: None,
     })
 }
 

@@ -1,9 +1,17 @@
 //! Checks one `chat/{me}/send` payload against the contract ("Sending") before it goes near
 //! the store, so the committer only ever sees well-formed messages.
+//!
+//! Every send is parsed here, so the common case takes a fast path: a well-formed payload is
+//! read straight into borrowed strings ([`Plain`]). Anything else (an unknown or repeated
+//! field, a field of the wrong type, a missing or odd `cid`) is parsed again as a JSON object
+//! and checked field by field, which gives the error the contract's examples show.
+
+use std::borrow::Cow;
 
 use chatd_wire::ids::valid_message_id;
 use chatd_wire::json::{self, Object};
 use chatd_wire::reply::{ErrorCode, Failure};
+use serde::Deserialize;
 
 /// Fields a send may carry. `from` is accepted and ignored: the sender is always the
 /// authenticated user.
@@ -57,6 +65,16 @@ pub fn max_payload(max_text_bytes: usize) -> usize {
 
 /// Parses and checks a send payload.
 pub fn parse_send(payload: &[u8], max_text_bytes: usize) -> Result<Draft, Rejected> {
+    if payload.len() <= max_payload(max_text_bytes) {
+        if let Ok(plain) = serde_json::from_slice::<Plain>(payload) {
+            if let Some(cid) = plain.cid.as_deref().filter(|c| correlation_id_ok(c)) {
+                return check(&plain, cid, max_text_bytes).map_err(|failure| Rejected {
+                    cid: Some(cid.to_string()),
+                    failure,
+                });
+            }
+        }
+    }
     let obj = json::parse_object(payload, max_payload(max_text_bytes))
         .map_err(|failure| Rejected { cid: None, failure })?;
     let cid =
@@ -73,19 +91,88 @@ pub fn valid_object_id(id: &str) -> bool {
     chatd_auth::validate_user_id(id).is_ok()
 }
 
-fn check(obj: &Object, cid: &str, max_text_bytes: usize) -> Result<Draft, Failure> {
-    json::only_fields(obj, SEND_FIELDS)?;
-    let kind = json::required_str(obj, "type")?;
+/// True for a `cid` that [`json::correlation_id`] takes.
+fn correlation_id_ok(cid: &str) -> bool {
+    (1..=128).contains(&cid.chars().count())
+}
+
+/// A send whose fields are all known, each once, and each a string or null (`from`: anything):
+/// read without building a map, its strings borrowed from the payload unless escaped.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Plain<'a> {
+    #[serde(borrow)]
+    cid: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    to: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    group: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reply_to: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    media: Option<Cow<'a, str>>,
+    /// Accepted and ignored (the sender is the authenticated user); parsed as a value, as
+    /// the slow path does, so that both refuse the same payloads.
+    #[allow(dead_code)]
+    from: Option<serde_json::Value>,
+}
+
+/// A send's fields as [`check`] reads them, in the order it reads them (so the first error
+/// is the same whichever way the payload was parsed).
+trait SendFields {
+    /// Refuses a field the contract does not define.
+    fn only_known(&self) -> Result<(), Failure>;
+    /// The string field `name` (one of [`SEND_FIELDS`]); `null` counts as absent.
+    fn text_field(&self, name: &str) -> Result<Option<&str>, Failure>;
+}
+
+impl SendFields for Object {
+    fn only_known(&self) -> Result<(), Failure> {
+        json::only_fields(self, SEND_FIELDS)
+    }
+
+    fn text_field(&self, name: &str) -> Result<Option<&str>, Failure> {
+        json::optional_str(self, name)
+    }
+}
+
+impl SendFields for Plain<'_> {
+    fn only_known(&self) -> Result<(), Failure> {
+        // Unknown fields failed the fast parse.
+        Ok(())
+    }
+
+    fn text_field(&self, name: &str) -> Result<Option<&str>, Failure> {
+        // Fields of another type failed the fast parse.
+        Ok(match name {
+            "cid" => self.cid.as_deref(),
+            "to" => self.to.as_deref(),
+            "group" => self.group.as_deref(),
+            "type" => self.kind.as_deref(),
+            "text" => self.text.as_deref(),
+            "reply_to" => self.reply_to.as_deref(),
+            "media" => self.media.as_deref(),
+            _ => None,
+        })
+    }
+}
+
+fn check(obj: &impl SendFields, cid: &str, max_text_bytes: usize) -> Result<Draft, Failure> {
+    obj.only_known()?;
+    let kind = obj
+        .text_field("type")?
+        .ok_or_else(|| Failure::bad("`type` is required"))?;
     let is_media = MEDIA_TYPES.contains(&kind);
     if !is_media && kind != "text" {
         return Err(Failure::bad(format!(
             "`type` must be one of text, image, video, audio, file, not {kind:?}"
         )));
     }
-    let target = match (
-        json::optional_str(obj, "to")?,
-        json::optional_str(obj, "group")?,
-    ) {
+    let target = match (obj.text_field("to")?, obj.text_field("group")?) {
         (Some(_), Some(_)) => {
             return Err(Failure::bad(
                 "give either `to` (a user) or `group`, not both",
@@ -106,7 +193,7 @@ fn check(obj: &Object, cid: &str, max_text_bytes: usize) -> Result<Draft, Failur
             Target::Group(group.to_string())
         }
     };
-    let text = json::optional_str(obj, "text")?;
+    let text = obj.text_field("text")?;
     match text {
         None if !is_media => return Err(Failure::bad("`text` is required")),
         Some("") => return Err(Failure::bad("`text` must not be empty")),
@@ -121,7 +208,7 @@ fn check(obj: &Object, cid: &str, max_text_bytes: usize) -> Result<Draft, Failur
         }
         _ => {}
     }
-    let reply_to = json::optional_str(obj, "reply_to")?;
+    let reply_to = obj.text_field("reply_to")?;
     if let Some(r) = reply_to {
         if !valid_message_id(r) {
             return Err(Failure::bad(format!(
@@ -129,7 +216,7 @@ fn check(obj: &Object, cid: &str, max_text_bytes: usize) -> Result<Draft, Failur
             )));
         }
     }
-    let media = json::optional_str(obj, "media")?;
+    let media = obj.text_field("media")?;
     match (is_media, media) {
         (false, Some(_)) => return Err(Failure::bad("`media` is only allowed on media messages")),
         (true, None) => {
@@ -350,6 +437,36 @@ mod tests {
         assert_eq!(d.text.as_deref(), Some("cap"));
         let d = ok(r#"{"cid":"c","to":"bob","type":"audio","media":"m_1"}"#);
         assert_eq!(d.text, None);
+    }
+
+    #[test]
+    fn fast_and_object_paths_read_alike() {
+        // Escaped strings are copied, not borrowed.
+        let d = ok(r#"{"cid":"c\u0031","to":"b\u006fb","type":"text","text":"a\"b"}"#);
+        assert_eq!(d.cid, "c1");
+        assert_eq!(d.target, Target::User("bob".into()));
+        assert_eq!(d.text.as_deref(), Some("a\"b"));
+        // A repeated field: the last one counts, as for every other JSON object read.
+        let d = ok(r#"{"cid":"c","to":"al","to":"bob","type":"text","text":"x"}"#);
+        assert_eq!(d.target, Target::User("bob".into()));
+        // `from` may be anything, and nulls count as absent.
+        let d = ok(
+            r#"{"cid":"c","to":"bob","type":"text","text":"x","from":{"a":[1]},"media":null,"group":null}"#,
+        );
+        assert_eq!(d.target, Target::User("bob".into()));
+        // Not valid JSON either way, even where only `from` is wrong.
+        assert!(
+            refused(br#"{"cid":"c","to":"bob","type":"text","text":"x","from":1e400}"#)
+                .failure
+                .message
+                .contains("not valid JSON")
+        );
+        // A `cid` too long is refused without echoing it, whichever field comes first.
+        let long = "x".repeat(129);
+        let r = refused(
+            format!(r#"{{"to":"bob","cid":"{long}","type":"text","text":"x"}}"#).as_bytes(),
+        );
+        assert_eq!((r.cid, r.failure.code), (None, ErrorCode::BadRequest));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! `q/{user}/{qid}` = empty (the 1:1 message `qid`), `@{id}` (a pointer to message `id`) or a
 //! receipt event payload; `s/{id}/{user}` = the status record; `v/{user}/{conversation}` = the
 //! summary; `a/{media}/{user}` = empty; `j/{user}/{conversation}/{id}` = the queue id when it
-//! is not `id`, else empty; `k/{user}/{cid}` = the ack; `x/last_id` = the newest id issued.
+//! is not `id`, else empty; `k/{user}/{cid}` = the ack, short when it can be (`cid_acks.rs`); `x/last_id` = the newest id issued.
 //! Queue entries (`q/…`) are not written here: the batch's are held in memory under one list
 //! record (`held.rs`).
 
@@ -21,6 +21,7 @@ use chatd_core::ports::log::{Intent, LogBatch, Queued, SummaryChange, Unit, Unit
 use chatd_core::records::chat::{Status, StatusRecord, Summary};
 use chatd_kv::{KvStore, Op};
 
+use super::cid_acks;
 use super::groups::index_op;
 use super::summaries::SummaryCache;
 use super::EmbeddedLog;
@@ -90,12 +91,15 @@ impl<'a> Staging<'a> {
             if let Some(ack) = self.cids.get(&key) {
                 return Ok(UnitOutcome::Duplicate(ack.clone()));
             }
-            if let Some(ack) = self.stored(&key)? {
-                let ack = Bytes::from(ack);
+            if let Some(stored) = self.stored(&key)? {
+                let ack = cid_acks::decode(&claim.cid, stored);
                 self.cids.insert(key, ack.clone());
                 return Ok(UnitOutcome::Duplicate(ack));
             }
-            self.ops.push(Op::Put(key.clone(), claim.ack.to_vec()));
+            self.ops.push(Op::Put(
+                key.clone(),
+                cid_acks::encode(&claim.cid, &claim.ack),
+            ));
             self.cids.insert(key, claim.ack.clone());
         }
         for intent in unit.intents {
@@ -230,9 +234,12 @@ impl<'a> Staging<'a> {
         change: SummaryChange,
     ) -> Result<(), RecordError> {
         let key = keys::summary(user, conversation);
-        let mut summary = match self.summaries.remove(&key) {
-            Some(summary) => summary,
-            None => self.stored_summary(&key, peer, group)?,
+        if !self.summaries.contains_key(&key) {
+            let stored = self.stored_summary(&key, peer, group)?;
+            self.summaries.insert(key.clone(), stored);
+        }
+        let Some(summary) = self.summaries.get_mut(&key) else {
+            return Ok(());
         };
         if group {
             summary.group = true;
@@ -256,7 +263,6 @@ impl<'a> Staging<'a> {
                 }
             }
         }
-        self.summaries.insert(key, summary);
         Ok(())
     }
 

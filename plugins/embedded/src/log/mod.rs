@@ -12,6 +12,7 @@
 //! summaries written lately, so changing one needs no read), `watermark.rs`.
 
 mod acked;
+mod cid_acks;
 mod commit;
 mod fanouts;
 mod forget;
@@ -118,7 +119,7 @@ impl MessageLog for EmbeddedLog {
             .store
             .get(&keys::cid(user, cid))
             .map_err(failed)?
-            .map(Bytes::from))
+            .map(|value| cid_acks::decode(cid, value)))
     }
 
     fn message(&self, id: &str) -> Result<Option<Bytes>, RecordError> {
