@@ -16,9 +16,6 @@ use chatd_wire::reply::ack_ok;
 const SHORT: u8 = 0;
 /// First byte of an ack stored whole that would otherwise be taken for a marker.
 const ESCAPED: u8 = 1;
-/// What a short ack's JSON has right before the id.
-const ID_FIELD: &[u8] = br#","id":""#;
-
 /// The value that remembers `ack` for `cid`.
 pub(super) fn encode(cid: &str, ack: &[u8]) -> Vec<u8> {
     if let Some(id) = short_id(cid, ack) {
@@ -46,13 +43,26 @@ pub(super) fn decode(cid: &str, value: Vec<u8>) -> Bytes {
     }
 }
 
-/// The id of `ack` when `ack_ok` rebuilds it exactly from `cid` and that id.
+/// The id of `ack` when `ack_ok` rebuilds it exactly from `cid` and that id. Matched piece by
+/// piece rather than by encoding the ack again (this runs for every send); a cid that JSON
+/// escapes is left whole (`ack_ok` writes every other cid between quotes as it is).
 fn short_id<'a>(cid: &str, ack: &'a [u8]) -> Option<&'a str> {
-    // Inside a JSON string every `"` is escaped, so the first `,"id":"` is the field's.
-    let at = ack.windows(ID_FIELD.len()).position(|w| w == ID_FIELD)? + ID_FIELD.len();
-    let id = std::str::from_utf8(ack.get(at..at + 25)?).ok()?;
-    let (id, ms) = ms_of(id)?;
-    (ack_ok(cid, id, ms).as_ref() == ack).then_some(id)
+    if cid.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        return None;
+    }
+    let rest = ack
+        .strip_prefix(br#"{"cid":""#)?
+        .strip_prefix(cid.as_bytes())?
+        .strip_prefix(br#"","id":""#)?;
+    let (id, rest) = rest.split_at_checked(25)?;
+    let (id, ms) = ms_of(std::str::from_utf8(id).ok()?)?;
+    let ts = rest
+        .strip_prefix(br#"","ts":"#)?
+        .strip_suffix(br#","status":"sent"}"#)?;
+    // `ts` as `ack_ok` writes `ms`: digits only, no leading zero.
+    let canonical = ts.iter().all(u8::is_ascii_digit) && ts.first() != Some(&b'0');
+    let same = std::str::from_utf8(ts).ok()?.parse::<u64>().ok()? == ms;
+    (canonical && same).then_some(id)
 }
 
 /// A well-formed message id and its millisecond part.
@@ -71,7 +81,7 @@ mod tests {
 
     #[test]
     fn a_plain_ack_is_stored_as_its_id_and_rebuilt_exactly() {
-        for cid in ["c-1", "with \"quotes\" and ,\"id\":\" inside", "é\u{1}\\"] {
+        for cid in ["c-1", "é ü \u{7f} ,'id': 😀", &"x".repeat(128)] {
             let ack = ack_ok(cid, ID, 1_732_790_000_123);
             let value = encode(cid, &ack);
             assert_eq!(value, [&[SHORT], ID.as_bytes()].concat(), "{cid}");
@@ -94,9 +104,26 @@ mod tests {
             assert_ne!(value.first(), Some(&SHORT), "{ack:?}");
             assert_eq!(decode("c", value).as_ref(), ack, "{ack:?}");
         }
+        // Nor is the ack of a cid that JSON escapes.
+        for cid in ["with \"quotes\"", "back\\slash", "tab\t", "nul\u{0}"] {
+            let ack = ack_ok(cid, ID, 1_732_790_000_123);
+            let value = encode(cid, &ack);
+            assert_eq!(value, ack.to_vec(), "{cid}");
+            assert_eq!(decode(cid, value), ack, "{cid}");
+        }
         // An ack that names its cid differently from the key is not shortened either.
         let ack = ack_ok("c-1", ID, 1_732_790_000_123);
         assert_eq!(decode("c-2", encode("c-2", &ack)), ack);
+    }
+
+    #[test]
+    fn every_character_round_trips() {
+        // Whatever JSON escapes and whatever it does not: the ack read back is the ack sent.
+        for c in (0..0x3000).filter_map(char::from_u32) {
+            let cid = format!("a{c}b");
+            let ack = ack_ok(&cid, ID, 1_732_790_000_123);
+            assert_eq!(decode(&cid, encode(&cid, &ack)), ack, "{cid:?}");
+        }
     }
 
     #[test]
