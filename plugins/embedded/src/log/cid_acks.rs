@@ -16,6 +16,7 @@ use chatd_wire::reply::ack_ok;
 const SHORT: u8 = 0;
 /// First byte of an ack stored whole that would otherwise be taken for a marker.
 const ESCAPED: u8 = 1;
+
 /// The value that remembers `ack` for `cid`.
 pub(super) fn encode(cid: &str, ack: &[u8]) -> Vec<u8> {
     if let Some(id) = short_id(cid, ack) {
