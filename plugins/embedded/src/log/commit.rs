@@ -234,12 +234,9 @@ impl<'a> Staging<'a> {
         change: SummaryChange,
     ) -> Result<(), RecordError> {
         let key = keys::summary(user, conversation);
-        if !self.summaries.contains_key(&key) {
-            let stored = self.stored_summary(&key, peer, group)?;
-            self.summaries.insert(key.clone(), stored);
-        }
-        let Some(summary) = self.summaries.get_mut(&key) else {
-            return Ok(());
+        let mut summary = match self.summaries.remove(&key) {
+            Some(summary) => summary,
+            None => self.stored_summary(&key, peer, group)?,
         };
         if group {
             summary.group = true;
@@ -263,6 +260,7 @@ impl<'a> Staging<'a> {
                 }
             }
         }
+        self.summaries.insert(key, summary);
         Ok(())
     }
 
