@@ -28,6 +28,7 @@ use crate::clock::now_ns;
 use crate::control::{
     self, join_all, stop_signal, wait_for_end, wait_for_receipts, EndReason, Progress,
 };
+use crate::cpu;
 use crate::mqtt::{self, ClientSpec};
 use crate::pace::Pacer;
 use crate::publisher::Publisher;
@@ -128,6 +129,8 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
         args.receipts.as_str()
     );
     let ledgers: Vec<Arc<Ledger>> = (0..pairs).map(|_| Arc::default()).collect();
+    // A server that cannot be read (wrong pid) is an error now, not a figure missing later.
+    let meter = cpu::Meter::start(args.pid)?;
     let start_ns = now_ns();
     let start = Instant::now();
     let windows = Arc::new(Windows::default());
@@ -294,6 +297,7 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
         }
     }
     let end_ns = now_ns();
+    let cpu = meter.finish(progress.published.load(Ordering::Relaxed));
     let _ = stop_tx.send(true);
     let limit = Duration::from_secs(5);
     let sent = join_all(tx_tasks, limit).await;
@@ -412,6 +416,7 @@ pub async fn run(args: &ChatArgs, deadline: Instant) -> Result<Report> {
         ack_latency_ms: Some(ack_latency.summary()),
         receipts: receipt_report,
         windows,
+        cpu,
     })
 }
 

@@ -244,7 +244,8 @@ pub struct ChatArgs {
     /// Seconds per window of the per-window latency lines and report (0: none)
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub window: u64,
-    /// chatd's process id: its resident memory is read at the end of every window
+    /// chatd's process id: its resident memory is read at the end of every window, and the CPU
+    /// time it spends per message is reported
     #[arg(long)]
     pub pid: Option<u32>,
     /// Load parameters.
@@ -363,6 +364,9 @@ pub struct RawArgs {
     /// Publisher/subscriber pairs
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=50_000))]
     pub pairs: u32,
+    /// The broker's process id: the CPU time it spends per message is reported
+    #[arg(long)]
+    pub pid: Option<u32>,
     /// Load parameters.
     #[command(flatten)]
     pub load: LoadArgs,

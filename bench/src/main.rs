@@ -15,6 +15,7 @@ mod clock;
 mod connect;
 mod connect_report;
 mod control;
+mod cpu;
 mod fanout;
 mod generate;
 mod group;

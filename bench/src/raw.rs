@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::cli::RawArgs;
 use crate::clock::now_ns;
 use crate::control::{self, join_all, stop_signal, wait_for_end, Progress};
+use crate::cpu;
 use crate::mqtt::{self, ClientSpec, Endpoint};
 use crate::pace::Pacer;
 use crate::publisher::Publisher;
@@ -71,6 +72,8 @@ pub async fn run(args: &RawArgs, deadline: Instant) -> Result<Report> {
     let progress = Arc::new(Progress::default());
     let (stop_tx, stop_rx) = stop_signal();
     eprintln!("running: {pairs} publishers x {} messages", load.messages);
+    // A server that cannot be read (wrong pid) is an error now, not a figure missing later.
+    let meter = cpu::Meter::start(args.pid)?;
     let start_ns = now_ns();
     let start = Instant::now();
 
@@ -156,6 +159,7 @@ pub async fn run(args: &RawArgs, deadline: Instant) -> Result<Report> {
     )
     .await;
     let end_ns = now_ns();
+    let cpu = meter.finish(progress.published.load(Ordering::Relaxed));
     let _ = stop_tx.send(true);
     let limit = Duration::from_secs(5);
     let sent = join_all(pub_tasks, limit).await;
@@ -221,5 +225,6 @@ pub async fn run(args: &RawArgs, deadline: Instant) -> Result<Report> {
         ack_latency_ms: None,
         receipts: None,
         windows: None,
+        cpu,
     })
 }

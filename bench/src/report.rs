@@ -5,6 +5,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use crate::cpu::{CpuReport, PerMessage};
 use crate::stats::LatencySummary;
 use crate::windows::WindowReport;
 
@@ -93,6 +94,10 @@ pub struct Report {
     /// Chat: the figures of every `--window` (printed on stderr as the run went).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub windows: Option<Vec<WindowReport>>,
+    /// CPU time per message sent, of the server (`--pid`) and of chatbench, from the first
+    /// send to the end of the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuReport>,
 }
 
 /// Receipt figures of a chat run with `--receipts`. Receipts are counted per message id and
@@ -156,6 +161,21 @@ pub fn write_latency(
         "  {label:<22} p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  (n={})",
         lat.p50, lat.p99, lat.p999, lat.max, lat.count
     )
+}
+
+/// The CPU line(s): µs per message sent, user + kernel.
+fn write_cpu(out: &mut dyn Write, cpu: &CpuReport) -> std::io::Result<()> {
+    let line = |out: &mut dyn Write, who: &str, p: &PerMessage| {
+        writeln!(
+            out,
+            "  cpu per message    {who:<9} {:>7.2} us  (user {:.2}, kernel {:.2})",
+            p.total_us, p.user_us, p.sys_us
+        )
+    };
+    if let Some(server) = &cpu.server {
+        line(out, "server", server)?;
+    }
+    line(out, "chatbench", &cpu.generator)
 }
 
 fn rate(count: u64, per_s: f64) -> String {
@@ -248,6 +268,9 @@ impl Report {
                     *peak as f64 / 1e6
                 )?;
             }
+        }
+        if let Some(cpu) = &self.cpu {
+            write_cpu(out, cpu)?;
         }
         if let Some(r) = &self.receipts {
             writeln!(
